@@ -1,0 +1,5 @@
+"""`python -m armillary` runs the CLI."""
+
+from armillary.main import main
+
+main()

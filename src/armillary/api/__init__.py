@@ -1,0 +1,1 @@
+"""The HTTP API: `create_app(settings)`, its middleware, routers and error responses."""

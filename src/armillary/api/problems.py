@@ -1,0 +1,77 @@
+"""Errors as `application/problem+json` (RFC 9457).
+
+Every error response carries `type`, `title`, `status`, `detail`, and for bad input
+an `errors` list: one entry per place, with the field `path`, the `document` index
+when a batch was sent, and the `message` saying what was expected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from armillary.errors import ArmillaryError, Invalid, Issue, Unauthorized
+from armillary.resources.validate import format_path
+
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("armillary.api")
+
+
+def problem(
+    status: int, title: str, detail: str, *, errors: list[Issue] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = [_issue(i) for i in errors]
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _issue(issue: Issue) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": issue.path, "message": issue.message}
+    if issue.document is not None:
+        out["document"] = issue.document
+    return out
+
+
+async def _armillary_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ArmillaryError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, Invalid):
+        detail = f"{len(exc.issues)} problem(s) in the input; nothing was changed"
+        return problem(exc.status_code, exc.title, detail, errors=exc.issues)
+    if exc.status_code >= 500:
+        log.error("request failed: %s", exc)
+    return problem(exc.status_code, exc.title, str(exc), headers=headers)
+
+
+async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    issues = [
+        Issue(path=format_path(e["loc"]), message=str(e["msg"])) for e in exc.errors()
+    ]
+    return problem(422, "Invalid input", "the request does not match the API", errors=issues)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal error", "the server failed; see its log")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+    app.add_exception_handler(ArmillaryError, _armillary_error)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

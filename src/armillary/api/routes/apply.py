@@ -1,0 +1,63 @@
+"""`POST /api/v1/apply` and `POST /api/v1/plan`: a set of documents at once.
+
+Both validate every document first. `plan` reports what would change and writes
+nothing; `apply` writes all of it in one transaction or none of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from armillary.api.security import Db, Principal
+from armillary.control import apply as applying
+from armillary.control import plan
+
+router = APIRouter(prefix="/api/v1", tags=["apply"])
+
+
+class DocumentSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[Any] = Field(max_length=10_000)
+    prune: bool = False
+
+
+def _change(change: plan.Change) -> dict[str, Any]:
+    fields = []
+    for f in change.fields:
+        item: dict[str, Any] = {"path": f.path}
+        if not f.added:
+            item["before"] = f.before
+        if not f.removed:
+            item["after"] = f.after
+        fields.append(item)
+    return {"action": change.action, "kind": change.kind, "name": change.name, "fields": fields}
+
+
+@router.post("/plan", summary="Show what applying the documents would change")
+async def plan_documents(body: DocumentSet, db: Db, _who: Principal) -> dict[str, Any]:
+    parsed = applying.parse_documents(body.documents)
+    changes = await applying.compute_plan(db, parsed, prune=body.prune)
+    return {"changes": [_change(c) for c in changes]}
+
+
+@router.post("/apply", summary="Apply the documents: all of them, or none")
+async def apply_documents(body: DocumentSet, db: Db, _who: Principal) -> dict[str, Any]:
+    parsed = applying.parse_documents(body.documents)
+    applied = await applying.apply(db, parsed, prune=body.prune, now=dt.datetime.now(dt.UTC))
+    return {
+        "results": [
+            {
+                "kind": a.kind,
+                "name": a.name,
+                "result": a.result,
+                "generation": a.generation,
+                "resourceVersion": str(a.resource_version),
+            }
+            for a in applied
+        ]
+    }

@@ -1,0 +1,98 @@
+"""`/api/v1/{plural}`: list, get, apply one, delete — one set of routes per kind,
+generated from the kind registry so the OpenAPI document names every kind."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+
+from armillary.api.security import Db, Principal
+from armillary.control import apply as applying
+from armillary.errors import Invalid, Issue
+from armillary.resources import kinds
+from armillary.store import repository
+
+router = APIRouter(prefix="/api/v1", tags=["resources"])
+
+
+def parse_selector(selector: str | None) -> dict[str, str]:
+    """`team=a,tier=gold` → {"team": "a", "tier": "gold"}."""
+    if not selector:
+        return {}
+    labels: dict[str, str] = {}
+    for part in selector.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise Invalid([Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")])
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _version(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise Invalid([Issue(path="resourceVersion", message=f"expected an integer, got {value!r}")])
+    return int(value)
+
+
+def _register(kind: kinds.Kind) -> None:
+    base = f"/{kind.plural}"
+
+    async def list_resources(
+        db: Db, _who: Principal, selector: Annotated[str | None, Query()] = None
+    ) -> dict[str, Any]:
+        labels = parse_selector(selector)
+        async with db.read() as conn:
+            found = await repository.list_kind(conn, kind.name, labels=labels)
+        return {"apiVersion": "armillary.dev/v1", "kind": "List", "items": [s.document() for s in found]}
+
+    async def get_resource(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+        async with db.read() as conn:
+            return (await repository.require(conn, kind.name, name)).document()
+
+    async def apply_resource(
+        name: str, response: Response, db: Db, _who: Principal, document: Annotated[Any, Body()]
+    ) -> dict[str, Any]:
+        parsed = applying.parse_documents([document])
+        desired = parsed[0].desired
+        problems = []
+        if desired.kind != kind.name:
+            problems.append(Issue(path="kind", message=f"expected {kind.name!r} at {base}"))
+        if desired.name != name:
+            problems.append(Issue(path="metadata.name", message=f"expected {name!r}, the name in the URL"))
+        if problems:
+            raise Invalid(problems)
+        applied = await applying.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
+        if applied[0].result == "created":
+            response.status_code = 201
+        async with db.read() as conn:
+            stored = await repository.require(conn, kind.name, name)
+        return {"result": applied[0].result, "resource": stored.document()}
+
+    async def delete_resource(
+        name: str,
+        db: Db,
+        _who: Principal,
+        resource_version: Annotated[str | None, Query(alias="resourceVersion")] = None,
+    ) -> dict[str, Any]:
+        async with db.write() as conn:
+            gone = await repository.remove(conn, kind.name, name, expected_version=_version(resource_version))
+        return {"result": "deleted", "resource": gone.document()}
+
+    summary = kind.name
+    router.add_api_route(base, list_resources, methods=["GET"], summary=f"List {summary}s",
+                         operation_id=f"list_{kind.plural}")
+    router.add_api_route(f"{base}/{{name}}", get_resource, methods=["GET"], summary=f"Get a {summary}",
+                         operation_id=f"get_{kind.plural}")
+    router.add_api_route(f"{base}/{{name}}", apply_resource, methods=["PUT"],
+                         summary=f"Apply a {summary} (create, update or leave unchanged)",
+                         operation_id=f"apply_{kind.plural}")
+    router.add_api_route(f"{base}/{{name}}", delete_resource, methods=["DELETE"],
+                         summary=f"Delete a {summary}", operation_id=f"delete_{kind.plural}")
+
+
+for _kind in kinds.KINDS:
+    _register(_kind)

@@ -1,0 +1,1 @@
+"""Who is calling: tokens and their roles. Later: API keys, users, sessions."""

@@ -1,0 +1,91 @@
+"""`armillary get`, `describe` and `delete`: read and remove resources by kind and name."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from armillary.cli import output
+from armillary.cli.console import call, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid
+from armillary.resources import kinds
+
+
+class Format(str, Enum):
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
+
+KindArg = Annotated[str, typer.Argument(help="Kind: org, stack, release, tenant, schedule, webhooksource.")]
+
+
+def _kind(word: str) -> kinds.Kind:
+    try:
+        return kinds.lookup(word)
+    except KeyError as exc:
+        fail(Invalid(str(exc.args[0])))
+
+
+def get(
+    ctx: typer.Context,
+    kind: KindArg,
+    name: Annotated[str | None, typer.Argument(help="One resource; all of the kind when left out.")] = None,
+    output_format: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
+    selector: Annotated[str | None, typer.Option("--selector", "-l", help="Label filter: k=v,k2=v2.")] = None,
+) -> None:
+    """List resources of a kind, or show one."""
+    found = _kind(kind)
+
+    async def work(api: Client) -> list[dict[str, Any]]:
+        if name is not None:
+            return [await api.get(found.name, name)]
+        return await api.list(found.name, selector=selector)
+
+    docs = call(ctx, work)
+    if output_format in (Format.json, Format.yaml):
+        value: Any = docs[0] if name is not None else {"apiVersion": "armillary.dev/v1", "kind": "List", "items": docs}
+        text = output.to_json(value) if output_format is Format.json else output.to_yaml(value).rstrip("\n")
+        out.print(text, markup=False)
+        return
+    if not docs:
+        out.print(f"No {found.plural} found.")
+        return
+    now = dt.datetime.now(dt.UTC)
+    out.print(output.table(found.name, docs, wide=output_format is Format.wide, now=now), markup=False)
+
+
+def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
+    """Show one resource in full: metadata, spec and status."""
+    found = _kind(kind)
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.get(found.name, name)
+
+    out.print(output.describe(call(ctx, work)), markup=False, end="")
+
+
+def delete(ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]) -> None:
+    """Delete resources by kind and name."""
+    found = _kind(kind)
+
+    async def work(api: Client) -> list[str]:
+        gone = []
+        for name in names:
+            await api.delete(found.name, name)
+            gone.append(name)
+        return gone
+
+    for name in call(ctx, work):
+        out.print(f"{found.name.lower()}/{name} deleted")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(get)
+    app.command()(describe)
+    app.command()(delete)

@@ -1,0 +1,44 @@
+"""The `armillary` Typer app: global options and the commands of each noun module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from armillary import __version__
+from armillary.cli import apply, get, init, schema
+
+app = typer.Typer(
+    name="armillary",
+    help="Armillary: per-tenant service stacks, declared once and kept converged.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"armillary {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None, typer.Option("--server", "-s", help="Server URL [env: ARMILLARY_URL].", show_default=False)
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="API token [env: ARMILLARY_TOKEN].", show_default=False)
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    ctx.obj = {"server": server, "token": token}
+
+
+for module in (init, apply, get, schema):
+    module.register(app)

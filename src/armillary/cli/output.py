@@ -1,0 +1,128 @@
+"""Rendering resources for people (`table`, `wide`, `describe`) and machines (`json`, `yaml`).
+
+Tables are plain whitespace-aligned columns, like kubectl's, so they never wrap
+and stay easy to `grep`/`awk`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ruamel.yaml import YAML
+
+Doc = dict[str, Any]
+Column = tuple[str, Callable[[Doc], str]]
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2)
+
+
+def to_yaml(value: Any) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    yaml.dump(value, out)
+    return out.getvalue()
+
+
+def age(created_at: str | None, *, now: dt.datetime) -> str:
+    """`2026-11-22T10:00:00Z` → `5m` (the largest whole unit, kubectl-style)."""
+    if not created_at:
+        return "<unknown>"
+    created = dt.datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    seconds = max(0, int((now - created).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _spec(doc: Doc, *keys: str) -> str:
+    value: Any = doc.get("spec", {})
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+COLUMNS: dict[str, list[Column]] = {
+    "Org": [("DISPLAY NAME", lambda d: _spec(d, "display_name"))],
+    "Stack": [
+        ("COMPONENTS", lambda d: ",".join(c["name"] for c in d["spec"].get("components", []))),
+        ("GENERATION", lambda d: str(d["metadata"].get("generation", ""))),
+    ],
+    "Release": [
+        ("COMPONENT", lambda d: _spec(d, "component")),
+        ("VERSION", lambda d: _spec(d, "version")),
+    ],
+    "Tenant": [
+        ("ORG", lambda d: _spec(d, "org")),
+        ("STACK", lambda d: _spec(d, "stack")),
+        ("GENERATION", lambda d: str(d["metadata"].get("generation", ""))),
+    ],
+    "Schedule": [
+        ("TENANT", lambda d: _spec(d, "tenant")),
+        ("COMPONENT", lambda d: _spec(d, "component")),
+        ("CRON", lambda d: _spec(d, "cron")),
+        ("TIME ZONE", lambda d: _spec(d, "time_zone") or "UTC"),
+    ],
+    "WebhookSource": [
+        ("TYPE", lambda d: _spec(d, "type")),
+        ("KEY SPACE", lambda d: _spec(d, "routing", "key_space")),
+    ],
+}
+
+WIDE: list[Column] = [
+    ("RESOURCE VERSION", lambda d: str(d["metadata"].get("resourceVersion", ""))),
+    (
+        "LABELS",
+        lambda d: ",".join(f"{k}={v}" for k, v in d["metadata"].get("labels", {}).items()) or "<none>",
+    ),
+]
+
+
+def table(kind: str, docs: Sequence[Doc], *, wide: bool, now: dt.datetime) -> str:
+    columns: list[Column] = [("NAME", lambda d: d["metadata"]["name"])]
+    columns += COLUMNS.get(kind, [])
+    columns.append(("AGE", lambda d: age(d["metadata"].get("createdAt"), now=now)))
+    if wide:
+        columns += WIDE
+    rows = [[title for title, _ in columns]]
+    rows += [[render(doc) for _, render in columns] for doc in docs]
+    return align(rows)
+
+
+def align(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def describe(doc: Doc) -> str:
+    meta = doc["metadata"]
+    labels = ",".join(f"{k}={v}" for k, v in meta.get("labels", {}).items()) or "<none>"
+    annotations = ",".join(f"{k}={v}" for k, v in meta.get("annotations", {}).items()) or "<none>"
+    head = [
+        ("Name:", meta["name"]),
+        ("Kind:", doc["kind"]),
+        ("Labels:", labels),
+        ("Annotations:", annotations),
+        ("UID:", meta.get("uid", "")),
+        ("Generation:", str(meta.get("generation", ""))),
+        ("Resource version:", str(meta.get("resourceVersion", ""))),
+        ("Created:", meta.get("createdAt", "")),
+    ]
+    out = align([[k, v] for k, v in head]) + "\n"
+    out += "Spec:\n" + _indent(to_yaml(doc.get("spec") or {}))
+    status = doc.get("status") or {}
+    out += "Status:\n" + (_indent(to_yaml(status)) if status else "  <none reported yet>\n")
+    return out
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())

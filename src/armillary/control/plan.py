@@ -1,0 +1,148 @@
+"""What applying a set of documents would change: the pure heart of `plan` and `apply`.
+
+`compute(desired, current, prune=…)` compares each desired resource with the stored
+one and returns one `Change` per resource: create, update (with the changed fields),
+unchanged, or — with `prune` — delete for stored resources of the kinds in the set
+that the set no longer names. No I/O, no clock: the same input gives the same plan,
+and `compute(x, x)` has nothing to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from armillary.errors import Invalid, Issue
+from armillary.resources import kinds
+
+Action = Literal["create", "update", "delete", "unchanged"]
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Desired:
+    """What one document asks for, in canonical form."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldChange:
+    path: str
+    before: Any = None
+    after: Any = None
+    added: bool = False
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    action: Action
+    kind: str
+    name: str
+    fields: tuple[FieldChange, ...] = ()
+
+    @property
+    def spec_changed(self) -> bool:
+        return any(f.path.startswith("spec") for f in self.fields)
+
+
+def check_unique(desired: Sequence[Desired]) -> None:
+    """Two documents naming the same resource make an ambiguous set: refuse it."""
+    first: dict[tuple[str, str], int] = {}
+    issues = []
+    for i, item in enumerate(desired):
+        key = (item.kind, item.name)
+        if key in first:
+            issues.append(
+                Issue(
+                    path="metadata.name",
+                    message=f"{item.kind} {item.name!r} appears twice (also document[{first[key]}])",
+                    document=i,
+                )
+            )
+        first.setdefault(key, i)
+    if issues:
+        raise Invalid(issues)
+
+
+def compute(
+    desired: Sequence[Desired], current: Mapping[tuple[str, str], Desired], *, prune: bool = False
+) -> list[Change]:
+    """The plan, ordered as it would be applied (referenced kinds first, deletes last)."""
+    check_unique(desired)
+    changes = [_one(item, current.get((item.kind, item.name))) for item in desired]
+    changes.sort(key=lambda c: (kinds.ORDER.get(c.kind, 99), c.name))
+    if prune:
+        wanted = {(d.kind, d.name) for d in desired}
+        scope = {d.kind for d in desired}
+        doomed = [key for key in current if key[0] in scope and key not in wanted]
+        doomed.sort(key=lambda k: (-kinds.ORDER.get(k[0], 99), k[1]))
+        changes.extend(Change(action="delete", kind=k, name=n) for k, n in doomed)
+    return changes
+
+
+def _one(item: Desired, stored: Desired | None) -> Change:
+    if stored is None:
+        return Change(action="create", kind=item.kind, name=item.name)
+    fields = (
+        *diff(stored.labels, item.labels, path="metadata.labels"),
+        *diff(stored.annotations, item.annotations, path="metadata.annotations"),
+        *diff(stored.spec, item.spec, path="spec"),
+    )
+    action: Action = "update" if fields else "unchanged"
+    return Change(action=action, kind=item.kind, name=item.name, fields=tuple(fields))
+
+
+def diff(before: Any, after: Any, *, path: str) -> Iterator[FieldChange]:
+    """Field-level differences. Lists of named items are matched by name, so moving or
+    inserting a component shows as that component, not as every index after it."""
+    if before == after:
+        return
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        for key in _ordered_keys(before, after):
+            sub = _join(path, key)
+            yield from _pair(before.get(key, _MISSING), after.get(key, _MISSING), sub)
+    elif _named_list(before) and _named_list(after):
+        old = {i["name"]: i for i in before}
+        new = {i["name"]: i for i in after}
+        for name in _ordered_keys(old, new):
+            yield from _pair(old.get(name, _MISSING), new.get(name, _MISSING), f"{path}[name={name}]")
+    else:
+        yield FieldChange(path=path, before=before, after=after)
+
+
+def _pair(before: Any, after: Any, path: str) -> Iterator[FieldChange]:
+    if before is _MISSING:
+        yield FieldChange(path=path, after=after, added=True)
+    elif after is _MISSING:
+        yield FieldChange(path=path, before=before, removed=True)
+    else:
+        yield from diff(before, after, path=path)
+
+
+def _ordered_keys(before: Iterable[Any], after: Iterable[Any]) -> list[Any]:
+    keys = list(before)
+    keys.extend(k for k in after if k not in keys)
+    return keys
+
+
+def _named_list(value: Any) -> bool:
+    if not isinstance(value, list) or not value:
+        return False
+    if not all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in value):
+        return False
+    names = [i["name"] for i in value]
+    return len(set(names)) == len(names)
+
+
+def _join(path: str, key: Any) -> str:
+    text = str(key)
+    if text.replace("_", "").replace("-", "").isalnum():
+        return f"{path}.{text}"
+    return f'{path}["{text}"]'

@@ -1,0 +1,42 @@
+"""The composition root behind the `armillary` console script.
+
+The CLI package talks to servers only through the client; the commands that *run*
+Armillary in this process (`server`, later `node` and `up`) are added here, so the
+CLI never imports the server side and the server side never imports the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from armillary.cli.main import app
+from armillary.config import Settings
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 7400].")] = None,
+) -> None:
+    """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""
+    import uvicorn
+
+    from armillary.api.app import create_app
+
+    settings = Settings()
+    settings = settings.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
+def main() -> None:
+    app()

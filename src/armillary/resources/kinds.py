@@ -1,0 +1,51 @@
+"""The registry of kinds users may apply: name, model, plural used in URLs.
+
+Adding a kind means adding its module and one line here; the API routes, the CLI's
+`get`/`schema` and the loader all read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from armillary.resources.meta import Document
+from armillary.resources.release import Release
+from armillary.resources.schedule import Schedule
+from armillary.resources.stack import Stack
+from armillary.resources.tenant import Org, Tenant
+from armillary.resources.webhook import WebhookSource
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kind:
+    name: str
+    plural: str
+    model: type[Document]  # type: ignore[type-arg]
+    short: tuple[str, ...] = ()
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(name="Org", plural="orgs", model=Org),
+    Kind(name="Stack", plural="stacks", model=Stack),
+    Kind(name="Release", plural="releases", model=Release, short=("rel",)),
+    Kind(name="Tenant", plural="tenants", model=Tenant),
+    Kind(name="Schedule", plural="schedules", model=Schedule, short=("cronjobs",)),
+    Kind(name="WebhookSource", plural="webhooksources", model=WebhookSource, short=("ws",)),
+)
+
+BY_NAME = {k.name: k for k in KINDS}
+BY_PLURAL = {k.plural: k for k in KINDS}
+
+# Apply order: what others refer to goes first, so a directory applies in one pass.
+ORDER = {k.name: i for i, k in enumerate(KINDS)}
+
+
+def lookup(word: str) -> Kind:
+    """Find a kind by its name, plural or short name, in any case (`tenant`, `Tenants`)."""
+    lowered = word.lower()
+    for kind in KINDS:
+        names = {kind.name.lower(), kind.plural, *kind.short}
+        if lowered in names:
+            return kind
+    known = ", ".join(k.name for k in KINDS)
+    raise KeyError(f"unknown kind {word!r}; expected one of {known}")

@@ -1,0 +1,201 @@
+"""Read resource documents from YAML or JSON files, directories or stdin.
+
+Several documents per file (`---`); a directory reads its `*.yaml`, `*.yml` and
+`*.json` files in name order (`recursive=True` descends into sub-directories, never
+into hidden ones). Every problem — malformed YAML, a duplicate key, a wrong field —
+is reported as `file:line: field.path: what was expected`, all of them at once, and
+nothing is returned unless every document is valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from armillary.errors import Invalid, Issue, TooLarge
+from armillary.resources import validate
+from armillary.resources.meta import Document
+
+SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_NODES = 200_000
+"""Bound on the values one document may expand to: YAML aliases can make a small file
+describe an enormous tree ("billion laughs"); we stop counting well before that."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """One valid document, the plain data it was read from, and where it stands."""
+
+    resource: Document  # type: ignore[type-arg]
+    raw: dict[str, Any]
+    file: str
+    line: int
+
+
+def load_paths(paths: list[str], *, recursive: bool = False, stdin: str | None = None) -> list[Loaded]:
+    """Load every document under `paths` (`-` reads `stdin`). Raises `Invalid` on any problem."""
+    loaded: list[Loaded] = []
+    issues: list[Issue] = []
+    for path in paths:
+        for name, text in _read(path, recursive=recursive, stdin=stdin, issues=issues):
+            try:
+                loaded.extend(load_text(text, file=name))
+            except Invalid as exc:
+                issues.extend(exc.issues)
+    if issues:
+        raise _raise(issues)
+    return loaded
+
+
+def load_text(text: str, *, file: str = "<input>") -> list[Loaded]:
+    """Load every document in one YAML/JSON text. Raises `Invalid` on any problem."""
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        documents = list(yaml.load_all(io.StringIO(text)))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "malformed YAML"
+        message = f"malformed YAML: {problem}"
+        if exc.context and exc.problem:
+            message = f"malformed YAML: {exc.context}; {exc.problem}"
+        raise Invalid([Issue(path="", message=message, file=file, line=line)]) from None
+    except YAMLError as exc:
+        raise Invalid([Issue(path="", message=f"malformed YAML: {exc}", file=file)]) from None
+    loaded: list[Loaded] = []
+    issues: list[Issue] = []
+    for node in documents:
+        if node is None:
+            continue  # an empty document between two `---` is allowed
+        line = _line_of(node, ()) or 1
+        try:
+            raw = _plain(node, budget=[MAX_NODES])
+            resource = validate.parse(raw, file=file, locate=lambda loc, n=node: _line_of(n, loc))
+        except _Expanded:
+            issues.append(
+                Issue(
+                    path="",
+                    message=f"document expands to more than {MAX_NODES} values",
+                    file=file,
+                    line=line,
+                )
+            )
+            continue
+        except Invalid as exc:
+            issues.extend(exc.issues)
+            continue
+        loaded.append(Loaded(resource=resource, raw=raw, file=file, line=line))
+    if issues:
+        raise _raise(issues)
+    return loaded
+
+
+def _raise(issues: list[Issue]) -> Invalid:
+    # A size problem anywhere makes the whole load a 413-kind of failure.
+    if any("limit is" in i.message or "expands to" in i.message for i in issues):
+        return TooLarge(issues)
+    return Invalid(issues)
+
+
+def _read(
+    path: str, *, recursive: bool, stdin: str | None, issues: list[Issue]
+) -> Iterator[tuple[str, str]]:
+    if path == "-":
+        yield "<stdin>", stdin or ""
+        return
+    target = Path(path)
+    if target.is_dir():
+        pattern = "**/*" if recursive else "*"
+        files = sorted(
+            p
+            for p in target.glob(pattern)
+            if p.is_file()
+            and p.suffix in SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(target).parts)
+        )
+        if not files:
+            issues.append(Issue(path="", message="no .yaml, .yml or .json files here", file=path))
+        for file in files:
+            yield from _read_file(file, issues)
+    elif target.exists():
+        yield from _read_file(target, issues)
+    else:
+        issues.append(Issue(path="", message="no such file or directory", file=path))
+
+
+def _read_file(file: Path, issues: list[Issue]) -> Iterator[tuple[str, str]]:
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        issues.append(
+            Issue(
+                path="",
+                message=f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes",
+                file=str(file),
+                line=1,
+            )
+        )
+        return
+    try:
+        yield str(file), file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        issues.append(Issue(path="", message=f"expected UTF-8 text: {exc.reason}", file=str(file)))
+
+
+class _Expanded(Exception):
+    """The document expands past MAX_NODES."""
+
+
+def _plain(node: Any, *, budget: list[int]) -> Any:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool/None."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Expanded
+    if isinstance(node, dict):
+        return {str(k): _plain(v, budget=budget) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v, budget=budget) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, dt.datetime | dt.date):
+        return node.isoformat()
+    return str(node)
+
+
+def _line_of(node: Any, loc: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of the value at `loc`, or of the deepest ancestor found."""
+    line: int | None = None
+    current = node
+    for part in loc:
+        if isinstance(current, CommentedMap) and part in current:
+            try:
+                line = current.lc.key(part)[0] + 1
+            except (KeyError, TypeError):
+                pass
+            current = current[part]
+        elif isinstance(current, CommentedSeq) and isinstance(part, int) and part < len(current):
+            try:
+                line = current.lc.item(part)[0] + 1
+            except (KeyError, TypeError, IndexError):
+                pass
+            current = current[part]
+        else:
+            break
+    if line is None and isinstance(current, CommentedMap | CommentedSeq):
+        return int(current.lc.line) + 1
+    if line is None and loc == () and hasattr(node, "lc"):
+        return int(node.lc.line) + 1
+    return line

@@ -1,0 +1,77 @@
+"""`Org` and `Tenant`: a customer, and one of its teams running one stack.
+
+A tenant names its org and stack, overrides env, replicas and release pins per
+component, lists the routing keys inbound events are matched on (per key space:
+`slack`, `github`, `pagerduty`, or any name a WebhookSource uses), and declares
+its schedules inline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from armillary.resources.meta import Document, Model, Name
+from armillary.resources.schedule import ScheduleTiming
+from armillary.resources.stack import Env, Loc, ReleaseRef
+
+_KEY_SPACE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def _check_key_space(value: str) -> str:
+    if not _KEY_SPACE.match(value):
+        raise ValueError(f"expected a routing key space like 'slack' or 'github', got {value!r}")
+    return value
+
+
+KeySpace = Annotated[str, AfterValidator(_check_key_space)]
+RoutingKey = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class OrgSpec(Model):
+    display_name: str = ""
+    description: str = ""
+
+
+class Org(Document[OrgSpec]):
+    kind: Literal["Org"]
+
+
+class ComponentOverride(Model):
+    """What a tenant changes about one component of its stack."""
+
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    env: Env = Field(default_factory=dict)
+    release: ReleaseRef | None = None
+
+
+class TenantSchedule(ScheduleTiming):
+    name: Name
+
+
+class TenantSpec(Model):
+    org: Name
+    stack: Name
+    display_name: str = ""
+    env: Env = Field(default_factory=dict)
+    overrides: dict[Name, ComponentOverride] = Field(default_factory=dict)
+    routing: dict[KeySpace, list[RoutingKey]] = Field(default_factory=dict)
+    schedules: list[TenantSchedule] = Field(default_factory=list)
+
+    def issues(self) -> Iterator[tuple[Loc, str]]:
+        seen: dict[str, int] = {}
+        for i, schedule in enumerate(self.schedules):
+            if schedule.name in seen:
+                yield ("schedules", i, "name"), f"duplicate schedule name {schedule.name!r}"
+            seen.setdefault(schedule.name, i)
+        for space, keys in self.routing.items():
+            for j, key in enumerate(keys):
+                if key in keys[:j]:
+                    yield ("routing", space, j), f"duplicate routing key {key!r}"
+
+
+class Tenant(Document[TenantSpec]):
+    kind: Literal["Tenant"]

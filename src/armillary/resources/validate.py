@@ -1,0 +1,147 @@
+"""Turn one raw document (plain dicts and lists) into a typed resource, or say exactly
+what is wrong with it and where.
+
+Every problem becomes an `errors.Issue` with the field path inside the document
+(`spec.components[1].replicas`). The loader adds file and line; the API adds the
+document's index. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from armillary.errors import Invalid, Issue, TooLarge
+from armillary.resources import kinds
+from armillary.resources.meta import API_VERSION, Document
+from armillary.resources.release import Release, release_name
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+"""The largest document accepted, measured as compact JSON (what the store keeps)."""
+
+Loc = tuple[str | int, ...]
+Locate = Callable[[Loc], int | None]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """`("spec", "components", 1, "env", "A.B")` → `spec.components[1].env["A.B"]`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def parse(
+    raw: Any, *, document: int | None = None, file: str | None = None, locate: Locate | None = None
+) -> Document:  # type: ignore[type-arg]
+    """Validate `raw` as a resource document. Raises `Invalid` listing every problem."""
+
+    def issue(loc: Loc, message: str) -> Issue:
+        line = locate(loc) if locate is not None else None
+        return Issue(path=format_path(loc), message=message, file=file, line=line, document=document)
+
+    if not isinstance(raw, Mapping):
+        raise Invalid([issue((), "expected a mapping with apiVersion, kind, metadata and spec")])
+    size = len(json.dumps(raw, separators=(",", ":"), default=str))
+    if size > MAX_DOCUMENT_BYTES:
+        raise TooLarge(
+            [issue((), f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")]
+        )
+    head = _check_head(raw)
+    if head:
+        raise Invalid([issue(loc, msg) for loc, msg in head])
+    kind = kinds.BY_NAME[raw["kind"]]
+    try:
+        resource = kind.model.model_validate(raw)
+    except ValidationError as exc:
+        raise Invalid([issue(loc, msg) for loc, msg in _pydantic_issues(exc, raw)]) from None
+    problems = [issue(loc, msg) for loc, msg in semantic_issues(resource)]
+    if problems:
+        raise Invalid(problems)
+    return resource
+
+
+def _check_head(raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    api_version = raw.get("apiVersion")
+    if api_version != API_VERSION:
+        got = "nothing" if api_version is None else repr(api_version)
+        problems.append((("apiVersion",), f"expected {API_VERSION!r}, got {got}"))
+    kind = raw.get("kind")
+    if kind not in kinds.BY_NAME:
+        known = ", ".join(k.name for k in kinds.KINDS)
+        got = "nothing" if kind is None else repr(kind)
+        problems.append((("kind",), f"unknown kind {got}; expected one of {known}"))
+    return problems
+
+
+def semantic_issues(resource: Document) -> Iterable[tuple[Loc, str]]:  # type: ignore[type-arg]
+    """Rules pydantic's per-field checks cannot express, each at its own path."""
+    spec_issues = getattr(resource.spec, "issues", None)
+    if spec_issues is not None:
+        for loc, message in spec_issues():
+            yield ("spec", *loc), message
+    if isinstance(resource, Release):
+        expected = release_name(resource.spec.component, resource.spec.version)
+        if resource.metadata.name != expected:
+            yield (
+                ("metadata", "name"),
+                f"expected {expected!r} (a Release is named <component>-<version>), "
+                f"got {resource.metadata.name!r}",
+            )
+
+
+def _pydantic_issues(exc: ValidationError, raw: Any) -> list[tuple[Loc, str]]:
+    """One issue per field path; alternatives of a union are merged into one message."""
+    merged: dict[Loc, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        loc = _real_loc(tuple(error["loc"]), raw, missing=error["type"] == "missing")
+        message = _message(error)
+        bucket = merged.setdefault(loc, [])
+        if message not in bucket:
+            bucket.append(message)
+    return [(loc, " or ".join(msgs)) for loc, msgs in merged.items()]
+
+
+def _real_loc(loc: Loc, raw: Any, *, missing: bool) -> Loc:
+    """Drop the union-member tags pydantic inserts (`list[str]`, `function-after[...]`)
+    by keeping only the steps that exist in the input."""
+    out: list[str | int] = []
+    node = raw
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, Mapping) and isinstance(part, str) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif last and missing and isinstance(part, str):
+            out.append(part)
+    return tuple(out)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = error.get("input")
+    shown = json.dumps(value, default=str)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{msg[0].lower()}{msg[1:]}, got {shown}"

@@ -1,0 +1,136 @@
+"""The connection to the store: engines, SQLite pragmas, migrations at start.
+
+`Database.open(url)` migrates the schema to head and returns a handle whose
+`read()` and `write()` give transactions. On SQLite every write transaction
+starts with BEGIN IMMEDIATE on one dedicated connection, so writers queue in
+order instead of failing with "database is locked" when a read upgrades; reads use
+their own pool and see the last committed state (WAL). On Postgres both are the
+same pool and migrations run under an advisory lock, so replicas starting together
+migrate once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x41524D4C  # "ARML": the advisory lock id taken while migrating
+
+
+def async_url(url: str) -> str:
+    """Pick the async driver for a plain `sqlite://` or `postgresql://` URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(f"expected a sqlite:// or postgresql:// database URL, got {backend}://")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """A migrated store. Use `read()` / `write()` for transactions; `close()` at the end."""
+
+    def __init__(self, *, reader: AsyncEngine, writer: AsyncEngine) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @property
+    def dialect(self) -> str:
+        return self._writer.dialect.name
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Database:
+        """Connect, migrate to the newest schema, and return the handle."""
+        target = async_url(url)
+        if make_url(target).get_backend_name() == "sqlite":
+            path = make_url(target).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            writer = create_async_engine(target, poolclass=AsyncAdaptedQueuePool, pool_size=1,
+                                         max_overflow=0, pool_timeout=60)
+            reader = create_async_engine(target, pool_size=4, max_overflow=4)
+            for engine in (writer, reader):
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(writer.sync_engine, "begin", _begin_immediate)
+            event.listen(reader.sync_engine, "begin", _begin_deferred)
+        else:
+            writer = create_async_engine(target, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            reader = writer
+        database = cls(reader=reader, writer=writer)
+        if migrate:
+            await database.migrate()
+        return database
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        async with self._writer.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+            await conn.run_sync(_upgrade)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction."""
+        async with self._reader.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer a trivial query."""
+        async with self._reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" hooks below issue BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
+    # committed transaction across a process crash (kill -9); only a power loss can
+    # take back the last commits, which FULL would prevent at several times the cost.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+Tx = AsyncConnection
+"""The transaction handle repositories take; callers outside store/ name it by this alias."""

@@ -1,0 +1,252 @@
+"""Resources in the store: get, list, apply, delete, and status writes.
+
+Invariants kept here, whoever calls:
+- `generation` moves only when the spec changes; `resource_version` on every write.
+- A write that names the version it read (`expected_version`) is conditional:
+  `UPDATE … WHERE resource_version = :seen`; if it moved, `Conflict`.
+- Spec and status are separate write paths: `apply` never touches status and
+  `write_status` never touches spec, labels or generation.
+Rows never leave this module: callers get `Stored` values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from armillary.errors import Conflict, NotFound
+from armillary.resources.meta import API_VERSION
+from armillary.store.tables import resources
+
+Outcome = Literal["created", "configured", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    """One resource as the store holds it."""
+
+    kind: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def document(self) -> dict[str, Any]:
+        """The resource as the API shows it."""
+        metadata: dict[str, Any] = {"name": self.name}
+        if self.labels:
+            metadata["labels"] = self.labels
+        if self.annotations:
+            metadata["annotations"] = self.annotations
+        metadata.update(
+            uid=self.uid,
+            generation=self.generation,
+            resourceVersion=str(self.resource_version),
+            createdAt=_iso(self.created_at),
+        )
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "metadata": metadata,
+            "spec": self.spec,
+            "status": self.status,
+        }
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; we only ever write UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _stored(row: Row[Any]) -> Stored:
+    return Stored(
+        kind=row.kind,
+        name=row.name,
+        uid=row.uid,
+        generation=row.generation,
+        resource_version=row.resource_version,
+        labels=row.labels,
+        annotations=row.annotations,
+        spec=row.spec,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _ref(kind: str, name: str) -> str:
+    return f"{kind} {name!r}"
+
+
+async def get(conn: AsyncConnection, kind: str, name: str) -> Stored | None:
+    """The resource, or None."""
+    result = await conn.execute(
+        select(resources).where(resources.c.kind == kind, resources.c.name == name)
+    )
+    row = result.first()
+    return _stored(row) if row is not None else None
+
+
+async def require(conn: AsyncConnection, kind: str, name: str) -> Stored:
+    """The resource, or `NotFound`."""
+    found = await get(conn, kind, name)
+    if found is None:
+        raise NotFound(f"{_ref(kind, name)} not found")
+    return found
+
+
+async def list_kind(
+    conn: AsyncConnection, kind: str, *, labels: dict[str, str] | None = None
+) -> list[Stored]:
+    """Every resource of `kind` whose labels include `labels`, in name order."""
+    result = await conn.execute(
+        select(resources).where(resources.c.kind == kind).order_by(resources.c.name)
+    )
+    found = [_stored(row) for row in result]
+    if labels:
+        found = [s for s in found if all(s.labels.get(k) == v for k, v in labels.items())]
+    return found
+
+
+async def apply(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    expected_version: int | None,
+    now: dt.datetime,
+) -> tuple[Outcome, Stored]:
+    """Create the resource if absent, update it if it differs, else leave it alone."""
+    current = await get(conn, kind, name)
+    if current is None:
+        if expected_version is not None:
+            raise Conflict(
+                f"{_ref(kind, name)} does not exist, but the document names "
+                f"resourceVersion {expected_version}; remove it to create the resource"
+            )
+        return "created", await _insert(conn, kind=kind, name=name, spec=spec, labels=labels,
+                                        annotations=annotations, now=now)
+    if expected_version is not None and expected_version != current.resource_version:
+        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
+    spec_changed = spec != current.spec
+    if not spec_changed and labels == current.labels and annotations == current.annotations:
+        return "unchanged", current
+    values = {
+        "spec": spec,
+        "labels": labels,
+        "annotations": annotations,
+        "generation": current.generation + (1 if spec_changed else 0),
+    }
+    return "configured", await _update(conn, current, values, now=now)
+
+
+async def write_status(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    name: str,
+    status: dict[str, Any],
+    expected_version: int | None,
+    now: dt.datetime,
+) -> Stored:
+    """Replace the status. Spec, labels and generation stay as they are."""
+    current = await require(conn, kind, name)
+    if expected_version is not None and expected_version != current.resource_version:
+        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
+    if status == current.status:
+        return current
+    return await _update(conn, current, {"status": status}, now=now)
+
+
+async def remove(
+    conn: AsyncConnection, kind: str, name: str, *, expected_version: int | None = None
+) -> Stored:
+    """Delete the resource and return what it was. `NotFound` if absent."""
+    current = await require(conn, kind, name)
+    if expected_version is not None and expected_version != current.resource_version:
+        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
+    result = await conn.execute(
+        delete(resources).where(
+            resources.c.kind == kind,
+            resources.c.name == name,
+            resources.c.resource_version == current.resource_version,
+        )
+    )
+    if result.rowcount != 1:
+        raise _moved(kind, name)
+    return current
+
+
+async def _insert(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    now: dt.datetime,
+) -> Stored:
+    values = {
+        "kind": kind,
+        "name": name,
+        "uid": str(uuid.uuid4()),
+        "generation": 1,
+        "resource_version": 1,
+        "labels": labels,
+        "annotations": annotations,
+        "spec": spec,
+        "status": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(resources).values(**values))
+    except IntegrityError:
+        raise Conflict(f"{_ref(kind, name)} was created by another writer; apply again") from None
+    return await require(conn, kind, name)
+
+
+async def _update(
+    conn: AsyncConnection, current: Stored, values: dict[str, Any], *, now: dt.datetime
+) -> Stored:
+    result = await conn.execute(
+        update(resources)
+        .where(
+            resources.c.kind == current.kind,
+            resources.c.name == current.name,
+            resources.c.resource_version == current.resource_version,
+        )
+        .values(**values, resource_version=current.resource_version + 1, updated_at=now)
+    )
+    if result.rowcount != 1:
+        raise _moved(current.kind, current.name)
+    return await require(conn, current.kind, current.name)
+
+
+def _stale(kind: str, name: str, *, seen: int, actual: int) -> Conflict:
+    return Conflict(
+        f"{_ref(kind, name)} has changed since it was read: the document names "
+        f"resourceVersion {seen}, the store holds {actual}; re-read it and apply again"
+    )
+
+
+def _moved(kind: str, name: str) -> Conflict:
+    return Conflict(f"{_ref(kind, name)} was changed by another writer; re-read and retry")

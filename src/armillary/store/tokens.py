@@ -1,0 +1,68 @@
+"""API tokens in the store: only the SHA-256 of each secret is kept.
+
+Tokens are 256-bit random values, so a fast hash is the right tool (a password hash
+would only slow every request down without adding strength); argon2 is for the
+low-entropy passwords that come with users.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from armillary.store.tables import api_tokens
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRecord:
+    id: str
+    role: str
+    description: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+async def count(conn: AsyncConnection) -> int:
+    result = await conn.execute(select(func.count()).select_from(api_tokens))
+    return int(result.scalar_one())
+
+
+async def add(
+    conn: AsyncConnection,
+    *,
+    token_id: str,
+    secret_hash: str,
+    role: str,
+    description: str,
+    now: dt.datetime,
+    expires_at: dt.datetime | None = None,
+) -> None:
+    await conn.execute(
+        insert(api_tokens).values(
+            id=token_id,
+            secret_hash=secret_hash,
+            role=role,
+            description=description,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+
+
+async def find_by_hash(conn: AsyncConnection, secret_hash: str) -> TokenRecord | None:
+    result = await conn.execute(select(api_tokens).where(api_tokens.c.secret_hash == secret_hash))
+    row = result.first()
+    if row is None:
+        return None
+    return TokenRecord(
+        id=row.id,
+        role=row.role,
+        description=row.description,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
