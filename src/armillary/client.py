@@ -53,7 +53,10 @@ class Client:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self._http.aclose()
 
@@ -69,7 +72,7 @@ class Client:
             raise _error(response)
         return response.json()
 
-    async def list(self, kind: str, *, selector: str | None = None) -> list[dict[str, Any]]:
+    async def list_kind(self, kind: str, *, selector: str | None = None) -> list[dict[str, Any]]:
         params = {"selector": selector} if selector else None
         body = await self._call("GET", f"/api/v1/{kinds.lookup(kind).plural}", params=params)
         items: list[dict[str, Any]] = body["items"]
@@ -83,13 +86,21 @@ class Client:
         result: dict[str, Any] = await self._call("DELETE", _path(kind, name))
         return result
 
-    async def apply(self, documents: list[dict[str, Any]], *, prune: bool = False) -> list[dict[str, Any]]:
-        body = await self._call("POST", "/api/v1/apply", json={"documents": documents, "prune": prune})
+    async def apply(
+        self, documents: list[dict[str, Any]], *, prune: bool = False
+    ) -> list[dict[str, Any]]:
+        body = await self._call(
+            "POST", "/api/v1/apply", json={"documents": documents, "prune": prune}
+        )
         results: list[dict[str, Any]] = body["results"]
         return results
 
-    async def plan(self, documents: list[dict[str, Any]], *, prune: bool = False) -> list[dict[str, Any]]:
-        body = await self._call("POST", "/api/v1/plan", json={"documents": documents, "prune": prune})
+    async def plan(
+        self, documents: list[dict[str, Any]], *, prune: bool = False
+    ) -> list[dict[str, Any]]:
+        body = await self._call(
+            "POST", "/api/v1/plan", json={"documents": documents, "prune": prune}
+        )
         changes: list[dict[str, Any]] = body["changes"]
         return changes
 
@@ -107,7 +118,11 @@ def _error(response: httpx.Response) -> ArmillaryError:
     status = response.status_code
     if status in (400, 413, 422):
         issues = [
-            Issue(path=str(e.get("path", "")), message=str(e.get("message", "")), document=e.get("document"))
+            Issue(
+                path=str(e.get("path", "")),
+                message=str(e.get("message", "")),
+                document=e.get("document"),
+            )
             for e in body.get("errors") or []
         ] or [Issue(path="", message=detail)]
         return TooLarge(issues) if status == 413 else Invalid(issues)

@@ -103,7 +103,6 @@ class Forbidden(ArmillaryError):
     title = "Forbidden"
 
 
-
 class TemporaryError(ArmillaryError):
     """Try again after `delay_s` seconds; controllers requeue the key."""
 
@@ -120,3 +119,11 @@ class PermanentError(ArmillaryError):
 
     status_code = 500
     title = "Permanent error"
+
+
+def combine(failures: list[Invalid]) -> Invalid:
+    """One error carrying every issue of `failures`; a `TooLarge` if any of them was."""
+    issues = [issue for failure in failures for issue in failure.issues]
+    if any(isinstance(f, TooLarge) for f in failures):
+        return TooLarge(issues)
+    return Invalid(issues)

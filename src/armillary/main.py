@@ -17,7 +17,9 @@ from armillary.config import Settings
 
 @app.command()
 def server(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [default: 7400].")] = None,
 ) -> None:
     """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""

@@ -8,6 +8,7 @@ when a batch was sent, and the `message` saying what was expected.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,10 +24,19 @@ log = logging.getLogger("armillary.api")
 
 
 def problem(
-    status: int, title: str, detail: str, *, errors: list[Issue] | None = None,
-    headers: dict[str, str] | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[Issue] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = [_issue(i) for i in errors]
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
@@ -52,9 +62,7 @@ async def _armillary_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    issues = [
-        Issue(path=format_path(e["loc"]), message=str(e["msg"])) for e in exc.errors()
-    ]
+    issues = [Issue(path=format_path(e["loc"]), message=str(e["msg"])) for e in exc.errors()]
     return problem(422, "Invalid input", "the request does not match the API", errors=issues)
 
 

@@ -22,7 +22,9 @@ def database(request: Request) -> Database:
     return db
 
 
-async def principal(request: Request, db: Annotated[Database, Depends(database)]) -> tokens.Principal:
+async def principal(
+    request: Request, db: Annotated[Database, Depends(database)]
+) -> tokens.Principal:
     header = request.headers.get("authorization")
     if header is None:
         raise Unauthorized("missing 'Authorization: Bearer <token>' header")

@@ -12,10 +12,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from armillary.errors import Unauthorized
 from armillary.store import tokens as token_store
+from armillary.store.database import Tx
 
 PREFIX = "arm_"
 MAX_TOKEN_LENGTH = 256
@@ -45,7 +44,7 @@ def mint() -> Minted:
     return Minted(token_id=token_id, token=f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
 
 
-async def bootstrap_admin(conn: AsyncConnection, *, now: dt.datetime) -> Minted | None:
+async def bootstrap_admin(conn: Tx, *, now: dt.datetime) -> Minted | None:
     """At first start (no token exists yet), create the admin token and return it once."""
     if await token_store.count(conn) > 0:
         return None
@@ -61,7 +60,7 @@ async def bootstrap_admin(conn: AsyncConnection, *, now: dt.datetime) -> Minted 
     return minted
 
 
-async def authenticate(conn: AsyncConnection, token: str, *, now: dt.datetime) -> Principal:
+async def authenticate(conn: Tx, token: str, *, now: dt.datetime) -> Principal:
     """The principal behind `token`, or `Unauthorized` saying why not."""
     if len(token) > MAX_TOKEN_LENGTH or not token.startswith(PREFIX):
         raise Unauthorized("expected an Armillary token ('arm_…') in 'Authorization: Bearer'")

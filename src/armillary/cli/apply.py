@@ -23,7 +23,9 @@ Files = Annotated[
 Recursive = Annotated[bool, typer.Option("--recursive", "-R", help="Descend into sub-directories.")]
 Prune = Annotated[
     bool,
-    typer.Option(help="Also delete stored resources of the kinds in the set that the set no longer names."),
+    typer.Option(
+        help="Also delete stored resources of the kinds in the set that the set no longer names."
+    ),
 ]
 
 
@@ -47,7 +49,9 @@ def _locator(loaded: list[loader.Loaded]) -> Any:
     return where
 
 
-def apply(ctx: typer.Context, filename: Files, recursive: Recursive = False, prune: Prune = False) -> None:
+def apply(
+    ctx: typer.Context, filename: Files, recursive: Recursive = False, prune: Prune = False
+) -> None:
     """Create or update resources so the server holds what the files say."""
     loaded = _load(filename, recursive)
 

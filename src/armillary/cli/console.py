@@ -27,7 +27,12 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def call(ctx: typer.Context, work: Callable[[Client], Awaitable[T]], *, where: Callable[[Issue], Issue] | None = None) -> T:
+def call(
+    ctx: typer.Context,
+    work: Callable[[Client], Awaitable[T]],
+    *,
+    where: Callable[[Issue], Issue] | None = None,
+) -> T:
     """Run `work` against the server; exit 1 with the server's message on failure."""
     target = context.resolve(url=ctx.obj.get("server"), token=ctx.obj.get("token"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -15,14 +15,16 @@ from armillary.errors import Invalid
 from armillary.resources import kinds
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     wide = "wide"
     json = "json"
     yaml = "yaml"
 
 
-KindArg = Annotated[str, typer.Argument(help="Kind: org, stack, release, tenant, schedule, webhooksource.")]
+KindArg = Annotated[
+    str, typer.Argument(help="Kind: org, stack, release, tenant, schedule, webhooksource.")
+]
 
 
 def _kind(word: str) -> kinds.Kind:
@@ -35,9 +37,13 @@ def _kind(word: str) -> kinds.Kind:
 def get(
     ctx: typer.Context,
     kind: KindArg,
-    name: Annotated[str | None, typer.Argument(help="One resource; all of the kind when left out.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="One resource; all of the kind when left out.")
+    ] = None,
     output_format: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
-    selector: Annotated[str | None, typer.Option("--selector", "-l", help="Label filter: k=v,k2=v2.")] = None,
+    selector: Annotated[
+        str | None, typer.Option("--selector", "-l", help="Label filter: k=v,k2=v2.")
+    ] = None,
 ) -> None:
     """List resources of a kind, or show one."""
     found = _kind(kind)
@@ -45,19 +51,29 @@ def get(
     async def work(api: Client) -> list[dict[str, Any]]:
         if name is not None:
             return [await api.get(found.name, name)]
-        return await api.list(found.name, selector=selector)
+        return await api.list_kind(found.name, selector=selector)
 
     docs = call(ctx, work)
     if output_format in (Format.json, Format.yaml):
-        value: Any = docs[0] if name is not None else {"apiVersion": "armillary.dev/v1", "kind": "List", "items": docs}
-        text = output.to_json(value) if output_format is Format.json else output.to_yaml(value).rstrip("\n")
+        value: Any = (
+            docs[0]
+            if name is not None
+            else {"apiVersion": "armillary.dev/v1", "kind": "List", "items": docs}
+        )
+        text = (
+            output.to_json(value)
+            if output_format is Format.json
+            else output.to_yaml(value).rstrip("\n")
+        )
         out.print(text, markup=False)
         return
     if not docs:
         out.print(f"No {found.plural} found.")
         return
     now = dt.datetime.now(dt.UTC)
-    out.print(output.table(found.name, docs, wide=output_format is Format.wide, now=now), markup=False)
+    out.print(
+        output.table(found.name, docs, wide=output_format is Format.wide, now=now), markup=False
+    )
 
 
 def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
@@ -70,7 +86,9 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
     out.print(output.describe(call(ctx, work)), markup=False, end="")
 
 
-def delete(ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]) -> None:
+def delete(
+    ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]
+) -> None:
     """Delete resources by kind and name."""
     found = _kind(kind)
 

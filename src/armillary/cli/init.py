@@ -52,7 +52,9 @@ spec:
 """
 
 
-def init(directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path(".")) -> None:
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path("."),
+) -> None:
     """Scaffold stack.yaml and tenants.yaml; existing files are never overwritten."""
     files = {directory / "stack.yaml": STACK, directory / "tenants.yaml": TENANTS}
     existing = [str(p) for p in files if p.exists()]

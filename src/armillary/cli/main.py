@@ -28,10 +28,12 @@ def _version(value: bool) -> None:
 def options(
     ctx: typer.Context,
     server: Annotated[
-        str | None, typer.Option("--server", "-s", help="Server URL [env: ARMILLARY_URL].", show_default=False)
+        str | None,
+        typer.Option("--server", "-s", help="Server URL [env: ARMILLARY_URL].", show_default=False),
     ] = None,
     token: Annotated[
-        str | None, typer.Option("--token", help="API token [env: ARMILLARY_TOKEN].", show_default=False)
+        str | None,
+        typer.Option("--token", help="API token [env: ARMILLARY_TOKEN].", show_default=False),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")

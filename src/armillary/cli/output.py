@@ -81,7 +81,9 @@ WIDE: list[Column] = [
     ("RESOURCE VERSION", lambda d: str(d["metadata"].get("resourceVersion", ""))),
     (
         "LABELS",
-        lambda d: ",".join(f"{k}={v}" for k, v in d["metadata"].get("labels", {}).items()) or "<none>",
+        lambda d: (
+            ",".join(f"{k}={v}" for k, v in d["metadata"].get("labels", {}).items()) or "<none>"
+        ),
     ),
 ]
 
@@ -99,7 +101,10 @@ def table(kind: str, docs: Sequence[Doc], *, wide: bool, now: dt.datetime) -> st
 
 def align(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from armillary import errors
 from armillary.control import plan
 from armillary.errors import Invalid, Issue
 from armillary.resources import validate
@@ -40,23 +41,20 @@ class Parsed:
 def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
     """Validate every document; raise one `Invalid` listing every problem of every one."""
     parsed: list[Parsed] = []
-    issues: list[Issue] = []
+    failures: list[Invalid] = []
     for i, raw in enumerate(documents):
         try:
             resource = validate.parse(raw, document=i)
         except Invalid as exc:
-            issues.extend(exc.issues)
+            failures.append(exc)
             continue
         expected: int | None = None
         version = resource.metadata.resource_version
         if version is not None:
             if not version.isdigit():
-                issues.append(
-                    Issue(
-                        path="metadata.resourceVersion",
-                        message=f"expected the resourceVersion the server returned, got {version!r}",
-                        document=i,
-                    )
+                message = f"expected the resourceVersion the server returned, got {version!r}"
+                failures.append(
+                    Invalid([Issue(path="metadata.resourceVersion", message=message, document=i)])
                 )
                 continue
             expected = int(version)
@@ -68,8 +66,8 @@ def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
             annotations=dict(resource.metadata.annotations),
         )
         parsed.append(Parsed(desired=desired, expected_version=expected))
-    if issues:
-        raise Invalid(issues)
+    if failures:
+        raise errors.combine(failures)
     plan.check_unique([p.desired for p in parsed])
     return parsed
 
@@ -128,13 +126,13 @@ async def _current(
     current: dict[tuple[str, str], plan.Desired] = {}
     if prune:
         for kind in sorted({p.desired.kind for p in parsed}):
-            for stored in await repository.list_kind(conn, kind):
-                current[(kind, stored.name)] = _as_desired(stored)
+            for each in await repository.list_kind(conn, kind):
+                current[(kind, each.name)] = _as_desired(each)
     else:
         for p in parsed:
-            stored = await repository.get(conn, p.desired.kind, p.desired.name)
-            if stored is not None:
-                current[(stored.kind, stored.name)] = _as_desired(stored)
+            found = await repository.get(conn, p.desired.kind, p.desired.name)
+            if found is not None:
+                current[(found.kind, found.name)] = _as_desired(found)
     return current
 
 

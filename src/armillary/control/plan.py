@@ -59,13 +59,8 @@ def check_unique(desired: Sequence[Desired]) -> None:
     for i, item in enumerate(desired):
         key = (item.kind, item.name)
         if key in first:
-            issues.append(
-                Issue(
-                    path="metadata.name",
-                    message=f"{item.kind} {item.name!r} appears twice (also document[{first[key]}])",
-                    document=i,
-                )
-            )
+            message = f"{item.kind} {item.name!r} appears twice (also document[{first[key]}])"
+            issues.append(Issue(path="metadata.name", message=message, document=i))
         first.setdefault(key, i)
     if issues:
         raise Invalid(issues)
@@ -93,10 +88,21 @@ def _one(item: Desired, stored: Desired | None) -> Change:
     fields = (
         *diff(stored.labels, item.labels, path="metadata.labels"),
         *diff(stored.annotations, item.annotations, path="metadata.annotations"),
-        *diff(stored.spec, item.spec, path="spec"),
+        *_spec_diff(item.kind, stored.spec, item.spec),
     )
     action: Action = "update" if fields else "unchanged"
     return Change(action=action, kind=item.kind, name=item.name, fields=tuple(fields))
+
+
+def _spec_diff(kind: str, before: dict[str, Any], after: dict[str, Any]) -> Iterator[FieldChange]:
+    # Canonical specs leave defaults out; compare them with defaults spelled out, so
+    # `replicas: 1 → 3` reads as such and not as a new field.
+    if before == after:
+        return iter(())
+    known = kinds.BY_NAME.get(kind)
+    if known is None:
+        return diff(before, after, path="spec")
+    return diff(known.expand(before), known.expand(after), path="spec")
 
 
 def diff(before: Any, after: Any, *, path: str) -> Iterator[FieldChange]:
@@ -112,7 +118,9 @@ def diff(before: Any, after: Any, *, path: str) -> Iterator[FieldChange]:
         old = {i["name"]: i for i in before}
         new = {i["name"]: i for i in after}
         for name in _ordered_keys(old, new):
-            yield from _pair(old.get(name, _MISSING), new.get(name, _MISSING), f"{path}[name={name}]")
+            yield from _pair(
+                old.get(name, _MISSING), new.get(name, _MISSING), f"{path}[name={name}]"
+            )
     else:
         yield FieldChange(path=path, before=before, after=after)
 

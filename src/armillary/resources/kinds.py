@@ -7,6 +7,9 @@ Adding a kind means adding its module and one line here; the API routes, the CLI
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from armillary.resources.meta import Document
 from armillary.resources.release import Release
@@ -22,6 +25,18 @@ class Kind:
     plural: str
     model: type[Document]  # type: ignore[type-arg]
     short: tuple[str, ...] = ()
+
+    def expand(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A stored (canonical) spec with every default spelled out, for people to read.
+
+        Falls back to the spec as stored if it no longer validates (a newer model)."""
+        spec_model = self.model.model_fields["spec"].annotation
+        assert isinstance(spec_model, type) and issubclass(spec_model, BaseModel)
+        try:
+            full = spec_model.model_validate(spec)
+        except ValidationError:
+            return spec
+        return full.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 KINDS: tuple[Kind, ...] = (

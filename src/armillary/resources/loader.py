@@ -9,7 +9,9 @@ nothing is returned unless every document is valid.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from armillary import errors
 from armillary.errors import Invalid, Issue, TooLarge
 from armillary.resources import validate
 from armillary.resources.meta import Document
@@ -41,18 +44,20 @@ class Loaded:
     line: int
 
 
-def load_paths(paths: list[str], *, recursive: bool = False, stdin: str | None = None) -> list[Loaded]:
+def load_paths(
+    paths: list[str], *, recursive: bool = False, stdin: str | None = None
+) -> list[Loaded]:
     """Load every document under `paths` (`-` reads `stdin`). Raises `Invalid` on any problem."""
     loaded: list[Loaded] = []
-    issues: list[Issue] = []
+    failures: list[Invalid] = []
     for path in paths:
-        for name, text in _read(path, recursive=recursive, stdin=stdin, issues=issues):
+        for name, text in _read(path, recursive=recursive, stdin=stdin, failures=failures):
             try:
                 loaded.extend(load_text(text, file=name))
             except Invalid as exc:
-                issues.extend(exc.issues)
-    if issues:
-        raise _raise(issues)
+                failures.append(exc)
+    if failures:
+        raise errors.combine(failures)
     return loaded
 
 
@@ -73,42 +78,29 @@ def load_text(text: str, *, file: str = "<input>") -> list[Loaded]:
     except YAMLError as exc:
         raise Invalid([Issue(path="", message=f"malformed YAML: {exc}", file=file)]) from None
     loaded: list[Loaded] = []
-    issues: list[Issue] = []
+    failures: list[Invalid] = []
     for node in documents:
         if node is None:
             continue  # an empty document between two `---` is allowed
         line = _line_of(node, ()) or 1
         try:
             raw = _plain(node, budget=[MAX_NODES])
-            resource = validate.parse(raw, file=file, locate=lambda loc, n=node: _line_of(n, loc))
+            resource = validate.parse(raw, file=file, locate=functools.partial(_line_of, node))
         except _Expanded:
-            issues.append(
-                Issue(
-                    path="",
-                    message=f"document expands to more than {MAX_NODES} values",
-                    file=file,
-                    line=line,
-                )
-            )
+            message = f"document expands to more than {MAX_NODES} values"
+            failures.append(TooLarge([Issue(path="", message=message, file=file, line=line)]))
             continue
         except Invalid as exc:
-            issues.extend(exc.issues)
+            failures.append(exc)
             continue
         loaded.append(Loaded(resource=resource, raw=raw, file=file, line=line))
-    if issues:
-        raise _raise(issues)
+    if failures:
+        raise errors.combine(failures)
     return loaded
 
 
-def _raise(issues: list[Issue]) -> Invalid:
-    # A size problem anywhere makes the whole load a 413-kind of failure.
-    if any("limit is" in i.message or "expands to" in i.message for i in issues):
-        return TooLarge(issues)
-    return Invalid(issues)
-
-
 def _read(
-    path: str, *, recursive: bool, stdin: str | None, issues: list[Issue]
+    path: str, *, recursive: bool, stdin: str | None, failures: list[Invalid]
 ) -> Iterator[tuple[str, str]]:
     if path == "-":
         yield "<stdin>", stdin or ""
@@ -124,31 +116,29 @@ def _read(
             and not any(part.startswith(".") for part in p.relative_to(target).parts)
         )
         if not files:
-            issues.append(Issue(path="", message="no .yaml, .yml or .json files here", file=path))
+            failures.append(
+                Invalid([Issue(path="", message="no .yaml, .yml or .json files here", file=path)])
+            )
         for file in files:
-            yield from _read_file(file, issues)
+            yield from _read_file(file, failures)
     elif target.exists():
-        yield from _read_file(target, issues)
+        yield from _read_file(target, failures)
     else:
-        issues.append(Issue(path="", message="no such file or directory", file=path))
+        failures.append(Invalid([Issue(path="", message="no such file or directory", file=path)]))
 
 
-def _read_file(file: Path, issues: list[Issue]) -> Iterator[tuple[str, str]]:
+def _read_file(file: Path, failures: list[Invalid]) -> Iterator[tuple[str, str]]:
     size = file.stat().st_size
     if size > MAX_FILE_BYTES:
-        issues.append(
-            Issue(
-                path="",
-                message=f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes",
-                file=str(file),
-                line=1,
-            )
-        )
+        message = f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
+        failures.append(TooLarge([Issue(path="", message=message, file=str(file), line=1)]))
         return
     try:
         yield str(file), file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        issues.append(Issue(path="", message=f"expected UTF-8 text: {exc.reason}", file=str(file)))
+    except (UnicodeDecodeError, OSError) as exc:
+        failures.append(
+            Invalid([Issue(path="", message=f"cannot read as UTF-8 text: {exc}", file=str(file))])
+        )
 
 
 class _Expanded(Exception):
@@ -181,16 +171,12 @@ def _line_of(node: Any, loc: tuple[str | int, ...]) -> int | None:
     current = node
     for part in loc:
         if isinstance(current, CommentedMap) and part in current:
-            try:
+            with contextlib.suppress(KeyError, TypeError):
                 line = current.lc.key(part)[0] + 1
-            except (KeyError, TypeError):
-                pass
             current = current[part]
         elif isinstance(current, CommentedSeq) and isinstance(part, int) and part < len(current):
-            try:
+            with contextlib.suppress(KeyError, TypeError, IndexError):
                 line = current.lc.item(part)[0] + 1
-            except (KeyError, TypeError, IndexError):
-                pass
             current = current[part]
         else:
             break

@@ -14,7 +14,9 @@ from pydantic import AfterValidator, Field
 
 from armillary.resources.meta import Document, Model, Name
 
-MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+MACROS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
 _FIELDS = ("minute 0-59", "hour 0-23", "day of month 1-31", "month 1-12", "day of week 0-6")
 
 
@@ -32,9 +34,7 @@ def check_cron(value: str) -> str:
             f"got {len(fields)} field(s) in {value!r}"
         )
     if not croniter.is_valid(text):
-        raise ValueError(
-            f"expected a valid cron expression ({'; '.join(_FIELDS)}), got {value!r}"
-        )
+        raise ValueError(f"expected a valid cron expression ({'; '.join(_FIELDS)}), got {value!r}")
     return value
 
 

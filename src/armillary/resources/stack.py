@@ -136,7 +136,9 @@ class Component(Model):
     name: ComponentName
     type: Literal["service", "job"] = "service"
     release: ReleaseRef | None = None
-    command: Annotated[list[str], Field(min_length=1)] | Annotated[str, Field(min_length=1)] | None = None
+    command: (
+        Annotated[list[str], Field(min_length=1)] | Annotated[str, Field(min_length=1)] | None
+    ) = None
     image: Annotated[str, Field(min_length=1)] | None = None
     args: list[str] = Field(default_factory=list)
     cwd: str | None = None
@@ -210,9 +212,7 @@ def _component_issues(
             )
 
 
-def _cycle_issues(
-    components: list[Component], index: dict[str, int]
-) -> Iterator[tuple[Loc, str]]:
+def _cycle_issues(components: list[Component], index: dict[str, int]) -> Iterator[tuple[Loc, str]]:
     graph = {c.name: [d for d in c.depends_on if d in index and d != c.name] for c in components}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     reported: set[frozenset[str]] = set()

@@ -48,7 +48,9 @@ def parse(
 
     def issue(loc: Loc, message: str) -> Issue:
         line = locate(loc) if locate is not None else None
-        return Issue(path=format_path(loc), message=message, file=file, line=line, document=document)
+        return Issue(
+            path=format_path(loc), message=message, file=file, line=line, document=document
+        )
 
     if not isinstance(raw, Mapping):
         raise Invalid([issue((), "expected a mapping with apiVersion, kind, metadata and spec")])
@@ -120,10 +122,9 @@ def _real_loc(loc: Loc, raw: Any, *, missing: bool) -> Loc:
     node = raw
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(node, Mapping) and isinstance(part, str) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_mapping = isinstance(node, Mapping) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_mapping or in_list:
             out.append(part)
             node = node[part]
         elif last and missing and isinstance(part, str):

@@ -59,8 +59,13 @@ class Database:
             path = make_url(target).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            writer = create_async_engine(target, poolclass=AsyncAdaptedQueuePool, pool_size=1,
-                                         max_overflow=0, pool_timeout=60)
+            writer = create_async_engine(
+                target,
+                poolclass=AsyncAdaptedQueuePool,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=60,
+            )
             reader = create_async_engine(target, pool_size=4, max_overflow=4)
             for engine in (writer, reader):
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -78,7 +83,9 @@ class Database:
         """Bring the schema to the newest migration (idempotent)."""
         async with self._writer.begin() as conn:
             if self.dialect == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK}
+                )
             await conn.run_sync(_upgrade)
 
     @asynccontextmanager
@@ -131,6 +138,7 @@ def _begin_immediate(conn: Connection) -> None:
 
 def _begin_deferred(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
+
 
 Tx = AsyncConnection
 """The transaction handle repositories take; callers outside store/ name it by this alias."""

@@ -140,8 +140,9 @@ async def apply(
                 f"{_ref(kind, name)} does not exist, but the document names "
                 f"resourceVersion {expected_version}; remove it to create the resource"
             )
-        return "created", await _insert(conn, kind=kind, name=name, spec=spec, labels=labels,
-                                        annotations=annotations, now=now)
+        return "created", await _insert(
+            conn, kind=kind, name=name, spec=spec, labels=labels, annotations=annotations, now=now
+        )
     if expected_version is not None and expected_version != current.resource_version:
         raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
     spec_changed = spec != current.spec

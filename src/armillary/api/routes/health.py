@@ -22,5 +22,7 @@ async def readyz(db: Db) -> dict[str, str] | JSONResponse:
     try:
         await db.ping()
     except Exception as exc:  # any store failure means "not ready", said plainly
-        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "reason": type(exc).__name__}, status_code=503
+        )
     return {"status": "ok"}

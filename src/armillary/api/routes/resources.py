@@ -25,7 +25,9 @@ def parse_selector(selector: str | None) -> dict[str, str]:
     for part in selector.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise Invalid([Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")])
+            raise Invalid(
+                [Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")]
+            )
         labels[key.strip()] = value.strip()
     return labels
 
@@ -34,7 +36,9 @@ def _version(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit():
-        raise Invalid([Issue(path="resourceVersion", message=f"expected an integer, got {value!r}")])
+        raise Invalid(
+            [Issue(path="resourceVersion", message=f"expected an integer, got {value!r}")]
+        )
     return int(value)
 
 
@@ -47,7 +51,11 @@ def _register(kind: kinds.Kind) -> None:
         labels = parse_selector(selector)
         async with db.read() as conn:
             found = await repository.list_kind(conn, kind.name, labels=labels)
-        return {"apiVersion": "armillary.dev/v1", "kind": "List", "items": [s.document() for s in found]}
+        return {
+            "apiVersion": "armillary.dev/v1",
+            "kind": "List",
+            "items": [s.document() for s in found],
+        }
 
     async def get_resource(name: str, db: Db, _who: Principal) -> dict[str, Any]:
         async with db.read() as conn:
@@ -62,7 +70,9 @@ def _register(kind: kinds.Kind) -> None:
         if desired.kind != kind.name:
             problems.append(Issue(path="kind", message=f"expected {kind.name!r} at {base}"))
         if desired.name != name:
-            problems.append(Issue(path="metadata.name", message=f"expected {name!r}, the name in the URL"))
+            problems.append(
+                Issue(path="metadata.name", message=f"expected {name!r}, the name in the URL")
+            )
         if problems:
             raise Invalid(problems)
         applied = await applying.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
@@ -79,19 +89,40 @@ def _register(kind: kinds.Kind) -> None:
         resource_version: Annotated[str | None, Query(alias="resourceVersion")] = None,
     ) -> dict[str, Any]:
         async with db.write() as conn:
-            gone = await repository.remove(conn, kind.name, name, expected_version=_version(resource_version))
+            gone = await repository.remove(
+                conn, kind.name, name, expected_version=_version(resource_version)
+            )
         return {"result": "deleted", "resource": gone.document()}
 
     summary = kind.name
-    router.add_api_route(base, list_resources, methods=["GET"], summary=f"List {summary}s",
-                         operation_id=f"list_{kind.plural}")
-    router.add_api_route(f"{base}/{{name}}", get_resource, methods=["GET"], summary=f"Get a {summary}",
-                         operation_id=f"get_{kind.plural}")
-    router.add_api_route(f"{base}/{{name}}", apply_resource, methods=["PUT"],
-                         summary=f"Apply a {summary} (create, update or leave unchanged)",
-                         operation_id=f"apply_{kind.plural}")
-    router.add_api_route(f"{base}/{{name}}", delete_resource, methods=["DELETE"],
-                         summary=f"Delete a {summary}", operation_id=f"delete_{kind.plural}")
+    router.add_api_route(
+        base,
+        list_resources,
+        methods=["GET"],
+        summary=f"List {summary}s",
+        operation_id=f"list_{kind.plural}",
+    )
+    router.add_api_route(
+        f"{base}/{{name}}",
+        get_resource,
+        methods=["GET"],
+        summary=f"Get a {summary}",
+        operation_id=f"get_{kind.plural}",
+    )
+    router.add_api_route(
+        f"{base}/{{name}}",
+        apply_resource,
+        methods=["PUT"],
+        summary=f"Apply a {summary} (create, update or leave unchanged)",
+        operation_id=f"apply_{kind.plural}",
+    )
+    router.add_api_route(
+        f"{base}/{{name}}",
+        delete_resource,
+        methods=["DELETE"],
+        summary=f"Delete a {summary}",
+        operation_id=f"delete_{kind.plural}",
+    )
 
 
 for _kind in kinds.KINDS:

@@ -1,0 +1,95 @@
+"""A real `armillary server` process for integration tests.
+
+Started with `python -m armillary server` on a free loopback port, its state in a
+temporary ARMILLARY_HOME, on SQLite or on a fresh Postgres database. Waits on
+/readyz with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+START_DEADLINE_S = 30.0
+
+
+@dataclass
+class ServerProcess:
+    home: Path
+    database_url: str | None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        token: str = json.loads((self.home / "context.json").read_text())["token"]
+        return token
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "ARMILLARY_HOME": str(self.home), "ARMILLARY_LOG_LEVEL": "warning"}
+        env.pop("ARMILLARY_DATABASE_URL", None)
+        if self.database_url:
+            env["ARMILLARY_DATABASE_URL"] = self.database_url
+        return env
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / "server.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
+                env=self.env(),
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {START_DEADLINE_S}s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown hooks, no flushing."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        path = self.home / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def client(self, *, token: str | None = "admin") -> httpx.Client:
+        headers = {}
+        if token == "admin":
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)

@@ -1,0 +1,129 @@
+"""The API's envelope: authentication, redirects, OpenAPI, health, concurrent writers,
+and durability across kill -9."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+from tests.integration.serverproc import ServerProcess
+
+
+def org(name: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Org",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_health_needs_no_token_and_the_api_does(server: ServerProcess) -> None:
+    with server.client(token=None) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/readyz").json() == {"status": "ok"}
+        response = http.get("/api/v1/tenants")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"] == "application/problem+json"
+    for header in (
+        "Bearer arm_nothere_xyz",
+        "Bearer",
+        "Basic dXNlcjpwdw==",
+        "arm_token",
+        "Bearer " + "a" * 5000,
+    ):
+        with server.client(token=None) as http:
+            response = http.get("/api/v1/tenants", headers={"Authorization": header})
+            assert response.status_code == 401, header
+
+
+def test_unversioned_api_redirects(server: ServerProcess) -> None:
+    with server.client() as http:
+        response = http.get("/api/tenants?selector=a=b")
+        assert response.status_code == 301
+        assert response.headers["location"] == "/api/v1/tenants?selector=a=b"
+        response = http.post("/api/apply", json={"documents": []})
+        assert response.status_code == 308
+        assert response.headers["location"] == "/api/v1/apply"
+        assert http.get("/api/v1/nothing-here").status_code == 404
+
+
+def test_openapi_lists_every_kind(server: ServerProcess) -> None:
+    with server.client(token=None) as http:
+        spec = http.get("/api/v1/openapi.json").json()
+    for plural in ("orgs", "stacks", "releases", "tenants", "schedules", "webhooksources"):
+        assert f"/api/v1/{plural}" in spec["paths"]
+        assert {"get", "put", "delete"} <= set(spec["paths"][f"/api/v1/{plural}/{{name}}"])
+    assert "/api/v1/apply" in spec["paths"] and "/api/v1/plan" in spec["paths"]
+
+
+def test_put_creates_then_reports_unchanged(server: ServerProcess) -> None:
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        first = http.put(f"/api/v1/orgs/{name}", json=org(name))
+        assert first.status_code == 201 and first.json()["result"] == "created"
+        second = http.put(f"/api/v1/orgs/{name}", json=org(name))
+        assert second.status_code == 200 and second.json()["result"] == "unchanged"
+        stale = http.delete(f"/api/v1/orgs/{name}", params={"resourceVersion": "7"})
+        assert stale.status_code == 409
+        gone = http.delete(f"/api/v1/orgs/{name}", params={"resourceVersion": "1"})
+        assert gone.status_code == 200
+
+
+def test_concurrent_conditional_writes_let_exactly_one_win(server: ServerProcess) -> None:
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        http.put(f"/api/v1/orgs/{name}", json=org(name))
+
+    def write(i: int) -> int:
+        doc = org(name, description=f"writer {i}")
+        doc["metadata"]["resourceVersion"] = "1"
+        with server.client() as http:
+            return http.put(f"/api/v1/orgs/{name}", json=doc).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(write, range(10)))
+    assert sorted(codes) == [200] + [409] * 9
+    with server.client() as http:
+        meta = http.get(f"/api/v1/orgs/{name}").json()["metadata"]
+    assert (meta["generation"], meta["resourceVersion"]) == (2, "2")
+
+
+def test_acknowledged_apply_survives_kill_9(
+    server: ServerProcess, database_url: str | None, tmp_path: Path
+) -> None:
+    """A 2xx for apply means committed: kill -9 the instant after, restart, it is there."""
+    home = tmp_path / "home"
+    home.mkdir()
+    if database_url:  # the module's server already made the admin token in this database
+        (home / "context.json").write_text(json.dumps({"token": server.token}))
+    proc = ServerProcess(home=home, database_url=database_url, port=free_port())
+    proc.start()
+    names = [f"o-{uuid.uuid4().hex[:8]}" for _ in range(20)]
+    try:
+        token = proc.token
+        with proc.client() as http:
+            for name in names:
+                assert http.put(f"/api/v1/orgs/{name}", json=org(name)).status_code == 201
+        proc.kill()
+        proc.start()
+        assert proc.token == token, "a restart must not mint a new admin token"
+        with proc.client() as http:
+            stored = {o["metadata"]["name"] for o in http.get("/api/v1/orgs").json()["items"]}
+        assert set(names) <= stored
+    finally:
+        proc.stop()
+
+
+def test_server_refuses_to_answer_on_unknown_routes_with_problem_json(
+    server: ServerProcess,
+) -> None:
+    response = httpx.get(f"{server.url}/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
