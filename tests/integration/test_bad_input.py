@@ -37,7 +37,7 @@ CASES = {
     "unknown-field": (
         stack("{name}", "components:\n  - name: a\n    command: [x]\n    replicaz: 2\n"),
         9,
-        "spec.components[0].replicaz: unknown field",
+        "spec.components[0].replicaz: unknown field 'replicaz'; expected one of:",
     ),
     "wrong-type": (
         stack("{name}", "components:\n  - name: a\n    command: [x]\n    replicas: many\n"),

@@ -8,12 +8,15 @@ document's index. Nothing here does I/O.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from armillary.errors import Invalid, Issue, TooLarge
 from armillary.resources import kinds
@@ -66,10 +69,11 @@ def parse(
     try:
         resource = kind.model.model_validate(raw)
     except ValidationError as exc:
-        raise Invalid([issue(loc, msg) for loc, msg in _pydantic_issues(exc, raw)]) from None
-    problems = [issue(loc, msg) for loc, msg in semantic_issues(resource)]
-    if problems:
-        raise Invalid(problems)
+        problems = _pydantic_issues(exc, raw, model=kind.model)
+        raise Invalid([issue(loc, msg) for loc, msg in problems]) from None
+    rules = [issue(loc, msg) for loc, msg in semantic_issues(resource)]
+    if rules:
+        raise Invalid(rules)
     return resource
 
 
@@ -103,12 +107,16 @@ def semantic_issues(resource: Document) -> Iterable[tuple[Loc, str]]:  # type: i
             )
 
 
-def _pydantic_issues(exc: ValidationError, raw: Any) -> list[tuple[Loc, str]]:
+def _pydantic_issues(
+    exc: ValidationError, raw: Any, *, model: type[BaseModel]
+) -> list[tuple[Loc, str]]:
     """One issue per field path; alternatives of a union are merged into one message."""
     merged: dict[Loc, list[str]] = {}
     for error in exc.errors(include_url=False):
         loc = _real_loc(tuple(error["loc"]), raw, missing=error["type"] == "missing")
         message = _message(error)
+        if error["type"] == "extra_forbidden" and loc:
+            message = _unknown_field(model, loc)
         bucket = merged.setdefault(loc, [])
         if message not in bucket:
             bucket.append(message)
@@ -130,6 +138,59 @@ def _real_loc(loc: Loc, raw: Any, *, missing: bool) -> Loc:
         elif last and missing and isinstance(part, str):
             out.append(part)
     return tuple(out)
+
+
+def _unknown_field(model: type[BaseModel], loc: Loc) -> str:
+    """`unknown field 'replicaz'; expected one of: … (did you mean 'replicas'?)`."""
+    name = str(loc[-1])
+    allowed = _fields_at(model, loc[:-1])
+    if not allowed:
+        return f"unknown field {name!r}"
+    message = f"unknown field {name!r}; expected one of: {', '.join(allowed)}"
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names (as users write them) of the model found at `loc`, if any."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    for member in _members(current):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return [field.alias or name for name, field in member.model_fields.items()]
+    return []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    for candidate in _members(annotation):
+        if (
+            isinstance(part, str)
+            and isinstance(candidate, type)
+            and issubclass(candidate, BaseModel)
+        ):
+            for name, field in candidate.model_fields.items():
+                if part in (name, field.alias):
+                    return field.annotation
+        origin = typing.get_origin(candidate)
+        args = typing.get_args(candidate)
+        if isinstance(part, int) and origin is list and args:
+            return args[0]
+        if isinstance(part, str) and origin is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+def _members(annotation: Any) -> list[Any]:
+    """Unwrap Annotated[...] and unions into the types they may hold."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
 
 
 def _message(error: Mapping[str, Any]) -> str:

@@ -1,0 +1,89 @@
+"""The CLI's own behaviour: init, finding the server through the context file,
+usage errors, an unreachable server, schema output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from armillary.main import app
+from tests.conftest import free_port
+from tests.integration.serverproc import ServerProcess
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_init_scaffolds_files_that_apply_and_never_overwrites(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    target = tmp_path / "demo"
+    code, out, _ = run("init", str(target))
+    assert code == 0
+    assert (target / "stack.yaml").exists() and (target / "tenants.yaml").exists()
+    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    code, out, err = run("apply", "-f", str(target), env=env)
+    assert code == 0, err
+    assert "stack/hello" in out and "tenant/example-support" in out
+    before = (target / "stack.yaml").read_text()
+    code, _, err = run("init", str(target))
+    assert code == 1 and "already exist" in err
+    assert (target / "stack.yaml").read_text() == before
+
+
+def test_context_file_is_found_without_flags_or_env(server: ServerProcess) -> None:
+    env = {"ARMILLARY_HOME": str(server.home), "ARMILLARY_URL": None, "ARMILLARY_TOKEN": None}
+    code, out, err = run("get", "orgs", "-o", "json", env=env)  # type: ignore[arg-type]
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "List"
+
+
+def test_flags_win_over_the_context_file(server: ServerProcess) -> None:
+    env = {"ARMILLARY_HOME": str(server.home), "ARMILLARY_URL": None, "ARMILLARY_TOKEN": None}
+    code, _, err = run("--token", "arm_wrong_token", "get", "orgs", env=env)  # type: ignore[arg-type]
+    assert code == 1
+    assert "unknown token" in err
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("get")[0] == 2
+    assert run("apply")[0] == 2
+    assert run("get", "tenants", "-o", "xml")[0] == 2
+
+
+def test_unknown_kind_and_unreachable_server_exit_1(tmp_path: Path) -> None:
+    code, _, err = run("get", "gizmos")
+    assert code == 1 and "unknown kind 'gizmos'" in err
+    url = f"http://127.0.0.1:{free_port()}"
+    code, _, err = run("--server", url, "get", "tenants", env={"ARMILLARY_HOME": str(tmp_path)})
+    assert code == 1
+    assert f"cannot reach the Armillary server at {url}" in err
+
+
+def test_schema_prints_json_schema() -> None:
+    code, out, _ = run("schema", "stack")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["properties"]["kind"]["const"] == "Stack"
+    code, out, _ = run("schema")
+    assert {"$ref": "#/$defs/Tenant"} in json.loads(out)["oneOf"]
+
+
+def test_console_script_runs_as_a_process() -> None:
+    """The installed entry point, as a user runs it (python -m armillary is the same)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "armillary", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("armillary ")
