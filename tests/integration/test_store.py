@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from armillary.errors import Conflict, NotFound
+from armillary.resources.canonical import Canonical
 from armillary.store import repository
 from armillary.store.database import Database
 from armillary.store.tables import api_tokens
@@ -37,16 +38,12 @@ async def _apply(
     db: Database, name: str, spec: dict, **kw: object
 ) -> tuple[str, repository.Stored]:
     async with db.write() as conn:
+        item = Canonical(
+            kind="Org", name=name, spec=spec, labels=kw.get("labels", {}), annotations={}
+        )  # type: ignore[arg-type]
         return await repository.apply(
-            conn,
-            kind="Org",
-            name=name,
-            spec=spec,
-            labels=kw.get("labels", {}),  # type: ignore[arg-type]
-            annotations={},
-            expected_version=kw.get("expected_version"),  # type: ignore[arg-type]
-            now=NOW,
-        )
+            conn, item, expected_version=kw.get("expected_version"), now=NOW
+        )  # type: ignore[arg-type]
 
 
 async def test_generation_and_resource_version(db: Database) -> None:
@@ -108,16 +105,8 @@ async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
     name = f"o-{uuid.uuid4().hex[:8]}"
     with pytest.raises(Conflict):
         async with db.write() as conn:
-            await repository.apply(
-                conn,
-                kind="Org",
-                name=name,
-                spec={},
-                labels={},
-                annotations={},
-                expected_version=None,
-                now=NOW,
-            )
+            item = Canonical(kind="Org", name=name, spec={}, labels={}, annotations={})
+            await repository.apply(conn, item, expected_version=None, now=NOW)
             raise Conflict("a later document in the same set was stale")
     async with db.read() as conn:
         assert await repository.get(conn, "Org", name) is None

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from armillary import errors
 from armillary.control import plan
 from armillary.errors import Invalid, Issue
-from armillary.resources import validate
+from armillary.resources import canonical, validate
 from armillary.store import repository
 from armillary.store.database import Database, Tx
 
@@ -34,7 +34,7 @@ class Applied:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parsed:
-    desired: plan.Desired
+    desired: canonical.Canonical
     expected_version: int | None
 
 
@@ -58,14 +58,7 @@ def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
                 )
                 continue
             expected = int(version)
-        desired = plan.Desired(
-            kind=resource.kind,
-            name=resource.metadata.name,
-            spec=resource.spec_dict(),
-            labels=dict(resource.metadata.labels),
-            annotations=dict(resource.metadata.annotations),
-        )
-        parsed.append(Parsed(desired=desired, expected_version=expected))
+        parsed.append(Parsed(desired=canonical.of(resource), expected_version=expected))
     if failures:
         raise errors.combine(failures)
     plan.check_unique([p.desired for p in parsed])
@@ -95,16 +88,8 @@ async def apply(
                 gone = await repository.remove(conn, change.kind, change.name)
                 applied.append(_applied(gone, "deleted"))
                 continue
-            item = by_key[key]
             outcome, stored = await repository.apply(
-                conn,
-                kind=item.kind,
-                name=item.name,
-                spec=item.spec,
-                labels=item.labels,
-                annotations=item.annotations,
-                expected_version=expected[key],
-                now=now,
+                conn, by_key[key], expected_version=expected[key], now=now
             )
             applied.append(_applied(stored, outcome))
     return applied
@@ -122,25 +107,15 @@ def _applied(stored: repository.Stored, result: Result) -> Applied:
 
 async def _current(
     conn: Tx, parsed: Sequence[Parsed], *, prune: bool
-) -> dict[tuple[str, str], plan.Desired]:
-    current: dict[tuple[str, str], plan.Desired] = {}
+) -> dict[tuple[str, str], canonical.Canonical]:
+    current: dict[tuple[str, str], canonical.Canonical] = {}
     if prune:
         for kind in sorted({p.desired.kind for p in parsed}):
             for each in await repository.list_kind(conn, kind):
-                current[(kind, each.name)] = _as_desired(each)
+                current[(kind, each.name)] = each.canonical()
     else:
         for p in parsed:
             found = await repository.get(conn, p.desired.kind, p.desired.name)
             if found is not None:
-                current[(found.kind, found.name)] = _as_desired(found)
+                current[(found.kind, found.name)] = found.canonical()
     return current
-
-
-def _as_desired(stored: repository.Stored) -> plan.Desired:
-    return plan.Desired(
-        kind=stored.kind,
-        name=stored.name,
-        spec=stored.spec,
-        labels=stored.labels,
-        annotations=stored.annotations,
-    )

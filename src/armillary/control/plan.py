@@ -15,20 +15,10 @@ from typing import Any, Literal
 
 from armillary.errors import Invalid, Issue
 from armillary.resources import kinds
+from armillary.resources.canonical import Canonical
 
 Action = Literal["create", "update", "delete", "unchanged"]
 _MISSING: Any = object()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Desired:
-    """What one document asks for, in canonical form."""
-
-    kind: str
-    name: str
-    spec: dict[str, Any]
-    labels: dict[str, str]
-    annotations: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +42,7 @@ class Change:
         return any(f.path.startswith("spec") for f in self.fields)
 
 
-def check_unique(desired: Sequence[Desired]) -> None:
+def check_unique(desired: Sequence[Canonical]) -> None:
     """Two documents naming the same resource make an ambiguous set: refuse it."""
     first: dict[tuple[str, str], int] = {}
     issues = []
@@ -67,7 +57,10 @@ def check_unique(desired: Sequence[Desired]) -> None:
 
 
 def compute(
-    desired: Sequence[Desired], current: Mapping[tuple[str, str], Desired], *, prune: bool = False
+    desired: Sequence[Canonical],
+    current: Mapping[tuple[str, str], Canonical],
+    *,
+    prune: bool = False,
 ) -> list[Change]:
     """The plan, ordered as it would be applied (referenced kinds first, deletes last)."""
     check_unique(desired)
@@ -82,7 +75,7 @@ def compute(
     return changes
 
 
-def _one(item: Desired, stored: Desired | None) -> Change:
+def _one(item: Canonical, stored: Canonical | None) -> Change:
     if stored is None:
         return Change(action="create", kind=item.kind, name=item.name)
     fields = (

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import Conflict, NotFound
+from armillary.resources.canonical import Canonical
 from armillary.resources.meta import API_VERSION
 from armillary.store.tables import resources
 
@@ -42,6 +43,16 @@ class Stored:
     status: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    def canonical(self) -> Canonical:
+        """What the resource holds, comparable with a document's canonical form."""
+        return Canonical(
+            kind=self.kind,
+            name=self.name,
+            spec=self.spec,
+            labels=self.labels,
+            annotations=self.annotations,
+        )
 
     def document(self) -> dict[str, Any]:
         """The resource as the API shows it."""
@@ -122,37 +133,26 @@ async def list_kind(
 
 
 async def apply(
-    conn: AsyncConnection,
-    *,
-    kind: str,
-    name: str,
-    spec: dict[str, Any],
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    expected_version: int | None,
-    now: dt.datetime,
+    conn: AsyncConnection, item: Canonical, *, expected_version: int | None, now: dt.datetime
 ) -> tuple[Outcome, Stored]:
     """Create the resource if absent, update it if it differs, else leave it alone."""
-    current = await get(conn, kind, name)
+    current = await get(conn, item.kind, item.name)
     if current is None:
         if expected_version is not None:
             raise Conflict(
-                f"{_ref(kind, name)} does not exist, but the document names "
+                f"{_ref(item.kind, item.name)} does not exist, but the document names "
                 f"resourceVersion {expected_version}; remove it to create the resource"
             )
-        return "created", await _insert(
-            conn, kind=kind, name=name, spec=spec, labels=labels, annotations=annotations, now=now
-        )
+        return "created", await _insert(conn, item, now=now)
     if expected_version is not None and expected_version != current.resource_version:
-        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
-    spec_changed = spec != current.spec
-    if not spec_changed and labels == current.labels and annotations == current.annotations:
+        raise _stale(item.kind, item.name, seen=expected_version, actual=current.resource_version)
+    if item == current.canonical():
         return "unchanged", current
     values = {
-        "spec": spec,
-        "labels": labels,
-        "annotations": annotations,
-        "generation": current.generation + (1 if spec_changed else 0),
+        "spec": item.spec,
+        "labels": item.labels,
+        "annotations": item.annotations,
+        "generation": current.generation + (1 if item.spec != current.spec else 0),
     }
     return "configured", await _update(conn, current, values, now=now)
 
@@ -194,25 +194,17 @@ async def remove(
     return current
 
 
-async def _insert(
-    conn: AsyncConnection,
-    *,
-    kind: str,
-    name: str,
-    spec: dict[str, Any],
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    now: dt.datetime,
-) -> Stored:
+async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -> Stored:
+    kind, name = item.kind, item.name
     values = {
         "kind": kind,
         "name": name,
         "uid": str(uuid.uuid4()),
         "generation": 1,
         "resource_version": 1,
-        "labels": labels,
-        "annotations": annotations,
-        "spec": spec,
+        "labels": item.labels,
+        "annotations": item.annotations,
+        "spec": item.spec,
         "status": {},
         "created_at": now,
         "updated_at": now,
