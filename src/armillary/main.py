@@ -14,13 +14,19 @@ import typer
 from armillary.cli.main import app
 from armillary.config import Settings
 
+HOST_HELP = "Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."
+PORT_HELP = "Port to listen on (default 7400, or ARMILLARY_PORT)."
+
 
 @app.command()
 def server(
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+        str | None,
+        typer.Option(help="Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 7400].")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default 7400, or ARMILLARY_PORT).")
+    ] = None,
 ) -> None:
     """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""
     import uvicorn

@@ -127,3 +127,57 @@ def test_server_refuses_to_answer_on_unknown_routes_with_problem_json(
     response = httpx.get(f"{server.url}/nowhere")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_wrong_method_is_405(server: ServerProcess) -> None:
+    with server.client() as http:
+        response = http.patch("/api/v1/orgs/x", json={})
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(10):
+            yield b" " * (1024 * 1024)
+
+    with server.client() as http:
+        response = http.post(
+            "/api/v1/apply", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert http.get("/healthz").status_code == 200
+
+
+def test_plan_reports_a_stale_resource_version_like_apply(server: ServerProcess) -> None:
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        http.put(f"/api/v1/orgs/{name}", json=org(name))
+        http.put(f"/api/v1/orgs/{name}", json=org(name, description="moved on"))
+        stale = org(name, description="mine")
+        stale["metadata"]["resourceVersion"] = 1  # an integer is accepted as well
+        for route in ("/api/v1/plan", "/api/v1/apply"):
+            response = http.post(route, json={"documents": [stale]})
+            assert response.status_code == 409, route
+            assert "resourceVersion 1" in response.json()["detail"]
+
+
+def test_release_names_carry_the_version(server: ServerProcess) -> None:
+    release = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Release",
+        "metadata": {"name": "agent-1.4.0-rc.1"},
+        "spec": {
+            "component": "agent",
+            "version": "1.4.0-rc.1",
+            "git": {"tag": "agent/v1.4.0-rc.1", "commit": "0123abcd"},
+            "artifact": {"process": {"command": ["python3", "agent.py"]}},
+        },
+    }
+    with server.client() as http:
+        response = http.put("/api/v1/releases/agent-1.4.0-rc.1", json=release)
+        assert response.status_code == 201, response.text
+        assert (
+            http.get("/api/v1/releases/agent-1.4.0-rc.1").json()["spec"]["version"] == "1.4.0-rc.1"
+        )

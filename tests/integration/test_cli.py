@@ -16,8 +16,10 @@ from tests.conftest import free_port
 from tests.integration.serverproc import ServerProcess
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+def run(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -87,3 +89,26 @@ def test_console_script_runs_as_a_process() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("armillary ")
+
+
+def test_delete_reports_each_name_and_stops_at_the_first_failure(server: ServerProcess) -> None:
+    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    names = [f"d-{os.urandom(4).hex()}" for _ in range(2)]
+    for name in names:
+        doc = {
+            "apiVersion": "armillary.dev/v1",
+            "kind": "Org",
+            "metadata": {"name": name},
+            "spec": {},
+        }
+        run("apply", "-f", "-", env=env, input=json.dumps(doc))
+    code, out, err = run("delete", "org", names[0], "missing-one", names[1], env=env)
+    assert code == 1
+    assert f"org/{names[0]} deleted" in out
+    assert "not found" in err
+    assert run("get", "org", names[1], env=env)[0] == 0  # after the failure nothing else went
+
+
+def test_name_and_selector_together_is_a_usage_error(server: ServerProcess) -> None:
+    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    assert run("get", "tenant", "x", "-l", "a=b", env=env)[0] == 2

@@ -3,7 +3,7 @@
 At start the lifespan opens the store (migrating it), creates the admin token if
 none exists (printing it once and saving it to the local context file), and records
 the server's URL for the local CLI. Routers are mounted under /api/v1; `/api/<rest>`
-redirects to `/api/v1/<rest>`.
+redirects to `/api/v1/<rest>` (see `VersionRedirect`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
 from armillary.api import context, limits, problems
@@ -67,19 +67,30 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(resources.router)
     app.include_router(apply.router)
 
-    @app.api_route(
-        "/api/{rest:path}",
-        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-        include_in_schema=False,
-    )
-    async def unversioned(rest: str, request: Request) -> RedirectResponse:
-        """`/api/<rest>` → `/api/v1/<rest>`: 301 for reads, 308 (method kept) for writes."""
-        if rest == "v1" or rest.startswith("v1/"):
-            raise HTTPException(404, f"no route {request.url.path}")
-        target = f"/api/v1/{rest}"
-        if request.url.query:
-            target += f"?{request.url.query}"
-        status = 301 if request.method in ("GET", "HEAD") else 308
-        return RedirectResponse(target, status_code=status)
-
+    app.add_middleware(VersionRedirect)
     return app
+
+
+class VersionRedirect:
+    """`/api/<rest>` → `/api/v1/<rest>`: 301 for reads, 308 (method and body kept) for
+    writes. A middleware rather than a catch-all route, so that routing under /api/v1
+    keeps its own 404 and 405 answers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/api/") and not _versioned(path):
+            target = "/api/v1/" + path.removeprefix("/api/")
+            query = scope.get("query_string", b"").decode("latin-1")
+            if query:
+                target += f"?{query}"
+            status = 301 if scope["method"] in ("GET", "HEAD") else 308
+            await RedirectResponse(target, status_code=status)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _versioned(path: str) -> bool:
+    return path == "/api/v1" or path.startswith("/api/v1/")

@@ -25,20 +25,33 @@ class BodyLimit:
                 await self._refuse(send, int(value))
                 return
         seen = 0
+        refused = False
 
         async def counted() -> Message:
-            nonlocal seen
+            # Past the limit: answer 413 ourselves, then tell the app the client left,
+            # and drop whatever it tries to send after that.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    refused = True
+                    await self._refuse(send, seen)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send, seen)
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not refused:
+                raise
+            # Refused mid-body: the app's complaint about the vanished body is expected.
 
     async def _refuse(self, send: Send, size: int) -> None:
         body = json.dumps(
@@ -60,7 +73,3 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

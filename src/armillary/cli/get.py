@@ -47,6 +47,10 @@ def get(
 ) -> None:
     """List resources of a kind, or show one."""
     found = _kind(kind)
+    if name is not None and selector is not None:
+        raise typer.BadParameter(
+            "a label selector cannot be combined with a name", param_hint="--selector"
+        )
 
     async def work(api: Client) -> list[dict[str, Any]]:
         if name is not None:
@@ -89,17 +93,14 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
 def delete(
     ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]
 ) -> None:
-    """Delete resources by kind and name."""
+    """Delete resources by kind and name, in order; stops at the first that fails."""
     found = _kind(kind)
+    for name in names:
 
-    async def work(api: Client) -> list[str]:
-        gone = []
-        for name in names:
-            await api.delete(found.name, name)
-            gone.append(name)
-        return gone
+        async def work(api: Client, name: str = name) -> dict[str, Any]:
+            return await api.delete(found.name, name)
 
-    for name in call(ctx, work):
+        call(ctx, work)
         out.print(f"{found.name.lower()}/{name} deleted")
 
 

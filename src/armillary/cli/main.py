@@ -29,11 +29,11 @@ def options(
     ctx: typer.Context,
     server: Annotated[
         str | None,
-        typer.Option("--server", "-s", help="Server URL [env: ARMILLARY_URL].", show_default=False),
+        typer.Option("--server", "-s", help="Server URL (or ARMILLARY_URL).", show_default=False),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", help="API token [env: ARMILLARY_TOKEN].", show_default=False),
+        typer.Option("--token", help="API token (or ARMILLARY_TOKEN).", show_default=False),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")

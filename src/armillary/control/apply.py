@@ -25,11 +25,10 @@ Result = Literal["created", "configured", "unchanged", "deleted"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Applied:
-    kind: str
-    name: str
+    """What happened to one resource, and the resource as it now is (or last was)."""
+
     result: Result
-    generation: int
-    resource_version: int
+    stored: repository.Stored
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,10 +65,11 @@ def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
 
 
 async def compute_plan(db: Database, parsed: Sequence[Parsed], *, prune: bool) -> list[plan.Change]:
-    """What `apply` would do, read from the store; nothing is written."""
+    """What `apply` would do, read from the store; nothing is written. A stale
+    resourceVersion is reported here exactly as `apply` would report it."""
     async with db.read() as conn:
         current = await _current(conn, parsed, prune=prune)
-    return plan.compute([p.desired for p in parsed], current, prune=prune)
+    return _plan(parsed, current, prune=prune)
 
 
 async def apply(
@@ -79,43 +79,41 @@ async def apply(
     applied: list[Applied] = []
     async with db.write() as conn:
         current = await _current(conn, parsed, prune=prune)
-        changes = plan.compute([p.desired for p in parsed], current, prune=prune)
-        expected = {(p.desired.kind, p.desired.name): p.expected_version for p in parsed}
-        by_key = {(p.desired.kind, p.desired.name): p.desired for p in parsed}
-        for change in changes:
-            key = (change.kind, change.name)
+        by_key = {(p.desired.kind, p.desired.name): p for p in parsed}
+        for change in _plan(parsed, current, prune=prune):
             if change.action == "delete":
                 gone = await repository.remove(conn, change.kind, change.name)
-                applied.append(_applied(gone, "deleted"))
+                applied.append(Applied(result="deleted", stored=gone))
                 continue
+            item = by_key[(change.kind, change.name)]
             outcome, stored = await repository.apply(
-                conn, by_key[key], expected_version=expected[key], now=now
+                conn, item.desired, expected_version=item.expected_version, now=now
             )
-            applied.append(_applied(stored, outcome))
+            applied.append(Applied(result=outcome, stored=stored))
     return applied
 
 
-def _applied(stored: repository.Stored, result: Result) -> Applied:
-    return Applied(
-        kind=stored.kind,
-        name=stored.name,
-        result=result,
-        generation=stored.generation,
-        resource_version=stored.resource_version,
-    )
+def _plan(
+    parsed: Sequence[Parsed], current: dict[tuple[str, str], repository.Stored], *, prune: bool
+) -> list[plan.Change]:
+    for p in parsed:
+        key = (p.desired.kind, p.desired.name)
+        repository.check_version(current.get(key), *key, expected=p.expected_version)
+    stored = {key: s.canonical() for key, s in current.items()}
+    return plan.compute([p.desired for p in parsed], stored, prune=prune)
 
 
 async def _current(
     conn: Tx, parsed: Sequence[Parsed], *, prune: bool
-) -> dict[tuple[str, str], canonical.Canonical]:
-    current: dict[tuple[str, str], canonical.Canonical] = {}
+) -> dict[tuple[str, str], repository.Stored]:
+    current: dict[tuple[str, str], repository.Stored] = {}
     if prune:
         for kind in sorted({p.desired.kind for p in parsed}):
             for each in await repository.list_kind(conn, kind):
-                current[(kind, each.name)] = each.canonical()
+                current[(kind, each.name)] = each
     else:
         for p in parsed:
             found = await repository.get(conn, p.desired.kind, p.desired.name)
             if found is not None:
-                current[(found.kind, found.name)] = found.canonical()
+                current[(found.kind, found.name)] = found
     return current

@@ -10,17 +10,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 API_VERSION = "armillary.dev/v1"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 NAME_MAX = 63
+SUBDOMAIN_MAX = 253
 
 
 def check_name(value: str) -> str:
@@ -29,6 +31,16 @@ def check_name(value: str) -> str:
         raise ValueError(
             f"expected a DNS-1123 name (a-z, 0-9 and '-', starting and ending with a letter"
             f" or digit, at most {NAME_MAX} characters), got {value!r}"
+        )
+    return value
+
+
+def check_subdomain(value: str) -> str:
+    """A DNS-1123 subdomain: DNS labels joined by '.', at most 253 characters."""
+    if len(value) > SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"expected a DNS-1123 subdomain (a-z, 0-9, '-' and '.', starting and ending with a"
+            f" letter or digit, at most {SUBDOMAIN_MAX} characters), got {value!r}"
         )
     return value
 
@@ -52,6 +64,11 @@ Name = Annotated[
     AfterValidator(check_name),
     Field(json_schema_extra={"pattern": _DNS_LABEL.pattern, "maxLength": NAME_MAX}),
 ]
+Subdomain = Annotated[
+    str,
+    AfterValidator(check_subdomain),
+    Field(json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": SUBDOMAIN_MAX}),
+]
 LabelKey = Annotated[str, AfterValidator(_check_label_key)]
 LabelValue = Annotated[str, AfterValidator(_check_label_value)]
 
@@ -59,19 +76,30 @@ LabelValue = Annotated[str, AfterValidator(_check_label_value)]
 class Model(BaseModel):
     """Base of every model users write: unknown fields are errors, values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class ObjectMeta(Model):
-    """`metadata`: the name users choose plus fields the server owns."""
+    """`metadata`: the name users choose plus fields the server owns.
 
-    name: Name
+    Names are DNS-1123 subdomains here; every kind but Release narrows that to a
+    DNS-1123 label (no dots), checked in `validate`, because their names end up in
+    host names and process names. A Release is `<component>-<version>`, dots and all.
+    """
+
+    name: Subdomain
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     resource_version: str | None = Field(default=None, alias="resourceVersion")
     generation: int | None = None
     uid: str | None = None
     created_at: str | None = Field(default=None, alias="createdAt")
+
+    @field_validator("resource_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # `get -o yaml` quotes it, but a hand-written `resourceVersion: 3` means the same.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 SpecT = TypeVar("SpecT", bound=Model)

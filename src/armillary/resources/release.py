@@ -74,8 +74,9 @@ class ReleaseSpec(Model):
 
 
 def release_name(component: str, version: str) -> str:
-    """The metadata.name a Release of `component` at `version` must carry."""
-    return f"{component}-{version}"
+    """The metadata.name a Release of `component` at `version` must carry
+    (lower-cased: semver prerelease tags may have capitals, names may not)."""
+    return f"{component}-{version.lower()}"
 
 
 class Release(Document[ReleaseSpec]):

@@ -13,11 +13,18 @@ from croniter import croniter
 from pydantic import AfterValidator, Field
 
 from armillary.resources.meta import Document, Model, Name
+from armillary.resources.stack import ComponentName
 
 MACROS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
-_FIELDS = ("minute 0-59", "hour 0-23", "day of month 1-31", "month 1-12", "day of week 0-6")
+_FIELDS = (
+    "minute 0-59",
+    "hour 0-23",
+    "day of month 1-31",
+    "month 1-12 or JAN-DEC",
+    "day of week 0-7 or SUN-SAT",
+)
 
 
 def check_cron(value: str) -> str:
@@ -56,7 +63,7 @@ TimeZone = Annotated[str, AfterValidator(check_time_zone)]
 class ScheduleTiming(Model):
     """What every schedule says: which job, when, and what to do about overlaps."""
 
-    component: Name
+    component: ComponentName
     cron: Cron
     time_zone: TimeZone = "UTC"
     concurrency_policy: Literal["Forbid", "Allow", "Replace"] = "Forbid"

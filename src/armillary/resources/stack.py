@@ -115,6 +115,13 @@ class Resources(Model):
     cpu: float | str | None = None
     memory: int | str | None = None
 
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _not_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a quantity such as 0.5, '500m' or '256Mi', got {value!r}")
+        return value
+
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, value: float | str | None) -> float | str | None:

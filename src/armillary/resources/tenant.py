@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field
 
 from armillary.resources.meta import Document, Model, Name
 from armillary.resources.schedule import ScheduleTiming
-from armillary.resources.stack import Env, Loc, ReleaseRef
+from armillary.resources.stack import ComponentName, Env, Loc, ReleaseRef
 
 _KEY_SPACE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -57,7 +57,7 @@ class TenantSpec(Model):
     stack: Name
     display_name: str = ""
     env: Env = Field(default_factory=dict)
-    overrides: dict[Name, ComponentOverride] = Field(default_factory=dict)
+    overrides: dict[ComponentName, ComponentOverride] = Field(default_factory=dict)
     routing: dict[KeySpace, list[RoutingKey]] = Field(default_factory=dict)
     schedules: list[TenantSchedule] = Field(default_factory=list)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from armillary.errors import Invalid, Issue, TooLarge
 from armillary.resources import kinds
-from armillary.resources.meta import API_VERSION, Document
+from armillary.resources.meta import API_VERSION, Document, check_name
 from armillary.resources.release import Release, release_name
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -97,7 +97,12 @@ def semantic_issues(resource: Document) -> Iterable[tuple[Loc, str]]:  # type: i
     if spec_issues is not None:
         for loc, message in spec_issues():
             yield ("spec", *loc), message
-    if isinstance(resource, Release):
+    if not isinstance(resource, Release):
+        try:
+            check_name(resource.metadata.name)
+        except ValueError as exc:
+            yield ("metadata", "name"), str(exc)
+    else:
         expected = release_name(resource.spec.component, resource.spec.version)
         if resource.metadata.name != expected:
             yield (
@@ -120,7 +125,16 @@ def _pydantic_issues(
         bucket = merged.setdefault(loc, [])
         if message not in bucket:
             bucket.append(message)
-    return [(loc, " or ".join(msgs)) for loc, msgs in merged.items()]
+    return [(loc, _join_alternatives(msgs)) for loc, msgs in merged.items()]
+
+
+def _join_alternatives(messages: list[str]) -> str:
+    """`a valid number, got true` + `a valid string, got true` → one sentence."""
+    suffixes = {m.rpartition(", got ")[2] for m in messages}
+    if len(messages) > 1 and len(suffixes) == 1 and all(", got " in m for m in messages):
+        heads = [m.rpartition(", got ")[0] for m in messages]
+        return f"{' or '.join(heads)}, got {suffixes.pop()}"
+    return " or ".join(messages)
 
 
 def _real_loc(loc: Loc, raw: Any, *, missing: bool) -> Loc:

@@ -137,15 +137,9 @@ async def apply(
 ) -> tuple[Outcome, Stored]:
     """Create the resource if absent, update it if it differs, else leave it alone."""
     current = await get(conn, item.kind, item.name)
+    check_version(current, item.kind, item.name, expected=expected_version)
     if current is None:
-        if expected_version is not None:
-            raise Conflict(
-                f"{_ref(item.kind, item.name)} does not exist, but the document names "
-                f"resourceVersion {expected_version}; remove it to create the resource"
-            )
         return "created", await _insert(conn, item, now=now)
-    if expected_version is not None and expected_version != current.resource_version:
-        raise _stale(item.kind, item.name, seen=expected_version, actual=current.resource_version)
     if item == current.canonical():
         return "unchanged", current
     values = {
@@ -168,8 +162,7 @@ async def write_status(
 ) -> Stored:
     """Replace the status. Spec, labels and generation stay as they are."""
     current = await require(conn, kind, name)
-    if expected_version is not None and expected_version != current.resource_version:
-        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
+    check_version(current, kind, name, expected=expected_version)
     if status == current.status:
         return current
     return await _update(conn, current, {"status": status}, now=now)
@@ -180,8 +173,7 @@ async def remove(
 ) -> Stored:
     """Delete the resource and return what it was. `NotFound` if absent."""
     current = await require(conn, kind, name)
-    if expected_version is not None and expected_version != current.resource_version:
-        raise _stale(kind, name, seen=expected_version, actual=current.resource_version)
+    check_version(current, kind, name, expected=expected_version)
     result = await conn.execute(
         delete(resources).where(
             resources.c.kind == kind,
@@ -234,11 +226,21 @@ async def _update(
     return await require(conn, current.kind, current.name)
 
 
-def _stale(kind: str, name: str, *, seen: int, actual: int) -> Conflict:
-    return Conflict(
-        f"{_ref(kind, name)} has changed since it was read: the document names "
-        f"resourceVersion {seen}, the store holds {actual}; re-read it and apply again"
-    )
+def check_version(current: Stored | None, kind: str, name: str, *, expected: int | None) -> None:
+    """`Conflict` unless a write based on resourceVersion `expected` may go ahead."""
+    if expected is None:
+        return
+    if current is None:
+        raise Conflict(
+            f"{_ref(kind, name)} does not exist, but the document names "
+            f"resourceVersion {expected}; remove it to create the resource"
+        )
+    if expected != current.resource_version:
+        raise Conflict(
+            f"{_ref(kind, name)} has changed since it was read: the document names "
+            f"resourceVersion {expected}, the store holds {current.resource_version}; "
+            "re-read it and apply again"
+        )
 
 
 def _moved(kind: str, name: str) -> Conflict:

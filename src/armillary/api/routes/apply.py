@@ -52,11 +52,11 @@ async def apply_documents(body: DocumentSet, db: Db, _who: Principal) -> dict[st
     return {
         "results": [
             {
-                "kind": a.kind,
-                "name": a.name,
+                "kind": a.stored.kind,
+                "name": a.stored.name,
                 "result": a.result,
-                "generation": a.generation,
-                "resourceVersion": str(a.resource_version),
+                "generation": a.stored.generation,
+                "resourceVersion": str(a.stored.resource_version),
             }
             for a in applied
         ]

@@ -75,12 +75,10 @@ def _register(kind: kinds.Kind) -> None:
             )
         if problems:
             raise Invalid(problems)
-        applied = await applying.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
-        if applied[0].result == "created":
+        [applied] = await applying.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
+        if applied.result == "created":
             response.status_code = 201
-        async with db.read() as conn:
-            stored = await repository.require(conn, kind.name, name)
-        return {"result": applied[0].result, "resource": stored.document()}
+        return {"result": applied.result, "resource": applied.stored.document()}
 
     async def delete_resource(
         name: str,
