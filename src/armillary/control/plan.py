@@ -114,6 +114,10 @@ def diff(before: Any, after: Any, *, path: str) -> Iterator[FieldChange]:
             yield from _pair(
                 old.get(name, _MISSING), new.get(name, _MISSING), f"{path}[name={name}]"
             )
+        kept_before = [n for n in old if n in new]
+        kept_after = [n for n in new if n in old]
+        if kept_before != kept_after:  # order is part of the spec: say it moved
+            yield FieldChange(path=f"{path}[*].name", before=kept_before, after=kept_after)
     else:
         yield FieldChange(path=path, before=before, after=after)
 

@@ -79,16 +79,16 @@ def load_text(text: str, *, file: str = "<input>") -> list[Loaded]:
         raise Invalid([Issue(path="", message=f"malformed YAML: {exc}", file=file)]) from None
     loaded: list[Loaded] = []
     failures: list[Invalid] = []
-    for node in documents:
+    for index, node in enumerate(documents):
         if node is None:
             continue  # an empty document between two `---` is allowed
-        line = _line_of(node, ()) or 1
+        line = _line_of(node, ()) or _start_line(text, index)
         try:
-            raw = _plain(node, budget=[MAX_NODES])
-            resource = validate.parse(raw, file=file, locate=functools.partial(_line_of, node))
-        except _Expanded:
-            message = f"document expands to more than {MAX_NODES} values"
-            failures.append(TooLarge([Issue(path="", message=message, file=file, line=line)]))
+            raw = _plain(node, budget=_Budget())
+            locate = functools.partial(_line_of, node) if hasattr(node, "lc") else _always(line)
+            resource = validate.parse(raw, file=file, locate=locate)
+        except _Expanded as exc:
+            failures.append(TooLarge([Issue(path="", message=str(exc), file=file, line=line)]))
             continue
         except Invalid as exc:
             failures.append(exc)
@@ -142,16 +142,38 @@ def _read_file(file: Path, failures: list[Invalid]) -> Iterator[tuple[str, str]]
 
 
 class _Expanded(Exception):
-    """The document expands past MAX_NODES."""
+    """The document expands past its budget."""
 
 
-def _plain(node: Any, *, budget: list[int]) -> Any:
-    """ruamel's round-trip types → plain dict/list/str/int/float/bool/None."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _Expanded
+class _Budget:
+    """What one document may still expand to: values and bytes of text."""
+
+    def __init__(self) -> None:
+        self.values = MAX_NODES
+        self.bytes = validate.MAX_DOCUMENT_BYTES
+
+    def spend(self, *, values: int = 1, text: str = "") -> None:
+        self.values -= values
+        self.bytes -= len(text)
+        if self.values < 0:
+            raise _Expanded(f"document expands to more than {MAX_NODES} values")
+        if self.bytes < 0:
+            raise _Expanded(
+                "document expands to more than its size limit; "
+                f"the limit is {validate.MAX_DOCUMENT_BYTES} bytes"
+            )
+
+
+def _plain(node: Any, *, budget: _Budget) -> Any:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool/None, stopping as
+    soon as the document grows past its budget (aliases can repeat a value many times)."""
+    budget.spend()
     if isinstance(node, dict):
-        return {str(k): _plain(v, budget=budget) for k, v in node.items()}
+        out = {}
+        for key, value in node.items():
+            budget.spend(values=0, text=str(key))
+            out[str(key)] = _plain(value, budget=budget)
+        return out
     if isinstance(node, list):
         return [_plain(v, budget=budget) for v in node]
     if isinstance(node, bool) or node is None:
@@ -162,7 +184,26 @@ def _plain(node: Any, *, budget: list[int]) -> Any:
         return float(node)
     if isinstance(node, dt.datetime | dt.date):
         return node.isoformat()
-    return str(node)
+    text = str(node)
+    budget.spend(values=0, text=text)
+    return text
+
+
+def _always(line: int) -> validate.Locate:
+    def locate(_loc: validate.Loc) -> int:
+        return line
+
+    return locate
+
+
+def _start_line(text: str, index: int) -> int:
+    """The line a document starts on, for documents (plain scalars) that carry no position.
+    Parses again, so it is used only on that rare path."""
+    yaml = YAML(typ="rt", pure=True)
+    for i, node in enumerate(yaml.compose_all(io.StringIO(text))):
+        if i == index and node is not None:
+            return int(node.start_mark.line) + 1
+    return 1
 
 
 def _line_of(node: Any, loc: tuple[str | int, ...]) -> int | None:

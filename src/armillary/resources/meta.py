@@ -8,7 +8,7 @@ except `resourceVersion`, which makes the write conditional on it.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -27,7 +27,7 @@ SUBDOMAIN_MAX = 253
 
 def check_name(value: str) -> str:
     """A DNS-1123 label: lower-case letters, digits and '-', at most 63 characters."""
-    if len(value) > NAME_MAX or not _DNS_LABEL.match(value):
+    if len(value) > NAME_MAX or not _DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"expected a DNS-1123 name (a-z, 0-9 and '-', starting and ending with a letter"
             f" or digit, at most {NAME_MAX} characters), got {value!r}"
@@ -37,7 +37,7 @@ def check_name(value: str) -> str:
 
 def check_subdomain(value: str) -> str:
     """A DNS-1123 subdomain: DNS labels joined by '.', at most 253 characters."""
-    if len(value) > SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(value):
         raise ValueError(
             f"expected a DNS-1123 subdomain (a-z, 0-9, '-' and '.', starting and ending with a"
             f" letter or digit, at most {SUBDOMAIN_MAX} characters), got {value!r}"
@@ -46,13 +46,13 @@ def check_subdomain(value: str) -> str:
 
 
 def _check_label_key(value: str) -> str:
-    if len(value) > 253 or not _LABEL_KEY.match(value):
+    if len(value) > 253 or not _LABEL_KEY.fullmatch(value):
         raise ValueError(f"expected a label key like 'team' or 'example.com/team', got {value!r}")
     return value
 
 
 def _check_label_value(value: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise ValueError(
             f"expected a label value of at most 63 letters, digits, '-', '_' or '.', got {value!r}"
         )
@@ -82,12 +82,10 @@ class Model(BaseModel):
 class ObjectMeta(Model):
     """`metadata`: the name users choose plus fields the server owns.
 
-    Names are DNS-1123 subdomains here; every kind but Release narrows that to a
-    DNS-1123 label (no dots), checked in `validate`, because their names end up in
-    host names and process names. A Release is `<component>-<version>`, dots and all.
+    Names are DNS-1123 labels: they end up in host names and process names.
     """
 
-    name: Subdomain
+    name: Name
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     resource_version: str | None = Field(default=None, alias="resourceVersion")
@@ -102,13 +100,19 @@ class ObjectMeta(Model):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class DottedObjectMeta(ObjectMeta):
+    """`metadata` of kinds whose names may hold dots (a Release is `agent-1.4.0`)."""
+
+    name: Subdomain
+
+
 SpecT = TypeVar("SpecT", bound=Model)
 
 
 class Document(Model, Generic[SpecT]):
     """One resource as a user writes it. Subclasses fix `kind` and the spec type."""
 
-    api_version: str = Field(alias="apiVersion")
+    api_version: Literal["armillary.dev/v1"] = Field(alias="apiVersion")
     kind: str
     metadata: ObjectMeta
     spec: SpecT

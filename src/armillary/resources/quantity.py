@@ -7,11 +7,12 @@ Memory: MiB as an integer (`256`) or a string with a binary or decimal suffix
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 
-_CPU = re.compile(r"^(?P<n>\d+)m$")
-_MEMORY = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_CPU = re.compile(r"^(?P<n>[0-9]+)m$", re.ASCII)
+_MEMORY = re.compile(r"^(?P<n>[0-9]+(\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$", re.ASCII)
 _BYTES = {
     "Ki": 1024,
     "Mi": 1024**2,
@@ -29,21 +30,26 @@ def cpu_millicores(value: float | int | str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected CPU as cores (0.5) or millicores ('500m'), got {value!r}")
     if isinstance(value, int | float):
-        millis = value * 1000
+        millis = _exact(value) * 1000
     else:
-        match = _CPU.match(value.strip())
+        match = _CPU.fullmatch(value.strip())
         if match is None:
             try:
-                millis = float(value) * 1000
-            except ValueError:
+                millis = _exact(value) * 1000
+            except (ValueError, decimal.InvalidOperation):
                 raise ValueError(
                     f"expected CPU as cores (0.5) or millicores ('500m'), got {value!r}"
                 ) from None
         else:
-            millis = int(match["n"])
-    if not math.isfinite(millis) or millis <= 0:
+            millis = decimal.Decimal(match["n"])
+    if not millis.is_finite() or millis <= 0:
         raise ValueError(f"expected a CPU amount greater than zero, got {value!r}")
     return math.ceil(millis)
+
+
+def _exact(value: float | int | str) -> decimal.Decimal:
+    # Through str(): 4.03 cores is 4030 millicores, not float's 4030.000000000004.
+    return decimal.Decimal(str(value).strip())
 
 
 def memory_mb(value: int | str) -> int:
@@ -53,7 +59,7 @@ def memory_mb(value: int | str) -> int:
     if isinstance(value, int):
         mib = float(value)
     else:
-        match = _MEMORY.match(value.strip())
+        match = _MEMORY.fullmatch(value.strip())
         if match is None:
             raise ValueError(f"expected memory as MiB (256) or '256Mi', '1Gi', got {value!r}")
         unit = match["unit"]

@@ -14,12 +14,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from armillary.resources import semver
-from armillary.resources.meta import Document, Model, Name
+from armillary.resources.meta import Document, DottedObjectMeta, Model, Name
 from armillary.resources.stack import Loc
 
 
 def _check_version(value: str) -> str:
     version = semver.parse(value)
+    if value != value.lower():
+        raise ValueError(
+            f"expected a lower-case version (it is part of the Release's name), got {value!r}"
+        )
     if version.build:
         raise ValueError(
             f"expected a version without build metadata ('+{version.build}'): build metadata "
@@ -74,10 +78,10 @@ class ReleaseSpec(Model):
 
 
 def release_name(component: str, version: str) -> str:
-    """The metadata.name a Release of `component` at `version` must carry
-    (lower-cased: semver prerelease tags may have capitals, names may not)."""
-    return f"{component}-{version.lower()}"
+    """The metadata.name a Release of `component` at `version` must carry."""
+    return f"{component}-{version}"
 
 
 class Release(Document[ReleaseSpec]):
     kind: Literal["Release"]
+    metadata: DottedObjectMeta

@@ -49,7 +49,7 @@ def check_time_zone(value: str) -> str:
     """An IANA time zone name such as UTC or Europe/Paris."""
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a directory
         raise ValueError(
             f"expected an IANA time zone such as 'UTC' or 'Europe/Paris', got {value!r}"
         ) from None

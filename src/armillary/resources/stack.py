@@ -34,7 +34,7 @@ def _check_component_name(value: str) -> str:
 
 
 def _check_env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise ValueError(f"expected an environment variable name like LOG_LEVEL, got {value!r}")
     return value
 
@@ -187,7 +187,8 @@ class StackSpec(Model):
                 first_index[component.name] = i
         for i, component in enumerate(self.components):
             yield from _component_issues(i, component, first_index)
-        yield from _cycle_issues(self.components, first_index)
+        if len(first_index) == len(self.components):  # cycles are only defined on unique names
+            yield from _cycle_issues(self.components, first_index)
 
 
 def _component_issues(
@@ -205,7 +206,7 @@ def _component_issues(
             )
         elif dep == component.name:
             yield ("components", i, "depends_on", j), "a component cannot depend on itself"
-    if component.type == "job" and "replicas" in component.model_fields_set:
+    if component.type == "job" and component.replicas != 1:
         yield ("components", i, "replicas"), "jobs run once per tenant; replicas is for services"
     check = component.health_check
     if check is not None:

@@ -22,7 +22,7 @@ _KEY_SPACE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 def _check_key_space(value: str) -> str:
-    if not _KEY_SPACE.match(value):
+    if not _KEY_SPACE.fullmatch(value):
         raise ValueError(f"expected a routing key space like 'slack' or 'github', got {value!r}")
     return value
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from armillary.errors import Invalid, Issue, TooLarge
 from armillary.resources import kinds
-from armillary.resources.meta import API_VERSION, Document, check_name
+from armillary.resources.meta import API_VERSION, Document
 from armillary.resources.release import Release, release_name
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -37,7 +37,7 @@ def format_path(loc: Iterable[str | int]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENT.match(part):
+        elif _IDENT.fullmatch(part):
             out += f".{part}" if out else part
         else:
             out += f"[{json.dumps(part)}]"
@@ -97,12 +97,7 @@ def semantic_issues(resource: Document) -> Iterable[tuple[Loc, str]]:  # type: i
     if spec_issues is not None:
         for loc, message in spec_issues():
             yield ("spec", *loc), message
-    if not isinstance(resource, Release):
-        try:
-            check_name(resource.metadata.name)
-        except ValueError as exc:
-            yield ("metadata", "name"), str(exc)
-    else:
+    if isinstance(resource, Release):
         expected = release_name(resource.spec.component, resource.spec.version)
         if resource.metadata.name != expected:
             yield (
