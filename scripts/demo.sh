@@ -6,7 +6,14 @@ PORT="${ARMILLARY_PORT:-7400}"
 export ARMILLARY_URL="http://127.0.0.1:$PORT"
 armillary server --port "$PORT" &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+cleanup() {
+  status=$?
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 i=0
 until armillary get orgs >/dev/null 2>&1; do
   i=$((i + 1))
