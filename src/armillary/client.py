@@ -8,6 +8,9 @@ server wrote.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -103,6 +106,65 @@ class Client:
         )
         changes: list[dict[str, Any]] = body["changes"]
         return changes
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        body = await self._call("GET", "/api/v1/nodes")
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    async def set_schedulable(self, node: str, *, schedulable: bool) -> dict[str, Any]:
+        verb = "uncordon" if schedulable else "cordon"
+        result: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/nodes/{quote(node, safe='')}/{verb}"
+        )
+        return result
+
+    async def replicas(
+        self, *, tenant: str | None = None, component: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"tenant": tenant, "component": component}.items() if v}
+        body = await self._call("GET", "/api/v1/replicas", params=params)
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    async def logs(
+        self, replica_id: str, *, follow: bool, tail: int | None, since_s: float | None
+    ) -> AsyncIterator[str]:
+        """A replica's output as it arrives."""
+        params: dict[str, Any] = {"follow": follow}
+        if tail is not None:
+            params["tail"] = tail
+        if since_s is not None:
+            params["since_s"] = since_s
+        path = f"/api/v1/replicas/{quote(replica_id, safe='')}/logs"
+        async with self._stream("GET", path, params=params, timeout=None) as response:
+            async for text in response.aiter_text():
+                yield text
+
+    async def exec(
+        self, replica_id: str, command: list[str], *, timeout_s: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """NDJSON events of a command run in a replica: {fd, data}… then {exit_code}."""
+        path = f"/api/v1/replicas/{quote(replica_id, safe='')}/exec"
+        body = {"command": command, "timeout_s": timeout_s}
+        async with self._stream("POST", path, json=body, timeout=None) as response:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    event: dict[str, Any] = json.loads(line)
+                    yield event
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                f"lost the Armillary server at {self.url} ({type(exc).__name__})"
+            ) from None
 
 
 def _path(kind: str, name: str) -> str:

@@ -7,6 +7,8 @@ CLI never imports the server side and the server side never imports the CLI.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,6 +46,54 @@ def server(
         log_level=settings.log_level,
         access_log=False,
     )
+
+
+@app.command()
+def node(
+    server: Annotated[str | None, typer.Option(help="Server URL (or ARMILLARY_URL).")] = None,
+    token: Annotated[str | None, typer.Option(help="Admin token (or ARMILLARY_TOKEN).")] = None,
+    name: Annotated[str | None, typer.Option(help="Node name (default: the host name).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Labels: k=v,k2=v2.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where replica logs and state live.")] = Path(
+        ".armillary/node"
+    ),
+    address: Annotated[str, typer.Option(help="Address replicas listen on.")] = "127.0.0.1",
+    stop_workloads_on_exit: Annotated[
+        bool,
+        typer.Option(
+            help="Stop every replica when the daemon stops (default: leave them running)."
+        ),
+    ] = False,
+) -> None:
+    """Run a node daemon: connect to the server and run the replicas it assigns."""
+    import logging
+
+    from armillary.cli import context
+    from armillary.node import daemon
+
+    target = context.resolve(url=server, token=token)
+    if not target.token:
+        raise typer.BadParameter(
+            "a token is needed: --token or ARMILLARY_TOKEN", param_hint="--token"
+        )
+    parsed: dict[str, str] = {}
+    for part in filter(None, (labels or "").split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected k=v, got {part!r}", param_hint="--labels")
+        parsed[key.strip()] = value.strip()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = daemon.Options(
+        server=target.url,
+        token=target.token,
+        labels=parsed,
+        data_dir=data_dir.resolve(),
+        address=address,
+        stop_workloads_on_exit=stop_workloads_on_exit,
+    )
+    if name:
+        options = dataclasses.replace(options, name=name)
+    daemon.run(options)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ redirects to `/api/v1/<rest>` (see `VersionRedirect`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import sys
@@ -20,9 +21,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
 from armillary.api import context, limits, problems
-from armillary.api.routes import apply, health, resources
+from armillary.api.hub import Hub
+from armillary.api.routes import apply, health, nodes, replicas, resources
 from armillary.auth import tokens
 from armillary.config import Settings
+from armillary.control.driver import Driver
+from armillary.control.tenants import TenantController
+from armillary.runtime.nodes import NodesRuntime
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.api")
@@ -48,9 +53,16 @@ def create_app(settings: Settings) -> FastAPI:
                 flush=True,
             )
         app.state.db = db
+        app.state.hub = Hub(db)
+        runtime = NodesRuntime(db)
+        controllers = [Driver(TenantController(db, runtime), db.feed)]
+        tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await db.close()
 
     app = FastAPI(
@@ -66,6 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(resources.router)
     app.include_router(apply.router)
+    app.include_router(nodes.router)
+    app.include_router(replicas.router)
 
     app.add_middleware(VersionRedirect)
     return app

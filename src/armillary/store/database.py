@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from armillary.store import feed
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x41524D4C  # "ARML": the advisory lock id taken while migrating
 
@@ -46,6 +48,7 @@ class Database:
     def __init__(self, *, reader: AsyncEngine, writer: AsyncEngine) -> None:
         self._reader = reader
         self._writer = writer
+        self.feed = feed.Feed()
 
     @property
     def dialect(self) -> str:
@@ -96,9 +99,16 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer.begin() as conn:
-            yield conn
+        """A write transaction: committed when the block ends, rolled back if it raises.
+        What the repositories recorded is published on the feed after the commit."""
+        async with self._writer.connect() as conn:
+            events = feed.begin(conn.info)
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                feed.end(conn.info)
+        self.feed.publish(events)
 
     async def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from armillary.errors import Conflict, NotFound
 from armillary.resources.canonical import Canonical
 from armillary.resources.meta import API_VERSION
+from armillary.store import feed
 from armillary.store.tables import resources
 
 Outcome = Literal["created", "configured", "unchanged"]
@@ -183,6 +184,7 @@ async def remove(
     )
     if result.rowcount != 1:
         raise _moved(kind, name)
+    feed.record(conn.info, feed.Event(kind=kind, name=name))
     return current
 
 
@@ -206,6 +208,7 @@ async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -
             await conn.execute(insert(resources).values(**values))
     except IntegrityError:
         raise Conflict(f"{_ref(kind, name)} was created by another writer; apply again") from None
+    feed.record(conn.info, feed.Event(kind=kind, name=name))
     return await require(conn, kind, name)
 
 
@@ -223,6 +226,7 @@ async def _update(
     )
     if result.rowcount != 1:
         raise _moved(current.kind, current.name)
+    feed.record(conn.info, feed.Event(kind=current.kind, name=current.name))
     return await require(conn, current.kind, current.name)
 
 

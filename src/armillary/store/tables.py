@@ -6,8 +6,11 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -55,4 +58,36 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("address", String(253), nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("capacity", Json, nullable=False),
+    Column("usage", Json, nullable=False),
+    Column("schedulable", Boolean, nullable=False),
+    Column("connected", Boolean, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(253), nullable=False),
+    Column("component", String(253), nullable=False),
+    Column("replica", Integer, nullable=False),
+    Column("node", String(253), ForeignKey("nodes.name"), nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("report", Json, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=True),
+    Index("ix_allocations_tenant", "tenant"),
+    Index("ix_allocations_node", "node"),
 )

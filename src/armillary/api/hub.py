@@ -1,0 +1,202 @@
+"""The node hub: one WebSocket session per connected node daemon.
+
+`serve(websocket)` runs a node's whole session: `hello` (authenticated, registered,
+its adopted replicas recorded), then concurrently — reading its reports and
+heartbeats into the store, and pushing it its full assignment set whenever the feed
+says its allocations changed (coalesced, level-triggered: always the whole set).
+Log and exec requests from API clients travel to the node as streams with ids;
+chunks come back to the waiting request's queue. On disconnect the node is marked
+not connected; its replicas keep running and it re-reports when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import logging
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from armillary import protocol
+from armillary.auth import tokens
+from armillary.errors import ArmillaryError, NotFound, Unauthorized
+from armillary.store import allocations, nodes
+from armillary.store.database import Database
+
+log = logging.getLogger("armillary.hub")
+HELLO_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 5.0
+_SPEC_FIELDS = set(protocol.AllocationSpec.model_fields)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Session:
+    """One connected node."""
+
+    def __init__(self, name: str, websocket: WebSocket) -> None:
+        self.name = name
+        self._websocket = websocket
+        self._lock = asyncio.Lock()
+        self._seq = itertools.count(1)
+        self._streams: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._stream_ids = itertools.count(1)
+
+    async def send(self, kind: str, payload: dict[str, Any]) -> None:
+        async with self._lock:
+            envelope = {"type": kind, "seq": next(self._seq), "payload": payload}
+            await self._websocket.send_json(envelope)
+
+    def open_stream(self) -> tuple[str, asyncio.Queue[dict[str, Any] | None]]:
+        stream = f"s{next(self._stream_ids)}"
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._streams[stream] = queue
+        return stream, queue
+
+    async def close_stream(self, stream: str) -> None:
+        if self._streams.pop(stream, None) is not None:
+            # The node may be gone already; its streams went with it.
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.send("stream.close", {"stream": stream})
+
+    def deliver(self, payload: dict[str, Any], *, end: bool) -> None:
+        queue = self._streams.get(str(payload.get("stream")))
+        if queue is None:
+            return
+        queue.put_nowait(payload)
+        if end:
+            queue.put_nowait(None)
+            self._streams.pop(str(payload.get("stream")), None)
+
+    def end_all(self) -> None:
+        for queue in self._streams.values():
+            queue.put_nowait({"error": f"node {self.name} disconnected"})
+            queue.put_nowait(None)
+        self._streams.clear()
+
+
+class Hub:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.sessions: dict[str, Session] = {}
+
+    def session(self, node: str) -> Session:
+        session = self.sessions.get(node)
+        if session is None:
+            raise NotFound(f"node {node!r} is not connected")
+        return session
+
+    async def serve(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            hello = await self._hello(websocket)
+        except (ArmillaryError, ValueError, TimeoutError) as exc:
+            await websocket.close(
+                code=4401 if isinstance(exc, Unauthorized) else 4400, reason=str(exc)[:120]
+            )
+            return
+        session = Session(hello.node, websocket)
+        previous = self.sessions.get(hello.node)
+        if previous is not None:
+            previous.end_all()
+        self.sessions[hello.node] = session
+        events = self._db.feed.subscribe()
+        try:
+            await session.send(
+                "welcome",
+                protocol.Welcome(
+                    node=hello.node, heartbeat_interval_s=HEARTBEAT_INTERVAL_S
+                ).model_dump(),
+            )
+            await self._push(session)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(session, websocket))
+                group.create_task(self._watch(session, events))
+        except* WebSocketDisconnect:
+            log.info("node %s disconnected", hello.node)
+        finally:
+            self._db.feed.unsubscribe(events)
+            session.end_all()
+            if self.sessions.get(hello.node) is session:
+                del self.sessions[hello.node]
+                async with self._db.write() as conn:
+                    await nodes.disconnect(conn, hello.node)
+
+    async def _hello(self, websocket: WebSocket) -> protocol.Hello:
+        message = await asyncio.wait_for(websocket.receive_json(), timeout=HELLO_TIMEOUT_S)
+        envelope = protocol.Envelope.model_validate(message)
+        if envelope.type != "hello":
+            raise ValueError(f"expected a hello first, got {envelope.type!r}")
+        hello = protocol.Hello.model_validate(envelope.payload)
+        if hello.protocol != protocol.PROTOCOL_VERSION:
+            raise ValueError(
+                f"node speaks protocol {hello.protocol}; "
+                f"this server speaks {protocol.PROTOCOL_VERSION}"
+            )
+        async with self._db.write() as conn:
+            principal = await tokens.authenticate(conn, hello.token, now=_now())
+            if principal.role != "admin":
+                raise Unauthorized("a node needs an admin token")
+            await nodes.register(
+                conn,
+                name=hello.node,
+                address=hello.address,
+                labels=hello.labels,
+                capacity=hello.capacity.model_dump(),
+                now=_now(),
+            )
+            await allocations.record_reports(
+                conn, hello.node, [r.model_dump(mode="json") for r in hello.running], now=_now()
+            )
+        log.info("node %s connected from %s", hello.node, hello.address)
+        return hello
+
+    async def _read(self, session: Session, websocket: WebSocket) -> None:
+        while True:
+            message = await websocket.receive_json()
+            envelope = protocol.Envelope.model_validate(message)
+            if envelope.type == "report":
+                report = protocol.Report.model_validate(envelope.payload)
+                async with self._db.write() as conn:
+                    await allocations.record_reports(
+                        conn,
+                        session.name,
+                        [r.model_dump(mode="json") for r in report.replicas],
+                        now=_now(),
+                    )
+            elif envelope.type == "heartbeat":
+                beat = protocol.Heartbeat.model_validate(envelope.payload)
+                async with self._db.write() as conn:
+                    await nodes.heartbeat(
+                        conn, session.name, usage=beat.usage.model_dump(), now=_now()
+                    )
+            elif envelope.type.endswith(".data"):
+                session.deliver(envelope.payload, end=False)
+            elif envelope.type.endswith(".end"):
+                session.deliver(envelope.payload, end=True)
+            else:
+                log.warning("node %s sent an unknown message type %r", session.name, envelope.type)
+
+    async def _watch(self, session: Session, events: asyncio.Queue[Any]) -> None:
+        while True:
+            # Only a change of the node's set moves its epoch (a Node event); reports
+            # about its allocations do not need a push back.
+            event = await events.get()
+            relevant = event.kind == "Node" and event.node == session.name
+            while not events.empty():  # coalesce a burst into one push
+                other = events.get_nowait()
+                relevant = relevant or (other.kind == "Node" and other.node == session.name)
+            if relevant:
+                await self._push(session)
+
+    async def _push(self, session: Session) -> None:
+        async with self._db.read() as conn:
+            node = await nodes.require(conn, session.name)
+            held = await allocations.for_node(conn, session.name)
+        specs = [{k: v for k, v in a.spec.items() if k in _SPEC_FIELDS} for a in held]
+        await session.send("assignments", {"epoch": node.epoch, "allocations": specs})

@@ -1,0 +1,72 @@
+"""Node daemons: the WebSocket they connect to, and the node list with cordon/uncordon."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket
+
+from armillary.api.hub import Hub
+from armillary.api.security import Db, Principal
+from armillary.store import allocations, nodes
+
+router = APIRouter(prefix="/api/v1", tags=["nodes"])
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "address": node.address,
+        "labels": node.labels,
+        "capacity": node.capacity,
+        "usage": node.usage,
+        "connected": node.connected,
+        "schedulable": node.schedulable,
+        "replicas": replicas,
+        "registeredAt": _iso(node.registered_at),
+        "heartbeatAt": _iso(node.heartbeat_at),
+    }
+
+
+@router.websocket("/nodes/connect")
+async def connect(websocket: WebSocket) -> None:
+    """A node daemon's session (see armillary.protocol)."""
+    hub: Hub = websocket.app.state.hub
+    await hub.serve(websocket)
+
+
+@router.get("/nodes", summary="List nodes")
+async def list_nodes(db: Db, _who: Principal) -> dict[str, Any]:
+    async with db.read() as conn:
+        found = await nodes.list_all(conn)
+        held = await allocations.list_all(conn)
+    counts: dict[str, int] = {}
+    for allocation in held:
+        counts[allocation.node] = counts.get(allocation.node, 0) + 1
+    return {"items": [node_document(n, counts.get(n.name, 0)) for n in found]}
+
+
+async def _schedulable(request: Request, db: Db, name: str, value: bool) -> dict[str, Any]:
+    async with db.write() as conn:
+        node = await nodes.set_schedulable(conn, name, schedulable=value)
+        count = len(await allocations.for_node(conn, name))
+    return node_document(node, count)
+
+
+@router.post("/nodes/{name}/cordon", summary="Stop placing new replicas on a node")
+async def cordon(name: str, request: Request, db: Db, _who: Principal) -> dict[str, Any]:
+    return await _schedulable(request, db, name, False)
+
+
+@router.post("/nodes/{name}/uncordon", summary="Allow placing replicas on a node again")
+async def uncordon(name: str, request: Request, db: Db, _who: Principal) -> dict[str, Any]:
+    return await _schedulable(request, db, name, True)

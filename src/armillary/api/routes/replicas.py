@@ -1,0 +1,132 @@
+"""Replicas (allocations with what their node reports), their logs and exec.
+
+Logs and exec are relayed: the request names a replica, the server finds its node's
+session in the hub and opens a stream there; the node reads the log file or runs the
+command in the replica's env and cwd and streams chunks back. Exec answers NDJSON
+lines `{"fd": "stdout"|"stderr", "data": base64}` and a last `{"exit_code": n}`
+(or `{"error": …}` when the node goes away mid-way).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from armillary.api.hub import Hub, Session
+from armillary.api.security import Db, Principal
+from armillary.errors import Invalid, NotFound
+from armillary.store import allocations
+
+router = APIRouter(prefix="/api/v1", tags=["replicas"])
+
+
+def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
+    spec = allocation.spec
+    return {
+        "id": allocation.id,
+        "tenant": allocation.tenant,
+        "component": allocation.component,
+        "replica": allocation.replica,
+        "name": spec.get("name"),
+        "node": allocation.node,
+        "type": spec.get("type"),
+        "specHash": allocation.spec_hash,
+        "ports": spec.get("ports", {}),
+        "report": allocation.report,
+        "createdAt": allocation.created_at.isoformat(),
+    }
+
+
+@router.get("/replicas", summary="List replicas with what their nodes report")
+async def list_replicas(
+    db: Db,
+    _who: Principal,
+    tenant: Annotated[str | None, Query()] = None,
+    component: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    async with db.read() as conn:
+        found = await (
+            allocations.for_tenant(conn, tenant) if tenant else allocations.list_all(conn)
+        )
+    if component:
+        found = [a for a in found if a.component == component]
+    return {"items": [replica_document(a) for a in found]}
+
+
+async def _locate(
+    request: Request, db: Db, replica_id: str
+) -> tuple[allocations.Allocation, Session]:
+    async with db.read() as conn:
+        found = [a for a in await allocations.list_all(conn) if a.id == replica_id]
+    if not found:
+        raise NotFound(f"replica {replica_id!r} not found")
+    hub: Hub = request.app.state.hub
+    return found[0], hub.session(found[0].node)
+
+
+async def _relay(
+    session: Session, kind: str, payload: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    stream, queue = session.open_stream()
+    await session.send(kind, {"stream": stream, **payload})
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        await session.close_stream(stream)
+
+
+@router.get("/replicas/{replica_id}/logs", summary="A replica's output, optionally followed")
+async def logs(
+    replica_id: str,
+    request: Request,
+    db: Db,
+    _who: Principal,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    since_s: Annotated[float | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    allocation, session = await _locate(request, db, replica_id)
+
+    async def body() -> AsyncIterator[bytes]:
+        payload = {"allocation": allocation.id, "follow": follow, "tail": tail, "since_s": since_s}
+        async for item in _relay(session, "logs.open", payload):
+            if item.get("error"):
+                yield f"\n[armillary: {item['error']}]\n".encode()
+            elif item.get("data"):
+                yield str(item["data"]).encode()
+
+    return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+
+
+class ExecRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] = Field(min_length=1, max_length=256)
+    timeout_s: float | None = Field(default=None, gt=0, le=86400)
+
+
+@router.post("/replicas/{replica_id}/exec", summary="Run a command in a replica's env and cwd")
+async def exec_in(
+    replica_id: str, body: ExecRequest, request: Request, db: Db, _who: Principal
+) -> StreamingResponse:
+    allocation, session = await _locate(request, db, replica_id)
+    if not body.command[0]:
+        raise Invalid("command[0] must name a program")
+
+    async def lines() -> AsyncIterator[bytes]:
+        payload = {
+            "allocation": allocation.id,
+            "command": body.command,
+            "timeout_s": body.timeout_s,
+        }
+        async for item in _relay(session, "exec.open", payload):
+            # {"fd", "data"} chunks, then {"exit_code"} (or {"error"} if the node went away)
+            yield (json.dumps({k: v for k, v in item.items() if k != "stream"}) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

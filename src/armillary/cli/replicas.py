@@ -1,0 +1,176 @@
+"""`armillary ps`, `logs` and `exec`: the replicas that run, what they print, and a
+command run inside one of them (its env and cwd, on its node)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from armillary.cli import output
+from armillary.cli.console import call, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid, NotFound
+
+Target = Annotated[str, typer.Argument(help="TENANT/COMPONENT")]
+ReplicaIndex = Annotated[int, typer.Option("--replica", "-r", help="Which replica (0-based).")]
+
+
+def _split(target: str) -> tuple[str, str]:
+    tenant, sep, component = target.partition("/")
+    if not sep or not tenant or not component:
+        fail(Invalid(f"expected TENANT/COMPONENT, got {target!r}"))
+    return tenant, component
+
+
+def _uptime(report: dict[str, Any], now: float) -> str:
+    started = report.get("started_at")
+    if not started or report.get("state") not in ("running", "starting", "unhealthy"):
+        return "-"
+    moment = dt.datetime.fromtimestamp(float(started), dt.UTC).isoformat()
+    return output.age(moment, now=dt.datetime.fromtimestamp(now, dt.UTC))
+
+
+def _health(report: dict[str, Any]) -> str:
+    healthy = report.get("healthy")
+    return "-" if healthy is None else ("healthy" if healthy else "unhealthy")
+
+
+def ps(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
+    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+) -> None:
+    """List replicas: node, pid, state, health, restarts, uptime, ports."""
+    tenant, _, component = (target or "").partition("/")
+
+    async def work(api: Client) -> list[dict[str, Any]]:
+        return await api.replicas(tenant=tenant or None, component=component or None)
+
+    items = call(ctx, work)
+    if output_format == "json":
+        out.print(output.to_json(items), markup=False)
+        return
+    if not items:
+        out.print("No replicas.")
+        return
+    now = time.time()
+    rows = [
+        [
+            "TENANT",
+            "COMPONENT",
+            "REPLICA",
+            "NODE",
+            "PID",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
+            "UPTIME",
+            "PORTS",
+        ]
+    ]
+    for item in items:
+        report = item.get("report") or {}
+        state = report.get("state", "pending")
+        if report.get("reason") and state in ("failed", "crashloop", "backoff"):
+            state = f"{state}:{report['reason']}"
+        rows.append(
+            [
+                item["tenant"],
+                item["component"],
+                str(item.get("name")),
+                item["node"],
+                str(report.get("pid") or "-"),
+                state,
+                _health(report),
+                str(report.get("restarts", 0)),
+                _uptime(report, now),
+                ",".join(f"{k}:{v}" for k, v in (item.get("ports") or {}).items()) or "-",
+            ]
+        )
+    out.print(output.align(rows), markup=False)
+
+
+async def _pick(api: Client, target: str, replica: int) -> dict[str, Any]:
+    tenant, component = _split(target)
+    items = [
+        i for i in await api.replicas(tenant=tenant, component=component) if i["replica"] == replica
+    ]
+    if not items:
+        raise NotFound(f"{target} has no replica {replica}")
+    running = [i for i in items if (i.get("report") or {}).get("state") in ("running", "starting")]
+    return sorted(running or items, key=lambda i: i["createdAt"])[-1]
+
+
+def logs(
+    ctx: typer.Context,
+    target: Target,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output.")
+    ] = False,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only output from the last DURATION (30s, 5m, 2h), to ~2 s.")
+    ] = None,
+    replica: ReplicaIndex = 0,
+) -> None:
+    """Print a replica's output (stdout and stderr, as written)."""
+    since_s = _duration(since) if since else None
+
+    async def work(api: Client) -> None:
+        chosen = await _pick(api, target, replica)
+        async for text in api.logs(chosen["id"], follow=follow, tail=tail, since_s=since_s):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    try:
+        call(ctx, work)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def exec_(
+    ctx: typer.Context,
+    target: Target,
+    command: Annotated[list[str], typer.Argument(help="-- COMMAND [ARGS...]")],
+    replica: ReplicaIndex = 0,
+    timeout_s: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds before it is killed.")
+    ] = None,
+) -> None:
+    """Run a command in a replica's env and cwd on its node; exit with its exit code."""
+    exit_code: list[int] = [0]
+
+    async def work(api: Client) -> None:
+        chosen = await _pick(api, target, replica)
+        async for event in api.exec(chosen["id"], command, timeout_s=timeout_s):
+            if "data" in event:
+                stream = sys.stdout if event.get("fd") == "stdout" else sys.stderr
+                stream.buffer.write(base64.b64decode(event["data"]))
+                stream.flush()
+            elif "exit_code" in event or "error" in event:
+                if event.get("error"):
+                    sys.stderr.write(f"armillary: {event['error']}\n")
+                code = event.get("exit_code")
+                exit_code[0] = int(code) if code is not None else 1
+
+    call(ctx, work)
+    raise typer.Exit(exit_code[0])
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        fail(Invalid(f"--since: expected a duration like 30s, 5m or 2h, got {text!r}"))
+    return float(number) * units[unit]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ps)
+    app.command()(logs)
+    app.command("exec", context_settings={"allow_interspersed_args": False})(exec_)

@@ -1,0 +1,283 @@
+"""`armillary up [DIR]` and `armillary down`: the whole thing on one machine.
+
+`up` starts a server (SQLite under ./.armillary) and one local node daemon as child
+processes, applies DIR, shows progress until every tenant is Ready, prints the
+tenants, their replicas and URLs, and stays until Ctrl-C — then stops the node
+(which stops every replica) and the server, leaving no process behind. `up -d`
+leaves them running in the background; `down` stops them. The node runs in DIR, so
+commands in the stack files may use paths relative to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from armillary.cli import context, output
+from armillary.cli.console import err, fail, out
+from armillary.client import Client
+from armillary.errors import ArmillaryError, Invalid, PermanentError
+from armillary.resources import loader
+
+STATE_FILE = "up.json"
+START_DEADLINE_S = 60.0
+READY_DEADLINE_S = 180.0
+STOP_DEADLINE_S = 60.0
+
+
+def _spawn(
+    args: list[str], *, log: Path, cwd: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "armillary", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches `up`, which stops them in order
+        )
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            fail(PermanentError(f"the server exited ({process.returncode}):\n{tail}"))
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    fail(
+        PermanentError(f"the server did not become ready within {START_DEADLINE_S:.0f}s; see {log}")
+    )
+
+
+def up(
+    directory: Annotated[Path, typer.Argument(help="Stack files to apply.")] = Path("."),
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Leave it running; stop with `down`.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Server port.")] = 7400,
+) -> None:
+    """Start a server and a local node, apply DIR, and wait until every tenant is Ready."""
+    home = context.home().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if (home / STATE_FILE).exists() and _alive(json.loads((home / STATE_FILE).read_text())):
+        fail(
+            Invalid(
+                f"Armillary is already up here ({home / STATE_FILE}); run `armillary down` first"
+            )
+        )
+    try:
+        documents = loader.load_paths([str(directory)])
+    except Invalid as exc:
+        fail(exc)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ARMILLARY_HOME": str(home), "ARMILLARY_PORT": str(port)}
+    server = _spawn(
+        ["server", "--port", str(port)], log=home / "server.log", cwd=home.parent, env=env
+    )
+    _wait_ready(url, server, home / "server.log")
+    token = context.resolve(url=url, token=None).token or ""
+    node = _spawn(
+        [
+            "node",
+            "--server",
+            url,
+            "--token",
+            token,
+            "--name",
+            "local",
+            "--data-dir",
+            str(home / "node"),
+            "--stop-workloads-on-exit",
+        ],
+        log=home / "node.log",
+        cwd=directory.resolve(),
+        env=env,
+    )
+    (home / STATE_FILE).write_text(json.dumps({"url": url, "server": server.pid, "node": node.pid}))
+    try:
+        tenants = asyncio.run(_apply_and_wait(url, token, [d.raw for d in documents]))
+    except ArmillaryError as exc:
+        _stop({"server": server.pid, "node": node.pid}, home)
+        fail(exc)
+    except KeyboardInterrupt:
+        _stop({"server": server.pid, "node": node.pid}, home)
+        raise typer.Exit(130) from None
+    _summary(url, tenants, home)
+    if detach:
+        out.print("Running in the background; `armillary down` stops everything.")
+        return
+    out.print("Ctrl-C stops everything.")
+    try:
+        while server.poll() is None and node.poll() is None:
+            time.sleep(0.5)
+        err.print("a child process exited; stopping")
+    except KeyboardInterrupt:
+        pass
+    _stop({"server": server.pid, "node": node.pid}, home)
+
+
+async def _apply_and_wait(
+    url: str, token: str, documents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    async with Client(url, token) as api:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not [n for n in await api.nodes() if n["connected"]]:
+            if time.monotonic() > deadline:
+                raise PermanentError("the local node did not connect; see .armillary/node.log")
+            await asyncio.sleep(0.05)
+        for result in await api.apply(documents):
+            out.print(f"{result['kind'].lower()}/{result['name']} {result['result']}")
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("replicas ready", total=None)
+            deadline = time.monotonic() + READY_DEADLINE_S
+            while True:
+                tenants = await api.list_kind("Tenant")
+                desired = sum(
+                    t.get("status", {}).get("replicas", {}).get("desired", 0) for t in tenants
+                )
+                ready = sum(
+                    t.get("status", {}).get("replicas", {}).get("ready", 0) for t in tenants
+                )
+                progress.update(task, total=desired or None, completed=ready)
+                if tenants and all(_ready(t) for t in tenants):
+                    return tenants
+                if time.monotonic() > deadline:
+                    for tenant in tenants:
+                        if not _ready(tenant):
+                            err.print(f"tenant/{tenant['metadata']['name']}: {_message(tenant)}")
+                    return tenants
+                await asyncio.sleep(0.05)
+
+
+def _ready(tenant: dict[str, Any]) -> bool:
+    for condition in tenant.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return bool(condition["status"] == "True")
+    return False
+
+
+def _message(tenant: dict[str, Any]) -> str:
+    for condition in tenant.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return str(condition.get("message", ""))
+    return "no status yet"
+
+
+def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
+    replicas = asyncio.run(_replicas(url, context.resolve(url=url, token=None).token))
+    rows = [["TENANT", "READY", "COMPONENT", "REPLICAS", "URLS"]]
+    for tenant in tenants:
+        name = tenant["metadata"]["name"]
+        components = tenant.get("status", {}).get("components", {})
+        for component, seen in components.items():
+            urls = sorted(
+                f"http://127.0.0.1:{port}"
+                for r in replicas
+                if r["tenant"] == name and r["component"] == component and r["type"] == "service"
+                for port in list((r.get("ports") or {}).values())[:1]
+            )
+            rows.append(
+                [
+                    name,
+                    "yes" if _ready(tenant) else "no",
+                    component,
+                    f"{seen.get('ready', 0)}/{seen.get('desired', 0)}",
+                    " ".join(urls) or "-",
+                ]
+            )
+    out.print(output.align(rows), markup=False)
+    out.print(f"\nServer: {url}  (API docs {url}/api/v1/docs; token in {home / 'context.json'})")
+    out.print("Logs: armillary logs TENANT/COMPONENT -f    Replicas: armillary ps")
+
+
+async def _replicas(url: str, token: str | None) -> list[dict[str, Any]]:
+    async with Client(url, token) as api:
+        return await api.replicas()
+
+
+def down() -> None:
+    """Stop what `armillary up -d` started: every replica, the node and the server."""
+    home = context.home().resolve()
+    path = home / STATE_FILE
+    if not path.exists():
+        out.print("Nothing is up here.")
+        return
+    _stop(json.loads(path.read_text()), home)
+
+
+def _stop(pids: dict[str, Any], home: Path) -> None:
+    # The node first: on SIGTERM it stops every replica (gracefully), then exits.
+    for role in ("node", "server"):
+        pid = pids.get(role)
+        stopping = isinstance(pid, int) and _signal(pid, signal.SIGTERM)
+        if stopping and not _gone(pid, STOP_DEADLINE_S):
+            _signal(pid, signal.SIGKILL)
+            _gone(pid, 5)
+    (home / STATE_FILE).unlink(missing_ok=True)
+    out.print("Stopped.")
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _gone(pid: int, deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+            if finished == pid:
+                return True
+        except ChildProcessError:  # not our child (down after up -d): poll for existence
+            if not _alive({"pid": pid}):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _alive(pids: dict[str, Any]) -> bool:
+    for pid in pids.values():
+        if isinstance(pid, int):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                return True
+            return True
+    return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)

@@ -1,0 +1,76 @@
+"""A de-duplicating work queue of keys, with delays: the controller driver's inbox.
+
+A key is in the queue at most once; a key being processed is never handed to a
+second worker — if it is added meanwhile it is marked dirty and queued again when
+the first worker calls `done`. `add_after` schedules a key for later (requeue and
+backoff); an earlier immediate `add` wins over a pending delay. The clock is
+injected so tests can drive time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class WorkQueue:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ready: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._delayed: list[tuple[float, str]] = []
+        self._wakeup = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    def add(self, key: str) -> None:
+        """Queue `key` now (once, however often it is added)."""
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key not in self._queued:
+            self._queued.add(key)
+            self._ready.append(key)
+            self._wakeup.set()
+
+    def add_after(self, key: str, delay_s: float) -> None:
+        """Queue `key` once `delay_s` has passed."""
+        if delay_s <= 0:
+            self.add(key)
+            return
+        heapq.heappush(self._delayed, (self._clock() + delay_s, key))
+        self._wakeup.set()
+
+    async def get(self) -> str:
+        """The next key to process; waits until one is due."""
+        while True:
+            self._promote()
+            if self._ready:
+                key = self._ready.popleft()
+                self._queued.discard(key)
+                self._processing.add(key)
+                return key
+            self._wakeup.clear()
+            timeout = self._delayed[0][0] - self._clock() if self._delayed else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+
+    def done(self, key: str) -> None:
+        """Processing of `key` finished; queue it again if it was added meanwhile."""
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def _promote(self) -> None:
+        now = self._clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, key = heapq.heappop(self._delayed)
+            self.add(key)

@@ -1,0 +1,209 @@
+"""The tenant controller: keeps each tenant's replicas converged on its stack.
+
+`reconcile(tenant)` re-reads the Tenant and its Stack, expands them into templates,
+asks the runtime for one step toward them, and writes the tenant's status: counts
+per component, and the conditions Ready, Progressing and Degraded with the reason
+in words. A deleted tenant has its replicas removed. Every event (the tenant, its
+stack, its allocations' reports, a node) only brings the key back here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from armillary.control import expand
+from armillary.control.driver import Result
+from armillary.resources.stack import Stack
+from armillary.resources.tenant import Tenant
+from armillary.runtime import nodes as nodes_runtime
+from armillary.store import allocations, repository
+from armillary.store.database import Database
+from armillary.store.feed import Event
+
+PROGRESS_RECHECK_S = 5.0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TenantController:
+    name = "tenants"
+
+    def __init__(
+        self,
+        db: Database,
+        runtime: nodes_runtime.NodesRuntime,
+        *,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        self._db = db
+        self._runtime = runtime
+        self._clock = clock
+
+    async def keys_for(self, event: Event) -> set[str]:
+        if event.kind == "Tenant":
+            return {event.name}
+        if event.kind == "Allocation" and event.tenant:
+            return {event.tenant}
+        if event.kind == "Stack":
+            async with self._db.read() as conn:
+                tenants = await repository.list_kind(conn, "Tenant")
+            return {t.name for t in tenants if t.spec.get("stack") == event.name}
+        if event.kind == "Node":
+            return await self.all_keys()
+        return set()
+
+    async def all_keys(self) -> set[str]:
+        async with self._db.read() as conn:
+            named = {t.name for t in await repository.list_kind(conn, "Tenant")}
+            return named | await allocations.tenants(conn)
+
+    async def reconcile(self, key: str) -> Result:
+        now = self._clock()
+        async with self._db.read() as conn:
+            stored = await repository.get(conn, "Tenant", key)
+            stack_row = None
+            if stored is not None:
+                stack_row = await repository.get(conn, "Stack", str(stored.spec.get("stack")))
+        if stored is None:
+            outcome = await self._runtime.converge(key, None, now=now)
+            return Result(requeue_after_s=None if outcome.step.idle else 1.0)
+        tenant = Tenant.model_validate(stored.document())
+        if stack_row is None:
+            status = _status_without_stack(stored, tenant, now)
+            await self._write_status(key, stored, status)
+            return Result()
+        stack = Stack.model_validate(stack_row.document())
+        instance = expand.expand(tenant, stack)
+        outcome = await self._runtime.converge(key, instance, now=now)
+        status = _status(stored, stack_row.generation, outcome, now)
+        await self._write_status(key, stored, status)
+        progressing = _condition(status, "Progressing") == "True"
+        return Result(requeue_after_s=PROGRESS_RECHECK_S if progressing else None)
+
+    async def _write_status(
+        self, key: str, stored: repository.Stored, status: dict[str, Any]
+    ) -> None:
+        status = _keep_transition_times(stored.status, status)
+        if status == stored.status:
+            return
+        async with self._db.write() as conn:
+            await repository.write_status(
+                conn,
+                kind="Tenant",
+                name=key,
+                status=status,
+                expected_version=None,
+                now=self._clock(),
+            )
+
+
+def _status(
+    stored: repository.Stored,
+    stack_generation: int,
+    outcome: nodes_runtime.Outcome,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    desired = ready = updated = 0
+    problems: list[str] = []
+    waiting: list[str] = []
+    all_ready = True
+    for name, seen in outcome.step.components.items():
+        entry: dict[str, Any] = {
+            "desired": seen.desired,
+            "ready": seen.ready,
+            "updated": seen.updated,
+        }
+        if seen.waiting_for:
+            entry["waitingFor"] = list(seen.waiting_for)
+            waiting.append(f"{name} waits for {', '.join(seen.waiting_for)}")
+        if seen.problems:
+            entry["problems"] = list(seen.problems)
+            problems.extend(f"{name}: {p}" for p in seen.problems)
+        if name in outcome.unplaced:
+            entry["unplaced"] = outcome.unplaced[name]
+            problems.append(f"{name}: {outcome.unplaced[name]}")
+        components[name] = entry
+        desired += seen.desired
+        ready += min(seen.ready, seen.desired)
+        updated += min(seen.updated, seen.desired)
+        component_ready = seen.done if seen.job else seen.ready >= seen.desired
+        stale = seen.total > seen.desired or seen.updated < seen.desired
+        all_ready = all_ready and component_ready and not stale and not seen.problems
+    converged = all_ready and outcome.step.idle and not outcome.unplaced
+    ready_reason = "AllReplicasReady" if converged else ("Degraded" if problems else "Progressing")
+    ready_message = (
+        f"{ready}/{desired} replicas ready"
+        if converged
+        else "; ".join(problems or waiting or [f"{ready}/{desired} replicas ready"])
+    )
+    return {
+        "observedGeneration": stored.generation,
+        "stackGeneration": stack_generation,
+        "replicas": {"desired": desired, "ready": ready, "updated": updated},
+        "components": components,
+        "conditions": [
+            _cond("Ready", converged, ready_reason, ready_message, now),
+            _cond(
+                "Progressing",
+                not converged and not problems,
+                "Converged" if converged else "RollingOut",
+                "; ".join(waiting) or f"{updated}/{desired} replicas updated",
+                now,
+            ),
+            _cond(
+                "Degraded",
+                bool(problems),
+                "ReplicasFailing" if problems else "None",
+                "; ".join(problems) or "no problems",
+                now,
+            ),
+        ],
+    }
+
+
+def _status_without_stack(
+    stored: repository.Stored, tenant: Tenant, now: dt.datetime
+) -> dict[str, Any]:
+    message = f"stack {tenant.spec.stack!r} does not exist; apply it (running replicas are kept)"
+    return {
+        "observedGeneration": stored.generation,
+        "conditions": [
+            _cond("Ready", False, "StackNotFound", message, now),
+            _cond("Progressing", False, "StackNotFound", message, now),
+            _cond("Degraded", True, "StackNotFound", message, now),
+        ],
+    }
+
+
+def _cond(kind: str, value: bool, reason: str, message: str, now: dt.datetime) -> dict[str, str]:
+    return {
+        "type": kind,
+        "status": "True" if value else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _condition(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions", []):
+        if condition["type"] == kind:
+            return str(condition["status"])
+    return None
+
+
+def _keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A condition whose status did not change keeps its lastTransitionTime."""
+    previous = {c["type"]: c for c in before.get("conditions", [])}
+    conditions = []
+    for condition in after.get("conditions", []):
+        old = previous.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"]:
+            condition = {**condition, "lastTransitionTime": old.get("lastTransitionTime")}
+        conditions.append(condition)
+    return {**after, "conditions": conditions}

@@ -1,0 +1,276 @@
+"""The node daemon: `armillary node`. Connects to the server, runs what it is assigned.
+
+One loop per connection: send `hello` (capacity from psutil, labels, and the replicas
+it already runs — adopted after a restart), then concurrently apply every
+`assignments` message to the supervisor (the full set, level-triggered), send a
+`report` whenever a replica changes (debounced), send a `heartbeat` with CPU, memory
+and disk every interval, and serve log and exec streams. A lost connection is
+retried with capped, jittered backoff; replicas keep running meanwhile.
+Never opens the database; the server is reached only over its API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from armillary import protocol
+from armillary.node import logstream
+from armillary.node.supervisor import Supervisor
+
+log = logging.getLogger("armillary.node")
+REPORT_DEBOUNCE_S = 0.005
+CHECKPOINT_INTERVAL_S = 2.0
+RECONNECT_MAX_S = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    server: str  # http(s)://host:port of the server
+    token: str
+    name: str = field(default_factory=socket.gethostname)
+    labels: dict[str, str] = field(default_factory=dict)
+    data_dir: Path = Path(".armillary/node")
+    address: str = "127.0.0.1"
+    stop_workloads_on_exit: bool = False
+
+
+def websocket_url(server: str) -> str:
+    base = server.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base.removeprefix("https://") + "/api/v1/nodes/connect"
+    return "ws://" + base.removeprefix("http://") + "/api/v1/nodes/connect"
+
+
+def capacity() -> protocol.Capacity:
+    return protocol.Capacity(
+        cpu_millicores=(psutil.cpu_count() or 1) * 1000,
+        memory_mb=psutil.virtual_memory().total // (1024 * 1024),
+    )
+
+
+class Daemon:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._changed = asyncio.Event()
+        self.supervisor = Supervisor(
+            data_dir=options.data_dir, address=options.address, on_change=self._changed.set
+        )
+        self.checkpoints = logstream.Checkpoints()
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._seq = 0
+
+    async def run(self) -> None:
+        """Run until cancelled; then leave (or stop) the replicas as the options say."""
+        await self.supervisor.start()
+        background = asyncio.create_task(self._checkpoint_logs())
+        try:
+            await self._connect_forever()
+        finally:
+            background.cancel()
+            for task in self._streams.values():
+                task.cancel()
+            await self.supervisor.close(stop_workloads=self.options.stop_workloads_on_exit)
+
+    async def _connect_forever(self) -> None:
+        delay = 0.1
+        url = websocket_url(self.options.server)
+        while True:
+            try:
+                async with websockets.connect(
+                    url, max_size=16 * 1024 * 1024, open_timeout=10
+                ) as ws:
+                    delay = 0.1
+                    await self._session(ws)
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                log.warning("connection to %s lost (%s); retrying in %.1fs", url, exc, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(RECONNECT_MAX_S, delay * 2)
+
+    async def _send(self, ws: ClientConnection, kind: str, payload: dict[str, Any]) -> None:
+        self._seq += 1
+        await ws.send(json.dumps({"type": kind, "seq": self._seq, "payload": payload}))
+
+    async def _session(self, ws: ClientConnection) -> None:
+        hello = protocol.Hello(
+            node=self.options.name,
+            token=self.options.token,
+            address=self.options.address,
+            capacity=capacity(),
+            labels=self.options.labels,
+            running=self.supervisor.reports(),
+        )
+        await self._send(ws, "hello", hello.model_dump(mode="json"))
+        first = protocol.Envelope.model_validate(json.loads(await ws.recv()))
+        if first.type != "welcome":
+            raise websockets.InvalidMessage(f"expected welcome, got {first.type}")
+        welcome = protocol.Welcome.model_validate(first.payload)
+        log.info("connected to %s as node %s", self.options.server, welcome.node)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._receive(ws))
+            group.create_task(self._report(ws))
+            group.create_task(self._heartbeat(ws, welcome.heartbeat_interval_s))
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            envelope = protocol.Envelope.model_validate(json.loads(raw))
+            if envelope.type == "assignments":
+                assignments = protocol.Assignments.model_validate(envelope.payload)
+                await self.supervisor.converge(assignments.allocations)
+                self._changed.set()
+            elif envelope.type == "logs.open":
+                self._start_stream(ws, envelope.payload, "logs", self._logs)
+            elif envelope.type == "exec.open":
+                self._start_stream(ws, envelope.payload, "exec", self._exec)
+            elif envelope.type == "stream.close":
+                task = self._streams.pop(str(envelope.payload.get("stream")), None)
+                if task is not None:
+                    task.cancel()
+            else:
+                log.warning("unknown message type %r from the server", envelope.type)
+
+    async def _report(self, ws: ClientConnection) -> None:
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(REPORT_DEBOUNCE_S)  # let a burst of changes land in one report
+            self._changed.clear()
+            reports = [r.model_dump(mode="json") for r in self.supervisor.reports()]
+            await self._send(ws, "report", {"replicas": reports})
+
+    async def _heartbeat(self, ws: ClientConnection, interval_s: float) -> None:
+        psutil.cpu_percent(interval=None)  # the first call only primes the counter
+        while True:
+            await asyncio.sleep(interval_s)
+            memory = psutil.virtual_memory()
+            usage = protocol.Usage(
+                cpu_percent=psutil.cpu_percent(interval=None),
+                memory_used_mb=(memory.total - memory.available) // (1024 * 1024),
+                memory_total_mb=memory.total // (1024 * 1024),
+                disk_used_percent=psutil.disk_usage(str(self.options.data_dir)).percent,
+            )
+            await self._send(ws, "heartbeat", {"usage": usage.model_dump()})
+
+    def _start_stream(
+        self, ws: ClientConnection, payload: dict[str, Any], kind: str, handler: Any
+    ) -> None:
+        stream = str(payload.get("stream"))
+
+        async def guarded() -> None:
+            try:
+                await handler(ws, stream, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("stream %s failed", stream)
+                await self._send(ws, f"{kind}.end", {"stream": stream, "error": str(exc)})
+            finally:
+                self._streams.pop(stream, None)
+
+        self._streams[stream] = asyncio.create_task(guarded())
+
+    async def _logs(self, ws: ClientConnection, stream: str, payload: dict[str, Any]) -> None:
+        allocation = str(payload.get("allocation"))
+        path = self.supervisor.log_path(allocation)
+        if not path.exists():
+            await self._send(ws, "logs.end", {"stream": stream, "error": "no output yet"})
+            return
+        if payload.get("since_s") is not None:
+            start = self.checkpoints.offset_since(allocation, float(payload["since_s"]))
+        elif payload.get("tail") is not None:
+            start = logstream.tail_offset(path, int(payload["tail"]))
+        else:
+            start = 0
+        async for text in logstream.read(path, start=start, follow=bool(payload.get("follow"))):
+            await self._send(ws, "logs.data", {"stream": stream, "data": text})
+        await self._send(ws, "logs.end", {"stream": stream})
+
+    async def _exec(self, ws: ClientConnection, stream: str, payload: dict[str, Any]) -> None:
+        allocation = str(payload.get("allocation"))
+        if self.supervisor.spec(allocation) is None:
+            await self._send(ws, "exec.end", {"stream": stream, "error": "no such replica here"})
+            return
+        env, cwd = self.supervisor.environment(allocation)
+        command = [str(part) for part in payload.get("command", [])]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                env=env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            await self._send(
+                ws, "exec.end", {"stream": stream, "exit_code": 127, "error": str(exc)}
+            )
+            return
+
+        async def pump(reader: asyncio.StreamReader | None, fd: str) -> None:
+            while reader is not None and (chunk := await reader.read(CHUNK)):
+                data = base64.b64encode(chunk).decode("ascii")
+                await self._send(ws, "exec.data", {"stream": stream, "fd": fd, "data": data})
+
+        timeout_s = payload.get("timeout_s")
+        try:
+            async with asyncio.timeout(float(timeout_s) if timeout_s else None):
+                await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+                code = await process.wait()
+        except TimeoutError:
+            await _kill_group(process)
+            error = f"timed out after {timeout_s}s"
+            await self._send(ws, "exec.end", {"stream": stream, "exit_code": None, "error": error})
+            return
+        except asyncio.CancelledError:  # the client went away: leave nothing running
+            await _kill_group(process)
+            raise
+        await self._send(ws, "exec.end", {"stream": stream, "exit_code": code})
+
+    async def _checkpoint_logs(self) -> None:
+        while True:
+            for report in self.supervisor.reports():
+                self.checkpoints.record(report.id, self.supervisor.log_path(report.id))
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+
+
+CHUNK = 64 * 1024
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def run(options: Options) -> None:
+    """`armillary node`: run until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        daemon = Daemon(options)
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        started = time.monotonic()
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.info("node stopped after %.0fs", time.monotonic() - started)
+
+    asyncio.run(main())

@@ -1,0 +1,63 @@
+"""What a runtime is asked to run for one tenant: its component templates.
+
+Built by control/expand.py from a Tenant and its Stack; read by every runtime
+driver. Pure data: `spec_hash` covers everything that shapes a process, so a
+changed hash means "replace the replicas" and an unchanged one "leave them".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Template:
+    """What every replica of one tenant's component runs."""
+
+    component: str
+    type: str  # service | job
+    replicas: int
+    command: tuple[str, ...]
+    cwd: str | None
+    env: dict[str, str]
+    ports: tuple[tuple[str, int | None], ...]  # (name, fixed port or None)
+    health_check: dict[str, Any] | None
+    restart: dict[str, Any]
+    stop_grace_s: float
+    timeout_s: float | None
+    depends_on: tuple[str, ...]
+    cpu_millicores: int
+    memory_mb: int
+    problem: str | None = None  # set when the component cannot run here, and why
+
+    def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
+        """A digest of everything that shapes the process (the replica count excluded)."""
+        shape = {
+            "type": self.type,
+            "command": list(self.command),
+            "cwd": self.cwd,
+            "env": {**self.env, **(extra_env or {})},
+            "ports": [list(p) for p in self.ports],
+            "health_check": self.health_check,
+            "restart": self.restart,
+            "stop_grace_s": self.stop_grace_s,
+            "timeout_s": self.timeout_s,
+        }
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instance:
+    """One tenant's stack as a runtime sees it."""
+
+    tenant: str
+    templates: tuple[Template, ...]
+
+
+def url_variable(component: str) -> str:
+    """`mission-control` → `MISSION_CONTROL_URL`."""
+    return component.upper().replace("-", "_") + "_URL"

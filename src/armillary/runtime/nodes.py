@@ -1,0 +1,188 @@
+"""The nodes runtime: a tenant's replicas as allocations on node daemons.
+
+`converge(tenant, instance)` takes one step for one tenant inside one write
+transaction: it reads the tenant's allocations and the nodes, asks `rollout.step`
+what to do, places what must be created (`scheduler.place`), gives each new replica
+its ports on its node, and writes the allocations. The node hub sees the change
+on the feed and sends each affected node its new set. Placement that fails is
+reported back, with the scheduler's reasons, for the tenant's status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from armillary import protocol
+from armillary.resources import naming
+from armillary.runtime import rollout, scheduler
+from armillary.runtime.instance import Instance
+from armillary.store import allocations, nodes
+from armillary.store.database import Database, Tx
+
+PORT_RANGE = (20000, 29999)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    step: rollout.Step
+    unplaced: dict[str, str] = field(default_factory=dict)  # component → why
+
+
+class NodesRuntime:
+    """Realises instances as allocations; one step per call, safe to repeat."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        port_range: tuple[int, int] = PORT_RANGE,
+        strategy: scheduler.Strategy = "spread",
+    ) -> None:
+        self._db = db
+        self._port_range = port_range
+        self._strategy = strategy
+
+    async def converge(
+        self, tenant: str, instance: Instance | None, *, now: dt.datetime
+    ) -> Outcome:
+        async with self._db.write() as conn:
+            held = await allocations.for_tenant(conn, tenant)
+            known = {n.name: n for n in await nodes.list_all(conn)}
+            current = [_current(a, known) for a in held]
+            plan = rollout.step(instance, current)
+            by_id = {a.id: a for a in held}
+            for alloc_id in rollout.unique(plan.remove):
+                await allocations.remove(conn, by_id[alloc_id])
+            unplaced = (
+                await self._create(conn, tenant, plan.create, known, now=now) if plan.create else {}
+            )
+        return Outcome(step=plan, unplaced=unplaced)
+
+    async def _create(
+        self,
+        conn: Tx,
+        tenant: str,
+        creates: list[rollout.Create],
+        known: dict[str, nodes.Node],
+        *,
+        now: dt.datetime,
+    ) -> dict[str, str]:
+        everything = await allocations.list_all(conn)
+        infos = [
+            scheduler.NodeInfo(
+                name=n.name,
+                cpu_millicores=int(n.capacity.get("cpu_millicores", 0)),
+                memory_mb=int(n.capacity.get("memory_mb", 0)),
+                labels=n.labels,
+                ready=n.connected,
+                schedulable=n.schedulable,
+            )
+            for n in known.values()
+        ]
+        placed = [
+            scheduler.Placed(
+                node=a.node,
+                group=f"{a.tenant}/{a.component}",
+                cpu_millicores=int(a.spec.get("cpu_millicores", 0)),
+                memory_mb=int(a.spec.get("memory_mb", 0)),
+            )
+            for a in everything
+        ]
+        demands = [
+            scheduler.Demand(
+                key=f"{c.template.component}/{c.replica}",
+                group=f"{tenant}/{c.template.component}",
+                cpu_millicores=c.template.cpu_millicores,
+                memory_mb=c.template.memory_mb,
+            )
+            for c in creates
+        ]
+        placement = scheduler.place(infos, placed, demands, self._strategy)
+        used: dict[str, set[int]] = {}
+        for a in everything:
+            used.setdefault(a.node, set()).update(int(p) for p in a.spec.get("ports", {}).values())
+        unplaced: dict[str, str] = {}
+        for create, demand in zip(creates, demands, strict=True):
+            node = placement.assigned.get(demand.key)
+            if node is None:
+                unplaced[create.template.component] = placement.explain(demand.key)
+                continue
+            ports = self._ports(create, used.setdefault(node, set()))
+            spec = _spec(tenant, create, ports)
+            await allocations.add(
+                conn,
+                allocations.Allocation(
+                    id=spec.id,
+                    tenant=tenant,
+                    component=create.template.component,
+                    replica=create.replica,
+                    node=node,
+                    spec_hash=create.spec_hash,
+                    spec={
+                        **spec.model_dump(mode="json"),
+                        "cpu_millicores": create.template.cpu_millicores,
+                        "memory_mb": create.template.memory_mb,
+                    },
+                    report=None,
+                    created_at=now,
+                    reported_at=None,
+                ),
+            )
+        return unplaced
+
+    def _ports(self, create: rollout.Create, used: set[int]) -> dict[str, int]:
+        ports: dict[str, int] = {}
+        candidate = self._port_range[0]
+        for name, fixed in create.template.ports:
+            if fixed is not None:
+                ports[name] = fixed
+            else:
+                while candidate in used and candidate <= self._port_range[1]:
+                    candidate += 1
+                ports[name] = candidate
+            used.add(ports[name])
+        return ports
+
+
+def _spec(tenant: str, create: rollout.Create, ports: dict[str, int]) -> protocol.AllocationSpec:
+    template = create.template
+    return protocol.AllocationSpec(
+        id=str(uuid.uuid4()),
+        tenant=tenant,
+        component=template.component,
+        name=naming.replica_name(template.component, tenant, create.replica),
+        index=create.replica,
+        type="job" if template.type == "job" else "service",
+        spec_hash=create.spec_hash,
+        command=list(template.command),
+        cwd=template.cwd,
+        env={**template.env, **create.extra_env},
+        ports=ports,
+        health_check=template.health_check,
+        restart=template.restart,
+        stop_grace_s=template.stop_grace_s,
+        timeout_s=template.timeout_s,
+    )
+
+
+def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> rollout.Current:
+    report = allocation.report or {}
+    node = known.get(allocation.node)
+    ports = allocation.spec.get("ports") or {}
+    url = None
+    if node is not None and ports:
+        url = f"http://{node.address}:{next(iter(ports.values()))}"
+    return rollout.Current(
+        id=allocation.id,
+        component=allocation.component,
+        replica=allocation.replica,
+        spec_hash=allocation.spec_hash,
+        state=report.get("state"),
+        healthy=report.get("healthy"),
+        url=url,
+        reason=report.get("reason"),
+        message=report.get("message"),
+        restarts=int(report.get("restarts", 0)),
+    )

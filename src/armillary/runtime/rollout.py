@@ -1,0 +1,164 @@
+"""One step of convergence for one tenant on the nodes runtime: pure.
+
+`step(instance, current)` compares the templates with the allocations that exist
+and returns what to create and what to remove *now*, plus what it saw per
+component (for status). Called again after every change, it walks a tenant to its
+desired state one safe move at a time:
+
+- components start in `depends_on` order: a service waits until each dependency
+  has a ready replica (a job: has succeeded), and only dependencies' URLs are
+  injected (`<DEP>_URL`), so URLs never form a cycle of restarts;
+- a missing replica is created at once; a replica whose spec changed is replaced
+  surge-first — its successor is created, and only once that successor is ready is
+  the old one removed — one replica of a component at a time;
+- replicas beyond `replicas`, and every replica of a component or tenant no longer
+  wanted, are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from armillary.runtime.instance import Instance, Template, url_variable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Current:
+    """An allocation as the runtime sees it."""
+
+    id: str
+    component: str
+    replica: int
+    spec_hash: str
+    state: str | None  # the node's last report; None before the first
+    healthy: bool | None = None
+    url: str | None = None  # http://address:first-port, when it has a port
+    reason: str | None = None
+    message: str | None = None
+    restarts: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.state in ("running", "succeeded") and self.healthy is not False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Create:
+    template: Template
+    replica: int
+    spec_hash: str
+    extra_env: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    """What one component looks like now."""
+
+    desired: int
+    ready: int = 0  # ready replicas on the current spec
+    updated: int = 0  # replicas on the current spec, ready or not
+    total: int = 0
+    waiting_for: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # why replicas are not ready: crash loops, bad commands, …
+    job: bool = False
+    done: bool = False  # jobs: succeeded on the current spec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    create: list[Create] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)  # allocation ids
+    components: dict[str, Observed] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> bool:
+        return not self.create and not self.remove
+
+
+_TROUBLED = ("crashloop", "failed", "unhealthy", "backoff")
+
+
+def step(instance: Instance | None, current: Sequence[Current]) -> Step:
+    """The next safe moves for one tenant. `instance=None`: the tenant is gone."""
+    if instance is None:
+        return Step(remove=[c.id for c in current])
+    result = Step()
+    wanted = {t.component for t in instance.templates}
+    result.remove.extend(c.id for c in current if c.component not in wanted)
+    ready_url: dict[str, str | None] = {}
+    satisfied: set[str] = set()
+    for template in instance.templates:
+        mine = [c for c in current if c.component == template.component]
+        observed, url = _component(template, mine, ready_url, satisfied, result)
+        result.components[template.component] = observed
+        ready_url[template.component] = url
+        if observed.done or observed.ready > 0:
+            satisfied.add(template.component)
+    return result
+
+
+def _component(
+    template: Template,
+    mine: list[Current],
+    ready_url: dict[str, str | None],
+    satisfied: set[str],
+    result: Step,
+) -> tuple[Observed, str | None]:
+    desired = template.replicas
+    waiting = tuple(d for d in template.depends_on if d not in satisfied)
+    if template.problem is not None:
+        result.remove.extend(c.id for c in mine)
+        return Observed(
+            desired=desired, job=template.type == "job", problems=(template.problem,)
+        ), None
+    extra_env = {url_variable(d): u for d in template.depends_on if (u := ready_url.get(d))}
+    spec_hash = template.spec_hash(extra_env)
+    fresh = [c for c in mine if c.spec_hash == spec_hash]
+    stale = [c for c in mine if c.spec_hash != spec_hash]
+    problems = tuple(_problem(c) for c in mine if c.state in _TROUBLED)
+    ready = sorted((c for c in fresh if c.ready), key=lambda c: c.replica)
+    observed = Observed(
+        desired=desired,
+        ready=len(ready),
+        updated=len(fresh),
+        total=len(mine),
+        waiting_for=waiting,
+        problems=problems,
+        job=template.type == "job",
+        done=template.type == "job" and any(c.state == "succeeded" for c in fresh),
+    )
+    url = ready[0].url if ready else None
+    if waiting:
+        return observed, url  # nothing new until dependencies are ready; keep what runs
+    by_slot = {c.replica: c for c in sorted(fresh, key=lambda c: c.id)}
+    # Beyond the desired count: remove (fresh duplicates of a slot too).
+    result.remove.extend(c.id for c in fresh if c.replica >= desired or by_slot[c.replica] is not c)
+    result.remove.extend(c.id for c in stale if c.replica >= desired)
+    in_flight = any(not c.ready for c in fresh if c.replica < desired and by_slot[c.replica] is c)
+    for slot in range(desired):
+        old = [c for c in stale if c.replica == slot]
+        new = by_slot.get(slot)
+        if new is None and not old:
+            result.create.append(_create(template, slot, spec_hash, extra_env))
+        elif new is None and not in_flight:
+            result.create.append(_create(template, slot, spec_hash, extra_env))
+            in_flight = True  # surge one replica at a time
+        elif new is not None and new.ready:
+            result.remove.extend(c.id for c in old)
+    return observed, url
+
+
+def _create(template: Template, slot: int, spec_hash: str, extra_env: dict[str, str]) -> Create:
+    return Create(template=template, replica=slot, spec_hash=spec_hash, extra_env=extra_env)
+
+
+def _problem(current: Current) -> str:
+    what = current.reason or current.state or "unknown"
+    detail = f": {current.message}" if current.message else ""
+    return f"replica {current.replica} {current.state} ({what}{detail})"
+
+
+def unique(ids: Iterable[str]) -> list[str]:
+    """Ids in first-seen order, each once."""
+    return list(dict.fromkeys(ids))

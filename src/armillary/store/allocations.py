@@ -1,0 +1,136 @@
+"""Allocations: one replica of one tenant's component, placed on one node.
+
+The controllers own the set (create, delete); the node owning an allocation owns
+its `report`. Every change to a node's set moves that node's epoch and is
+announced on the feed for the tenant and the node, so the hub can push the node
+its new set and the controller can look at the tenant again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from armillary.store import feed, nodes
+from armillary.store.tables import allocations
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allocation:
+    id: str
+    tenant: str
+    component: str
+    replica: int
+    node: str
+    spec_hash: str
+    spec: dict[str, Any]
+    report: dict[str, Any] | None
+    created_at: dt.datetime
+    reported_at: dt.datetime | None
+
+
+def _allocation(row: Row[Any]) -> Allocation:
+    return Allocation(
+        id=row.id,
+        tenant=row.tenant,
+        component=row.component,
+        replica=row.replica,
+        node=row.node,
+        spec_hash=row.spec_hash,
+        spec=row.spec,
+        report=row.report,
+        created_at=row.created_at,
+        reported_at=row.reported_at,
+    )
+
+
+def _announce(conn: AsyncConnection, allocation: Allocation) -> None:
+    feed.record(
+        conn.info,
+        feed.Event(
+            kind="Allocation", name=allocation.id, tenant=allocation.tenant, node=allocation.node
+        ),
+    )
+
+
+async def for_tenant(conn: AsyncConnection, tenant: str) -> list[Allocation]:
+    result = await conn.execute(
+        select(allocations)
+        .where(allocations.c.tenant == tenant)
+        .order_by(allocations.c.component, allocations.c.replica, allocations.c.created_at)
+    )
+    return [_allocation(row) for row in result]
+
+
+async def for_node(conn: AsyncConnection, node: str) -> list[Allocation]:
+    result = await conn.execute(
+        select(allocations).where(allocations.c.node == node).order_by(allocations.c.created_at)
+    )
+    return [_allocation(row) for row in result]
+
+
+async def list_all(conn: AsyncConnection) -> list[Allocation]:
+    result = await conn.execute(
+        select(allocations).order_by(
+            allocations.c.tenant, allocations.c.component, allocations.c.replica
+        )
+    )
+    return [_allocation(row) for row in result]
+
+
+async def tenants(conn: AsyncConnection) -> set[str]:
+    """Every tenant that holds at least one allocation."""
+    result = await conn.execute(select(allocations.c.tenant).distinct())
+    return {row.tenant for row in result}
+
+
+async def add(conn: AsyncConnection, allocation: Allocation) -> None:
+    await conn.execute(
+        insert(allocations).values(
+            id=allocation.id,
+            tenant=allocation.tenant,
+            component=allocation.component,
+            replica=allocation.replica,
+            node=allocation.node,
+            spec_hash=allocation.spec_hash,
+            spec=allocation.spec,
+            report=allocation.report,
+            created_at=allocation.created_at,
+            reported_at=allocation.reported_at,
+        )
+    )
+    await nodes.bump_epoch(conn, allocation.node)
+    _announce(conn, allocation)
+
+
+async def remove(conn: AsyncConnection, allocation: Allocation) -> None:
+    result = await conn.execute(delete(allocations).where(allocations.c.id == allocation.id))
+    if result.rowcount:
+        await nodes.bump_epoch(conn, allocation.node)
+        _announce(conn, allocation)
+
+
+async def record_reports(
+    conn: AsyncConnection, node: str, reports: Iterable[dict[str, Any]], *, now: dt.datetime
+) -> list[str]:
+    """Store what `node` says of its allocations; returns the tenants whose
+    allocations changed. Reports for allocations the node does not own are ignored."""
+    owned = {a.id: a for a in await for_node(conn, node)}
+    changed: set[str] = set()
+    for report in reports:
+        allocation = owned.get(str(report.get("id")))
+        if allocation is None or allocation.report == report:
+            continue
+        await conn.execute(
+            update(allocations)
+            .where(allocations.c.id == allocation.id)
+            .values(report=report, reported_at=now)
+        )
+        changed.add(allocation.tenant)
+        _announce(conn, allocation)
+    return sorted(changed)

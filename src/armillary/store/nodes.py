@@ -1,0 +1,124 @@
+"""Nodes in the store: registered by their daemons, never applied by users.
+
+A node row is upserted on every `hello`; `connected` and `heartbeat_at` say whether
+it is there now. `epoch` moves whenever the node's set of allocations changes, so an
+assignment message can say which version of the set it carries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from armillary.errors import NotFound
+from armillary.store import feed
+from armillary.store.tables import nodes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    name: str
+    address: str
+    labels: dict[str, str]
+    capacity: dict[str, int]
+    usage: dict[str, Any]
+    schedulable: bool
+    connected: bool
+    epoch: int
+    registered_at: dt.datetime
+    heartbeat_at: dt.datetime | None
+
+
+def _node(row: Row[Any]) -> Node:
+    return Node(
+        name=row.name,
+        address=row.address,
+        labels=row.labels,
+        capacity=row.capacity,
+        usage=row.usage,
+        schedulable=row.schedulable,
+        connected=row.connected,
+        epoch=row.epoch,
+        registered_at=row.registered_at,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def _changed(conn: AsyncConnection, name: str) -> None:
+    feed.record(conn.info, feed.Event(kind="Node", name=name, node=name))
+
+
+async def get(conn: AsyncConnection, name: str) -> Node | None:
+    row = (await conn.execute(select(nodes).where(nodes.c.name == name))).first()
+    return _node(row) if row is not None else None
+
+
+async def require(conn: AsyncConnection, name: str) -> Node:
+    found = await get(conn, name)
+    if found is None:
+        raise NotFound(f"node {name!r} not found")
+    return found
+
+
+async def list_all(conn: AsyncConnection) -> list[Node]:
+    result = await conn.execute(select(nodes).order_by(nodes.c.name))
+    return [_node(row) for row in result]
+
+
+async def register(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    address: str,
+    labels: dict[str, str],
+    capacity: dict[str, int],
+    now: dt.datetime,
+) -> Node:
+    """Insert or refresh the node as connected (schedulable state is kept)."""
+    values = {
+        "address": address,
+        "labels": labels,
+        "capacity": capacity,
+        "connected": True,
+        "heartbeat_at": now,
+    }
+    if await get(conn, name) is None:
+        await conn.execute(
+            insert(nodes).values(
+                name=name, usage={}, schedulable=True, epoch=0, registered_at=now, **values
+            )
+        )
+    else:
+        await conn.execute(update(nodes).where(nodes.c.name == name).values(**values))
+    _changed(conn, name)
+    return await require(conn, name)
+
+
+async def heartbeat(
+    conn: AsyncConnection, name: str, *, usage: dict[str, Any], now: dt.datetime
+) -> None:
+    await conn.execute(
+        update(nodes).where(nodes.c.name == name).values(usage=usage, heartbeat_at=now)
+    )
+
+
+async def disconnect(conn: AsyncConnection, name: str) -> None:
+    await conn.execute(update(nodes).where(nodes.c.name == name).values(connected=False))
+    _changed(conn, name)
+
+
+async def set_schedulable(conn: AsyncConnection, name: str, *, schedulable: bool) -> Node:
+    await require(conn, name)
+    await conn.execute(update(nodes).where(nodes.c.name == name).values(schedulable=schedulable))
+    _changed(conn, name)
+    return await require(conn, name)
+
+
+async def bump_epoch(conn: AsyncConnection, name: str) -> None:
+    """The node's set of allocations changed: move its epoch and tell the feed."""
+    await conn.execute(update(nodes).where(nodes.c.name == name).values(epoch=nodes.c.epoch + 1))
+    _changed(conn, name)

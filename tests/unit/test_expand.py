@@ -1,0 +1,80 @@
+"""expand(): tenant × stack → templates; env layering, overrides, hashes."""
+
+from __future__ import annotations
+
+import textwrap
+
+from armillary.control.expand import expand
+from armillary.resources import loader
+from armillary.resources.stack import Stack
+from armillary.resources.tenant import Tenant
+
+STACK = textwrap.dedent("""\
+    apiVersion: armillary.dev/v1
+    kind: Stack
+    metadata: {name: s}
+    spec:
+      components:
+        - name: agent
+          command: [python3, agent.py]
+          args: [--fast]
+          env: {A: stack, B: stack}
+          replicas: 1
+          resources: {cpu: 250m, memory: 128Mi}
+        - name: web
+          command: "echo hi"
+          args: [one]
+        - name: img
+          image: registry.example/agent:1
+    """)
+
+
+def load(text: str) -> object:
+    return loader.load_text(text)[0].resource
+
+
+def tenant(overrides: str = "{}") -> Tenant:
+    return load(
+        textwrap.dedent(f"""\
+        apiVersion: armillary.dev/v1
+        kind: Tenant
+        metadata: {{name: acme}}
+        spec:
+          org: o
+          stack: s
+          env: {{B: tenant, C: tenant}}
+          overrides: {overrides}
+        """)
+    )  # type: ignore[return-value]
+
+
+def test_env_is_layered_and_overrides_apply() -> None:
+    stack = load(STACK)
+    assert isinstance(stack, Stack)
+    instance = expand(tenant("{agent: {replicas: 3, env: {C: override}}}"), stack)
+    agent = instance.templates[0]
+    assert agent.env == {"A": "stack", "B": "tenant", "C": "override"}
+    assert agent.replicas == 3
+    assert agent.command == ("python3", "agent.py", "--fast")
+    assert (agent.cpu_millicores, agent.memory_mb) == (250, 128)
+    assert agent.restart["policy"] == "always"
+
+
+def test_string_commands_run_under_sh_with_args() -> None:
+    web = expand(tenant(), load(STACK)).templates[1]  # type: ignore[arg-type]
+    assert web.command == ("sh", "-c", 'echo hi "$@"', "sh", "one")
+
+
+def test_images_cannot_run_on_nodes_and_say_so() -> None:
+    img = expand(tenant(), load(STACK)).templates[2]  # type: ignore[arg-type]
+    assert img.problem is not None and "image registry.example/agent:1" in img.problem
+
+
+def test_hash_moves_with_the_process_shape_not_the_replica_count() -> None:
+    stack = load(STACK)
+    one = expand(tenant("{agent: {replicas: 1}}"), stack).templates[0]  # type: ignore[arg-type]
+    three = expand(tenant("{agent: {replicas: 3}}"), stack).templates[0]  # type: ignore[arg-type]
+    changed = expand(tenant("{agent: {env: {X: y}}}"), stack).templates[0]  # type: ignore[arg-type]
+    assert one.spec_hash() == three.spec_hash()
+    assert one.spec_hash() != changed.spec_hash()
+    assert one.spec_hash() != one.spec_hash({"AGENT_URL": "http://x"})

@@ -1,0 +1,148 @@
+"""rollout.step(): the next safe moves for one tenant, table by table."""
+
+from __future__ import annotations
+
+from armillary.runtime.instance import Instance, Template
+from armillary.runtime.rollout import Current, step
+
+
+def template(
+    name: str,
+    *,
+    replicas: int = 1,
+    type: str = "service",
+    env: dict[str, str] | None = None,
+    depends_on: tuple[str, ...] = (),
+    ports: tuple[tuple[str, int | None], ...] = (("http", None),),
+    problem: str | None = None,
+) -> Template:
+    return Template(
+        component=name,
+        type=type,
+        replicas=replicas,
+        command=("sleep", "1000"),
+        cwd=None,
+        env=env or {},
+        ports=ports,
+        health_check=None,
+        restart={"policy": "always"},
+        stop_grace_s=1,
+        timeout_s=None,
+        depends_on=depends_on,
+        cpu_millicores=0,
+        memory_mb=0,
+        problem=problem,
+    )
+
+
+def instance(*templates: Template) -> Instance:
+    return Instance(tenant="acme", templates=templates)
+
+
+def current(
+    t: Template,
+    replica: int,
+    *,
+    state: str | None = "running",
+    id: str | None = None,
+    spec_hash: str | None = None,
+    url: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Current:
+    return Current(
+        id=id or f"{t.component}-{replica}-{state}",
+        component=t.component,
+        replica=replica,
+        spec_hash=spec_hash or t.spec_hash(extra),
+        state=state,
+        url=url,
+    )
+
+
+def test_fresh_tenant_creates_every_replica_of_components_without_dependencies() -> None:
+    agent = template("agent", replicas=2)
+    s = step(instance(agent), [])
+    assert [(c.template.component, c.replica) for c in s.create] == [("agent", 0), ("agent", 1)]
+    assert s.remove == []
+
+
+def test_dependent_waits_until_its_dependency_is_ready_and_gets_its_url() -> None:
+    seed = template("seed", type="job", ports=())
+    agent = template("agent", depends_on=("seed",))
+    reader = template("reader", depends_on=("agent",))
+    first = step(instance(seed, agent, reader), [])
+    assert [c.template.component for c in first.create] == ["seed"]
+    assert first.components["agent"].waiting_for == ("seed",)
+
+    seeded = [current(seed, 0, state="succeeded")]
+    second = step(instance(seed, agent, reader), seeded)
+    assert [c.template.component for c in second.create] == ["agent"]
+
+    running = [*seeded, current(agent, 0, url="http://127.0.0.1:20001")]
+    third = step(instance(seed, agent, reader), running)
+    assert [c.template.component for c in third.create] == ["reader"]
+    assert third.create[0].extra_env == {"AGENT_URL": "http://127.0.0.1:20001"}
+
+
+def test_converged_tenant_is_idle() -> None:
+    agent = template("agent", replicas=2)
+    s = step(instance(agent), [current(agent, 0), current(agent, 1)])
+    assert s.idle
+    assert s.components["agent"].ready == 2
+
+
+def test_changed_spec_rolls_surge_first_one_at_a_time() -> None:
+    old = template("agent", replicas=2, env={"V": "1"})
+    new = template("agent", replicas=2, env={"V": "2"})
+    running_old = [current(old, 0, id="o0"), current(old, 1, id="o1")]
+    s = step(instance(new), running_old)
+    assert [(c.replica) for c in s.create] == [
+        0
+    ] and s.remove == []  # one surge replica, nothing stopped
+
+    starting = [*running_old, current(new, 0, id="n0", state="starting")]
+    assert step(instance(new), starting).idle  # wait for it to be ready
+
+    ready = [*running_old, current(new, 0, id="n0")]
+    s = step(instance(new), ready)
+    assert s.remove == ["o0"]
+    assert [c.replica for c in s.create] == [1]  # next slot's surge starts as the old one goes
+
+
+def test_scale_down_removes_the_highest_slots() -> None:
+    agent = template("agent", replicas=1)
+    s = step(instance(agent), [current(agent, 0, id="a0"), current(agent, 1, id="a1")])
+    assert s.remove == ["a1"]
+
+
+def test_removed_component_and_deleted_tenant() -> None:
+    agent = template("agent")
+    gone = template("gone")
+    s = step(instance(agent), [current(agent, 0, id="a0"), current(gone, 0, id="g0")])
+    assert s.remove == ["g0"]
+    assert step(None, [current(agent, 0, id="a0")]).remove == ["a0"]
+
+
+def test_failing_replicas_are_reported_as_problems() -> None:
+    agent = template("agent")
+    failing = Current(
+        id="a0",
+        component="agent",
+        replica=0,
+        spec_hash=agent.spec_hash(),
+        state="crashloop",
+        reason="CommandNotFound",
+        message="no such file",
+    )
+    s = step(instance(agent), [failing])
+    assert s.components["agent"].problems == (
+        "replica 0 crashloop (CommandNotFound: no such file)",
+    )
+    assert s.components["agent"].ready == 0
+
+
+def test_a_component_that_cannot_run_here_says_why() -> None:
+    agent = template("agent", problem="release agent@1.0.0: not built yet")
+    s = step(instance(agent), [])
+    assert s.create == []
+    assert s.components["agent"].problems == ("release agent@1.0.0: not built yet",)
