@@ -173,4 +173,4 @@ def _duration(text: str) -> float:
 def register(app: typer.Typer) -> None:
     app.command()(ps)
     app.command()(logs)
-    app.command("exec", context_settings={"allow_interspersed_args": False})(exec_)
+    app.command("exec")(exec_)

@@ -235,8 +235,9 @@ def _stop(pids: dict[str, Any], home: Path) -> None:
     # The node first: on SIGTERM it stops every replica (gracefully), then exits.
     for role in ("node", "server"):
         pid = pids.get(role)
-        stopping = isinstance(pid, int) and _signal(pid, signal.SIGTERM)
-        if stopping and not _gone(pid, STOP_DEADLINE_S):
+        if not isinstance(pid, int):
+            continue
+        if _signal(pid, signal.SIGTERM) and not _gone(pid, STOP_DEADLINE_S):
             _signal(pid, signal.SIGKILL)
             _gone(pid, 5)
     (home / STATE_FILE).unlink(missing_ok=True)

@@ -2,10 +2,11 @@
 
 `converge(tenant, instance)` takes one step for one tenant inside one write
 transaction: it reads the tenant's allocations and the nodes, asks `rollout.step`
-what to do, places what must be created (`scheduler.place`), gives each new replica
-its ports on its node, and writes the allocations. The node hub sees the change
-on the feed and sends each affected node its new set. Placement that fails is
-reported back, with the scheduler's reasons, for the tenant's status.
+what to do, places what must be created (`scheduler.place`) and writes the
+allocations — fixed ports as declared, dynamic ports left to the node, which sees
+what is really free on its machine and reports what it picked. The node hub sees
+the change on the feed and sends each affected node its new set. Placement that
+fails is reported back, with the scheduler's reasons, for the tenant's status.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from armillary.runtime.instance import Instance
 from armillary.store import allocations, nodes
 from armillary.store.database import Database, Tx
 
-PORT_RANGE = (20000, 29999)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
@@ -37,11 +36,9 @@ class NodesRuntime:
         self,
         db: Database,
         *,
-        port_range: tuple[int, int] = PORT_RANGE,
         strategy: scheduler.Strategy = "spread",
     ) -> None:
         self._db = db
-        self._port_range = port_range
         self._strategy = strategy
 
     async def converge(
@@ -100,16 +97,13 @@ class NodesRuntime:
             for c in creates
         ]
         placement = scheduler.place(infos, placed, demands, self._strategy)
-        used: dict[str, set[int]] = {}
-        for a in everything:
-            used.setdefault(a.node, set()).update(int(p) for p in a.spec.get("ports", {}).values())
         unplaced: dict[str, str] = {}
         for create, demand in zip(creates, demands, strict=True):
             node = placement.assigned.get(demand.key)
             if node is None:
                 unplaced[create.template.component] = placement.explain(demand.key)
                 continue
-            ports = self._ports(create, used.setdefault(node, set()))
+            ports = self._ports(create)
             spec = _spec(tenant, create, ports)
             await allocations.add(
                 conn,
@@ -132,18 +126,10 @@ class NodesRuntime:
             )
         return unplaced
 
-    def _ports(self, create: rollout.Create, used: set[int]) -> dict[str, int]:
-        ports: dict[str, int] = {}
-        candidate = self._port_range[0]
-        for name, fixed in create.template.ports:
-            if fixed is not None:
-                ports[name] = fixed
-            else:
-                while candidate in used and candidate <= self._port_range[1]:
-                    candidate += 1
-                ports[name] = candidate
-            used.add(ports[name])
-        return ports
+    def _ports(self, create: rollout.Create) -> dict[str, int]:
+        # Fixed ports as declared; 0 asks the node to pick a free one (only the node can
+        # see what is really free on its machine) and report it back.
+        return {name: fixed or 0 for name, fixed in create.template.ports}
 
 
 def _spec(tenant: str, create: rollout.Create, ports: dict[str, int]) -> protocol.AllocationSpec:
@@ -170,7 +156,7 @@ def _spec(tenant: str, create: rollout.Create, ports: dict[str, int]) -> protoco
 def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> rollout.Current:
     report = allocation.report or {}
     node = known.get(allocation.node)
-    ports = allocation.spec.get("ports") or {}
+    ports = report.get("ports") or {}  # as the node resolved them
     url = None
     if node is not None and ports:
         url = f"http://{node.address}:{next(iter(ports.values()))}"

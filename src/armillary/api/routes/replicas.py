@@ -36,7 +36,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
         "node": allocation.node,
         "type": spec.get("type"),
         "specHash": allocation.spec_hash,
-        "ports": spec.get("ports", {}),
+        "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
         "report": allocation.report,
         "createdAt": allocation.created_at.isoformat(),
     }

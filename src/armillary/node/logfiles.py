@@ -1,0 +1,84 @@
+"""Replica log files: where they live, how they are opened, how they are rotated.
+
+Called by the supervisor: `open_append` before each spawn, `rotate_loop` as one
+background task for all replicas. The file is `<data_dir>/replicas/<id>/output.log`
+(stdout and stderr together) and is kept after the replica is stopped.
+
+Invariant: rotation is copytruncate — copy to `.1` (older copies shift to `.2` … up
+to `keep`), then truncate in place. The child's fd is O_APPEND, so it keeps writing
+at the new end and never needs to reopen anything; the daemon holds no fd of its own.
+Lines written between the end of the copy and the truncate are lost (the known cost
+of copytruncate; the window is one syscall wide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 2.0
+FILE_NAME = "output.log"
+
+
+def path(replicas_dir: Path, allocation_id: str) -> Path:
+    """The live log file of one allocation."""
+    return replicas_dir / allocation_id / FILE_NAME
+
+
+def open_append(log_path: Path) -> int:
+    """An O_APPEND fd on `log_path` (created with its directory) for a child's stdout."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _numbered(log_path: Path, n: int) -> Path:
+    return log_path.with_name(f"{log_path.name}.{n}")
+
+
+def rotate(log_path: Path, *, keep: int) -> None:
+    """Copy `log_path` to `.1` (shifting older copies, dropping past `keep`), then truncate."""
+    for n in range(keep - 1, 0, -1):
+        older = _numbered(log_path, n)
+        if older.exists():
+            os.replace(older, _numbered(log_path, n + 1))
+    if keep > 0:
+        shutil.copyfile(log_path, _numbered(log_path, 1))  # copies up to the current end
+    os.truncate(log_path, 0)
+
+
+def oversized(paths: Iterable[Path], *, max_bytes: int) -> list[Path]:
+    """The files over `max_bytes`: one stat each."""
+    found = []
+    for candidate in paths:
+        try:
+            if candidate.stat().st_size > max_bytes:
+                found.append(candidate)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+async def rotate_loop(
+    live_paths: Callable[[], Iterable[Path]],
+    *,
+    max_bytes: int,
+    keep: int,
+    interval_s: float = CHECK_INTERVAL_S,
+) -> None:
+    """Every `interval_s`, rotate the logs of running replicas that grew past `max_bytes`.
+
+    The copy runs in a worker thread: a 10 MB copy must not delay a crash restart.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            for log_path in oversized(live_paths(), max_bytes=max_bytes):
+                await asyncio.to_thread(rotate, log_path, keep=keep)
+        except Exception:  # the task boundary: log, try again next round
+            log.exception("rotating replica logs failed")

@@ -1,0 +1,324 @@
+"""The node daemon's process supervisor: runs allocations as real, supervised processes.
+
+Called by the node daemon: `start()` once (adopts what a previous daemon left
+running), `converge(desired)` on every assignments message, `reports()` whenever it
+reports, `close()` on shutdown. It calls `on_change()` (synchronously, no I/O) whenever
+a report changes; the caller debounces.
+
+This module decides *which* allocations are held and what to do with what a previous
+daemon left behind; `node.lifecycle` moves each one (spawn, exit, restart, health,
+stop).
+
+Invariants:
+- every replica is a direct child of the daemon at spawn, in its own session and
+  process group, writing straight to its log file, so killing the daemon disturbs none;
+- what the supervisor holds is on disk (node-state.json) within ~20 ms of a change;
+- a process is adopted only if its pid, start time and boot match the record, so a
+  reused pid is never adopted; processes writing to a replica's log that the state file
+  missed (the daemon died within a write delay of spawning them) are adopted by the
+  first converge that still wants them, and killed otherwise;
+- one supervisor per data dir (an flock), so two daemons never fight over processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from armillary import errors
+from armillary.node import logfiles, process, procfs, statefile
+from armillary.node.lifecycle import Lifecycle
+from armillary.node.replica import Replica
+from armillary.protocol import AllocationSpec, ReplicaReport
+
+log = logging.getLogger(__name__)
+
+STATE_WRITE_DELAY_S = 0.02
+SPAWN_BATCH = 16  # spawns between yields to the loop, so crash restarts stay prompt
+LOCK_FILE = "node.lock"
+
+
+class Supervisor:
+    """Runs, restarts, health-checks, stops and adopts the replicas of one node."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        address: str = "127.0.0.1",
+        on_change: Callable[[], None] | None = None,
+        log_max_bytes: int = 10 * 1024 * 1024,
+        log_keep: int = 3,
+    ) -> None:
+        self._data_dir = data_dir.absolute()
+        self._on_change = on_change
+        self._log_max_bytes = log_max_bytes
+        self._log_keep = log_keep
+        self._life = Lifecycle(
+            data_dir=self._data_dir,
+            address=address,
+            base_env={k: os.environ[k] for k in process.BASE_ENV_KEYS if k in os.environ},
+            cwd=Path.cwd(),
+            changed=self._changed,
+            stopped=self._forget,
+            ports_taken=self._ports_taken,
+        )
+        self._replicas: dict[str, Replica] = {}
+        self._desired: dict[str, AllocationSpec] = {}
+        self._orphans: dict[str, list[procfs.Stat]] = {}  # found at start; claimed by converge
+        self._stops: set[asyncio.Task[None]] = set()
+        self._rotation: asyncio.Task[None] | None = None
+        self._state = statefile.Writer(
+            self._data_dir / statefile.FILE_NAME, self._entries, delay_s=STATE_WRITE_DELAY_S
+        )
+        self._converging = asyncio.Lock()
+        self._lock_fd: int | None = None
+        self._started = False
+        self._closed = False
+
+    # --- the interface ----------------------------------------------------------------------
+
+    async def start(self) -> list[ReplicaReport]:
+        """Load the state file, adopt live processes, resume the rest; start background work.
+
+        Returns the reports of every allocation taken over from the state file.
+        """
+        if self._started:
+            raise RuntimeError("Supervisor.start() was already called")
+        self._started = True
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
+        found = procfs.writers(self._life.replicas_dir)
+        for entry in statefile.load(self._state.path):
+            self._restore(entry, found.pop(entry.spec.id, []))
+        self._orphans = found
+        self._rotation = asyncio.get_running_loop().create_task(
+            logfiles.rotate_loop(
+                self._live_logs, max_bytes=self._log_max_bytes, keep=self._log_keep
+            ),
+            name="rotate replica logs",
+        )
+        self._state.mark_dirty()
+        return self.reports()
+
+    async def converge(self, desired: Sequence[AllocationSpec]) -> None:
+        """Hold exactly `desired`: start what is new, stop what is gone. Idempotent.
+
+        Returns once every new process is spawned (not healthy); stops go on behind.
+        """
+        if not self._started or self._closed:
+            raise RuntimeError("converge() needs a started, open Supervisor")
+        async with self._converging:
+            self._desired = wanted = {spec.id: spec for spec in desired}
+            for held in list(self._replicas.values()):
+                if held.id not in wanted and not held.stopping:
+                    self._stop(held)
+            started = 0
+            for spec in wanted.values():
+                if spec.id not in self._replicas:
+                    self._start(spec)
+                    started += 1
+                    if started % SPAWN_BATCH == 0:
+                        await asyncio.sleep(0)
+            self._kill_orphans()
+
+    def reports(self) -> list[ReplicaReport]:
+        """The current state of every held allocation, stopping ones included."""
+        return [held.report() for held in self._replicas.values()]
+
+    def log_path(self, allocation_id: str) -> Path:
+        """The live log file of an allocation (kept after it is stopped)."""
+        _check_path_part("allocation id", allocation_id)
+        return self._life.log_path(allocation_id)
+
+    def spec(self, allocation_id: str) -> AllocationSpec | None:
+        held = self._replicas.get(allocation_id)
+        return held.spec if held is not None else None
+
+    def environment(self, allocation_id: str) -> tuple[dict[str, str], Path]:
+        """The env and working directory the replica runs with (for `exec`)."""
+        held = self._replicas.get(allocation_id)
+        if held is None:
+            raise errors.NotFound(f"allocation {allocation_id!r} is not held by this node")
+        return self._life.environment(held)
+
+    async def close(self, *, stop_workloads: bool) -> None:
+        """Shut down. `stop_workloads=False` leaves every process running for the next
+        daemon to adopt and persists the state; True stops them all and clears it."""
+        if self._closed or not self._started:
+            self._closed = True
+            return
+        self._closed = True
+        if self._rotation is not None:
+            self._rotation.cancel()
+            await asyncio.gather(self._rotation, return_exceptions=True)
+        if stop_workloads:
+            for held in list(self._replicas.values()):
+                if not held.stopping:
+                    self._stop(held)
+            await asyncio.gather(*self._stops, return_exceptions=True)
+            self._orphans.update(procfs.writers(self._life.replicas_dir))  # stragglers
+            self._kill_orphans()
+            entries: list[statefile.Entry] = []
+        else:
+            for task in self._stops:
+                task.cancel()  # those replicas stay "stopping": the next daemon finishes
+            await asyncio.gather(*self._stops, return_exceptions=True)
+            entries = self._entries()
+        self._state.cancel()
+        statefile.dump(self._state.path, entries)
+        health_tasks = [h.health_task for h in self._replicas.values() if h.health_task]
+        for held in self._replicas.values():
+            self._life.detach(held)
+        await asyncio.gather(*health_tasks, return_exceptions=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    # --- holding and letting go -------------------------------------------------------------
+
+    def _start(self, spec: AllocationSpec) -> None:
+        held = Replica(spec=spec)
+        self._replicas[spec.id] = held
+        try:
+            _check_path_part("allocation id", spec.id)
+            _check_path_part("tenant", spec.tenant)
+        except errors.Invalid as exc:
+            held.state, held.reason, held.message = "failed", "InvalidSpec", str(exc)
+            self._changed(held)
+            return
+        if not self._adopt_found(held, self._orphans.pop(spec.id, []), restarted=False):
+            self._life.spawn(held)
+
+    def _stop(self, held: Replica) -> None:
+        task = self._life.stop(held)
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    def _forget(self, held: Replica) -> None:
+        """A stop finished: drop the allocation (its log directory stays)."""
+        if self._replicas.get(held.id) is held:
+            del self._replicas[held.id]
+        self._changed(None)
+        again = self._desired.get(held.id)
+        if again is not None and not self._closed and held.id not in self._replicas:
+            self._start(again)  # asked for again while it was stopping
+
+    # --- adoption ---------------------------------------------------------------------------
+
+    def _restore(self, entry: statefile.Entry, found: list[procfs.Stat]) -> None:
+        """Take over one allocation from the state file."""
+        was = entry.report
+        held = Replica(
+            spec=entry.spec,
+            ports=dict(was.ports),
+            state=was.state,
+            spawned=entry.spawned,
+            restarts=was.restarts,
+            consecutive=entry.consecutive,
+            exit_code=was.exit_code,
+            healthy=was.healthy,
+            reason=was.reason,
+            message=was.message,
+        )
+        self._replicas[held.id] = held
+        recorded = entry.process
+        started_at = was.started_at
+        if recorded is not None and started_at is None:
+            started_at = recorded.create_time
+        if (
+            recorded is not None
+            and started_at is not None
+            and procfs.is_alive(recorded)
+            and self._life.adopt(held, recorded, started_at=started_at)
+        ):
+            _kill_groups(found, keep_pgid=recorded.pgid)
+            if held.state == "stopping":
+                self._stop(held)
+        elif held.state == "stopping":
+            _kill_groups(found, keep_pgid=None)
+            del self._replicas[held.id]
+        elif self._adopt_found(held, found, restarted=True):
+            pass  # respawned after the last write: adopted by its log file
+        elif recorded is not None and started_at is not None:
+            self._life.ended_unwatched(held, started_at=started_at)
+        elif entry.restart_pending:
+            self._life.resume_backoff(held)
+        elif held.state not in ("succeeded", "failed"):
+            self._life.spawn(held)
+
+    def _adopt_found(self, held: Replica, found: list[procfs.Stat], *, restarted: bool) -> bool:
+        """Adopt the session leader among `found` (processes writing to this allocation's
+        log); kill the rest. False if there is none to adopt."""
+        leader = next((s for s in found if s.pid == s.sid), None)
+        identity = None
+        if leader is not None:
+            identity = procfs.identify(leader.pid, boot_time_s=procfs.boot_time())
+        if identity is None or not self._life.adopt(
+            held, identity, started_at=identity.create_time
+        ):
+            _kill_groups(found, keep_pgid=None)
+            return False
+        _kill_groups(found, keep_pgid=identity.pgid)
+        if held.spawned and restarted:
+            held.restarts += 1
+        held.spawned = True
+        held.changed()
+        log.info("adopted pid %d of %s, found by its log file", identity.pid, held.id)
+        return True
+
+    def _kill_orphans(self) -> None:
+        """Kill processes found at start that no converge claimed: nobody wants them, and
+        they would hold ports that wanted replicas need."""
+        for allocation_id, found in self._orphans.items():
+            log.warning("killing %d orphaned process(es) of %s", len(found), allocation_id)
+            _kill_groups(found, keep_pgid=None)
+        self._orphans = {}
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _ports_taken(self, held: Replica) -> set[int]:
+        """Ports the other replicas of this node hold."""
+        return {p for r in self._replicas.values() if r is not held for p in r.ports.values()}
+
+    def _entries(self) -> list[statefile.Entry]:
+        return [held.entry() for held in self._replicas.values()]
+
+    def _live_logs(self) -> list[Path]:
+        return [self._life.log_path(h.id) for h in self._replicas.values() if h.proc is not None]
+
+    def _changed(self, held: Replica | None) -> None:
+        if held is not None:
+            held.changed()
+        if not self._closed:
+            self._state.mark_dirty()
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:  # the caller's callback: its bug must not stop supervision
+                log.exception("on_change callback failed")
+
+    def _lock_data_dir(self) -> None:
+        fd = os.open(self._data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise errors.Conflict(f"another node daemon is using {self._data_dir}") from None
+        self._lock_fd = fd
+
+
+def _kill_groups(found: list[procfs.Stat], *, keep_pgid: int | None) -> None:
+    for pgid in {s.pgid for s in found} - {keep_pgid}:
+        process.kill_group(pgid, signal.SIGKILL)
+
+
+def _check_path_part(what: str, value: str) -> None:
+    """Ids and tenants become directory names: no separators, no dot names."""
+    if not value or "/" in value or "\0" in value or value in (".", ".."):
+        raise errors.Invalid(f"expected a {what} usable as a directory name, got {value!r}")

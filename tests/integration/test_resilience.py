@@ -1,0 +1,190 @@
+"""What survives what: kill -9 of the node daemon and restarts of the server leave
+workloads untouched; `up`, Ctrl-C and `down` leave no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.nodeproc import (
+    QUICKSTART,
+    NodeProcess,
+    alive,
+    apply,
+    http_ok,
+    processes_marked,
+    ready,
+    replicas,
+    wait_for,
+)
+from tests.integration.serverproc import ServerProcess
+from tests.integration.test_runtime import agent, stack, tenant
+
+
+@pytest.fixture
+def stack_up(server: ServerProcess, tmp_path: Path):  # type: ignore[no-untyped-def]
+    daemon = NodeProcess(
+        server=server,
+        data_dir=tmp_path / "node",
+        name=f"n-{uuid.uuid4().hex[:6]}",
+        stop_workloads_on_exit=False,
+    )
+    daemon.start()
+    mark = uuid.uuid4().hex[:8]
+    name = f"res-{mark}"
+    apply(
+        server,
+        {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "acme"}, "spec": {}},
+        stack(f"s-{mark}", agent(replicas=2)),
+        tenant(name, f"s-{mark}", mark),
+    )
+    wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+    try:
+        yield daemon, name, mark
+    finally:
+        with server.client() as http:
+            http.delete(f"/api/v1/tenants/{name}")
+        if daemon.process is None or daemon.process.poll() is not None:
+            daemon.start()
+        wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+        daemon.stop()
+
+
+def _pids(server: ServerProcess, name: str) -> dict[str, int]:
+    return {r["id"]: r["report"]["pid"] for r in replicas(server, name)}
+
+
+def test_kill_9_of_the_daemon_keeps_every_workload_and_the_new_daemon_adopts_it(
+    server: ServerProcess, stack_up
+) -> None:  # type: ignore[no-untyped-def]
+    daemon, name, mark = stack_up
+    before = _pids(server, name)
+    log = daemon.data_dir / "replicas" / next(iter(before)) / "output.log"
+    size_before = log.stat().st_size
+
+    daemon.kill()
+    assert all(alive(pid) for pid in before.values())
+    port = replicas(server, name)[0]["ports"]["http"]
+    assert http_ok(port, "/while-the-daemon-is-down")  # still serving, and logging:
+    wait_for(lambda: log.stat().st_size > size_before, what="the replica to keep logging")
+
+    daemon.start()
+
+    def adopted() -> bool:
+        items = replicas(server, name)
+        return all(
+            r["report"]["pid"] == before[r["id"]] and r["report"]["state"] == "running"
+            for r in items
+        )
+
+    wait_for(adopted, timeout_s=30, what="the same pids reported again")
+    assert {r["report"]["restarts"] for r in replicas(server, name)} == {0}
+    assert ready(server, name)
+    assert len(processes_marked(mark)) == 2
+    assert "/while-the-daemon-is-down" in log.read_text()
+
+
+def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) -> None:  # type: ignore[no-untyped-def]
+    daemon, name, mark = stack_up
+    before = _pids(server, name)
+    server.kill()
+    assert all(alive(pid) for pid in before.values())
+    server.start()
+    wait_for(daemon.connected, timeout_s=30, what="the node to reconnect")
+    wait_for(lambda: ready(server, name), timeout_s=30, what="Ready after the restart")
+    assert _pids(server, name) == before
+    assert {r["report"]["restarts"] for r in replicas(server, name)} == {0}
+    assert len(processes_marked(mark)) == 2
+
+
+def _quickstart_processes(home: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if str(home) in process.environ().get("ARMILLARY_DATA_DIR", ""):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _up_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
+    return {**env, "ARMILLARY_HOME": str(home)}
+
+
+def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / ".armillary"
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "-d", "--port", str(port)],
+        cwd=tmp_path,
+        env=_up_env(home),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "acme-support" in result.stdout and "acme-sre" in result.stdout
+    state = json.loads((home / "up.json").read_text())
+    try:
+        assert len(_quickstart_processes(home)) == 7  # 3 services for one tenant, 4 for the other
+        urls = [
+            w
+            for w in result.stdout.split()
+            if w.startswith("http://127.0.0.1:") and "/api" not in w
+        ]
+        assert urls and all(httpx.get(u, timeout=5).status_code == 200 for u in urls[:3])
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "armillary", "down"],
+            cwd=tmp_path,
+            env=_up_env(home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+    assert _quickstart_processes(home) == []
+    assert not alive(state["server"]) and not alive(state["node"])
+
+
+def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / ".armillary"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "--port", str(port)],
+        cwd=tmp_path,
+        env=_up_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    assert any("acme-support" in line for line in lines), "".join(lines)
+    state = json.loads((home / "up.json").read_text())
+    assert len(_quickstart_processes(home)) == 7
+    process.send_signal(signal.SIGINT)
+    rest = process.stdout.read()  # to the end: `up` prints as it stops
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0, "".join(lines) + rest
+    assert "Stopped." in rest
+    assert _quickstart_processes(home) == []
+    assert not alive(state["server"]) and not alive(state["node"])

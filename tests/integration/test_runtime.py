@@ -1,0 +1,337 @@
+"""Stacks become supervised processes: a real server and a real node daemon run real
+replicas, on SQLite and on Postgres. Each test uses its own tenant, marked through
+its env so its processes can be counted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from armillary.main import app
+from tests.integration.nodeproc import (
+    QUICKSTART,
+    NodeProcess,
+    alive,
+    apply,
+    condition,
+    delete,
+    environ_pid,
+    http_ok,
+    processes_marked,
+    ready,
+    replicas,
+    wait_for,
+)
+from tests.integration.serverproc import ServerProcess
+
+AGENT = ["python3", str(QUICKSTART / "apps" / "agent.py")]
+FAST_RESTART = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4, "crash_loop_after": 3}
+
+
+@pytest.fixture(scope="module")
+def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
+    daemon.start()
+    apply(
+        server,
+        {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "acme"}, "spec": {}},
+    )
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def agent(name: str = "agent", **extra: Any) -> dict[str, Any]:
+    component: dict[str, Any] = {
+        "name": name,
+        "command": AGENT,
+        "ports": [{"name": "http"}],
+        "health_check": {"http": {"path": "/healthz", "port": "http"}, "interval_s": 0.2},
+        "restart": FAST_RESTART,
+    }
+    component.update(extra)
+    return component
+
+
+def stack(name: str, *components: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Stack",
+        "metadata": {"name": name},
+        "spec": {"components": list(components)},
+    }
+
+
+def tenant(name: str, stack_name: str, mark: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {"org": "acme", "stack": stack_name, "env": {"ARMILLARY_TEST_MARK": mark}, **spec},
+    }
+
+
+def fresh(prefix: str) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return f"{prefix}-{suffix}", suffix
+
+
+def cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
+    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_apply_runs_every_replica_healthy_and_the_tenant_is_ready(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    name, mark = fresh("t")
+    seed = {
+        "name": "seed",
+        "type": "job",
+        "command": ["sh", "-c", 'echo seeded > "$ARMILLARY_DATA_DIR/seed"'],
+    }
+    reader = agent("reader", depends_on=["agent"])
+    apply(
+        server,
+        stack(f"s-{mark}", seed, agent(replicas=2, depends_on=["seed"]), reader),
+        tenant(name, f"s-{mark}", mark),
+    )
+    wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+
+    items = replicas(server, name)
+    services = [r for r in items if r["type"] == "service"]
+    assert len(services) == 3
+    assert all(r["report"]["state"] == "running" and r["report"]["healthy"] for r in services)
+    assert all(http_ok(r["ports"]["http"]) for r in services)
+    [job] = [r for r in items if r["type"] == "job"]
+    assert job["report"]["state"] == "succeeded"
+    reader_env = environ_pid(
+        next(r for r in services if r["component"] == "reader")["report"]["pid"]
+    )
+    agent_ports = {r["ports"]["http"] for r in services if r["component"] == "agent"}
+    assert int(reader_env["AGENT_URL"].rsplit(":", 1)[1]) in agent_ports
+    assert reader_env["ARMILLARY_TENANT"] == name
+    assert Path(reader_env["ARMILLARY_DATA_DIR"], "seed").read_text() == "seeded\n"
+
+    with server.client() as http:
+        status = http.get(f"/api/v1/tenants/{name}").json()["status"]
+    assert status["replicas"] == {"desired": 4, "ready": 4, "updated": 4}
+    assert len(processes_marked(mark)) == 3
+
+    code, out, _ = cli(server, "ps", name)
+    assert code == 0
+    assert out.count("running") == 3 and "succeeded" in out
+
+    code, out, _ = cli(server, "logs", f"{name}/agent", "--tail", "5")
+    assert code == 0 and "listening on" in out
+
+    code, out, err = cli(
+        server, "exec", f"{name}/agent", "--", "sh", "-c", 'echo "$ARMILLARY_TENANT $PORT"; exit 3'
+    )
+    assert code == 3, (out, err)
+    assert out.split()[0] == name
+
+    delete(server, "tenants", name)
+    wait_for(
+        lambda: not processes_marked(mark), timeout_s=30, what="every process of the tenant gone"
+    )
+    wait_for(lambda: not replicas(server, name), what="allocations removed")
+
+
+def test_kill_9_of_a_replica_is_replaced_at_once_and_counted(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    name, mark = fresh("k")
+    apply(server, stack(f"s-{mark}", agent()), tenant(name, f"s-{mark}", mark))
+    wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+    [before] = replicas(server, name)
+    pid = before["report"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    def replaced() -> dict[str, Any] | None:
+        [now] = replicas(server, name)
+        report = now["report"]
+        return (
+            report if report["pid"] != pid and report["state"] in ("starting", "running") else None
+        )
+
+    report = wait_for(replaced, timeout_s=15, what="a new process")
+    assert report["restarts"] == 1
+    assert now_alive(report["pid"])
+    wait_for(lambda: ready(server, name), timeout_s=30, what="Ready again")
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def now_alive(pid: int) -> bool:
+    return alive(pid)
+
+
+def test_a_command_that_always_exits_ends_in_crashloop_visible_everywhere(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    name, mark = fresh("c")
+    crasher = {
+        "name": "crasher",
+        "command": ["sh", "-c", "echo boom; exit 1"],
+        "restart": FAST_RESTART,
+    }
+    apply(server, stack(f"s-{mark}", crasher), tenant(name, f"s-{mark}", mark))
+
+    def crashlooping() -> dict[str, Any] | None:
+        items = replicas(server, name)
+        report = items[0]["report"] if items and items[0]["report"] else {}
+        return report if report.get("state") == "crashloop" else None
+
+    report = wait_for(crashlooping, timeout_s=30, what="crashloop")
+    assert report["restarts"] >= 2
+    degraded = wait_for(
+        lambda: (c := condition(server, name, "Degraded")) and c["status"] == "True" and c,
+        what="Degraded condition",
+    )
+    assert "crashloop" in degraded["message"]
+    _code, out, _ = cli(server, "ps", name)
+    assert "crashloop" in out
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def test_bad_commands_ports_and_health_checks_are_explained_and_disturb_nothing(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    good, mark = fresh("good")
+    apply(server, stack(f"s-{mark}", agent()), tenant(good, f"s-{mark}", mark))
+    wait_for(lambda: ready(server, good), timeout_s=60, what="healthy neighbour Ready")
+    [neighbour] = replicas(server, good)
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    cases = {
+        "missing": (
+            {"name": "missing", "command": ["/no/such/program"], "restart": FAST_RESTART},
+            "CommandNotFound",
+        ),
+        "porttaken": (agent("porttaken", ports=[{"name": "http", "port": port}]), "PortInUse"),
+        "neverhealthy": (
+            agent(
+                "neverhealthy",
+                health_check={
+                    "http": {"path": "/healthz", "port": "http", "expect_status": 204},
+                    "interval_s": 0.1,
+                    "failure_threshold": 2,
+                },
+            ),
+            "unhealthy",
+        ),
+    }
+    try:
+        for key, (component, words) in cases.items():
+            name = f"{key}-{mark}"
+            apply(server, stack(f"s-{name}", component), tenant(name, f"s-{name}", mark))
+            found = wait_for(
+                lambda name=name: (
+                    (c := condition(server, name, "Degraded")) and c["status"] == "True" and c
+                ),
+                timeout_s=30,
+                what=f"{key} Degraded",
+            )
+            assert words in found["message"], found
+            assert condition(server, name)["status"] == "False"
+    finally:
+        taken.close()
+    assert ready(server, good)
+    [still] = replicas(server, good)
+    assert still["report"]["pid"] == neighbour["report"]["pid"]
+    assert still["report"]["restarts"] == 0
+    for key in cases:
+        delete(server, "tenants", f"{key}-{mark}")
+    delete(server, "tenants", good)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def test_changing_env_rolls_replicas_with_never_a_moment_without_a_healthy_one(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    name, mark = fresh("r")
+    apply(server, stack(f"s-{mark}", agent(replicas=2)), tenant(name, f"s-{mark}", mark))
+    wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+    old_pids = {r["report"]["pid"] for r in replicas(server, name)}
+
+    samples: list[bool] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            ports = [r["ports"]["http"] for r in replicas(server, name)]
+            samples.append(any(http_ok(p) for p in ports))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        apply(
+            server,
+            stack(f"s-{mark}", agent(replicas=2)),
+            tenant(name, f"s-{mark}", mark, overrides={"agent": {"env": {"VERSION": "2"}}}),
+        )
+
+        def rolled() -> bool:
+            items = replicas(server, name)
+            pids = {r["report"]["pid"] for r in items if r["report"]}
+            return len(items) == 2 and not pids & old_pids and ready(server, name)
+
+        wait_for(rolled, timeout_s=90, what="both replicas replaced")
+    finally:
+        stop.set()
+        sampler.join()
+    assert len(samples) > 5
+    assert all(samples), f"{samples.count(False)} of {len(samples)} samples had no healthy replica"
+    for item in replicas(server, name):
+        assert environ_pid(item["report"]["pid"])["VERSION"] == "2"
+    assert not [p for p in old_pids if alive(p)]
+
+    # Scale up, then down.
+    apply(
+        server,
+        stack(f"s-{mark}", agent(replicas=2)),
+        tenant(
+            name, f"s-{mark}", mark, overrides={"agent": {"replicas": 3, "env": {"VERSION": "2"}}}
+        ),
+    )
+    wait_for(
+        lambda: len(processes_marked(mark)) == 3 and ready(server, name),
+        timeout_s=60,
+        what="3 replicas",
+    )
+    apply(
+        server,
+        stack(f"s-{mark}", agent(replicas=2)),
+        tenant(
+            name, f"s-{mark}", mark, overrides={"agent": {"replicas": 1, "env": {"VERSION": "2"}}}
+        ),
+    )
+    wait_for(
+        lambda: len(processes_marked(mark)) == 1 and ready(server, name),
+        timeout_s=60,
+        what="1 replica",
+    )
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def test_nodes_command_lists_the_node(server: ServerProcess, node: NodeProcess) -> None:
+    code, out, _ = cli(server, "nodes")
+    assert code == 0
+    assert node.name in out and "Ready" in out
