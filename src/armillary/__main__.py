@@ -1,5 +1,5 @@
-"""`python -m armillary` runs the CLI."""
+"""`python -m armillary` is the `armillary` command."""
 
-from armillary.main import main
+from armillary.entry import main
 
 main()

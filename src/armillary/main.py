@@ -7,12 +7,12 @@ CLI never imports the server side and the server side never imports the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from armillary import entry
 from armillary.cli.main import app
 from armillary.config import Settings
 
@@ -65,35 +65,23 @@ def node(
         ),
     ] = False,
 ) -> None:
-    """Run a node daemon: connect to the server and run the replicas it assigns."""
-    import logging
+    """Run a node daemon: connect to the server and run the replicas it assigns.
 
-    from armillary.cli import context
-    from armillary.node import daemon
-
-    target = context.resolve(url=server, token=token)
-    if not target.token:
-        raise typer.BadParameter(
-            "a token is needed: --token or ARMILLARY_TOKEN", param_hint="--token"
+    (`armillary node …` normally starts without loading this CLI at all: see
+    armillary.entry. This command is what `--help` shows and what runs when global
+    options come first.)"""
+    try:
+        entry.start_node(
+            server=server,
+            token=token,
+            name=name,
+            labels=labels,
+            data_dir=data_dir,
+            address=address,
+            stop_workloads_on_exit=stop_workloads_on_exit,
         )
-    parsed: dict[str, str] = {}
-    for part in filter(None, (labels or "").split(",")):
-        key, sep, value = part.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected k=v, got {part!r}", param_hint="--labels")
-        parsed[key.strip()] = value.strip()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    options = daemon.Options(
-        server=target.url,
-        token=target.token,
-        labels=parsed,
-        data_dir=data_dir.resolve(),
-        address=address,
-        stop_workloads_on_exit=stop_workloads_on_exit,
-    )
-    if name:
-        options = dataclasses.replace(options, name=name)
-    daemon.run(options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def main() -> None:

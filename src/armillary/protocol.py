@@ -13,15 +13,22 @@ Envelopes are JSON `{"type", "seq", "payload"}`; `PROTOCOL_VERSION` is sent in
 Assignments are level-triggered: a node that receives one converges on exactly
 that set, whatever it was running before. Allocation ids are immutable: a changed
 spec is a new allocation with a new id, so "same id" always means "same thing".
+
+The types are frozen dataclasses with a small strict decoder (`decode`: unknown
+fields, missing fields and wrong types are errors naming the field path) rather
+than pydantic models, so the node daemon, which imports this module, stays small:
+the daemon is the one process on every machine, next to every workload.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from armillary.resources.stack import HealthCheck, Restart
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 PROTOCOL_VERSION = 1
 
@@ -38,32 +45,75 @@ ReplicaState = Literal[
     "stopped",  # stopped on purpose
 ]
 
-
-class Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+W = TypeVar("W")
 
 
-class AllocationSpec(Wire):
+class ProtocolError(ValueError):
+    """A message that does not match the protocol; says which field and why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpProbe:
+    path: str = "/healthz"
+    port: str | int | None = None
+    expect_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpProbe:
+    port: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecProbe:
+    command: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheck:
+    """A component's health check as a node runs it (the Stack's, validated there)."""
+
+    http: HttpProbe | None = None
+    tcp: TcpProbe | None = None
+    exec: ExecProbe | None = None
+    interval_s: float = 10
+    timeout_s: float = 2
+    start_period_s: float = 0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restart:
+    policy: Literal["always", "on-failure", "never"] | None = None
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 60
+    crash_loop_after: int = 5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllocationSpec:
     """One replica a node must run: everything it needs, already resolved."""
 
     id: str
     tenant: str
     component: str
-    name: str  # the replica name from the naming contract, e.g. agent-3li2ylakmg-0
+    name: str  # the replica name from the naming contract, e.g. agent-3vq7wz2kxa-0
     index: int
     type: Literal["service", "job"]
     spec_hash: str
     command: list[str]  # argv; a string command arrives as ["sh", "-c", command]
     cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    ports: dict[str, int] = Field(default_factory=dict)  # port name → port on the node
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)  # name → port; 0: the node picks one
     health_check: HealthCheck | None = None
-    restart: Restart = Field(default_factory=Restart)
+    restart: Restart = field(default_factory=Restart)
     stop_grace_s: float = 10
     timeout_s: float | None = None
 
 
-class ReplicaReport(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaReport:
     """What a node says about one allocation it holds."""
 
     id: str
@@ -75,50 +125,136 @@ class ReplicaReport(Wire):
     reason: str | None = None  # machine-readable cause: PortInUse, CommandNotFound, …
     message: str | None = None  # for people
     started_at: float | None = None  # unix time the current process started
-    ports: dict[str, int] = Field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)  # as the node resolved them
 
 
-class Capacity(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capacity:
     cpu_millicores: int
     memory_mb: int
 
 
-class Usage(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
     cpu_percent: float
     memory_used_mb: int
     memory_total_mb: int
     disk_used_percent: float
 
 
-class Hello(Wire):
-    protocol: int = PROTOCOL_VERSION
-    node: str  # the node's chosen name (hostname by default)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    node: str  # the node's chosen name (host name by default)
     token: str
     address: str  # where replicas on this node are reached (127.0.0.1 for a local node)
     capacity: Capacity
-    labels: dict[str, str] = Field(default_factory=dict)
-    running: list[ReplicaReport] = Field(default_factory=list)  # adopted after a restart
+    protocol: int = PROTOCOL_VERSION
+    labels: dict[str, str] = field(default_factory=dict)
+    running: list[ReplicaReport] = field(default_factory=list)  # adopted after a restart
 
 
-class Welcome(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome:
     node: str
     heartbeat_interval_s: float
 
 
-class Assignments(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assignments:
     epoch: int
     allocations: list[AllocationSpec]
 
 
-class Report(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
     replicas: list[ReplicaReport]
 
 
-class Heartbeat(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
     usage: Usage
 
 
-class Envelope(Wire):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Envelope:
     type: str
     seq: int = 0
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def encode(message: Any) -> dict[str, Any]:
+    """A message as plain JSON-ready data."""
+    data: dict[str, Any] = dataclasses.asdict(message)
+    return data
+
+
+def decode(kind: type[W], data: Any, *, path: str = "") -> W:
+    """Build a `kind` from plain data, strictly: unknown or missing fields and wrong
+    types raise `ProtocolError` naming the field path."""
+    where = path or kind.__name__
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = _hints(typing.cast(Any, kind))
+    known = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ProtocolError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name in data:
+            values[name] = _value(hints[name], data[name], f"{where}.{name}")
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{where}.{name}: required field is missing")
+    return kind(**values)
+
+
+@functools.cache
+def _hints(kind: Any) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _value(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _value(option, value, path)
+            except ProtocolError as exc:
+                problems.append(str(exc))
+        raise ProtocolError("; or ".join(problems))
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ProtocolError(f"{path}: expected one of {list(args)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ProtocolError(f"{path}: expected a list")
+        return [_value(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ProtocolError(f"{path}: expected an object")
+        return {str(k): _value(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return decode(hint, value, path=path)
+    return _scalar(hint, value, path)
+
+
+def _scalar(hint: Any, value: Any, path: str) -> Any:
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise ProtocolError(f"{path}: expected {name}, got {type(value).__name__}")

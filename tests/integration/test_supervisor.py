@@ -30,8 +30,15 @@ import pytest
 from armillary import errors
 from armillary.node import procfs
 from armillary.node.supervisor import Supervisor
-from armillary.protocol import AllocationSpec, ReplicaReport
-from armillary.resources.stack import ExecProbe, HealthCheck, HttpProbe, Restart, TcpProbe
+from armillary.protocol import (
+    AllocationSpec,
+    ExecProbe,
+    HealthCheck,
+    HttpProbe,
+    ReplicaReport,
+    Restart,
+    TcpProbe,
+)
 from tests.conftest import free_port
 
 FAST = Restart(backoff_initial_s=0.05, backoff_max_s=0.4, crash_loop_after=3)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from armillary.node import health, restart
-from armillary.resources.stack import ExecProbe, HealthCheck, Restart
+from armillary.protocol import ExecProbe, HealthCheck, Restart
 
 FAST = Restart(backoff_initial_s=0.5, backoff_max_s=8, crash_loop_after=3)
 

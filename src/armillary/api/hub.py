@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import itertools
 import logging
@@ -29,7 +30,7 @@ from armillary.store.database import Database
 log = logging.getLogger("armillary.hub")
 HELLO_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 5.0
-_SPEC_FIELDS = set(protocol.AllocationSpec.model_fields)
+_SPEC_FIELDS = {f.name for f in dataclasses.fields(protocol.AllocationSpec)}
 
 
 def _now() -> dt.datetime:
@@ -109,9 +110,9 @@ class Hub:
         try:
             await session.send(
                 "welcome",
-                protocol.Welcome(
-                    node=hello.node, heartbeat_interval_s=HEARTBEAT_INTERVAL_S
-                ).model_dump(),
+                protocol.encode(
+                    protocol.Welcome(node=hello.node, heartbeat_interval_s=HEARTBEAT_INTERVAL_S)
+                ),
             )
             await self._push(session)
             async with asyncio.TaskGroup() as group:
@@ -129,10 +130,10 @@ class Hub:
 
     async def _hello(self, websocket: WebSocket) -> protocol.Hello:
         message = await asyncio.wait_for(websocket.receive_json(), timeout=HELLO_TIMEOUT_S)
-        envelope = protocol.Envelope.model_validate(message)
+        envelope = protocol.decode(protocol.Envelope, message)
         if envelope.type != "hello":
             raise ValueError(f"expected a hello first, got {envelope.type!r}")
-        hello = protocol.Hello.model_validate(envelope.payload)
+        hello = protocol.decode(protocol.Hello, envelope.payload)
         if hello.protocol != protocol.PROTOCOL_VERSION:
             raise ValueError(
                 f"node speaks protocol {hello.protocol}; "
@@ -147,11 +148,11 @@ class Hub:
                 name=hello.node,
                 address=hello.address,
                 labels=hello.labels,
-                capacity=hello.capacity.model_dump(),
+                capacity=protocol.encode(hello.capacity),
                 now=_now(),
             )
             await allocations.record_reports(
-                conn, hello.node, [r.model_dump(mode="json") for r in hello.running], now=_now()
+                conn, hello.node, [protocol.encode(r) for r in hello.running], now=_now()
             )
         log.info("node %s connected from %s", hello.node, hello.address)
         return hello
@@ -159,21 +160,21 @@ class Hub:
     async def _read(self, session: Session, websocket: WebSocket) -> None:
         while True:
             message = await websocket.receive_json()
-            envelope = protocol.Envelope.model_validate(message)
+            envelope = protocol.decode(protocol.Envelope, message)
             if envelope.type == "report":
-                report = protocol.Report.model_validate(envelope.payload)
+                report = protocol.decode(protocol.Report, envelope.payload)
                 async with self._db.write() as conn:
                     await allocations.record_reports(
                         conn,
                         session.name,
-                        [r.model_dump(mode="json") for r in report.replicas],
+                        [protocol.encode(r) for r in report.replicas],
                         now=_now(),
                     )
             elif envelope.type == "heartbeat":
-                beat = protocol.Heartbeat.model_validate(envelope.payload)
+                beat = protocol.decode(protocol.Heartbeat, envelope.payload)
                 async with self._db.write() as conn:
                     await nodes.heartbeat(
-                        conn, session.name, usage=beat.usage.model_dump(), now=_now()
+                        conn, session.name, usage=protocol.encode(beat.usage), now=_now()
                     )
             elif envelope.type.endswith(".data"):
                 session.deliver(envelope.payload, end=False)

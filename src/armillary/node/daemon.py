@@ -115,11 +115,11 @@ class Daemon:
             labels=self.options.labels,
             running=self.supervisor.reports(),
         )
-        await self._send(ws, "hello", hello.model_dump(mode="json"))
-        first = protocol.Envelope.model_validate(json.loads(await ws.recv()))
+        await self._send(ws, "hello", protocol.encode(hello))
+        first = protocol.decode(protocol.Envelope, json.loads(await ws.recv()))
         if first.type != "welcome":
             raise websockets.InvalidMessage(f"expected welcome, got {first.type}")
-        welcome = protocol.Welcome.model_validate(first.payload)
+        welcome = protocol.decode(protocol.Welcome, first.payload)
         log.info("connected to %s as node %s", self.options.server, welcome.node)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._receive(ws))
@@ -128,9 +128,9 @@ class Daemon:
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for raw in ws:
-            envelope = protocol.Envelope.model_validate(json.loads(raw))
+            envelope = protocol.decode(protocol.Envelope, json.loads(raw))
             if envelope.type == "assignments":
-                assignments = protocol.Assignments.model_validate(envelope.payload)
+                assignments = protocol.decode(protocol.Assignments, envelope.payload)
                 await self.supervisor.converge(assignments.allocations)
                 self._changed.set()
             elif envelope.type == "logs.open":
@@ -149,7 +149,7 @@ class Daemon:
             await self._changed.wait()
             await asyncio.sleep(REPORT_DEBOUNCE_S)  # let a burst of changes land in one report
             self._changed.clear()
-            reports = [r.model_dump(mode="json") for r in self.supervisor.reports()]
+            reports = [protocol.encode(r) for r in self.supervisor.reports()]
             await self._send(ws, "report", {"replicas": reports})
 
     async def _heartbeat(self, ws: ClientConnection, interval_s: float) -> None:
@@ -163,7 +163,7 @@ class Daemon:
                 memory_total_mb=memory.total // (1024 * 1024),
                 disk_used_percent=psutil.disk_usage(str(self.options.data_dir)).percent,
             )
-            await self._send(ws, "heartbeat", {"usage": usage.model_dump()})
+            await self._send(ws, "heartbeat", {"usage": protocol.encode(usage)})
 
     def _start_stream(
         self, ws: ClientConnection, payload: dict[str, Any], kind: str, handler: Any

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from armillary.node import process
-from armillary.resources.stack import HealthCheck
+from armillary.protocol import HealthCheck
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,7 @@ import signal
 from dataclasses import dataclass
 from typing import Literal
 
-from armillary.protocol import ReplicaState
-from armillary.resources.stack import Restart
+from armillary.protocol import ReplicaState, Restart
 
 RESET_AFTER_S = 10.0  # a process up this long starts the consecutive count afresh
 SPAWN_RETRY_MIN_S = 0.1  # floor for retrying a spawn that failed before any process ran

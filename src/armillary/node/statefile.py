@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from armillary import protocol
 from armillary.node.procfs import Identity
 from armillary.protocol import AllocationSpec, ReplicaReport
 
@@ -48,8 +49,8 @@ class Entry:
 def _encode(entry: Entry) -> dict[str, Any]:
     process = entry.process
     return {
-        "spec": entry.spec.model_dump(mode="json"),
-        "report": entry.report.model_dump(mode="json", exclude_defaults=True),
+        "spec": protocol.encode(entry.spec),
+        "report": protocol.encode(entry.report),
         "process": None
         if process is None
         else {
@@ -68,8 +69,8 @@ def _encode(entry: Entry) -> dict[str, Any]:
 def _decode(raw: dict[str, Any]) -> Entry:
     process = raw.get("process")
     return Entry(
-        spec=AllocationSpec.model_validate(raw["spec"]),
-        report=ReplicaReport.model_validate(raw["report"]),
+        spec=protocol.decode(AllocationSpec, raw["spec"]),
+        report=protocol.decode(ReplicaReport, raw["report"]),
         process=None
         if process is None
         else Identity(

@@ -50,8 +50,7 @@ class NodesRuntime:
             current = [_current(a, known) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
-            for alloc_id in rollout.unique(plan.remove):
-                await allocations.remove(conn, by_id[alloc_id])
+            await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
             unplaced = (
                 await self._create(conn, tenant, plan.create, known, now=now) if plan.create else {}
             )
@@ -98,6 +97,7 @@ class NodesRuntime:
         ]
         placement = scheduler.place(infos, placed, demands, self._strategy)
         unplaced: dict[str, str] = {}
+        batch: list[allocations.Allocation] = []
         for create, demand in zip(creates, demands, strict=True):
             node = placement.assigned.get(demand.key)
             if node is None:
@@ -105,8 +105,7 @@ class NodesRuntime:
                 continue
             ports = self._ports(create)
             spec = _spec(tenant, create, ports)
-            await allocations.add(
-                conn,
+            batch.append(
                 allocations.Allocation(
                     id=spec.id,
                     tenant=tenant,
@@ -115,15 +114,16 @@ class NodesRuntime:
                     node=node,
                     spec_hash=create.spec_hash,
                     spec={
-                        **spec.model_dump(mode="json"),
+                        **protocol.encode(spec),
                         "cpu_millicores": create.template.cpu_millicores,
                         "memory_mb": create.template.memory_mb,
                     },
                     report=None,
                     created_at=now,
                     reported_at=None,
-                ),
+                )
             )
+        await allocations.add(conn, batch)
         return unplaced
 
     def _ports(self, create: rollout.Create) -> dict[str, int]:
@@ -146,8 +146,12 @@ def _spec(tenant: str, create: rollout.Create, ports: dict[str, int]) -> protoco
         cwd=template.cwd,
         env={**template.env, **create.extra_env},
         ports=ports,
-        health_check=template.health_check,
-        restart=template.restart,
+        health_check=(
+            protocol.decode(protocol.HealthCheck, template.health_check)
+            if template.health_check is not None
+            else None
+        ),
+        restart=protocol.decode(protocol.Restart, template.restart),
         stop_grace_s=template.stop_grace_s,
         timeout_s=template.timeout_s,
     )

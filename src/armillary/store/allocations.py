@@ -9,7 +9,7 @@ its new set and the controller can look at the tenant again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,29 +89,42 @@ async def tenants(conn: AsyncConnection) -> set[str]:
     return {row.tenant for row in result}
 
 
-async def add(conn: AsyncConnection, allocation: Allocation) -> None:
+async def add(conn: AsyncConnection, batch: Sequence[Allocation]) -> None:
+    """Insert allocations in one statement; each touched node's epoch moves once."""
+    if not batch:
+        return
     await conn.execute(
-        insert(allocations).values(
-            id=allocation.id,
-            tenant=allocation.tenant,
-            component=allocation.component,
-            replica=allocation.replica,
-            node=allocation.node,
-            spec_hash=allocation.spec_hash,
-            spec=allocation.spec,
-            report=allocation.report,
-            created_at=allocation.created_at,
-            reported_at=allocation.reported_at,
-        )
+        insert(allocations),
+        [
+            {
+                "id": a.id,
+                "tenant": a.tenant,
+                "component": a.component,
+                "replica": a.replica,
+                "node": a.node,
+                "spec_hash": a.spec_hash,
+                "spec": a.spec,
+                "report": a.report,
+                "created_at": a.created_at,
+                "reported_at": a.reported_at,
+            }
+            for a in batch
+        ],
     )
-    await nodes.bump_epoch(conn, allocation.node)
-    _announce(conn, allocation)
+    for node in sorted({a.node for a in batch}):
+        await nodes.bump_epoch(conn, node)
+    for allocation in batch:
+        _announce(conn, allocation)
 
 
-async def remove(conn: AsyncConnection, allocation: Allocation) -> None:
-    result = await conn.execute(delete(allocations).where(allocations.c.id == allocation.id))
-    if result.rowcount:
-        await nodes.bump_epoch(conn, allocation.node)
+async def remove(conn: AsyncConnection, batch: Sequence[Allocation]) -> None:
+    """Delete allocations in one statement; each touched node's epoch moves once."""
+    if not batch:
+        return
+    await conn.execute(delete(allocations).where(allocations.c.id.in_([a.id for a in batch])))
+    for node in sorted({a.node for a in batch}):
+        await nodes.bump_epoch(conn, node)
+    for allocation in batch:
         _announce(conn, allocation)
 
 
