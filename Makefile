@@ -1,5 +1,6 @@
 # The two commands a newcomer runs (see README.md):
-#   make demo   set up, start a server, apply examples/quickstart, show what it holds
+#   make demo   set up, then `armillary up examples/quickstart`: a server and a local
+#               node run two tenants' stacks as real processes until Ctrl-C
 #   make test   set up and run every check CI runs
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ $(BIN)/armillary: pyproject.toml
 	@touch $@
 
 demo: $(BIN)/armillary
-	PATH="$(CURDIR)/$(BIN):$$PATH" sh scripts/demo.sh
+	$(BIN)/armillary up examples/quickstart $(DEMO_FLAGS)
 
 lint: $(BIN)/armillary
 	$(BIN)/ruff check src tests examples $(wildcard bench)

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     port: int = DEFAULT_PORT
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    node_heartbeat_s: float = Field(default=5.0, gt=0, description="how often nodes report usage")
 
     def sqlite_path(self) -> Path:
         return self.home / "armillary.db"

@@ -40,7 +40,12 @@ class ServerProcess:
         return token
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "ARMILLARY_HOME": str(self.home), "ARMILLARY_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "ARMILLARY_HOME": str(self.home),
+            "ARMILLARY_LOG_LEVEL": "warning",
+            "ARMILLARY_NODE_HEARTBEAT_S": "0.3",
+        }
         env.pop("ARMILLARY_DATABASE_URL", None)
         if self.database_url:
             env["ARMILLARY_DATABASE_URL"] = self.database_url

@@ -141,7 +141,15 @@ def test_get_list_describe_and_selector(cli: Cli, tmp_path: Path) -> None:
 
     code, out, _ = cli("get", "tenants", "-l", "tier=gold")
     assert code == 0
-    assert out.splitlines()[0].split() == ["NAME", "ORG", "STACK", "GENERATION", "AGE"]
+    assert out.splitlines()[0].split() == [
+        "NAME",
+        "ORG",
+        "STACK",
+        "READY",
+        "STATUS",
+        "GENERATION",
+        "AGE",
+    ]
     assert gold in out and silver not in out
 
     code, out, _ = cli("get", "tenant", gold, "-o", "yaml")

@@ -335,3 +335,57 @@ def test_nodes_command_lists_the_node(server: ServerProcess, node: NodeProcess) 
     code, out, _ = cli(server, "nodes")
     assert code == 0
     assert node.name in out and "Ready" in out
+
+
+def test_heartbeats_bring_the_node_usage(server: ServerProcess, node: NodeProcess) -> None:
+    def usage() -> dict[str, Any] | None:
+        with server.client() as http:
+            items = http.get("/api/v1/nodes").json()["items"]
+        found = next(n for n in items if n["name"] == node.name)
+        return found["usage"] if found["usage"].get("memory_total_mb") else None
+
+    seen = wait_for(usage, timeout_s=15, what="a heartbeat")
+    assert seen["memory_total_mb"] > 0
+    assert 0 <= seen["cpu_percent"] <= 100 * os.cpu_count()  # type: ignore[operator]
+
+
+def test_logs_follow_streams_new_output(server: ServerProcess, node: NodeProcess) -> None:
+    name, mark = fresh("l")
+    apply(server, stack(f"s-{mark}", agent()), tenant(name, f"s-{mark}", mark))
+    wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+    [replica] = replicas(server, name)
+    received: list[str] = []
+    with (
+        server.client() as http,
+        http.stream(
+            "GET", f"/api/v1/replicas/{replica['id']}/logs", params={"follow": True, "tail": 0}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        http_ok(replica["ports"]["http"], "/followed-request")
+        for text in response.iter_text():
+            received.append(text)
+            if "/followed-request" in "".join(received):
+                break
+    assert "/followed-request" in "".join(received)
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: NodeProcess) -> None:
+    name, mark = fresh("cord")
+    assert cli(server, "nodes", "cordon", node.name)[0] == 0
+    try:
+        apply(server, stack(f"s-{mark}", agent()), tenant(name, f"s-{mark}", mark))
+        degraded = wait_for(
+            lambda: (c := condition(server, name, "Degraded")) and c["status"] == "True" and c,
+            timeout_s=30,
+            what="Degraded: no node fits",
+        )
+        assert "cordoned" in degraded["message"]
+        assert replicas(server, name) == []
+    finally:
+        assert cli(server, "nodes", "uncordon", node.name)[0] == 0
+    wait_for(lambda: ready(server, name), timeout_s=60, what="placed once uncordoned")
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")

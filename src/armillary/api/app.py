@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
                 flush=True,
             )
         app.state.db = db
-        app.state.hub = Hub(db)
+        app.state.hub = Hub(db, heartbeat_interval_s=settings.node_heartbeat_s)
         runtime = NodesRuntime(db)
         controllers = [Driver(TenantController(db, runtime), db.feed)]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]

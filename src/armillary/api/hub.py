@@ -82,8 +82,9 @@ class Session:
 
 
 class Hub:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
         self._db = db
+        self._heartbeat_interval_s = heartbeat_interval_s
         self.sessions: dict[str, Session] = {}
 
     def session(self, node: str) -> Session:
@@ -111,7 +112,9 @@ class Hub:
             await session.send(
                 "welcome",
                 protocol.encode(
-                    protocol.Welcome(node=hello.node, heartbeat_interval_s=HEARTBEAT_INTERVAL_S)
+                    protocol.Welcome(
+                        node=hello.node, heartbeat_interval_s=self._heartbeat_interval_s
+                    )
                 ),
             )
             await self._push(session)

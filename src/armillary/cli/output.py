@@ -50,6 +50,23 @@ def _spec(doc: Doc, *keys: str) -> str:
     return "" if value is None else str(value)
 
 
+def _replicas(doc: Doc) -> str:
+    counts = (doc.get("status") or {}).get("replicas")
+    return f"{counts.get('ready', 0)}/{counts.get('desired', 0)}" if counts else "-"
+
+
+def _state(doc: Doc) -> str:
+    """The condition that matters most: Degraded, else Ready, else Progressing."""
+    conditions = {c["type"]: c for c in (doc.get("status") or {}).get("conditions", [])}
+    if not conditions:
+        return "Pending"
+    if conditions.get("Degraded", {}).get("status") == "True":
+        return f"Degraded:{conditions['Degraded'].get('reason', '')}"
+    if conditions.get("Ready", {}).get("status") == "True":
+        return "Ready"
+    return str(conditions.get("Ready", {}).get("reason") or "Progressing")
+
+
 COLUMNS: dict[str, list[Column]] = {
     "Org": [("DISPLAY NAME", lambda d: _spec(d, "display_name"))],
     "Stack": [
@@ -63,6 +80,8 @@ COLUMNS: dict[str, list[Column]] = {
     "Tenant": [
         ("ORG", lambda d: _spec(d, "org")),
         ("STACK", lambda d: _spec(d, "stack")),
+        ("READY", lambda d: _replicas(d)),
+        ("STATUS", lambda d: _state(d)),
         ("GENERATION", lambda d: str(d["metadata"].get("generation", ""))),
     ],
     "Schedule": [
