@@ -3,7 +3,6 @@ what the server says about it (conditions with deadlines, never fixed sleeps).""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
+from tests.integration.child import Child
 from tests.integration.serverproc import ServerProcess
 
 T = TypeVar("T")
@@ -40,13 +40,14 @@ def wait_for(
 
 
 @dataclass
-class NodeProcess:
+class NodeProcess(Child):
     server: ServerProcess
     data_dir: Path
     name: str = "node-a"
     cwd: Path = QUICKSTART
     stop_workloads_on_exit: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    stop_timeout_s: float = 60.0  # it stops every replica first
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,22 +78,8 @@ class NodeProcess:
             items = http.get("/api/v1/nodes").json()["items"]
         return any(n["name"] == self.name and n["connected"] for n in items)
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        path = self.data_dir / "daemon.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    def log_path(self) -> Path:
+        return self.data_dir / "daemon.log"
 
 
 def replicas(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,12 +18,13 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
+from tests.integration.child import Child
 
 START_DEADLINE_S = 30.0
 
 
 @dataclass
-class ServerProcess:
+class ServerProcess(Child):
     home: Path
     database_url: str | None
     port: int = field(default_factory=free_port)
@@ -73,23 +73,8 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"server not ready after {START_DEADLINE_S}s:\n{self.log()}")
 
-    def kill(self) -> None:
-        """kill -9: no shutdown hooks, no flushing."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        path = self.home / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    def log_path(self) -> Path:
+        return self.home / "server.log"
 
     def client(self, *, token: str | None = "admin") -> httpx.Client:
         headers = {}
