@@ -153,6 +153,30 @@ class Client:
                     event: dict[str, Any] = json.loads(line)
                     yield event
 
+    async def provision(self, request: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("POST", "/api/v1/provision/tenants", json=request)
+        return result
+
+    async def deprovision(
+        self, tenant: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        params = {"idempotency_key": idempotency_key} if idempotency_key else None
+        path = f"/api/v1/provision/tenants/{quote(tenant, safe='')}"
+        result: dict[str, Any] = await self._call("DELETE", path, params=params)
+        return result
+
+    async def provision_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/provision/runs/{quote(run_id, safe='')}"
+        )
+        return result
+
+    async def provision_runs(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        params = {"tenant": tenant} if tenant else None
+        body = await self._call("GET", "/api/v1/provision/runs", params=params)
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
     @contextlib.asynccontextmanager
     async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         try:

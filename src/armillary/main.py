@@ -65,11 +65,7 @@ def node(
         ),
     ] = False,
 ) -> None:
-    """Run a node daemon: connect to the server and run the replicas it assigns.
-
-    (`armillary node …` normally starts without loading this CLI at all: see
-    armillary.entry. This command is what `--help` shows and what runs when global
-    options come first.)"""
+    """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
         entry.start_node(
             server=server,

@@ -100,11 +100,25 @@ def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) 
     server.kill()
     assert all(alive(pid) for pid in before.values())
     server.start()
+    assert not daemon.connected(), "a fresh server must not trust a connected flag from before"
     wait_for(daemon.connected, timeout_s=30, what="the node to reconnect")
+    assert daemon.process is not None and daemon.process.poll() is None, daemon.log()[-2000:]
     wait_for(lambda: ready(server, name), timeout_s=30, what="Ready after the restart")
     assert _pids(server, name) == before
     assert {r["report"]["restarts"] for r in replicas(server, name)} == {0}
     assert len(processes_marked(mark)) == 2
+    # The reconnected node acts on new work: scale up and see the third replica run.
+    apply(
+        server,
+        stack(f"s-{mark}", agent(replicas=2)),
+        tenant(name, f"s-{mark}", mark, overrides={"agent": {"replicas": 3}}),
+    )
+    wait_for(
+        lambda: len(processes_marked(mark)) == 3 and ready(server, name),
+        timeout_s=30,
+        what="the scaled-up replica",
+    )
+    assert set(before.values()) <= {r["report"]["pid"] for r in replicas(server, name)}
 
 
 def _quickstart_processes(home: Path) -> list[psutil.Process]:

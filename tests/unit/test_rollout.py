@@ -130,14 +130,12 @@ def test_failing_replicas_are_reported_as_problems() -> None:
         component="agent",
         replica=0,
         spec_hash=agent.spec_hash(),
-        state="crashloop",
+        state="failed",
         reason="CommandNotFound",
         message="no such file",
     )
     s = step(instance(agent), [failing])
-    assert s.components["agent"].problems == (
-        "replica 0 crashloop (CommandNotFound: no such file)",
-    )
+    assert s.components["agent"].problems == ("replica 0 failed (CommandNotFound: no such file)",)
     assert s.components["agent"].ready == 0
 
 
@@ -146,3 +144,38 @@ def test_a_component_that_cannot_run_here_says_why() -> None:
     s = step(instance(agent), [])
     assert s.create == []
     assert s.components["agent"].problems == ("release agent@1.0.0: not built yet",)
+
+
+def test_dependencies_come_first_whatever_the_order_in_the_stack() -> None:
+    reader = template("reader", depends_on=("agent",))
+    agent = template("agent")
+    s = step(instance(reader, agent), [current(agent, 0, url="http://127.0.0.1:20001")])
+    assert [c.template.component for c in s.create] == ["reader"]
+    assert s.create[0].extra_env == {"AGENT_URL": "http://127.0.0.1:20001"}
+
+
+def test_fixed_ports_are_replaced_stop_first() -> None:
+    old = template("web", ports=(("http", 8080),), env={"V": "1"})
+    new = template("web", ports=(("http", 8080),), env={"V": "2"})
+    s = step(instance(new), [current(old, 0, id="o0")])
+    assert (s.remove, s.create) == (["o0"], [])  # the port must be free before the successor starts
+    s = step(instance(new), [])
+    assert [c.replica for c in s.create] == [0]
+
+
+def test_crash_loop_problems_do_not_change_with_every_crash() -> None:
+    agent = template("agent")
+    looping = [
+        Current(
+            id="a0",
+            component="agent",
+            replica=0,
+            spec_hash=agent.spec_hash(),
+            state="crashloop",
+            reason="CrashLoop",
+            message=f"exited with code 1, {n} in a row; restarting in {n}s",
+        )
+        for n in (3, 4)
+    ]
+    first, second = (step(instance(agent), [c]).components["agent"].problems for c in looping)
+    assert first == second == ("replica 0 crashloop (CrashLoop)",)

@@ -22,12 +22,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from armillary import __version__
 from armillary.api import context, limits, problems
 from armillary.api.hub import Hub
-from armillary.api.routes import apply, health, nodes, replicas, resources
+from armillary.api.routes import apply, health, nodes, provision, replicas, resources
 from armillary.auth import tokens
 from armillary.config import Settings
 from armillary.control.driver import Driver
+from armillary.control.provisioning import Provisioner
 from armillary.control.tenants import TenantController
 from armillary.runtime.nodes import NodesRuntime
+from armillary.store import nodes as nodes_store
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.api")
@@ -41,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
         db = await Database.open(settings.resolved_database_url())
         async with db.write() as conn:
             minted = await tokens.bootstrap_admin(conn, now=dt.datetime.now(dt.UTC))
+            # One server replica for now: a node is connected only once it says hello here.
+            await nodes_store.disconnect_all(conn)
         path = context.write(
             settings.home, url=settings.public_url(), token=minted.token if minted else None
         )
@@ -57,9 +61,12 @@ def create_app(settings: Settings) -> FastAPI:
         runtime = NodesRuntime(db)
         controllers = [Driver(TenantController(db, runtime), db.feed)]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
+        app.state.provisioner = Provisioner(db)
+        await app.state.provisioner.recover()
         try:
             yield
         finally:
+            await app.state.provisioner.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -80,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(apply.router)
     app.include_router(nodes.router)
     app.include_router(replicas.router)
+    app.include_router(provision.router)
 
     app.add_middleware(VersionRedirect)
     return app

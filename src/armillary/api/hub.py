@@ -74,6 +74,10 @@ class Session:
             queue.put_nowait(None)
             self._streams.pop(str(payload.get("stream")), None)
 
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self._websocket.close(code=code, reason=reason)
+
     def end_all(self) -> None:
         for queue in self._streams.values():
             queue.put_nowait({"error": f"node {self.name} disconnected"})
@@ -104,8 +108,9 @@ class Hub:
             return
         session = Session(hello.node, websocket)
         previous = self.sessions.get(hello.node)
-        if previous is not None:
+        if previous is not None:  # one daemon per node name: the newer one wins
             previous.end_all()
+            await previous.close(4409, "another daemon connected with this node name")
         self.sessions[hello.node] = session
         events = self._db.feed.subscribe()
         try:
@@ -123,6 +128,10 @@ class Hub:
                 group.create_task(self._watch(session, events))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
+        except* protocol.ProtocolError as group:
+            log.warning("node %s broke the protocol: %s", hello.node, group.exceptions[0])
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=4400, reason=str(group.exceptions[0])[:120])
         finally:
             self._db.feed.unsubscribe(events)
             session.end_all()
@@ -191,10 +200,12 @@ class Hub:
             # Only a change of the node's set moves its epoch (a Node event); reports
             # about its allocations do not need a push back.
             event = await events.get()
-            relevant = event.kind == "Node" and event.node == session.name
+            relevant = event.kind in ("Node", "Assignments") and event.node == session.name
             while not events.empty():  # coalesce a burst into one push
                 other = events.get_nowait()
-                relevant = relevant or (other.kind == "Node" and other.node == session.name)
+                relevant = relevant or (
+                    other.kind in ("Node", "Assignments") and other.node == session.name
+                )
             if relevant:
                 await self._push(session)
 

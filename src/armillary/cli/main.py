@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from armillary import __version__
-from armillary.cli import apply, get, init, nodes, replicas, schema, up
+from armillary.cli import apply, get, init, nodes, provision, replicas, schema, up
 
 app = typer.Typer(
     name="armillary",
@@ -42,5 +42,5 @@ def options(
     ctx.obj = {"server": server, "token": token}
 
 
-for module in (init, up, apply, get, schema, replicas, nodes):
+for module in (init, up, apply, get, schema, replicas, nodes, provision):
     module.register(app)

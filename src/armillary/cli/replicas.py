@@ -156,7 +156,8 @@ def exec_(
                 if event.get("error"):
                     sys.stderr.write(f"armillary: {event['error']}\n")
                 code = event.get("exit_code")
-                exit_code[0] = int(code) if code is not None else 1
+                # No exit code: timed out (124, as timeout(1) says) or the node went away.
+                exit_code[0] = int(code) if code is not None else 124
 
     call(ctx, work)
     raise typer.Exit(exit_code[0])

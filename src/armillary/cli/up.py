@@ -95,13 +95,11 @@ def up(
     )
     _wait_ready(url, server, home / "server.log")
     token = context.resolve(url=url, token=None).token or ""
-    node = _spawn(
+    node = _spawn(  # the token goes by environment: a command line is visible to every user
         [
             "node",
             "--server",
             url,
-            "--token",
-            token,
             "--name",
             "local",
             "--data-dir",
@@ -110,7 +108,7 @@ def up(
         ],
         log=home / "node.log",
         cwd=directory.resolve(),
-        env=env,
+        env={**env, "ARMILLARY_TOKEN": token},
     )
     (home / STATE_FILE).write_text(json.dumps({"url": url, "server": server.pid, "node": node.pid}))
     try:
@@ -122,6 +120,10 @@ def up(
         _stop({"server": server.pid, "node": node.pid}, home)
         raise typer.Exit(130) from None
     _summary(url, tenants, home)
+    if not all(_ready(t) for t in tenants):
+        err.print("not every tenant became Ready; see `armillary describe tenant NAME`")
+        if detach:
+            raise typer.Exit(1)
     if detach:
         out.print("Running in the background; `armillary down` stops everything.")
         return
@@ -142,7 +144,9 @@ async def _apply_and_wait(
         deadline = time.monotonic() + START_DEADLINE_S
         while not [n for n in await api.nodes() if n["connected"]]:
             if time.monotonic() > deadline:
-                raise PermanentError("the local node did not connect; see .armillary/node.log")
+                raise PermanentError(
+                    f"the local node did not connect; see {context.home() / 'node.log'}"
+                )
             await asyncio.sleep(0.05)
         for result in await api.apply(documents):
             out.print(f"{result['kind'].lower()}/{result['name']} {result['result']}")

@@ -151,7 +151,7 @@ def _status(
             _cond(
                 "Progressing",
                 not converged and not problems,
-                "Converged" if converged else "RollingOut",
+                "Converged" if converged else ("Stalled" if problems else "RollingOut"),
                 "; ".join(waiting) or f"{updated}/{desired} replicas updated",
                 now,
             ),

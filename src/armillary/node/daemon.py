@@ -97,8 +97,10 @@ class Daemon:
                 ) as ws:
                     delay = 0.1
                     await self._session(ws)
-            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-                log.warning("connection to %s lost (%s); retrying in %.1fs", url, exc, delay)
+            except* (OSError, websockets.WebSocketException, TimeoutError) as group:
+                # The session's tasks fail together when the server goes away; anything
+                # else raised in them propagates: that is a bug, not a lost connection.
+                log.warning("connection to %s lost (%s); retrying", url, group.exceptions[0])
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
             delay = min(RECONNECT_MAX_S, delay * 2)
 

@@ -99,6 +99,26 @@ def load_text(text: str, *, file: str = "<input>") -> list[Loaded]:
     return loaded
 
 
+def read_mapping(path: Path) -> dict[str, Any]:
+    """One YAML/JSON mapping from a file that is not a resource (a request body).
+    Raises `Invalid` naming the file and line."""
+    failures: list[Invalid] = []
+    texts = list(_read_file(path, failures)) if path.exists() else []
+    if not path.exists():
+        failures.append(Invalid([Issue(path="", message="no such file", file=str(path))]))
+    if failures:
+        raise errors.combine(failures)
+    yaml = YAML(typ="rt", pure=True)
+    try:
+        data = yaml.load(io.StringIO(texts[0][1]))
+    except YAMLError as exc:
+        raise Invalid([Issue(path="", message=f"malformed YAML: {exc}", file=str(path))]) from None
+    if not isinstance(data, dict):
+        raise Invalid([Issue(path="", message="expected a mapping", file=str(path), line=1)])
+    plain: dict[str, Any] = _plain(data, budget=_Budget())
+    return plain
+
+
 def _read(
     path: str, *, recursive: bool, stdin: str | None, failures: list[Invalid]
 ) -> Iterator[tuple[str, str]]:

@@ -88,7 +88,7 @@ def step(instance: Instance | None, current: Sequence[Current]) -> Step:
     result.remove.extend(c.id for c in current if c.component not in wanted)
     ready_url: dict[str, str | None] = {}
     satisfied: set[str] = set()
-    for template in instance.templates:
+    for template in _dependency_order(instance.templates):
         mine = [c for c in current if c.component == template.component]
         observed, url = _component(template, mine, ready_url, satisfied, result)
         result.components[template.component] = observed
@@ -96,6 +96,27 @@ def step(instance: Instance | None, current: Sequence[Current]) -> Step:
         if observed.done or observed.ready > 0:
             satisfied.add(template.component)
     return result
+
+
+def _dependency_order(templates: Sequence[Template]) -> list[Template]:
+    """Dependencies before their dependents, otherwise in stack order (the Stack was
+    validated free of cycles; a name that is not there is left to the end)."""
+    by_name = {t.component: t for t in templates}
+    ordered: list[Template] = []
+    placed: set[str] = set()
+
+    def visit(template: Template, path: frozenset[str]) -> None:
+        if template.component in placed or template.component in path:
+            return
+        for dependency in template.depends_on:
+            if dependency in by_name:
+                visit(by_name[dependency], path | {template.component})
+        placed.add(template.component)
+        ordered.append(template)
+
+    for template in templates:
+        visit(template, frozenset())
+    return ordered
 
 
 def _component(
@@ -136,14 +157,20 @@ def _component(
     result.remove.extend(c.id for c in fresh if c.replica >= desired or by_slot[c.replica] is not c)
     result.remove.extend(c.id for c in stale if c.replica >= desired)
     in_flight = any(not c.ready for c in fresh if c.replica < desired and by_slot[c.replica] is c)
+    # A fixed port cannot be held by the old and the new replica at once: replace those
+    # stop-first (the old one goes, then its successor starts); the rest surge-first.
+    surge = not any(port is not None for _, port in template.ports)
     for slot in range(desired):
         old = [c for c in stale if c.replica == slot]
         new = by_slot.get(slot)
         if new is None and not old:
             result.create.append(_create(template, slot, spec_hash, extra_env))
         elif new is None and not in_flight:
-            result.create.append(_create(template, slot, spec_hash, extra_env))
-            in_flight = True  # surge one replica at a time
+            if surge:
+                result.create.append(_create(template, slot, spec_hash, extra_env))
+            else:
+                result.remove.extend(c.id for c in old)
+            in_flight = True  # one replica at a time
         elif new is not None and new.ready:
             result.remove.extend(c.id for c in old)
     return observed, url
@@ -155,6 +182,9 @@ def _create(template: Template, slot: int, spec_hash: str, extra_env: dict[str, 
 
 def _problem(current: Current) -> str:
     what = current.reason or current.state or "unknown"
+    if current.state in ("backoff", "crashloop"):
+        # Messages there count crashes and seconds; status must not change on every crash.
+        return f"replica {current.replica} {current.state} ({what})"
     detail = f": {current.message}" if current.message else ""
     return f"replica {current.replica} {current.state} ({what}{detail})"
 

@@ -110,6 +110,11 @@ class Database:
                 feed.end(conn.info)
         self.feed.publish(events)
 
+    async def connection(self) -> AsyncConnection:
+        """A connection of the writer pool outside `write()`, for session-level state
+        such as advisory locks. The caller commits and closes it."""
+        return await self._writer.connect()
+
     async def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""
         async with self._reader.connect() as conn:

@@ -111,6 +111,11 @@ async def disconnect(conn: AsyncConnection, name: str) -> None:
     _changed(conn, name)
 
 
+async def disconnect_all(conn: AsyncConnection) -> None:
+    """At server start no node is connected to this server yet, whatever the rows say."""
+    await conn.execute(update(nodes).where(nodes.c.connected.is_(True)).values(connected=False))
+
+
 async def set_schedulable(conn: AsyncConnection, name: str, *, schedulable: bool) -> Node:
     await require(conn, name)
     await conn.execute(update(nodes).where(nodes.c.name == name).values(schedulable=schedulable))
@@ -119,6 +124,7 @@ async def set_schedulable(conn: AsyncConnection, name: str, *, schedulable: bool
 
 
 async def bump_epoch(conn: AsyncConnection, name: str) -> None:
-    """The node's set of allocations changed: move its epoch and tell the feed."""
+    """The node's set of allocations changed: move its epoch and tell the feed (as an
+    `Assignments` event: the node's hub pushes; tenants have their own Allocation events)."""
     await conn.execute(update(nodes).where(nodes.c.name == name).values(epoch=nodes.c.epoch + 1))
-    _changed(conn, name)
+    feed.record(conn.info, feed.Event(kind="Assignments", name=name, node=name))

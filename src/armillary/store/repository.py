@@ -27,6 +27,7 @@ from armillary.store import feed
 from armillary.store.tables import resources
 
 Outcome = Literal["created", "configured", "unchanged"]
+_RETRIES = 5  # unconditional writes re-read and retry this often before giving up
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,20 +137,31 @@ async def list_kind(
 async def apply(
     conn: AsyncConnection, item: Canonical, *, expected_version: int | None, now: dt.datetime
 ) -> tuple[Outcome, Stored]:
-    """Create the resource if absent, update it if it differs, else leave it alone."""
-    current = await get(conn, item.kind, item.name)
-    check_version(current, item.kind, item.name, expected=expected_version)
-    if current is None:
-        return "created", await _insert(conn, item, now=now)
-    if item == current.canonical():
-        return "unchanged", current
-    values = {
-        "spec": item.spec,
-        "labels": item.labels,
-        "annotations": item.annotations,
-        "generation": current.generation + (1 if item.spec != current.spec else 0),
-    }
-    return "configured", await _update(conn, current, values, now=now)
+    """Create the resource if absent, update it if it differs, else leave it alone.
+
+    Without `expected_version` the write is unconditional: if another writer (a status
+    write, say) moves the version between our read and our write, we read again and
+    retry, as server-side apply does. With it, a moved version is the caller's Conflict.
+    """
+    for _ in range(_RETRIES):
+        current = await get(conn, item.kind, item.name)
+        check_version(current, item.kind, item.name, expected=expected_version)
+        if current is None:
+            return "created", await _insert(conn, item, now=now)
+        if item == current.canonical():
+            return "unchanged", current
+        values = {
+            "spec": item.spec,
+            "labels": item.labels,
+            "annotations": item.annotations,
+            "generation": current.generation + (1 if item.spec != current.spec else 0),
+        }
+        try:
+            return "configured", await _update(conn, current, values, now=now)
+        except Conflict:
+            if expected_version is not None:
+                raise
+    raise _moved(item.kind, item.name)
 
 
 async def write_status(
@@ -161,12 +173,19 @@ async def write_status(
     expected_version: int | None,
     now: dt.datetime,
 ) -> Stored:
-    """Replace the status. Spec, labels and generation stay as they are."""
-    current = await require(conn, kind, name)
-    check_version(current, kind, name, expected=expected_version)
-    if status == current.status:
-        return current
-    return await _update(conn, current, {"status": status}, now=now)
+    """Replace the status. Spec, labels and generation stay as they are. Without
+    `expected_version`, a version moved by a concurrent spec write is re-read and retried."""
+    for _ in range(_RETRIES):
+        current = await require(conn, kind, name)
+        check_version(current, kind, name, expected=expected_version)
+        if status == current.status:
+            return current
+        try:
+            return await _update(conn, current, {"status": status}, now=now)
+        except Conflict:
+            if expected_version is not None:
+                raise
+    raise _moved(kind, name)
 
 
 async def remove(

@@ -91,3 +91,41 @@ allocations = Table(
     Index("ix_allocations_tenant", "tenant"),
     Index("ix_allocations_node", "node"),
 )
+
+provision_runs = Table(
+    "provision_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("action", String(16), nullable=False),  # provision | deprovision
+    Column("org", String(253), nullable=False),
+    Column("tenant", String(253), nullable=False),
+    Column("idempotency_key", String(200), nullable=True, unique=True),
+    Column("request", Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", String(4000), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_provision_runs_tenant", "tenant"),
+)
+
+provision_steps = Table(
+    "provision_steps",
+    metadata,
+    Column("run_id", String(36), ForeignKey("provision_runs.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("error", String(4000), nullable=True),
+    Column("detail", Json, nullable=False),  # what the step did, so its undo undoes just that
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -9,6 +9,7 @@ lines `{"fd": "stdout"|"stderr", "data": base64}` and a last `{"exit_code": n}`
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -25,6 +26,12 @@ from armillary.store import allocations
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
 
 
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; we only write UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
     spec = allocation.spec
     return {
@@ -38,7 +45,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
         "specHash": allocation.spec_hash,
         "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
         "report": allocation.report,
-        "createdAt": allocation.created_at.isoformat(),
+        "createdAt": _iso(allocation.created_at),
     }
 
 

@@ -1,0 +1,122 @@
+"""`/api/v1/provision`: onboard a tenant in one call, remove it in another, and follow
+either run step by step."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from armillary.api.security import Db, Principal
+from armillary.control.provisioning import Provisioner
+from armillary.errors import NotFound
+from armillary.store import repository, runs
+
+router = APIRouter(prefix="/api/v1/provision", tags=["provisioning"])
+
+
+class ProvisionRequest(BaseModel):
+    """What a new tenant needs; the fields of Org and Tenant are checked as in `apply`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org: str = Field(min_length=1, max_length=63)
+    org_display_name: str | None = None
+    tenant: str = Field(min_length=1, max_length=63)
+    stack: str = Field(min_length=1, max_length=63)
+    display_name: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    routing: dict[str, list[str]] = Field(default_factory=dict)
+    schedules: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def run_document(run: runs.Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "action": run.action,
+        "org": run.org,
+        "tenant": run.tenant,
+        "idempotencyKey": run.idempotency_key,
+        "state": run.state,
+        "error": run.error,
+        "createdAt": _iso(run.created_at),
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at),
+        "steps": [
+            {
+                "name": s.name,
+                "state": s.state,
+                "startedAt": _iso(s.started_at),
+                "finishedAt": _iso(s.finished_at),
+                "error": s.error,
+                "detail": s.detail,
+            }
+            for s in run.steps
+        ],
+    }
+
+
+def _provisioner(request: Request) -> Provisioner:
+    provisioner: Provisioner = request.app.state.provisioner
+    return provisioner
+
+
+@router.post("/tenants", status_code=202, summary="Provision a tenant: a recorded run of steps")
+async def provision(
+    body: ProvisionRequest, request: Request, response: Response, _who: Principal
+) -> dict[str, Any]:
+    payload = body.model_dump(exclude={"idempotency_key"}, exclude_none=True)
+    run, created = await _provisioner(request).submit(
+        payload, action="provision", idempotency_key=body.idempotency_key
+    )
+    if not created:
+        response.status_code = 200  # the run this idempotency key already started
+    return run_document(run)
+
+
+@router.delete("/tenants/{tenant}", status_code=202, summary="Deprovision a tenant: a recorded run")
+async def deprovision(
+    tenant: str,
+    request: Request,
+    response: Response,
+    db: Db,
+    _who: Principal,
+    idempotency_key: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> dict[str, Any]:
+    async with db.read() as conn:
+        stored = await repository.get(conn, "Tenant", tenant)
+    if stored is None and idempotency_key is None:
+        raise NotFound(f"tenant {tenant!r} not found")
+    org = str(stored.spec.get("org", "")) if stored else ""
+    run, created = await _provisioner(request).submit(
+        {"tenant": tenant, "org": org}, action="deprovision", idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = 200
+    return run_document(run)
+
+
+@router.get("/runs", summary="List provisioning runs")
+async def list_runs(
+    db: Db, _who: Principal, tenant: Annotated[str | None, Query(max_length=63)] = None
+) -> dict[str, Any]:
+    return {"items": [run_document(r) for r in await runs.list_runs(db, tenant=tenant)]}
+
+
+@router.get("/runs/{run_id}", summary="One provisioning run with its step timeline")
+async def get_run(run_id: str, db: Db, _who: Principal) -> dict[str, Any]:
+    return run_document(await runs.get(db, run_id))

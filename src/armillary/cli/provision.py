@@ -1,0 +1,210 @@
+"""`armillary provision …` and `armillary deprovision`: onboard or remove a tenant as a
+recorded run, and watch its step timeline live."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from armillary.cli import output
+from armillary.cli.console import call, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid
+from armillary.resources import loader
+
+app = typer.Typer(help="Provisioning runs: onboard a tenant in one call, follow its steps.")
+MARKS = {
+    "succeeded": "✓",
+    "failed": "✗",
+    "running": "…",
+    "rolled-back": "↺",
+    "skipped": "·",
+    "pending": " ",
+}
+DONE = {"succeeded", "failed", "rolled-back"}
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            fail(Invalid(f"{option}: expected KEY=VALUE, got {value!r}"))
+        found[key] = rest
+    return found
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    if not start:
+        return ""
+    begin = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    finish = (
+        dt.datetime.fromisoformat(end.replace("Z", "+00:00")) if end else dt.datetime.now(dt.UTC)
+    )
+    return f"{(finish - begin).total_seconds():.2f}s"
+
+
+def timeline(run: dict[str, Any]) -> str:
+    """The run as people read it: one line per step, the reason for any failure."""
+    head = (
+        f"run {run['id']}  {run['action']} {run['org']}/{run['tenant']}  {run['state']}"
+        f"  {_seconds(run.get('startedAt'), run.get('finishedAt'))}"
+    )
+    rows = [
+        [
+            MARKS.get(s["state"], "?"),
+            s["name"],
+            s["state"],
+            _seconds(s.get("startedAt"), s.get("finishedAt")),
+            s.get("error") or "",
+        ]
+        for s in run["steps"]
+    ]
+    lines = [head, *("  " + line for line in output.align(rows).splitlines())]
+    if run.get("error"):
+        lines.append(f"error: {run['error']}")
+    return "\n".join(lines)
+
+
+async def _follow(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+    with Live(Text(timeline(run)), console=out, auto_refresh=False) as live:
+        while run["state"] not in DONE:
+            await asyncio.sleep(0.2)
+            run = await api.provision_run(run["id"])
+            live.update(Text(timeline(run)), refresh=True)
+    return run
+
+
+def _finish(run: dict[str, Any]) -> None:
+    if run["state"] != "succeeded" and run["state"] in DONE:
+        raise typer.Exit(1)
+
+
+@app.command("tenant")
+def provision_tenant(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The tenant to create.")],
+    org: Annotated[str, typer.Option(help="Its org (created if absent).")],
+    stack: Annotated[str, typer.Option(help="The stack it runs (must exist).")],
+    env: Annotated[list[str], typer.Option(help="KEY=VALUE for every component.")] = [],  # noqa: B006
+    replicas: Annotated[list[str], typer.Option(help="COMPONENT=N.")] = [],  # noqa: B006
+    routing: Annotated[list[str], typer.Option(help="SPACE=KEY, e.g. github=acme/app.")] = [],  # noqa: B006
+    label: Annotated[list[str], typer.Option(help="KEY=VALUE label.")] = [],  # noqa: B006
+    filename: Annotated[
+        Path | None, typer.Option("-f", help="A YAML/JSON request with the rest.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Same key → the same run, once.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for health.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the steps until the run ends.")] = True,
+) -> None:
+    """Provision a tenant: org, tenant, routing, stack up and healthy, seed jobs, schedules."""
+    request: dict[str, Any] = {}
+    if filename is not None:
+        try:
+            request = dict(loader.read_mapping(filename))
+        except Invalid as exc:
+            fail(exc)
+    request.update(tenant=name, org=org, stack=stack)
+    if env:
+        request["env"] = {**request.get("env", {}), **_pairs(env, "--env")}
+    for component, count in _pairs(replicas, "--replicas").items():
+        if not count.isdigit():
+            fail(Invalid(f"--replicas: expected COMPONENT=N, got {component}={count}"))
+        request.setdefault("overrides", {}).setdefault(component, {})["replicas"] = int(count)
+    for space, key in _pairs(routing, "--routing").items():
+        request.setdefault("routing", {}).setdefault(space, []).append(key)
+    if label:
+        request["labels"] = {**request.get("labels", {}), **_pairs(label, "--label")}
+    if idempotency_key:
+        request["idempotency_key"] = idempotency_key
+    if timeout:
+        request["timeout_s"] = timeout
+
+    async def work(api: Client) -> dict[str, Any]:
+        run = await api.provision(request)
+        return await _follow(api, run) if wait else run
+
+    run = call(ctx, work)
+    if not wait:
+        out.print(f"run {run['id']} {run['state']}  (armillary provision watch {run['id']})")
+    _finish(run)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    output_format: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """A run's step timeline, as it stands."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.provision_run(run_id)
+
+    run = call(ctx, work)
+    out.print(output.to_json(run) if output_format == "json" else timeline(run), markup=False)
+
+
+@app.command()
+def watch(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
+    """Follow a run live until it ends; exit 1 unless it succeeded."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await _follow(api, await api.provision_run(run_id))
+
+    _finish(call(ctx, work))
+
+
+@app.command("runs")
+def list_runs(ctx: typer.Context, tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """Provisioning runs, oldest first."""
+
+    async def work(api: Client) -> list[dict[str, Any]]:
+        return await api.provision_runs(tenant=tenant)
+
+    items = call(ctx, work)
+    if not items:
+        out.print("No provisioning runs.")
+        return
+    rows = [["RUN", "ACTION", "ORG", "TENANT", "STATE", "CREATED", "ERROR"]]
+    rows += [
+        [
+            r["id"],
+            r["action"],
+            r["org"],
+            r["tenant"],
+            r["state"],
+            r["createdAt"] or "",
+            (r.get("error") or "")[:60],
+        ]
+        for r in items
+    ]
+    out.print(output.align(rows), markup=False)
+
+
+def deprovision(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument()],
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the steps until the run ends.")] = True,
+) -> None:
+    """Remove a tenant and everything it runs, as a recorded run."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        run = await api.deprovision(tenant, idempotency_key=idempotency_key)
+        return await _follow(api, run) if wait else run
+
+    _finish(call(ctx, work))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="provision")
+    root.command()(deprovision)

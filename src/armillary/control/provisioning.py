@@ -1,0 +1,482 @@
+"""Provisioning runs: a tenant onboarded (or removed) as a recorded sequence of steps.
+
+`Provisioner.submit` validates a request, records the run with every step pending,
+and starts it. A run takes the tenant's lock (so two runs for one tenant never
+interleave, while runs for different tenants proceed in parallel), then runs its
+steps in order, recording each one's start, end, outcome and what it changed. When a
+step fails, the steps before it are undone in reverse order — each undoes only what
+it recorded doing — and the run ends `rolled-back` with the reason. At server start,
+`recover` rolls back runs a crash interrupted and starts runs still pending, so no
+run stays "running" forever. Steps are idempotent: a step whose effect is already
+there changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from armillary.control import apply as applying
+from armillary.errors import ArmillaryError, Conflict, Invalid, Issue, PermanentError
+from armillary.store import allocations, locks, repository, runs
+from armillary.store.database import Database
+
+log = logging.getLogger("armillary.provisioning")
+
+PROVISION_STEPS = [
+    "ensure-org",
+    "ensure-tenant",
+    "write-routing",
+    "deploy-and-wait-healthy",
+    "run-seed-jobs",
+    "create-schedules",
+    "verify",
+]
+DEPROVISION_STEPS = ["delete-schedules", "delete-tenant", "wait-stopped"]
+POLL_S = 0.1
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class StepFailed(PermanentError):
+    """A step cannot complete; the run rolls back."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    run: runs.Run
+    deadline: float  # loop time by which waiting steps give up
+
+
+Do = Callable[[Context], Awaitable[dict[str, Any]]]
+Undo = Callable[[Context, dict[str, Any]], Awaitable[None]]
+
+
+class Provisioner:
+    def __init__(self, db: Database, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+        self._db = db
+        self._clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._steps: dict[str, tuple[Do, Undo]] = {
+            "ensure-org": (self._ensure_org, self._undo_org),
+            "ensure-tenant": (self._ensure_tenant, self._undo_tenant),
+            "write-routing": (self._write_routing, self._undo_routing),
+            "deploy-and-wait-healthy": (self._deploy, _nothing),
+            "run-seed-jobs": (self._seed_jobs, _nothing),
+            "create-schedules": (self._create_schedules, self._undo_schedules),
+            "verify": (self._verify, _nothing),
+            "delete-schedules": (self._delete_schedules, self._undo_deleted_schedules),
+            "delete-tenant": (self._delete_tenant, self._undo_deleted_tenant),
+            "wait-stopped": (self._wait_stopped, _nothing),
+        }
+
+    # --- entry points ------------------------------------------------------------------
+
+    async def submit(
+        self, request: dict[str, Any], *, action: str, idempotency_key: str | None
+    ) -> tuple[runs.Run, bool]:
+        """Validate and record a run, start it, and return it (True if new)."""
+        if action == "provision":
+            await self._validate(request)
+        org = str(request.get("org", ""))
+        tenant = str(request["tenant"])
+        run, created = await runs.create(
+            self._db,
+            run_id=str(uuid.uuid4()),
+            action=action,
+            org=org,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+            request=request,
+            steps=PROVISION_STEPS if action == "provision" else DEPROVISION_STEPS,
+            now=self._clock(),
+        )
+        if created:
+            self._start(run.id)
+        return run, created
+
+    async def recover(self) -> None:
+        """At start: roll back runs a crash interrupted; start runs still pending."""
+        for run in await runs.list_runs(self._db, states={"running", "pending"}):
+            self._start(run.id, interrupted=run.state == "running")
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _start(self, run_id: str, *, interrupted: bool = False) -> None:
+        task = asyncio.create_task(
+            self._execute(run_id, interrupted=interrupted), name=f"run {run_id}"
+        )
+        self._tasks[run_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+
+    # --- running -----------------------------------------------------------------------
+
+    async def _execute(self, run_id: str, *, interrupted: bool) -> None:
+        run = await runs.get(self._db, run_id)
+        async with locks.hold(self._db, f"tenant:{run.org}/{run.tenant}", owner=run_id):
+            run = await runs.get(self._db, run_id)
+            if interrupted:
+                await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
+                return
+            await runs.set_run(self._db, run_id, state="running", started_at=self._clock())
+            timeout_s = float(run.request.get("timeout_s") or DEFAULT_TIMEOUT_S)
+            context = Context(run=run, deadline=asyncio.get_running_loop().time() + timeout_s)
+            for step in run.steps:
+                do, _ = self._steps[step.name]
+                await runs.set_step(
+                    self._db,
+                    run_id,
+                    step.position,
+                    state="running",
+                    started_at=self._clock(),
+                    error=None,
+                )
+                try:
+                    detail = await do(context)
+                except asyncio.CancelledError:
+                    raise  # the server is stopping: `recover` rolls the run back at next start
+                except Exception as exc:
+                    error = (
+                        str(exc)
+                        if isinstance(exc, ArmillaryError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
+                    if not isinstance(exc, ArmillaryError):
+                        log.exception("run %s: step %s failed", run_id, step.name)
+                    await runs.set_step(
+                        self._db,
+                        run_id,
+                        step.position,
+                        state="failed",
+                        finished_at=self._clock(),
+                        error=error[:4000],
+                    )
+                    await self._roll_back(
+                        await runs.get(self._db, run_id),
+                        failed_at=step.position,
+                        error=f"step {step.name} failed: {error}",
+                    )
+                    return
+                await runs.set_step(
+                    self._db,
+                    run_id,
+                    step.position,
+                    state="succeeded",
+                    finished_at=self._clock(),
+                    detail=detail,
+                )
+            await runs.set_run(self._db, run_id, state="succeeded", finished_at=self._clock())
+
+    async def _roll_back(self, run: runs.Run, *, failed_at: int | None, error: str) -> None:
+        """Undo, newest first, every step that took effect (or may have, if interrupted)."""
+        context = Context(run=run, deadline=asyncio.get_running_loop().time() + DEFAULT_TIMEOUT_S)
+        undone: list[str] = []
+        for step in reversed(run.steps):
+            if step.position == failed_at or step.state not in ("succeeded", "running"):
+                continue
+            _, undo = self._steps[step.name]
+            try:
+                await undo(context, step.detail)
+            except Exception as exc:  # keep undoing the rest; say what could not be undone
+                log.exception("run %s: undo of %s failed", run.id, step.name)
+                await runs.set_step(
+                    self._db,
+                    run.id,
+                    step.position,
+                    state="failed",
+                    error=f"undo failed: {exc}"[:4000],
+                )
+                continue
+            undone.append(step.name)
+            await runs.set_step(self._db, run.id, step.position, state="rolled-back")
+        for step in run.steps:
+            if step.state == "pending":
+                await runs.set_step(self._db, run.id, step.position, state="skipped")
+        summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
+        await runs.set_run(
+            self._db, run.id, state="rolled-back", error=summary[:4000], finished_at=self._clock()
+        )
+
+    # --- validation --------------------------------------------------------------------
+
+    async def _validate(self, request: dict[str, Any]) -> None:
+        documents = [_org_document(request), _tenant_document(request, routing=True)]
+        documents += [_schedule_document(request, s) for s in request.get("schedules", [])]
+        try:
+            applying.parse_documents(documents)
+        except Invalid as exc:
+            places = ["org", "tenant", *(f"schedules[{i}]" for i in range(len(documents) - 2))]
+            raise Invalid(
+                [
+                    Issue(path=f"{places[i.document or 0]}.{i.path}".rstrip("."), message=i.message)
+                    for i in exc.issues
+                ]
+            ) from None
+        async with self._db.read() as conn:
+            if await repository.get(conn, "Stack", str(request["stack"])) is None:
+                raise Invalid(
+                    [Issue(path="stack", message=f"stack {request['stack']!r} does not exist")]
+                )
+
+    # --- provision steps ---------------------------------------------------------------
+
+    async def _apply(self, *documents: dict[str, Any]) -> None:
+        await applying.apply(
+            self._db, applying.parse_documents(list(documents)), prune=False, now=self._clock()
+        )
+
+    async def _get(self, kind: str, name: str) -> repository.Stored | None:
+        async with self._db.read() as conn:
+            return await repository.get(conn, kind, name)
+
+    async def _delete(self, kind: str, name: str) -> None:
+        async with self._db.write() as conn:
+            if await repository.get(conn, kind, name) is not None:
+                await repository.remove(conn, kind, name)
+
+    async def _ensure_org(self, context: Context) -> dict[str, Any]:
+        if await self._get("Org", context.run.org) is not None:
+            return {"created": False}
+        try:
+            await self._apply(_org_document(context.run.request))
+        except Conflict:
+            # A run for another tenant of the same org created it a moment ago: it exists,
+            # which is all this step ensures, and it is not ours to undo.
+            if await self._get("Org", context.run.org) is None:
+                raise
+            return {"created": False}
+        return {"created": True}
+
+    async def _undo_org(self, context: Context, detail: dict[str, Any]) -> None:
+        if not detail.get("created"):
+            return
+        async with self._db.read() as conn:
+            users = [
+                t
+                for t in await repository.list_kind(conn, "Tenant")
+                if t.spec.get("org") == context.run.org
+            ]
+        if not users:  # created by this run and still nobody's: remove it
+            await self._delete("Org", context.run.org)
+
+    async def _ensure_tenant(self, context: Context) -> dict[str, Any]:
+        previous = await self._get("Tenant", context.run.tenant)
+        document = _tenant_document(context.run.request, routing=False)
+        if previous is not None:  # keep the routing it has until write-routing
+            document["spec"]["routing"] = previous.spec.get("routing", {})
+        await self._apply(document)
+        return {"previous": _plain(previous)}
+
+    async def _undo_tenant(self, context: Context, detail: dict[str, Any]) -> None:
+        previous = detail.get("previous")
+        if previous is None:
+            await self._delete("Tenant", context.run.tenant)
+        else:
+            await self._apply(previous)
+
+    async def _write_routing(self, context: Context) -> dict[str, Any]:
+        current = await self._get("Tenant", context.run.tenant)
+        if current is None:
+            raise StepFailed(f"tenant {context.run.tenant!r} disappeared")
+        await self._apply(_tenant_document(context.run.request, routing=True))
+        return {"previous_routing": current.spec.get("routing", {})}
+
+    async def _undo_routing(self, context: Context, detail: dict[str, Any]) -> None:
+        current = await self._get("Tenant", context.run.tenant)
+        if current is not None:
+            document = _plain(current) or {}
+            document["spec"]["routing"] = detail.get("previous_routing", {})
+            await self._apply(document)
+
+    async def _deploy(self, context: Context) -> dict[str, Any]:
+        """Wait until the tenant is Ready; fail at once if a job failed for good."""
+        while True:
+            tenant = await self._get("Tenant", context.run.tenant)
+            status = tenant.status if tenant else {}
+            if _condition(status, "Ready") == "True" and status.get("observedGeneration") == (
+                tenant.generation if tenant else None
+            ):
+                return {"replicas": status.get("replicas", {})}
+            failed = await self._failed_jobs(context.run.tenant)
+            if failed:
+                raise StepFailed("; ".join(failed))
+            if asyncio.get_running_loop().time() > context.deadline:
+                message = _message(status, "Ready") or "no status yet"
+                raise StepFailed(f"not healthy in time: {message}")
+            await asyncio.sleep(POLL_S)
+
+    async def _failed_jobs(self, tenant: str) -> list[str]:
+        async with self._db.read() as conn:
+            held = await allocations.for_tenant(conn, tenant)
+        failed = []
+        for a in held:
+            report = a.report or {}
+            if a.spec.get("type") == "job" and report.get("state") == "failed":
+                code, message = report.get("exit_code"), report.get("message") or ""
+                failed.append(f"job {a.component} failed (exit code {code}) {message}".strip())
+        return failed
+
+    async def _seed_jobs(self, context: Context) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            held = await allocations.for_tenant(conn, context.run.tenant)
+        jobs = {a.component: a.report or {} for a in held if a.spec.get("type") == "job"}
+        unfinished = [name for name, report in jobs.items() if report.get("state") != "succeeded"]
+        if unfinished:
+            raise StepFailed(f"job(s) not succeeded: {', '.join(sorted(unfinished))}")
+        return {
+            "jobs": {name: {"exit_code": r.get("exit_code")} for name, r in sorted(jobs.items())}
+        }
+
+    async def _create_schedules(self, context: Context) -> dict[str, Any]:
+        created, previous = [], {}
+        for schedule in context.run.request.get("schedules", []):
+            document = _schedule_document(context.run.request, schedule)
+            name = document["metadata"]["name"]
+            existing = await self._get("Schedule", name)
+            if existing is None:
+                created.append(name)
+            else:
+                previous[name] = _plain(existing)
+            await self._apply(document)
+        return {"created": created, "previous": previous}
+
+    async def _undo_schedules(self, _context: Context, detail: dict[str, Any]) -> None:
+        for name in detail.get("created", []):
+            await self._delete("Schedule", name)
+        for document in detail.get("previous", {}).values():
+            await self._apply(document)
+
+    async def _verify(self, context: Context) -> dict[str, Any]:
+        tenant = await self._get("Tenant", context.run.tenant)
+        if tenant is None or _condition(tenant.status, "Ready") != "True":
+            raise StepFailed(f"tenant {context.run.tenant!r} is not Ready")
+        async with self._db.read() as conn:
+            held = await allocations.for_tenant(conn, context.run.tenant)
+        unhealthy = [
+            a.spec.get("name")
+            for a in held
+            if a.spec.get("type") == "service"
+            and (
+                (a.report or {}).get("state") != "running"
+                or (a.report or {}).get("healthy") is False
+            )
+        ]
+        if unhealthy:
+            raise StepFailed(f"replicas not healthy: {', '.join(map(str, unhealthy))}")
+        return {"replicas": tenant.status.get("replicas", {})}
+
+    # --- deprovision steps -------------------------------------------------------------
+
+    async def _delete_schedules(self, context: Context) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            mine = [
+                s
+                for s in await repository.list_kind(conn, "Schedule")
+                if s.spec.get("tenant") == context.run.tenant
+            ]
+        for schedule in mine:
+            await self._delete("Schedule", schedule.name)
+        return {"deleted": [_plain(s) for s in mine]}
+
+    async def _undo_deleted_schedules(self, _context: Context, detail: dict[str, Any]) -> None:
+        for document in detail.get("deleted", []):
+            await self._apply(document)
+
+    async def _delete_tenant(self, context: Context) -> dict[str, Any]:
+        current = await self._get("Tenant", context.run.tenant)
+        await self._delete("Tenant", context.run.tenant)
+        return {"previous": _plain(current)}
+
+    async def _undo_deleted_tenant(self, _context: Context, detail: dict[str, Any]) -> None:
+        if detail.get("previous"):
+            await self._apply(detail["previous"])
+
+    async def _wait_stopped(self, context: Context) -> dict[str, Any]:
+        while True:
+            async with self._db.read() as conn:
+                left = await allocations.for_tenant(conn, context.run.tenant)
+            if not left:
+                return {"stopped": True}
+            if asyncio.get_running_loop().time() > context.deadline:
+                raise StepFailed(f"{len(left)} replica(s) still allocated")
+            await asyncio.sleep(POLL_S)
+
+
+async def _nothing(_context: Context, _detail: dict[str, Any]) -> None:
+    """Waiting and checking change nothing, so there is nothing to undo."""
+
+
+def _org_document(request: dict[str, Any]) -> dict[str, Any]:
+    spec = {"display_name": request["org_display_name"]} if request.get("org_display_name") else {}
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Org",
+        "metadata": {"name": request.get("org")},
+        "spec": spec,
+    }
+
+
+def _tenant_document(request: dict[str, Any], *, routing: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"org": request.get("org"), "stack": request.get("stack")}
+    for key in ("display_name", "env", "overrides"):
+        if request.get(key):
+            spec[key] = request[key]
+    if routing and request.get("routing"):
+        spec["routing"] = request["routing"]
+    metadata: dict[str, Any] = {"name": request.get("tenant")}
+    if request.get("labels"):
+        metadata["labels"] = request["labels"]
+    return {"apiVersion": "armillary.dev/v1", "kind": "Tenant", "metadata": metadata, "spec": spec}
+
+
+def _schedule_document(request: dict[str, Any], schedule: dict[str, Any]) -> dict[str, Any]:
+    spec = {k: v for k, v in schedule.items() if k != "name"}
+    spec["tenant"] = request.get("tenant")
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Schedule",
+        "metadata": {"name": f"{request.get('tenant')}-{schedule.get('name')}"},
+        "spec": spec,
+    }
+
+
+def _plain(stored: repository.Stored | None) -> dict[str, Any] | None:
+    """A stored resource as a document that applies cleanly again (no server fields)."""
+    if stored is None:
+        return None
+    metadata: dict[str, Any] = {"name": stored.name}
+    if stored.labels:
+        metadata["labels"] = stored.labels
+    if stored.annotations:
+        metadata["annotations"] = stored.annotations
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": stored.kind,
+        "metadata": metadata,
+        "spec": dict(stored.spec),
+    }
+
+
+def _condition(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def _message(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == kind:
+            return str(condition.get("message"))
+    return None

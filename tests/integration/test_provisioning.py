@@ -1,0 +1,349 @@
+"""Provisioning runs against a real server and node, on SQLite and Postgres: step
+timelines, idempotency keys, the per-tenant lock, rollback, recovery after kill -9,
+deprovisioning and bad requests."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from typer.testing import CliRunner
+
+from armillary.main import app
+from tests.integration.nodeproc import (
+    QUICKSTART,
+    NodeProcess,
+    apply,
+    processes_marked,
+    ready,
+    replicas,
+    wait_for,
+)
+from tests.integration.serverproc import ServerProcess
+
+FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "crash_loop_after": 1}
+
+
+@pytest.fixture(scope="module")
+def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="prov")
+    daemon.start()
+    yaml = YAML(typ="safe")
+    documents = [d for d in yaml.load_all((QUICKSTART / "stack.yaml").read_text())]
+    apply(server, *documents)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def request(tenant: str, *, mark: str, stack: str = "agent-stack", **extra: Any) -> dict[str, Any]:
+    return {
+        "org": f"org-{mark}",
+        "tenant": tenant,
+        "stack": stack,
+        "env": {"ARMILLARY_TEST_MARK": mark},
+        **extra,
+    }
+
+
+def submit(server: ServerProcess, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    with server.client() as http:
+        response = http.post("/api/v1/provision/tenants", json=body)
+    return response.status_code, response.json()
+
+
+def run_of(server: ServerProcess, run_id: str) -> dict[str, Any]:
+    with server.client() as http:
+        return http.get(f"/api/v1/provision/runs/{run_id}").json()
+
+
+def finished(server: ServerProcess, run_id: str, timeout_s: float = 90) -> dict[str, Any]:
+    return wait_for(
+        lambda: (
+            (r := run_of(server, run_id))["state"] in ("succeeded", "failed", "rolled-back") and r
+        ),
+        timeout_s=timeout_s,
+        every_s=0.1,
+        what=f"run {run_id} to end",
+    )
+
+
+def moment(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_two_tenants_provisioned_with_complete_timelines(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    runs = []
+    for tenant in (f"one-{mark}", f"two-{mark}"):
+        code, run = submit(
+            server,
+            request(
+                tenant,
+                mark=mark,
+                routing={"github": [f"acme/{tenant}"]},
+                schedules=[
+                    {
+                        "name": "nightly",
+                        "component": "seed",
+                        "cron": "0 3 * * *",
+                        "time_zone": "Europe/Paris",
+                    }
+                ],
+            ),
+        )
+        assert code == 202
+        assert [s["state"] for s in run["steps"]] == ["pending"] * 7
+        runs.append(run)
+    for run in runs:
+        done = finished(server, run["id"])
+        assert done["state"] == "succeeded", (done["error"], done["steps"])
+        names = [s["name"] for s in done["steps"]]
+        assert names == [
+            "ensure-org",
+            "ensure-tenant",
+            "write-routing",
+            "deploy-and-wait-healthy",
+            "run-seed-jobs",
+            "create-schedules",
+            "verify",
+        ]
+        assert all(s["state"] == "succeeded" for s in done["steps"])
+        times = [(moment(s["startedAt"]), moment(s["finishedAt"])) for s in done["steps"]]
+        assert all(a <= b for a, b in times)
+        assert all(times[i][1] <= times[i + 1][0] for i in range(len(times) - 1))
+        assert ready(server, done["tenant"])
+        assert done["steps"][4]["detail"] == {"jobs": {"seed": {"exit_code": 0}}}
+        with server.client() as http:
+            tenant = http.get(f"/api/v1/tenants/{done['tenant']}").json()
+            assert tenant["spec"]["routing"] == {"github": [f"acme/{done['tenant']}"]}
+            schedule = http.get(f"/api/v1/schedules/{done['tenant']}-nightly").json()
+            assert schedule["spec"]["tenant"] == done["tenant"]
+    assert len(processes_marked(mark)) == 6  # agent, reader, mission-control × 2
+    for run in runs:
+        with server.client() as http:
+            response = http.delete(f"/api/v1/provision/tenants/{run['tenant']}")
+        assert response.status_code == 202
+        gone = finished(server, response.json()["id"])
+        assert gone["state"] == "succeeded", gone
+        assert [s["name"] for s in gone["steps"]] == [
+            "delete-schedules",
+            "delete-tenant",
+            "wait-stopped",
+        ]
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
+    with server.client() as http:
+        assert http.get(f"/api/v1/schedules/one-{mark}-nightly").status_code == 404
+
+
+def test_one_idempotency_key_makes_one_run_however_many_calls(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    body = request(f"idem-{mark}", mark=mark, idempotency_key=f"key-{mark}")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: submit(server, body), range(20)))
+    ids = {run["id"] for _, run in answers}
+    assert len(ids) == 1
+    assert sorted(code for code, _ in answers).count(202) == 1
+    with server.client() as http:
+        listed = http.get("/api/v1/provision/runs", params={"tenant": f"idem-{mark}"}).json()[
+            "items"
+        ]
+    assert len(listed) == 1
+    assert finished(server, ids.pop())["state"] == "succeeded"
+    code, again = submit(server, body)  # also after it finished: the same run
+    assert (code, again["id"]) == (200, listed[0]["id"])
+    _deprovision(server, f"idem-{mark}", mark)
+
+
+def test_runs_for_one_tenant_never_overlap(server: ServerProcess, node: NodeProcess) -> None:
+    mark = uuid.uuid4().hex[:8]
+    tenant = f"lock-{mark}"
+    bodies = [request(tenant, mark=mark, idempotency_key=f"{mark}-{i}") for i in range(10)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        started = [run for _, run in pool.map(lambda b: submit(server, b), bodies)]
+    done = [finished(server, run["id"], timeout_s=180) for run in started]
+    assert all(run["state"] == "succeeded" for run in done), [r["error"] for r in done]
+    spans = sorted(
+        (moment(r["steps"][0]["startedAt"]), moment(r["steps"][-1]["finishedAt"])) for r in done
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, "two runs for one tenant interleaved"
+    _deprovision(server, tenant, mark)
+
+
+def test_a_failing_seed_job_rolls_everything_back(server: ServerProcess, node: NodeProcess) -> None:
+    mark = uuid.uuid4().hex[:8]
+    stack = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Stack",
+        "metadata": {"name": f"bad-{mark}"},
+        "spec": {
+            "components": [
+                {
+                    "name": "seed",
+                    "type": "job",
+                    "command": ["sh", "-c", "echo no database; exit 1"],
+                    "restart": FAST,
+                },
+                {"name": "agent", "command": ["sleep", "1000"], "depends_on": ["seed"]},
+            ]
+        },
+    }
+    apply(server, stack)
+    code, run = submit(server, request(f"fail-{mark}", mark=mark, stack=f"bad-{mark}"))
+    assert code == 202
+    done = finished(server, run["id"])
+    assert done["state"] == "rolled-back"
+    by_name = {s["name"]: s for s in done["steps"]}
+    assert by_name["deploy-and-wait-healthy"]["state"] == "failed"
+    assert "job seed failed (exit code 1)" in by_name["deploy-and-wait-healthy"]["error"]
+    assert [by_name[n]["state"] for n in ("ensure-org", "ensure-tenant", "write-routing")] == [
+        "rolled-back"
+    ] * 3
+    assert [by_name[n]["state"] for n in ("run-seed-jobs", "create-schedules", "verify")] == [
+        "skipped"
+    ] * 3
+    assert "undone: write-routing, ensure-tenant, ensure-org" in done["error"]
+    with server.client() as http:
+        assert http.get(f"/api/v1/tenants/fail-{mark}").status_code == 404
+        assert http.get(f"/api/v1/orgs/org-{mark}").status_code == 404
+    wait_for(lambda: not replicas(server, f"fail-{mark}"), what="allocations removed")
+    assert processes_marked(mark) == []
+
+
+def test_a_run_interrupted_by_kill_9_is_rolled_back_on_restart(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    stack = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Stack",
+        "metadata": {"name": f"slow-{mark}"},
+        "spec": {
+            "components": [
+                {
+                    "name": "never",
+                    "command": ["sleep", "1000"],
+                    "health_check": {"exec": {"command": ["false"]}, "interval_s": 0.2},
+                }
+            ]
+        },
+    }
+    apply(server, stack)
+    _, run = submit(
+        server, request(f"crash-{mark}", mark=mark, stack=f"slow-{mark}", timeout_s=600)
+    )
+    wait_for(
+        lambda: run_of(server, run["id"])["steps"][3]["state"] == "running",
+        what="waiting for health",
+    )
+    server.kill()
+    server.start()
+    wait_for(node.connected, timeout_s=30, what="node back")
+    done = finished(server, run["id"])
+    assert done["state"] == "rolled-back"
+    assert "interrupted by a server restart" in done["error"]
+    with server.client() as http:
+        assert http.get(f"/api/v1/tenants/crash-{mark}").status_code == 404
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="nothing left running")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        ({"stack": "no-such-stack"}, "stack", "does not exist"),
+        ({"tenant": "Bad_Name"}, "tenant.metadata.name", "DNS-1123"),
+        (
+            {"schedules": [{"name": "x", "component": "seed", "cron": "61 * * * *"}]},
+            "schedules[0].spec.cron",
+            "cron",
+        ),
+        (
+            {
+                "schedules": [
+                    {"name": "x", "component": "seed", "cron": "@daily", "time_zone": "Mars/Base"}
+                ]
+            },
+            "schedules[0].spec.time_zone",
+            "IANA",
+        ),
+        (
+            {"overrides": {"agent": {"replicas": -1}}},
+            "tenant.spec.overrides.agent.replicas",
+            "greater",
+        ),
+    ],
+)
+def test_bad_requests_are_refused_and_record_nothing(
+    server: ServerProcess, node: NodeProcess, change: dict[str, Any], path: str, words: str
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    body = {**request(f"bad-{mark}", mark=mark), **change}
+    code, problem = submit(server, body)
+    assert code == 422, problem
+    assert any(e["path"] == path and words in e["message"] for e in problem["errors"]), problem
+    with server.client() as http:
+        assert (
+            http.get("/api/v1/provision/runs", params={"tenant": body["tenant"]}).json()["items"]
+            == []
+        )
+        assert http.get(f"/api/v1/orgs/org-{mark}").status_code == 404
+
+
+def test_cli_provisions_and_shows_the_timeline(
+    server: ServerProcess, node: NodeProcess, tmp_path: Path
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    extra = tmp_path / "request.yaml"
+    extra.write_text(json.dumps({"routing": {"slack": [f"C{mark}"]}}))
+    result = CliRunner().invoke(
+        app,
+        [
+            "provision",
+            "tenant",
+            f"cli-{mark}",
+            "--org",
+            f"org-{mark}",
+            "--stack",
+            "agent-stack",
+            "--env",
+            f"ARMILLARY_TEST_MARK={mark}",
+            "--replicas",
+            "agent=2",
+            "-f",
+            str(extra),
+        ],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "succeeded" in result.stdout and "verify" in result.stdout
+    assert len(processes_marked(mark)) == 4
+    runs = CliRunner().invoke(app, ["provision", "runs", "--tenant", f"cli-{mark}"], env=env)
+    run_id = runs.stdout.splitlines()[1].split()[0]
+    status = CliRunner().invoke(app, ["provision", "status", run_id], env=env)
+    assert "ensure-org" in status.stdout and "✓" in status.stdout
+    gone = CliRunner().invoke(app, ["deprovision", f"cli-{mark}"], env=env, catch_exceptions=False)
+    assert gone.exit_code == 0, gone.stdout
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
+
+
+def _deprovision(server: ServerProcess, tenant: str, mark: str) -> None:
+    with server.client() as http:
+        response = http.delete(f"/api/v1/provision/tenants/{tenant}")
+    assert finished(server, response.json()["id"])["state"] == "succeeded"
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
