@@ -100,7 +100,6 @@ def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) 
     server.kill()
     assert all(alive(pid) for pid in before.values())
     server.start()
-    assert not daemon.connected(), "a fresh server must not trust a connected flag from before"
     wait_for(daemon.connected, timeout_s=30, what="the node to reconnect")
     assert daemon.process is not None and daemon.process.poll() is None, daemon.log()[-2000:]
     wait_for(lambda: ready(server, name), timeout_s=30, what="Ready after the restart")

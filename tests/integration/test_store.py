@@ -134,3 +134,22 @@ def test_only_the_token_hash_is_stored_and_the_context_file_is_private(
     if database_url is None:  # the plain token is nowhere in the database files
         for path in server.home.glob("armillary.db*"):
             assert token.encode() not in path.read_bytes()
+
+
+async def test_a_starting_server_trusts_no_connected_flag(db: Database) -> None:
+    """Nodes are connected to a server only after their hello to it."""
+    from armillary.store import nodes
+
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    async with db.write() as conn:
+        await nodes.register(
+            conn,
+            name=name,
+            address="127.0.0.1",
+            labels={},
+            capacity={"cpu_millicores": 1000, "memory_mb": 512},
+            now=NOW,
+        )
+        await nodes.disconnect_all(conn)
+    async with db.read() as conn:
+        assert (await nodes.require(conn, name)).connected is False
