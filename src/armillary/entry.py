@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from armillary import launcher
+
 
 def main() -> None:
     args = sys.argv[1:]
@@ -34,7 +36,7 @@ def run_node_command(argv: list[str]) -> None:
     parser.add_argument("--stop-workloads-on-exit", action="store_true")
     options = parser.parse_args(argv)
     try:
-        start_node(
+        launcher.start_node(
             server=options.server,
             token=options.token,
             name=options.name,
@@ -45,43 +47,3 @@ def run_node_command(argv: list[str]) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))
-
-
-def start_node(
-    *,
-    server: str | None,
-    token: str | None,
-    name: str | None,
-    labels: str | None,
-    data_dir: Path,
-    address: str,
-    stop_workloads_on_exit: bool,
-) -> None:
-    """Resolve the options (flags, then env, then the local context file) and run."""
-    import dataclasses
-    import logging
-
-    from armillary.cli import context
-    from armillary.node import daemon
-
-    target = context.resolve(url=server, token=token)
-    if not target.token:
-        raise ValueError("a token is needed: --token or ARMILLARY_TOKEN")
-    parsed: dict[str, str] = {}
-    for part in filter(None, (labels or "").split(",")):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--labels: expected k=v[,k=v], got {part!r}")
-        parsed[key.strip()] = value.strip()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    options = daemon.Options(
-        server=target.url,
-        token=target.token,
-        labels=parsed,
-        data_dir=data_dir.resolve(),
-        address=address,
-        stop_workloads_on_exit=stop_workloads_on_exit,
-    )
-    if name:
-        options = dataclasses.replace(options, name=name)
-    daemon.run(options)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from armillary import entry
+from armillary import launcher
 from armillary.cli.main import app
 from armillary.config import Settings
 
@@ -67,7 +67,7 @@ def node(
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
-        entry.start_node(
+        launcher.start_node(
             server=server,
             token=token,
             name=name,

@@ -152,7 +152,8 @@ def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
     assert "acme-support" in result.stdout and "acme-sre" in result.stdout
     state = json.loads((home / "up.json").read_text())
     try:
-        assert len(_quickstart_processes(home)) == 7  # 3 services for one tenant, 4 for the other
+        # 3 services for one tenant, 4 for the other
+        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
         urls = [
             w
             for w in result.stdout.split()
@@ -193,7 +194,7 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
             break
     assert any("acme-support" in line for line in lines), "".join(lines)
     state = json.loads((home / "up.json").read_text())
-    assert len(_quickstart_processes(home)) == 7
+    wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
     process.send_signal(signal.SIGINT)
     rest = process.stdout.read()  # to the end: `up` prints as it stops
     process.stdout.close()

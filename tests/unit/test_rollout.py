@@ -179,3 +179,20 @@ def test_crash_loop_problems_do_not_change_with_every_crash() -> None:
     ]
     first, second = (step(instance(agent), [c]).components["agent"].problems for c in looping)
     assert first == second == ("replica 0 crashloop (CrashLoop)",)
+
+
+def test_dependents_wait_for_replica_0_and_always_get_its_url() -> None:
+    agent = template("agent", replicas=2)
+    reader = template("reader", depends_on=("agent",))
+    only_replica_1 = [
+        current(agent, 0, state="starting"),
+        current(agent, 1, url="http://127.0.0.1:20002"),
+    ]
+    s = step(instance(agent, reader), only_replica_1)
+    assert s.create == [] and s.components["reader"].waiting_for == ("agent",)
+    both = [
+        current(agent, 0, url="http://127.0.0.1:20001"),
+        current(agent, 1, url="http://127.0.0.1:20002"),
+    ]
+    s = step(instance(agent, reader), both)
+    assert s.create[0].extra_env == {"AGENT_URL": "http://127.0.0.1:20001"}

@@ -93,7 +93,11 @@ def step(instance: Instance | None, current: Sequence[Current]) -> Step:
         observed, url = _component(template, mine, ready_url, satisfied, result)
         result.components[template.component] = observed
         ready_url[template.component] = url
-        if observed.done or observed.ready > 0:
+        if (
+            observed.done
+            or (template.type == "service" and url is not None)
+            or (template.type == "service" and not template.ports and observed.ready > 0)
+        ):
             satisfied.add(template.component)
     return result
 
@@ -149,7 +153,10 @@ def _component(
         job=template.type == "job",
         done=template.type == "job" and any(c.state == "succeeded" for c in fresh),
     )
-    url = ready[0].url if ready else None
+    # Dependents get replica 0's URL, and wait for it: a URL taken from whichever replica
+    # was ready first would change once replica 0 is up, and restart every dependent.
+    first = [c for c in ready if c.replica == 0]
+    url = first[0].url if first else None
     if waiting:
         return observed, url  # nothing new until dependencies are ready; keep what runs
     by_slot = {c.replica: c for c in sorted(fresh, key=lambda c: c.id)}
