@@ -165,6 +165,8 @@ def test_one_idempotency_key_makes_one_run_however_many_calls(
     assert finished(server, ids.pop())["state"] == "succeeded"
     code, again = submit(server, body)  # also after it finished: the same run
     assert (code, again["id"]) == (200, listed[0]["id"])
+    code, problem = submit(server, {**body, "env": {"OTHER": "request"}})
+    assert code == 409 and "different request" in problem["detail"]
     _deprovision(server, f"idem-{mark}", mark)
 
 

@@ -389,3 +389,34 @@ def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: Node
     wait_for(lambda: ready(server, name), timeout_s=60, what="placed once uncordoned")
     delete(server, "tenants", name)
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
+
+
+def test_a_daemon_with_a_refused_token_stops_and_says_why(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path_factory.mktemp("refused")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "armillary",
+            "node",
+            "--server",
+            server.url,
+            "--token",
+            "arm_bad_token",
+            "--name",
+            "refused",
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "the token was refused" in result.stderr

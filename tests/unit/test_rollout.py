@@ -196,3 +196,32 @@ def test_dependents_wait_for_replica_0_and_always_get_its_url() -> None:
     ]
     s = step(instance(agent, reader), both)
     assert s.create[0].extra_env == {"AGENT_URL": "http://127.0.0.1:20001"}
+
+
+def test_fixed_ports_with_several_replicas_are_replaced_one_slot_at_a_time() -> None:
+    old = template("web", replicas=2, ports=(("http", 8080),), env={"V": "1"})
+    new = template("web", replicas=2, ports=(("http", 8080),), env={"V": "2"})
+    s = step(instance(new), [current(old, 0, id="o0"), current(old, 1, id="o1")])
+    assert (s.remove, s.create) == (["o0"], [])
+    s = step(instance(new), [current(old, 1, id="o1")])
+    assert [c.replica for c in s.create] == [0] and s.remove == []  # slot 1 keeps serving
+    s = step(instance(new), [current(new, 0, id="n0", state="starting"), current(old, 1, id="o1")])
+    assert s.idle
+    s = step(instance(new), [current(new, 0, id="n0"), current(old, 1, id="o1")])
+    assert s.remove == ["o1"]
+
+
+def test_failure_problems_keep_the_cause_and_drop_the_retry_count() -> None:
+    agent = template("agent")
+    failing = Current(
+        id="a0",
+        component="agent",
+        replica=0,
+        spec_hash=agent.spec_hash(),
+        state="failed",
+        reason="PortInUse",
+        message="port 8080 (http) is in use on 127.0.0.1; 4 in a row; restarting in 4s",
+    )
+    assert step(instance(agent), [failing]).components["agent"].problems == (
+        "replica 0 failed (PortInUse: port 8080 (http) is in use on 127.0.0.1)",
+    )

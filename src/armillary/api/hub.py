@@ -128,7 +128,7 @@ class Hub:
                 group.create_task(self._watch(session, events))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
-        except* protocol.ProtocolError as group:
+        except* ValueError as group:  # a ProtocolError, or a frame that is not JSON
             log.warning("node %s broke the protocol: %s", hello.node, group.exceptions[0])
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close(code=4400, reason=str(group.exceptions[0])[:120])

@@ -73,6 +73,12 @@ def timeline(run: dict[str, Any]) -> str:
 
 
 async def _follow(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+    if not out.is_terminal:  # a pipe or a file: no live redraws, the final timeline once
+        while run["state"] not in DONE:
+            await asyncio.sleep(0.2)
+            run = await api.provision_run(run["id"])
+        out.print(timeline(run), markup=False)
+        return run
     with Live(Text(timeline(run)), console=out, auto_refresh=False) as live:
         while run["state"] not in DONE:
             await asyncio.sleep(0.2)
@@ -202,7 +208,10 @@ def deprovision(
         run = await api.deprovision(tenant, idempotency_key=idempotency_key)
         return await _follow(api, run) if wait else run
 
-    _finish(call(ctx, work))
+    run = call(ctx, work)
+    if not wait:
+        out.print(f"run {run['id']} {run['state']}  (armillary provision watch {run['id']})")
+    _finish(run)
 
 
 def register(root: typer.Typer) -> None:

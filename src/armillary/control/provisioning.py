@@ -101,6 +101,11 @@ class Provisioner:
         )
         if created:
             self._start(run.id)
+        elif (run.action, run.request) != (action, request):
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for a different request "
+                f"(run {run.id}); use a new key for a new request"
+            )
         return run, created
 
     async def recover(self) -> None:
@@ -124,7 +129,8 @@ class Provisioner:
 
     async def _execute(self, run_id: str, *, interrupted: bool) -> None:
         run = await runs.get(self._db, run_id)
-        async with locks.hold(self._db, f"tenant:{run.org}/{run.tenant}", owner=run_id):
+        # Tenant names are unique across orgs, so the tenant's name is the lock's.
+        async with locks.hold(self._db, f"tenant:{run.tenant}", owner=run_id):
             run = await runs.get(self._db, run_id)
             if interrupted:
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
@@ -182,9 +188,12 @@ class Provisioner:
         """Undo, newest first, every step that took effect (or may have, if interrupted)."""
         context = Context(run=run, deadline=asyncio.get_running_loop().time() + DEFAULT_TIMEOUT_S)
         undone: list[str] = []
+        stuck: list[str] = []
         for step in reversed(run.steps):
             if step.position == failed_at or step.state not in ("succeeded", "running"):
                 continue
+            if step.finished_at is None:  # interrupted mid-step: it ended when the server died
+                await runs.set_step(self._db, run.id, step.position, finished_at=self._clock())
             _, undo = self._steps[step.name]
             try:
                 await undo(context, step.detail)
@@ -197,6 +206,7 @@ class Provisioner:
                     state="failed",
                     error=f"undo failed: {exc}"[:4000],
                 )
+                stuck.append(step.name)
                 continue
             undone.append(step.name)
             await runs.set_step(self._db, run.id, step.position, state="rolled-back")
@@ -204,8 +214,14 @@ class Provisioner:
             if step.state == "pending":
                 await runs.set_step(self._db, run.id, step.position, state="skipped")
         summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
+        if stuck:  # the rollback itself is incomplete: say so, and say what is left
+            summary += f"; NOT undone: {', '.join(stuck)}"
         await runs.set_run(
-            self._db, run.id, state="rolled-back", error=summary[:4000], finished_at=self._clock()
+            self._db,
+            run.id,
+            state="failed" if stuck else "rolled-back",
+            error=summary[:4000],
+            finished_at=self._clock(),
         )
 
     # --- validation --------------------------------------------------------------------

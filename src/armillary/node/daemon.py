@@ -35,6 +35,22 @@ from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
 REPORT_DEBOUNCE_S = 0.005
+FATAL_CLOSE_CODES = {
+    4400: "the daemon sent a message the server does not accept",
+    4401: "the token was refused",
+    4409: "another daemon connected with this node name",
+}
+
+
+class Refused(Exception):
+    """The server refused this daemon for a reason retrying cannot fix."""
+
+
+def _close_code(exc: BaseException) -> int | None:
+    received = getattr(exc, "rcvd", None)
+    return getattr(received, "code", None)
+
+
 CHECKPOINT_INTERVAL_S = 2.0
 RECONNECT_MAX_S = 5.0
 
@@ -97,6 +113,15 @@ class Daemon:
                 ) as ws:
                     delay = 0.1
                     await self._session(ws)
+            except* websockets.ConnectionClosed as group:
+                code = _close_code(group.exceptions[0])
+                if code in FATAL_CLOSE_CODES:
+                    # Retrying cannot help: a bad token, a broken message, or another daemon
+                    # now runs under this node name. Stop, and say why.
+                    raise Refused(
+                        f"the server closed the session: {code} {FATAL_CLOSE_CODES[code]}"
+                    ) from None
+                log.warning("connection to %s lost (%s); retrying", url, group.exceptions[0])
             except* (OSError, websockets.WebSocketException, TimeoutError) as group:
                 # The session's tasks fail together when the server goes away; anything
                 # else raised in them propagates: that is a bug, not a lost connection.
@@ -275,4 +300,8 @@ def run(options: Options) -> None:
         except asyncio.CancelledError:
             log.info("node stopped after %.0fs", time.monotonic() - started)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except* Refused as group:
+        log.error("%s", group.exceptions[0])
+        raise SystemExit(1) from None

@@ -172,6 +172,7 @@ def _component(
         new = by_slot.get(slot)
         if new is None and not old:
             result.create.append(_create(template, slot, spec_hash, extra_env))
+            in_flight = in_flight or bool(stale)  # while replacing, this one must get ready first
         elif new is None and not in_flight:
             if surge:
                 result.create.append(_create(template, slot, spec_hash, extra_env))
@@ -192,7 +193,10 @@ def _problem(current: Current) -> str:
     if current.state in ("backoff", "crashloop"):
         # Messages there count crashes and seconds; status must not change on every crash.
         return f"replica {current.replica} {current.state} ({what})"
-    detail = f": {current.message}" if current.message else ""
+    # The first clause is the cause ("port 8080 (http) is in use on 127.0.0.1"); what
+    # follows counts retries and seconds, which would rewrite status on every retry.
+    cause = current.message.split("; ", 1)[0] if current.message else ""
+    detail = f": {cause}" if cause else ""
     return f"replica {current.replica} {current.state} ({what}{detail})"
 
 
