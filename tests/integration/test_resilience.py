@@ -187,18 +187,35 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
         text=True,
     )
     assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if "Ctrl-C stops everything" in line:
-            break
-    assert any("acme-support" in line for line in lines), "".join(lines)
-    state = json.loads((home / "up.json").read_text())
-    wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
-    process.send_signal(signal.SIGINT)
-    rest = process.stdout.read()  # to the end: `up` prints as it stops
-    process.stdout.close()
-    assert process.wait(timeout=120) == 0, "".join(lines) + rest
-    assert "Stopped." in rest
-    assert _quickstart_processes(home) == []
-    assert not alive(state["server"]) and not alive(state["node"])
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert any("acme-support" in line for line in lines), "".join(lines)
+        state = json.loads((home / "up.json").read_text())
+        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
+        process.send_signal(signal.SIGINT)
+        rest = process.stdout.read()  # to the end: `up` prints as it stops
+        assert process.wait(timeout=120) == 0, "".join(lines) + rest
+        assert "Stopped." in rest
+        assert _quickstart_processes(home) == []
+        assert not alive(state["server"]) and not alive(state["node"])
+    finally:
+        process.stdout.close()
+        _clean_up(process, home)
+
+
+def _clean_up(process: subprocess.Popen[str] | None, home: Path) -> None:
+    """Whatever happened above, leave nothing of this test running."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    state_file = home / "up.json"
+    if state_file.exists():
+        for pid in json.loads(state_file.read_text()).values():
+            if isinstance(pid, int) and alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    for leftover in _quickstart_processes(home):
+        leftover.kill()
