@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from armillary import timestamps
 from armillary.errors import Unauthorized
 from armillary.store import tokens as token_store
 from armillary.store.database import Tx
@@ -69,10 +70,6 @@ async def authenticate(conn: Tx, token: str, *, now: dt.datetime) -> Principal:
         raise Unauthorized("unknown token")
     if record.revoked_at is not None:
         raise Unauthorized("token has been revoked")
-    if record.expires_at is not None and _utc(record.expires_at) <= now:
+    if record.expires_at is not None and timestamps.utc(record.expires_at) <= now:
         raise Unauthorized("token has expired")
     return Principal(token_id=record.id, role=record.role)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

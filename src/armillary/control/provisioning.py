@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from armillary.control import apply as applying
+from armillary.control import conditions
 from armillary.errors import ArmillaryError, Conflict, Invalid, Issue, PermanentError
 from armillary.store import allocations, locks, repository, runs
 from armillary.store.database import Database
@@ -320,7 +321,7 @@ class Provisioner:
         while True:
             tenant = await self._get("Tenant", context.run.tenant)
             status = tenant.status if tenant else {}
-            if _condition(status, "Ready") == "True" and status.get("observedGeneration") == (
+            if conditions.is_true(status, "Ready") and status.get("observedGeneration") == (
                 tenant.generation if tenant else None
             ):
                 return {"replicas": status.get("replicas", {})}
@@ -328,7 +329,7 @@ class Provisioner:
             if failed:
                 raise StepFailed("; ".join(failed))
             if asyncio.get_running_loop().time() > context.deadline:
-                message = _message(status, "Ready") or "no status yet"
+                message = conditions.message(status, "Ready") or "no status yet"
                 raise StepFailed(f"not healthy in time: {message}")
             await asyncio.sleep(POLL_S)
 
@@ -375,7 +376,7 @@ class Provisioner:
 
     async def _verify(self, context: Context) -> dict[str, Any]:
         tenant = await self._get("Tenant", context.run.tenant)
-        if tenant is None or _condition(tenant.status, "Ready") != "True":
+        if tenant is None or not conditions.is_true(tenant.status, "Ready"):
             raise StepFailed(f"tenant {context.run.tenant!r} is not Ready")
         async with self._db.read() as conn:
             held = await allocations.for_tenant(conn, context.run.tenant)
@@ -482,17 +483,3 @@ def _plain(stored: repository.Stored | None) -> dict[str, Any] | None:
         "metadata": metadata,
         "spec": dict(stored.spec),
     }
-
-
-def _condition(status: dict[str, Any], kind: str) -> str | None:
-    for condition in status.get("conditions", []):
-        if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return None
-
-
-def _message(status: dict[str, Any], kind: str) -> str | None:
-    for condition in status.get("conditions", []):
-        if condition.get("type") == kind:
-            return str(condition.get("message"))
-    return None

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from armillary.control import expand
+from armillary.control import conditions, expand
 from armillary.control.driver import Result
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
@@ -81,7 +81,7 @@ class TenantController:
         outcome = await self._runtime.converge(key, instance, now=now)
         status = _status(stored, stack_row.generation, outcome, now)
         await self._write_status(key, stored, status)
-        progressing = _condition(status, "Progressing") == "True"
+        progressing = conditions.is_true(status, "Progressing")
         return Result(requeue_after_s=PROGRESS_RECHECK_S if progressing else None)
 
     async def _write_status(
@@ -188,13 +188,6 @@ def _cond(kind: str, value: bool, reason: str, message: str, now: dt.datetime) -
         "message": message,
         "lastTransitionTime": now.isoformat().replace("+00:00", "Z"),
     }
-
-
-def _condition(status: dict[str, Any], kind: str) -> str | None:
-    for condition in status.get("conditions", []):
-        if condition["type"] == kind:
-            return str(condition["status"])
-    return None
 
 
 def _keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from armillary import timestamps
 from armillary.errors import Conflict, NotFound
 from armillary.resources.canonical import Canonical
 from armillary.resources.meta import API_VERSION
@@ -67,7 +68,7 @@ class Stored:
             uid=self.uid,
             generation=self.generation,
             resourceVersion=str(self.resource_version),
-            createdAt=_iso(self.created_at),
+            createdAt=timestamps.iso(self.created_at),
         )
         return {
             "apiVersion": API_VERSION,
@@ -76,12 +77,6 @@ class Stored:
             "spec": self.spec,
             "status": self.status,
         }
-
-
-def _iso(value: dt.datetime) -> str:
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; we only ever write UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _stored(row: Row[Any]) -> Stored:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket
 
+from armillary import timestamps
 from armillary.api.hub import Hub
 from armillary.api.security import Db, Principal
 from armillary.store import allocations, nodes
 
 router = APIRouter(prefix="/api/v1", tags=["nodes"])
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
@@ -32,8 +24,8 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "connected": node.connected,
         "schedulable": node.schedulable,
         "replicas": replicas,
-        "registeredAt": _iso(node.registered_at),
-        "heartbeatAt": _iso(node.heartbeat_at),
+        "registeredAt": timestamps.iso_or_none(node.registered_at),
+        "heartbeatAt": timestamps.iso_or_none(node.heartbeat_at),
     }
 
 

@@ -3,12 +3,12 @@ either run step by step."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from armillary import timestamps
 from armillary.api.security import Db, Principal
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
@@ -36,14 +36,6 @@ class ProvisionRequest(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def run_document(run: runs.Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -53,15 +45,15 @@ def run_document(run: runs.Run) -> dict[str, Any]:
         "idempotencyKey": run.idempotency_key,
         "state": run.state,
         "error": run.error,
-        "createdAt": _iso(run.created_at),
-        "startedAt": _iso(run.started_at),
-        "finishedAt": _iso(run.finished_at),
+        "createdAt": timestamps.iso_or_none(run.created_at),
+        "startedAt": timestamps.iso_or_none(run.started_at),
+        "finishedAt": timestamps.iso_or_none(run.finished_at),
         "steps": [
             {
                 "name": s.name,
                 "state": s.state,
-                "startedAt": _iso(s.started_at),
-                "finishedAt": _iso(s.finished_at),
+                "startedAt": timestamps.iso_or_none(s.started_at),
+                "finishedAt": timestamps.iso_or_none(s.finished_at),
                 "error": s.error,
                 "detail": s.detail,
             }

@@ -9,7 +9,6 @@ lines `{"fd": "stdout"|"stderr", "data": base64}` and a last `{"exit_code": n}`
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -18,18 +17,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from armillary import timestamps
 from armillary.api.hub import Hub, Session
 from armillary.api.security import Db, Principal
 from armillary.errors import Invalid, NotFound
 from armillary.store import allocations
 
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
-
-
-def _iso(value: dt.datetime) -> str:
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; we only write UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
         "specHash": allocation.spec_hash,
         "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
         "report": allocation.report,
-        "createdAt": _iso(allocation.created_at),
+        "createdAt": timestamps.iso(allocation.created_at),
     }
 
 
