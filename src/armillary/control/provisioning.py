@@ -228,6 +228,13 @@ class Provisioner:
     # --- validation --------------------------------------------------------------------
 
     async def _validate(self, request: dict[str, Any]) -> None:
+        unnamed = [
+            Issue(path=f"schedules[{i}].name", message="required field is missing")
+            for i, schedule in enumerate(request.get("schedules", []))
+            if not isinstance(schedule, dict) or not schedule.get("name")
+        ]
+        if unnamed:
+            raise Invalid(unnamed)
         documents = [_org_document(request), _tenant_document(request, routing=True)]
         documents += [_schedule_document(request, s) for s in request.get("schedules", [])]
         try:
