@@ -287,6 +287,7 @@ def test_a_run_interrupted_by_kill_9_is_rolled_back_on_restart(
             "tenant.spec.overrides.agent.replicas",
             "greater",
         ),
+        ({"schedules": [{"component": "seed", "cron": "@daily"}]}, "schedules[0].name", "required"),
     ],
 )
 def test_bad_requests_are_refused_and_record_nothing(
