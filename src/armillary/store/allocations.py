@@ -58,6 +58,11 @@ def _announce(conn: AsyncConnection, allocation: Allocation) -> None:
     )
 
 
+async def get(conn: AsyncConnection, allocation_id: str) -> Allocation | None:
+    row = (await conn.execute(select(allocations).where(allocations.c.id == allocation_id))).first()
+    return _allocation(row) if row is not None else None
+
+
 async def for_tenant(conn: AsyncConnection, tenant: str) -> list[Allocation]:
     result = await conn.execute(
         select(allocations)

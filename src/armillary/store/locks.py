@@ -16,7 +16,6 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.store.database import Database
 from armillary.store.tables import locks
@@ -94,15 +93,11 @@ async def _try_lease(db: Database, name: str, *, owner: str, lease_s: float) -> 
             row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
         )
         if row.owner == owner or held_until <= now:
-            await _take(conn, name, owner=owner, expires=expires)
+            await conn.execute(
+                update(locks).where(locks.c.name == name).values(owner=owner, expires_at=expires)
+            )
             return True
         return False
-
-
-async def _take(conn: AsyncConnection, name: str, *, owner: str, expires: dt.datetime) -> None:
-    await conn.execute(
-        update(locks).where(locks.c.name == name).values(owner=owner, expires_at=expires)
-    )
 
 
 async def _renew(db: Database, name: str, *, owner: str, lease_s: float) -> None:

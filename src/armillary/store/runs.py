@@ -161,7 +161,18 @@ async def list_runs(
         query = query.where(provision_runs.c.state.in_(sorted(states)))
     async with db.read() as conn:
         rows = (await conn.execute(query)).all()
-        return [_run(row, await _steps(conn, row.id)) for row in rows]
+        if not rows:
+            return []
+        # Every run's steps in one query, not one query per run.
+        result = await conn.execute(
+            select(provision_steps)
+            .where(provision_steps.c.run_id.in_([row.id for row in rows]))
+            .order_by(provision_steps.c.run_id, provision_steps.c.position)
+        )
+        steps: dict[str, list[Step]] = {}
+        for step_row in result:
+            steps.setdefault(step_row.run_id, []).append(_step(step_row))
+        return [_run(row, tuple(steps.get(row.id, ()))) for row in rows]
 
 
 async def _steps(conn: AsyncConnection, run_id: str) -> tuple[Step, ...]:

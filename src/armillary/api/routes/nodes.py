@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, WebSocket
 
 from armillary import timestamps
 from armillary.api.hub import Hub
@@ -47,7 +47,7 @@ async def list_nodes(db: Db, _who: Principal) -> dict[str, Any]:
     return {"items": [node_document(n, counts.get(n.name, 0)) for n in found]}
 
 
-async def _schedulable(request: Request, db: Db, name: str, value: bool) -> dict[str, Any]:
+async def _schedulable(db: Db, name: str, value: bool) -> dict[str, Any]:
     async with db.write() as conn:
         node = await nodes.set_schedulable(conn, name, schedulable=value)
         count = len(await allocations.for_node(conn, name))
@@ -55,10 +55,10 @@ async def _schedulable(request: Request, db: Db, name: str, value: bool) -> dict
 
 
 @router.post("/nodes/{name}/cordon", summary="Stop placing new replicas on a node")
-async def cordon(name: str, request: Request, db: Db, _who: Principal) -> dict[str, Any]:
-    return await _schedulable(request, db, name, False)
+async def cordon(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+    return await _schedulable(db, name, False)
 
 
 @router.post("/nodes/{name}/uncordon", summary="Allow placing replicas on a node again")
-async def uncordon(name: str, request: Request, db: Db, _who: Principal) -> dict[str, Any]:
-    return await _schedulable(request, db, name, True)
+async def uncordon(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+    return await _schedulable(db, name, True)

@@ -63,11 +63,11 @@ async def _locate(
     request: Request, db: Db, replica_id: str
 ) -> tuple[allocations.Allocation, Session]:
     async with db.read() as conn:
-        found = [a for a in await allocations.list_all(conn) if a.id == replica_id]
-    if not found:
+        found = await allocations.get(conn, replica_id)
+    if found is None:
         raise NotFound(f"replica {replica_id!r} not found")
     hub: Hub = request.app.state.hub
-    return found[0], hub.session(found[0].node)
+    return found, hub.session(found.node)
 
 
 async def _relay(
