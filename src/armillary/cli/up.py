@@ -93,7 +93,11 @@ def up(
     server = _spawn(
         ["server", "--port", str(port)], log=home / "server.log", cwd=home.parent, env=env
     )
-    _wait_ready(url, server, home / "server.log")
+    try:
+        _wait_ready(url, server, home / "server.log")
+    except KeyboardInterrupt:
+        _stop({"server": server.pid}, home)
+        raise typer.Exit(130) from None
     token = context.resolve(url=url, token=None).token or ""
     node = _spawn(  # the token goes by environment: a command line is visible to every user
         [
@@ -110,31 +114,52 @@ def up(
         cwd=directory.resolve(),
         env={**env, "ARMILLARY_TOKEN": token},
     )
-    (home / STATE_FILE).write_text(json.dumps({"url": url, "server": server.pid, "node": node.pid}))
+    pids = {"server": server.pid, "node": node.pid}
+    (home / STATE_FILE).write_text(json.dumps({"url": url, **pids}))
+    _converge_and_serve(url, token, documents, children=(server, node), home=home, detach=detach)
+
+
+def _converge_and_serve(
+    url: str,
+    token: str,
+    documents: list[loader.Loaded],
+    *,
+    children: tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]],
+    home: Path,
+    detach: bool,
+) -> None:
+    """Apply, wait for Ready, print the summary, then serve until Ctrl-C or a child exits.
+
+    Every moment is covered: a Ctrl-C anywhere — while waiting, while printing the
+    summary, or once serving — stops both children before `up` exits.
+    """
+    server, node = children
+    pids = {"server": server.pid, "node": node.pid}
+    serving = False
     try:
         tenants = asyncio.run(_apply_and_wait(url, token, [d.raw for d in documents]))
-    except ArmillaryError as exc:
-        _stop({"server": server.pid, "node": node.pid}, home)
-        fail(exc)
-    except KeyboardInterrupt:
-        _stop({"server": server.pid, "node": node.pid}, home)
-        raise typer.Exit(130) from None
-    _summary(url, tenants, home)
-    if not all(_ready(t) for t in tenants):
-        err.print("not every tenant became Ready; see `armillary describe tenant NAME`")
+        _summary(url, tenants, home)
+        if not all(_ready(t) for t in tenants):
+            err.print("not every tenant became Ready; see `armillary describe tenant NAME`")
+            if detach:
+                raise typer.Exit(1)
         if detach:
-            raise typer.Exit(1)
-    if detach:
-        out.print("Running in the background; `armillary down` stops everything.")
-        return
-    out.print("Ctrl-C stops everything.")
-    try:
+            out.print("Running in the background; `armillary down` stops everything.")
+            return
+        serving = True
+        out.print("Ctrl-C stops everything.")
         while server.poll() is None and node.poll() is None:
             time.sleep(0.5)
         err.print("a child process exited; stopping")
+    except ArmillaryError as exc:
+        _stop(pids, home)
+        fail(exc)
     except KeyboardInterrupt:
-        pass
-    _stop({"server": server.pid, "node": node.pid}, home)
+        _stop(pids, home)
+        if not serving:  # interrupted before it was up: the shell's code for SIGINT
+            raise typer.Exit(130) from None
+        return
+    _stop(pids, home)
 
 
 async def _apply_and_wait(
