@@ -177,6 +177,83 @@ class Client:
         items: list[dict[str, Any]] = body["items"]
         return items
 
+    async def rollouts(self, tenant: str, *, component: str | None = None) -> dict[str, Any]:
+        params = {"component": component} if component else None
+        result: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts", params=params
+        )
+        return result
+
+    async def undo_rollout(
+        self, tenant: str, component: str, *, to_revision: int | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST",
+            f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts/{quote(component, safe='')}/undo",
+            json={"to_revision": to_revision},
+        )
+        return result
+
+    async def scheduled_jobs(self) -> list[dict[str, Any]]:
+        """Every schedule (Schedule resources and tenants' inline ones) with its status."""
+        body = await self._call("GET", "/api/v1/scheduled-jobs")
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    async def run_schedule(self, name: str) -> dict[str, Any]:
+        """Start a run of schedule `name` (`<tenant>/<name>` for an inline one) now."""
+        path = f"/api/v1/schedules/{quote(name, safe='/')}/run"
+        result: dict[str, Any] = await self._call("POST", path)
+        return result
+
+    async def schedule_runs(self, name: str) -> list[dict[str, Any]]:
+        """The runs of schedule `name` still recorded, newest first."""
+        body = await self._call("GET", f"/api/v1/schedules/{quote(name, safe='/')}/runs")
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    async def create_key(
+        self, *, role: str, description: str = "", expires_in_s: int | None = None
+    ) -> dict[str, Any]:
+        body = {"role": role, "description": description, "expires_in_s": expires_in_s}
+        result: dict[str, Any] = await self._call("POST", "/api/v1/tokens", json=body)
+        return result
+
+    async def keys(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self._call("GET", "/api/v1/tokens"))["items"]
+        return items
+
+    async def revoke_key(self, token_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/tokens/{quote(token_id, safe='')}/revoke"
+        )
+        return result
+
+    async def tenant_token(self, tenant: str, *, ttl_s: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/tenants/{quote(tenant, safe='')}/tokens", json={"ttl_s": ttl_s}
+        )
+        return result
+
+    async def revoke_tenant_tokens(self, tenant: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/tenants/{quote(tenant, safe='')}/tokens/revoke"
+        )
+        return result
+
+    async def create_user(self, *, name: str, password: str, role: str) -> dict[str, Any]:
+        body = {"name": name, "password": password, "role": role}
+        result: dict[str, Any] = await self._call("POST", "/api/v1/users", json=body)
+        return result
+
+    async def users(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self._call("GET", "/api/v1/users"))["items"]
+        return items
+
+    async def delete_user(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
+        return result
+
     @contextlib.asynccontextmanager
     async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         try:

@@ -5,6 +5,7 @@ defaults live. The CLI's own settings (server URL, token) live in cli/context.py
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     log_level: str = "info"
     node_heartbeat_s: float = Field(default=5.0, gt=0, description="how often nodes report usage")
+    mode: Literal["dev", "production"] = Field(
+        default="dev", description="production refuses to start without a secret key"
+    )
+    secret_key: str | None = Field(
+        default=None, description="the key (or a file holding it) for secrets and tenant tokens"
+    )
+    secret_key_previous: str | None = Field(
+        default=None, description="keys it replaced, comma-separated, while re-encrypting"
+    )
+    session_ttl_s: float = Field(default=12 * 3600, gt=0, description="dashboard session life")
+    login_max_failures: int = Field(default=5, ge=1, description="failed logins before lockout")
+    login_lockout_s: float = Field(default=15 * 60, gt=0, description="how long a lockout lasts")
+    rate_limit_per_s: float = Field(
+        default=50.0, gt=0, description="API requests per second per caller, sustained"
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="API requests per caller, burst")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API (CORS)"
+    )
 
     def sqlite_path(self) -> Path:
         return self.home / "armillary.db"

@@ -92,6 +92,14 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Checkout:
+    """A release's tree: the replica runs from an immutable export of `commit`."""
+
+    repository: str  # a path on the node (absolute, or relative to the daemon's cwd)
+    commit: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AllocationSpec:
     """One replica a node must run: everything it needs, already resolved."""
 
@@ -103,7 +111,8 @@ class AllocationSpec:
     type: Literal["service", "job"]
     spec_hash: str
     command: list[str]  # argv; a string command arrives as ["sh", "-c", command]
-    cwd: str | None = None
+    cwd: str | None = None  # relative to the checkout when there is one
+    checkout: Checkout | None = None
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)  # name → port; 0: the node picks one
     health_check: HealthCheck | None = None

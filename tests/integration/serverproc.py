@@ -29,6 +29,7 @@ class ServerProcess(Child):
     database_url: str | None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -45,10 +46,15 @@ class ServerProcess(Child):
             "ARMILLARY_HOME": str(self.home),
             "ARMILLARY_LOG_LEVEL": "warning",
             "ARMILLARY_NODE_HEARTBEAT_S": "0.3",
+            # Tests poll with deadlines, many times a second and from several threads at
+            # once; the rate limit itself is tested with its defaults in test_access.py.
+            "ARMILLARY_RATE_LIMIT_PER_S": "5000",
+            "ARMILLARY_RATE_LIMIT_BURST": "50000",
         }
         env.pop("ARMILLARY_DATABASE_URL", None)
         if self.database_url:
             env["ARMILLARY_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:

@@ -76,6 +76,19 @@ CASES = {
         7,
         "spec.cron: expected a valid cron expression",
     ),
+    "unknown-time-zone": (
+        "apiVersion: armillary.dev/v1\nkind: Schedule\nmetadata: {name: {name}}\n"
+        "spec:\n  tenant: t\n  component: c\n  cron: '@daily'\n  time_zone: Mars/Base\n",
+        8,
+        "spec.time_zone: expected an IANA time zone such as 'UTC' or 'Europe/Paris'",
+    ),
+    "invalid-inline-cron": (
+        "apiVersion: armillary.dev/v1\nkind: Tenant\nmetadata: {name: {name}}\n"
+        "spec:\n  org: o\n  stack: s\n  schedules:\n"
+        "    - name: nightly\n      component: c\n      cron: '61 * * * *'\n",
+        10,
+        "spec.schedules[0].cron: expected a valid cron expression",
+    ),
 }
 
 
@@ -173,6 +186,21 @@ def test_cli_reports_file_line_and_path_and_stores_nothing(
             },
             "spec.cron",
             "expected 5 cron fields",
+        ),
+        (
+            {
+                "apiVersion": "armillary.dev/v1",
+                "kind": "Schedule",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "tenant": "t",
+                    "component": "c",
+                    "cron": "@daily",
+                    "time_zone": "Nowhere/City",
+                },
+            },
+            "spec.time_zone",
+            "expected an IANA time zone",
         ),
         ("not a mapping", "", "expected a mapping"),
     ],

@@ -461,14 +461,17 @@ CASES = [
     pytest.param(
         release(name="agent", version="v1.4.0  # <-", tag="agent/v1.4.0"),
         "spec.version",
-        "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] such as 1.4.0 "
-        "(no leading 'v'), got 'v1.4.0'",
+        (
+            "expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE] such as 1.4.0 "
+            "(no leading 'v', no build metadata), got \"v1.4.0\"",
+            "release.schema.json#/properties/spec/properties/version/pattern",
+        ),
         id="release-bad-semver",
     ),
     pytest.param(
         release(name="agent", version="1.4.0+build.5  # <-", tag="agent/v1.4.0"),
         "spec.version",
-        "expected a version without build metadata ('+build.5')",
+        "release.schema.json#/properties/spec/properties/version/pattern",
         id="release-build-metadata",
     ),
     pytest.param(

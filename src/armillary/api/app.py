@@ -16,17 +16,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
-from armillary.api import context, limits, problems
+from armillary.api import context, headers, limits, problems, ratelimit
 from armillary.api.hub import Hub
-from armillary.api.routes import apply, health, nodes, provision, replicas, resources
-from armillary.auth import tokens
+from armillary.api.routes import (
+    access,
+    apply,
+    health,
+    nodes,
+    provision,
+    replicas,
+    resources,
+    rollouts,
+    schedules,
+)
+from armillary.auth import keys, tokens
 from armillary.config import Settings
 from armillary.control.driver import Driver
 from armillary.control.provisioning import Provisioner
+from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import nodes as nodes_store
@@ -40,6 +52,22 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ring = keys.load(
+            value=settings.secret_key,
+            previous=settings.secret_key_previous,
+            home=settings.home,
+            production=settings.mode == "production",
+        )
+        if ring.generated is not None:
+            print(  # loud on purpose: a dev key on disk next to the database
+                f"armillary: WARNING: no ARMILLARY_SECRET_KEY; created {ring.generated} for "
+                "this dev server. Set ARMILLARY_SECRET_KEY (and ARMILLARY_MODE=production) "
+                "for real use; without that file, secrets and tenant tokens cannot be read",
+                file=sys.stderr,
+                flush=True,
+            )
+        app.state.keys = ring
+        app.state.settings = settings
         db = await Database.open(settings.resolved_database_url())
         async with db.write() as conn:
             minted = await tokens.bootstrap_admin(conn, now=dt.datetime.now(dt.UTC))
@@ -59,7 +87,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.db = db
         app.state.hub = Hub(db, heartbeat_interval_s=settings.node_heartbeat_s)
         runtime = NodesRuntime(db)
-        controllers = [Driver(TenantController(db, runtime), db.feed)]
+        app.state.schedules = ScheduleController(db, runtime)
+        controllers = [
+            Driver(TenantController(db, runtime), db.feed),
+            Driver(app.state.schedules, db.feed),
+        ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         app.state.provisioner = Provisioner(db)
         await app.state.provisioner.recover()
@@ -81,6 +113,18 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ratelimit.RateLimit, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+    )
+    if settings.cors_origins:  # CORS only for origins the operator named
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "X-Request-ID"],
+        )
+    app.add_middleware(headers.SecurityHeaders)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(resources.router)
@@ -88,6 +132,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(nodes.router)
     app.include_router(replicas.router)
     app.include_router(provision.router)
+    app.include_router(rollouts.router)
+    app.include_router(access.router)
+    app.include_router(schedules.router)
 
     app.add_middleware(VersionRedirect)
     return app

@@ -153,8 +153,8 @@ class Hub:
             )
         async with self._db.write() as conn:
             principal = await tokens.authenticate(conn, hello.token, now=_now())
-            if principal.role != "admin":
-                raise Unauthorized("a node needs an admin token")
+            if principal.role not in ("admin", "node"):
+                raise Unauthorized("a node needs a node key or an admin token")
             await nodes.register(
                 conn,
                 name=hello.node,

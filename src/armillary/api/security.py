@@ -1,8 +1,17 @@
-"""Authentication of API requests: `Authorization: Bearer <token>`.
+"""Authentication and authorization of API requests.
 
-Every route under /api/v1 depends on `principal`; /healthz and /readyz do not.
-Roles beyond the bootstrap admin arrive with API keys; until then every valid token
-is an admin token.
+Every route under /api/v1 declares who may call it with an `Allow` dependency (or is
+listed in `PUBLIC`); the authorization matrix test walks the route table and fails
+for a route with neither. A caller is identified, once per request, by:
+
+- `Authorization: Bearer arm_…` — an API key (`auth.tokens`);
+- `Authorization: Bearer armt_…` — a tenant token (`auth.tenant_tokens`), valid only
+  while its tenant exists with the same uid and its tokens were not revoked since;
+- the `armillary_session` cookie — a dashboard session (`auth.sessions`); every
+  request that is not GET/HEAD/OPTIONS must then carry the session's CSRF token in
+  `X-CSRF-Token`. Bearer requests need none: a browser never adds them on its own.
+
+The principal is kept on `request.state.principal` for the audit log.
 """
 
 from __future__ import annotations
@@ -12,9 +21,27 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from armillary.auth import tokens
-from armillary.errors import Unauthorized
-from armillary.store.database import Database
+from armillary.auth import access, sessions, tenant_tokens, tokens
+from armillary.auth.access import StaffRole, TenantScope
+from armillary.auth.keys import KeyRing
+from armillary.errors import Forbidden, NotFound, Unauthorized
+from armillary.store import repository, users
+from armillary.store.database import Database, Tx
+
+PUBLIC = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/api/v1/openapi.json",
+        "/api/v1/docs",
+        "/docs/oauth2-redirect",
+        "/api/v1/auth/login",
+    }
+)
+"""Routes anyone may call; every other route has an `Allow`."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TENANT_TOKEN_PURPOSE = "tenant-tokens"  # noqa: S105 (a label, not a secret)
 
 
 def database(request: Request) -> Database:
@@ -22,18 +49,100 @@ def database(request: Request) -> Database:
     return db
 
 
-async def principal(
-    request: Request, db: Annotated[Database, Depends(database)]
-) -> tokens.Principal:
+def key_ring(request: Request) -> KeyRing:
+    ring: KeyRing = request.app.state.keys
+    return ring
+
+
+async def identify(request: Request) -> access.Principal:
+    """Who is calling (cached for the request), or `Unauthorized` saying why not."""
+    known: access.Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    now = dt.datetime.now(dt.UTC)
+    db = database(request)
     header = request.headers.get("authorization")
-    if header is None:
-        raise Unauthorized("missing 'Authorization: Bearer <token>' header")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthorized("expected 'Authorization: Bearer <token>'")
-    async with db.read() as conn:
-        return await tokens.authenticate(conn, value.strip(), now=dt.datetime.now(dt.UTC))
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value or " " in value:
+            raise Unauthorized("expected 'Authorization: Bearer <token>'")
+        async with db.read() as conn:
+            if value.startswith(tenant_tokens.PREFIX):
+                who = await _tenant_principal(conn, key_ring(request), value, now=now)
+            else:
+                who = await tokens.authenticate(conn, value, now=now)
+    else:
+        cookie = request.cookies.get(sessions.COOKIE)
+        if cookie is None:
+            raise Unauthorized("missing 'Authorization: Bearer <token>' header")
+        async with db.read() as conn:
+            who, csrf = await sessions.authenticate(conn, cookie, now=now)
+        if request.method not in SAFE_METHODS and not sessions.csrf_matches(
+            csrf, request.headers.get(sessions.CSRF_HEADER)
+        ):
+            raise Forbidden("missing or wrong X-CSRF-Token for a request made with a session")
+    request.state.principal = who
+    return who
 
 
-Principal = Annotated[tokens.Principal, Depends(principal)]
+async def _tenant_principal(
+    conn: Tx, ring: KeyRing, value: str, *, now: dt.datetime
+) -> access.Principal:
+    claims = tenant_tokens.verify(value, keys=ring.derive_all(TENANT_TOKEN_PURPOSE), now=now)
+    tenant = await repository.get(conn, "Tenant", claims.tenant)
+    if tenant is None or tenant.uid != claims.tenant_uid:
+        raise Unauthorized("the tenant this token was issued for no longer exists")
+    revoked = await users.tenant_tokens_revoked_before(conn, claims.tenant)
+    if revoked is not None and claims.issued_at <= revoked.replace(tzinfo=dt.UTC):
+        raise Unauthorized("this tenant's tokens have been revoked")
+    return access.Principal(kind="tenant", id=claims.id, role="tenant", tenant=claims.tenant)
+
+
+class Allow:
+    """A route's access rule as a dependency: identifies the caller, then applies
+    `access.decide`. Answers 401 (who?), 403 (not allowed) or 404 (another tenant's)."""
+
+    def __init__(
+        self, role: StaffRole | None, *, tenant: TenantScope = "none", node: bool = False
+    ) -> None:
+        self.rule = access.Rule(role=role, tenant=tenant, node=node)
+
+    async def __call__(self, request: Request) -> access.Principal:
+        who = await identify(request)
+        decision = access.decide(
+            self.rule, who, path=request.path_params, query=request.query_params
+        )
+        if decision.allowed:
+            return who
+        if decision.status == 404:
+            raise NotFound("not found")
+        raise Forbidden(decision.reason)
+
+
+def may_write(who: access.Principal, kinds: list[str]) -> None:
+    """403 unless `who` may write every kind in `kinds` (some need admin)."""
+    decision = access.may_write(who, kinds)
+    if not decision.allowed:
+        raise Forbidden(decision.reason)
+
+
+def visible(who: access.Principal, tenant: str | None) -> None:
+    """For handlers of `tenant="handler"` routes: 404 unless `who` may see `tenant`'s."""
+    if not who.sees(tenant):
+        raise NotFound("not found")
+
+
 Db = Annotated[Database, Depends(database)]
+Viewer = Annotated[access.Principal, Depends(Allow("viewer"))]
+Developer = Annotated[access.Principal, Depends(Allow("developer"))]
+Admin = Annotated[access.Principal, Depends(Allow("admin"))]
+TenantPath = Annotated[access.Principal, Depends(Allow("viewer", tenant="path"))]
+"""Viewers, and tenant tokens when the path's `{tenant}` is theirs."""
+TenantQuery = Annotated[access.Principal, Depends(Allow("viewer", tenant="query"))]
+"""Viewers, and tenant tokens when `?tenant=` names theirs."""
+TenantChecked = Annotated[access.Principal, Depends(Allow("viewer", tenant="handler"))]
+"""Viewers, and tenant tokens for what the handler finds to be theirs (`visible`)."""
+
+Principal = Viewer
+"""Any authenticated staff caller (viewer or above); routes should name their rule."""

@@ -1,8 +1,11 @@
-"""Bearer tokens: minting, recognising, and the admin token made at first start.
+"""API keys: minting, recognising, revoking, and the admin key made at first start.
 
-A token reads `arm_<id>_<secret>`: the `arm_` prefix makes a leaked token easy to
-spot (and to scan for), the id names it in lists and logs without revealing it, and
-only SHA-256(token) is stored.
+A key reads `arm_<id>_<secret>`: the `arm_` prefix makes a leaked key easy to spot
+(and to scan for), the id names it in lists, logs and the audit log without
+revealing it, and only SHA-256(key) is stored — keys are 256-bit random values, so
+a fast hash is the right tool. Each key has a role (`viewer`, `developer`,
+`admin`, or `node` for node daemons), may expire, and may be revoked; the plain
+key exists only in the answer that created it.
 """
 
 from __future__ import annotations
@@ -13,20 +16,14 @@ import secrets
 from dataclasses import dataclass
 
 from armillary import timestamps
-from armillary.errors import Unauthorized
+from armillary.auth.access import ROLES, Principal
+from armillary.errors import Invalid, Unauthorized
 from armillary.store import tokens as token_store
 from armillary.store.database import Tx
 
 PREFIX = "arm_"
 MAX_TOKEN_LENGTH = 256
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Principal:
-    """The caller a request acts for."""
-
-    token_id: str
-    role: str
+KEY_ROLES = ("viewer", "developer", "admin", "node")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,29 +37,46 @@ def digest(token: str) -> str:
 
 
 def mint() -> Minted:
-    """A fresh random token (the plain value exists only in the return value)."""
+    """A fresh random key (the plain value exists only in the return value)."""
     token_id = secrets.token_hex(6)
     return Minted(token_id=token_id, token=f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
 
 
-async def bootstrap_admin(conn: Tx, *, now: dt.datetime) -> Minted | None:
-    """At first start (no token exists yet), create the admin token and return it once."""
-    if await token_store.count(conn) > 0:
-        return None
+async def create(
+    conn: Tx,
+    *,
+    role: str,
+    description: str,
+    now: dt.datetime,
+    expires_at: dt.datetime | None = None,
+) -> Minted:
+    """A new API key with `role`; returned once, stored hashed."""
+    if role not in KEY_ROLES:
+        raise Invalid(f"role: expected one of {', '.join(KEY_ROLES)}, got {role!r}")
+    if expires_at is not None and expires_at <= now:
+        raise Invalid("expires_at: expected a moment in the future")
     minted = mint()
     await token_store.add(
         conn,
         token_id=minted.token_id,
         secret_hash=digest(minted.token),
-        role="admin",
-        description="bootstrap admin token",
+        role=role,
+        description=description,
         now=now,
+        expires_at=expires_at,
     )
     return minted
 
 
+async def bootstrap_admin(conn: Tx, *, now: dt.datetime) -> Minted | None:
+    """At first start (no key exists yet), create the admin key and return it once."""
+    if await token_store.count(conn) > 0:
+        return None
+    return await create(conn, role="admin", description="bootstrap admin token", now=now)
+
+
 async def authenticate(conn: Tx, token: str, *, now: dt.datetime) -> Principal:
-    """The principal behind `token`, or `Unauthorized` saying why not."""
+    """The principal behind an API key, or `Unauthorized` saying why not."""
     if len(token) > MAX_TOKEN_LENGTH or not token.startswith(PREFIX):
         raise Unauthorized("expected an Armillary token ('arm_…') in 'Authorization: Bearer'")
     record = await token_store.find_by_hash(conn, digest(token))
@@ -72,4 +86,7 @@ async def authenticate(conn: Tx, token: str, *, now: dt.datetime) -> Principal:
         raise Unauthorized("token has been revoked")
     if record.expires_at is not None and timestamps.utc(record.expires_at) <= now:
         raise Unauthorized("token has expired")
-    return Principal(token_id=record.id, role=record.role)
+    role = next((r for r in ROLES if r == record.role), None)
+    if role is None:
+        raise Unauthorized(f"token has an unknown role {record.role!r}")
+    return Principal(kind="token", id=record.id, role=role)

@@ -7,7 +7,20 @@ from typing import Annotated
 import typer
 
 from armillary import __version__
-from armillary.cli import apply, get, init, nodes, provision, replicas, schema, up
+from armillary.cli import (
+    access,
+    apply,
+    get,
+    init,
+    nodes,
+    provision,
+    releases,
+    replicas,
+    rollouts,
+    schedules,
+    schema,
+    up,
+)
 
 app = typer.Typer(
     name="armillary",
@@ -42,5 +55,18 @@ def options(
     ctx.obj = {"server": server, "token": token}
 
 
-for module in (init, up, apply, get, schema, replicas, nodes, provision):
+for module in (
+    init,
+    up,
+    apply,
+    get,
+    schema,
+    replicas,
+    nodes,
+    provision,
+    releases,
+    rollouts,
+    schedules,
+    access,
+):
     module.register(app)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from armillary import errors
-from armillary.control import plan
+from armillary.control import plan, references
 from armillary.errors import Invalid, Issue
 from armillary.resources import canonical, validate
 from armillary.store import repository
@@ -68,6 +68,7 @@ async def compute_plan(db: Database, parsed: Sequence[Parsed], *, prune: bool) -
     """What `apply` would do, read from the store; nothing is written. A stale
     resourceVersion is reported here exactly as `apply` would report it."""
     async with db.read() as conn:
+        await _check_references(conn, parsed)
         current = await _current(conn, parsed, prune=prune)
     return _plan(parsed, current, prune=prune)
 
@@ -78,6 +79,7 @@ async def apply(
     """Write every document (and, with `prune`, delete what the set no longer names)."""
     applied: list[Applied] = []
     async with db.write() as conn:
+        await _check_references(conn, parsed)
         current = await _current(conn, parsed, prune=prune)
         by_key = {(p.desired.kind, p.desired.name): p for p in parsed}
         for change in _plan(parsed, current, prune=prune):
@@ -91,6 +93,16 @@ async def apply(
             )
             applied.append(Applied(result=outcome, stored=stored))
     return applied
+
+
+async def _check_references(conn: Tx, parsed: Sequence[Parsed]) -> None:
+    items = [p.desired for p in parsed]
+    if not any(True for item in items for _ in references.release_pins(item)):
+        return
+    stored = {r.name for r in await repository.list_kind(conn, "Release")}
+    issues = references.missing_releases(items, stored=stored)
+    if issues:
+        raise Invalid(issues)
 
 
 def _plan(

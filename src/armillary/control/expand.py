@@ -3,45 +3,67 @@ component. Pure: the same tenant and stack always give the same templates and ha
 
 Env is layered: the stack component's env, then the tenant's env, then the tenant's
 override for that component; a string command runs under `sh -c`.
-Components that name a `release` or an `image` cannot run on the nodes runtime yet:
-they come back with a `problem` instead of a command.
+
+A component that runs a release (`release: agent@1.2.0` in the stack, or a tenant's
+pin in its override, which wins) takes the command of the Release record's process
+artifact and runs from an immutable checkout of its tag; `ARMILLARY_RELEASE` tells
+the process which one. A release that is not recorded, an image artifact or an inline
+`image` (both need a container runtime) come back with a `problem` instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from armillary.resources import quantity
+from armillary.resources.release import Release, release_name
 from armillary.resources.stack import Component, Stack
 from armillary.resources.tenant import Tenant
-from armillary.runtime.instance import Instance, Template
+from armillary.runtime.instance import Instance, Policy, Template
 
 
-def expand(tenant: Tenant, stack: Stack) -> Instance:
-    """One template per component of `stack`, as `tenant` runs it, in stack order."""
-    templates = tuple(_template(tenant, c) for c in stack.spec.components)
+def expand(tenant: Tenant, stack: Stack, releases: Mapping[str, Release] | None = None) -> Instance:
+    """One template per component of `stack`, as `tenant` runs it, in stack order.
+    `releases` holds the Release records by name (at least those pinned)."""
+    templates = tuple(_template(tenant, c, releases or {}) for c in stack.spec.components)
     return Instance(tenant=tenant.metadata.name, templates=templates)
 
 
-def _template(tenant: Tenant, component: Component) -> Template:
+def pinned_release(tenant: Tenant, component: Component) -> str | None:
+    """The `component@version` this tenant runs for `component`, if it runs a release."""
+    override = tenant.spec.overrides.get(component.name)
+    if override is not None and override.release is not None:
+        return override.release
+    return component.release
+
+
+def _template(tenant: Tenant, component: Component, releases: Mapping[str, Release]) -> Template:
     override = tenant.spec.overrides.get(component.name)
     env = {**component.env, **tenant.spec.env, **(override.env if override else {})}
     replicas = component.replicas
     if override is not None and override.replicas is not None:
         replicas = override.replicas
+    reference = pinned_release(tenant, component)
     problem = None
+    cwd = component.cwd
+    checkout: tuple[str, str] | None = None
     command: tuple[str, ...] = ()
-    if isinstance(component.command, str):
+    if reference is not None:
+        command, cwd, checkout, problem = _from_release(reference, component, releases)
+        if problem is None:
+            env["ARMILLARY_RELEASE"] = reference
+    elif isinstance(component.command, str) and component.args:
+        # A string runs under sh; its args arrive as "$@".
+        command = ("sh", "-c", f'{component.command} "$@"', "sh", *component.args)
+    elif isinstance(component.command, str):
         command = ("sh", "-c", component.command)
     elif component.command is not None:
         command = (*component.command, *component.args)
     else:
-        source = f"release {component.release}" if component.release else f"image {component.image}"
         problem = (
-            f"{source}: the nodes runtime runs commands; release and image references are "
-            "resolved by the release registry, which is not built yet"
+            f"image {component.image}: the nodes runtime runs processes; "
+            "images need a container runtime"
         )
-    if isinstance(component.command, str) and component.args:
-        # A string runs under sh; its args arrive as "$@".
-        command = ("sh", "-c", f'{component.command} "$@"', "sh", *component.args)
     restart = component.restart.model_dump(mode="json")
     if restart["policy"] is None:
         restart["policy"] = "always" if component.type == "service" else "on-failure"
@@ -51,7 +73,7 @@ def _template(tenant: Tenant, component: Component) -> Template:
         type=component.type,
         replicas=replicas if component.type == "service" else 1,
         command=command,
-        cwd=component.cwd,
+        cwd=cwd,
         env=env,
         ports=tuple((p.name, p.port) for p in component.ports),
         health_check=(
@@ -66,4 +88,41 @@ def _template(tenant: Tenant, component: Component) -> Template:
         cpu_millicores=quantity.cpu_millicores(resources.cpu) if resources.cpu is not None else 0,
         memory_mb=quantity.memory_mb(resources.memory) if resources.memory is not None else 0,
         problem=problem,
+        release=reference,
+        checkout=checkout,
+        policy=Policy(**component.rollout.model_dump()),
     )
+
+
+def _from_release(
+    reference: str, component: Component, releases: Mapping[str, Release]
+) -> tuple[tuple[str, ...], str | None, tuple[str, str] | None, str | None]:
+    """(command, cwd, checkout, problem) of a component running `reference`."""
+    name, _, version = reference.partition("@")
+    record = releases.get(release_name(name, version))
+    if record is None:
+        return (), None, None, f"release {reference} is not recorded"
+    process = record.spec.artifact.process
+    if process is None:
+        return (
+            (),
+            None,
+            None,
+            (
+                f"release {reference} is a container image; the nodes runtime runs process "
+                "artifacts, images need a container runtime"
+            ),
+        )
+    repository = record.spec.git.repository
+    if repository is None:
+        return (
+            (),
+            None,
+            None,
+            (
+                f"release {reference} names no git.repository, so no node can check out "
+                f"{record.spec.git.tag}"
+            ),
+        )
+    command = (*process.command, *component.args)
+    return command, process.cwd, (repository, record.spec.git.commit), None

@@ -346,6 +346,8 @@ class Provisioner:
         failed = []
         for a in held:
             report = a.report or {}
+            if a.schedule_run is not None:  # a schedule's run, not the stack's job
+                continue
             if a.spec.get("type") == "job" and report.get("state") == "failed":
                 code, message = report.get("exit_code"), report.get("message") or ""
                 failed.append(f"job {a.component} failed (exit code {code}) {message}".strip())
@@ -354,7 +356,11 @@ class Provisioner:
     async def _seed_jobs(self, context: Context) -> dict[str, Any]:
         async with self._db.read() as conn:
             held = await allocations.for_tenant(conn, context.run.tenant)
-        jobs = {a.component: a.report or {} for a in held if a.spec.get("type") == "job"}
+        jobs = {
+            a.component: a.report or {}
+            for a in held
+            if a.spec.get("type") == "job" and a.schedule_run is None  # not a schedule's run
+        }
         unfinished = [name for name, report in jobs.items() if report.get("state") != "succeeded"]
         if unfinished:
             raise StepFailed(f"job(s) not succeeded: {', '.join(sorted(unfinished))}")

@@ -1,10 +1,13 @@
 """The tenant controller: keeps each tenant's replicas converged on its stack.
 
-`reconcile(tenant)` re-reads the Tenant and its Stack, expands them into templates,
-asks the runtime for one step toward them, and writes the tenant's status: counts
-per component, and the conditions Ready, Progressing and Degraded with the reason
-in words. A deleted tenant has its replicas removed. Every event (the tenant, its
-stack, its allocations' reports, a node) only brings the key back here.
+`reconcile(tenant)` re-reads the Tenant, its Stack and the Releases they pin,
+expands them into templates, lets `control.rollouts` decide which revision of each
+component runs (rolling back a failed change, holding a release's wave), asks the
+runtime for one step toward that, closes the revisions that ended, and writes the
+tenant's status: counts per component, revisions, and the conditions Ready,
+Progressing and Degraded with the reason in words. A deleted tenant has its replicas
+removed. Every event (the tenant, its stack, a release, its allocations' reports, a
+node) only brings the key back here.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from armillary.control import conditions, expand
+from armillary.control import conditions, expand, rollouts
 from armillary.control.driver import Result
+from armillary.resources.release import Release
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
@@ -23,6 +27,7 @@ from armillary.store.database import Database
 from armillary.store.feed import Event
 
 PROGRESS_RECHECK_S = 5.0
+ROLLBACK_NOW_S = 0.05
 
 
 def _utc_now() -> dt.datetime:
@@ -42,6 +47,7 @@ class TenantController:
         self._db = db
         self._runtime = runtime
         self._clock = clock
+        self._rollouts = rollouts.Rollouts(db)
 
     async def keys_for(self, event: Event) -> set[str]:
         if event.kind == "Tenant":
@@ -52,8 +58,12 @@ class TenantController:
             async with self._db.read() as conn:
                 tenants = await repository.list_kind(conn, "Tenant")
             return {t.name for t in tenants if t.spec.get("stack") == event.name}
-        if event.kind == "Node":
+        if event.kind in ("Node", "Release"):
             return await self.all_keys()
+        if event.kind == "Rollout":  # a revision ended: changes held behind it may start
+            async with self._db.read() as conn:
+                tenants = await repository.list_kind(conn, "Tenant")
+            return {t.name for t in tenants if _holds(t.status)}
         return set()
 
     async def all_keys(self) -> set[str]:
@@ -66,21 +76,30 @@ class TenantController:
         async with self._db.read() as conn:
             stored = await repository.get(conn, "Tenant", key)
             stack_row = None
+            releases: dict[str, Release] = {}
             if stored is not None:
                 stack_row = await repository.get(conn, "Stack", str(stored.spec.get("stack")))
+                for row in await repository.list_kind(conn, "Release"):
+                    releases[row.name] = Release.model_validate(row.document())
         if stored is None:
             outcome = await self._runtime.converge(key, None, now=now)
-            return Result(requeue_after_s=None if outcome.step.idle else 1.0)
+            if outcome.step.idle:
+                await self._rollouts.forget(key)
+                return Result()
+            return Result(requeue_after_s=1.0)
         tenant = Tenant.model_validate(stored.document())
         if stack_row is None:
             status = _status_without_stack(stored, tenant, now)
             await self._write_status(key, stored, status)
             return Result()
         stack = Stack.model_validate(stack_row.document())
-        instance = expand.expand(tenant, stack)
-        outcome = await self._runtime.converge(key, instance, now=now)
-        status = _status(stored, stack_row.generation, outcome, now)
+        plan = await self._rollouts.choose(key, expand.expand(tenant, stack, releases), now=now)
+        outcome = await self._runtime.converge(key, plan.instance, now=now)
+        rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
+        status = _status(stored, stack_row.generation, outcome, now, rollouts.status(plan))
         await self._write_status(key, stored, status)
+        if rolled_back:
+            return Result(requeue_after_s=ROLLBACK_NOW_S)
         progressing = conditions.is_true(status, "Progressing")
         return Result(requeue_after_s=PROGRESS_RECHECK_S if progressing else None)
 
@@ -106,9 +125,11 @@ def _status(
     stack_generation: int,
     outcome: nodes_runtime.Outcome,
     now: dt.datetime,
+    revisions: tuple[dict[str, Any], list[str], list[str]],
 ) -> dict[str, Any]:
     components: dict[str, Any] = {}
     desired = ready = updated = 0
+    summary, rollout_problems, held = revisions
     problems: list[str] = []
     waiting: list[str] = []
     all_ready = True
@@ -135,24 +156,27 @@ def _status(
         stale = seen.total > seen.desired or seen.updated < seen.desired
         all_ready = all_ready and component_ready and not stale and not seen.problems
     converged = all_ready and outcome.step.idle and not outcome.unplaced
+    problems.extend(rollout_problems)  # the tenant may be Ready (on the old revision) and Degraded
     ready_reason = "AllReplicasReady" if converged else ("Degraded" if problems else "Progressing")
     ready_message = (
         f"{ready}/{desired} replicas ready"
         if converged
         else "; ".join(problems or waiting or [f"{ready}/{desired} replicas ready"])
     )
+    progressing_reason = "Converged" if converged else ("Stalled" if problems else "RollingOut")
     return {
         "observedGeneration": stored.generation,
         "stackGeneration": stack_generation,
         "replicas": {"desired": desired, "ready": ready, "updated": updated},
         "components": components,
+        **({"rollouts": summary} if summary else {}),
         "conditions": [
             _cond("Ready", converged, ready_reason, ready_message, now),
             _cond(
                 "Progressing",
                 not converged and not problems,
-                "Converged" if converged else ("Stalled" if problems else "RollingOut"),
-                "; ".join(waiting) or f"{updated}/{desired} replicas updated",
+                "RolloutHeld" if held and converged else progressing_reason,
+                "; ".join(held or waiting) or f"{updated}/{desired} replicas updated",
                 now,
             ),
             _cond(
@@ -164,6 +188,10 @@ def _status(
             ),
         ],
     }
+
+
+def _holds(status: dict[str, Any]) -> bool:
+    return any("held" in entry for entry in status.get("rollouts", {}).values())
 
 
 def _status_without_stack(

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from armillary.node import health, logfiles, process, procfs, restart
+from armillary.node import checkouts, health, logfiles, process, procfs, restart
 from armillary.node.replica import Proc, Replica
 from armillary.protocol import ReplicaState
 
@@ -52,6 +52,7 @@ class Lifecycle:
         ports_taken: Callable[[Replica], set[int]],
     ) -> None:
         self.replicas_dir = data_dir / "replicas"
+        self.checkouts_dir = data_dir / "checkouts"
         self._tenants_dir = data_dir / "tenants"
         self._address = address
         self._base_env = dict(base_env)
@@ -72,8 +73,11 @@ class Lifecycle:
         if spec.tenant not in self._tenant_dirs:
             tenant_dir.mkdir(parents=True, exist_ok=True)
             self._tenant_dirs.add(spec.tenant)
+        root = self._cwd
+        if spec.checkout is not None:  # a release runs from its tag's tree, never from ours
+            root = checkouts.location(self.checkouts_dir, spec.checkout)
         return process.environment(
-            spec, ports=held.ports, base=self._base_env, tenant_dir=tenant_dir, cwd=self._cwd
+            spec, ports=held.ports, base=self._base_env, tenant_dir=tenant_dir, cwd=root
         )
 
     # --- starting ---------------------------------------------------------------------------

@@ -27,11 +27,12 @@ import fcntl
 import logging
 import os
 import signal
+import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from armillary import errors
-from armillary.node import logfiles, process, procfs, statefile
+from armillary.node import checkouts, logfiles, process, procfs, statefile
 from armillary.node.lifecycle import Lifecycle
 from armillary.node.replica import Replica
 from armillary.protocol import AllocationSpec, ReplicaReport
@@ -68,6 +69,8 @@ class Supervisor:
             stopped=self._forget,
             ports_taken=self._ports_taken,
         )
+        self._checkouts = checkouts.Checkouts(self._life.checkouts_dir, cwd=Path.cwd())
+        self._checkout_tasks: set[asyncio.Task[None]] = set()
         self._replicas: dict[str, Replica] = {}
         self._desired: dict[str, AllocationSpec] = {}
         self._orphans: dict[str, list[procfs.Stat]] = {}  # found at start; claimed by converge
@@ -154,6 +157,8 @@ class Supervisor:
             self._closed = True
             return
         self._closed = True
+        for task in self._checkout_tasks:
+            task.cancel()
         if self._rotation is not None:
             self._rotation.cancel()
             await asyncio.gather(self._rotation, return_exceptions=True)
@@ -192,7 +197,28 @@ class Supervisor:
             held.state, held.reason, held.message = "failed", "InvalidSpec", str(exc)
             self._changed(held)
             return
-        if not self._adopt_found(held, self._orphans.pop(spec.id, []), restarted=False):
+        if self._adopt_found(held, self._orphans.pop(spec.id, []), restarted=False):
+            return
+        if spec.checkout is not None and not self._checkouts.ready(spec.checkout):
+            held.state, held.reason = "pending", "CheckingOut"
+            held.message = f"exporting {spec.checkout.commit} from {spec.checkout.repository}"
+            self._changed(held)
+            task = asyncio.get_running_loop().create_task(self._checkout_then_spawn(held))
+            self._checkout_tasks.add(task)
+            task.add_done_callback(self._checkout_tasks.discard)
+            return
+        self._life.spawn(held)
+
+    async def _checkout_then_spawn(self, held: Replica) -> None:
+        assert held.spec.checkout is not None
+        try:
+            await self._checkouts.ensure(held.spec.checkout)
+        except (checkouts.CheckoutFailed, OSError, tarfile.TarError) as exc:
+            if self._replicas.get(held.id) is held and not held.stopping:
+                held.state, held.reason, held.message = "failed", "CheckoutFailed", str(exc)
+                self._changed(held)
+            return
+        if self._replicas.get(held.id) is held and not held.stopping and not self._closed:
             self._life.spawn(held)
 
     def _stop(self, held: Replica) -> None:

@@ -4,13 +4,23 @@ It pins a semantic version to a git tag `<component>/v<version>` and commit, and
 names the artifact — a container image or a process command run from a checkout
 of the tag. It never carries build bytes. Its name is `<component>-<version>`, so a
 version is recorded once per component.
+
+Every record is first checked against the published JSON Schema shipped beside this
+module (`release.schema.json`, also printed by `armillary schema Release --published`),
+so tools that validate records with that file and the server agree; the pydantic
+model then gives the typed value.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import posixpath
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from importlib import resources
+from typing import Annotated, Any, Literal
 
+import jsonschema
 from pydantic import AfterValidator, Field, model_validator
 
 from armillary.resources import semver
@@ -48,9 +58,19 @@ class ImageArtifact(Model):
     digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
 
 
+def _check_relative(value: str) -> str:
+    normal = posixpath.normpath(value)
+    if value.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise ValueError(f"expected a path inside the checkout of the tag, got {value!r}")
+    return value
+
+
 class ProcessArtifact(Model):
-    command: Annotated[list[str], Field(min_length=1)]
-    cwd: str | None = None
+    """A command run from an immutable checkout of the release's tag; `cwd` is relative
+    to the checkout's root."""
+
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    cwd: Annotated[str, AfterValidator(_check_relative)] | None = None
 
 
 class Artifact(Model):
@@ -85,3 +105,40 @@ def release_name(component: str, version: str) -> str:
 class Release(Document[ReleaseSpec]):
     kind: Literal["Release"]
     metadata: DottedObjectMeta
+
+
+SCHEMA_FILE = "release.schema.json"
+
+
+@functools.cache
+def published_schema() -> dict[str, Any]:
+    """The JSON Schema every Release record must pass, as shipped with the package."""
+    text = resources.files("armillary.resources").joinpath(SCHEMA_FILE).read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = published_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    validator: jsonschema.protocols.Validator = cls(schema)
+    return validator
+
+
+def schema_issues(raw: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Each place `raw` breaks the published schema, with the schema path it broke."""
+    errors = sorted(_validator().iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+    for error in errors:
+        rule = "/".join(str(part) for part in error.absolute_schema_path)
+        yield tuple(error.absolute_path), f"{_short(error)} (release.schema.json#/{rule})"
+
+
+def _short(error: jsonschema.ValidationError) -> str:
+    if error.validator == "pattern":
+        rule = error.schema if isinstance(error.schema, dict) else {}
+        wanted = str(rule.get("description") or f"the pattern {error.validator_value}")
+        got = json.dumps(error.instance)[:60]
+        return f"expected {wanted[0].lower()}{wanted[1:].rstrip('.')}, got {got}"
+    return error.message if len(error.message) <= 200 else error.message[:197] + "..."

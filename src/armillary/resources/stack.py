@@ -137,6 +137,31 @@ class Resources(Model):
         return value
 
 
+class RolloutPolicy(Model):
+    """How a change to a component reaches its replicas, and its tenants.
+
+    Within one tenant: at most `max_surge` replicas above `replicas` and at most
+    `max_unavailable` below it while replacing (a fixed port cannot surge: it is
+    replaced stop-first, one at a time). A change that has not become healthy within
+    `progress_deadline_s`, or whose new replicas fail, is rolled back to the last
+    revision that was (`auto_rollback`). Across tenants, a new release of the
+    component starts in at most `max_parallel_tenants` at a time, and in no more
+    once it has failed in one.
+    """
+
+    max_surge: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_unavailable: Annotated[int, Field(ge=0, le=1000)] = 0
+    progress_deadline_s: Annotated[float, Field(gt=0, le=86400)] = 600
+    max_parallel_tenants: Annotated[int, Field(ge=1, le=10000)] = 1
+    auto_rollback: bool = True
+
+    @model_validator(mode="after")
+    def _can_move(self) -> RolloutPolicy:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("max_surge and max_unavailable cannot both be 0: nothing could move")
+        return self
+
+
 class Component(Model):
     """One component of a stack."""
 
@@ -159,6 +184,7 @@ class Component(Model):
     depends_on: list[Name] = Field(default_factory=list)
     stop_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
     @model_validator(mode="after")
     def _one_artifact(self) -> Component:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from armillary.errors import Invalid, Issue, TooLarge
 from armillary.resources import kinds
+from armillary.resources import release as releases
 from armillary.resources.meta import API_VERSION, Document
 from armillary.resources.release import Release, release_name
 
@@ -66,6 +67,10 @@ def parse(
     if head:
         raise Invalid([issue(loc, msg) for loc, msg in head])
     kind = kinds.BY_NAME[raw["kind"]]
+    if kind.name == "Release":
+        published = [issue(loc, msg) for loc, msg in releases.schema_issues(raw)]
+        if published:
+            raise Invalid(published)
     try:
         resource = kind.model.model_validate(raw)
     except ValidationError as exc:

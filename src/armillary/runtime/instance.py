@@ -7,10 +7,22 @@ changed hash means "replace the replicas" and an unchanged one "leave them".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """How changes roll out (the Stack's `rollout`); changing it restarts nothing."""
+
+    max_surge: int = 1
+    max_unavailable: int = 0
+    progress_deadline_s: float = 600
+    max_parallel_tenants: int = 1
+    auto_rollback: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,10 +44,13 @@ class Template:
     cpu_millicores: int
     memory_mb: int
     problem: str | None = None  # set when the component cannot run here, and why
+    release: str | None = None  # `component@version` when it runs a recorded release
+    checkout: tuple[str, str] | None = None  # (repository, commit) the node runs it from
+    policy: Policy = field(default_factory=lambda: Policy())  # not part of spec_hash
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""
-        shape = {
+        shape: dict[str, Any] = {
             "type": self.type,
             "command": list(self.command),
             "cwd": self.cwd,
@@ -46,6 +61,8 @@ class Template:
             "stop_grace_s": self.stop_grace_s,
             "timeout_s": self.timeout_s,
         }
+        if self.checkout is not None:  # only when set: command replicas keep their hashes
+            shape["checkout"] = list(self.checkout)
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -61,3 +78,23 @@ class Instance:
 def url_variable(component: str) -> str:
     """`mission-control` → `MISSION_CONTROL_URL`."""
     return component.upper().replace("-", "_") + "_URL"
+
+
+def template_to_json(template: Template) -> dict[str, Any]:
+    """A template as plain JSON data (kept with each rollout revision)."""
+    data: dict[str, Any] = dataclasses.asdict(template)
+    return data
+
+
+def template_from_json(data: dict[str, Any]) -> Template:
+    """The inverse of `template_to_json`."""
+    return Template(
+        **{
+            **data,
+            "command": tuple(data["command"]),
+            "ports": tuple((name, port) for name, port in data["ports"]),
+            "depends_on": tuple(data["depends_on"]),
+            "checkout": tuple(data["checkout"]) if data.get("checkout") else None,
+            "policy": Policy(**data.get("policy", {})),
+        }
+    )

@@ -7,6 +7,11 @@ allocations — fixed ports as declared, dynamic ports left to the node, which s
 what is really free on its machine and reports what it picked. The node hub sees
 the change on the feed and sends each affected node its new set. Placement that
 fails is reported back, with the scheduler's reasons, for the tenant's status.
+
+`place_run` places one run of a scheduled job the same way, in the schedule
+controller's transaction. Its allocation is marked with the run (`schedule_run`),
+and `converge` leaves marked allocations out: a run is not a replica of the stack,
+so a tenant's step neither counts it nor removes it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from armillary import protocol
 from armillary.resources import naming
 from armillary.runtime import rollout, scheduler
-from armillary.runtime.instance import Instance
+from armillary.runtime.instance import Instance, Template, url_variable
 from armillary.store import allocations, nodes
 from armillary.store.database import Database, Tx
 
@@ -45,7 +50,7 @@ class NodesRuntime:
         self, tenant: str, instance: Instance | None, *, now: dt.datetime
     ) -> Outcome:
         async with self._db.write() as conn:
-            held = await allocations.for_tenant(conn, tenant)
+            held = _replicas(await allocations.for_tenant(conn, tenant))
             known = {n.name: n for n in await nodes.list_all(conn)}
             current = [_current(a, known) for a in held]
             plan = rollout.step(instance, current)
@@ -56,6 +61,40 @@ class NodesRuntime:
             )
         return Outcome(step=plan, unplaced=unplaced)
 
+    async def place_run(
+        self,
+        conn: Tx,
+        *,
+        run: str,
+        tenant: str,
+        template: Template,
+        name: str,
+        env: dict[str, str],
+        now: dt.datetime,
+    ) -> allocations.Allocation | str:
+        """Place one run of the job `template` in the caller's transaction: the
+        allocation written, or why no node takes it. The run gets `env` and the URL of
+        each dependency whose replica 0 is ready (it does not wait for the others)."""
+        known = {n.name: n for n in await nodes.list_all(conn)}
+        held = _replicas(await allocations.for_tenant(conn, tenant))
+        ready = [c for c in (_current(a, known) for a in held) if c.replica == 0 and c.ready]
+        urls = {c.component: c.url for c in ready}
+        extra_env = {url_variable(d): u for d in template.depends_on if (u := urls.get(d))}
+        extra_env.update(env)
+        create = rollout.Create(
+            template=template,
+            replica=0,
+            spec_hash=template.spec_hash(extra_env),
+            extra_env=extra_env,
+        )
+        unplaced = await self._create(
+            conn, tenant, [create], known, now=now, schedule_run=run, name=name
+        )
+        if unplaced:
+            return unplaced[template.component]
+        written = await allocations.for_tenant(conn, tenant)
+        return next(a for a in written if a.schedule_run == run)
+
     async def _create(
         self,
         conn: Tx,
@@ -64,6 +103,8 @@ class NodesRuntime:
         known: dict[str, nodes.Node],
         *,
         now: dt.datetime,
+        schedule_run: str | None = None,
+        name: str | None = None,
     ) -> dict[str, str]:
         everything = await allocations.list_all(conn)
         infos = [
@@ -104,7 +145,7 @@ class NodesRuntime:
                 unplaced[create.template.component] = placement.explain(demand.key)
                 continue
             ports = self._ports(create)
-            spec = _spec(tenant, create, ports)
+            spec = _spec(tenant, create, ports, name=name)
             batch.append(
                 allocations.Allocation(
                     id=spec.id,
@@ -121,6 +162,7 @@ class NodesRuntime:
                     report=None,
                     created_at=now,
                     reported_at=None,
+                    schedule_run=schedule_run,
                 )
             )
         await allocations.add(conn, batch)
@@ -132,18 +174,25 @@ class NodesRuntime:
         return {name: fixed or 0 for name, fixed in create.template.ports}
 
 
-def _spec(tenant: str, create: rollout.Create, ports: dict[str, int]) -> protocol.AllocationSpec:
+def _spec(
+    tenant: str, create: rollout.Create, ports: dict[str, int], *, name: str | None = None
+) -> protocol.AllocationSpec:
     template = create.template
     return protocol.AllocationSpec(
         id=str(uuid.uuid4()),
         tenant=tenant,
         component=template.component,
-        name=naming.replica_name(template.component, tenant, create.replica),
+        name=name or naming.replica_name(template.component, tenant, create.replica),
         index=create.replica,
         type="job" if template.type == "job" else "service",
         spec_hash=create.spec_hash,
         command=list(template.command),
         cwd=template.cwd,
+        checkout=(
+            protocol.Checkout(repository=template.checkout[0], commit=template.checkout[1])
+            if template.checkout is not None
+            else None
+        ),
         env={**template.env, **create.extra_env},
         ports=ports,
         health_check=(
@@ -176,3 +225,8 @@ def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -
         message=report.get("message"),
         restarts=int(report.get("restarts", 0)),
     )
+
+
+def _replicas(held: list[allocations.Allocation]) -> list[allocations.Allocation]:
+    """The tenant's replicas: its allocations less those of schedule runs."""
+    return [a for a in held if a.schedule_run is None]

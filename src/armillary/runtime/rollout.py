@@ -61,6 +61,7 @@ class Observed:
     total: int = 0
     waiting_for: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # why replicas are not ready: crash loops, bad commands, …
+    failing: tuple[str, ...] = ()  # problems of replicas on the current spec that mean "broken"
     job: bool = False
     done: bool = False  # jobs: succeeded on the current spec
 
@@ -77,6 +78,7 @@ class Step:
 
 
 _TROUBLED = ("crashloop", "failed", "unhealthy", "backoff")
+_BROKEN = ("crashloop", "failed", "unhealthy")  # a new revision in these has failed
 
 
 def step(instance: Instance | None, current: Sequence[Current]) -> Step:
@@ -150,6 +152,7 @@ def _component(
         total=len(mine),
         waiting_for=waiting,
         problems=problems,
+        failing=tuple(_problem(c) for c in fresh if c.state in _BROKEN),
         job=template.type == "job",
         done=template.type == "job" and any(c.state == "succeeded" for c in fresh),
     )
@@ -163,25 +166,62 @@ def _component(
     # Beyond the desired count: remove (fresh duplicates of a slot too).
     result.remove.extend(c.id for c in fresh if c.replica >= desired or by_slot[c.replica] is not c)
     result.remove.extend(c.id for c in stale if c.replica >= desired)
-    in_flight = any(not c.ready for c in fresh if c.replica < desired and by_slot[c.replica] is c)
-    # A fixed port cannot be held by the old and the new replica at once: replace those
-    # stop-first (the old one goes, then its successor starts); the rest surge-first.
-    surge = not any(port is not None for _, port in template.ports)
+    _replace(
+        template,
+        desired,
+        by_slot,
+        [c for c in stale if c.replica < desired],
+        result,
+        spec_hash,
+        extra_env,
+    )
+    return observed, url
+
+
+def _replace(
+    template: Template,
+    desired: int,
+    by_slot: dict[int, Current],
+    stale: list[Current],
+    result: Step,
+    spec_hash: str,
+    extra_env: dict[str, str],
+) -> None:
+    """Moves within the surge and availability budgets, slot by slot (Kubernetes'
+    maxSurge/maxUnavailable): live replicas never exceed `desired + max_surge`, and a
+    ready one is removed only while `desired - max_unavailable` stay ready. A fixed
+    port cannot be held by the old and the new replica at once: those are replaced
+    stop-first (no surge, at least one unavailable allowed)."""
+    fixed_port = any(port is not None for _, port in template.ports)
+    max_surge = 0 if fixed_port else template.policy.max_surge
+    max_unavailable = max(template.policy.max_unavailable, 0 if max_surge else 1)
+    live = [by_slot[s] for s in by_slot if s < desired] + stale
+    total = len(live)
+    ready = sum(1 for c in live if c.ready)
+    pending: list[list[Current]] = []
     for slot in range(desired):
         old = [c for c in stale if c.replica == slot]
         new = by_slot.get(slot)
         if new is None and not old:
             result.create.append(_create(template, slot, spec_hash, extra_env))
-            in_flight = in_flight or bool(stale)  # while replacing, this one must get ready first
-        elif new is None and not in_flight:
-            if surge:
-                result.create.append(_create(template, slot, spec_hash, extra_env))
-            else:
-                result.remove.extend(c.id for c in old)
-            in_flight = True  # one replica at a time
-        elif new is not None and new.ready:
+            total += 1
+        elif new is not None and new.ready and old:
             result.remove.extend(c.id for c in old)
-    return observed, url
+            total -= len(old)
+            ready -= sum(1 for c in old if c.ready)
+        elif new is None:
+            pending.append(old)
+    for old in pending:
+        losing = sum(1 for c in old if c.ready)
+        if max_surge and total < desired + max_surge:
+            result.create.append(_create(template, old[0].replica, spec_hash, extra_env))
+            total += 1
+        elif ready - losing >= desired - max_unavailable:
+            result.remove.extend(c.id for c in old)
+            total -= len(old)
+            ready -= losing
+        else:
+            break  # in slot order: later slots wait their turn
 
 
 def _create(template: Template, slot: int, spec_hash: str, extra_env: dict[str, str]) -> Create:

@@ -3,7 +3,9 @@
 The controllers own the set (create, delete); the node owning an allocation owns
 its `report`. Every change to a node's set moves that node's epoch and is
 announced on the feed for the tenant and the node, so the hub can push the node
-its new set and the controller can look at the tenant again.
+its new set and the controller can look at the tenant again. An allocation with
+`schedule_run` set runs one run of a schedule: the schedule controller owns it,
+and the tenant controller leaves it alone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Allocation:
     report: dict[str, Any] | None
     created_at: dt.datetime
     reported_at: dt.datetime | None
+    schedule_run: str | None = None  # the schedule run it belongs to, if any
 
 
 def _allocation(row: Row[Any]) -> Allocation:
@@ -46,6 +49,7 @@ def _allocation(row: Row[Any]) -> Allocation:
         report=row.report,
         created_at=row.created_at,
         reported_at=row.reported_at,
+        schedule_run=row.schedule_run,
     )
 
 
@@ -112,6 +116,7 @@ async def add(conn: AsyncConnection, batch: Sequence[Allocation]) -> None:
                 "report": a.report,
                 "created_at": a.created_at,
                 "reported_at": a.reported_at,
+                "schedule_run": a.schedule_run,
             }
             for a in batch
         ],

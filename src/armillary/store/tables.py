@@ -88,6 +88,9 @@ allocations = Table(
     Column("report", Json, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("reported_at", DateTime(timezone=True), nullable=True),
+    # Set on the allocation of a schedule run (schedule_runs.id): the tenant controller
+    # leaves such allocations alone, and the schedule controller owns them.
+    Column("schedule_run", String(36), nullable=True),
     Index("ix_allocations_tenant", "tenant"),
     Index("ix_allocations_node", "node"),
 )
@@ -128,4 +131,90 @@ locks = Table(
     Column("name", String(300), primary_key=True),
     Column("owner", String(100), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("tenant", String(253), primary_key=True),
+    Column("component", String(253), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("template_hash", String(64), nullable=False),
+    Column("template", Json, nullable=False),  # what to run again when rolling back to it
+    Column("release", String(300), nullable=True),  # component@version, when a release
+    Column("state", String(16), nullable=False),  # progressing | complete | failed | superseded
+    Column("reason", String(4000), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_rollouts_release", "component", "release"),
+)
+
+schedule_states = Table(
+    "schedule_states",
+    metadata,
+    # A Schedule resource's name, or `<tenant>/<name>` for a tenant's inline schedule.
+    Column("schedule", String(127), primary_key=True),
+    Column("tenant", String(253), nullable=False),
+    Column("owner_uid", String(36), nullable=False),  # the Schedule's or the Tenant's uid
+    Column("clock_hash", String(64), nullable=False),  # of the cron and time zone counted
+    Column("version", BigInteger, nullable=False),  # every write is conditional on it
+    Column("handled_at", DateTime(timezone=True), nullable=False),  # last fire time handled
+    Column("last_scheduled_at", DateTime(timezone=True), nullable=True),
+    Column("last_successful_at", DateTime(timezone=True), nullable=True),
+    Column("status", Json, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_schedule_states_tenant", "tenant"),
+)
+
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("schedule", String(127), ForeignKey("schedule_states.schedule"), nullable=False),
+    Column("tenant", String(253), nullable=False),
+    Column("component", String(253), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | manual
+    Column("scheduled_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # pending|running|succeeded|failed|stopped
+    Column("allocation_id", String(36), nullable=True),
+    Column("node", String(253), nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("message", String(4000), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    # One run per fire time, whoever fires it: a second writer's insert fails.
+    UniqueConstraint("schedule", "scheduled_at", name="uq_schedule_runs_schedule_scheduled_at"),
+    Index("ix_schedule_runs_allocation_id", "allocation_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", String(256), nullable=False),  # argon2id
+    Column("role", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the cookie's value
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sessions_user", "user"),
+)
+
+tenant_token_revocations = Table(
+    "tenant_token_revocations",
+    metadata,
+    Column("tenant", String(253), primary_key=True),
+    Column("revoked_before", DateTime(timezone=True), nullable=False),
 )

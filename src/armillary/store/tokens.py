@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from armillary.errors import NotFound
 from armillary.store.tables import api_tokens
 
 
@@ -56,8 +58,10 @@ async def add(
 async def find_by_hash(conn: AsyncConnection, secret_hash: str) -> TokenRecord | None:
     result = await conn.execute(select(api_tokens).where(api_tokens.c.secret_hash == secret_hash))
     row = result.first()
-    if row is None:
-        return None
+    return _record(row) if row is not None else None
+
+
+def _record(row: Any) -> TokenRecord:
     return TokenRecord(
         id=row.id,
         role=row.role,
@@ -66,3 +70,25 @@ async def find_by_hash(conn: AsyncConnection, secret_hash: str) -> TokenRecord |
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
     )
+
+
+async def list_all(conn: AsyncConnection) -> list[TokenRecord]:
+    rows = await conn.execute(select(api_tokens).order_by(api_tokens.c.created_at))
+    return [_record(r) for r in rows]
+
+
+async def revoke(conn: AsyncConnection, token_id: str, *, now: dt.datetime) -> TokenRecord:
+    """Mark the key revoked (kept, so lists and the audit log can still name it)."""
+    row = (await conn.execute(select(api_tokens).where(api_tokens.c.id == token_id))).first()
+    if row is None:
+        raise NotFound(f"API key {token_id!r} not found")
+    if row.revoked_at is None:
+        await conn.execute(
+            update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=now)
+        )
+    return await _get(conn, token_id)
+
+
+async def _get(conn: AsyncConnection, token_id: str) -> TokenRecord:
+    row = (await conn.execute(select(api_tokens).where(api_tokens.c.id == token_id))).one()
+    return _record(row)

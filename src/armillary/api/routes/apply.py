@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary.api.security import Db, Principal
+from armillary.api.security import Db, Developer, Viewer, may_write
 from armillary.control import apply as applying
 from armillary.control import plan
 
@@ -39,15 +39,16 @@ def _change(change: plan.Change) -> dict[str, Any]:
 
 
 @router.post("/plan", summary="Show what applying the documents would change")
-async def plan_documents(body: DocumentSet, db: Db, _who: Principal) -> dict[str, Any]:
+async def plan_documents(body: DocumentSet, db: Db, _who: Viewer) -> dict[str, Any]:
     parsed = applying.parse_documents(body.documents)
     changes = await applying.compute_plan(db, parsed, prune=body.prune)
     return {"changes": [_change(c) for c in changes]}
 
 
 @router.post("/apply", summary="Apply the documents: all of them, or none")
-async def apply_documents(body: DocumentSet, db: Db, _who: Principal) -> dict[str, Any]:
+async def apply_documents(body: DocumentSet, db: Db, who: Developer) -> dict[str, Any]:
     parsed = applying.parse_documents(body.documents)
+    may_write(who, [p.desired.kind for p in parsed])
     applied = await applying.apply(db, parsed, prune=body.prune, now=dt.datetime.now(dt.UTC))
     return {
         "results": [

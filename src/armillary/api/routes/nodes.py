@@ -8,7 +8,7 @@ from fastapi import APIRouter, WebSocket
 
 from armillary import timestamps
 from armillary.api.hub import Hub
-from armillary.api.security import Db, Principal
+from armillary.api.security import Admin, Db, Viewer
 from armillary.store import allocations, nodes
 
 router = APIRouter(prefix="/api/v1", tags=["nodes"])
@@ -37,7 +37,7 @@ async def connect(websocket: WebSocket) -> None:
 
 
 @router.get("/nodes", summary="List nodes")
-async def list_nodes(db: Db, _who: Principal) -> dict[str, Any]:
+async def list_nodes(db: Db, _who: Viewer) -> dict[str, Any]:
     async with db.read() as conn:
         found = await nodes.list_all(conn)
         held = await allocations.list_all(conn)
@@ -55,10 +55,10 @@ async def _schedulable(db: Db, name: str, value: bool) -> dict[str, Any]:
 
 
 @router.post("/nodes/{name}/cordon", summary="Stop placing new replicas on a node")
-async def cordon(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+async def cordon(name: str, db: Db, _who: Admin) -> dict[str, Any]:
     return await _schedulable(db, name, False)
 
 
 @router.post("/nodes/{name}/uncordon", summary="Allow placing replicas on a node again")
-async def uncordon(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+async def uncordon(name: str, db: Db, _who: Admin) -> dict[str, Any]:
     return await _schedulable(db, name, True)

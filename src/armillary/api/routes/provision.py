@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import timestamps
-from armillary.api.security import Db, Principal
+from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
 from armillary.store import repository, runs
@@ -69,7 +69,7 @@ def _provisioner(request: Request) -> Provisioner:
 
 @router.post("/tenants", status_code=202, summary="Provision a tenant: a recorded run of steps")
 async def provision(
-    body: ProvisionRequest, request: Request, response: Response, _who: Principal
+    body: ProvisionRequest, request: Request, response: Response, _who: Developer
 ) -> dict[str, Any]:
     payload = body.model_dump(exclude={"idempotency_key"}, exclude_none=True)
     run, created = await _provisioner(request).submit(
@@ -86,7 +86,7 @@ async def deprovision(
     request: Request,
     response: Response,
     db: Db,
-    _who: Principal,
+    _who: Developer,
     idempotency_key: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> dict[str, Any]:
     async with db.read() as conn:
@@ -104,11 +104,13 @@ async def deprovision(
 
 @router.get("/runs", summary="List provisioning runs")
 async def list_runs(
-    db: Db, _who: Principal, tenant: Annotated[str | None, Query(max_length=63)] = None
+    db: Db, _who: TenantQuery, tenant: Annotated[str | None, Query(max_length=63)] = None
 ) -> dict[str, Any]:
     return {"items": [run_document(r) for r in await runs.list_runs(db, tenant=tenant)]}
 
 
 @router.get("/runs/{run_id}", summary="One provisioning run with its step timeline")
-async def get_run(run_id: str, db: Db, _who: Principal) -> dict[str, Any]:
-    return run_document(await runs.get(db, run_id))
+async def get_run(run_id: str, db: Db, who: TenantChecked) -> dict[str, Any]:
+    run = await runs.get(db, run_id)
+    visible(who, run.tenant)
+    return run_document(run)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import timestamps
 from armillary.api.hub import Hub, Session
-from armillary.api.security import Db, Principal
+from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.errors import Invalid, NotFound
 from armillary.store import allocations
 
@@ -46,7 +46,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
 @router.get("/replicas", summary="List replicas with what their nodes report")
 async def list_replicas(
     db: Db,
-    _who: Principal,
+    _who: TenantQuery,
     tenant: Annotated[str | None, Query()] = None,
     component: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
@@ -87,12 +87,13 @@ async def logs(
     replica_id: str,
     request: Request,
     db: Db,
-    _who: Principal,
+    who: TenantChecked,
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     since_s: Annotated[float | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
     allocation, session = await _locate(request, db, replica_id)
+    visible(who, allocation.tenant)
 
     async def body() -> AsyncIterator[bytes]:
         payload = {"allocation": allocation.id, "follow": follow, "tail": tail, "since_s": since_s}
@@ -114,7 +115,7 @@ class ExecRequest(BaseModel):
 
 @router.post("/replicas/{replica_id}/exec", summary="Run a command in a replica's env and cwd")
 async def exec_in(
-    replica_id: str, body: ExecRequest, request: Request, db: Db, _who: Principal
+    replica_id: str, body: ExecRequest, request: Request, db: Db, _who: Admin
 ) -> StreamingResponse:
     allocation, session = await _locate(request, db, replica_id)
     if not body.command[0]:

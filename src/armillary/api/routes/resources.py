@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from armillary.api.security import Db, Principal
+from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_write, visible
 from armillary.control import apply as applying
-from armillary.errors import Invalid, Issue
+from armillary.errors import Invalid, Issue, NotFound
 from armillary.resources import kinds
 from armillary.store import repository
 
@@ -42,11 +42,22 @@ def _version(value: str | None) -> int | None:
     return int(value)
 
 
+def _owner(stored: repository.Stored) -> str | None:
+    """The tenant a resource belongs to: a Tenant itself, a Schedule its `spec.tenant`;
+    None for what is cluster-wide (stacks, orgs, releases, …)."""
+    if stored.kind == "Tenant":
+        return stored.name
+    if stored.kind == "Schedule":
+        owner = stored.spec.get("tenant")
+        return str(owner) if owner else None
+    return None
+
+
 def _register(kind: kinds.Kind) -> None:
     base = f"/{kind.plural}"
 
     async def list_resources(
-        db: Db, _who: Principal, selector: Annotated[str | None, Query()] = None
+        db: Db, _who: Viewer, selector: Annotated[str | None, Query()] = None
     ) -> dict[str, Any]:
         labels = parse_selector(selector)
         async with db.read() as conn:
@@ -57,13 +68,18 @@ def _register(kind: kinds.Kind) -> None:
             "items": [s.document() for s in found],
         }
 
-    async def get_resource(name: str, db: Db, _who: Principal) -> dict[str, Any]:
+    async def get_resource(name: str, db: Db, who: TenantChecked) -> dict[str, Any]:
         async with db.read() as conn:
-            return (await repository.require(conn, kind.name, name)).document()
+            found = await repository.get(conn, kind.name, name)
+        if found is None:
+            raise NotFound(f"{kind.name.lower()}/{name} not found")
+        visible(who, _owner(found))
+        return found.document()
 
     async def apply_resource(
-        name: str, response: Response, db: Db, _who: Principal, document: Annotated[Any, Body()]
+        name: str, response: Response, db: Db, who: Developer, document: Annotated[Any, Body()]
     ) -> dict[str, Any]:
+        may_write(who, [kind.name])
         parsed = applying.parse_documents([document])
         desired = parsed[0].desired
         problems = []
@@ -83,9 +99,10 @@ def _register(kind: kinds.Kind) -> None:
     async def delete_resource(
         name: str,
         db: Db,
-        _who: Principal,
+        who: Developer,
         resource_version: Annotated[str | None, Query(alias="resourceVersion")] = None,
     ) -> dict[str, Any]:
+        may_write(who, [kind.name])
         async with db.write() as conn:
             gone = await repository.remove(
                 conn, kind.name, name, expected_version=_version(resource_version)

@@ -1,0 +1,205 @@
+"""Access management: dashboard login, API keys, users, and tenant tokens.
+
+- `POST /auth/login` opens a session (HttpOnly, SameSite=Lax cookie; Secure behind
+  TLS) and answers its CSRF token; `POST /auth/logout` closes it; `GET /auth/whoami`
+  says who the caller is. Login is rate limited per client address by the API's
+  limiter and locks a user out after repeated failures.
+- `/tokens`: API keys (admin). A key is shown once, in the answer that creates it.
+- `/users`: dashboard users (admin).
+- `POST /tenants/{tenant}/tokens`: a short-lived token scoped to one tenant
+  (developer); `POST /tenants/{tenant}/tokens/revoke` refuses every token issued to
+  the tenant so far.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from armillary import timestamps
+from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
+from armillary.auth import sessions, tenant_tokens, tokens
+from armillary.config import Settings
+from armillary.errors import Unauthorized
+from armillary.store import repository, users
+from armillary.store import tokens as token_store
+
+router = APIRouter(prefix="/api/v1", tags=["access"])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+@router.post("/auth/login", summary="Open a dashboard session")
+async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    async with db.write() as conn:
+        opened = await sessions.login(
+            conn,
+            name=body.name,
+            password=body.password,
+            now=_now(),
+            ttl_s=settings.session_ttl_s,
+            max_failures=settings.login_max_failures,
+            lockout_s=settings.login_lockout_s,
+        )
+    if isinstance(opened, sessions.Refused):
+        raise Unauthorized(opened.reason)
+    request.state.principal = opened.principal
+    response.set_cookie(
+        sessions.COOKIE,
+        opened.cookie,
+        max_age=int(settings.session_ttl_s),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return {
+        "user": body.name,
+        "role": opened.principal.role,
+        "csrfToken": opened.csrf_token,
+        "expiresAt": timestamps.iso(opened.expires_at),
+    }
+
+
+@router.post("/auth/logout", summary="Close the caller's dashboard session")
+async def logout(request: Request, response: Response, db: Db, _who: Viewer) -> dict[str, Any]:
+    cookie = request.cookies.get(sessions.COOKIE)
+    if cookie is not None:
+        async with db.write() as conn:
+            await sessions.logout(conn, cookie)
+    response.delete_cookie(sessions.COOKIE, path="/")
+    return {"loggedOut": cookie is not None}
+
+
+@router.get("/auth/whoami", summary="Who the caller is")
+async def whoami(who: TenantChecked) -> dict[str, Any]:
+    return {"kind": who.kind, "id": who.id, "role": who.role, "tenant": who.tenant}
+
+
+class KeyRequest(Strict):
+    role: Annotated[str, Field(pattern=r"^(viewer|developer|admin|node)$")]
+    description: Annotated[str, Field(max_length=256)] = ""
+    expires_in_s: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+
+
+def _key_document(record: token_store.TokenRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "role": record.role,
+        "description": record.description,
+        "createdAt": timestamps.iso(record.created_at),
+        "expiresAt": timestamps.iso(record.expires_at) if record.expires_at else None,
+        "revokedAt": timestamps.iso(record.revoked_at) if record.revoked_at else None,
+    }
+
+
+@router.post("/tokens", summary="Create an API key (shown once)", status_code=201)
+async def create_key(body: KeyRequest, db: Db, _who: Admin) -> dict[str, Any]:
+    now = _now()
+    expires = now + dt.timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    async with db.write() as conn:
+        minted = await tokens.create(
+            conn, role=body.role, description=body.description, now=now, expires_at=expires
+        )
+        record = next(r for r in await token_store.list_all(conn) if r.id == minted.token_id)
+    return {**_key_document(record), "token": minted.token}
+
+
+@router.get("/tokens", summary="List API keys (never their values)")
+async def list_keys(db: Db, _who: Admin) -> dict[str, Any]:
+    async with db.read() as conn:
+        return {"items": [_key_document(r) for r in await token_store.list_all(conn)]}
+
+
+@router.post("/tokens/{token_id}/revoke", summary="Revoke an API key")
+async def revoke_key(token_id: str, db: Db, _who: Admin) -> dict[str, Any]:
+    async with db.write() as conn:
+        return _key_document(await token_store.revoke(conn, token_id, now=_now()))
+
+
+class UserRequest(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    role: Annotated[str, Field(pattern=r"^(viewer|developer|admin)$")]
+
+
+def _user_document(user: users.User) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "role": user.role,
+        "createdAt": timestamps.iso(user.created_at),
+        "disabled": user.disabled_at is not None,
+        "lockedUntil": timestamps.iso(user.locked_until) if user.locked_until else None,
+    }
+
+
+@router.post("/users", summary="Create a dashboard user", status_code=201)
+async def create_user(body: UserRequest, db: Db, _who: Admin) -> dict[str, Any]:
+    async with db.write() as conn:
+        await sessions.create_user(
+            conn, name=body.name, password=body.password, role=body.role, now=_now()
+        )
+        user = await users.get(conn, body.name)
+    assert user is not None
+    return _user_document(user)
+
+
+@router.get("/users", summary="List dashboard users")
+async def list_users(db: Db, _who: Admin) -> dict[str, Any]:
+    async with db.read() as conn:
+        return {"items": [_user_document(u) for u in await users.list_all(conn)]}
+
+
+@router.delete("/users/{name}", summary="Delete a user and close their sessions")
+async def delete_user(name: str, db: Db, _who: Admin) -> dict[str, Any]:
+    async with db.write() as conn:
+        await users.remove(conn, name)
+    return {"name": name, "deleted": True}
+
+
+class TenantTokenRequest(Strict):
+    ttl_s: Annotated[int, Field(ge=60, le=tenant_tokens.MAX_TTL_S)] = tenant_tokens.DEFAULT_TTL_S
+
+
+@router.post("/tenants/{tenant}/tokens", summary="Mint a short-lived tenant token")
+async def mint_tenant_token(
+    tenant: str, body: TenantTokenRequest, request: Request, db: Db, _who: Developer
+) -> dict[str, Any]:
+    async with db.read() as conn:
+        stored = await repository.require(conn, "Tenant", tenant)
+    token, claims = tenant_tokens.mint(
+        key=request.app.state.keys.derive("tenant-tokens"),
+        tenant=tenant,
+        tenant_uid=stored.uid,
+        now=_now(),
+        ttl_s=body.ttl_s,
+    )
+    return {
+        "tenant": tenant,
+        "id": claims.id,
+        "token": token,
+        "expiresAt": timestamps.iso(claims.expires_at),
+    }
+
+
+@router.post("/tenants/{tenant}/tokens/revoke", summary="Revoke every token of a tenant")
+async def revoke_tenant_tokens(tenant: str, db: Db, _who: Developer) -> dict[str, Any]:
+    now = _now()
+    async with db.write() as conn:
+        await users.revoke_tenant_tokens(conn, tenant, now=now)
+    return {"tenant": tenant, "revokedBefore": timestamps.iso(now)}

@@ -1,0 +1,131 @@
+"""Users and dashboard sessions: login with lockout, session cookies, CSRF tokens.
+
+`login` checks a password against its argon2id hash; `max_failures` wrong passwords
+in a row lock the user out for `lockout_s` (a correct password during the lockout
+is refused too, so the lock cannot be probed). A session is a random cookie value
+(only its SHA-256 is stored) with an expiry and a CSRF token; `authenticate` turns
+a cookie back into a principal. The CSRF check itself sits with the API's request
+handling (`api.security`), which knows the method and headers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from armillary import timestamps
+from armillary.auth import passwords
+from armillary.auth.access import STAFF, Principal, StaffRole
+from armillary.errors import Invalid, Unauthorized
+from armillary.store import users
+from armillary.store.database import Tx
+
+COOKIE = "armillary_session"
+CSRF_HEADER = "x-csrf-token"
+MAX_COOKIE_LENGTH = 128
+_USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A failed login; returned, not raised, so the failure count it wrote commits."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Opened:
+    cookie: str
+    csrf_token: str
+    expires_at: dt.datetime
+    principal: Principal
+
+
+def check_user_name(name: str) -> str:
+    if not _USER_NAME.fullmatch(name):
+        raise Invalid(
+            f"name: expected 1-64 lower-case letters, digits, '.', '_' or '-', got {name!r}"
+        )
+    return name
+
+
+async def create_user(conn: Tx, *, name: str, password: str, role: str, now: dt.datetime) -> None:
+    check_user_name(name)
+    if role not in STAFF:
+        raise Invalid(f"role: expected one of {', '.join(STAFF)}, got {role!r}")
+    passwords.check_strength(password)
+    await users.add(
+        conn, name=name, password_hash=passwords.hash_password(password), role=role, now=now
+    )
+
+
+async def login(
+    conn: Tx,
+    *,
+    name: str,
+    password: str,
+    now: dt.datetime,
+    ttl_s: float,
+    max_failures: int,
+    lockout_s: float,
+) -> Opened | Refused:
+    """Open a session, or say why not (the same words whatever was wrong)."""
+    user = await users.get(conn, name)
+    if user is None:
+        passwords.verify(passwords.DUMMY_HASH, password)  # same time as a real check
+        return Refused(reason="wrong user name or password")
+    if user.locked_until is not None and timestamps.utc(user.locked_until) > now:
+        return Refused(reason="too many failed logins; try again later")
+    if user.disabled_at is not None or not passwords.verify(user.password_hash, password):
+        failures = user.failed_logins + 1
+        locked = now + dt.timedelta(seconds=lockout_s) if failures >= max_failures else None
+        await users.update_user(
+            conn, name, failed_logins=0 if locked else failures, locked_until=locked
+        )
+        return Refused(reason="wrong user name or password")
+    await users.update_user(conn, name, failed_logins=0, locked_until=None)
+    cookie = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    expires = now + dt.timedelta(seconds=ttl_s)
+    await users.add_session(
+        conn, id_hash=_digest(cookie), user=name, csrf_token=csrf, now=now, expires_at=expires
+    )
+    who = Principal(kind="user", id=name, role=_role(user.role), via_cookie=True)
+    return Opened(cookie=cookie, csrf_token=csrf, expires_at=expires, principal=who)
+
+
+async def authenticate(conn: Tx, cookie: str, *, now: dt.datetime) -> tuple[Principal, str]:
+    """The session's principal and its CSRF token, or `Unauthorized`."""
+    if len(cookie) > MAX_COOKIE_LENGTH:
+        raise Unauthorized("malformed session cookie")
+    session = await users.find_session(conn, _digest(cookie))
+    if session is None or timestamps.utc(session.expires_at) <= now:
+        raise Unauthorized("session expired or unknown; log in again")
+    user = await users.get(conn, session.user)
+    if user is None or user.disabled_at is not None:
+        raise Unauthorized("session expired or unknown; log in again")
+    who = Principal(kind="user", id=user.name, role=_role(user.role), via_cookie=True)
+    return who, session.csrf_token
+
+
+async def logout(conn: Tx, cookie: str) -> None:
+    await users.remove_session(conn, _digest(cookie))
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _role(role: str) -> StaffRole:
+    found = next((r for r in STAFF if r == role), None)
+    if found is None:
+        raise Unauthorized(f"user has an unknown role {role!r}")
+    return found

@@ -1,0 +1,160 @@
+"""`armillary token …` and `armillary users …`: API keys, tenant tokens, dashboard users.
+
+A key or token value is printed once, when it is created, and never again: the
+server keeps only its hash (keys) or nothing at all (tenant tokens, which are
+signed and short-lived).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from armillary.cli import output
+from armillary.cli.console import call, err, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid
+
+tokens = typer.Typer(help="API keys (viewer, developer, admin, node) and tenant tokens.")
+users = typer.Typer(help="Dashboard users.")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(value: str, *, option: str) -> int:
+    """`90s`, `15m`, `12h`, `30d` → seconds."""
+    number, unit = value[:-1], value[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        fail(Invalid(f"{option}: expected a duration like 15m, 12h or 30d, got {value!r}"))
+    return int(number) * _UNITS[unit]
+
+
+@tokens.command("create")
+def create_key(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="viewer, developer, admin or node.")] = "viewer",
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    expires: Annotated[str | None, typer.Option(help="Lifetime, e.g. 30d.")] = None,
+) -> None:
+    """Create an API key and print it (this is the only time it is shown)."""
+    lifetime = duration_s(expires, option="--expires") if expires else None
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.create_key(role=role, description=description, expires_in_s=lifetime)
+
+    created = call(ctx, work)
+    err.print(f"key {created['id']} ({created['role']}); shown once, store it now:")
+    out.print(created["token"], markup=False)
+
+
+@tokens.command("list")
+def list_keys(ctx: typer.Context) -> None:
+    """List API keys: id, role, description, dates (never their values)."""
+
+    async def work(api: Client) -> list[dict[str, Any]]:
+        return await api.keys()
+
+    rows = [["ID", "ROLE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED"]]
+    for key in call(ctx, work):
+        rows.append(
+            [
+                key["id"],
+                key["role"],
+                key["description"],
+                key["createdAt"],
+                key.get("expiresAt") or "-",
+                key.get("revokedAt") or "-",
+            ]
+        )
+    out.print(output.align(rows), markup=False)
+
+
+@tokens.command("revoke")
+def revoke_key(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Revoke an API key: every request with it is refused from now on."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.revoke_key(key_id)
+
+    revoked = call(ctx, work)
+    out.print(f"key {revoked['id']} revoked at {revoked['revokedAt']}")
+
+
+@tokens.command("tenant")
+def tenant_token(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="The tenant it is scoped to.")],
+    ttl: Annotated[str, typer.Option(help="Lifetime (at most 24h).")] = "15m",
+) -> None:
+    """Mint a short-lived token that may read only TENANT's own things."""
+    ttl_s = duration_s(ttl, option="--ttl")
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.tenant_token(tenant, ttl_s=ttl_s)
+
+    minted = call(ctx, work)
+    err.print(f"tenant token for {tenant}, expires {minted['expiresAt']}:")
+    out.print(minted["token"], markup=False)
+
+
+@tokens.command("revoke-tenant")
+def revoke_tenant(ctx: typer.Context, tenant: Annotated[str, typer.Argument()]) -> None:
+    """Refuse every token issued to TENANT until now."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.revoke_tenant_tokens(tenant)
+
+    out.print(f"tokens of {tenant} issued before {call(ctx, work)['revokedBefore']} are refused")
+
+
+@users.command("create")
+def create_user(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="viewer, developer or admin.")] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a dashboard user (password from stdin, or asked for twice)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.create_user(name=name, password=password, role=role)
+
+    created = call(ctx, work)
+    out.print(f"user/{created['name']} created ({created['role']})")
+
+
+@users.command("list")
+def list_users(ctx: typer.Context) -> None:
+    """List dashboard users and whether they are locked out."""
+
+    async def work(api: Client) -> list[dict[str, Any]]:
+        return await api.users()
+
+    rows = [["NAME", "ROLE", "CREATED", "LOCKED UNTIL"]]
+    for user in call(ctx, work):
+        rows.append([user["name"], user["role"], user["createdAt"], user.get("lockedUntil") or "-"])
+    out.print(output.align(rows), markup=False)
+
+
+@users.command("delete")
+def delete_user(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Delete a user and close their sessions."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.delete_user(name)
+
+    call(ctx, work)
+    out.print(f"user/{name} deleted")
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(tokens, name="token")
+    main.add_typer(users, name="users")

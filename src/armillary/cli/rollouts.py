@@ -1,0 +1,121 @@
+"""`armillary rollout status|history|undo TENANT[/COMPONENT]`: a tenant's revisions.
+
+Every change of a service component is a revision; the tenant controller rolls it
+out health-gated and rolls a failed one back (see docs/releases.md). `undo` pins the
+component to an earlier revision's release, like `kubectl rollout undo`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from armillary.cli import output
+from armillary.cli.console import call, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid
+
+app = typer.Typer(help="Rollouts: revisions of a tenant's components, and undo.")
+
+
+def _target(value: str, *, component_required: bool = False) -> tuple[str, str | None]:
+    tenant, _, component = value.partition("/")
+    if not tenant or (component_required and not component):
+        shape = "TENANT/COMPONENT" if component_required else "TENANT[/COMPONENT]"
+        fail(Invalid(f"expected {shape}, got {value!r}"))
+    return tenant, component or None
+
+
+def _fetch(ctx: typer.Context, target: str) -> dict[str, Any]:
+    tenant, component = _target(target)
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.rollouts(tenant, component=component)
+
+    found = call(ctx, work)
+    if component is not None:
+        found["status"] = {k: v for k, v in found["status"].items() if k == component}
+    return found
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
+) -> None:
+    """The current revision of each component: its release, state, and why."""
+    found = _fetch(ctx, target)
+    rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "MESSAGE"]]
+    for component, entry in sorted(found["status"].items()):
+        rows.append(
+            [
+                component,
+                str(entry.get("revision", "")),
+                entry.get("release") or "-",
+                entry.get("state", ""),
+                entry.get("held") or entry.get("message") or "",
+            ]
+        )
+    if len(rows) == 1:
+        out.print(f"tenant/{found['tenant']}: no revisions recorded yet")
+        return
+    out.print(output.align(rows), markup=False)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
+    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json|yaml")] = "table",
+) -> None:
+    """Every recorded revision, oldest first per component."""
+    items = _fetch(ctx, target)["items"]
+    if out_format == "json":
+        out.print(output.to_json(items), markup=False)
+        return
+    if out_format == "yaml":
+        out.print(output.to_yaml(items), markup=False, end="")
+        return
+    if out_format != "table":
+        fail(Invalid(f"--output: expected table, json or yaml, got {out_format!r}"))
+    rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "STARTED", "FINISHED", "REASON"]]
+    for item in items:
+        rows.append(
+            [
+                item["component"],
+                str(item["revision"]),
+                item.get("release") or "-",
+                item["state"],
+                item["startedAt"],
+                item.get("finishedAt") or "-",
+                item.get("reason") or "",
+            ]
+        )
+    out.print(output.align(rows), markup=False)
+
+
+@app.command()
+def undo(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="TENANT/COMPONENT")],
+    to_revision: Annotated[
+        int | None, typer.Option(min=1, help="Go back to this revision (default: the previous).")
+    ] = None,
+) -> None:
+    """Pin the component back to an earlier revision's release and roll to it."""
+    tenant, component = _target(target, component_required=True)
+    assert component is not None
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.undo_rollout(tenant, component, to_revision=to_revision)
+
+    result = call(ctx, work)
+    out.print(
+        f"tenant/{tenant} {result['result']}: {component} pinned to {result['release']} "
+        f"(revision {result['revision']})"
+    )
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="rollout")

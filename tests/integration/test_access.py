@@ -1,0 +1,490 @@
+"""Access control against a real server, on SQLite and Postgres.
+
+The authorization matrix walks the application's route table: every route must have
+an entry in `EXPECTED` (so a new route without a rule fails here), and every route is
+called as each kind of caller — anonymous, viewer, developer, admin, node key, tenant
+token of A, tenant token of B, an expired key, a revoked key — and must be allowed or
+refused exactly as the entry says. Tenant A's things are real (a provisioned tenant
+with a running replica and a provisioning run), so "allowed" means answered, and
+"refused" for a tenant token means 404 (it may not even learn a thing exists).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute, APIWebSocketRoute
+
+from armillary.api.app import create_app
+from armillary.api.security import PUBLIC, Allow
+from armillary.config import Settings
+from armillary.resources import kinds
+from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
+from tests.integration.serverproc import ServerProcess
+
+SLEEPER = {"name": "agent", "command": ["sleep", "100000"]}
+ADMIN_WRITES = {"webhooksources", "secrets"}
+
+
+def _expected() -> dict[tuple[str, str], str]:
+    table = {
+        ("GET", "/healthz"): "public",
+        ("GET", "/readyz"): "public",
+        ("GET", "/api/v1/openapi.json"): "public",
+        ("GET", "/api/v1/docs"): "public",
+        ("GET", "/docs/oauth2-redirect"): "public",
+        ("POST", "/api/v1/auth/login"): "public",
+        ("POST", "/api/v1/auth/logout"): "viewer",
+        ("GET", "/api/v1/auth/whoami"): "tenant-any",
+        ("POST", "/api/v1/plan"): "viewer",
+        ("POST", "/api/v1/apply"): "developer",
+        ("GET", "/api/v1/nodes"): "viewer",
+        ("POST", "/api/v1/nodes/{name}/cordon"): "admin",
+        ("POST", "/api/v1/nodes/{name}/uncordon"): "admin",
+        ("GET", "/api/v1/replicas"): "tenant-query",
+        ("GET", "/api/v1/replicas/{replica_id}/logs"): "tenant-own",
+        ("POST", "/api/v1/replicas/{replica_id}/exec"): "admin",
+        ("POST", "/api/v1/provision/tenants"): "developer",
+        ("DELETE", "/api/v1/provision/tenants/{tenant}"): "developer",
+        ("GET", "/api/v1/provision/runs"): "tenant-query",
+        ("GET", "/api/v1/provision/runs/{run_id}"): "tenant-own",
+        ("GET", "/api/v1/tenants/{tenant}/rollouts"): "tenant-own",
+        ("POST", "/api/v1/tenants/{tenant}/rollouts/{component}/undo"): "developer",
+        ("POST", "/api/v1/tokens"): "admin",
+        ("GET", "/api/v1/tokens"): "admin",
+        ("POST", "/api/v1/tokens/{token_id}/revoke"): "admin",
+        ("POST", "/api/v1/users"): "admin",
+        ("GET", "/api/v1/users"): "admin",
+        ("DELETE", "/api/v1/users/{name}"): "admin",
+        ("POST", "/api/v1/tenants/{tenant}/tokens"): "developer",
+        ("POST", "/api/v1/tenants/{tenant}/tokens/revoke"): "developer",
+        ("GET", "/api/v1/scheduled-jobs"): "tenant-any",
+        ("POST", "/api/v1/schedules/{name}/run"): "developer",
+        ("GET", "/api/v1/schedules/{name}/runs"): "tenant-own",
+    }
+    for kind in kinds.KINDS:
+        base = f"/api/v1/{kind.plural}"
+        write = "admin" if kind.plural in ADMIN_WRITES else "developer"
+        table[("GET", base)] = "viewer"
+        table[("GET", f"{base}/{{name}}")] = "tenant-own" if kind.name in {
+            "Tenant", "Schedule"
+        } else "viewer"  # fmt: skip
+        table[("PUT", f"{base}/{{name}}")] = write
+        table[("DELETE", f"{base}/{{name}}")] = write
+    return table
+
+
+EXPECTED = _expected()
+CALLERS = (
+    "anonymous",
+    "viewer",
+    "developer",
+    "admin",
+    "node",
+    "tenant-a",
+    "tenant-b",
+    "expired",
+    "revoked",
+)
+
+
+def allowed(level: str, caller: str) -> bool:
+    if level == "public":
+        return True
+    if caller in ("anonymous", "expired", "revoked", "node"):
+        return False
+    if caller == "admin":
+        return True
+    if caller == "developer":
+        return level != "admin"
+    if caller == "viewer":
+        return level not in ("admin", "developer")
+    if caller == "tenant-a":
+        return level.startswith("tenant-")
+    return level == "tenant-any"  # tenant B, on A's things
+
+
+def routes() -> Iterator[tuple[str, str, Any]]:
+    def walk(items: list[Any]) -> Iterator[Any]:
+        for item in items:
+            if hasattr(item, "original_router"):
+                yield from walk(item.original_router.routes)
+            else:
+                yield item
+
+    app = create_app(Settings())
+    for route in walk(app.routes):
+        if isinstance(route, APIWebSocketRoute):
+            continue  # the node protocol authenticates in its hello: test_runtime.py
+        for method in sorted(getattr(route, "methods", None) or []):
+            if method != "HEAD":
+                yield method, route.path.replace(":path}", "}"), route
+
+
+def test_every_route_has_a_rule_and_states_it() -> None:
+    seen = set()
+    for method, path, route in routes():
+        assert (method, path) in EXPECTED, f"{method} {path} has no rule in EXPECTED"
+        seen.add((method, path))
+        level = EXPECTED[(method, path)]
+        rules = [d.call for d in getattr(route, "dependant", None).dependencies] if isinstance(
+            route, APIRoute
+        ) else []  # fmt: skip
+        declared = [r for r in rules if isinstance(r, Allow)]
+        if level == "public":
+            assert path in PUBLIC and not declared, f"{method} {path} should be public"
+        else:
+            assert len(declared) == 1, f"{method} {path} must declare exactly one Allow"
+    assert seen == set(EXPECTED), f"rules for routes that do not exist: {set(EXPECTED) - seen}"
+
+
+@dataclass
+class World:
+    headers: dict[str, dict[str, str]]
+    tenant_a: str
+    tenant_b: str
+    run_a: str
+    replica_a: str
+    schedule_a: str
+    stack: str
+
+
+@pytest.fixture(scope="module")
+def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    node = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="acl")
+    node.start()
+    mark = uuid.uuid4().hex[:6]
+    a, b, stack = f"a-{mark}", f"b-{mark}", f"s-{mark}"
+    stack_doc = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Stack",
+        "metadata": {"name": stack},
+        "spec": {"components": [SLEEPER, {"name": "job", "type": "job", "command": ["true"]}]},
+    }
+    apply(server, stack_doc)
+    with server.client() as http:
+        body = {
+            "org": f"o-{mark}",
+            "tenant": a,
+            "stack": stack,
+            "schedules": [{"name": "nightly", "component": "job", "cron": "0 3 * * *"}],
+        }
+        run = http.post("/api/v1/provision/tenants", json=body).json()
+        wait_for(
+            lambda: http.get(f"/api/v1/provision/runs/{run['id']}").json()["state"] == "succeeded",
+            timeout_s=60,
+            what="tenant A provisioned",
+        )
+        apply(
+            server,
+            {
+                "apiVersion": "armillary.dev/v1",
+                "kind": "Tenant",
+                "metadata": {"name": b},
+                "spec": {"org": f"o-{mark}", "stack": stack},
+            },
+        )
+        headers = {"anonymous": {}, "admin": {"Authorization": f"Bearer {server.token}"}}
+        for role in ("viewer", "developer", "node"):
+            key = http.post("/api/v1/tokens", json={"role": role}).json()["token"]
+            headers[role] = {"Authorization": f"Bearer {key}"}
+        revoked = http.post("/api/v1/tokens", json={"role": "admin"}).json()
+        http.post(f"/api/v1/tokens/{revoked['id']}/revoke")
+        headers["revoked"] = {"Authorization": f"Bearer {revoked['token']}"}
+        expired = http.post("/api/v1/tokens", json={"role": "admin", "expires_in_s": 1}).json()
+        headers["expired"] = {"Authorization": f"Bearer {expired['token']}"}
+        for name, tenant in (("tenant-a", a), ("tenant-b", b)):
+            token = http.post(f"/api/v1/tenants/{tenant}/tokens", json={}).json()["token"]
+            headers[name] = {"Authorization": f"Bearer {token}"}
+
+        def expired_now() -> bool:
+            return http.get("/api/v1/nodes", headers=headers["expired"]).status_code == 401
+
+        wait_for(expired_now, timeout_s=10, what="the 1 s key to expire")
+    replica = wait_for(lambda: replicas(server, a, "agent"), what="A's replica")[0]
+    try:
+        yield World(
+            headers=headers,
+            tenant_a=a,
+            tenant_b=b,
+            run_a=run["id"],
+            replica_a=replica["id"],
+            schedule_a=f"{a}-nightly",
+            stack=stack,
+        )
+    finally:
+        node.stop()
+
+
+def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, str], Any]:
+    """A call of the route that changes nothing: A's real things to read; to write,
+    names that do not exist or bodies that are refused after authorization."""
+    writing = method != "GET"
+    values = {
+        "tenant": "nobody-here" if writing and "tokens" in path else world.tenant_a,
+        "name": "nothing-here" if writing else world.tenant_a,
+        "run_id": world.run_a,
+        "replica_id": world.replica_a,
+        "component": "agent",
+        "token_id": "nope",
+    }
+    if path.startswith("/api/v1/provision/tenants/"):
+        values["tenant"] = "nobody-here"
+    if path.startswith("/api/v1/schedules/"):
+        values["name"] = "nothing-here" if writing else world.schedule_a
+    if "/{name}" in path and not writing and not path.startswith("/api/v1/tenants/"):
+        kind_path = path.split("/")[3]
+        values["name"] = {"stacks": world.stack, "schedules": world.schedule_a}.get(
+            kind_path, world.tenant_a
+        )
+    url = path.format(**values)
+    query = (
+        {"tenant": world.tenant_a} if path in ("/api/v1/replicas", "/api/v1/provision/runs") else {}
+    )
+    if path.endswith("/logs"):
+        query["tail"] = "1"
+    body = {} if writing and method != "DELETE" else None
+    return url, query, body
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_authorization_matrix(server: ServerProcess, world: World, caller: str) -> None:
+    wrong = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for method, path, _route in routes():
+            url, query, body = request_for(method, path, world)
+            response = http.request(
+                method, url, params=query, json=body, headers=world.headers[caller]
+            )
+            refused = response.status_code in (401, 403) or (
+                caller.startswith("tenant") and response.status_code == 404
+            )
+            expected = allowed(EXPECTED[(method, path)], caller)
+            if refused == expected or response.status_code >= 500:
+                wrong.append(f"{method} {url}: {response.status_code} {response.text[:120]}")
+    assert not wrong, f"{caller}:\n" + "\n".join(wrong)
+
+
+def test_a_tenant_token_sees_nothing_of_another_tenant(server: ServerProcess, world: World) -> None:
+    a, b = world.tenant_a, world.tenant_b
+    replica_b = wait_for(lambda: replicas(server, b, "agent"), what="B's replica")[0]["id"]
+    as_a = world.headers["tenant-a"]
+    with httpx.Client(base_url=server.url, headers=as_a, timeout=30) as http:
+        assert http.get(f"/api/v1/tenants/{a}").status_code == 200
+        for path in (
+            f"/api/v1/tenants/{b}",
+            f"/api/v1/tenants/{b}/rollouts",
+            f"/api/v1/replicas/{replica_b}/logs",
+            f"/api/v1/replicas?tenant={b}",
+            f"/api/v1/provision/runs?tenant={b}",
+            "/api/v1/provision/runs/00000000-0000-0000-0000-000000000000",
+        ):
+            response = http.get(path)
+            assert response.status_code == 404, (path, response.text)
+            assert b not in response.text
+        for path in ("/api/v1/tenants", "/api/v1/replicas", "/api/v1/provision/runs"):
+            assert http.get(path).status_code == 403, path  # nothing cluster-wide
+        mine = http.get("/api/v1/replicas", params={"tenant": a}).json()["items"]
+        assert {r["tenant"] for r in mine} == {a}
+        jobs = http.get("/api/v1/scheduled-jobs").json()["items"]
+        assert jobs and {j["tenant"] for j in jobs} == {a}
+        assert http.delete(f"/api/v1/tenants/{b}").status_code == 403
+        assert http.post("/api/v1/apply", json={"documents": []}).status_code == 403
+    with server.client() as admin:
+        assert admin.get(f"/api/v1/tenants/{b}").status_code == 200  # untouched
+
+
+def test_a_session_needs_its_csrf_token_to_change_anything(server: ServerProcess) -> None:
+    name = f"ana-{uuid.uuid4().hex[:6]}"
+    with server.client() as admin:
+        created = admin.post(
+            "/api/v1/users",
+            json={"name": name, "password": "correct horse battery", "role": "developer"},
+        )
+        assert created.status_code == 201, created.text
+        assert admin.post("/api/v1/plan", json={"documents": []}).status_code == 200  # bearer
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        login = browser.post(
+            "/api/v1/auth/login", json={"name": name, "password": "correct horse battery"}
+        )
+        assert login.status_code == 200, login.text
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        csrf = login.json()["csrfToken"]
+        assert browser.get("/api/v1/auth/whoami").json()["id"] == name
+        refused = browser.post("/api/v1/plan", json={"documents": []})
+        assert refused.status_code == 403 and "CSRF" in refused.text
+        wrong = browser.post("/api/v1/plan", json={"documents": []}, headers={"X-CSRF-Token": "x"})
+        assert wrong.status_code == 403
+        ok = browser.post("/api/v1/plan", json={"documents": []}, headers={"X-CSRF-Token": csrf})
+        assert ok.status_code == 200, ok.text
+        assert browser.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).json() == {
+            "loggedOut": True
+        }
+        assert browser.get("/api/v1/auth/whoami").status_code == 401
+
+
+def test_repeated_wrong_passwords_lock_the_user_out(server: ServerProcess) -> None:
+    name = f"bo-{uuid.uuid4().hex[:6]}"
+    password = "a long enough secret"
+    with server.client() as admin:
+        admin.post("/api/v1/users", json={"name": name, "password": password, "role": "viewer"})
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        for _ in range(5):  # ARMILLARY_LOGIN_MAX_FAILURES defaults to 5
+            wrong = browser.post("/api/v1/auth/login", json={"name": name, "password": "nope"})
+            assert wrong.status_code == 401
+        locked = browser.post("/api/v1/auth/login", json={"name": name, "password": password})
+        assert locked.status_code == 401 and "too many" in locked.text
+        unknown = browser.post("/api/v1/auth/login", json={"name": "ghost", "password": "x"})
+        assert unknown.status_code == 401 and "wrong user name or password" in unknown.text
+    with server.client() as admin:
+        [user] = [u for u in admin.get("/api/v1/users").json()["items"] if u["name"] == name]
+        assert user["lockedUntil"] is not None
+
+
+def count_everything(server: ServerProcess) -> dict[str, int]:
+    with server.client() as http:
+        return {
+            kind.plural: len(http.get(f"/api/v1/{kind.plural}").json()["items"])
+            for kind in kinds.KINDS
+        }
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer a b",
+        "bearer arm_",
+        "Bearer arm_" + "x" * 10_000,
+        "Bearer armt_" + "x" * 10_000,
+        "Bearer armt_eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJhIn0.",
+        "Bearer ' OR 1=1 --",
+        "Bearer \u00e9t\u00e9",
+    ],
+)
+def test_malformed_authorization_is_401_and_changes_nothing(
+    server: ServerProcess, header: str
+) -> None:
+    before = count_everything(server)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        document = {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "x"}}
+        response = http.post(
+            "/api/v1/apply",
+            json={"documents": [{**document, "spec": {}}]},
+            headers={"Authorization": header.encode("utf-8")},  # type: ignore[dict-item]
+        )
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert count_everything(server) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("GET", "/api/v1/tenants/' OR '1'='1", None),
+        ("GET", "/api/v1/tenants/x; DROP TABLE resources; --", None),
+        ("GET", "/api/v1/tenants", {"selector": "a=b' OR '1'='1"}),
+        ("GET", "/api/v1/tenants", {"selector": '{"$ne": null}'}),
+        ("GET", "/api/v1/provision/runs", {"tenant": "' OR 1=1 --"}),
+        ("GET", "/api/v1/replicas", {"tenant": "x' UNION SELECT * FROM api_tokens --"}),
+        ("GET", "/api/v1/tenants/..%2F..%2Fetc%2Fpasswd", None),
+        ("GET", "/api/v1/replicas/..%2F..%2Fetc%2Fpasswd/logs", None),
+        ("DELETE", "/api/v1/tenants/..%2Fx", None),
+        ("PUT", "/api/v1/tenants/..%2Fx", None),
+        ("DELETE", "/api/v1/users/..%2F..%2Froot", None),
+    ],
+)
+def test_injection_and_traversal_in_names_and_filters_are_4xx(
+    server: ServerProcess, method: str, path: str, params: dict[str, str] | None
+) -> None:
+    before = count_everything(server)
+    with server.client() as http:
+        body = {"apiVersion": "armillary.dev/v1", "kind": "Tenant"} if method == "PUT" else None
+        response = http.request(method, path, params=params, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert "api_tokens" not in response.text.replace("api_tokens --", "")
+    assert count_everything(server) == before
+
+
+def test_responses_carry_security_headers(server: ServerProcess) -> None:
+    with server.client() as http:
+        response = http.get("/api/v1/nodes")
+        docs = http.get("/api/v1/docs")
+    for answer in (response, docs):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_revoking_or_recreating_a_tenant_refuses_its_old_tokens(
+    server: ServerProcess, world: World
+) -> None:
+    name = f"c-{uuid.uuid4().hex[:6]}"
+    tenant = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {"org": "acme", "stack": world.stack},
+    }
+    apply(server, {**tenant, "kind": "Org", "metadata": {"name": "acme"}, "spec": {}}, tenant)
+    with server.client() as admin:
+        old = admin.post(f"/api/v1/tenants/{name}/tokens", json={}).json()["token"]
+
+        def whoami(token: str) -> int:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.get(f"{server.url}/api/v1/auth/whoami", headers=headers).status_code
+
+        assert whoami(old) == 200
+        assert admin.post(f"/api/v1/tenants/{name}/tokens/revoke").status_code == 200
+        assert whoami(old) == 401
+        fresh = admin.post(f"/api/v1/tenants/{name}/tokens", json={}).json()["token"]
+        assert whoami(fresh) == 200
+        assert admin.delete(f"/api/v1/tenants/{name}").status_code == 200
+        assert whoami(fresh) == 401
+        apply(server, tenant)  # the same name again is another tenant
+        assert whoami(fresh) == 401
+        too_long = admin.post(f"/api/v1/tenants/{name}/tokens", json={"ttl_s": 10**6})
+        assert too_long.status_code == 422
+
+
+def test_production_mode_refuses_to_start_without_a_key(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("prod"),
+        database_url=None,
+        extra_env={"ARMILLARY_MODE": "production"},
+    )
+    with pytest.raises(RuntimeError, match="ARMILLARY_SECRET_KEY is not set"):
+        proc.start()
+
+
+def test_the_rate_limit_answers_429_with_retry_after(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("limited"),
+        database_url=None,
+        extra_env={"ARMILLARY_RATE_LIMIT_PER_S": "0.5", "ARMILLARY_RATE_LIMIT_BURST": "3"},
+    )
+    proc.start()
+    try:
+        with proc.client() as http:
+            codes = [http.get("/api/v1/nodes").status_code for _ in range(4)]
+            limited = http.get("/api/v1/nodes")
+        assert codes[:3] == [200, 200, 200] and 429 in (codes[3], limited.status_code)
+        assert int(limited.headers["retry-after"]) >= 1
+        assert httpx.get(f"{proc.url}/healthz").status_code == 200  # only the API is limited
+    finally:
+        proc.stop()
