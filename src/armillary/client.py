@@ -21,6 +21,7 @@ from armillary.errors import (
     ArmillaryError,
     Conflict,
     Forbidden,
+    Gone,
     Invalid,
     Issue,
     NotFound,
@@ -35,6 +36,7 @@ _BY_STATUS: dict[int, type[ArmillaryError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    410: Gone,
 }
 
 
@@ -171,6 +173,12 @@ class Client:
         )
         return result
 
+    async def collect_tenant_key(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "POST", f"/api/v1/provision/runs/{quote(run_id, safe='')}/token"
+        )
+        return result
+
     async def provision_runs(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
         params = {"tenant": tenant} if tenant else None
         body = await self._call("GET", "/api/v1/provision/runs", params=params)
@@ -252,6 +260,24 @@ class Client:
 
     async def delete_user(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
+        return result
+
+    async def audit(
+        self, filters: dict[str, str | int | None], *, before_id: int | None = None
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first: `{"items", "next"}`; pass `next` as
+        `before_id` for the page before. Filters: principal, kind, name, tenant, verb,
+        status, outcome, request_id, since, until (ISO 8601), limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        if before_id is not None:
+            params["before_id"] = before_id
+        result: dict[str, Any] = await self._call("GET", "/api/v1/audit", params=params)
+        return result
+
+    async def reveal_secret(self, name: str) -> dict[str, Any]:
+        """Secret `name` with its values in clear (admin; the server audits it)."""
+        path = f"/api/v1/secrets/{quote(name, safe='')}/reveal"
+        result: dict[str, Any] = await self._call("GET", path)
         return result
 
     @contextlib.asynccontextmanager

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API (CORS)"
     )
+    audit_retention_days: float = Field(
+        default=90, gt=0, description="how long audit log rows are kept"
+    )
+    audit_cleanup_interval_s: float = Field(
+        default=3600, gt=0, description="how often rows past the retention are removed"
+    )
 
     def sqlite_path(self) -> Path:
         return self.home / "armillary.db"

@@ -5,6 +5,7 @@
     │   └── TooLarge       the input is over a size limit
     ├── NotFound           the named thing does not exist
     ├── Conflict           someone wrote first (stale resourceVersion); re-read, retry
+    ├── Gone               it was there and was handed over or used up; do not retry
     ├── Unauthorized       no credentials, or credentials we do not accept
     ├── Forbidden          credentials accepted, action not allowed
     ├── TemporaryError     try again after `delay_s` (controllers back off)
@@ -87,6 +88,13 @@ class Conflict(ArmillaryError):
 
     status_code = 409
     title = "Conflict"
+
+
+class Gone(ArmillaryError):
+    """The thing existed but was handed over once (or used up); asking again will not help."""
+
+    status_code = 410
+    title = "Gone"
 
 
 class Unauthorized(ArmillaryError):

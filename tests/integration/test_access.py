@@ -53,6 +53,7 @@ def _expected() -> dict[tuple[str, str], str]:
         ("DELETE", "/api/v1/provision/tenants/{tenant}"): "developer",
         ("GET", "/api/v1/provision/runs"): "tenant-query",
         ("GET", "/api/v1/provision/runs/{run_id}"): "tenant-own",
+        ("POST", "/api/v1/provision/runs/{run_id}/token"): "developer",
         ("GET", "/api/v1/tenants/{tenant}/rollouts"): "tenant-own",
         ("POST", "/api/v1/tenants/{tenant}/rollouts/{component}/undo"): "developer",
         ("POST", "/api/v1/tokens"): "admin",
@@ -66,6 +67,8 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/api/v1/scheduled-jobs"): "tenant-any",
         ("POST", "/api/v1/schedules/{name}/run"): "developer",
         ("GET", "/api/v1/schedules/{name}/runs"): "tenant-own",
+        ("GET", "/api/v1/audit"): "admin",
+        ("GET", "/api/v1/secrets/{name}/reveal"): "admin",
     }
     for kind in kinds.KINDS:
         base = f"/api/v1/{kind.plural}"
@@ -359,7 +362,6 @@ def count_everything(server: ServerProcess) -> dict[str, int]:
     "header",
     [
         "Bearer",
-        "Bearer ",
         "Basic YWRtaW46YWRtaW4=",
         "Bearer a b",
         "bearer arm_",

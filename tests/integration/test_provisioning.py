@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
@@ -104,7 +105,7 @@ def test_two_tenants_provisioned_with_complete_timelines(
             ),
         )
         assert code == 202
-        assert [s["state"] for s in run["steps"]] == ["pending"] * 7
+        assert [s["state"] for s in run["steps"]] == ["pending"] * 8
         runs.append(run)
     for run in runs:
         done = finished(server, run["id"])
@@ -114,6 +115,7 @@ def test_two_tenants_provisioned_with_complete_timelines(
             "ensure-org",
             "ensure-tenant",
             "write-routing",
+            "issue-tenant-token",
             "deploy-and-wait-healthy",
             "run-seed-jobs",
             "create-schedules",
@@ -124,13 +126,28 @@ def test_two_tenants_provisioned_with_complete_timelines(
         assert all(a <= b for a, b in times)
         assert all(times[i][1] <= times[i + 1][0] for i in range(len(times) - 1))
         assert ready(server, done["tenant"])
-        assert done["steps"][4]["detail"] == {"jobs": {"seed": {"exit_code": 0}}}
+        assert done["steps"][5]["detail"] == {"jobs": {"seed": {"exit_code": 0}}}
+        assert set(done["steps"][3]["detail"]) == {"token_id"}  # the key itself never shows
         with server.client() as http:
             tenant = http.get(f"/api/v1/tenants/{done['tenant']}").json()
             assert tenant["spec"]["routing"] == {"github": [f"acme/{done['tenant']}"]}
             schedule = http.get(f"/api/v1/schedules/{done['tenant']}-nightly").json()
             assert schedule["spec"]["tenant"] == done["tenant"]
     assert len(processes_marked(mark)) == 6  # agent, reader, mission-control × 2
+    keys = {}
+    for run in runs:
+        with server.client() as http:
+            issued = http.post(f"/api/v1/provision/runs/{run['id']}/token")
+            assert issued.status_code == 200, issued.text
+            keys[run["tenant"]] = issued.json()["token"]
+            again = http.post(f"/api/v1/provision/runs/{run['id']}/token")
+            assert again.status_code == 410 and "already collected" in again.text
+    first, second = (r["tenant"] for r in runs)
+    as_first = {"Authorization": f"Bearer {keys[first]}"}
+    with httpx.Client(base_url=server.url, headers=as_first) as http:
+        assert http.get(f"/api/v1/tenants/{first}").status_code == 200
+        assert http.get(f"/api/v1/tenants/{second}").status_code == 404
+        assert http.get("/api/v1/tenants").status_code == 403
     for run in runs:
         with server.client() as http:
             response = http.delete(f"/api/v1/provision/tenants/{run['tenant']}")
@@ -141,7 +158,13 @@ def test_two_tenants_provisioned_with_complete_timelines(
             "delete-schedules",
             "delete-tenant",
             "wait-stopped",
+            "revoke-tokens",
         ]
+        status = httpx.get(
+            f"{server.url}/api/v1/auth/whoami",
+            headers={"Authorization": f"Bearer {keys[run['tenant']]}"},
+        ).status_code
+        assert status == 401  # deprovisioned: its key is refused
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
     with server.client() as http:
         assert http.get(f"/api/v1/schedules/one-{mark}-nightly").status_code == 404
@@ -212,18 +235,28 @@ def test_a_failing_seed_job_rolls_everything_back(server: ServerProcess, node: N
     by_name = {s["name"]: s for s in done["steps"]}
     assert by_name["deploy-and-wait-healthy"]["state"] == "failed"
     assert "job seed failed (exit code 1)" in by_name["deploy-and-wait-healthy"]["error"]
-    assert [by_name[n]["state"] for n in ("ensure-org", "ensure-tenant", "write-routing")] == [
-        "rolled-back"
-    ] * 3
+    assert [
+        by_name[n]["state"]
+        for n in ("ensure-org", "ensure-tenant", "write-routing", "issue-tenant-token")
+    ] == ["rolled-back"] * 4
     assert [by_name[n]["state"] for n in ("run-seed-jobs", "create-schedules", "verify")] == [
         "skipped"
     ] * 3
-    assert "undone: write-routing, ensure-tenant, ensure-org" in done["error"]
+    assert "undone: issue-tenant-token, write-routing, ensure-tenant, ensure-org" in done["error"]
     with server.client() as http:
+        keys = [
+            k for k in http.get("/api/v1/tokens").json()["items"] if run["id"] in k["description"]
+        ]
+        assert len(keys) == 1 and keys[0]["revokedAt"] is not None  # the issued key: revoked
+        assert http.post(f"/api/v1/provision/runs/{run['id']}/token").status_code == 409
         assert http.get(f"/api/v1/tenants/fail-{mark}").status_code == 404
         assert http.get(f"/api/v1/orgs/org-{mark}").status_code == 404
     wait_for(lambda: not replicas(server, f"fail-{mark}"), what="allocations removed")
     assert processes_marked(mark) == []
+
+
+def step_of(run: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in run["steps"] if s["name"] == name)
 
 
 def test_a_run_interrupted_by_kill_9_is_rolled_back_on_restart(
@@ -249,7 +282,7 @@ def test_a_run_interrupted_by_kill_9_is_rolled_back_on_restart(
         server, request(f"crash-{mark}", mark=mark, stack=f"slow-{mark}", timeout_s=600)
     )
     wait_for(
-        lambda: run_of(server, run["id"])["steps"][3]["state"] == "running",
+        lambda: step_of(run_of(server, run["id"]), "deploy-and-wait-healthy")["state"] == "running",
         what="waiting for health",
     )
     server.kill()
@@ -299,10 +332,8 @@ def test_bad_requests_are_refused_and_record_nothing(
     assert code == 422, problem
     assert any(e["path"] == path and words in e["message"] for e in problem["errors"]), problem
     with server.client() as http:
-        assert (
-            http.get("/api/v1/provision/runs", params={"tenant": body["tenant"]}).json()["items"]
-            == []
-        )
+        every = http.get("/api/v1/provision/runs").json()["items"]
+        assert [r for r in every if r["tenant"] == body["tenant"]] == []
         assert http.get(f"/api/v1/orgs/org-{mark}").status_code == 404
 
 
@@ -335,6 +366,8 @@ def test_cli_provisions_and_shows_the_timeline(
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "succeeded" in result.stdout and "verify" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("arm_")  # the key, printed once
+    assert "shown once" in result.stderr
     assert len(processes_marked(mark)) == 4
     runs = CliRunner().invoke(app, ["provision", "runs", "--tenant", f"cli-{mark}"], env=env)
     run_id = runs.stdout.splitlines()[1].split()[0]

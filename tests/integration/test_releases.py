@@ -95,7 +95,10 @@ def documents(suffix: str, version: str) -> list[dict[str, Any]]:
                     "health_check": {
                         "http": {"path": "/healthz", "port": "http"},
                         "interval_s": 0.2,
-                        "failure_threshold": 2,
+                        # A loaded CI machine may take a while to start Python: failures
+                        # before the start period ends do not count, as users would set it.
+                        "start_period_s": 3,
+                        "failure_threshold": 3,
                     },
                     "rollout": {"max_parallel_tenants": 2, "progress_deadline_s": 120},
                 }

@@ -159,3 +159,27 @@ def test_templates_survive_their_json_form() -> None:
     t = dataclasses.replace(released("1.0.0"), checkout=("/repo", "abc1234"), ports=(("http", 80),))
     assert template_from_json(template_to_json(t)) == t
     assert template_from_json(template_to_json(t)).spec_hash() == t.spec_hash()
+
+
+def test_a_stored_revision_read_back_naive_is_utc() -> None:
+    from armillary.control import rollouts
+    from armillary.store import rollouts as stored
+
+    t = released("1.0.0")
+    row = stored.Revision(
+        tenant="acme",
+        component="agent",
+        revision=1,
+        template_hash=t.spec_hash(),
+        template=template_to_json(t),
+        release=t.release,
+        state="progressing",
+        reason=None,
+        started_at=T0.replace(tzinfo=None),  # what SQLite gives back
+        finished_at=None,
+    )
+    read = rollouts.revision(row)
+    assert read.started_at == T0
+    late = T0 + dt.timedelta(seconds=601)
+    verdict = revisions.judge(read, Observed(desired=2, ready=1), can_fail=True, now=late)
+    assert verdict is not None and verdict[0] == "failed"

@@ -90,6 +90,12 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "routing": {"key_space": "slack", "pointer": "/team_id"},
         },
     },
+    "Secret": {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Secret",
+        "metadata": {"name": "acme-db"},
+        "spec": {"tenant": "acme-support", "data": {"DB_PASSWORD": "s3cr3t"}},
+    },
 }
 
 KIND_NAMES = [k.name for k in kinds.KINDS]

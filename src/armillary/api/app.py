@@ -21,11 +21,13 @@ from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
+from armillary.api import audit as audit_log
 from armillary.api import context, headers, limits, problems, ratelimit
 from armillary.api.hub import Hub
 from armillary.api.routes import (
     access,
     apply,
+    audit,
     health,
     nodes,
     provision,
@@ -34,12 +36,15 @@ from armillary.api.routes import (
     rollouts,
     schedules,
 )
-from armillary.auth import keys, tokens
+from armillary.api.routes import secrets as secret_routes
+from armillary.auth import keys, secrets, tokens
+from armillary.auth.sealing import Sealer
 from armillary.config import Settings
 from armillary.control.driver import Driver
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
+from armillary.errors import PermanentError
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import nodes as nodes_store
 from armillary.store.database import Database
@@ -69,6 +74,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.keys = ring
         app.state.settings = settings
         db = await Database.open(settings.resolved_database_url())
+        try:  # a wrong key stops the start here, before anything is served
+            app.state.vault = await secrets.unlock(db, ring, now=dt.datetime.now(dt.UTC))
+        except PermanentError as exc:
+            print(f"armillary: error: {exc}", file=sys.stderr, flush=True)
+            await db.close()
+            raise
         async with db.write() as conn:
             minted = await tokens.bootstrap_admin(conn, now=dt.datetime.now(dt.UTC))
             # One server replica for now: a node is connected only once it says hello here.
@@ -85,7 +96,9 @@ def create_app(settings: Settings) -> FastAPI:
                 flush=True,
             )
         app.state.db = db
-        app.state.hub = Hub(db, heartbeat_interval_s=settings.node_heartbeat_s)
+        app.state.hub = Hub(
+            db, vault=app.state.vault, heartbeat_interval_s=settings.node_heartbeat_s
+        )
         runtime = NodesRuntime(db)
         app.state.schedules = ScheduleController(db, runtime)
         controllers = [
@@ -93,7 +106,13 @@ def create_app(settings: Settings) -> FastAPI:
             Driver(app.state.schedules, db.feed),
         ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
-        app.state.provisioner = Provisioner(db)
+        retention = audit_log.expire_forever(
+            db,
+            retention_s=settings.audit_retention_days * 86400,
+            interval_s=settings.audit_cleanup_interval_s,
+        )
+        tasks.append(asyncio.create_task(retention, name="audit-retention"))
+        app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         await app.state.provisioner.recover()
         try:
             yield
@@ -113,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes)
+    # Inside the rate limit (a flood of 429s writes nothing), outside the body limit.
+    app.add_middleware(audit_log.AuditLog)
     app.add_middleware(
         ratelimit.RateLimit, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
     )
@@ -135,8 +156,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rollouts.router)
     app.include_router(access.router)
     app.include_router(schedules.router)
+    app.include_router(audit.router)
+    app.include_router(secret_routes.router)
 
     app.add_middleware(VersionRedirect)
+    app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
     return app
 
 

@@ -7,6 +7,9 @@ says its allocations changed (coalesced, level-triggered: always the whole set).
 Log and exec requests from API clients travel to the node as streams with ids;
 chunks come back to the waiting request's queue. On disconnect the node is marked
 not connected; its replicas keep running and it re-reports when it returns.
+
+An allocation that takes env from Secrets is stored with their names only; `_push`
+decrypts the values into the env it sends, and nothing else here sees them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from armillary import protocol
-from armillary.auth import tokens
+from armillary.auth import secrets, tokens
 from armillary.errors import ArmillaryError, NotFound, Unauthorized
 from armillary.store import allocations, nodes
 from armillary.store.database import Database
@@ -86,8 +89,15 @@ class Session:
 
 
 class Hub:
-    def __init__(self, db: Database, *, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        vault: secrets.Vault,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
         self._db = db
+        self._vault = vault
         self._heartbeat_interval_s = heartbeat_interval_s
         self.sessions: dict[str, Session] = {}
 
@@ -213,5 +223,25 @@ class Hub:
         async with self._db.read() as conn:
             node = await nodes.require(conn, session.name)
             held = await allocations.for_node(conn, session.name)
-        specs = [{k: v for k, v in a.spec.items() if k in _SPEC_FIELDS} for a in held]
+            resolver = secrets.Resolver(conn, self._vault)
+            specs = [await _spec(a, resolver) for a in held]
         await session.send("assignments", {"epoch": node.epoch, "allocations": specs})
+
+
+async def _spec(allocation: allocations.Allocation, resolver: secrets.Resolver) -> dict[str, Any]:
+    """What a node is sent for `allocation`: the protocol's fields, with the values of
+    its Secrets (last, so they win) in `env`."""
+    spec = {k: v for k, v in allocation.spec.items() if k in _SPEC_FIELDS}
+    uses = allocation.spec.get("secrets")
+    if not uses:
+        return spec
+    env, missing = await resolver.env(uses, tenant=allocation.tenant)
+    if missing:
+        log.warning(
+            "allocation %s of tenant %s is sent without the env of secrets %s: missing, "
+            "another tenant's, or unreadable",
+            allocation.id,
+            allocation.tenant,
+            ", ".join(missing),
+        )
+    return {**spec, "env": {**spec.get("env", {}), **env}}

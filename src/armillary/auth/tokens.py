@@ -5,7 +5,9 @@ A key reads `arm_<id>_<secret>`: the `arm_` prefix makes a leaked key easy to sp
 revealing it, and only SHA-256(key) is stored — keys are 256-bit random values, so
 a fast hash is the right tool. Each key has a role (`viewer`, `developer`,
 `admin`, or `node` for node daemons), may expire, and may be revoked; the plain
-key exists only in the answer that created it.
+key exists only in the answer that created it. A provisioning run issues a tenant
+its own key (role `tenant`, scoped like a tenant token, long-lived, revoked when
+the tenant is deprovisioned or its tokens are revoked).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from armillary import timestamps
 from armillary.auth.access import ROLES, Principal
 from armillary.errors import Invalid, Unauthorized
 from armillary.store import tokens as token_store
+from armillary.store import users
 from armillary.store.database import Tx
 
 PREFIX = "arm_"
@@ -68,6 +71,33 @@ async def create(
     return minted
 
 
+async def create_for_tenant(conn: Tx, *, tenant: str, description: str, now: dt.datetime) -> Minted:
+    """A key that acts as `tenant` (role `tenant`): what a provisioning run issues."""
+    minted = mint()
+    await token_store.add(
+        conn,
+        token_id=minted.token_id,
+        secret_hash=digest(minted.token),
+        role="tenant",
+        description=description,
+        now=now,
+        tenant=tenant,
+    )
+    return minted
+
+
+async def revoke_for_tenant(
+    conn: Tx, tenant: str, *, now: dt.datetime, description: str | None = None
+) -> list[str]:
+    """Revoke the tenant's keys (only those with `description`, when given)."""
+    revoked = []
+    for record in await token_store.for_tenant(conn, tenant):
+        if record.revoked_at is None and description in (None, record.description):
+            await token_store.revoke(conn, record.id, now=now)
+            revoked.append(record.id)
+    return revoked
+
+
 async def bootstrap_admin(conn: Tx, *, now: dt.datetime) -> Minted | None:
     """At first start (no key exists yet), create the admin key and return it once."""
     if await token_store.count(conn) > 0:
@@ -89,4 +119,10 @@ async def authenticate(conn: Tx, token: str, *, now: dt.datetime) -> Principal:
     role = next((r for r in ROLES if r == record.role), None)
     if role is None:
         raise Unauthorized(f"token has an unknown role {record.role!r}")
-    return Principal(kind="token", id=record.id, role=role)
+    if role == "tenant":
+        if record.tenant is None:
+            raise Unauthorized("tenant key without a tenant")
+        cut = await users.tenant_tokens_revoked_before(conn, record.tenant)
+        if cut is not None and timestamps.utc(record.created_at) <= timestamps.utc(cut):
+            raise Unauthorized("this tenant's tokens have been revoked")
+    return Principal(kind="token", id=record.id, role=role, tenant=record.tenant)

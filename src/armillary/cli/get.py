@@ -23,7 +23,7 @@ class Format(StrEnum):
 
 
 KindArg = Annotated[
-    str, typer.Argument(help="Kind: org, stack, release, tenant, schedule, webhooksource.")
+    str, typer.Argument(help="Kind: org, stack, release, secret, tenant, schedule, webhooksource.")
 ]
 
 

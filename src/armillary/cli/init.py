@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -54,8 +56,18 @@ spec:
 
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path("."),
+    secret_key: Annotated[
+        bool,
+        typer.Option(
+            "--secret-key", help="Print a new ARMILLARY_SECRET_KEY instead (32 random bytes)."
+        ),
+    ] = False,
 ) -> None:
     """Scaffold stack.yaml and tenants.yaml; existing files are never overwritten."""
+    if secret_key:
+        # The server's key format (auth/keys.py): 32 bytes, url-safe base64.
+        out.print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(), markup=False)
+        return
     files = {directory / "stack.yaml": STACK, directory / "tenants.yaml": TENANTS}
     existing = [str(p) for p in files if p.exists()]
     if existing:

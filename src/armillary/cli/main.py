@@ -10,6 +10,7 @@ from armillary import __version__
 from armillary.cli import (
     access,
     apply,
+    audit,
     get,
     init,
     nodes,
@@ -19,6 +20,7 @@ from armillary.cli import (
     rollouts,
     schedules,
     schema,
+    secrets,
     up,
 )
 
@@ -68,5 +70,7 @@ for module in (
     rollouts,
     schedules,
     access,
+    audit,
+    secrets,
 ):
     module.register(app)

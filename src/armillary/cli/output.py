@@ -90,6 +90,10 @@ COLUMNS: dict[str, list[Column]] = {
         ("CRON", lambda d: _spec(d, "cron")),
         ("TIME ZONE", lambda d: _spec(d, "time_zone") or "UTC"),
     ],
+    "Secret": [
+        ("TENANT", lambda d: _spec(d, "tenant") or "<any>"),
+        ("KEYS", lambda d: ",".join(sorted(d["spec"].get("data", {})))),
+    ],
     "WebhookSource": [
         ("TYPE", lambda d: _spec(d, "type")),
         ("KEY SPACE", lambda d: _spec(d, "routing", "key_space")),

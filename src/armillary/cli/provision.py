@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from armillary.cli import output
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
 from armillary.resources import loader
@@ -136,12 +136,34 @@ def provision_tenant(
 
     async def work(api: Client) -> dict[str, Any]:
         run = await api.provision(request)
-        return await _follow(api, run) if wait else run
+        if not wait:
+            return run
+        run = await _follow(api, run)
+        if run["state"] == "succeeded":
+            run["issued"] = await api.collect_tenant_key(run["id"])
+        return run
 
     run = call(ctx, work)
     if not wait:
         out.print(f"run {run['id']} {run['state']}  (armillary provision watch {run['id']})")
+    if run.get("issued"):
+        _print_key(run["issued"])
     _finish(run)
+
+
+def _print_key(issued: dict[str, Any]) -> None:
+    err.print(f"tenant key {issued['id']} for {issued['tenant']} (shown once; store it now):")
+    out.print(issued["token"], markup=False)
+
+
+@app.command()
+def token(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
+    """Collect the tenant key a provisioning run issued (once; later calls say so)."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.collect_tenant_key(run_id)
+
+    _print_key(call(ctx, work))
 
 
 @app.command()

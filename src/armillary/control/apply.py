@@ -4,19 +4,25 @@ Called by `POST /api/v1/apply`, `PUT /api/v1/{kind}/{name}` and `POST /api/v1/pl
 (with `dry_run`). Every document is validated before anything is written; the writes
 then happen in one transaction, so a bad document, a stale resourceVersion or a
 conflicting writer leaves the store exactly as it was.
+
+A Secret is sealed as it is parsed (`auth.secrets.seal`): from then on its canonical
+form holds keyed digests in place of values, so plan compares digests and the store
+never sees a value; the token of its values is written next to its resource.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from armillary import errors
+from armillary.auth import secrets
 from armillary.control import plan, references
 from armillary.errors import Invalid, Issue
 from armillary.resources import canonical, validate
+from armillary.resources.secret import Secret
 from armillary.store import repository
 from armillary.store.database import Database, Tx
 
@@ -29,16 +35,21 @@ class Applied:
 
     result: Result
     stored: repository.Stored
+    generation_before: int | None = None  # None when it was created
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parsed:
     desired: canonical.Canonical
     expected_version: int | None
+    sealed: str | None = field(default=None, repr=False)  # a Secret's values, encrypted
 
 
-def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
-    """Validate every document; raise one `Invalid` listing every problem of every one."""
+def parse_documents(
+    documents: Sequence[Any], *, vault: secrets.Vault | None = None
+) -> list[Parsed]:
+    """Validate every document; raise one `Invalid` listing every problem of every one.
+    Secrets are sealed with `vault`; without one, a Secret is refused."""
     parsed: list[Parsed] = []
     failures: list[Invalid] = []
     for i, raw in enumerate(documents):
@@ -57,6 +68,14 @@ def parse_documents(documents: Sequence[Any]) -> list[Parsed]:
                 )
                 continue
             expected = int(version)
+        if isinstance(resource, Secret):
+            if vault is None:
+                message = "a Secret cannot be applied through this request"
+                failures.append(Invalid([Issue(path="kind", message=message, document=i)]))
+                continue
+            desired, sealed = secrets.seal(vault, resource)
+            parsed.append(Parsed(desired=desired, expected_version=expected, sealed=sealed))
+            continue
         parsed.append(Parsed(desired=canonical.of(resource), expected_version=expected))
     if failures:
         raise errors.combine(failures)
@@ -74,9 +93,15 @@ async def compute_plan(db: Database, parsed: Sequence[Parsed], *, prune: bool) -
 
 
 async def apply(
-    db: Database, parsed: Sequence[Parsed], *, prune: bool, now: dt.datetime
+    db: Database,
+    parsed: Sequence[Parsed],
+    *,
+    prune: bool,
+    now: dt.datetime,
+    vault: secrets.Vault | None = None,
 ) -> list[Applied]:
-    """Write every document (and, with `prune`, delete what the set no longer names)."""
+    """Write every document (and, with `prune`, delete what the set no longer names).
+    `vault` is the one the Secrets among `parsed` were sealed with."""
     applied: list[Applied] = []
     async with db.write() as conn:
         await _check_references(conn, parsed)
@@ -85,22 +110,37 @@ async def apply(
         for change in _plan(parsed, current, prune=prune):
             if change.action == "delete":
                 gone = await repository.remove(conn, change.kind, change.name)
-                applied.append(Applied(result="deleted", stored=gone))
+                applied.append(
+                    Applied(result="deleted", stored=gone, generation_before=gone.generation)
+                )
                 continue
             item = by_key[(change.kind, change.name)]
             outcome, stored = await repository.apply(
                 conn, item.desired, expected_version=item.expected_version, now=now
             )
-            applied.append(Applied(result=outcome, stored=stored))
+            if item.sealed is not None and outcome != "unchanged":
+                assert vault is not None, "a sealed Secret comes with the vault that sealed it"
+                await secrets.write(conn, vault, uid=stored.uid, ciphertext=item.sealed, now=now)
+            before = current.get((change.kind, change.name))
+            applied.append(
+                Applied(
+                    result=outcome,
+                    stored=stored,
+                    generation_before=before.generation if before is not None else None,
+                )
+            )
     return applied
 
 
 async def _check_references(conn: Tx, parsed: Sequence[Parsed]) -> None:
     items = [p.desired for p in parsed]
-    if not any(True for item in items for _ in references.release_pins(item)):
-        return
-    stored = {r.name for r in await repository.list_kind(conn, "Release")}
-    issues = references.missing_releases(items, stored=stored)
+    issues: list[Issue] = []
+    if any(True for item in items for _ in references.release_pins(item)):
+        stored = {r.name for r in await repository.list_kind(conn, "Release")}
+        issues += references.missing_releases(items, stored=stored)
+    if any(True for item in items for _ in references.secret_uses(item)):
+        owners = {s.name: s.spec.get("tenant") for s in await repository.list_kind(conn, "Secret")}
+        issues += references.unusable_secrets(items, stored=owners)
     if issues:
         raise Invalid(issues)
 

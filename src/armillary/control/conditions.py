@@ -1,8 +1,37 @@
-"""Reading status conditions (`{"type", "status", "reason", "message"}`) by type."""
+"""Status conditions (`{"type", "status", "reason", "message", "lastTransitionTime"}`):
+making them, reading them by type, and keeping transition times across writes.
+Shared by every controller that writes status (tenants, schedules)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+from armillary import timestamps
+
+
+def make(kind: str, value: bool, reason: str, message: str, now: dt.datetime) -> dict[str, str]:
+    """One condition, as of `now`."""
+    return {
+        "type": kind,
+        "status": "True" if value else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": timestamps.iso(now),
+    }
+
+
+def keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A condition whose status did not change keeps its lastTransitionTime, so a
+    status rewritten with the same truths does not look like a change."""
+    previous = {c["type"]: c for c in before.get("conditions", [])}
+    kept = []
+    for condition in after.get("conditions", []):
+        old = previous.get(condition["type"])
+        if old is not None and old.get("status") == condition["status"]:
+            condition = {**condition, "lastTransitionTime": old.get("lastTransitionTime")}
+        kept.append(condition)
+    return {**after, "conditions": kept}
 
 
 def find(status: dict[str, Any], kind: str) -> dict[str, Any] | None:

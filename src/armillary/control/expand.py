@@ -9,6 +9,11 @@ pin in its override, which wins) takes the command of the Release record's proce
 artifact and runs from an immutable checkout of its tag; `ARMILLARY_RELEASE` tells
 the process which one. A release that is not recorded, an image artifact or an inline
 `image` (both need a container runtime) come back with a `problem` instead.
+
+The Secrets a tenant names (`Tenant.spec.secrets`) become references on the
+templates of the components they apply to, never values: the server resolves them
+when it sends an allocation to its node. `secrets` maps the names of the Secrets this
+tenant may use to their versions; a Secret that is not there is a `problem`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,21 @@ from armillary.resources import quantity
 from armillary.resources.release import Release, release_name
 from armillary.resources.stack import Component, Stack
 from armillary.resources.tenant import Tenant
-from armillary.runtime.instance import Instance, Policy, Template
+from armillary.runtime.instance import Instance, Policy, SecretEnv, Template
 
 
-def expand(tenant: Tenant, stack: Stack, releases: Mapping[str, Release] | None = None) -> Instance:
+def expand(
+    tenant: Tenant,
+    stack: Stack,
+    releases: Mapping[str, Release] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> Instance:
     """One template per component of `stack`, as `tenant` runs it, in stack order.
-    `releases` holds the Release records by name (at least those pinned)."""
-    templates = tuple(_template(tenant, c, releases or {}) for c in stack.spec.components)
+    `releases` holds the Release records by name (at least those pinned); `secrets`
+    the version of each Secret the tenant may use, by name."""
+    templates = tuple(
+        _template(tenant, c, releases or {}, secrets or {}) for c in stack.spec.components
+    )
     return Instance(tenant=tenant.metadata.name, templates=templates)
 
 
@@ -37,7 +50,12 @@ def pinned_release(tenant: Tenant, component: Component) -> str | None:
     return component.release
 
 
-def _template(tenant: Tenant, component: Component, releases: Mapping[str, Release]) -> Template:
+def _template(
+    tenant: Tenant,
+    component: Component,
+    releases: Mapping[str, Release],
+    secrets: Mapping[str, str],
+) -> Template:
     override = tenant.spec.overrides.get(component.name)
     env = {**component.env, **tenant.spec.env, **(override.env if override else {})}
     replicas = component.replicas
@@ -64,6 +82,9 @@ def _template(tenant: Tenant, component: Component, releases: Mapping[str, Relea
             f"image {component.image}: the nodes runtime runs processes; "
             "images need a container runtime"
         )
+    secret_env, missing = _secret_env(tenant, component, secrets)
+    if missing is not None and problem is None:
+        problem = missing
     restart = component.restart.model_dump(mode="json")
     if restart["policy"] is None:
         restart["policy"] = "always" if component.type == "service" else "on-failure"
@@ -91,7 +112,23 @@ def _template(tenant: Tenant, component: Component, releases: Mapping[str, Relea
         release=reference,
         checkout=checkout,
         policy=Policy(**component.rollout.model_dump()),
+        secrets=secret_env,
     )
+
+
+def _secret_env(
+    tenant: Tenant, component: Component, secrets: Mapping[str, str]
+) -> tuple[tuple[SecretEnv, ...], str | None]:
+    """The Secrets `component` receives, and the problem if one is not available."""
+    uses = [u for u in tenant.spec.secrets if not u.components or component.name in u.components]
+    for use in uses:
+        if use.name not in secrets:
+            return (), (
+                f"secret {use.name!r} does not exist, or belongs to another tenant; "
+                "apply it (with no spec.tenant, or this tenant's name)"
+            )
+    env = tuple(SecretEnv(secret=u.name, prefix=u.prefix, version=secrets[u.name]) for u in uses)
+    return env, None
 
 
 def _from_release(

@@ -4,7 +4,8 @@
 one and returns one `Change` per resource: create, update (with the changed fields),
 unchanged, or — with `prune` — delete for stored resources of the kinds in the set
 that the set no longer names. No I/O, no clock: the same input gives the same plan,
-and `compute(x, x)` has nothing to do.
+and `compute(x, x)` has nothing to do. A change under a kind's sensitive field (a
+Secret's `data`) says which key changed, never what it was or became.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from armillary.errors import Invalid, Issue
 from armillary.resources import kinds
 from armillary.resources.canonical import Canonical
+from armillary.resources.secret import masked
 
 Action = Literal["create", "update", "delete", "unchanged"]
 _MISSING: Any = object()
@@ -95,7 +97,18 @@ def _spec_diff(kind: str, before: dict[str, Any], after: dict[str, Any]) -> Iter
     known = kinds.BY_NAME.get(kind)
     if known is None:
         return diff(before, after, path="spec")
-    return diff(known.expand(before), known.expand(after), path="spec")
+    changes = diff(known.expand(before), known.expand(after), path="spec")
+    return (_hidden(c) if known.hides(c.path) else c for c in changes)
+
+
+def _hidden(change: FieldChange) -> FieldChange:
+    return FieldChange(
+        path=change.path,
+        before=None if change.added else masked(change.before),
+        after=None if change.removed else masked(change.after),
+        added=change.added,
+        removed=change.removed,
+    )
 
 
 def diff(before: Any, after: Any, *, path: str) -> Iterator[FieldChange]:

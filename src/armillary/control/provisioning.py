@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from armillary.auth import tokens
+from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
 from armillary.control import conditions
-from armillary.errors import ArmillaryError, Conflict, Invalid, Issue, PermanentError
-from armillary.store import allocations, locks, repository, runs
+from armillary.errors import ArmillaryError, Conflict, Gone, Invalid, Issue, PermanentError
+from armillary.store import allocations, locks, repository, runs, users
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.provisioning")
@@ -33,12 +35,16 @@ PROVISION_STEPS = [
     "ensure-org",
     "ensure-tenant",
     "write-routing",
+    "issue-tenant-token",
     "deploy-and-wait-healthy",
     "run-seed-jobs",
     "create-schedules",
     "verify",
 ]
-DEPROVISION_STEPS = ["delete-schedules", "delete-tenant", "wait-stopped"]
+DEPROVISION_STEPS = ["delete-schedules", "delete-tenant", "wait-stopped", "revoke-tokens"]
+SEALED = "_sealed"
+"""The step detail key holding the issued key, sealed, until it is collected once; it
+never leaves the server (run documents drop `_` keys)."""
 POLL_S = 0.1
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -62,14 +68,22 @@ Undo = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
 
 class Provisioner:
-    def __init__(self, db: Database, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        sealer: Sealer,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
         self._db = db
+        self._sealer = sealer
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._steps: dict[str, tuple[Do, Undo]] = {
             "ensure-org": (self._ensure_org, self._undo_org),
             "ensure-tenant": (self._ensure_tenant, self._undo_tenant),
             "write-routing": (self._write_routing, self._undo_routing),
+            "issue-tenant-token": (self._issue_token, self._undo_token),
             "deploy-and-wait-healthy": (self._deploy, _nothing),
             "run-seed-jobs": (self._seed_jobs, _nothing),
             "create-schedules": (self._create_schedules, self._undo_schedules),
@@ -77,6 +91,7 @@ class Provisioner:
             "delete-schedules": (self._delete_schedules, self._undo_deleted_schedules),
             "delete-tenant": (self._delete_tenant, self._undo_deleted_tenant),
             "wait-stopped": (self._wait_stopped, _nothing),
+            "revoke-tokens": (self._revoke_tokens, _nothing),
         }
 
     # --- entry points ------------------------------------------------------------------
@@ -323,6 +338,53 @@ class Provisioner:
             document["spec"]["routing"] = detail.get("previous_routing", {})
             await self._apply(document)
 
+    async def _issue_token(self, context: Context) -> dict[str, Any]:
+        """A key that acts as the tenant, kept sealed until collected once. A key this
+        run issued before (a step re-run after a restart) is revoked first."""
+        description = _token_description(context.run.id)
+        async with self._db.write() as conn:
+            await tokens.revoke_for_tenant(
+                conn, context.run.tenant, now=self._clock(), description=description
+            )
+            minted = await tokens.create_for_tenant(
+                conn, tenant=context.run.tenant, description=description, now=self._clock()
+            )
+        return {"token_id": minted.token_id, SEALED: self._sealer.seal(minted.token)}
+
+    async def _undo_token(self, context: Context, _detail: dict[str, Any]) -> None:
+        # By the run's mark, not the detail: a key minted just before a crash is found too.
+        async with self._db.write() as conn:
+            await tokens.revoke_for_tenant(
+                conn,
+                context.run.tenant,
+                now=self._clock(),
+                description=_token_description(context.run.id),
+            )
+
+    async def _revoke_tokens(self, context: Context) -> dict[str, Any]:
+        """Last, once everything else is gone: no key or token of the tenant works."""
+        async with self._db.write() as conn:
+            revoked = await tokens.revoke_for_tenant(conn, context.run.tenant, now=self._clock())
+            await users.revoke_tenant_tokens(conn, context.run.tenant, now=self._clock())
+        return {"revoked_keys": revoked}
+
+    async def collect_token(self, run_id: str) -> dict[str, str]:
+        """The key a provisioning run issued, once: it is erased from the store as it is
+        handed over. Later calls say it was collected (issue a new one with
+        `armillary token tenant`, or a new provisioning run)."""
+        run = await runs.get(self._db, run_id)
+        step = next((s for s in run.steps if s.name == "issue-tenant-token"), None)
+        if step is None or step.state != "succeeded":
+            raise Conflict(f"run {run_id} has issued no tenant key (its state is {run.state})")
+        sealed = await runs.take_from_detail(self._db, run_id, step.position, SEALED)
+        if not sealed:
+            raise Gone(f"the tenant key of run {run_id} was already collected")
+        return {
+            "tenant": run.tenant,
+            "id": str(step.detail["token_id"]),
+            "token": self._sealer.open(str(sealed)),
+        }
+
     async def _deploy(self, context: Context) -> dict[str, Any]:
         """Wait until the tenant is Ready; fail at once if a job failed for good."""
         while True:
@@ -441,6 +503,10 @@ class Provisioner:
             if asyncio.get_running_loop().time() > context.deadline:
                 raise StepFailed(f"{len(left)} replica(s) still allocated")
             await asyncio.sleep(POLL_S)
+
+
+def _token_description(run_id: str) -> str:
+    return f"issued by provisioning run {run_id}"
 
 
 async def _nothing(_context: Context, _detail: dict[str, Any]) -> None:

@@ -3,13 +3,14 @@
 A Stack component or a Tenant override that names `release: agent@1.2.0` points at
 the Release `agent-1.2.0`. `apply` and `plan` refuse a set in which such a pin names
 a release that neither the store nor the same set holds, so a typo in a version is
-an error at apply time, not a tenant stuck later. Pure: the caller passes the names
-it knows.
+an error at apply time, not a tenant stuck later. Likewise a Tenant's `secrets` must
+name Secrets that exist and that it may use: its own, or those with no tenant.
+Pure: the caller passes the names it knows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from armillary.errors import Issue
 from armillary.resources.canonical import Canonical
@@ -51,4 +52,31 @@ def missing_releases(items: Sequence[Canonical], *, stored: set[str]) -> list[Is
                         document=index,
                     )
                 )
+    return issues
+
+
+def secret_uses(item: Canonical) -> Iterator[tuple[str, str]]:
+    """(field path, Secret name) of every Secret a Tenant uses."""
+    if item.kind == "Tenant":
+        for i, use in enumerate(item.spec.get("secrets", [])):
+            yield f"spec.secrets[{i}].name", str(use["name"])
+
+
+def unusable_secrets(items: Sequence[Canonical], *, stored: Mapping[str, object]) -> list[Issue]:
+    """One issue per use of a Secret that is neither stored nor in `items`, or that
+    belongs to another tenant. `stored` maps each stored Secret to its `spec.tenant`."""
+    owners = {**stored, **{i.name: i.spec.get("tenant") for i in items if i.kind == "Secret"}}
+    issues: list[Issue] = []
+    for index, item in enumerate(items):
+        for path, name in secret_uses(item):
+            message = None
+            if name not in owners:
+                message = f"secret {name!r} does not exist; an admin applies it first"
+            elif owners[name] not in (None, item.name):
+                message = (
+                    f"secret {name!r} belongs to tenant {owners[name]!r}; a tenant may use "
+                    "its own Secrets and those with no spec.tenant"
+                )
+            if message is not None:
+                issues.append(Issue(path=path, message=message, document=index))
     return issues

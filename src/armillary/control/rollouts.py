@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from armillary import timestamps
 from armillary.control import revisions
 from armillary.runtime import nodes as nodes_runtime
 from armillary.runtime.instance import Instance, Template, template_from_json, template_to_json
@@ -170,7 +171,7 @@ def revision(row: rollouts.Revision) -> revisions.Revision:
         release=row.release,
         state=row.state,
         reason=row.reason,
-        started_at=row.started_at,
+        started_at=timestamps.utc(row.started_at),  # SQLite hands back naive UTC
     )
 
 

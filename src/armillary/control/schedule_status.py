@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from armillary import timestamps
-from armillary.control import firing
+from armillary.control import conditions, firing
 from armillary.store import schedule_runs
 
 SKIP_REASONS: dict[firing.Outcome, str] = {
@@ -78,7 +78,7 @@ def build(seen: Seen, *, previous: dict[str, Any], now: dt.datetime) -> dict[str
         "conditions": [_ready(seen, now), _degraded(active, finished, now)],
     }
     status = {k: v for k, v in status.items() if v is not None}
-    return _keep_transition_times(previous, status)
+    return conditions.keep_transition_times(previous, status)
 
 
 def _active(run: schedule_runs.Run) -> dict[str, Any]:
@@ -107,14 +107,16 @@ def _ready(seen: Seen, now: dt.datetime) -> dict[str, str]:
     timing = seen.timing
     if seen.blocked is not None:
         reason, message = seen.blocked
-        return _cond("Ready", False, reason, message, now)
+        return conditions.make("Ready", False, reason, message, now)
     if timing.suspend:
-        return _cond("Ready", False, "Suspended", "suspended: fire times pass without a run", now)
+        return conditions.make(
+            "Ready", False, "Suspended", "suspended: fire times pass without a run", now
+        )
     if seen.next_at is None:
         message = f"cron {timing.cron!r} names no time that is still to come"
-        return _cond("Ready", False, "NeverFires", message, now)
+        return conditions.make("Ready", False, "NeverFires", message, now)
     message = f"runs {seen.component} on {timing.cron!r} ({timing.time_zone})"
-    return _cond("Ready", True, "Scheduled", message, now)
+    return conditions.make("Ready", True, "Scheduled", message, now)
 
 
 def _degraded(
@@ -123,7 +125,7 @@ def _degraded(
     waiting = [r for r in active if r.allocation_id is None and r.message]
     if waiting:
         message = f"run for {timestamps.iso(waiting[0].scheduled_at)} waits: {waiting[0].message}"
-        return _cond("Degraded", True, "RunUnplaced", message, now)
+        return conditions.make("Degraded", True, "RunUnplaced", message, now)
     last = max(finished, key=lambda r: r.scheduled_at) if finished else None
     if last is not None and last.state == "failed":
         cause = last.reason or "failed"
@@ -132,26 +134,5 @@ def _degraded(
             f"run for {timestamps.iso(last.scheduled_at)} failed "
             f"(exit code {last.exit_code}, {cause}{': ' + detail if detail else ''})"
         )
-        return _cond("Degraded", True, "LastRunFailed", message, now)
-    return _cond("Degraded", False, "None", "no problems", now)
-
-
-def _cond(kind: str, value: bool, reason: str, message: str, now: dt.datetime) -> dict[str, str]:
-    return {
-        "type": kind,
-        "status": "True" if value else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": timestamps.iso(now),
-    }
-
-
-def _keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    previous = {c["type"]: c for c in before.get("conditions", [])}
-    kept = []
-    for condition in after["conditions"]:
-        old = previous.get(condition["type"])
-        if old is not None and old.get("status") == condition["status"]:
-            condition = {**condition, "lastTransitionTime": old.get("lastTransitionTime")}
-        kept.append(condition)
-    return {**after, "conditions": kept}
+        return conditions.make("Degraded", True, "LastRunFailed", message, now)
+    return conditions.make("Degraded", False, "None", "no problems", now)

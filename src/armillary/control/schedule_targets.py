@@ -25,6 +25,7 @@ from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime.instance import Template
 from armillary.store import repository, schedule_runs
+from armillary.store import secrets as secret_store
 from armillary.store.database import Tx
 
 
@@ -124,7 +125,9 @@ async def resolve_job(conn: Tx, target: Target) -> Job:
         r.name: Release.model_validate(r.document())
         for r in await repository.list_kind(conn, "Release")
     }
-    instance = expand.expand(tenant, stack, releases)
+    uses = [use.name for use in tenant.spec.secrets]
+    secrets = await secret_store.usable(conn, tenant=target.tenant, names=uses)
+    instance = expand.expand(tenant, stack, releases, secrets)
     template = next((t for t in instance.templates if t.component == target.component), None)
     where = f"component {target.component!r} of stack {stack.metadata.name!r}"
     if template is None:

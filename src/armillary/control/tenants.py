@@ -23,6 +23,7 @@ from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import allocations, repository
+from armillary.store import secrets as secret_store
 from armillary.store.database import Database
 from armillary.store.feed import Event
 
@@ -60,6 +61,10 @@ class TenantController:
             return {t.name for t in tenants if t.spec.get("stack") == event.name}
         if event.kind in ("Node", "Release"):
             return await self.all_keys()
+        if event.kind == "Secret":
+            async with self._db.read() as conn:
+                tenants = await repository.list_kind(conn, "Tenant")
+            return {t.name for t in tenants if event.name in _secret_names(t)}
         if event.kind == "Rollout":  # a revision ended: changes held behind it may start
             async with self._db.read() as conn:
                 tenants = await repository.list_kind(conn, "Tenant")
@@ -77,10 +82,13 @@ class TenantController:
             stored = await repository.get(conn, "Tenant", key)
             stack_row = None
             releases: dict[str, Release] = {}
+            secrets: dict[str, str] = {}
             if stored is not None:
                 stack_row = await repository.get(conn, "Stack", str(stored.spec.get("stack")))
                 for row in await repository.list_kind(conn, "Release"):
                     releases[row.name] = Release.model_validate(row.document())
+                names = _secret_names(stored)
+                secrets = await secret_store.usable(conn, tenant=key, names=names)
         if stored is None:
             outcome = await self._runtime.converge(key, None, now=now)
             if outcome.step.idle:
@@ -93,7 +101,8 @@ class TenantController:
             await self._write_status(key, stored, status)
             return Result()
         stack = Stack.model_validate(stack_row.document())
-        plan = await self._rollouts.choose(key, expand.expand(tenant, stack, releases), now=now)
+        instance = expand.expand(tenant, stack, releases, secrets)
+        plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await self._runtime.converge(key, plan.instance, now=now)
         rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
         status = _status(stored, stack_row.generation, outcome, now, rollouts.status(plan))
@@ -106,7 +115,7 @@ class TenantController:
     async def _write_status(
         self, key: str, stored: repository.Stored, status: dict[str, Any]
     ) -> None:
-        status = _keep_transition_times(stored.status, status)
+        status = conditions.keep_transition_times(stored.status, status)
         if status == stored.status:
             return
         async with self._db.write() as conn:
@@ -171,15 +180,15 @@ def _status(
         "components": components,
         **({"rollouts": summary} if summary else {}),
         "conditions": [
-            _cond("Ready", converged, ready_reason, ready_message, now),
-            _cond(
+            conditions.make("Ready", converged, ready_reason, ready_message, now),
+            conditions.make(
                 "Progressing",
                 not converged and not problems,
                 "RolloutHeld" if held and converged else progressing_reason,
                 "; ".join(held or waiting) or f"{updated}/{desired} replicas updated",
                 now,
             ),
-            _cond(
+            conditions.make(
                 "Degraded",
                 bool(problems),
                 "ReplicasFailing" if problems else "None",
@@ -188,6 +197,11 @@ def _status(
             ),
         ],
     }
+
+
+def _secret_names(tenant: repository.Stored) -> set[str]:
+    """The Secrets a stored Tenant uses (their versions are part of its replicas' hashes)."""
+    return {str(use["name"]) for use in tenant.spec.get("secrets", [])}
 
 
 def _holds(status: dict[str, Any]) -> bool:
@@ -201,30 +215,8 @@ def _status_without_stack(
     return {
         "observedGeneration": stored.generation,
         "conditions": [
-            _cond("Ready", False, "StackNotFound", message, now),
-            _cond("Progressing", False, "StackNotFound", message, now),
-            _cond("Degraded", True, "StackNotFound", message, now),
+            conditions.make("Ready", False, "StackNotFound", message, now),
+            conditions.make("Progressing", False, "StackNotFound", message, now),
+            conditions.make("Degraded", True, "StackNotFound", message, now),
         ],
     }
-
-
-def _cond(kind: str, value: bool, reason: str, message: str, now: dt.datetime) -> dict[str, str]:
-    return {
-        "type": kind,
-        "status": "True" if value else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now.isoformat().replace("+00:00", "Z"),
-    }
-
-
-def _keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """A condition whose status did not change keeps its lastTransitionTime."""
-    previous = {c["type"]: c for c in before.get("conditions", [])}
-    conditions = []
-    for condition in after.get("conditions", []):
-        old = previous.get(condition["type"])
-        if old is not None and old.get("status") == condition["status"]:
-            condition = {**condition, "lastTransitionTime": old.get("lastTransitionTime")}
-        conditions.append(condition)
-    return {**after, "conditions": conditions}

@@ -87,10 +87,14 @@ def _decode(raw: dict[str, Any]) -> Entry:
 
 
 def dump(path: Path, entries: list[Entry]) -> None:
-    """Write `entries` atomically."""
+    """Write `entries` atomically, readable by the daemon's user only: the specs carry
+    the replicas' env, values of Secrets included."""
     body = {"version": FORMAT_VERSION, "allocations": [_encode(e) for e in entries]}
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, separators=(",", ":")))
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "w") as sink:
+        sink.write(json.dumps(body, separators=(",", ":")))
+    os.chmod(tmp, 0o600)  # a file left by an older daemon keeps its mode through O_CREAT
     os.replace(tmp, path)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from armillary.resources.meta import Document
 from armillary.resources.release import Release
 from armillary.resources.schedule import Schedule
+from armillary.resources.secret import Secret, masked
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Org, Tenant
 from armillary.resources.webhook import WebhookSource
@@ -25,6 +26,21 @@ class Kind:
     plural: str
     model: type[Document]  # type: ignore[type-arg]
     short: tuple[str, ...] = ()
+    sensitive: str | None = None
+    """The spec field whose values are never shown (a Secret's `data`), if any."""
+
+    def shown(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """`spec` as it may be shown to anyone: the `sensitive` field's values masked."""
+        if self.sensitive is None or self.sensitive not in spec:
+            return spec
+        return {**spec, self.sensitive: masked(spec[self.sensitive])}
+
+    def hides(self, path: str) -> bool:
+        """Whether a field path (`spec.data.TOKEN`) lies under the `sensitive` field."""
+        if self.sensitive is None:
+            return False
+        root = f"spec.{self.sensitive}"
+        return path == root or path.startswith((f"{root}.", f"{root}["))
 
     def expand(self, spec: dict[str, Any]) -> dict[str, Any]:
         """A stored (canonical) spec with every default spelled out, for people to read.
@@ -43,6 +59,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(name="Org", plural="orgs", model=Org),
     Kind(name="Stack", plural="stacks", model=Stack),
     Kind(name="Release", plural="releases", model=Release, short=("rel",)),
+    Kind(name="Secret", plural="secrets", model=Secret, sensitive="data"),
     Kind(name="Tenant", plural="tenants", model=Tenant),
     Kind(name="Schedule", plural="schedules", model=Schedule, short=("cronjobs",)),
     Kind(name="WebhookSource", plural="webhooksources", model=WebhookSource, short=("ws",)),

@@ -70,10 +70,12 @@ def load_text(text: str, *, file: str = "<input>") -> list[Loaded]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "malformed YAML"
+        # ruamel quotes both values of a duplicate key; the line is enough, and a value
+        # may be a secret.
+        problem = (exc.problem or exc.context or "malformed YAML").partition(" with value ")[0]
         message = f"malformed YAML: {problem}"
         if exc.context and exc.problem:
-            message = f"malformed YAML: {exc.context}; {exc.problem}"
+            message = f"malformed YAML: {exc.context}; {problem}"
         raise Invalid([Issue(path="", message=message, file=file, line=line)]) from None
     except YAMLError as exc:
         raise Invalid([Issue(path="", message=f"malformed YAML: {exc}", file=file)]) from None

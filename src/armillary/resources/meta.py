@@ -45,13 +45,13 @@ def check_subdomain(value: str) -> str:
     return value
 
 
-def _check_label_key(value: str) -> str:
+def check_label_key(value: str) -> str:
     if len(value) > 253 or not _LABEL_KEY.fullmatch(value):
         raise ValueError(f"expected a label key like 'team' or 'example.com/team', got {value!r}")
     return value
 
 
-def _check_label_value(value: str) -> str:
+def check_label_value(value: str) -> str:
     if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise ValueError(
             f"expected a label value of at most 63 letters, digits, '-', '_' or '.', got {value!r}"
@@ -69,8 +69,8 @@ Subdomain = Annotated[
     AfterValidator(check_subdomain),
     Field(json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern, "maxLength": SUBDOMAIN_MAX}),
 ]
-LabelKey = Annotated[str, AfterValidator(_check_label_key)]
-LabelValue = Annotated[str, AfterValidator(_check_label_value)]
+LabelKey = Annotated[str, AfterValidator(check_label_key)]
+LabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
 class Model(BaseModel):

@@ -3,7 +3,7 @@
 A tenant names its org and stack, overrides env, replicas and release pins per
 component, lists the routing keys inbound events are matched on (per key space:
 `slack`, `github`, `pagerduty`, or any name a WebhookSource uses), and declares
-its schedules inline.
+its schedules inline, and names the Secrets its replicas receive as env (`secrets`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def _check_key_space(value: str) -> str:
 
 KeySpace = Annotated[str, AfterValidator(_check_key_space)]
 RoutingKey = Annotated[str, Field(min_length=1, max_length=512)]
+EnvPrefix = Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
 
 
 class OrgSpec(Model):
@@ -52,6 +53,15 @@ class TenantSchedule(ScheduleTiming):
     name: Name
 
 
+class SecretUse(Model):
+    """A Secret whose every key becomes env `<prefix><KEY>` in this tenant's replicas
+    (of the `components` listed; of every component when the list is empty)."""
+
+    name: Name
+    prefix: EnvPrefix = ""
+    components: list[ComponentName] = Field(default_factory=list)
+
+
 class TenantSpec(Model):
     org: Name
     stack: Name
@@ -60,8 +70,14 @@ class TenantSpec(Model):
     overrides: dict[ComponentName, ComponentOverride] = Field(default_factory=dict)
     routing: dict[KeySpace, list[RoutingKey]] = Field(default_factory=dict)
     schedules: list[TenantSchedule] = Field(default_factory=list)
+    secrets: list[SecretUse] = Field(default_factory=list)
 
     def issues(self) -> Iterator[tuple[Loc, str]]:
+        uses: set[tuple[str, str]] = set()
+        for i, use in enumerate(self.secrets):
+            if (use.name, use.prefix) in uses:
+                yield ("secrets", i, "name"), f"secret {use.name!r} is named twice with one prefix"
+            uses.add((use.name, use.prefix))
         seen: dict[str, int] = {}
         for i, schedule in enumerate(self.schedules):
             if schedule.name in seen:

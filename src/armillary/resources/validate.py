@@ -74,7 +74,8 @@ def parse(
     try:
         resource = kind.model.model_validate(raw)
     except ValidationError as exc:
-        problems = _pydantic_issues(exc, raw, model=kind.model)
+        # A kind with secret values (Secret) gets messages that never quote the input.
+        problems = _pydantic_issues(exc, raw, model=kind.model, echo=kind.sensitive is None)
         raise Invalid([issue(loc, msg) for loc, msg in problems]) from None
     rules = [issue(loc, msg) for loc, msg in semantic_issues(resource)]
     if rules:
@@ -113,13 +114,14 @@ def semantic_issues(resource: Document) -> Iterable[tuple[Loc, str]]:  # type: i
 
 
 def _pydantic_issues(
-    exc: ValidationError, raw: Any, *, model: type[BaseModel]
+    exc: ValidationError, raw: Any, *, model: type[BaseModel], echo: bool = True
 ) -> list[tuple[Loc, str]]:
-    """One issue per field path; alternatives of a union are merged into one message."""
+    """One issue per field path; alternatives of a union are merged into one message.
+    With `echo` off, no message quotes the value it is about."""
     merged: dict[Loc, list[str]] = {}
     for error in exc.errors(include_url=False):
         loc = _real_loc(tuple(error["loc"]), raw, missing=error["type"] == "missing")
-        message = _message(error)
+        message = _message(error, echo=echo)
         if error["type"] == "extra_forbidden" and loc:
             message = _unknown_field(model, loc)
         bucket = merged.setdefault(loc, [])
@@ -207,7 +209,7 @@ def _members(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _message(error: Mapping[str, Any]) -> str:
+def _message(error: Mapping[str, Any], *, echo: bool = True) -> str:
     kind = error["type"]
     msg = str(error["msg"])
     if kind == "missing":
@@ -216,6 +218,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind in ("value_error", "assertion_error"):
         return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if not echo:
+        return f"{msg[0].lower()}{msg[1:]}"
     value = error.get("input")
     shown = json.dumps(value, default=str)
     if len(shown) > 60:

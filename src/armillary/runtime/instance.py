@@ -26,6 +26,17 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecretEnv:
+    """A Secret whose keys a replica receives as env `<prefix><KEY>`. Only the name
+    travels with templates and allocations: the server reads and decrypts the values
+    when it sends the allocation to its node, so no value is stored with them."""
+
+    secret: str
+    prefix: str = ""
+    version: str  # the Secret's uid and generation: new values, new spec hash
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Template:
     """What every replica of one tenant's component runs."""
 
@@ -47,6 +58,7 @@ class Template:
     release: str | None = None  # `component@version` when it runs a recorded release
     checkout: tuple[str, str] | None = None  # (repository, commit) the node runs it from
     policy: Policy = field(default_factory=lambda: Policy())  # not part of spec_hash
+    secrets: tuple[SecretEnv, ...] = ()  # env from Secrets, later ones win
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""
@@ -63,6 +75,8 @@ class Template:
         }
         if self.checkout is not None:  # only when set: command replicas keep their hashes
             shape["checkout"] = list(self.checkout)
+        if self.secrets:  # likewise
+            shape["secrets"] = [[s.secret, s.prefix, s.version] for s in self.secrets]
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -96,5 +110,6 @@ def template_from_json(data: dict[str, Any]) -> Template:
             "depends_on": tuple(data["depends_on"]),
             "checkout": tuple(data["checkout"]) if data.get("checkout") else None,
             "policy": Policy(**data.get("policy", {})),
+            "secrets": tuple(SecretEnv(**s) for s in data.get("secrets", ())),
         }
     )

@@ -12,6 +12,10 @@ fails is reported back, with the scheduler's reasons, for the tenant's status.
 controller's transaction. Its allocation is marked with the run (`schedule_run`),
 and `converge` leaves marked allocations out: a run is not a replica of the stack,
 so a tenant's step neither counts it nor removes it.
+
+An allocation that takes env from Secrets carries only their names (`secrets`, beside
+the protocol's fields): the node hub reads and decrypts the values when it sends the
+allocation to its node, so the allocations table never holds a value.
 """
 
 from __future__ import annotations
@@ -158,6 +162,7 @@ class NodesRuntime:
                         **protocol.encode(spec),
                         "cpu_millicores": create.template.cpu_millicores,
                         "memory_mb": create.template.memory_mb,
+                        **_secret_refs(create.template),
                     },
                     report=None,
                     created_at=now,
@@ -204,6 +209,13 @@ def _spec(
         stop_grace_s=template.stop_grace_s,
         timeout_s=template.timeout_s,
     )
+
+
+def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
+    """The Secrets the hub resolves into env for this allocation, in order."""
+    if not template.secrets:
+        return {}
+    return {"secrets": [{"secret": s.secret, "prefix": s.prefix} for s in template.secrets]}
 
 
 def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> rollout.Current:

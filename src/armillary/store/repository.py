@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
 from armillary.errors import Conflict, NotFound
+from armillary.resources import kinds
 from armillary.resources.canonical import Canonical
 from armillary.resources.meta import API_VERSION
 from armillary.store import feed
@@ -58,7 +59,7 @@ class Stored:
         )
 
     def document(self) -> dict[str, Any]:
-        """The resource as the API shows it."""
+        """The resource as the API shows it: a Secret's values are `<redacted>`."""
         metadata: dict[str, Any] = {"name": self.name}
         if self.labels:
             metadata["labels"] = self.labels
@@ -74,9 +75,14 @@ class Stored:
             "apiVersion": API_VERSION,
             "kind": self.kind,
             "metadata": metadata,
-            "spec": self.spec,
+            "spec": _shown(self.kind, self.spec),
             "status": self.status,
         }
+
+
+def _shown(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    known = kinds.BY_NAME.get(kind)
+    return known.shown(spec) if known is not None else spec
 
 
 def _stored(row: Row[Any]) -> Stored:

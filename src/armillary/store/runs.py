@@ -198,3 +198,26 @@ async def set_step(db: Database, run_id: str, position: int, **values: Any) -> N
             .where(provision_steps.c.run_id == run_id, provision_steps.c.position == position)
             .values(**values)
         )
+
+
+async def take_from_detail(db: Database, run_id: str, position: int, key: str) -> Any:
+    """Remove `key` from a step's detail and return its value, once: of two callers
+    racing, one gets the value and the other None (the row is locked while read)."""
+    async with db.write() as conn:
+        row = (
+            await conn.execute(
+                select(provision_steps.c.detail)
+                .where(provision_steps.c.run_id == run_id, provision_steps.c.position == position)
+                .with_for_update()
+            )
+        ).first()
+        if row is None or key not in row.detail:
+            return None
+        detail = dict(row.detail)
+        value = detail.pop(key)
+        await conn.execute(
+            update(provision_steps)
+            .where(provision_steps.c.run_id == run_id, provision_steps.c.position == position)
+            .values(detail=detail)
+        )
+        return value

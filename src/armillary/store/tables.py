@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -58,6 +59,7 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("tenant", String(253), nullable=True),  # set for keys scoped to one tenant
 )
 
 nodes = Table(
@@ -217,4 +219,53 @@ tenant_token_revocations = Table(
     metadata,
     Column("tenant", String(253), primary_key=True),
     Column("revoked_before", DateTime(timezone=True), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Append-only (store/audit.py): rows are only ever inserted, and removed whole
+    # once older than the retention. Never a request body or a secret value.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("principal", String(300), nullable=True),  # `user:ana`; NULL when unknown
+    Column("principal_kind", String(16), nullable=True),  # token | user | tenant | …
+    Column("role", String(32), nullable=True),
+    Column("tenant", String(253), nullable=True),  # the principal's tenant
+    Column("verb", String(32), nullable=False),  # HTTP method, or an action name
+    Column("path", String(1024), nullable=True),
+    Column("kind", String(64), nullable=True),
+    Column("name", String(253), nullable=True),
+    Column("generation_before", BigInteger, nullable=True),
+    Column("generation_after", BigInteger, nullable=True),
+    Column("status", Integer, nullable=True),  # the HTTP status answered
+    Column("outcome", String(64), nullable=False),  # created, configured, invalid, …
+    Column("source", String(64), nullable=True),  # the client's address
+    Column("request_id", String(128), nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("detail", Json, nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_principal", "principal"),
+    Index("ix_audit_log_kind_name", "kind", "name"),
+    Index("ix_audit_log_request_id", "request_id"),
+)
+
+secret_values = Table(
+    "secret_values",
+    metadata,
+    # One row per Secret resource, gone with it. `ciphertext` is a Fernet token of the
+    # Secret's data; the resource's spec holds only keyed digests of the values.
+    Column("uid", String(36), ForeignKey("resources.uid", ondelete="CASCADE"), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+key_checks = Table(
+    "key_checks",
+    metadata,
+    # A Fernet token of a constant, per purpose: says at start whether the configured
+    # key is the one the data was encrypted with. Written with the first Secret.
+    Column("purpose", String(64), primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

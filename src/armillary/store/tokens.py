@@ -26,6 +26,7 @@ class TokenRecord:
     created_at: dt.datetime
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    tenant: str | None = None
 
 
 async def count(conn: AsyncConnection) -> int:
@@ -42,6 +43,7 @@ async def add(
     description: str,
     now: dt.datetime,
     expires_at: dt.datetime | None = None,
+    tenant: str | None = None,
 ) -> None:
     await conn.execute(
         insert(api_tokens).values(
@@ -51,6 +53,7 @@ async def add(
             description=description,
             created_at=now,
             expires_at=expires_at,
+            tenant=tenant,
         )
     )
 
@@ -69,7 +72,16 @@ def _record(row: Any) -> TokenRecord:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        tenant=row.tenant,
     )
+
+
+async def for_tenant(conn: AsyncConnection, tenant: str) -> list[TokenRecord]:
+    """The keys scoped to `tenant`, revoked ones included."""
+    rows = await conn.execute(
+        select(api_tokens).where(api_tokens.c.tenant == tenant).order_by(api_tokens.c.created_at)
+    )
+    return [_record(r) for r in rows]
 
 
 async def list_all(conn: AsyncConnection) -> list[TokenRecord]:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import timestamps
+from armillary.api import audit
 from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
 from armillary.auth import sessions, tenant_tokens, tokens
 from armillary.config import Settings
@@ -46,6 +47,7 @@ class LoginRequest(Strict):
 @router.post("/auth/login", summary="Open a dashboard session")
 async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
+    audit.note(request, kind="User", name=body.name)  # the name tried, never the password
     async with db.write() as conn:
         opened = await sessions.login(
             conn,
@@ -109,7 +111,7 @@ def _key_document(record: token_store.TokenRecord) -> dict[str, Any]:
 
 
 @router.post("/tokens", summary="Create an API key (shown once)", status_code=201)
-async def create_key(body: KeyRequest, db: Db, _who: Admin) -> dict[str, Any]:
+async def create_key(body: KeyRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
     now = _now()
     expires = now + dt.timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
     async with db.write() as conn:
@@ -117,6 +119,7 @@ async def create_key(body: KeyRequest, db: Db, _who: Admin) -> dict[str, Any]:
             conn, role=body.role, description=body.description, now=now, expires_at=expires
         )
         record = next(r for r in await token_store.list_all(conn) if r.id == minted.token_id)
+    audit.note(request, kind="ApiKey", name=record.id, extra={"role": record.role})  # not the key
     return {**_key_document(record), "token": minted.token}
 
 
@@ -149,7 +152,8 @@ def _user_document(user: users.User) -> dict[str, Any]:
 
 
 @router.post("/users", summary="Create a dashboard user", status_code=201)
-async def create_user(body: UserRequest, db: Db, _who: Admin) -> dict[str, Any]:
+async def create_user(body: UserRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
+    audit.note(request, kind="User", name=body.name, extra={"role": body.role})
     async with db.write() as conn:
         await sessions.create_user(
             conn, name=body.name, password=body.password, role=body.role, now=_now()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from armillary.api import audit
+from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, Viewer, may_write
 from armillary.control import apply as applying
 from armillary.control import plan
@@ -39,17 +41,23 @@ def _change(change: plan.Change) -> dict[str, Any]:
 
 
 @router.post("/plan", summary="Show what applying the documents would change")
-async def plan_documents(body: DocumentSet, db: Db, _who: Viewer) -> dict[str, Any]:
-    parsed = applying.parse_documents(body.documents)
+async def plan_documents(body: DocumentSet, db: Db, keys: Vaulted, who: Viewer) -> dict[str, Any]:
+    parsed = applying.parse_documents(body.documents, vault=keys)
+    # Only those who may write a Secret may plan one: "unchanged" would confirm a guess.
+    may_write(who, [p.desired.kind for p in parsed if p.desired.kind == "Secret"])
     changes = await applying.compute_plan(db, parsed, prune=body.prune)
     return {"changes": [_change(c) for c in changes]}
 
 
 @router.post("/apply", summary="Apply the documents: all of them, or none")
-async def apply_documents(body: DocumentSet, db: Db, who: Developer) -> dict[str, Any]:
-    parsed = applying.parse_documents(body.documents)
+async def apply_documents(
+    body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Developer
+) -> dict[str, Any]:
+    parsed = applying.parse_documents(body.documents, vault=keys)
     may_write(who, [p.desired.kind for p in parsed])
-    applied = await applying.apply(db, parsed, prune=body.prune, now=dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    applied = await applying.apply(db, parsed, prune=body.prune, now=now, vault=keys)
+    audit.note_applied(request, applied)
     return {
         "results": [
             {

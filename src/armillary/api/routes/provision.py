@@ -55,7 +55,7 @@ def run_document(run: runs.Run) -> dict[str, Any]:
                 "startedAt": timestamps.iso_or_none(s.started_at),
                 "finishedAt": timestamps.iso_or_none(s.finished_at),
                 "error": s.error,
-                "detail": s.detail,
+                "detail": {k: v for k, v in s.detail.items() if not k.startswith("_")},
             }
             for s in run.steps
         ],
@@ -102,9 +102,18 @@ async def deprovision(
     return run_document(run)
 
 
+@router.post("/runs/{run_id}/token", summary="Collect, once, the tenant key a run issued")
+async def collect_token(run_id: str, request: Request, _who: Developer) -> dict[str, Any]:
+    return await _provisioner(request).collect_token(run_id)
+
+
 @router.get("/runs", summary="List provisioning runs")
 async def list_runs(
-    db: Db, _who: TenantQuery, tenant: Annotated[str | None, Query(max_length=63)] = None
+    db: Db,
+    _who: TenantQuery,
+    tenant: Annotated[
+        str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ] = None,
 ) -> dict[str, Any]:
     return {"items": [run_document(r) for r in await runs.list_runs(db, tenant=tenant)]}
 

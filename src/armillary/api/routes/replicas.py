@@ -47,8 +47,12 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
 async def list_replicas(
     db: Db,
     _who: TenantQuery,
-    tenant: Annotated[str | None, Query()] = None,
-    component: Annotated[str | None, Query()] = None,
+    tenant: Annotated[
+        str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ] = None,
+    component: Annotated[
+        str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ] = None,
 ) -> dict[str, Any]:
     async with db.read() as conn:
         found = await (

@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
+from armillary.api import audit
+from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_write, visible
 from armillary.control import apply as applying
 from armillary.errors import Invalid, Issue, NotFound
-from armillary.resources import kinds
+from armillary.resources import kinds, meta
 from armillary.store import repository
 
 router = APIRouter(prefix="/api/v1", tags=["resources"])
@@ -28,7 +30,13 @@ def parse_selector(selector: str | None) -> dict[str, str]:
             raise Invalid(
                 [Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")]
             )
-        labels[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        try:
+            meta.check_label_key(key)
+            meta.check_label_value(value)
+        except ValueError as exc:
+            raise Invalid([Issue(path="selector", message=str(exc))]) from None
+        labels[key] = value
     return labels
 
 
@@ -77,10 +85,17 @@ def _register(kind: kinds.Kind) -> None:
         return found.document()
 
     async def apply_resource(
-        name: str, response: Response, db: Db, who: Developer, document: Annotated[Any, Body()]
+        name: str,
+        request: Request,
+        response: Response,
+        db: Db,
+        keys: Vaulted,
+        who: Developer,
+        document: Annotated[Any, Body()],
     ) -> dict[str, Any]:
+        audit.note(request, kind=kind.name, name=name)
         may_write(who, [kind.name])
-        parsed = applying.parse_documents([document])
+        parsed = applying.parse_documents([document], vault=keys)
         desired = parsed[0].desired
         problems = []
         if desired.kind != kind.name:
@@ -91,22 +106,34 @@ def _register(kind: kinds.Kind) -> None:
             )
         if problems:
             raise Invalid(problems)
-        [applied] = await applying.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        [applied] = await applying.apply(db, parsed, prune=False, now=now, vault=keys)
+        audit.note_applied(request, [applied])
         if applied.result == "created":
             response.status_code = 201
         return {"result": applied.result, "resource": applied.stored.document()}
 
     async def delete_resource(
         name: str,
+        request: Request,
         db: Db,
         who: Developer,
         resource_version: Annotated[str | None, Query(alias="resourceVersion")] = None,
     ) -> dict[str, Any]:
+        audit.note(request, kind=kind.name, name=name)
         may_write(who, [kind.name])
         async with db.write() as conn:
             gone = await repository.remove(
                 conn, kind.name, name, expected_version=_version(resource_version)
             )
+        audit.note(
+            request,
+            kind=kind.name,
+            name=name,
+            generation_before=gone.generation,
+            result="deleted",
+            replace=True,
+        )
         return {"result": "deleted", "resource": gone.document()}
 
     summary = kind.name

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import timestamps
+from armillary.api import audit
 from armillary.api.security import Db, Developer, TenantPath
 from armillary.control import apply, revisions
 from armillary.control import rollouts as control_rollouts
@@ -46,7 +47,9 @@ async def list_rollouts(
     tenant: str,
     db: Db,
     _who: TenantPath,
-    component: Annotated[str | None, Query(max_length=253)] = None,
+    component: Annotated[
+        str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ] = None,
 ) -> dict[str, Any]:
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
@@ -68,8 +71,9 @@ class UndoRequest(BaseModel):
     summary="Pin a component back to an earlier revision's release",
 )
 async def undo_rollout(
-    tenant: str, component: str, body: UndoRequest, db: Db, _who: Developer
+    tenant: str, component: str, body: UndoRequest, request: Request, db: Db, _who: Developer
 ) -> dict[str, Any]:
+    audit.note(request, kind="Tenant", name=tenant, extra={"component": component})
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
         rows = await rollouts.history(conn, tenant, component)
@@ -90,6 +94,16 @@ async def undo_rollout(
     document.pop("status", None)
     parsed = apply.parse_documents([document])
     [applied] = await apply.apply(db, parsed, prune=False, now=dt.datetime.now(dt.UTC))
+    audit.note(
+        request,
+        kind="Tenant",
+        name=tenant,
+        generation_before=applied.generation_before,
+        generation_after=applied.stored.generation,
+        result=applied.result,
+        extra={"component": component, "revision": target.number, "release": target.release},
+        replace=True,
+    )
     return {
         "tenant": tenant,
         "component": component,

@@ -1,4 +1,5 @@
-"""Users with argon2 password hashes, dashboard sessions, and tenant token revocations.
+"""Users with argon2 password hashes, dashboard sessions, tenant token revocations, and
+API keys scoped to one tenant.
 
 Revision ID: 0006
 Revises: 0005
@@ -16,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("api_tokens", sa.Column("tenant", sa.String(253), nullable=True))
     op.create_table(
         "users",
         sa.Column("name", sa.String(64), nullable=False),
@@ -53,3 +55,4 @@ def downgrade() -> None:
     op.drop_index("ix_sessions_user", table_name="sessions")
     op.drop_table("sessions")
     op.drop_table("users")
+    op.drop_column("api_tokens", "tenant")

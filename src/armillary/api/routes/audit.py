@@ -1,0 +1,101 @@
+"""`GET /api/v1/audit`: the audit log, newest first, for admins only.
+
+Every filter is an exact match passed to the store as a bound parameter, so no
+value can change the query; a value of the wrong shape (a date that is not ISO
+8601, a limit out of range) is a 422. Paging goes back in time: pass the `next`
+of one page as `before_id` to get the one before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from armillary import timestamps
+from armillary.api.security import Admin, Db
+from armillary.errors import Invalid, Issue
+from armillary.store import audit
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+MAX_LIMIT = 1000
+NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL: refuse it as input, not fail
+Text = Annotated[str | None, Query(min_length=1, max_length=300, pattern=NO_NUL)]
+Instant = Annotated[dt.datetime | None, Query(description="ISO 8601; naive means UTC")]
+
+
+def entry_document(recorded: audit.Recorded) -> dict[str, Any]:
+    e = recorded.entry
+    return {
+        "id": recorded.id,
+        "at": timestamps.iso(e.at),
+        "principal": e.principal,
+        "principalKind": e.principal_kind,
+        "role": e.role,
+        "tenant": e.tenant,
+        "verb": e.verb,
+        "path": e.path,
+        "kind": e.kind,
+        "name": e.name,
+        "generationBefore": e.generation_before,
+        "generationAfter": e.generation_after,
+        "status": e.status,
+        "outcome": e.outcome,
+        "source": e.source,
+        "requestId": e.request_id,
+        "durationMs": e.duration_ms,
+        "detail": e.detail,
+    }
+
+
+@router.get("/audit", summary="Search the audit log, newest first")
+async def list_audit(
+    db: Db,
+    _who: Admin,
+    principal: Text = None,
+    kind: Text = None,
+    name: Text = None,
+    tenant: Text = None,
+    verb: Text = None,
+    status: Annotated[int | None, Query(ge=100, le=599)] = None,
+    outcome: Text = None,
+    request_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=NO_NUL)] = None,
+    since: Instant = None,
+    until: Instant = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+) -> dict[str, Any]:
+    wanted = audit.Filter(
+        principal=principal,
+        kind=kind,
+        name=name,
+        tenant=tenant,
+        verb=verb,
+        status=status,
+        outcome=outcome,
+        request_id=request_id,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
+        before_id=before_id,
+        limit=limit,
+    )
+    async with db.read() as conn:
+        found = await audit.search(conn, wanted)
+    more = len(found) == limit
+    return {
+        "items": [entry_document(r) for r in found],
+        "next": found[-1].id if more and found else None,
+    }
+
+
+def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    """`value` in UTC; 422 for an instant that has none (year 1 or 9999 with an offset)."""
+    if value is None:
+        return None
+    try:
+        return timestamps.utc(value)
+    except OverflowError:
+        message = "expected an ISO 8601 time between the years 1 and 9999 in UTC"
+        raise Invalid([Issue(path=f"query.{field}", message=message)]) from None

@@ -1,0 +1,1 @@
+"""Event ingress: webhooks from outside senders, verified before anything trusts them."""
