@@ -472,16 +472,27 @@ def test_production_mode_refuses_to_start_without_a_key(
         proc.start()
 
 
-def test_the_rate_limit_answers_429_with_retry_after(
+def test_the_rate_limit_answers_429_and_cors_opens_only_to_named_origins(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     proc = ServerProcess(
         home=tmp_path_factory.mktemp("limited"),
         database_url=None,
-        extra_env={"ARMILLARY_RATE_LIMIT_PER_S": "0.5", "ARMILLARY_RATE_LIMIT_BURST": "3"},
+        extra_env={
+            "ARMILLARY_RATE_LIMIT_PER_S": "0.5",
+            "ARMILLARY_RATE_LIMIT_BURST": "3",
+            "ARMILLARY_CORS_ORIGINS": '["https://dash.example"]',
+        },
     )
     proc.start()
     try:
+        for origin, allowed in (("https://dash.example", True), ("https://evil.example", False)):
+            preflight = httpx.options(
+                f"{proc.url}/api/v1/nodes",
+                headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            )
+            opened = preflight.headers.get("access-control-allow-origin") == origin
+            assert opened == allowed, (origin, preflight.status_code, preflight.headers)
         with proc.client() as http:
             codes = [http.get("/api/v1/nodes").status_code for _ in range(4)]
             limited = http.get("/api/v1/nodes")
@@ -490,3 +501,11 @@ def test_the_rate_limit_answers_429_with_retry_after(
         assert httpx.get(f"{proc.url}/healthz").status_code == 200  # only the API is limited
     finally:
         proc.stop()
+
+
+def test_cors_is_closed_unless_configured(server: ServerProcess) -> None:
+    preflight = httpx.options(
+        f"{server.url}/api/v1/nodes",
+        headers={"Origin": "https://dash.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers

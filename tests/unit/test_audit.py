@@ -252,3 +252,21 @@ def test_cli_table_shows_generations_and_resources() -> None:
     ]  # fmt: skip
     assert "org/a" in lines[1] and "1→2" in lines[1] and "configured" in lines[1]
     assert lines[2].split()[5:7] == ["-", "-"]
+
+
+def test_log_lines_made_while_serving_a_request_carry_its_id() -> None:
+    import logging
+
+    from armillary.api import audit as audit_middleware
+
+    audit_middleware.log_request_ids()
+    audit_middleware.log_request_ids()  # a second app in the process: installed once
+    logger = logging.getLogger("armillary.test")
+    token = audit_middleware.CURRENT_REQUEST.set("req-42")
+    try:
+        inside = logger.makeRecord("armillary.test", logging.INFO, __file__, 1, "x=%s", (1,), None)
+    finally:
+        audit_middleware.CURRENT_REQUEST.reset(token)
+    outside = logger.makeRecord("armillary.test", logging.INFO, __file__, 1, "y", (), None)
+    assert inside.getMessage() == "[request req-42] x=1" and inside.request_id == "req-42"
+    assert outside.getMessage() == "y" and outside.request_id is None

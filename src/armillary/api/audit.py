@@ -25,6 +25,7 @@ the retention are removed at start and then every interval, in small batches.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import re
@@ -45,6 +46,32 @@ from armillary.store.database import Database
 log = logging.getLogger("armillary.audit")
 
 HEADER = b"x-request-id"
+CURRENT_REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "armillary_request_id", default=None
+)
+"""The id of the request the running code serves (None outside a request)."""
+
+
+def log_request_ids() -> None:
+    """Make every log record made while serving a request carry its id: as the
+    `request_id` attribute, and in front of the message, so a log line can be
+    matched with the response (`X-Request-ID`) and the audit row."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "armillary_request_ids", False):
+        return  # installed already (several apps in one process)
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        request_id = CURRENT_REQUEST.get()
+        record.request_id = request_id
+        if request_id is not None:
+            record.msg = f"[request {request_id}] {record.msg}"
+        return record
+
+    factory.armillary_request_ids = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 AUDITED_PREFIX = "/api/v1/"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REDACTED = "[redacted]"
@@ -239,6 +266,7 @@ class RequestId:
         given = accepted_request_id(incoming.decode("latin-1") if incoming else None)
         request_id = given or self._new()
         scope.setdefault("state", {})["request_id"] = request_id
+        bound = CURRENT_REQUEST.set(request_id)
         started = False
 
         async def with_id(message: Message) -> None:
@@ -258,6 +286,8 @@ class RequestId:
                 failed = problems.problem(500, "Internal error", "the server failed; see its log")
                 await failed(scope, receive, with_id)
             raise
+        finally:
+            CURRENT_REQUEST.reset(bound)
 
 
 class AuditLog:
