@@ -274,6 +274,13 @@ class Client:
         result: dict[str, Any] = await self._call("GET", "/api/v1/audit", params=params)
         return result
 
+    async def events(self, filters: dict[str, str | int | None]) -> list[dict[str, Any]]:
+        """Inbound webhook events, newest first. Filters: source, tenant, state, limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = await self._call("GET", "/api/v1/events", params=params)
+        items: list[dict[str, Any]] = result["items"]
+        return items
+
     async def reveal_secret(self, name: str) -> dict[str, Any]:
         """Secret `name` with its values in clear (admin; the server audits it)."""
         path = f"/api/v1/secrets/{quote(name, safe='')}/reveal"

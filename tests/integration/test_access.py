@@ -21,7 +21,7 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from armillary.api.app import create_app
-from armillary.api.security import PUBLIC, Allow
+from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
 from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
@@ -69,6 +69,10 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/api/v1/schedules/{name}/runs"): "tenant-own",
         ("GET", "/api/v1/audit"): "admin",
         ("GET", "/api/v1/secrets/{name}/reveal"): "admin",
+        ("GET", "/api/v1/events"): "tenant-query",
+        # Authenticated by the sender's signature, not a token: every caller here is
+        # refused (401), whatever bearer token it brings.
+        ("POST", "/webhooks/{source}"): "signed",
     }
     for kind in kinds.KINDS:
         base = f"/api/v1/{kind.plural}"
@@ -99,6 +103,8 @@ CALLERS = (
 def allowed(level: str, caller: str) -> bool:
     if level == "public":
         return True
+    if level == "signed":
+        return False  # the matrix sends no signature
     if caller in ("anonymous", "expired", "revoked", "node"):
         return False
     if caller == "admin":
@@ -141,6 +147,8 @@ def test_every_route_has_a_rule_and_states_it() -> None:
         declared = [r for r in rules if isinstance(r, Allow)]
         if level == "public":
             assert path in PUBLIC and not declared, f"{method} {path} should be public"
+        elif level == "signed":
+            assert path in SIGNED and not declared, f"{method} {path} is signed, not Allow"
         else:
             assert len(declared) == 1, f"{method} {path} must declare exactly one Allow"
     assert seen == set(EXPECTED), f"rules for routes that do not exist: {set(EXPECTED) - seen}"
@@ -155,6 +163,7 @@ class World:
     replica_a: str
     schedule_a: str
     stack: str
+    webhook: str
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,7 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
         "metadata": {"name": stack},
         "spec": {"components": [SLEEPER, {"name": "job", "type": "job", "command": ["true"]}]},
     }
-    apply(server, stack_doc)
+    apply(server, stack_doc, *webhook_source(f"w-{mark}"))
     with server.client() as http:
         body = {
             "org": f"o-{mark}",
@@ -219,9 +228,27 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
             replica_a=replica["id"],
             schedule_a=f"{a}-nightly",
             stack=stack,
+            webhook=f"w-{mark}",
         )
     finally:
         node.stop()
+
+
+def webhook_source(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Secret and a GitHub WebhookSource using it, both called `name`."""
+    secret = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "spec": {"data": {"value": "not-sent-by-the-matrix"}},
+    }
+    source = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "WebhookSource",
+        "metadata": {"name": name},
+        "spec": {"type": "github", "secrets": [{"name": name}], "routing": {"key_space": "github"}},
+    }
+    return secret, source
 
 
 def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, str], Any]:
@@ -235,6 +262,7 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
         "replica_id": world.replica_a,
         "component": "agent",
         "token_id": "nope",
+        "source": world.webhook,
     }
     if path.startswith("/api/v1/provision/tenants/"):
         values["tenant"] = "nobody-here"
@@ -247,7 +275,9 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
         )
     url = path.format(**values)
     query = (
-        {"tenant": world.tenant_a} if path in ("/api/v1/replicas", "/api/v1/provision/runs") else {}
+        {"tenant": world.tenant_a}
+        if path in ("/api/v1/replicas", "/api/v1/provision/runs", "/api/v1/events")
+        else {}
     )
     if path.endswith("/logs"):
         query["tail"] = "1"

@@ -28,6 +28,7 @@ from armillary.api.routes import (
     access,
     apply,
     audit,
+    events,
     health,
     nodes,
     provision,
@@ -35,6 +36,7 @@ from armillary.api.routes import (
     resources,
     rollouts,
     schedules,
+    webhooks,
 )
 from armillary.api.routes import secrets as secret_routes
 from armillary.auth import keys, secrets, tokens
@@ -158,6 +160,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(audit.router)
     app.include_router(secret_routes.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
+    app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)
     app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id

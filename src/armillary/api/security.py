@@ -1,8 +1,9 @@
 """Authentication and authorization of API requests.
 
 Every route under /api/v1 declares who may call it with an `Allow` dependency (or is
-listed in `PUBLIC`); the authorization matrix test walks the route table and fails
-for a route with neither. A caller is identified, once per request, by:
+listed in `PUBLIC`; webhook ingress, authenticated by signatures, in `SIGNED`); the
+authorization matrix test walks the route table and fails for a route with neither.
+A caller is identified, once per request, by:
 
 - `Authorization: Bearer arm_…` — an API key (`auth.tokens`);
 - `Authorization: Bearer armt_…` — a tenant token (`auth.tenant_tokens`), valid only
@@ -38,7 +39,12 @@ PUBLIC = frozenset(
         "/api/v1/auth/login",
     }
 )
-"""Routes anyone may call; every other route has an `Allow`."""
+"""Routes anyone may call; every other route has an `Allow` or is `SIGNED`."""
+
+SIGNED = frozenset({"/webhooks/{source}"})
+"""Routes whose caller proves itself by signing the body (webhook ingress, checked by
+`ingress.verify` with the source's secrets), not with a token: no `Allow`, and a
+bearer token grants nothing there."""
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TENANT_TOKEN_PURPOSE = "tenant-tokens"  # noqa: S105 (a label, not a secret)

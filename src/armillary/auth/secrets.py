@@ -232,3 +232,30 @@ class Resolver:
                     log.error("%s", exc)
             self._opened[name] = opened
         return self._opened[name]
+
+
+async def values_of(
+    conn: Tx, vault: Vault, refs: Iterable[tuple[str, str]]
+) -> tuple[list[str], list[str]]:
+    """The values of Secret keys `refs` (`(secret, key)`), for the webhook endpoint to
+    check signatures with, and the refs (`secret.key`) that could not be had: a
+    missing Secret or key, or one that does not decrypt. Only in memory; never logged."""
+    found: list[str] = []
+    missing: list[str] = []
+    opened: dict[str, dict[str, str] | None] = {}
+    for name, key in refs:
+        if name not in opened:
+            sealed = await store.get(conn, name)
+            values = None
+            if sealed is not None and sealed.ciphertext is not None:
+                try:
+                    values = vault.open(sealed.ciphertext, name=name)
+                except PermanentError as exc:
+                    log.error("%s", exc)
+            opened[name] = values
+        values = opened[name]
+        if values is None or key not in values:
+            missing.append(f"{name}.{key}")
+        else:
+            found.append(values[key])
+    return found, missing

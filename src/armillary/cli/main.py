@@ -11,6 +11,7 @@ from armillary.cli import (
     access,
     apply,
     audit,
+    events,
     get,
     init,
     nodes,
@@ -72,5 +73,6 @@ for module in (
     access,
     audit,
     secrets,
+    events,
 ):
     module.register(app)

@@ -269,3 +269,30 @@ key_checks = Table(
     Column("token", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+events = Table(
+    "events",
+    metadata,
+    # One row per accepted webhook delivery (store/events.py), committed before the
+    # sender is answered 2xx. Never a signature or a secret: `headers` is an allowlist.
+    Column("id", String(36), primary_key=True),
+    Column("source", String(253), nullable=False),  # the WebhookSource's name
+    Column("delivery_id", String(512), nullable=True),  # the sender's id, same on retries
+    # SHA-256 of the body for senders whose delivery id is unsigned or absent (GitHub):
+    # a captured body sent again under a new id is still a replay.
+    Column("replay_hash", String(64), nullable=True),
+    Column("body_sha256", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("event_type", String(253), nullable=True),
+    Column("tenant", String(253), nullable=True),  # NULL unless routed
+    Column("routing_key", String(512), nullable=True),
+    Column("state", String(16), nullable=False),  # routed | unrouted
+    Column("content_type", String(255), nullable=True),
+    Column("headers", Json, nullable=False),
+    Column("body_encoding", String(8), nullable=False),  # utf-8 | base64
+    Column("body", Text, nullable=False),
+    UniqueConstraint("source", "delivery_id", name="uq_events_source_delivery_id"),
+    UniqueConstraint("source", "replay_hash", name="uq_events_source_replay_hash"),
+    Index("ix_events_received_at", "received_at"),
+    Index("ix_events_tenant", "tenant"),
+)

@@ -1,0 +1,57 @@
+"""`GET /api/v1/events`: inbound webhook events, newest first.
+
+Viewers see every event; a tenant token must name its own tenant in `?tenant=` and
+sees only the events routed to it (`TenantQuery`), never unrouted ones. Each filter
+is an exact match passed to the store as a bound parameter. Events are written only
+by the webhook endpoint (routes/webhooks.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from armillary import timestamps
+from armillary.api.security import Db, TenantQuery, visible
+from armillary.store import events
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+MAX_LIMIT = 100  # bodies come with the events; keep a page bounded
+Text = Annotated[str | None, Query(min_length=1, max_length=253, pattern=r"^[^\x00]*$")]
+
+
+def event_document(event: events.Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "source": event.source,
+        "deliveryId": event.delivery_id,
+        "receivedAt": timestamps.iso(event.received_at),
+        "eventType": event.event_type,
+        "tenant": event.tenant,
+        "routingKey": event.routing_key,
+        "state": event.state,
+        "contentType": event.content_type,
+        "headers": event.headers,
+        "bodySha256": event.body_sha256,
+        "bodyEncoding": event.body_encoding,
+        "body": event.body,
+    }
+
+
+@router.get("/events", summary="List inbound webhook events, newest first")
+async def list_events(
+    db: Db,
+    who: TenantQuery,
+    source: Text = None,
+    tenant: Text = None,
+    state: Annotated[Literal["routed", "unrouted"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> dict[str, Any]:
+    if who.role == "tenant":
+        visible(who, tenant)  # `TenantQuery` admitted it for its own tenant only
+    wanted = events.Filter(source=source, tenant=tenant, state=state, limit=limit)
+    async with db.read() as conn:
+        found = await events.search(conn, wanted)
+    return {"items": [event_document(e) for e in found if who.sees(e.tenant)]}
