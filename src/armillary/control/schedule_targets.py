@@ -18,14 +18,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from armillary.control import expand, firing
-from armillary.resources.release import Release
+from armillary.control import firing, instances
 from armillary.resources.schedule import Schedule, ScheduleTiming
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime.instance import Template
 from armillary.store import repository, schedule_runs
-from armillary.store import secrets as secret_store
 from armillary.store.database import Tx
 
 
@@ -121,13 +119,7 @@ async def resolve_job(conn: Tx, target: Target) -> Job:
         message = f"stack {tenant.spec.stack!r} of tenant {target.tenant!r} does not exist"
         return Job(template=None, reason="StackNotFound", message=message)
     stack = Stack.model_validate(stack_row.document())
-    releases = {
-        r.name: Release.model_validate(r.document())
-        for r in await repository.list_kind(conn, "Release")
-    }
-    uses = [use.name for use in tenant.spec.secrets]
-    secrets = await secret_store.usable(conn, tenant=target.tenant, names=uses)
-    instance = expand.expand(tenant, stack, releases, secrets)
+    instance = await instances.read(conn, tenant, stack)
     template = next((t for t in instance.templates if t.component == target.component), None)
     where = f"component {target.component!r} of stack {stack.metadata.name!r}"
     if template is None:

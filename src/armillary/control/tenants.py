@@ -16,14 +16,12 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from armillary.control import conditions, expand, rollouts
+from armillary.control import conditions, instances, rollouts
 from armillary.control.driver import Result
-from armillary.resources.release import Release
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import allocations, repository
-from armillary.store import secrets as secret_store
 from armillary.store.database import Database
 from armillary.store.feed import Event
 
@@ -81,27 +79,23 @@ class TenantController:
         async with self._db.read() as conn:
             stored = await repository.get(conn, "Tenant", key)
             stack_row = None
-            releases: dict[str, Release] = {}
-            secrets: dict[str, str] = {}
             if stored is not None:
                 stack_row = await repository.get(conn, "Stack", str(stored.spec.get("stack")))
-                for row in await repository.list_kind(conn, "Release"):
-                    releases[row.name] = Release.model_validate(row.document())
-                names = _secret_names(stored)
-                secrets = await secret_store.usable(conn, tenant=key, names=names)
+            if stored is not None and stack_row is not None:
+                tenant = Tenant.model_validate(stored.document())
+                stack = Stack.model_validate(stack_row.document())
+                instance = await instances.read(conn, tenant, stack)
         if stored is None:
             outcome = await self._runtime.converge(key, None, now=now)
             if outcome.step.idle:
                 await self._rollouts.forget(key)
                 return Result()
             return Result(requeue_after_s=1.0)
-        tenant = Tenant.model_validate(stored.document())
         if stack_row is None:
+            tenant = Tenant.model_validate(stored.document())
             status = _status_without_stack(stored, tenant, now)
             await self._write_status(key, stored, status)
             return Result()
-        stack = Stack.model_validate(stack_row.document())
-        instance = expand.expand(tenant, stack, releases, secrets)
         plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await self._runtime.converge(key, plan.instance, now=now)
         rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
