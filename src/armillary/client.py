@@ -281,6 +281,33 @@ class Client:
         items: list[dict[str, Any]] = result["items"]
         return items
 
+    async def start_agent_run(
+        self, tenant: str, *, input: dict[str, Any], component: str | None = None
+    ) -> dict[str, Any]:
+        """Queue a run of `tenant`'s agent with `input`; the run as queued."""
+        body: dict[str, Any] = {"tenant": tenant, "input": input}
+        if component is not None:
+            body["component"] = component
+        result: dict[str, Any] = await self._call("POST", "/api/v1/agents/run", json=body)
+        return result
+
+    async def agent_runs(self, filters: dict[str, str | int | None]) -> list[dict[str, Any]]:
+        """Agent runs, newest first. Filters: tenant, state, event, limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = await self._call("GET", "/api/v1/runs", params=params)
+        items: list[dict[str, Any]] = result["items"]
+        return items
+
+    async def agent_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{quote(run_id, safe='')}")
+        return result
+
+    async def retry_agent_run(self, run_id: str) -> dict[str, Any]:
+        """Queue a failed or dead run again."""
+        path = f"/api/v1/runs/{quote(run_id, safe='')}/retry"
+        result: dict[str, Any] = await self._call("POST", path)
+        return result
+
     async def reveal_secret(self, name: str) -> dict[str, Any]:
         """Secret `name` with its values in clear (admin; the server audits it)."""
         path = f"/api/v1/secrets/{quote(name, safe='')}/reveal"

@@ -52,6 +52,30 @@ class Settings(BaseSettings):
     audit_cleanup_interval_s: float = Field(
         default=3600, gt=0, description="how often rows past the retention are removed"
     )
+    agent_run_concurrency: int = Field(
+        default=8, ge=1, description="agent runs in flight at once, across every server replica"
+    )
+    agent_run_tenant_concurrency: int = Field(
+        default=2, ge=1, description="agent runs of one tenant in flight at once"
+    )
+    agent_run_timeout_s: float = Field(
+        default=60, gt=0, le=3600, description="how long one call to an agent may take"
+    )
+    agent_run_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="attempts before a run is dead"
+    )
+    agent_run_backoff_s: float = Field(
+        default=2, gt=0, description="the wait before the second attempt; doubles after each"
+    )
+    agent_run_backoff_max_s: float = Field(
+        default=300, gt=0, description="the longest wait between two attempts"
+    )
+    agent_run_lease_s: float = Field(
+        default=30, ge=0.5, description="a claim's lease, renewed while the call runs"
+    )
+    agent_run_poll_s: float = Field(
+        default=1.0, gt=0, description="how often the worker looks for due runs"
+    )
 
     def sqlite_path(self) -> Path:
         return self.home / "armillary.db"

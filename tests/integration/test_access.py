@@ -70,6 +70,10 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/api/v1/audit"): "admin",
         ("GET", "/api/v1/secrets/{name}/reveal"): "admin",
         ("GET", "/api/v1/events"): "tenant-query",
+        ("POST", "/api/v1/agents/run"): "developer",
+        ("GET", "/api/v1/runs"): "tenant-query",
+        ("GET", "/api/v1/runs/{run_id}"): "tenant-own",
+        ("POST", "/api/v1/runs/{run_id}/retry"): "developer",
         # Authenticated by the sender's signature, not a token: every caller here is
         # refused (401), whatever bearer token it brings.
         ("POST", "/webhooks/{source}"): "signed",
@@ -164,6 +168,7 @@ class World:
     schedule_a: str
     stack: str
     webhook: str
+    agent_run_a: str
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +218,8 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
         for name, tenant in (("tenant-a", a), ("tenant-b", b)):
             token = http.post(f"/api/v1/tenants/{tenant}/tokens", json={}).json()["token"]
             headers[name] = {"Authorization": f"Bearer {token}"}
+        # A's agent has no port, so this run fails and is retried: a real run to read.
+        agent_run = http.post("/api/v1/agents/run", json={"tenant": a, "input": {}}).json()
 
         def expired_now() -> bool:
             return http.get("/api/v1/nodes", headers=headers["expired"]).status_code == 401
@@ -229,6 +236,7 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
             schedule_a=f"{a}-nightly",
             stack=stack,
             webhook=f"w-{mark}",
+            agent_run_a=agent_run["id"],
         )
     finally:
         node.stop()
@@ -266,6 +274,8 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
     }
     if path.startswith("/api/v1/provision/tenants/"):
         values["tenant"] = "nobody-here"
+    if path.startswith("/api/v1/runs/"):  # agent runs: A's to read, none to retry
+        values["run_id"] = "nothing-here" if writing else world.agent_run_a
     if path.startswith("/api/v1/schedules/"):
         values["name"] = "nothing-here" if writing else world.schedule_a
     if "/{name}" in path and not writing and not path.startswith("/api/v1/tenants/"):
@@ -276,7 +286,7 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
     url = path.format(**values)
     query = (
         {"tenant": world.tenant_a}
-        if path in ("/api/v1/replicas", "/api/v1/provision/runs", "/api/v1/events")
+        if path in ("/api/v1/replicas", "/api/v1/provision/runs", "/api/v1/events", "/api/v1/runs")
         else {}
     )
     if path.endswith("/logs"):
@@ -315,12 +325,18 @@ def test_a_tenant_token_sees_nothing_of_another_tenant(server: ServerProcess, wo
             f"/api/v1/replicas/{replica_b}/logs",
             f"/api/v1/replicas?tenant={b}",
             f"/api/v1/provision/runs?tenant={b}",
+            f"/api/v1/runs?tenant={b}",
             "/api/v1/provision/runs/00000000-0000-0000-0000-000000000000",
         ):
             response = http.get(path)
             assert response.status_code == 404, (path, response.text)
             assert b not in response.text
-        for path in ("/api/v1/tenants", "/api/v1/replicas", "/api/v1/provision/runs"):
+        for path in (
+            "/api/v1/tenants",
+            "/api/v1/replicas",
+            "/api/v1/provision/runs",
+            "/api/v1/runs",
+        ):
             assert http.get(path).status_code == 403, path  # nothing cluster-wide
         mine = http.get("/api/v1/replicas", params={"tenant": a}).json()["items"]
         assert {r["tenant"] for r in mine} == {a}

@@ -3,6 +3,8 @@ workloads untouched; `up`, Ctrl-C and `down` leave no process behind."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -136,6 +139,38 @@ def _up_env(home: Path) -> dict[str, str]:
     return {**env, "ARMILLARY_HOME": str(home)}
 
 
+def _the_readme_webhook_reaches_the_agent(port: int, *, token: str) -> None:
+    """The README's curl: a signed GitHub delivery → routed to acme-support → a run of
+    its agent that succeeds with the agent's answer."""
+    body = json.dumps({"action": "opened", "repository": {"full_name": "acme/support-bot"}})
+    signature = hmac.new(b"quickstart-webhook-secret", body.encode(), hashlib.sha256)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/webhooks/github",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": f"sha256={signature.hexdigest()}",
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["state"] == "routed"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def succeeded() -> dict[str, Any] | None:
+        runs = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/runs",
+            params={"tenant": "acme-support"},
+            headers=headers,
+        ).json()["items"]
+        done = [r for r in runs if r["state"] == "succeeded"]
+        return done[0] if done else None
+
+    run = wait_for(succeeded, timeout_s=60, what="the webhook's agent run to succeed")
+    assert "acme-support" in json.dumps(run)
+
+
 def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
     home = tmp_path / ".armillary"
     port = free_port()
@@ -160,6 +195,9 @@ def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
             if w.startswith("http://127.0.0.1:") and "/api" not in w
         ]
         assert urls and all(httpx.get(u, timeout=5).status_code == 200 for u in urls[:3])
+        _the_readme_webhook_reaches_the_agent(
+            port, token=json.loads((home / "context.json").read_text())["token"]
+        )
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "armillary", "down"],

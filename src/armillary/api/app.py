@@ -26,6 +26,7 @@ from armillary.api import context, headers, limits, problems, ratelimit
 from armillary.api.hub import Hub
 from armillary.api.routes import (
     access,
+    agent_runs,
     apply,
     audit,
     events,
@@ -47,7 +48,9 @@ from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.errors import PermanentError
+from armillary.ingress import runner
 from armillary.runtime.nodes import NodesRuntime
+from armillary.store import agent_runs as agent_runs_store
 from armillary.store import nodes as nodes_store
 from armillary.store.database import Database
 
@@ -114,6 +117,8 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.audit_cleanup_interval_s,
         )
         tasks.append(asyncio.create_task(retention, name="audit-retention"))
+        app.state.runner = _runner(db, settings, token_key=ring.derive("tenant-tokens"))
+        tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
         app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         await app.state.provisioner.recover()
         try:
@@ -161,6 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(secret_routes.router)
     app.include_router(events.router)
+    app.include_router(agent_runs.router)
     app.include_router(webhooks.router)
     app.state.webhook_limits = webhooks.Limits()
 
@@ -168,6 +174,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
     audit_log.log_request_ids()
     return app
+
+
+def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:
+    """The agent run worker of this server, configured from `ARMILLARY_AGENT_RUN_*`."""
+    config = runner.Config(
+        limits=agent_runs_store.Limits(
+            total=settings.agent_run_concurrency, per_tenant=settings.agent_run_tenant_concurrency
+        ),
+        backoff_s=settings.agent_run_backoff_s,
+        backoff_max_s=settings.agent_run_backoff_max_s,
+        timeout_s=settings.agent_run_timeout_s,
+        lease_s=settings.agent_run_lease_s,
+        poll_s=settings.agent_run_poll_s,
+        api_url=settings.public_url(),
+    )
+    return runner.Runner(db, config, token_key=token_key)
 
 
 class VersionRedirect:

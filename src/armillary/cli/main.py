@@ -9,6 +9,7 @@ import typer
 from armillary import __version__
 from armillary.cli import (
     access,
+    agent_runs,
     apply,
     audit,
     events,
@@ -74,5 +75,6 @@ for module in (
     audit,
     secrets,
     events,
+    agent_runs,
 ):
     module.register(app)

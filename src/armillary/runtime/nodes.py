@@ -220,11 +220,7 @@ def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
 
 def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> rollout.Current:
     report = allocation.report or {}
-    node = known.get(allocation.node)
-    ports = report.get("ports") or {}  # as the node resolved them
-    url = None
-    if node is not None and ports:
-        url = f"http://{node.address}:{next(iter(ports.values()))}"
+    url = url_of(allocation, known)
     return rollout.Current(
         id=allocation.id,
         component=allocation.component,
@@ -237,6 +233,16 @@ def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -
         message=report.get("message"),
         restarts=int(report.get("restarts", 0)),
     )
+
+
+def url_of(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> str | None:
+    """`http://<node address>:<first port>` of a replica, from its report (the ports as
+    the node resolved them); None while the node or the ports are unknown."""
+    node = known.get(allocation.node)
+    ports = (allocation.report or {}).get("ports") or {}
+    if node is None or not ports:
+        return None
+    return f"http://{node.address}:{next(iter(ports.values()))}"
 
 
 def _replicas(held: list[allocations.Allocation]) -> list[allocations.Allocation]:

@@ -180,3 +180,9 @@ async def search(conn: AsyncConnection, wanted: Filter) -> list[Event]:
         query = query.where(events.c.state == wanted.state)
     query = query.order_by(events.c.received_at.desc(), events.c.id).limit(wanted.limit)
     return [_event(row) for row in await conn.execute(query)]
+
+
+async def get(conn: AsyncConnection, event_id: str) -> Event | None:
+    """The event `event_id`, if it is stored."""
+    row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+    return None if row is None else _event(row)

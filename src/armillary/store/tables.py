@@ -296,3 +296,35 @@ events = Table(
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_tenant", "tenant"),
 )
+
+agent_runs = Table(
+    "agent_runs",
+    metadata,
+    # The agent run queue (store/agent_runs.py), shared by every server replica. A
+    # routed event's run is inserted in the event's own transaction, so an event
+    # answered 2xx always has its run. Claimable: queued or failed, and due.
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(253), nullable=False),
+    Column("component", String(63), nullable=False),  # the tenant's agent component
+    Column("event_id", String(36), nullable=True),  # at most one run per event
+    Column("input", Json, nullable=False),
+    Column("requested_by", String(300), nullable=False),  # webhook:<source> | user:ana | …
+    Column("state", String(16), nullable=False),  # queued|running|succeeded|failed|dead
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(128), nullable=True),  # the worker holding the lease
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),  # the first attempt
+    Column("finished_at", DateTime(timezone=True), nullable=True),  # succeeded or dead
+    Column("status_code", Integer, nullable=True),  # of the last attempt's answer
+    Column("answer", Text, nullable=True),  # the last answer's body, bounded
+    Column("duration_ms", Integer, nullable=True),
+    Column("error", Text, nullable=True),  # why the last attempt failed
+    Column("history", Json, nullable=False),  # one entry per attempt, bounded
+    UniqueConstraint("event_id", name="uq_agent_runs_event_id"),
+    Index("ix_agent_runs_due", "state", "next_attempt_at"),
+    Index("ix_agent_runs_tenant", "tenant"),
+    Index("ix_agent_runs_created_at", "created_at"),
+)

@@ -7,12 +7,14 @@ body within its `max_body_bytes` (413, before more is read), the signature
 GitHub and PagerDuty pings), the source's rate limit and then its per-tenant one
 (429 with Retry-After; checked after the signature, so nobody without the secret can
 spend a sender's budget), routing (`ingress.routing`), and the event with its audit
-row in one write transaction.
+row — and, for a routed event, the run of the tenant's agent it starts
+(`store.agent_runs`) — in one write transaction.
 
 Invariant: a 2xx is sent only after that transaction committed, so an acknowledged
-event survives a crash of the server the moment after. A delivery seen before (same
-delivery id, or for senders whose id is unsigned or absent the same body) answers 200
-`{"duplicate": true}` and stores nothing new. Refusals are logged, not stored.
+event, and the run it starts, survive a crash of the server the moment after. A
+delivery seen before (same delivery id, or for senders whose id is unsigned or absent
+the same body) answers 200 `{"duplicate": true}` and stores nothing new (no second
+run). Refusals are logged, not stored.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,7 +39,7 @@ from armillary.errors import Issue, TooLarge
 from armillary.ingress import routing, verify
 from armillary.resources import webhook
 from armillary.resources.webhook import WebhookSource, WebhookSourceSpec
-from armillary.store import audit, events, repository
+from armillary.store import agent_runs, audit, events, repository
 from armillary.store.database import Database
 
 router = APIRouter(tags=["webhooks"])
@@ -54,6 +57,9 @@ KEPT_HEADERS = (
     "svix-id",
 )
 """The request headers stored with an event: what says what it is, never a signature."""
+
+AGENT_COMPONENT = "agent"
+"""The component of the routed tenant's stack that a routed event's run calls."""
 
 UNSIGNED_IDS = frozenset({"github"})
 """Senders whose delivery id the signature does not cover: replay is keyed on the body too."""
@@ -129,7 +135,10 @@ async def receive(source: str, request: Request, db: Db, vault: Vaulted) -> Resp
     recorded = await _store(db, request, delivery, route)
     if recorded.duplicate:
         return JSONResponse({"duplicate": True, "event": recorded.id}, status_code=200)
-    return JSONResponse({"event": recorded.id, "state": route.state}, status_code=202)
+    answer = {"event": recorded.id, "state": route.state}
+    if recorded.run is not None:
+        answer["run"] = recorded.run
+    return JSONResponse(answer, status_code=202)
 
 
 async def _source(
@@ -206,18 +215,41 @@ def _clip(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    """What `_store` wrote: the event (or the earlier one it repeats) and its run."""
+
+    id: str
+    duplicate: bool
+    run: str | None
+
+
 async def _store(
     db: Database, request: Request, delivery: events.Delivery, route: routing.Route
-) -> events.Recorded:
-    """Record the event and its audit row in one transaction, committed on return."""
+) -> Stored:
+    """Record the event, its agent run when it is routed, and its audit row in one
+    transaction, committed on return."""
     async with db.write() as conn:
         recorded = await events.record(conn, delivery)
+        run_id = None
+        if delivery.tenant is not None and not recorded.duplicate:
+            queued = agent_runs.Request(
+                tenant=delivery.tenant,
+                component=AGENT_COMPONENT,
+                input={},
+                requested_by=f"webhook:{delivery.source}",
+                max_attempts=request.app.state.settings.agent_run_max_attempts,
+                event_id=recorded.id,
+            )
+            run_id = await agent_runs.create(conn, queued, now=delivery.received_at)
         detail: dict[str, Any] = {
             "event": recorded.id,
             "deliveryId": delivery.delivery_id,
             "eventType": delivery.event_type,
             "routingKey": route.key,
         }
+        if run_id is not None:
+            detail["run"] = run_id
         if len(route.claimants) > 1:
             detail["ambiguous"] = list(route.claimants)
         await audit.record(
@@ -238,4 +270,4 @@ async def _store(
                 detail=detail,
             ),
         )
-    return recorded
+    return Stored(id=recorded.id, duplicate=recorded.duplicate, run=run_id)

@@ -1,0 +1,215 @@
+"""`armillary runs …` and `armillary agents run`: the agent run queue from the terminal.
+
+`runs` lists runs (`-w` keeps redrawing until Ctrl-C), `runs show ID` prints one with
+its attempts, `runs retry ID` queues a failed or dead run again, and
+`agents run TENANT --input JSON` queues a run of a tenant's agent (with `--wait`, it
+prints each change of the run until it ends, and exits 1 if the run ends dead). All
+through the API (`/api/v1/runs`, `/api/v1/agents/run`); the server polls nothing on
+the CLI's behalf, the CLI polls the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from armillary.cli import output
+from armillary.cli.console import call, fail, out
+from armillary.client import Client
+from armillary.errors import Invalid
+
+runs_app = typer.Typer(
+    help="Agent runs: list, watch, show, retry.", invoke_without_command=True, no_args_is_help=False
+)
+agents_app = typer.Typer(help="Tenants' agents: start a run.")
+ENDED = {"succeeded", "dead"}
+POLL_S = 0.5
+
+
+def table(items: list[dict[str, Any]]) -> str:
+    rows = [["ID", "CREATED", "TENANT", "COMPONENT", "STATE", "ATTEMPTS", "STATUS", "TRIGGER"]]
+    for item in items:
+        rows.append(
+            [
+                item["id"],
+                item["createdAt"],
+                item["tenant"],
+                item["component"],
+                item["state"],
+                f"{item['attempts']}/{item['maxAttempts']}",
+                str(item["statusCode"]) if item.get("statusCode") is not None else "-",
+                f"event {item['event']}" if item.get("event") else item["requestedBy"],
+            ]
+        )
+    return output.align(rows)
+
+
+@runs_app.callback()
+def list_runs(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's runs.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="queued, running, succeeded, failed or dead.")
+    ] = None,
+    event: Annotated[str | None, typer.Option(help="The run of this event.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 50,
+    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json")] = "table",
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C.")] = False,
+) -> None:
+    """List agent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out_format not in ("table", "json"):
+        fail(Invalid(f"--output: expected table or json, got {out_format!r}"))
+    filters: dict[str, str | int | None] = {
+        "tenant": tenant,
+        "state": state,
+        "event": event,
+        "limit": limit,
+    }
+
+    def render(items: list[dict[str, Any]]) -> str:
+        if out_format == "json":
+            return output.to_json(items)
+        return table(items) if items else "no agent runs match"
+
+    async def once(api: Client) -> str:
+        return render(await api.agent_runs(filters))
+
+    async def forever(api: Client) -> None:
+        await _watch(api, filters, render)
+
+    if not watch:
+        out.print(call(ctx, once), markup=False)
+        return
+    try:
+        call(ctx, forever)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+async def _watch(api: Client, filters: dict[str, str | int | None], render: Any) -> None:
+    """Redraw in place on a terminal; elsewhere print the listing each time it changes."""
+    shown = render(await api.agent_runs(filters))
+    if not out.is_terminal:
+        out.print(shown, markup=False)
+        while True:
+            await asyncio.sleep(POLL_S)
+            fresh = render(await api.agent_runs(filters))
+            if fresh != shown:
+                out.print(fresh, markup=False)
+                shown = fresh
+    with Live(Text(shown), console=out, auto_refresh=False) as live:
+        while True:
+            await asyncio.sleep(POLL_S)
+            live.update(Text(render(await api.agent_runs(filters))), refresh=True)
+
+
+def describe(run: dict[str, Any]) -> str:
+    """One run as people read it: what it is, then one line per attempt."""
+    lines = [
+        f"run {run['id']}  {run['tenant']}/{run['component']}  {run['state']}",
+        f"  requested by {run['requestedBy']}"
+        + (f" for event {run['event']}" if run.get("event") else ""),
+        f"  attempts {run['attempts']}/{run['maxAttempts']}"
+        + (f", next at {run['nextAttemptAt']}" if run["state"] in ("queued", "failed") else ""),
+    ]
+    for entry in run.get("history", []):
+        status = entry.get("status")
+        outcome = entry.get("error") or f"answered {status}"
+        lines.append(f"  attempt {entry.get('attempt')}: {outcome}  ({entry.get('durationMs')} ms)")
+    if run.get("answer") is not None:
+        lines.append(f"answer ({run['statusCode']}): {run['answer']}")
+    return "\n".join(lines)
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    out_format: Annotated[str, typer.Option("--output", "-o", help="text|json")] = "text",
+) -> None:
+    """Show one agent run with its attempts and the agent's last answer."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.agent_run(run_id)
+
+    run = call(ctx, work)
+    out.print(output.to_json(run) if out_format == "json" else describe(run), markup=False)
+
+
+@runs_app.command("retry")
+def retry(ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run's id.")]) -> None:
+    """Queue a failed or dead run again, with a fresh budget of attempts."""
+
+    async def work(api: Client) -> dict[str, Any]:
+        return await api.retry_agent_run(run_id)
+
+    run = call(ctx, work)
+    out.print(f"run {run['id']} {run['state']}", markup=False)
+
+
+def _change(run: dict[str, Any]) -> str:
+    """The line printed when a followed run moves."""
+    state = run["state"]
+    if state == "running":
+        return f"attempt {run['attempts']}/{run['maxAttempts']} running"
+    if state == "failed":
+        error, due = run.get("error"), run["nextAttemptAt"]
+        return f"attempt {run['attempts']} failed: {error}; next at {due}"
+    if state == "succeeded":
+        return f"succeeded: the agent answered {run['statusCode']} in {run['durationMs']} ms"
+    if state == "dead":
+        return f"dead after {run['attempts']} attempts: {run.get('error')}"
+    return str(state)
+
+
+async def _follow(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+    seen = None
+    while True:
+        mark = (run["state"], run["attempts"])
+        if mark != seen:
+            out.print(_change(run), markup=False)
+            seen = mark
+        if run["state"] in ENDED:
+            return run
+        await asyncio.sleep(POLL_S)
+        run = await api.agent_run(run["id"])
+
+
+@agents_app.command("run")
+def run_agent(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="The tenant whose agent runs.")],
+    input_json: Annotated[str, typer.Option("--input", help="The input, a JSON object.")] = "{}",
+    component: Annotated[str, typer.Option(help="The agent component.")] = "agent",
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = False,
+) -> None:
+    """Start a run of TENANT's agent with --input; the agent gets a token of TENANT only."""
+    try:
+        value = json.loads(input_json)
+    except ValueError as exc:
+        fail(Invalid(f"--input: not JSON: {exc}"))
+    if not isinstance(value, dict):
+        fail(Invalid(f"--input: expected a JSON object, got {type(value).__name__}"))
+
+    async def work(api: Client) -> dict[str, Any]:
+        run = await api.start_agent_run(tenant, input=value, component=component)
+        out.print(f"run {run['id']} queued", markup=False)
+        return await _follow(api, run) if wait else run
+
+    run = call(ctx, work)
+    if run.get("answer") is not None and run["state"] in ENDED:
+        out.print(run["answer"], markup=False)
+    if run["state"] == "dead":
+        raise typer.Exit(1)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(runs_app, name="runs")
+    root.add_typer(agents_app, name="agents")

@@ -1,0 +1,324 @@
+"""The agent run worker: claims queued runs and calls the tenant's agent with each.
+
+Started by the API server's lifespan (api/app.py), one per server process, and
+cancelled at shutdown. It claims due runs from the shared queue (store/agent_runs.py)
+within the global and per-tenant limits, and for each: re-reads the tenant, the event
+and the tenant's replicas, picks a healthy replica of the run's component, mints a
+tenant token for this run only, and sends
+
+    POST http://<node address>:<port>/run
+    Idempotency-Key: <run id>
+    {"run", "tenant", "component", "attempt", "maxAttempts", "event", "input",
+     "context": {"org", "labels", "api"}, "token", "tokenExpiresAt"}
+
+A 2xx answer is success; any other answer, a timeout, a transport error or no healthy
+replica fails the attempt, retried with backoff (ingress/retry.py) until the run is
+dead; a tenant that no longer exists kills the run at once. The answer's status,
+body (the first `ANSWER_MAX_BYTES`) and duration are stored.
+
+Invariants: nothing of the caller who queued a run is sent — no operator token, no
+header of the request that created it; the agent gets a token of the run's tenant and
+nothing wider. A claim's lease is renewed while its call runs, so a live worker keeps
+it and a dead one loses it. Delivery is at least once: a worker that dies after the
+agent answered but before the answer was stored leaves the run to be tried again,
+with the same Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import random
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from armillary import timestamps
+from armillary.auth import tenant_tokens
+from armillary.errors import PermanentError, TemporaryError
+from armillary.ingress import retry
+from armillary.runtime import nodes as nodes_runtime
+from armillary.store import agent_runs, allocations, events, nodes, repository
+from armillary.store.database import Database
+
+log = logging.getLogger("armillary.runs")
+
+ANSWER_MAX_BYTES = 64 * 1024
+TOKEN_MARGIN_S = 60  # the run's token outlives the call by this much
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The worker's settings (from `ARMILLARY_AGENT_RUN_*`)."""
+
+    limits: agent_runs.Limits
+    backoff_s: float  # before the second attempt; doubles after each
+    backoff_max_s: float
+    timeout_s: float
+    lease_s: float
+    poll_s: float
+    api_url: str  # where the agent reaches the API with its token
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Where and with what one attempt calls."""
+
+    url: str
+    payload: dict[str, Any]
+
+
+class Runner:
+    """Claims and runs agent runs until cancelled (`run`)."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        *,
+        token_key: bytes,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._db = db
+        self._config = config
+        self._token_key = token_key
+        self._clock = clock
+        self._draw = draw
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Claim, call and record until cancelled (in-flight calls are cancelled too;
+        their claims lapse with their leases and are tried again)."""
+        feed = self._db.feed.subscribe()
+        # No proxies or .netrc from the environment: nothing but what we send leaves.
+        timeout = httpx.Timeout(self._config.timeout_s)
+        try:
+            async with (
+                httpx.AsyncClient(timeout=timeout, trust_env=False) as http,
+                asyncio.TaskGroup() as group,
+            ):
+                group.create_task(self._listen(feed))
+                group.create_task(self._heartbeat())
+                await self._claim_forever(group, http)
+        finally:
+            self._db.feed.unsubscribe(feed)
+
+    async def _listen(self, feed: asyncio.Queue[Any]) -> None:
+        while True:
+            event = await feed.get()
+            if event.kind == "AgentRun":
+                self._wake.set()
+
+    async def _claim_forever(self, group: asyncio.TaskGroup, http: httpx.AsyncClient) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                async with self._db.write() as conn:
+                    claimed = await agent_runs.claim(
+                        conn,
+                        worker=self.worker,
+                        now=self._clock(),
+                        lease_s=self._config.lease_s,
+                        limits=self._config.limits,
+                    )
+            except Exception:
+                log.exception("agent runs: claiming failed")
+                claimed = []
+            for run in claimed:
+                self._inflight[run.id] = group.create_task(self._attempt(run, http))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.poll_s):
+                    await self._wake.wait()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs in flight, three times per lease."""
+        while True:
+            await asyncio.sleep(self._config.lease_s / 3)
+            held = list(self._inflight)
+            if not held:
+                continue
+            until = self._clock() + dt.timedelta(seconds=self._config.lease_s)
+            try:
+                async with self._db.write() as conn:
+                    await agent_runs.renew(conn, worker=self.worker, ids=held, until=until)
+            except Exception:
+                log.exception("agent runs: renewing %d leases failed", len(held))
+
+    async def _attempt(self, run: agent_runs.AgentRun, http: httpx.AsyncClient) -> None:
+        """One attempt of `run`, recorded; never raises (a loop boundary)."""
+        try:
+            attempt, permanent = await self._outcome(run, http)
+            verdict = retry.decide(
+                ok=attempt.error is None,
+                permanent=permanent,
+                attempts=run.attempts,
+                policy=retry.Policy(
+                    max_attempts=run.max_attempts,  # fixed when the run was created
+                    base_s=self._config.backoff_s,
+                    max_s=self._config.backoff_max_s,
+                ),
+                now=self._clock(),
+                draw=self._draw(),
+            )
+            async with self._db.write() as conn:
+                kept = await agent_runs.finish(
+                    conn,
+                    run,
+                    attempt,
+                    worker=self.worker,
+                    state=verdict.state,
+                    next_attempt_at=verdict.next_attempt_at,
+                    now=self._clock(),
+                )
+            if not kept:
+                log.warning("agent run %s: claim lost before its answer was stored", run.id)
+            elif verdict.state != "succeeded":
+                log.warning("agent run %s attempt %d: %s", run.id, run.attempts, attempt.error)
+        except Exception:
+            log.exception("agent run %s: recording attempt %d failed", run.id, run.attempts)
+        finally:
+            self._inflight.pop(run.id, None)
+            self._wake.set()  # a slot is free
+
+    async def _outcome(
+        self, run: agent_runs.AgentRun, http: httpx.AsyncClient
+    ) -> tuple[agent_runs.Attempt, bool]:
+        """What calling the agent came to, and whether the failure is permanent."""
+        started, began = self._clock(), time.monotonic()
+        status: int | None = None
+        answer: str | None = None
+        error: str | None = None
+        permanent = False
+        try:
+            target = await self._target(run)
+            status, answer = await _post(http, target, run_id=run.id, timeout_s=self._timeout_s)
+            if not 200 <= status < 300:
+                error = f"the agent answered {status}"
+        except PermanentError as exc:
+            error, permanent = str(exc), True
+        except TemporaryError as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"timed out after {self._timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            error = f"calling the agent failed: {type(exc).__name__}: {exc}"
+        duration_ms = int((time.monotonic() - began) * 1000)
+        attempt = agent_runs.Attempt(
+            started_at=started,
+            status_code=status,
+            answer=answer,
+            duration_ms=duration_ms,
+            error=error,
+        )
+        return attempt, permanent
+
+    @property
+    def _timeout_s(self) -> float:
+        return self._config.timeout_s
+
+    async def _target(self, run: agent_runs.AgentRun) -> Target:
+        """Re-read what the call needs; `PermanentError` if the tenant is gone,
+        `TemporaryError` if no replica of the component is up and healthy."""
+        async with self._db.read() as conn:
+            tenant = await repository.get(conn, "Tenant", run.tenant)
+            if tenant is None:
+                raise PermanentError(f"tenant {run.tenant!r} no longer exists")
+            held = await allocations.for_tenant(conn, run.tenant)
+            known = {n.name: n for n in await nodes.list_all(conn)}
+            event = await events.get(conn, run.event_id) if run.event_id else None
+        urls = sorted(
+            url
+            for a in held
+            if a.component == run.component and a.schedule_run is None and _serving(a)
+            if (url := nodes_runtime.url_of(a, known)) is not None
+        )
+        if not urls:
+            raise TemporaryError(f"no healthy replica of {run.tenant}/{run.component}")
+        # Spread runs over the replicas, and move a retry on to the next one.
+        url = urls[(zlib.crc32(run.id.encode()) + run.attempts) % len(urls)]
+        ttl_s = min(tenant_tokens.MAX_TTL_S, math.ceil(self._timeout_s) + TOKEN_MARGIN_S)
+        token, claims = tenant_tokens.mint(
+            key=self._token_key,
+            tenant=run.tenant,
+            tenant_uid=tenant.uid,
+            now=self._clock(),
+            ttl_s=ttl_s,
+        )
+        payload = {
+            "run": run.id,
+            "tenant": run.tenant,
+            "component": run.component,
+            "attempt": run.attempts,
+            "maxAttempts": run.max_attempts,
+            "event": _event_document(event) if event is not None else None,
+            "input": run.input,
+            "context": {
+                "org": tenant.spec.get("org"),
+                "labels": tenant.labels,
+                "api": self._config.api_url,
+            },
+            "token": token,
+            "tokenExpiresAt": timestamps.iso(claims.expires_at),
+        }
+        return Target(url=f"{url}/run", payload=payload)
+
+
+def _serving(allocation: allocations.Allocation) -> bool:
+    """Running, and healthy or without a health check (healthy None)."""
+    report = allocation.report or {}
+    return report.get("state") == "running" and report.get("healthy") in (True, None)
+
+
+async def _post(
+    http: httpx.AsyncClient, target: Target, *, run_id: str, timeout_s: float
+) -> tuple[int, str]:
+    """POST the run; the status and the body's first `ANSWER_MAX_BYTES` as text.
+    The whole exchange is bounded by `timeout_s` (httpx's own is per operation)."""
+    async with (
+        asyncio.timeout(timeout_s),
+        http.stream(
+            "POST", target.url, json=target.payload, headers={"Idempotency-Key": run_id}
+        ) as response,
+    ):
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body.extend(chunk[: ANSWER_MAX_BYTES - len(body)])
+            if len(body) >= ANSWER_MAX_BYTES:
+                break
+    return response.status_code, body.decode("utf-8", errors="replace")
+
+
+def _event_document(event: events.Event) -> dict[str, Any]:
+    """The stored event as the agent receives it; `json` is the body parsed, when it is
+    JSON."""
+    parsed: Any = None
+    if event.body_encoding == "utf-8":
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(event.body)
+    return {
+        "id": event.id,
+        "source": event.source,
+        "deliveryId": event.delivery_id,
+        "receivedAt": timestamps.iso(event.received_at),
+        "eventType": event.event_type,
+        "routingKey": event.routing_key,
+        "contentType": event.content_type,
+        "headers": event.headers,
+        "bodyEncoding": event.body_encoding,
+        "body": event.body,
+        "json": parsed,
+    }

@@ -1,0 +1,379 @@
+"""The agent run queue in the store, shared by every server replica.
+
+Written by the webhook endpoint (`create`, inside the transaction that stores the
+routed event, so an acknowledged event always has its run), by the operator routes
+(`create`, `retry`) and by the run worker (ingress/runner.py: `claim`, `renew`,
+`finish`); read by `GET /api/v1/runs`.
+
+States: `queued` → `running` (claimed: `claimed_by` holds a lease until
+`lease_until`, renewed by the worker's heartbeat) → `succeeded`, or `failed` (due
+again at `next_attempt_at`) → … → `dead` after the last attempt. A claim whose lease
+ran out (its server died or stalled) is recovered at the next claim: back to
+`queued`, or `dead` if that was its last attempt; the lost attempt counts.
+
+Invariants:
+- claims are serialised — one write transaction at a time on SQLite (BEGIN
+  IMMEDIATE); on Postgres a transaction-scoped advisory lock around the count and
+  the claim, with `FOR UPDATE SKIP LOCKED` on the rows — so the global and per-tenant
+  limits on `running` runs hold across replicas, and a run is held by one worker;
+- only the worker holding a run's claim can finish it (`finish` is conditional on
+  `claimed_by` and `running`), so a run is recorded as succeeded at most once even
+  when a lost lease let another worker try it as well.
+Rows never leave this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from armillary import timestamps
+from armillary.errors import Conflict, NotFound
+from armillary.store import feed
+from armillary.store.tables import agent_runs
+
+STATES = ("queued", "running", "succeeded", "failed", "dead")
+CLAIMABLE = ("queued", "failed")
+ANSWER_MAX_CHARS = 64 * 1024
+ERROR_MAX_CHARS = 2000
+HISTORY_MAX = 50  # attempts kept in `history`, the newest ones
+_CLAIM_LOCK = 0x41524D52  # "ARMR": the Postgres advisory lock id serialising claims
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A run to create."""
+
+    tenant: str
+    component: str
+    input: dict[str, Any]
+    requested_by: str
+    max_attempts: int
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRun:
+    """A run as stored."""
+
+    id: str
+    tenant: str
+    component: str
+    event_id: str | None
+    input: dict[str, Any]
+    requested_by: str
+    state: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: dt.datetime
+    claimed_by: str | None
+    lease_until: dt.datetime | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    status_code: int | None
+    answer: str | None
+    duration_ms: int | None
+    error: str | None
+    history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """What one attempt came to, as the worker saw it."""
+
+    started_at: dt.datetime
+    status_code: int | None
+    answer: str | None
+    duration_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """At most `total` runs `running` at once, and `per_tenant` of any one tenant."""
+
+    total: int
+    per_tenant: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filter:
+    """What `search` returns: every given field must match; newest first."""
+
+    tenant: str | None = None
+    state: str | None = None
+    event_id: str | None = None
+    limit: int = 50
+
+
+def _run(row: Row[Any]) -> AgentRun:
+    def at(value: dt.datetime | None) -> dt.datetime | None:
+        return None if value is None else timestamps.utc(value)
+
+    return AgentRun(
+        id=row.id,
+        tenant=row.tenant,
+        component=row.component,
+        event_id=row.event_id,
+        input=dict(row.input),
+        requested_by=row.requested_by,
+        state=row.state,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        next_attempt_at=timestamps.utc(row.next_attempt_at),
+        claimed_by=row.claimed_by,
+        lease_until=at(row.lease_until),
+        created_at=timestamps.utc(row.created_at),
+        started_at=at(row.started_at),
+        finished_at=at(row.finished_at),
+        status_code=row.status_code,
+        answer=row.answer,
+        duration_ms=row.duration_ms,
+        error=row.error,
+        history=list(row.history),
+    )
+
+
+def _announce(conn: AsyncConnection, run_id: str, tenant: str) -> None:
+    """Wake this server's worker once the transaction commits (others poll)."""
+    feed.record(conn.info, feed.Event(kind="AgentRun", name=run_id, tenant=tenant))
+
+
+async def create(conn: AsyncConnection, request: Request, *, now: dt.datetime) -> str:
+    """Queue a run on `conn` (committed with the caller's transaction); its id."""
+    run_id = str(uuid.uuid4())
+    now = timestamps.utc(now)
+    await conn.execute(
+        insert(agent_runs).values(
+            id=run_id,
+            tenant=request.tenant,
+            component=request.component,
+            event_id=request.event_id,
+            input=request.input,
+            requested_by=request.requested_by,
+            state="queued",
+            attempts=0,
+            max_attempts=request.max_attempts,
+            next_attempt_at=now,
+            created_at=now,
+            history=[],
+        )
+    )
+    _announce(conn, run_id, request.tenant)
+    return run_id
+
+
+async def get(conn: AsyncConnection, run_id: str) -> AgentRun:
+    """The run `run_id`, or `NotFound`."""
+    row = (await conn.execute(select(agent_runs).where(agent_runs.c.id == run_id))).first()
+    if row is None:
+        raise NotFound(f"agent run {run_id!r} not found")
+    return _run(row)
+
+
+async def search(conn: AsyncConnection, wanted: Filter) -> list[AgentRun]:
+    """Runs matching `wanted`, newest first (every value a bound parameter)."""
+    query = select(agent_runs)
+    if wanted.tenant is not None:
+        query = query.where(agent_runs.c.tenant == wanted.tenant)
+    if wanted.state is not None:
+        query = query.where(agent_runs.c.state == wanted.state)
+    if wanted.event_id is not None:
+        query = query.where(agent_runs.c.event_id == wanted.event_id)
+    query = query.order_by(agent_runs.c.created_at.desc(), agent_runs.c.id).limit(wanted.limit)
+    return [_run(row) for row in await conn.execute(query)]
+
+
+async def claim(
+    conn: AsyncConnection, *, worker: str, now: dt.datetime, lease_s: float, limits: Limits
+) -> list[AgentRun]:
+    """Recover expired claims, then claim due runs for `worker` within `limits`, the
+    tenants whose oldest due run has waited longest first. Call in a write transaction."""
+    now = timestamps.utc(now)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CLAIM_LOCK})
+    await recover(conn, now=now)
+    running = await _running_by_tenant(conn)
+    free = limits.total - sum(running.values())
+    if free <= 0:
+        return []
+    full = [t for t, n in running.items() if n >= limits.per_tenant]
+    due = agent_runs.c.state.in_(CLAIMABLE) & (agent_runs.c.next_attempt_at <= now)
+    first = func.min(agent_runs.c.next_attempt_at).label("first")
+    tenants = select(agent_runs.c.tenant, first).where(due).group_by(agent_runs.c.tenant)
+    if full:
+        tenants = tenants.where(agent_runs.c.tenant.not_in(full))
+    picked: list[str] = []
+    for row in await conn.execute(tenants.order_by(first).limit(free)):
+        room = min(limits.per_tenant - running.get(row.tenant, 0), free - len(picked))
+        if room <= 0:
+            break
+        ids = (
+            select(agent_runs.c.id)
+            .where(due, agent_runs.c.tenant == row.tenant)
+            .order_by(agent_runs.c.next_attempt_at, agent_runs.c.created_at)
+            .limit(room)
+            .with_for_update(skip_locked=True)
+        )
+        picked.extend((await conn.execute(ids)).scalars())
+    if not picked:
+        return []
+    await conn.execute(
+        update(agent_runs)
+        .where(agent_runs.c.id.in_(picked), agent_runs.c.state.in_(CLAIMABLE))
+        .values(
+            state="running",
+            claimed_by=worker,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            attempts=agent_runs.c.attempts + 1,
+            started_at=func.coalesce(agent_runs.c.started_at, now),
+        )
+    )
+    claimed = select(agent_runs).where(
+        agent_runs.c.id.in_(picked), agent_runs.c.claimed_by == worker
+    )
+    return [_run(row) for row in await conn.execute(claimed.order_by(agent_runs.c.created_at))]
+
+
+async def _running_by_tenant(conn: AsyncConnection) -> dict[str, int]:
+    query = (
+        select(agent_runs.c.tenant, func.count().label("n"))
+        .where(agent_runs.c.state == "running")
+        .group_by(agent_runs.c.tenant)
+    )
+    return {row.tenant: int(row.n) for row in await conn.execute(query)}
+
+
+async def recover(conn: AsyncConnection, *, now: dt.datetime) -> list[str]:
+    """Claims whose lease ran out go back to `queued` (or `dead`, when that was their
+    last attempt), the lost attempt noted in their history; the ids recovered."""
+    now = timestamps.utc(now)
+    expired = (
+        select(agent_runs)
+        .where(agent_runs.c.state == "running", agent_runs.c.lease_until < now)
+        .with_for_update(skip_locked=True)
+    )
+    recovered = []
+    for row in (await conn.execute(expired)).all():
+        run = _run(row)
+        error = f"lease expired: worker {run.claimed_by} stopped renewing its claim"
+        dead = run.attempts >= run.max_attempts
+        entry = {"attempt": run.attempts, "worker": run.claimed_by, "error": error}
+        await conn.execute(
+            update(agent_runs)
+            .where(agent_runs.c.id == run.id, agent_runs.c.claimed_by == run.claimed_by)
+            .values(
+                state="dead" if dead else "queued",
+                claimed_by=None,
+                lease_until=None,
+                next_attempt_at=now,
+                finished_at=now if dead else None,
+                error=error,
+                history=_appended(run.history, entry),
+            )
+        )
+        recovered.append(run.id)
+    return recovered
+
+
+async def renew(
+    conn: AsyncConnection, *, worker: str, ids: Sequence[str], until: dt.datetime
+) -> int:
+    """Extend `worker`'s leases on `ids` to `until`; how many it still holds."""
+    if not ids:
+        return 0
+    result = await conn.execute(
+        update(agent_runs)
+        .where(
+            agent_runs.c.id.in_(list(ids)),
+            agent_runs.c.claimed_by == worker,
+            agent_runs.c.state == "running",
+        )
+        .values(lease_until=timestamps.utc(until))
+    )
+    return int(result.rowcount)
+
+
+async def finish(
+    conn: AsyncConnection,
+    run: AgentRun,
+    attempt: Attempt,
+    *,
+    worker: str,
+    state: str,
+    next_attempt_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Record `attempt` of `run` and move it to `state` (succeeded, failed or dead);
+    False, and nothing written, when `worker` no longer holds the claim."""
+    now = timestamps.utc(now)
+    current = await get(conn, run.id)
+    if current.state != "running" or current.claimed_by != worker:
+        return False
+    entry = {
+        "attempt": current.attempts,
+        "worker": worker,
+        "startedAt": timestamps.iso(attempt.started_at),
+        "durationMs": attempt.duration_ms,
+        "status": attempt.status_code,
+        "error": _clip(attempt.error, ERROR_MAX_CHARS),
+    }
+    result = await conn.execute(
+        update(agent_runs)
+        .where(
+            agent_runs.c.id == run.id,
+            agent_runs.c.claimed_by == worker,
+            agent_runs.c.state == "running",
+        )
+        .values(
+            state=state,
+            claimed_by=None,
+            lease_until=None,
+            next_attempt_at=timestamps.utc(next_attempt_at or now),
+            finished_at=now if state in ("succeeded", "dead") else None,
+            status_code=attempt.status_code,
+            answer=_clip(attempt.answer, ANSWER_MAX_CHARS),
+            duration_ms=attempt.duration_ms,
+            error=_clip(attempt.error, ERROR_MAX_CHARS),
+            history=_appended(current.history, entry),
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def retry(conn: AsyncConnection, run_id: str, *, now: dt.datetime) -> AgentRun:
+    """Queue a `failed` or `dead` run again, now, with a fresh budget of attempts (the
+    count restarts at 0; the history is kept). `Conflict` in any other state."""
+    run = await get(conn, run_id)
+    if run.state not in ("failed", "dead"):
+        raise Conflict(f"agent run {run_id} is {run.state}; only failed or dead runs are retried")
+    result = await conn.execute(
+        update(agent_runs)
+        .where(agent_runs.c.id == run_id, agent_runs.c.state == run.state)
+        .values(
+            state="queued",
+            attempts=0,
+            next_attempt_at=timestamps.utc(now),
+            finished_at=None,
+        )
+    )
+    if not result.rowcount:  # a worker moved it meanwhile (a failed run claimed again)
+        raise Conflict(f"agent run {run_id} changed while being retried; look again")
+    _announce(conn, run_id, run.tenant)
+    return await get(conn, run_id)
+
+
+def _appended(history: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*history, entry][-HISTORY_MAX:]
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    # Postgres text cannot hold NUL; an agent's answer may.
+    return None if value is None else value[:limit].replace("\x00", "\ufffd")
