@@ -100,7 +100,11 @@ def documents(suffix: str, version: str) -> list[dict[str, Any]]:
                         "start_period_s": 3,
                         "failure_threshold": 3,
                     },
-                    "rollout": {"max_parallel_tenants": 2, "progress_deadline_s": 120},
+                    "rollout": {
+                        "max_parallel_tenants": 2,
+                        "progress_deadline_s": 120,
+                        "unhealthy_grace_s": 5,
+                    },
                 }
             ]
         },

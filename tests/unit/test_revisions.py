@@ -183,3 +183,13 @@ def test_a_stored_revision_read_back_naive_is_utc() -> None:
     late = T0 + dt.timedelta(seconds=601)
     verdict = revisions.judge(read, Observed(desired=2, ready=1), can_fail=True, now=late)
     assert verdict is not None and verdict[0] == "failed"
+
+
+def test_an_unhealthy_new_replica_fails_the_change_only_after_the_grace() -> None:
+    r = revision(2, released("1.2.0", unhealthy_grace_s=30), "progressing")
+    sick = Observed(desired=2, ready=1, updated=1, total=3, unhealthy=("replica 0 unhealthy",))
+    assert revisions.judge(r, sick, can_fail=True, now=T0 + dt.timedelta(seconds=29)) is None
+    late = revisions.judge(r, sick, can_fail=True, now=T0 + dt.timedelta(seconds=30))
+    assert late == ("failed", "replica 0 unhealthy")
+    crashed = Observed(desired=2, ready=1, updated=1, total=3, failing=("replica 0 crashloop",))
+    assert revisions.judge(r, crashed, can_fail=True, now=T0) == ("failed", "replica 0 crashloop")

@@ -105,29 +105,32 @@ def judge(
 ) -> tuple[str, str] | None:
     """(state, reason) once a progressing revision has ended, else None.
 
-    Failure is judged on the problems of the revision's own replicas (crash loops,
-    failures, failed health checks), never on the replicas it is replacing, and only
-    when `can_fail` (there is a completed revision to go back to).
+    Failure is judged on the revision's own replicas only, never on those it replaces,
+    and only when `can_fail` (there is a completed revision to go back to): a replica
+    that crash-loops or failed ends it at once; one failing its health check, once the
+    revision is `unhealthy_grace_s` old; any, at the progress deadline.
     """
     if revision.state != "progressing":
         return None
-    failing = observed.failing if can_fail else ()
+    age_s = (now - revision.started_at).total_seconds()
+    policy = revision.template.policy
+    unhealthy = observed.unhealthy if age_s >= policy.unhealthy_grace_s else ()
+    failing = (*observed.failing, *unhealthy) if can_fail else ()
     complete = (
         observed.updated >= observed.desired
         and observed.ready >= observed.desired
         and observed.total == observed.desired
     )
-    if complete and not failing:
+    if complete and not failing and not observed.unhealthy:
         return "complete", f"{observed.ready}/{observed.desired} replicas ready"
     if failing:
         return "failed", "; ".join(failing)
     if not can_fail:
         return None
-    deadline_s = revision.template.policy.progress_deadline_s
-    if (now - revision.started_at).total_seconds() > deadline_s:
+    if age_s > policy.progress_deadline_s:
         return "failed", (
             f"progress deadline exceeded: {observed.ready}/{observed.desired} replicas "
-            f"ready after {deadline_s:g}s"
+            f"ready after {policy.progress_deadline_s:g}s"
         )
     return None
 

@@ -144,14 +144,17 @@ class RolloutPolicy(Model):
     `max_unavailable` below it while replacing (a fixed port cannot surge: it is
     replaced stop-first, one at a time). A change that has not become healthy within
     `progress_deadline_s`, or whose new replicas fail, is rolled back to the last
-    revision that was (`auto_rollback`). Across tenants, a new release of the
-    component starts in at most `max_parallel_tenants` at a time, and in no more
-    once it has failed in one.
+    revision that was (`auto_rollback`). A new replica that crash-loops or fails ends the
+    change at once; one failing its health check ends it once the change is
+    `unhealthy_grace_s` old, so a slow start on a busy machine is not a broken release.
+    Across tenants, a new release of the component starts in at most
+    `max_parallel_tenants` at a time, and in no more once it has failed in one.
     """
 
     max_surge: Annotated[int, Field(ge=0, le=1000)] = 1
     max_unavailable: Annotated[int, Field(ge=0, le=1000)] = 0
     progress_deadline_s: Annotated[float, Field(gt=0, le=86400)] = 600
+    unhealthy_grace_s: Annotated[float, Field(ge=0, le=86400)] = 30
     max_parallel_tenants: Annotated[int, Field(ge=1, le=10000)] = 1
     auto_rollback: bool = True
 

@@ -21,6 +21,7 @@ class Policy:
     max_surge: int = 1
     max_unavailable: int = 0
     progress_deadline_s: float = 600
+    unhealthy_grace_s: float = 30
     max_parallel_tenants: int = 1
     auto_rollback: bool = True
 

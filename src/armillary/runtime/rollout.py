@@ -61,7 +61,8 @@ class Observed:
     total: int = 0
     waiting_for: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()  # why replicas are not ready: crash loops, bad commands, …
-    failing: tuple[str, ...] = ()  # problems of replicas on the current spec that mean "broken"
+    failing: tuple[str, ...] = ()  # replicas on the current spec that crash-loop or failed
+    unhealthy: tuple[str, ...] = ()  # replicas on the current spec failing their health check
     job: bool = False
     done: bool = False  # jobs: succeeded on the current spec
 
@@ -78,7 +79,7 @@ class Step:
 
 
 _TROUBLED = ("crashloop", "failed", "unhealthy", "backoff")
-_BROKEN = ("crashloop", "failed", "unhealthy")  # a new revision in these has failed
+_BROKEN = ("crashloop", "failed")  # a new revision with a replica here has failed
 
 
 def step(instance: Instance | None, current: Sequence[Current]) -> Step:
@@ -153,6 +154,7 @@ def _component(
         waiting_for=waiting,
         problems=problems,
         failing=tuple(_problem(c) for c in fresh if c.state in _BROKEN),
+        unhealthy=tuple(_problem(c) for c in fresh if c.state == "unhealthy"),
         job=template.type == "job",
         done=template.type == "job" and any(c.state == "succeeded" for c in fresh),
     )
