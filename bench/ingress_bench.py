@@ -454,24 +454,32 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            self._prepare()
+        except BaseException:
+            self.kill()  # never leave a server behind
+            raise
+
+    def _prepare(self) -> None:
+        """Wait until ready, apply the documents, check one delivery by hand."""
         deadline = time.monotonic() + 60
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
                 raise RuntimeError("server did not start:\n" + self.log())
             time.sleep(0.05)
-        token = json.loads((home / "context.json").read_text())["token"]
+        token = json.loads((self.home / "context.json").read_text())["token"]
         with httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         ) as http:
-            http.post("/api/v1/apply", json={"documents": documents()}).raise_for_status()
+            applied = http.post("/api/v1/apply", json={"documents": documents()})
+            if applied.status_code != 200:
+                raise RuntimeError(f"apply: {applied.status_code} {applied.text}\n{self.log()}")
             body = push_body("probe", 256)
             probe = http.post(
                 f"/webhooks/{SOURCE}", content=body, headers=signed_headers(body, "probe")
             )
         if probe.status_code != 202 or probe.json().get("state") != "routed":
-            self.kill()
-            raise RuntimeError(f"probe delivery: {probe.status_code} {probe.text}")
+            raise RuntimeError(f"probe delivery: {probe.status_code} {probe.text}\n{self.log()}")
         self.queues_runs = "run" in probe.json()  # this tree starts an agent run per event
 
     def _ready(self) -> bool:

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     audit_cleanup_interval_s: float = Field(
         default=3600, gt=0, description="how often rows past the retention are removed"
     )
+    agent_run_worker: bool = Field(
+        default=True,
+        description="whether this server replica calls agents with queued runs (false: it "
+        "only queues them, for another replica sharing the database to run)",
+    )
     agent_run_concurrency: int = Field(
         default=8, ge=1, description="agent runs in flight at once, across every server replica"
     )
@@ -75,6 +80,13 @@ class Settings(BaseSettings):
     )
     agent_run_poll_s: float = Field(
         default=1.0, gt=0, description="how often the worker looks for due runs"
+    )
+    webhook_catalog_max_age_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how long webhook sources, their secrets and tenant routing are kept in "
+        "memory before they are read again (changes made through this server apply at once; "
+        "this bounds how long a change made through another replica takes)",
     )
 
     def sqlite_path(self) -> Path:

@@ -110,3 +110,21 @@ def test_routed_only_to_a_tenant_that_lists_the_key_and_no_other_does(
     else:
         assert route.tenant is None and route.state == "unrouted"
     assert route == routing.tenant(key, key_space="space", tenants=table)  # same in, same out
+
+
+@given(
+    tenants=st.dictionaries(
+        names,
+        st.dictionaries(st.sampled_from(["space", "other"]), st.lists(names, max_size=4)),
+        max_size=6,
+    ),
+    key=st.none() | names,
+    space=st.sampled_from(["space", "other", "absent"]),
+)
+def test_the_index_routes_exactly_as_the_scan_does(
+    tenants: dict[str, dict[str, list[str]]], key: str | None, space: str
+) -> None:
+    index = routing.Index(tenants)
+    assert index.route(key, key_space=space) == routing.tenant(
+        key, key_space=space, tenants=tenants
+    )

@@ -48,7 +48,7 @@ from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.errors import PermanentError
-from armillary.ingress import runner
+from armillary.ingress import catalog, intake, runner
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import agent_runs as agent_runs_store
 from armillary.store import nodes as nodes_store
@@ -117,14 +117,22 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.audit_cleanup_interval_s,
         )
         tasks.append(asyncio.create_task(retention, name="audit-retention"))
+        app.state.catalog = catalog.Catalog(
+            db, app.state.vault, max_age_s=settings.webhook_catalog_max_age_s
+        )
+        app.state.intake = intake.Intake(db)
+        app.state.intake.start()
         app.state.runner = _runner(db, settings, token_key=ring.derive("tenant-tokens"))
-        tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
+        if settings.agent_run_worker:
+            tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
         app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         await app.state.provisioner.recover()
         try:
             yield
         finally:
             await app.state.provisioner.close()
+            await app.state.intake.drain()  # every delivery taken in is written
+            app.state.catalog.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -154,6 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(headers.SecurityHeaders)
     problems.install(app)
+    # Matched in this order, and matching walks the routes: the hottest paths first.
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(resources.router)
     app.include_router(apply.router)
@@ -167,11 +177,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(secret_routes.router)
     app.include_router(events.router)
     app.include_router(agent_runs.router)
-    app.include_router(webhooks.router)
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)
-    app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
+    app.add_middleware(audit_log.RequestId)  # every response carries the id
+    # Outermost: deliveries skip the API's layers (it does their part for them).
+    app.add_middleware(webhooks.Front, max_body_bytes=settings.max_body_bytes)
     audit_log.log_request_ids()
     return app
 

@@ -31,6 +31,14 @@ def problem(
     errors: list[Issue] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
+    body = document(status, title, detail, errors=errors)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def document(
+    status: int, title: str, detail: str, *, errors: list[Issue] | None = None
+) -> dict[str, Any]:
+    """The problem document (RFC 9457) `problem` answers with."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -39,7 +47,18 @@ def problem(
     }
     if errors:
         body["errors"] = [_issue(i) for i in errors]
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return body
+
+
+def of_error(exc: ArmillaryError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, problem document and headers answering `exc`."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
+    if isinstance(exc, Invalid):
+        detail = f"{len(exc.issues)} problem(s) in the input; nothing was changed"
+        return exc.status_code, document(exc.status_code, exc.title, detail, errors=exc.issues), {}
+    if exc.status_code >= 500:
+        log.error("request failed: %s", exc)
+    return exc.status_code, document(exc.status_code, exc.title, str(exc)), headers
 
 
 def _issue(issue: Issue) -> dict[str, Any]:
@@ -51,13 +70,8 @@ def _issue(issue: Issue) -> dict[str, Any]:
 
 async def _armillary_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ArmillaryError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-    if isinstance(exc, Invalid):
-        detail = f"{len(exc.issues)} problem(s) in the input; nothing was changed"
-        return problem(exc.status_code, exc.title, detail, errors=exc.issues)
-    if exc.status_code >= 500:
-        log.error("request failed: %s", exc)
-    return problem(exc.status_code, exc.title, str(exc), headers=headers)
+    status, body, headers = of_error(exc)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
 
 
 async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:

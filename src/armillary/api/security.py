@@ -50,12 +50,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TENANT_TOKEN_PURPOSE = "tenant-tokens"  # noqa: S105 (a label, not a secret)
 
 
-def database(request: Request) -> Database:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` in a worker
+# thread, two thread switches per request for an attribute read.
+async def database(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def key_ring(request: Request) -> KeyRing:
+async def key_ring(request: Request) -> KeyRing:
     ring: KeyRing = request.app.state.keys
     return ring
 
@@ -66,7 +68,7 @@ async def identify(request: Request) -> access.Principal:
     if known is not None:
         return known
     now = dt.datetime.now(dt.UTC)
-    db = database(request)
+    db = await database(request)
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.partition(" ")
@@ -75,7 +77,7 @@ async def identify(request: Request) -> access.Principal:
             raise Unauthorized("expected 'Authorization: Bearer <token>'")
         async with db.read() as conn:
             if value.startswith(tenant_tokens.PREFIX):
-                who = await _tenant_principal(conn, key_ring(request), value, now=now)
+                who = await _tenant_principal(conn, await key_ring(request), value, now=now)
             else:
                 who = await tokens.authenticate(conn, value, now=now)
     else:

@@ -79,6 +79,8 @@ class ScheduleController:
             return {event.name}
         if event.kind in ("Stack", "Release"):
             return await self.all_keys()
+        if event.kind not in ("Tenant", "Allocation", "Node"):
+            return set()  # agent runs, secrets, …: no read for what cannot matter
         async with self._db.read() as conn:
             if event.kind == "Tenant":
                 return await schedule_targets.keys_of_tenant(conn, event.name)

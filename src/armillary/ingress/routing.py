@@ -6,7 +6,10 @@ arguments; nothing is read here.
 
 `key` reads the routing key from the body at the source's `routing.pointer` (an RFC
 6901 JSON pointer) or, without one, at the sender's usual place (`DEFAULT_POINTERS`).
-`tenant` finds the one tenant whose `spec.routing[key_space]` lists that key.
+`tenant` finds the one tenant whose `spec.routing[key_space]` lists that key;
+`Index` is the same answer from a table built once (the endpoint keeps one per
+routing table it read, see ingress/catalog.py), so routing costs a dictionary lookup
+however many tenants there are.
 Invariant: an event goes to a tenant only when exactly one tenant claims its key; a
 key two tenants list is `ambiguous` and the event stays unrouted, so no tenant ever
 receives another tenant's event because of a configuration mistake.
@@ -103,3 +106,26 @@ def tenant(
     )
     only = claimants[0] if len(claimants) == 1 else None
     return Route(key=found, tenant=only, claimants=claimants)
+
+
+class Index:
+    """Every tenant's routing keys, by key space and key: `route` answers as `tenant`
+    does for the same table, without looking at every tenant."""
+
+    def __init__(self, tenants: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        claims: dict[str, dict[str, set[str]]] = {}
+        for name, routing in tenants.items():
+            for space, keys in routing.items():
+                for listed in keys:
+                    claims.setdefault(space, {}).setdefault(listed, set()).add(name)
+        self._claims = {
+            space: {listed: tuple(sorted(names)) for listed, names in keys.items()}
+            for space, keys in claims.items()
+        }
+
+    def route(self, found: str | None, *, key_space: str) -> Route:
+        if found is None:
+            return Route(key=None)
+        claimants = self._claims.get(key_space, {}).get(found, ())
+        only = claimants[0] if len(claimants) == 1 else None
+        return Route(key=found, tenant=only, claimants=claimants)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, text, update
+from sqlalchemy import Connection, Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
@@ -141,33 +141,45 @@ def _run(row: Row[Any]) -> AgentRun:
     )
 
 
-def _announce(conn: AsyncConnection, run_id: str, tenant: str) -> None:
+def _announce(conn: AsyncConnection | Connection, run_id: str, tenant: str) -> None:
     """Wake this server's worker once the transaction commits (others poll)."""
     feed.record(conn.info, feed.Event(kind="AgentRun", name=run_id, tenant=tenant))
 
 
 async def create(conn: AsyncConnection, request: Request, *, now: dt.datetime) -> str:
     """Queue a run on `conn` (committed with the caller's transaction); its id."""
-    run_id = str(uuid.uuid4())
-    now = timestamps.utc(now)
-    await conn.execute(
-        insert(agent_runs).values(
-            id=run_id,
-            tenant=request.tenant,
-            component=request.component,
-            event_id=request.event_id,
-            input=request.input,
-            requested_by=request.requested_by,
-            state="queued",
-            attempts=0,
-            max_attempts=request.max_attempts,
-            next_attempt_at=now,
-            created_at=now,
-            history=[],
-        )
-    )
-    _announce(conn, run_id, request.tenant)
+    (run_id,) = await conn.run_sync(create_many, [request], now=now)
     return run_id
+
+
+def create_many(conn: Connection, requests: list[Request], *, now: dt.datetime) -> list[str]:
+    """`create` for each of `requests`, in one insert, on a synchronous connection (see
+    `Database.write_sync`); their ids in order."""
+    now = timestamps.utc(now)
+    ids = [str(uuid.uuid4()) for _ in requests]
+    if not requests:
+        return ids
+    rows: list[dict[str, Any]] = [
+        {
+            "id": run_id,
+            "tenant": request.tenant,
+            "component": request.component,
+            "event_id": request.event_id,
+            "input": request.input,
+            "requested_by": request.requested_by,
+            "state": "queued",
+            "attempts": 0,
+            "max_attempts": request.max_attempts,
+            "next_attempt_at": now,
+            "created_at": now,
+            "history": [],
+        }
+        for run_id, request in zip(ids, requests, strict=True)
+    ]
+    conn.execute(insert(agent_runs), rows)
+    for run_id, request in zip(ids, requests, strict=True):
+        _announce(conn, run_id, request.tenant)
+    return ids
 
 
 async def get(conn: AsyncConnection, run_id: str) -> AgentRun:

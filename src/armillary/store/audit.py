@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import Connection, Row, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
@@ -79,7 +79,20 @@ class Filter:
 
 async def record(conn: AsyncConnection, entry: Entry) -> int:
     """Append `entry` on `conn` (committed with the caller's transaction); its id."""
-    values = {
+    values = _values(entry)
+    result = await conn.execute(insert(audit_log).values(**values).returning(audit_log.c.id))
+    return int(result.scalar_one())
+
+
+def record_many(conn: Connection, entries: list[Entry]) -> None:
+    """Append `entries` in one insert on a synchronous connection (see
+    `Database.write_sync`; committed with the caller's transaction)."""
+    if entries:
+        conn.execute(insert(audit_log), [_values(entry) for entry in entries])
+
+
+def _values(entry: Entry) -> dict[str, Any]:
+    return {
         "at": timestamps.utc(entry.at),
         "verb": entry.verb,
         "outcome": entry.outcome,
@@ -98,8 +111,6 @@ async def record(conn: AsyncConnection, entry: Entry) -> int:
         "duration_ms": entry.duration_ms,
         "detail": entry.detail,
     }
-    result = await conn.execute(insert(audit_log).values(**values).returning(audit_log.c.id))
-    return int(result.scalar_one())
 
 
 async def search(conn: AsyncConnection, wanted: Filter) -> list[Recorded]:

@@ -7,23 +7,35 @@ order instead of failing with "database is locked" when a read upgrades; reads u
 their own pool and see the last committed state (WAL). On Postgres both are the
 same pool and migrations run under an advisory lock, so replicas starting together
 migrate once.
+
+`write_sync(fn)` runs a whole write transaction as one plain function of a
+synchronous connection, for hot paths that write many rows at once (the webhook
+intake). Through aiosqlite every statement is a round trip between the event loop
+and the driver's thread, and on a busy loop each round trip waits for a loop turn;
+here the transaction costs one. On SQLite it runs on a synchronous connection in a
+thread of its own, and a lock shared with `write()` keeps the two writers from ever
+meeting at SQLite's lock; on Postgres it runs on the async pool (`run_sync`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from armillary.store import feed
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x41524D4C  # "ARML": the advisory lock id taken while migrating
@@ -45,9 +57,19 @@ def async_url(url: str) -> str:
 class Database:
     """A migrated store. Use `read()` / `write()` for transactions; `close()` at the end."""
 
-    def __init__(self, *, reader: AsyncEngine, writer: AsyncEngine) -> None:
+    def __init__(
+        self, *, reader: AsyncEngine, writer: AsyncEngine, sync_writer: Engine | None = None
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._sync_writer = sync_writer
+        # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
+        self._write_lock = asyncio.Lock() if sync_writer is not None else None
+        self._sync_thread = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-sqlite-writer")
+            if sync_writer is not None
+            else None
+        )
         self.feed = feed.Feed()
 
     @property
@@ -74,10 +96,17 @@ class Database:
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(writer.sync_engine, "begin", _begin_immediate)
             event.listen(reader.sync_engine, "begin", _begin_deferred)
+            plain = make_url(target).set(drivername="sqlite+pysqlite")
+            sync_writer = create_engine(
+                plain, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=60
+            )
+            event.listen(sync_writer, "connect", _sqlite_pragmas)
+            event.listen(sync_writer, "begin", _begin_immediate)
         else:
             writer = create_async_engine(target, pool_size=10, max_overflow=10, pool_pre_ping=True)
             reader = writer
-        database = cls(reader=reader, writer=writer)
+            sync_writer = None
+        database = cls(reader=reader, writer=writer, sync_writer=sync_writer)
         if migrate:
             await database.migrate()
         return database
@@ -101,13 +130,49 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back if it raises.
         What the repositories recorded is published on the feed after the commit."""
+        if self._write_lock is None:
+            async with self._write() as conn:
+                yield conn
+        else:
+            async with self._write_lock, self._write() as conn:
+                yield conn
+
+    async def write_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one write transaction on a synchronous connection and return what
+        it returns once committed (rolled back if it raises); what it recorded on the
+        feed is published after the commit, as with `write()`."""
+        if self._sync_writer is None or self._sync_thread is None or self._write_lock is None:
+            async with self.write() as conn:
+                return await conn.run_sync(fn)
+        async with self._write_lock:
+            result, events = self._run_sync(fn)
+        self.feed.publish(events)
+        return result
+
+    def _run_sync(self, fn: Callable[[Connection], T]) -> tuple[T, list[feed.Event]]:
+        assert self._sync_writer is not None
+        with self._sync_writer.connect() as conn:
+            info = conn.info
+            events = feed.begin(info)
+            try:
+                with conn.begin():
+                    result = fn(conn)
+            finally:
+                feed.end(info)
+        return result, events
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._writer.connect() as conn:
-            events = feed.begin(conn.info)
+            # Held once: after a cancelled commit the connection may be invalidated, and
+            # `conn.info` would then try to reconnect outside the event loop's reach.
+            info = conn.info
+            events = feed.begin(info)
             try:
                 async with conn.begin():
                     yield conn
             finally:
-                feed.end(conn.info)
+                feed.end(info)
         self.feed.publish(events)
 
     async def connection(self) -> AsyncConnection:
@@ -121,6 +186,11 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._sync_thread is not None and self._sync_writer is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._sync_thread, self._sync_writer.dispose
+            )
+            self._sync_thread.shutdown()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
@@ -157,3 +227,6 @@ def _begin_deferred(conn: Connection) -> None:
 
 Tx = AsyncConnection
 """The transaction handle repositories take; callers outside store/ name it by this alias."""
+
+SyncTx = Connection
+"""The handle `write_sync` gives its function."""

@@ -1,8 +1,10 @@
 """Inbound webhook events in the store: record once, find replays, list.
 
-Called by the webhook endpoint (api/routes/webhooks.py), which calls `record` inside
-the write transaction that also writes the event's audit row, and commits before it
-answers the sender; and by `GET /api/v1/events` (`search`).
+Called by the webhook intake (ingress/intake.py), which calls `record_many` for a
+batch of deliveries — or `record` for one, when a batch has to be retried one by one —
+inside the write transaction that also writes their runs and audit rows
+(`Database.write_sync`: these two take a synchronous connection), and commits before
+any of them is answered; and by `GET /api/v1/events` (`search`).
 
 Invariant: at most one row per (source, delivery id) and per (source, replay hash),
 kept by unique constraints, so two servers (or two retries racing) cannot both store
@@ -19,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, insert, or_, select
+from sqlalchemy import Connection, Row, bindparam, insert, null, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -93,8 +95,8 @@ def encode(body: bytes) -> tuple[str, str]:
     return "utf-8", text
 
 
-async def replayed(
-    conn: AsyncConnection, source: str, *, delivery_id: str | None, replay_hash: str | None
+def replayed(
+    conn: Connection, source: str, *, delivery_id: str | None, replay_hash: str | None
 ) -> str | None:
     """The id of the event of `source` with this delivery id or replay hash, if any."""
     keys = []
@@ -105,21 +107,107 @@ async def replayed(
     if not keys:
         return None
     query = select(events.c.id).where(events.c.source == source, or_(*keys)).limit(1)
-    found = (await conn.execute(query)).scalar_one_or_none()
+    found = conn.execute(query).scalar_one_or_none()
     return None if found is None else str(found)
 
 
-async def record(conn: AsyncConnection, delivery: Delivery) -> Recorded:
+def record(conn: Connection, delivery: Delivery) -> Recorded:
     """Store `delivery` on `conn` (committed with the caller's transaction), unless the
     source already has it: then the earlier event's id, with `duplicate` set."""
-    seen = await replayed(
+    seen = replayed(
         conn, delivery.source, delivery_id=delivery.delivery_id, replay_hash=delivery.replay_hash
     )
     if seen is not None:
         return Recorded(id=seen, duplicate=True)
     event_id = str(uuid.uuid4())
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(events).values(**_values(event_id, delivery)))
+    except IntegrityError:  # the same delivery, committed meanwhile by another request
+        again = replayed(
+            conn,
+            delivery.source,
+            delivery_id=delivery.delivery_id,
+            replay_hash=delivery.replay_hash,
+        )
+        if again is None:
+            raise
+        return Recorded(id=again, duplicate=True)
+    return Recorded(id=event_id, duplicate=False)
+
+
+def record_many(conn: Connection, deliveries: list[Delivery]) -> list[Recorded]:
+    """`record` for each of `deliveries` in order, in one query for the ones seen before
+    and one insert for the rest. A delivery repeating an earlier one of the same list
+    is a duplicate of it. A row another transaction inserted meanwhile makes the insert
+    fail with `IntegrityError` (the caller then records one by one)."""
+    earlier = _seen(conn, deliveries)
+    recorded: list[Recorded] = []
+    rows: list[dict[str, Any]] = []
+    for delivery in deliveries:
+        keys = _replay_keys(delivery)
+        seen = next((earlier[k] for k in keys if k in earlier), None)
+        if seen is not None:
+            recorded.append(Recorded(id=seen, duplicate=True))
+            continue
+        event_id = str(uuid.uuid4())
+        earlier.update(dict.fromkeys(keys, event_id))
+        rows.append(_values(event_id, delivery))
+        recorded.append(Recorded(id=event_id, duplicate=False))
+    if rows:
+        conn.execute(insert(events), rows)
+    return recorded
+
+
+def _replay_keys(delivery: Delivery) -> list[tuple[str, str, str]]:
+    keys = []
+    if delivery.delivery_id is not None:
+        keys.append((delivery.source, "id", delivery.delivery_id))
+    if delivery.replay_hash is not None:
+        keys.append((delivery.source, "hash", delivery.replay_hash))
+    return keys
+
+
+_SEEN = union_all(
+    select(events.c.id, events.c.delivery_id, null().label("replay_hash")).where(
+        events.c.source == bindparam("source"),
+        events.c.delivery_id.in_(bindparam("ids", expanding=True)),
+    ),
+    select(events.c.id, null().label("delivery_id"), events.c.replay_hash).where(
+        events.c.source == bindparam("source"),
+        events.c.replay_hash.in_(bindparam("hashes", expanding=True)),
+    ),
+)
+"""One statement for every batch (its IN lists expand at execution), so it is compiled
+once; each half is a lookup in one of the two unique indexes (an OR of the two would
+let SQLite settle for scanning every event of the source)."""
+
+
+def _seen(conn: Connection, deliveries: list[Delivery]) -> dict[tuple[str, str, str], str]:
+    """The stored events any of `deliveries` repeats, by replay key."""
+    wanted: dict[str, tuple[set[str], set[str]]] = {}
+    for delivery in deliveries:
+        ids, hashes = wanted.setdefault(delivery.source, (set(), set()))
+        if delivery.delivery_id is not None:
+            ids.add(delivery.delivery_id)
+        if delivery.replay_hash is not None:
+            hashes.add(delivery.replay_hash)
+    found: dict[tuple[str, str, str], str] = {}
+    for source, (ids, hashes) in wanted.items():
+        if not ids and not hashes:
+            continue
+        params = {"source": source, "ids": sorted(ids), "hashes": sorted(hashes)}
+        for row in conn.execute(_SEEN, params):
+            if row.delivery_id is not None and row.delivery_id in ids:
+                found[(source, "id", row.delivery_id)] = str(row.id)
+            if row.replay_hash is not None and row.replay_hash in hashes:
+                found[(source, "hash", row.replay_hash)] = str(row.id)
+    return found
+
+
+def _values(event_id: str, delivery: Delivery) -> dict[str, Any]:
     encoding, text = encode(delivery.body)
-    values = {
+    return {
         "id": event_id,
         "source": delivery.source,
         "delivery_id": delivery.delivery_id,
@@ -135,20 +223,6 @@ async def record(conn: AsyncConnection, delivery: Delivery) -> Recorded:
         "body_encoding": encoding,
         "body": text,
     }
-    try:
-        async with conn.begin_nested():
-            await conn.execute(insert(events).values(**values))
-    except IntegrityError:  # the same delivery, committed meanwhile by another request
-        again = await replayed(
-            conn,
-            delivery.source,
-            delivery_id=delivery.delivery_id,
-            replay_hash=delivery.replay_hash,
-        )
-        if again is None:
-            raise
-        return Recorded(id=again, duplicate=True)
-    return Recorded(id=event_id, duplicate=False)
 
 
 def _event(row: Row[Any]) -> Event:

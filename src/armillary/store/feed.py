@@ -13,6 +13,7 @@ LISTEN/NOTIFY here; the subscribers do not change.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,14 @@ class Feed:
 
     def __init__(self) -> None:
         self._queues: list[asyncio.Queue[Event]] = []
+        self._callbacks: list[Callable[[Event], None]] = []
+
+    def watch(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `callback` with each event as it is published, before `publish` returns
+        (so before the writer goes on); it must be quick and must not raise. Returns
+        the function that stops it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
     def subscribe(self) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -45,6 +54,9 @@ class Feed:
             self._queues.remove(queue)
 
     def publish(self, events: list[Event]) -> None:
+        for callback in list(self._callbacks):
+            for event in events:
+                callback(event)
         for queue in self._queues:
             for event in events:
                 queue.put_nowait(event)

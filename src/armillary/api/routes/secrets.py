@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["resources"])
 log = logging.getLogger("armillary.secrets")
 
 
-def vault(request: Request) -> secrets.Vault:
+async def vault(request: Request) -> secrets.Vault:
     found: secrets.Vault = request.app.state.vault
     return found
 

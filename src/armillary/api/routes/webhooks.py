@@ -7,8 +7,10 @@ body within its `max_body_bytes` (413, before more is read), the signature
 GitHub and PagerDuty pings), the source's rate limit and then its per-tenant one
 (429 with Retry-After; checked after the signature, so nobody without the secret can
 spend a sender's budget), routing (`ingress.routing`), and the event with its audit
-row — and, for a routed event, the run of the tenant's agent it starts
-(`store.agent_runs`) — in one write transaction.
+row — and, for a routed event, the run of the tenant's agent it starts — committed
+by the intake (`ingress.intake`), in one write transaction with the deliveries that
+arrived meanwhile. Sources, secrets and routing come from the in-memory catalog
+(`ingress.catalog`), so a delivery reads nothing from the store.
 
 Invariant: a 2xx is sent only after that transaction committed, so an acknowledged
 event, and the run it starts, survive a crash of the server the moment after. A
@@ -21,26 +23,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from armillary.api import audit as audit_log
+from armillary.api import headers as security_headers
 from armillary.api import problems, ratelimit
-from armillary.api.routes.secrets import Vaulted
-from armillary.api.security import Db
-from armillary.auth import secrets
-from armillary.errors import Issue, TooLarge
-from armillary.ingress import routing, verify
+from armillary.errors import ArmillaryError, Issue, NotFound, TooLarge
+from armillary.ingress import intake, routing, verify
 from armillary.resources import webhook
-from armillary.resources.webhook import WebhookSource, WebhookSourceSpec
-from armillary.store import agent_runs, audit, events, repository
-from armillary.store.database import Database
+from armillary.store import events
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("armillary.webhooks")
@@ -57,9 +59,6 @@ KEPT_HEADERS = (
     "svix-id",
 )
 """The request headers stored with an event: what says what it is, never a signature."""
-
-AGENT_COMPONENT = "agent"
-"""The component of the routed tenant's stack that a routed event's run calls."""
 
 UNSIGNED_IDS = frozenset({"github"})
 """Senders whose delivery id the signature does not cover: replay is keyed on the body too."""
@@ -85,11 +84,92 @@ class Limits:
         return held[1].take(key, self._clock())
 
 
-def limits(request: Request) -> Limits:
-    found: Limits | None = getattr(request.app.state, "webhook_limits", None)
+def limits(state: Any) -> Limits:
+    found: Limits | None = getattr(state, "webhook_limits", None)
     if found is None:
-        found = request.app.state.webhook_limits = Limits()
+        found = state.webhook_limits = Limits()
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to answer a delivery: status, JSON document (a problem from 400 on), headers."""
+
+    status: int
+    document: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ClientGone(Exception):
+    """The sender closed the connection before its body arrived: nobody to answer."""
+
+
+BodyReader = Callable[[int], Awaitable[bytes]]
+"""Reads the whole body, at most the given number of bytes (`TooLarge` beyond)."""
+
+
+async def answer(
+    state: Any,
+    source: str,
+    headers: Mapping[str, str],
+    read_body: BodyReader,
+    *,
+    path: str,
+    client: str | None,
+    request_id: str | None,
+) -> Answer:
+    """Everything `POST /webhooks/{source}` does, whichever door it came in by
+    (`headers`: names in lower case). Raises `ArmillaryError`s (404, 413, 503)."""
+    received_at = dt.datetime.now(dt.UTC)
+    known = await state.catalog.snapshot()
+    found_source = known.sources.get(source)
+    if found_source is None:
+        raise NotFound(f"WebhookSource {source!r} not found")
+    spec = found_source.spec
+    body = await read_body(spec.max_body_bytes)
+    try:
+        verified = verify.verify(
+            spec.type,
+            headers=headers,
+            body=body,
+            secrets=found_source.keys,
+            now=received_at,
+            tolerance_s=spec.tolerance_s,
+            hmac_settings=spec.hmac,
+        )
+    except verify.Refused as exc:
+        log.warning("webhook %s refused: %s", source, exc)
+        return Answer(401, problems.document(401, exc.title, str(exc)))
+    if verified.handshake is not None:
+        if spec.type == "slack":
+            return Answer(200, {"challenge": verified.handshake})
+        return Answer(200, {"handshake": verified.handshake})
+    held = limits(state)
+    refused = _limited(held, source, spec.rate_limit)
+    if refused is not None:
+        return refused
+    document = routing.document(body, content_type=headers.get("content-type"))
+    found = routing.key(spec.type, document, pointer=spec.routing.pointer)
+    route = known.routes.route(found, key_space=spec.routing.key_space)
+    if route.tenant is not None:
+        refused = _limited(held, f"{source}/{route.tenant}", spec.tenant_rate_limit)
+        if refused is not None:
+            return refused
+    item = intake.Item(
+        delivery=_delivery(source, headers, body, verified, route, received_at),
+        claimants=route.claimants,
+        path=path,
+        client=client,
+        request_id=request_id,
+        max_attempts=state.settings.agent_run_max_attempts,
+    )
+    recorded = await state.intake.submit(item)
+    if recorded.duplicate:
+        return Answer(200, {"duplicate": True, "event": recorded.id})
+    stored: dict[str, Any] = {"event": recorded.id, "state": route.state}
+    if recorded.run is not None:
+        stored["run"] = recorded.run
+    return Answer(202, stored)
 
 
 @router.post(
@@ -97,62 +177,124 @@ def limits(request: Request) -> Limits:
     summary="Receive an event from a webhook sender (authenticated by its signature)",
     status_code=202,
 )
-async def receive(source: str, request: Request, db: Db, vault: Vaulted) -> Response:
-    received_at = dt.datetime.now(dt.UTC)
-    spec, keys = await _source(db, vault, source)
-    body = await _body(request, max_bytes=spec.max_body_bytes)
-    try:
-        verified = verify.verify(
-            spec.type,
-            headers=dict(request.headers),
-            body=body,
-            secrets=keys,
-            now=received_at,
-            tolerance_s=spec.tolerance_s,
-            hmac_settings=spec.hmac,
-        )
-    except verify.Refused as exc:
-        log.warning("webhook %s refused: %s", source, exc)
-        return problems.problem(401, exc.title, str(exc))
-    if verified.handshake is not None:
-        if spec.type == "slack":
-            return JSONResponse({"challenge": verified.handshake})
-        return JSONResponse({"handshake": verified.handshake})
-    refused = _limited(limits(request), source, spec.rate_limit)
-    if refused is not None:
-        return refused
-    document = routing.document(body, content_type=request.headers.get("content-type"))
-    found = routing.key(spec.type, document, pointer=spec.routing.pointer)
-    async with db.read() as conn:
-        found_tenants = await repository.list_kind(conn, "Tenant")
-    tenants = {t.name: t.spec.get("routing", {}) for t in found_tenants}
-    route = routing.tenant(found, key_space=spec.routing.key_space, tenants=tenants)
-    if route.tenant is not None:
-        refused = _limited(limits(request), f"{source}/{route.tenant}", spec.tenant_rate_limit)
-        if refused is not None:
-            return refused
-    delivery = _delivery(source, request, body, verified, route, received_at)
-    recorded = await _store(db, request, delivery, route)
-    if recorded.duplicate:
-        return JSONResponse({"duplicate": True, "event": recorded.id}, status_code=200)
-    answer = {"event": recorded.id, "state": route.state}
-    if recorded.run is not None:
-        answer["run"] = recorded.run
-    return JSONResponse(answer, status_code=202)
+async def receive(source: str, request: Request) -> Response:
+    """This route documents the endpoint and answers what `Front` passes on to the
+    router; `Front` answers a POST before the router sees it."""
+
+    async def read_body(max_bytes: int) -> bytes:
+        return await _body(request, max_bytes=max_bytes)
+
+    result = await answer(
+        request.app.state,
+        source,
+        request.headers,
+        read_body,
+        path=request.url.path,
+        client=request.client.host if request.client else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    media = problems.MEDIA_TYPE if result.status >= 400 else None
+    return JSONResponse(
+        result.document, status_code=result.status, headers=result.headers, media_type=media
+    )
 
 
-async def _source(
-    db: Database, vault: secrets.Vault, name: str
-) -> tuple[WebhookSourceSpec, list[str]]:
-    """The source's spec and its secrets' values; 404 when there is no such source."""
-    async with db.read() as conn:
-        stored = await repository.require(conn, "WebhookSource", name)
-        spec = WebhookSource.model_validate(stored.document()).spec
-        refs = [(ref.name, ref.key) for ref in spec.secrets]
-        keys, missing = await secrets.values_of(conn, vault, refs)
-    if missing:  # names only: the values never reach a log
-        log.error("webhook %s: secret keys not found or unreadable: %s", name, ", ".join(missing))
-    return spec, keys
+class Front:
+    """ASGI middleware, outermost: `POST /webhooks/<source>` answered here, without the
+    API's middleware and router, which are built for authenticated API calls and
+    would cost a delivery several times what verifying and storing it does. It does
+    for these requests what those layers do for every other: the X-Request-ID
+    (`audit.RequestId`), the security headers (`headers.SecurityHeaders`), the body
+    limit (the smaller of the server's and the source's), problem documents for
+    errors, a 500 for anything unexpected (logged). Anything else goes on to `app`."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        source = path[len(PREFIX) :]
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not path.startswith(PREFIX)
+            or not source
+            or "/" in source
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
+        request_id = audit_log.accepted_request_id(headers.get("x-request-id")) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        bound = audit_log.CURRENT_REQUEST.set(request_id)
+        try:
+            result = await answer(
+                scope["app"].state,
+                source,
+                headers,
+                self._reader(headers, receive),
+                path=path,
+                client=(scope.get("client") or (None, 0))[0],
+                request_id=request_id,
+            )
+        except ClientGone:
+            return
+        except ArmillaryError as exc:
+            status, document, extra = problems.of_error(exc)
+            result = Answer(status, document, extra)
+        except Exception:
+            log.exception("webhook %s: unhandled error", source)
+            result = Answer(500, problems.document(500, "Internal error", "see the server log"))
+        finally:
+            audit_log.CURRENT_REQUEST.reset(bound)
+        await _send(send, result, request_id)
+
+    def _reader(self, headers: Mapping[str, str], receive: Receive) -> BodyReader:
+        async def read_body(source_max: int) -> bytes:
+            max_bytes = min(source_max, self.max_body_bytes)
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(int(declared), max_bytes)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(size, max_bytes)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+        return read_body
+
+
+PREFIX = "/webhooks/"
+
+
+async def _send(send: Send, result: Answer, request_id: str) -> None:
+    body = json.dumps(result.document, separators=(",", ":")).encode()
+    media = problems.MEDIA_TYPE if result.status >= 400 else "application/json"
+    raw = [
+        (b"content-type", media.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *[
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in result.headers.items()
+        ],
+        (audit_log.HEADER, request_id.encode()),
+        *security_headers.COMMON,
+        (b"content-security-policy", security_headers.API_CSP),
+    ]
+    await send({"type": "http.response.start", "status": result.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _body(request: Request, *, max_bytes: int) -> bytes:
@@ -175,19 +317,19 @@ def _too_large(size: int, max_bytes: int) -> TooLarge:
     return TooLarge([Issue(path="body", message=message)])
 
 
-def _limited(held: Limits, key: str, limit: webhook.RateLimit | None) -> Response | None:
+def _limited(held: Limits, key: str, limit: webhook.RateLimit | None) -> Answer | None:
     wait_s = held.wait_s(key, limit)
     if wait_s is None:
         return None
     retry = str(max(1, math.ceil(wait_s)))
     log.warning("webhook %s rate limited; retry after %s s", key, retry)
     detail = f"rate limit of {key} reached; retry after {retry}s"
-    return problems.problem(429, "Too many requests", detail, headers={"Retry-After": retry})
+    return Answer(429, problems.document(429, "Too many requests", detail), {"Retry-After": retry})
 
 
 def _delivery(
     source: str,
-    request: Request,
+    headers: Mapping[str, str],
     body: bytes,
     verified: verify.Verified,
     route: routing.Route,
@@ -205,69 +347,11 @@ def _delivery(
         tenant=route.tenant,
         routing_key=route.key,
         state=route.state,
-        content_type=_clip(request.headers.get("content-type"), 255),
-        headers={k: v[:512] for k in KEPT_HEADERS if (v := request.headers.get(k)) is not None},
+        content_type=_clip(headers.get("content-type"), 255),
+        headers={k: v[:512] for k in KEPT_HEADERS if (v := headers.get(k)) is not None},
         body=body,
     )
 
 
 def _clip(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stored:
-    """What `_store` wrote: the event (or the earlier one it repeats) and its run."""
-
-    id: str
-    duplicate: bool
-    run: str | None
-
-
-async def _store(
-    db: Database, request: Request, delivery: events.Delivery, route: routing.Route
-) -> Stored:
-    """Record the event, its agent run when it is routed, and its audit row in one
-    transaction, committed on return."""
-    async with db.write() as conn:
-        recorded = await events.record(conn, delivery)
-        run_id = None
-        if delivery.tenant is not None and not recorded.duplicate:
-            queued = agent_runs.Request(
-                tenant=delivery.tenant,
-                component=AGENT_COMPONENT,
-                input={},
-                requested_by=f"webhook:{delivery.source}",
-                max_attempts=request.app.state.settings.agent_run_max_attempts,
-                event_id=recorded.id,
-            )
-            run_id = await agent_runs.create(conn, queued, now=delivery.received_at)
-        detail: dict[str, Any] = {
-            "event": recorded.id,
-            "deliveryId": delivery.delivery_id,
-            "eventType": delivery.event_type,
-            "routingKey": route.key,
-        }
-        if run_id is not None:
-            detail["run"] = run_id
-        if len(route.claimants) > 1:
-            detail["ambiguous"] = list(route.claimants)
-        await audit.record(
-            conn,
-            audit.Entry(
-                at=delivery.received_at,
-                verb="receive",
-                outcome="duplicate" if recorded.duplicate else delivery.state,
-                principal=f"webhook:{delivery.source}",
-                principal_kind="webhook",
-                tenant=delivery.tenant,
-                path=request.url.path,
-                kind="WebhookSource",
-                name=delivery.source,
-                status=200 if recorded.duplicate else 202,
-                source=request.client.host if request.client else None,
-                request_id=getattr(request.state, "request_id", None),
-                detail=detail,
-            ),
-        )
-    return Stored(id=recorded.id, duplicate=recorded.duplicate, run=run_id)

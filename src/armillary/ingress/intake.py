@@ -1,0 +1,226 @@
+"""Group commit for verified deliveries: many deliveries, one durable transaction.
+
+The webhook endpoint (api/routes/webhooks.py) hands each verified, routed delivery to
+`Intake.submit` and answers the sender only with what `submit` returns, which it
+returns only after the transaction holding the delivery committed. One task per
+server process (started and drained by the API server's lifespan, api/app.py) takes
+whatever deliveries are waiting — up to `max_batch` — and writes, in one transaction,
+their events (`store.events.record_many`: replays found in one query, new events in
+one insert), the agent run each new routed event starts (`store.agent_runs`) and an
+audit row per delivery. While that commits, the next deliveries gather: batches grow
+with the load and no delivery waits for a timer.
+
+Invariants: a delivery's `Stored` is returned only after its rows committed, so an
+acknowledged event and its run survive a kill the moment after; a failed batch (a
+row another replica inserted meanwhile, a store error) is retried one delivery per
+transaction, so one bad delivery fails alone; a delivery whose sender went away is
+still written (its retry then answers duplicate). `drain` writes what was submitted
+before it returns; `submit` refuses afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from armillary.errors import TemporaryError
+from armillary.store import agent_runs, audit, events
+from armillary.store.database import Database, SyncTx
+
+log = logging.getLogger("armillary.webhooks")
+
+AGENT_COMPONENT = "agent"
+"""The component of the routed tenant's stack that a routed event's run calls."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Item:
+    """A verified delivery and what its audit row says of the request."""
+
+    delivery: events.Delivery
+    claimants: tuple[str, ...]  # every tenant listing the key (more than one: ambiguous)
+    path: str
+    client: str | None
+    request_id: str | None
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stored:
+    """What was committed for an item: its event (or the earlier one it repeats), and
+    the run it started."""
+
+    id: str
+    duplicate: bool
+    run: str | None
+
+
+class Closed(TemporaryError):
+    """The intake is draining: the server is stopping."""
+
+
+class Intake:
+    """The group-commit writer of one server process."""
+
+    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._waiting: asyncio.Queue[tuple[Item, asyncio.Future[Stored]]] = asyncio.Queue()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: list[tuple[Item, asyncio.Future[Stored]]] = []
+        self.batches = 0  # committed transactions, for the benchmark and tests
+        self.items = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook-intake")
+
+    async def submit(self, item: Item) -> Stored:
+        """Commit `item` with whatever else is waiting; its outcome once committed."""
+        if self._closed or self._task is None:
+            raise Closed("the server is stopping; deliver again")
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._waiting.put_nowait((item, done))
+        # Shielded: a sender that goes away does not take its delivery out of a batch.
+        return await asyncio.shield(done)
+
+    async def drain(self) -> None:
+        """Refuse new items, write the waiting ones, stop."""
+        self._closed = True
+        if self._task is None:
+            return
+        self._waiting.put_nowait(_STOP)
+        await self._task
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                batch = [await self._waiting.get()]
+                while len(batch) < self._max_batch and not self._waiting.empty():
+                    batch.append(self._waiting.get_nowait())
+                pending = [entry for entry in batch if entry is not _STOP]
+                if pending:
+                    self._inflight = pending
+                    await self._commit(pending)
+                    self._inflight = []
+                if len(pending) < len(batch):  # nothing is queued after the stop
+                    return
+        finally:  # cancelled: nobody waits for ever
+            self._closed = True
+            left = list(self._inflight)
+            while not self._waiting.empty():
+                left.append(self._waiting.get_nowait())
+            for entry in left:
+                if entry is not _STOP and not entry[1].done():
+                    entry[1].set_exception(Closed("the server is stopping; deliver again"))
+
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Stored]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            stored = await self._db.write_sync(lambda conn: _write(conn, items))
+        except Exception:
+            if len(batch) == 1:
+                _fail(batch[0][1])
+                return
+            log.warning("a batch of %d deliveries failed; writing them one by one", len(batch))
+            for entry in batch:
+                await self._one(*entry)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for (_, done), outcome in zip(batch, stored, strict=True):
+            if not done.done():
+                done.set_result(outcome)
+
+    async def _one(self, item: Item, done: asyncio.Future[Stored]) -> None:
+        try:
+            (outcome,) = await self._db.write_sync(lambda conn: _write(conn, [item], one=True))
+        except Exception:
+            _fail(done)
+            return
+        self.batches += 1
+        self.items += 1
+        if not done.done():
+            done.set_result(outcome)
+
+
+_STOP: Any = object()
+
+
+def _fail(done: asyncio.Future[Stored]) -> None:
+    log.exception("a delivery could not be stored")
+    if not done.done():
+        done.set_exception(TemporaryError("the event could not be stored; deliver again"))
+
+
+def _write(conn: SyncTx, items: list[Item], *, one: bool = False) -> list[Stored]:
+    """The events of `items`, the runs of the new routed ones and every item's audit
+    row, on `conn`. `one`: a single item, whose insert may meet a row committed
+    meanwhile (then it is that row's duplicate)."""
+    if one:
+        recorded = [events.record(conn, item.delivery) for item in items]
+    else:
+        recorded = events.record_many(conn, [item.delivery for item in items])
+    now = dt.datetime.now(dt.UTC)
+    starts = [
+        (n, item)
+        for n, (item, rec) in enumerate(zip(items, recorded, strict=True))
+        if item.delivery.tenant is not None and not rec.duplicate
+    ]
+    requests = [
+        agent_runs.Request(
+            tenant=item.delivery.tenant,
+            component=AGENT_COMPONENT,
+            input={},
+            requested_by=f"webhook:{item.delivery.source}",
+            max_attempts=item.max_attempts,
+            event_id=recorded[n].id,
+        )
+        for n, item in starts
+        if item.delivery.tenant is not None  # for the type checker: filtered above
+    ]
+    run_ids = agent_runs.create_many(conn, requests, now=now)
+    runs = {n: run_id for (n, _), run_id in zip(starts, run_ids, strict=True)}
+    audit.record_many(
+        conn,
+        [
+            _entry(item, rec, runs.get(n))
+            for n, (item, rec) in enumerate(zip(items, recorded, strict=True))
+        ],
+    )
+    return [
+        Stored(id=rec.id, duplicate=rec.duplicate, run=runs.get(n))
+        for n, rec in enumerate(recorded)
+    ]
+
+
+def _entry(item: Item, recorded: events.Recorded, run: str | None) -> audit.Entry:
+    delivery = item.delivery
+    detail: dict[str, Any] = {
+        "event": recorded.id,
+        "deliveryId": delivery.delivery_id,
+        "eventType": delivery.event_type,
+        "routingKey": delivery.routing_key,
+    }
+    if run is not None:
+        detail["run"] = run
+    if len(item.claimants) > 1:
+        detail["ambiguous"] = list(item.claimants)
+    return audit.Entry(
+        at=delivery.received_at,
+        verb="receive",
+        outcome="duplicate" if recorded.duplicate else delivery.state,
+        principal=f"webhook:{delivery.source}",
+        principal_kind="webhook",
+        tenant=delivery.tenant,
+        path=item.path,
+        kind="WebhookSource",
+        name=delivery.source,
+        status=200 if recorded.duplicate else 202,
+        source=item.client,
+        request_id=item.request_id,
+        detail=detail,
+    )
