@@ -2,13 +2,16 @@
 
 Run:  .venv/bin/python bench/ingress_bench.py [--backend sqlite|postgres|both]
           [--duration-s 20] [--concurrency 1 4 16] [--generators 1] [--client raw|httpx]
-          [--body-bytes 1024] [--src DIR] [--json FILE]
+          [--body-bytes 1024] [--agent-worker off|on] [--src DIR] [--json FILE]
 
 For each backend a real `python -m armillary server` (one uvicorn worker) starts in a
 temporary ARMILLARY_HOME (Postgres: a fresh database, dropped afterwards), with the
 API rate limit set out of the way (the webhook source has no limit of its own). A
 Secret, an Org, a Stack with one `sleep` component, a Tenant routing `acme/app` and a
-`github` WebhookSource are applied, and one delivery is checked by hand. After a 3 s
+`github` WebhookSource are applied, and one delivery is checked by hand. With
+--agent-worker off (the default) the server only queues the run each event starts
+(ARMILLARY_AGENT_RUN_WORKER=false, an ingress replica); with on it also works them off,
+and, no agent answering, each run fails its one attempt. After a 3 s
 warm-up, for each --concurrency a closed-loop load generator (asyncio, that many
 keep-alive connections, in --generators processes) runs for --duration-s against:
   /healthz   GET /healthz of the same server: its ceiling, nothing stored
@@ -426,7 +429,9 @@ class Server:
     """`python -m armillary server` in `home`, with the bench documents applied and one
     delivery checked by hand."""
 
-    def __init__(self, home: Path, database_url: str | None, src: Path | None) -> None:
+    def __init__(
+        self, home: Path, database_url: str | None, src: Path | None, *, agent_worker: bool = True
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -440,6 +445,8 @@ class Server:
             # Where the tree queues an agent run per routed event, no agent answers here:
             # one attempt per run, as with a healthy agent, not a retry storm.
             "ARMILLARY_AGENT_RUN_MAX_ATTEMPTS": "1",
+            # off: an ingress replica, queueing runs for another replica to call agents
+            "ARMILLARY_AGENT_RUN_WORKER": "true" if agent_worker else "false",
         }
         env.pop("ARMILLARY_DATABASE_URL", None)
         if database_url:
@@ -552,7 +559,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="armillary-ingress-") as tmp:
             home = Path(tmp)
-            server = Server(home, database_url, args.src)
+            server = Server(home, database_url, args.src, agent_worker=args.agent_worker == "on")
             try:
                 common = {
                     "generators": args.generators,
@@ -615,7 +622,8 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         out += [
             "",
             f"{backend}: CPU calibration {results[backend]['calibration_ms']:.0f} ms "
-            "(a fixed Python loop; lower is a faster machine)",
+            "(a fixed Python loop; lower is a faster machine); agent run worker "
+            f"{args.agent_worker}",
             "",
             f"| {backend}: POST /webhooks | 202/s | p50 ms | p95 ms | p99 ms | errors "
             "| CPU % server / generator / rest | CPU ms per event: server / rest "
@@ -683,6 +691,13 @@ def main() -> None:
     parser.add_argument("--body-bytes", type=int, default=1024, help="size of each delivery")
     parser.add_argument(
         "--src", type=Path, help="run the server from this source tree (e.g. a `git archive`)"
+    )
+    parser.add_argument(
+        "--agent-worker",
+        choices=["on", "off"],
+        default="off",
+        help="whether the measured server also calls agents with the runs it queues (no "
+        "agent answers here: each run fails once); off is an ingress-only replica",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: the stub server

@@ -33,14 +33,14 @@ def server(
     """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""
     import uvicorn
 
-    from armillary.api.app import create_app
+    from armillary.api.app import create_server
 
     settings = Settings()
     settings = settings.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     uvicorn.run(
-        create_app(settings),
+        create_server(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -127,6 +128,11 @@ def create_app(settings: Settings) -> FastAPI:
             tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
         app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         await app.state.provisioner.recover()
+        # Everything made while starting (the app, its routes and models, SQLAlchemy's
+        # metadata: most of the heap) lives as long as the process: out of the cyclic
+        # collector's sight, so its full collections stop pausing the event loop.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -180,11 +186,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)
-    app.add_middleware(audit_log.RequestId)  # every response carries the id
-    # Outermost: deliveries skip the API's layers (it does their part for them).
-    app.add_middleware(webhooks.Front, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
     audit_log.log_request_ids()
     return app
+
+
+def create_server(settings: Settings) -> ASGIApp:
+    """What the server runs: `create_app(settings)` behind the webhook front door,
+    which answers deliveries before FastAPI's own per-request layers (see
+    `webhooks.Front`); everything else goes through to the app."""
+    return webhooks.Front(create_app(settings), max_body_bytes=settings.max_body_bytes)
 
 
 def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:

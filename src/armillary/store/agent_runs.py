@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, text, update
+from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
 from armillary.errors import Conflict, NotFound
-from armillary.store import feed
+from armillary.store import bulk, feed
 from armillary.store.tables import agent_runs
 
 STATES = ("queued", "running", "succeeded", "failed", "dead")
@@ -176,9 +176,12 @@ def create_many(conn: Connection, requests: list[Request], *, now: dt.datetime) 
         }
         for run_id, request in zip(ids, requests, strict=True)
     ]
-    conn.execute(insert(agent_runs), rows)
-    for run_id, request in zip(ids, requests, strict=True):
-        _announce(conn, run_id, request.tenant)
+    bulk.insert_rows(conn, agent_runs, rows)
+    # One wake-up per tenant, not per run: the worker re-reads the queue anyway.
+    for tenant, run_id in {
+        r.tenant: run_id for r, run_id in zip(requests, ids, strict=True)
+    }.items():
+        _announce(conn, run_id, tenant)
     return ids
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Row, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
+from armillary.store import bulk
 from armillary.store.tables import audit_log
 
 EXPIRE_BATCH = 5_000
@@ -88,7 +89,7 @@ def record_many(conn: Connection, entries: list[Entry]) -> None:
     """Append `entries` in one insert on a synchronous connection (see
     `Database.write_sync`; committed with the caller's transaction)."""
     if entries:
-        conn.execute(insert(audit_log), [_values(entry) for entry in entries])
+        bulk.insert_rows(conn, audit_log, [_values(entry) for entry in entries])
 
 
 def _values(entry: Entry) -> dict[str, Any]:

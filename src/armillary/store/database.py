@@ -144,8 +144,9 @@ class Database:
         if self._sync_writer is None or self._sync_thread is None or self._write_lock is None:
             async with self.write() as conn:
                 return await conn.run_sync(fn)
+        loop = asyncio.get_running_loop()
         async with self._write_lock:
-            result, events = self._run_sync(fn)
+            result, events = await loop.run_in_executor(self._sync_thread, self._run_sync, fn)
         self.feed.publish(events)
         return result
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
+from armillary.store import bulk
 from armillary.store.tables import events
 
 
@@ -155,7 +156,7 @@ def record_many(conn: Connection, deliveries: list[Delivery]) -> list[Recorded]:
         rows.append(_values(event_id, delivery))
         recorded.append(Recorded(id=event_id, duplicate=False))
     if rows:
-        conn.execute(insert(events), rows)
+        bulk.insert_rows(conn, events, rows)
     return recorded
 
 

@@ -32,9 +32,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
@@ -200,15 +200,16 @@ async def receive(source: str, request: Request) -> Response:
 
 
 class Front:
-    """ASGI middleware, outermost: `POST /webhooks/<source>` answered here, without the
-    API's middleware and router, which are built for authenticated API calls and
-    would cost a delivery several times what verifying and storing it does. It does
-    for these requests what those layers do for every other: the X-Request-ID
-    (`audit.RequestId`), the security headers (`headers.SecurityHeaders`), the body
-    limit (the smaller of the server's and the source's), problem documents for
-    errors, a 500 for anything unexpected (logged). Anything else goes on to `app`."""
+    """The ASGI app in front of the FastAPI app `app`: `POST /webhooks/<source>` is
+    answered here, without FastAPI's and the API's per-request layers, which are
+    built for authenticated API calls and cost a delivery more than verifying and
+    storing it does. It does for these requests what those layers do for every
+    other: the X-Request-ID (`audit.RequestId`), the security headers
+    (`headers.SecurityHeaders`), the body limit (the smaller of the server's and the
+    source's), problem documents for errors, a 500 for anything unexpected (logged).
+    Everything else, the lifespan included, goes on to `app`."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: FastAPI, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
@@ -233,7 +234,7 @@ class Front:
         bound = audit_log.CURRENT_REQUEST.set(request_id)
         try:
             result = await answer(
-                scope["app"].state,
+                self.app.state,
                 source,
                 headers,
                 self._reader(headers, receive),
