@@ -6,6 +6,7 @@ events; every acknowledged delivery survives a kill -9 of the server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -292,3 +293,102 @@ def test_acknowledged_deliveries_survive_kill_9(server: ServerProcess, world: Wo
     server.start()
     kept = {e["id"] for e in stored(server, world.durable)}
     assert kept == acknowledged
+
+
+def test_the_front_door_answers_as_the_api_does(server: ServerProcess, world: World) -> None:
+    """Deliveries are answered before the API's middleware (webhooks.Front): they still
+    carry the request id (given or made), the security headers and problem documents,
+    and the audit row names the request."""
+    body = push(world.repo_a)
+    response = deliver(server, world.source, body, {**signed(body), "X-Request-ID": "hook-7"})
+    assert response.status_code == 202, response.text
+    assert response.headers["x-request-id"] == "hook-7"
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    with server.client() as http:
+        rows = http.get("/api/v1/audit", params={"request_id": "hook-7"}).json()["items"]
+    assert [(r["verb"], r["outcome"], r["name"]) for r in rows] == [
+        ("receive", "routed", world.source)
+    ]
+    made = deliver(server, world.source, b"{}", {"X-Hub-Signature-256": "sha256=00"})
+    assert made.status_code == 401
+    assert made.headers["content-type"] == "application/problem+json"
+    assert len(made.headers["x-request-id"]) == 32  # made here: nothing was given
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        wrong_method = http.get(f"/webhooks/{world.source}")
+    assert wrong_method.status_code == 405
+
+
+def test_a_change_made_through_the_server_applies_to_the_next_delivery(
+    server: ServerProcess, world: World
+) -> None:
+    """Sources, secrets and routing are held in memory; a change committed through this
+    server reaches the very next delivery (no waiting out the cache)."""
+    mark = uuid.uuid4().hex[:6]
+    secret, source, repo = f"rot-{mark}", f"rot-{mark}", f"initech/tps-{mark}"
+    old, new = "old " + SECRET_VALUE, "new " + SECRET_VALUE
+
+    def secret_doc(value: str) -> dict[str, Any]:
+        return {
+            "apiVersion": API,
+            "kind": "Secret",
+            "metadata": {"name": secret},
+            "spec": {"data": {"signing": value}},
+        }
+
+    def signed_with(value: str, body: bytes) -> dict[str, str]:
+        digest = hmac.new(value.encode(), body, hashlib.sha256).hexdigest()
+        return {**signed(body), "X-Hub-Signature-256": f"sha256={digest}"}
+
+    body = push(repo)
+    assert deliver(server, source, body, signed_with(old, body)).status_code == 404
+    apply(server, secret_doc(old), _source(source, secret))
+    first = deliver(server, source, body, signed_with(old, body))
+    assert first.status_code == 202 and first.json()["state"] == "unrouted"
+
+    apply(server, secret_doc(new))  # rotation: the old value stops working at once
+    again = push(repo, n=2)
+    assert deliver(server, source, again, signed_with(old, again)).status_code == 401
+    assert deliver(server, source, again, signed_with(new, again)).status_code == 202
+
+    with server.client() as http:
+        tenant = http.get(f"/api/v1/tenants/{world.tenant_b}").json()
+    tenant["spec"]["routing"]["github"].append(repo)
+    apply(
+        server,
+        {
+            "apiVersion": API,
+            "kind": "Tenant",
+            "metadata": {"name": world.tenant_b},
+            "spec": tenant["spec"],
+        },
+    )
+    routed = push(repo, n=3)
+    answer = deliver(server, source, routed, signed_with(new, routed))
+    assert answer.status_code == 202 and answer.json()["state"] == "routed"
+    assert stored(server, source, tenant=world.tenant_b)[0]["id"] == answer.json()["event"]
+
+
+async def test_concurrent_deliveries_are_each_stored_once(
+    server: ServerProcess, world: World
+) -> None:
+    """Deliveries arriving together are committed together; a delivery sent twice at the
+    same moment is stored once and both answers name that one event."""
+    twice = [str(uuid.uuid4()) for _ in range(5)]
+    bodies = [push(world.repo_b, n=n, run=uuid.uuid4().hex) for n in range(30)]
+    requests = [(b, signed(b)) for b in bodies]
+    requests += [(bodies[n], signed(bodies[n], delivery=twice[n])) for n in range(5)]
+    requests[:5] = [(bodies[n], signed(bodies[n], delivery=twice[n])) for n in range(5)]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        answers = await asyncio.gather(
+            *(http.post(f"/webhooks/{world.source}", content=b, headers=h) for b, h in requests)
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [202] * 30
+    by_delivery: dict[str, set[str]] = {}
+    for (_, headers), a in zip(requests, answers, strict=True):
+        by_delivery.setdefault(headers["X-GitHub-Delivery"], set()).add(a.json()["event"])
+    assert all(len(ids) == 1 for ids in by_delivery.values())
+    mine = {a.json()["event"] for a in answers}
+    kept = {e["id"] for e in stored(server, world.source, tenant=world.tenant_b)}
+    assert mine <= kept and len(mine) == 30
