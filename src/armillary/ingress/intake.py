@@ -101,7 +101,13 @@ class Intake:
         try:
             while True:
                 batch = [await self._waiting.get()]
-                while len(batch) < self._max_batch and not self._waiting.empty():
+                while len(batch) < self._max_batch:
+                    if self._waiting.empty():
+                        # Let the requests being read right now join this batch: one turn
+                        # of the loop at a time, for as long as each turn brings more.
+                        await asyncio.sleep(0)
+                        if self._waiting.empty():
+                            break
                     batch.append(self._waiting.get_nowait())
                 pending = [entry for entry in batch if entry is not _STOP]
                 if pending:

@@ -201,7 +201,7 @@ def _fresh(request: _Request, header: str, value: str, *, field: str = "") -> dt
 
 
 def _macs(keys: Sequence[bytes], message: bytes, algorithm: str = "sha256") -> list[bytes]:
-    return [hmac.new(key, message, algorithm).digest() for key in keys]
+    return [hmac.digest(key, message, algorithm) for key in keys]  # OpenSSL's one-shot HMAC
 
 
 def _settle(

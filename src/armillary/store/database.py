@@ -11,17 +11,19 @@ migrate once.
 `write_sync(fn)` runs a whole write transaction as one plain function of a
 synchronous connection, for hot paths that write many rows at once (the webhook
 intake). Through aiosqlite every statement is a round trip between the event loop
-and the driver's thread, and on a busy loop each round trip waits for a loop turn;
-here the transaction costs one. On SQLite it runs on a synchronous connection in a
-thread of its own, and a lock shared with `write()` keeps the two writers from ever
-meeting at SQLite's lock; on Postgres it runs on the async pool (`run_sync`).
+and the driver's thread, and on a busy loop each round trip waits for a loop turn
+(and, in the thread, for the GIL). On SQLite `write_sync` runs on a synchronous
+connection on the event loop's own thread: the loop stops for the few milliseconds
+the transaction takes (SQLite in WAL mode with synchronous=NORMAL does not wait on
+the disk at commit), which costs less than the turns and GIL handoffs a thread would.
+A lock shared with `write()` keeps the two writers from ever meeting at SQLite's
+lock. On Postgres it runs on the async pool (`run_sync`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,11 +67,6 @@ class Database:
         self._sync_writer = sync_writer
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
-        self._sync_thread = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-sqlite-writer")
-            if sync_writer is not None
-            else None
-        )
         self.feed = feed.Feed()
 
     @property
@@ -141,12 +138,11 @@ class Database:
         """Run `fn` in one write transaction on a synchronous connection and return what
         it returns once committed (rolled back if it raises); what it recorded on the
         feed is published after the commit, as with `write()`."""
-        if self._sync_writer is None or self._sync_thread is None or self._write_lock is None:
+        if self._sync_writer is None or self._write_lock is None:
             async with self.write() as conn:
                 return await conn.run_sync(fn)
-        loop = asyncio.get_running_loop()
         async with self._write_lock:
-            result, events = await loop.run_in_executor(self._sync_thread, self._run_sync, fn)
+            result, events = self._run_sync(fn)
         self.feed.publish(events)
         return result
 
@@ -187,11 +183,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        if self._sync_thread is not None and self._sync_writer is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._sync_thread, self._sync_writer.dispose
-            )
-            self._sync_thread.shutdown()
+        if self._sync_writer is not None:
+            self._sync_writer.dispose()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
