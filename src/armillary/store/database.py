@@ -67,6 +67,7 @@ class Database:
         self._sync_writer = sync_writer
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
+        self._sync_conn: Connection | None = None
         self.feed = feed.Feed()
 
     @property
@@ -148,14 +149,22 @@ class Database:
 
     def _run_sync(self, fn: Callable[[Connection], T]) -> tuple[T, list[feed.Event]]:
         assert self._sync_writer is not None
-        with self._sync_writer.connect() as conn:
-            info = conn.info
-            events = feed.begin(info)
-            try:
-                with conn.begin():
-                    result = fn(conn)
-            finally:
-                feed.end(info)
+        # One connection kept open: a checkout and its reset per batch cost as much as
+        # a batch's inserts. A connection that failed is closed and the next one opened.
+        conn = self._sync_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._sync_conn = self._sync_writer.connect()
+        info = conn.info
+        events = feed.begin(info)
+        try:
+            with conn.begin():
+                result = fn(conn)
+        except BaseException:
+            self._sync_conn = None
+            conn.close()
+            raise
+        finally:
+            feed.end(info)
         return result, events
 
     @asynccontextmanager
@@ -183,6 +192,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
         if self._sync_writer is not None:
             self._sync_writer.dispose()
         await self._writer.dispose()
