@@ -128,3 +128,9 @@ def test_the_index_routes_exactly_as_the_scan_does(
     assert index.route(key, key_space=space) == routing.tenant(
         key, key_space=space, tenants=tenants
     )
+
+
+def test_a_body_with_a_huge_integer_still_routes() -> None:
+    body = b'{"repository": {"full_name": "acme/app"}, "id": 123456789012345678901234567890}'
+    document = routing.document(body, content_type="application/json")
+    assert routing.key("github", document, pointer=None) == "acme/app"

@@ -86,8 +86,9 @@ class Intake:
             raise Closed("the server is stopping; deliver again")
         done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._waiting.put_nowait((item, done))
-        # Shielded: a sender that goes away does not take its delivery out of a batch.
-        return await asyncio.shield(done)
+        # A sender that goes away cancels `done`, not its item: the batch still writes it
+        # (and skips the answer).
+        return await done
 
     async def drain(self) -> None:
         """Refuse new items, write the waiting ones, stop."""

@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from armillary.resources import webhook
 
 MAX_KEY_CHARS = 512  # as long as a Tenant's routing key may be
@@ -61,9 +63,12 @@ def document(body: bytes, *, content_type: str | None) -> Mapping[str, Any]:
             return {}
         return {name: values[0] for name, values in fields.items()}
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        return {}
+        parsed = orjson.loads(body)
+    except ValueError:  # orjson refuses some JSON the stdlib reads (integers past 64 bits)
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}
     return parsed if isinstance(parsed, dict) else {}
 
 

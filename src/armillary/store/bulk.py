@@ -4,8 +4,9 @@
 per-row work SQLAlchemy does for a Core executemany (building each row's parameters
 from the compiled statement, one dictionary at a time): the statement is compiled
 once per (table, columns, dialect), each row's values go through the column types'
-own bind processors (JSON to text, datetimes in the form SQLite stores them — the
-same functions Core calls), and the driver's executemany gets plain tuples.
+own bind processors (datetimes in the form SQLite stores them — the same functions
+Core calls; JSON is written by orjson, compact, where Core would call the stdlib),
+and the driver's executemany gets plain tuples.
 
 Invariant: a row written here reads back exactly as one written with Core (the
 round trip is tested on SQLite and Postgres). Use it only where rows are many and
@@ -17,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert
+import orjson
+from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert
 
 _Plan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
 _plans: dict[tuple[str, tuple[str, ...], str, str], _Plan] = {}
@@ -49,9 +51,19 @@ def _plan(conn: Connection, table: Table, columns: tuple[str, ...]) -> _Plan:
         order = tuple(compiled.positiontup or ()) if compiled.positional else columns
         if not compiled.positional:  # named paramstyles: the driver takes mappings
             raise NotImplementedError(f"{dialect.driver} uses named parameters")
-        processors = tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
-        )
+        processors = tuple(_processor(table, name, dialect) for name in order)
         plan = (compiled.string, order, processors)
         _plans[key] = plan
     return plan
+
+
+def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+    column_type = table.c[name].type
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None and isinstance(column_type, JSON):
+        return _json_text
+    return process
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()

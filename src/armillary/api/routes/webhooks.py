@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -281,7 +281,7 @@ PREFIX = "/webhooks/"
 
 
 async def _send(send: Send, result: Answer, request_id: str) -> None:
-    body = json.dumps(result.document, separators=(",", ":")).encode()
+    body = orjson.dumps(result.document)
     media = problems.MEDIA_TYPE if result.status >= 400 else "application/json"
     raw = [
         (b"content-type", media.encode()),
