@@ -25,7 +25,6 @@ Rows never leave this module.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
 from armillary.errors import Conflict, NotFound
+from armillary.ids import new_id
 from armillary.store import bulk, feed
 from armillary.store.tables import agent_runs
 
@@ -156,7 +156,7 @@ def create_many(conn: Connection, requests: list[Request], *, now: dt.datetime) 
     """`create` for each of `requests`, in one insert, on a synchronous connection (see
     `Database.write_sync`); their ids in order."""
     now = timestamps.utc(now)
-    ids = [str(uuid.uuid4()) for _ in requests]
+    ids = [new_id() for _ in requests]
     if not requests:
         return ids
     rows: list[dict[str, Any]] = [

@@ -23,7 +23,10 @@ lock. On Postgres it runs on the async pool (`run_sync`).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +41,10 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from armillary.store import feed
 
 T = TypeVar("T")
+
+log = logging.getLogger("armillary.store")
+CHECKPOINT_INTERVAL_S = 0.25
+WAL_RESET_FRAMES = 16_384  # pages in the WAL (64 MiB of 4 KiB pages) before it is reset
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x41524D4C  # "ARML": the advisory lock id taken while migrating
@@ -60,14 +67,22 @@ class Database:
     """A migrated store. Use `read()` / `write()` for transactions; `close()` at the end."""
 
     def __init__(
-        self, *, reader: AsyncEngine, writer: AsyncEngine, sync_writer: Engine | None = None
+        self,
+        *,
+        reader: AsyncEngine,
+        writer: AsyncEngine,
+        sync_writer: Engine | None = None,
     ) -> None:
+        self._wal_frames = 0  # in the WAL at the last checkpoint
         self._reader = reader
         self._writer = writer
         self._sync_writer = sync_writer
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
         self._sync_conn: Connection | None = None
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._checkpointed_at = time.monotonic()
         self.feed = feed.Feed()
 
     @property
@@ -95,10 +110,11 @@ class Database:
             event.listen(writer.sync_engine, "begin", _begin_immediate)
             event.listen(reader.sync_engine, "begin", _begin_deferred)
             plain = make_url(target).set(drivername="sqlite+pysqlite")
-            sync_writer = create_engine(
-                plain, poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=60
+            sync_writer = create_engine(  # the batch writer, and the checkpointer's thread
+                plain, poolclass=QueuePool, pool_size=2, max_overflow=0, pool_timeout=60
             )
             event.listen(sync_writer, "connect", _sqlite_pragmas)
+            event.listen(sync_writer, "connect", _sqlite_bulk_pragmas)
             event.listen(sync_writer, "begin", _begin_immediate)
         else:
             writer = create_async_engine(target, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -145,7 +161,45 @@ class Database:
         async with self._write_lock:
             result, events = self._run_sync(fn)
         self.feed.publish(events)
+        self._maybe_checkpoint()
         return result
+
+    def _maybe_checkpoint(self) -> None:
+        """Now and then, copy the WAL into the database (see `_checkpoint_now`)."""
+        now = time.monotonic()
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        if now - self._checkpointed_at < CHECKPOINT_INTERVAL_S:
+            return
+        self._checkpointed_at = now
+        self._checkpointing = asyncio.ensure_future(self._checkpoint_now())
+
+    async def _checkpoint_now(self) -> None:
+        """A PASSIVE checkpoint in a thread: it copies what it can while commits go on,
+        and the event loop goes on serving. Under a steady stream of commits it never
+        catches up with the end of the WAL, which then only grows; so once the WAL is
+        past `WAL_RESET_FRAMES` the checkpoint holds the write lock (commits wait in
+        their queue, the loop still serves), catches up, and the next commit starts the
+        WAL over. It follows a passive one at once, so little is left for it to copy."""
+        assert self._write_lock is not None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checkpointer, self._checkpoint)
+        if self._wal_frames >= WAL_RESET_FRAMES:
+            # Right after a passive one: only what was committed meanwhile is left.
+            async with self._write_lock:
+                await loop.run_in_executor(self._checkpointer, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._sync_writer is not None
+        try:
+            raw = self._sync_writer.raw_connection()  # autocommit: no BEGIN, no write lock
+            try:
+                row = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self._wal_frames = int(row[1]) if row is not None else 0
+            finally:
+                raw.close()
+        except Exception:  # the next one tries again; SQLite's own limit still applies
+            log.exception("checkpointing the SQLite WAL failed")
 
     def _run_sync(self, fn: Callable[[Connection], T]) -> tuple[T, list[feed.Event]]:
         assert self._sync_writer is not None
@@ -192,6 +246,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
+        self._checkpointer.shutdown()
         if self._sync_conn is not None:
             self._sync_conn.close()
             self._sync_conn = None
@@ -220,6 +277,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_bulk_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The batch writer's page cache holds the indexes it inserts into (64 MiB, not
+    # 2), and it never checkpoints: copying the WAL into the database (and syncing
+    # it) would stop the event loop; `Database` checkpoints in a thread instead.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.execute("PRAGMA journal_size_limit=67108864")  # a WAL started over shrinks to 64 MiB
     cursor.close()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, null, or_, select, un
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from armillary import timestamps
+from armillary import ids, timestamps
 from armillary.store import bulk
 from armillary.store.tables import events
 
@@ -120,7 +119,7 @@ def record(conn: Connection, delivery: Delivery) -> Recorded:
     )
     if seen is not None:
         return Recorded(id=seen, duplicate=True)
-    event_id = str(uuid.uuid4())
+    event_id = ids.new_id()
     try:
         with conn.begin_nested():
             conn.execute(insert(events).values(**_values(event_id, delivery)))
@@ -151,7 +150,7 @@ def record_many(conn: Connection, deliveries: list[Delivery]) -> list[Recorded]:
         if seen is not None:
             recorded.append(Recorded(id=seen, duplicate=True))
             continue
-        event_id = str(uuid.uuid4())
+        event_id = ids.new_id()
         earlier.update(dict.fromkeys(keys, event_id))
         rows.append(_values(event_id, delivery))
         recorded.append(Recorded(id=event_id, duplicate=False))

@@ -26,7 +26,6 @@ import hashlib
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from armillary import ids
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
 from armillary.api import problems, ratelimit
@@ -229,7 +229,8 @@ class Front:
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
         }
-        request_id = audit_log.accepted_request_id(headers.get("x-request-id")) or uuid.uuid4().hex
+        given = audit_log.accepted_request_id(headers.get("x-request-id"))
+        request_id = given or ids.uuid7().hex  # time-ordered: appended to the audit index
         scope.setdefault("state", {})["request_id"] = request_id
         bound = audit_log.CURRENT_REQUEST.set(request_id)
         try:
