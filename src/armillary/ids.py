@@ -13,17 +13,28 @@ import os
 import time
 import uuid
 
+_VERSION_MASK = ~(0xF000 << 64)  # the version: top four bits of the seventh byte
+_VERSION_7 = 0x7000 << 64
+_VARIANT_MASK = ~(0xC000 << 48)  # the variant: top two bits of the ninth byte
+_VARIANT_RFC = 0x8000 << 48
+
+
+def _value() -> int:
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return (value & _VERSION_MASK | _VERSION_7) & _VARIANT_MASK | _VARIANT_RFC
+
 
 def uuid7() -> uuid.UUID:
     """A new UUIDv7."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value &= ~(0xF000 << 64)  # version: the top four bits of the seventh byte
-    value |= 0x7000 << 64
-    value &= ~(0xC000 << 48)  # variant: the top two bits of the ninth byte
-    value |= 0x8000 << 48
-    return uuid.UUID(int=value)
+    return uuid.UUID(int=_value())
+
+
+def new_hex() -> str:
+    """A UUIDv7 as 32 hex digits."""
+    return f"{_value():032x}"
 
 
 def new_id() -> str:
-    """A UUIDv7 in its usual text form (36 characters)."""
-    return str(uuid7())
+    """A UUIDv7 in its usual text form (36 characters), without building a UUID."""
+    h = f"{_value():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

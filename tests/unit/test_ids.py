@@ -16,6 +16,8 @@ def test_ids_are_version_7_rfc_9562_uuids_with_the_time_in_front() -> None:
     assert made.variant == uuid.RFC_4122
     assert before_ms <= made.int >> 80 <= after_ms
     assert uuid.UUID(ids.new_id()).version == 7
+    text = ids.new_id()
+    assert str(uuid.UUID(text)) == text and uuid.UUID(hex=ids.new_hex()).version == 7
 
 
 def test_ids_are_unique_and_later_ones_sort_after_earlier_ones() -> None:

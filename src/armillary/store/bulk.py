@@ -1,4 +1,4 @@
-"""Many rows into one table in one driver call, for the webhook intake's hot path.
+"""Many rows in one driver call, for the webhook intake's hot path.
 
 `insert_rows(conn, table, rows)` is `conn.execute(insert(table), rows)` without the
 per-row work SQLAlchemy does for a Core executemany (building each row's parameters
@@ -8,21 +8,52 @@ own bind processors (datetimes in the form SQLite stores them — the same funct
 Core calls; JSON is written by orjson, compact, where Core would call the stdlib),
 and the driver's executemany gets plain tuples.
 
+`select_rows(conn, key, build, values)` runs a Core SELECT built by `build()` (with
+positional bind parameters named in `values`) the same way: compiled once per `key`
+and dialect, then handed to the driver as text and a tuple.
+
 Invariant: a row written here reads back exactly as one written with Core (the
 round trip is tested on SQLite and Postgres). Use it only where rows are many and
-the columns plain; every other write goes through Core.
+the columns plain; every other statement goes through Core.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert
+from sqlalchemy import JSON, ClauseElement, Connection, Dialect, Table, bindparam, insert
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _Plan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
 _plans: dict[tuple[str, tuple[str, ...], str, str], _Plan] = {}
+_selects: dict[tuple[Any, str, str], tuple[str, tuple[str, ...]]] = {}
+MAX_SELECTS = 4096  # distinct statements kept; past it the oldest is compiled again
+
+
+def select_rows(
+    conn: Connection,
+    key: Any,
+    build: Callable[[], ClauseElement],
+    values: Mapping[str, Any],
+) -> list[tuple[Any, ...]]:
+    """The rows of `build()` for the bind parameter `values` (plain values: no type
+    processing), compiled once per `key` and dialect."""
+    dialect = conn.dialect
+    cache_key = (key, dialect.name, dialect.driver)
+    found = _selects.get(cache_key)
+    if found is None:
+        compiled = cast(SQLCompiler, build().compile(dialect=dialect))
+        if not compiled.positional:
+            raise NotImplementedError(f"{dialect.driver} uses named parameters")
+        found = (compiled.string, tuple(compiled.positiontup or ()))
+        if len(_selects) >= MAX_SELECTS:
+            _selects.pop(next(iter(_selects)))
+        _selects[cache_key] = found
+    sql, order = found
+    result = conn.exec_driver_sql(sql, tuple(values[name] for name in order))
+    return [tuple(row) for row in result]
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, null, or_, select, union_all
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    Row,
+    bindparam,
+    insert,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -168,23 +179,32 @@ def _replay_keys(delivery: Delivery) -> list[tuple[str, str, str]]:
     return keys
 
 
-_SEEN = union_all(
-    select(events.c.id, events.c.delivery_id, null().label("replay_hash")).where(
-        events.c.source == bindparam("source"),
-        events.c.delivery_id.in_(bindparam("ids", expanding=True)),
-    ),
-    select(events.c.id, null().label("delivery_id"), events.c.replay_hash).where(
-        events.c.source == bindparam("source"),
-        events.c.replay_hash.in_(bindparam("hashes", expanding=True)),
-    ),
-)
-"""One statement for every batch (its IN lists expand at execution), so it is compiled
-once; each half is a lookup in one of the two unique indexes (an OR of the two would
-let SQLite settle for scanning every event of the source)."""
+def _seen_query(ids: int, hashes: int) -> ClauseElement:
+    """Events of one source with any of `ids` delivery ids or `hashes` replay hashes:
+    each half a lookup in one of the two unique indexes (an OR of the two would let
+    SQLite settle for scanning every event of the source)."""
+    c = events.c
+    halves = []
+    if ids:
+        halves.append(
+            select(c.id, c.delivery_id, null().label("replay_hash")).where(
+                c.source == bindparam("source"),
+                c.delivery_id.in_([bindparam(f"i{n}") for n in range(ids)]),
+            )
+        )
+    if hashes:
+        halves.append(
+            select(c.id, null().label("delivery_id"), c.replay_hash).where(
+                c.source == bindparam("source"),
+                c.replay_hash.in_([bindparam(f"h{n}") for n in range(hashes)]),
+            )
+        )
+    return halves[0] if len(halves) == 1 else union_all(*halves)
 
 
 def _seen(conn: Connection, deliveries: list[Delivery]) -> dict[tuple[str, str, str], str]:
-    """The stored events any of `deliveries` repeats, by replay key."""
+    """The stored events any of `deliveries` repeats, by replay key (one statement per
+    source, compiled once per number of ids and hashes: `bulk.select_rows`)."""
     wanted: dict[str, tuple[set[str], set[str]]] = {}
     for delivery in deliveries:
         ids, hashes = wanted.setdefault(delivery.source, (set(), set()))
@@ -196,12 +216,17 @@ def _seen(conn: Connection, deliveries: list[Delivery]) -> dict[tuple[str, str, 
     for source, (ids, hashes) in wanted.items():
         if not ids and not hashes:
             continue
-        params = {"source": source, "ids": sorted(ids), "hashes": sorted(hashes)}
-        for row in conn.execute(_SEEN, params):
-            if row.delivery_id is not None and row.delivery_id in ids:
-                found[(source, "id", row.delivery_id)] = str(row.id)
-            if row.replay_hash is not None and row.replay_hash in hashes:
-                found[(source, "hash", row.replay_hash)] = str(row.id)
+        values: dict[str, Any] = {"source": source}
+        values.update({f"i{n}": v for n, v in enumerate(ids)})
+        values.update({f"h{n}": v for n, v in enumerate(hashes)})
+        key = ("events.seen", len(ids), len(hashes))
+        build = functools.partial(_seen_query, len(ids), len(hashes))
+        for row in bulk.select_rows(conn, key, build, values):
+            event_id, delivery_id, replay_hash = row[0], row[1], row[2]
+            if delivery_id is not None and delivery_id in ids:
+                found[(source, "id", delivery_id)] = str(event_id)
+            if replay_hash is not None and replay_hash in hashes:
+                found[(source, "hash", replay_hash)] = str(event_id)
     return found
 
 

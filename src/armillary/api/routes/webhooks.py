@@ -230,7 +230,7 @@ class Front:
             for name, value in scope["headers"]
         }
         given = audit_log.accepted_request_id(headers.get("x-request-id"))
-        request_id = given or ids.uuid7().hex  # time-ordered: appended to the audit index
+        request_id = given or ids.new_hex()  # time-ordered: appended to the audit index
         scope.setdefault("state", {})["request_id"] = request_id
         bound = audit_log.CURRENT_REQUEST.set(request_id)
         try:
