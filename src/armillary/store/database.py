@@ -180,12 +180,14 @@ class Database:
         catches up with the end of the WAL, which then only grows; so once the WAL is
         past `WAL_RESET_FRAMES` the checkpoint holds the write lock (commits wait in
         their queue, the loop still serves), catches up, and the next commit starts the
-        WAL over. It follows a passive one at once, so little is left for it to copy."""
+        WAL over. It follows two passive ones at once, so little is left for it to copy."""
         assert self._write_lock is not None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checkpointer, self._checkpoint)
         if self._wal_frames >= WAL_RESET_FRAMES:
-            # Right after a passive one: only what was committed meanwhile is left.
+            # Another passive one first, short (it copies what was committed during the
+            # last); then, under the lock, only what was committed during that is left.
+            await loop.run_in_executor(self._checkpointer, self._checkpoint)
             async with self._write_lock:
                 await loop.run_in_executor(self._checkpointer, self._checkpoint)
 
