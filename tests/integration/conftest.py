@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from armillary.store.database import Database
 from tests.conftest import fresh_postgres_database
 from tests.integration.serverproc import ServerProcess
 
@@ -24,6 +25,25 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str |
         return
     base = request.getfixturevalue("postgres_server")
     yield from fresh_postgres_database(base)
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store of the test's own (no server): a new SQLite file or Postgres database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Database]:
+    """`store_url`, opened and migrated."""
+    db = await Database.open(store_url)
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 @pytest.fixture(scope="module")

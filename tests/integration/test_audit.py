@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from armillary.api import problems
 from armillary.store import audit
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
-from tests.conftest import fresh_postgres_database
 from tests.integration.conftest import Cli
 from tests.integration.nodeproc import wait_for
 from tests.integration.serverproc import ServerProcess
@@ -432,23 +431,6 @@ def test_cli_audit(server: ServerProcess, cli: Cli) -> None:
 
 
 # The store functions, on a database of their own, with an injected clock.
-
-
-@pytest.fixture
-def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
-        return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Database]:
-    db = await Database.open(store_url)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)

@@ -9,8 +9,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,24 +19,6 @@ from armillary.ingress import intake
 from armillary.store import agent_runs, audit, bulk, events
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
-from tests.conftest import fresh_postgres_database
-
-
-@pytest.fixture
-def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'intake.db'}"
-        return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Database]:
-    db = await Database.open(store_url)
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 def item(*, delivery_id: str | None = None, tenant: str | None = "t", **change: Any) -> intake.Item:

@@ -4,10 +4,11 @@ The webhook endpoint (api/routes/webhooks.py) hands each verified, routed delive
 `Intake.submit` and answers the sender only with what `submit` returns, which it
 returns only after the transaction holding the delivery committed. One task per
 server process (started and drained by the API server's lifespan, api/app.py) takes
-whatever deliveries are waiting — up to `max_batch` — and writes, in one transaction,
-their events (`store.events.record_many`: replays found in one query, new events in
-one insert), the agent run each new routed event starts (`store.agent_runs`) and an
-audit row per delivery. While that commits, the next deliveries gather: batches grow
+whatever deliveries are waiting, lets the event loop turn for as long as each turn
+brings more (the requests being read right now), up to `max_batch`, and writes, in
+one transaction (`Database.write_sync`), their events (`store.events.record_many`:
+replays found in one query, new events in one insert), the agent run each new
+routed event starts (`store.agent_runs`) and an audit row per delivery. Batches grow
 with the load and no delivery waits for a timer.
 
 Invariants: a delivery's `Stored` is returned only after its rows committed, so an
@@ -132,9 +133,8 @@ class Intake:
         try:
             stored = await self._db.write_sync(lambda conn: _write(conn, items))
         except Exception:
-            if len(batch) == 1:
-                _fail(batch[0][1])
-                return
+            # One by one, each with its own savepoint: a delivery committed meanwhile by
+            # another replica is then a duplicate, and a bad one fails alone.
             log.warning("a batch of %d deliveries failed; writing them one by one", len(batch))
             for entry in batch:
                 await self._one(*entry)

@@ -12,6 +12,11 @@ by the intake (`ingress.intake`), in one write transaction with the deliveries t
 arrived meanwhile. Sources, secrets and routing come from the in-memory catalog
 (`ingress.catalog`), so a delivery reads nothing from the store.
 
+Two doors, one handler (`answer`): `Front`, the ASGI app the server runs in front of
+FastAPI, answers every POST here before FastAPI's per-request layers; the FastAPI
+route documents the endpoint, answers other methods with 405 and serves a POST that
+reaches it the same way.
+
 Invariant: a 2xx is sent only after that transaction committed, so an acknowledged
 event, and the run it starts, survive a crash of the server the moment after. A
 delivery seen before (same delivery id, or for senders whose id is unsigned or absent
