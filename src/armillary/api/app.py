@@ -126,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.runner = _runner(db, settings, token_key=ring.derive("tenant-tokens"))
         if settings.agent_run_worker:
             tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
+        app.state.background = {task.get_name(): task for task in tasks}  # what runs here
         app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         await app.state.provisioner.recover()
         # Everything made while starting (the app, its routes and models, SQLAlchemy's
