@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +95,9 @@ def _migrate_to(revision: str) -> Callable[[Connection], None]:
 
 
 @pytest.fixture
-async def db(store_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(store_url)
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(store: Database) -> Database:
+    """conftest's `store`, on this module's own `store_url`."""
+    return store
 
 
 def stack_doc(name: str) -> dict[str, Any]:

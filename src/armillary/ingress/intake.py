@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +75,6 @@ class Intake:
         self._inflight: list[tuple[Item, asyncio.Future[Stored]]] = []
         self.batches = 0  # committed transactions, for the benchmark and tests
         self.items = 0
-        self.busy_s = 0.0  # time spent writing
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-intake")
@@ -129,7 +127,6 @@ class Intake:
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Stored]]]) -> None:
         items = [item for item, _ in batch]
-        started = time.perf_counter()
         try:
             stored = await self._db.write_sync(lambda conn: _write(conn, items))
         except Exception:
@@ -141,7 +138,6 @@ class Intake:
             return
         self.batches += 1
         self.items += len(batch)
-        self.busy_s += time.perf_counter() - started
         for (_, done), outcome in zip(batch, stored, strict=True):
             if not done.done():
                 done.set_result(outcome)

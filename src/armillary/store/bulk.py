@@ -8,9 +8,10 @@ own bind processors (datetimes in the form SQLite stores them — the same funct
 Core calls; JSON is written by orjson, compact, where Core would call the stdlib),
 and the driver's executemany gets plain tuples.
 
-`select_rows(conn, key, build, values)` runs a Core SELECT built by `build()` (with
-positional bind parameters named in `values`) the same way: compiled once per `key`
-and dialect, then handed to the driver as text and a tuple.
+`select_rows(conn, key, build, values)` runs a Core SELECT built by `build()` (its
+bind parameters named in `values`) the same way: compiled once per `key` and
+dialect, then handed to the driver as text and parameters (a tuple for positional
+paramstyles, the mapping for named ones).
 
 Invariant: a row written here reads back exactly as one written with Core (the
 round trip is tested on SQLite and Postgres). Use it only where rows are many and
@@ -26,10 +27,11 @@ import orjson
 from sqlalchemy import JSON, ClauseElement, Connection, Dialect, Table, bindparam, insert
 from sqlalchemy.sql.compiler import SQLCompiler
 
-_Plan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
-_plans: dict[tuple[str, tuple[str, ...], str, str], _Plan] = {}
-_selects: dict[tuple[Any, str, str], tuple[str, tuple[str, ...]]] = {}
-MAX_SELECTS = 4096  # distinct statements kept; past it the oldest is compiled again
+_Compiled = tuple[str, tuple[str, ...] | None]  # the SQL; positional parameter order
+_compiled: dict[tuple[Any, str, str], _Compiled] = {}
+_processors: dict[tuple[str, tuple[str, ...], str, str], tuple[Callable[[Any], Any] | None, ...]]
+_processors = {}
+MAX_STATEMENTS = 4096  # distinct statements kept; past it the oldest is compiled again
 
 
 def select_rows(
@@ -40,19 +42,8 @@ def select_rows(
 ) -> list[tuple[Any, ...]]:
     """The rows of `build()` for the bind parameter `values` (plain values: no type
     processing), compiled once per `key` and dialect."""
-    dialect = conn.dialect
-    cache_key = (key, dialect.name, dialect.driver)
-    found = _selects.get(cache_key)
-    if found is None:
-        compiled = cast(SQLCompiler, build().compile(dialect=dialect))
-        if not compiled.positional:
-            raise NotImplementedError(f"{dialect.driver} uses named parameters")
-        found = (compiled.string, tuple(compiled.positiontup or ()))
-        if len(_selects) >= MAX_SELECTS:
-            _selects.pop(next(iter(_selects)))
-        _selects[cache_key] = found
-    sql, order = found
-    result = conn.exec_driver_sql(sql, tuple(values[name] for name in order))
+    sql, order = _compile(conn, ("select", key), build)
+    result = conn.exec_driver_sql(sql, _parameters(order, values))
     return [tuple(row) for row in result]
 
 
@@ -61,31 +52,51 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     columns = tuple(rows[0])
-    sql, order, processors = _plan(conn, table, columns)
+    sql, order = _compile(
+        conn,
+        ("insert", table.name, columns),
+        lambda: insert(table).values({name: bindparam(name) for name in columns}),
+    )
+    names = columns if order is None else order
+    dialect = conn.dialect
+    key = (table.name, names, dialect.name, dialect.driver)
+    processors = _processors.get(key)
+    if processors is None:
+        processors = _processors[key] = tuple(_processor(table, n, dialect) for n in names)
     values = [
         tuple(
             row[name] if process is None else process(row[name])
-            for name, process in zip(order, processors, strict=True)
+            for name, process in zip(names, processors, strict=True)
         )
         for row in rows
     ]
-    conn.exec_driver_sql(sql, values)
+    if order is None:  # a named paramstyle: the driver takes mappings
+        conn.exec_driver_sql(sql, [dict(zip(names, v, strict=True)) for v in values])
+    else:
+        conn.exec_driver_sql(sql, values)
 
 
-def _plan(conn: Connection, table: Table, columns: tuple[str, ...]) -> _Plan:
+def _compile(conn: Connection, key: Any, build: Callable[[], ClauseElement]) -> _Compiled:
+    """`build()` compiled for the connection's dialect, once per `key`."""
     dialect = conn.dialect
-    key = (table.name, columns, dialect.name, dialect.driver)
-    plan = _plans.get(key)
-    if plan is None:
-        statement = insert(table).values({name: bindparam(name) for name in columns})
-        compiled = statement.compile(dialect=dialect)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else columns
-        if not compiled.positional:  # named paramstyles: the driver takes mappings
-            raise NotImplementedError(f"{dialect.driver} uses named parameters")
-        processors = tuple(_processor(table, name, dialect) for name in order)
-        plan = (compiled.string, order, processors)
-        _plans[key] = plan
-    return plan
+    cache_key = (key, dialect.name, dialect.driver)
+    found = _compiled.get(cache_key)
+    if found is None:
+        compiled = cast(SQLCompiler, build().compile(dialect=dialect))
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        found = (compiled.string, order)
+        if len(_compiled) >= MAX_STATEMENTS:
+            _compiled.pop(next(iter(_compiled)))
+        _compiled[cache_key] = found
+    return found
+
+
+def _parameters(
+    order: tuple[str, ...] | None, values: Mapping[str, Any]
+) -> tuple[Any, ...] | Mapping[str, Any]:
+    """What the driver takes: a tuple in the statement's order for positional
+    paramstyles (SQLite's qmark, asyncpg's $n), else the mapping itself."""
+    return values if order is None else tuple(values[name] for name in order)
 
 
 def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:

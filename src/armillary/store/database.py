@@ -80,7 +80,11 @@ class Database:
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
         self._sync_conn: Connection | None = None
-        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
+        self._checkpointer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
+            if sync_writer is not None
+            else None
+        )
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = time.monotonic()
         self.feed = feed.Feed()
@@ -181,7 +185,7 @@ class Database:
         past `WAL_RESET_FRAMES` the checkpoint holds the write lock (commits wait in
         their queue, the loop still serves), catches up, and the next commit starts the
         WAL over. It follows two passive ones at once, so little is left for it to copy."""
-        assert self._write_lock is not None
+        assert self._write_lock is not None and self._checkpointer is not None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checkpointer, self._checkpoint)
         if self._wal_frames >= WAL_RESET_FRAMES:
@@ -250,7 +254,8 @@ class Database:
     async def close(self) -> None:
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
-        self._checkpointer.shutdown()
+        if self._checkpointer is not None:
+            self._checkpointer.shutdown()
         if self._sync_conn is not None:
             self._sync_conn.close()
             self._sync_conn = None

@@ -28,7 +28,6 @@ from sqlalchemy import (
     bindparam,
     insert,
     null,
-    or_,
     select,
     union_all,
 )
@@ -106,28 +105,10 @@ def encode(body: bytes) -> tuple[str, str]:
     return "utf-8", text
 
 
-def replayed(
-    conn: Connection, source: str, *, delivery_id: str | None, replay_hash: str | None
-) -> str | None:
-    """The id of the event of `source` with this delivery id or replay hash, if any."""
-    keys = []
-    if delivery_id is not None:
-        keys.append(events.c.delivery_id == delivery_id)
-    if replay_hash is not None:
-        keys.append(events.c.replay_hash == replay_hash)
-    if not keys:
-        return None
-    query = select(events.c.id).where(events.c.source == source, or_(*keys)).limit(1)
-    found = conn.execute(query).scalar_one_or_none()
-    return None if found is None else str(found)
-
-
 def record(conn: Connection, delivery: Delivery) -> Recorded:
     """Store `delivery` on `conn` (committed with the caller's transaction), unless the
     source already has it: then the earlier event's id, with `duplicate` set."""
-    seen = replayed(
-        conn, delivery.source, delivery_id=delivery.delivery_id, replay_hash=delivery.replay_hash
-    )
+    seen = _earlier(conn, delivery)
     if seen is not None:
         return Recorded(id=seen, duplicate=True)
     event_id = ids.new_id()
@@ -135,12 +116,7 @@ def record(conn: Connection, delivery: Delivery) -> Recorded:
         with conn.begin_nested():
             conn.execute(insert(events).values(**_values(event_id, delivery)))
     except IntegrityError:  # the same delivery, committed meanwhile by another request
-        again = replayed(
-            conn,
-            delivery.source,
-            delivery_id=delivery.delivery_id,
-            replay_hash=delivery.replay_hash,
-        )
+        again = _earlier(conn, delivery)
         if again is None:
             raise
         return Recorded(id=again, duplicate=True)
@@ -168,6 +144,12 @@ def record_many(conn: Connection, deliveries: list[Delivery]) -> list[Recorded]:
     if rows:
         bulk.insert_rows(conn, events, rows)
     return recorded
+
+
+def _earlier(conn: Connection, delivery: Delivery) -> str | None:
+    """The id of the stored event `delivery` repeats, if any."""
+    found = _seen(conn, [delivery])
+    return next((found[k] for k in _replay_keys(delivery) if k in found), None)
 
 
 def _replay_keys(delivery: Delivery) -> list[tuple[str, str, str]]:

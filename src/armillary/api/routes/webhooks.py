@@ -230,13 +230,12 @@ class Front:
         ):
             await self.app(scope, receive, send)
             return
+        # ASGI gives header names in lower case.
         headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1")
-            for name, value in scope["headers"]
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
         given = audit_log.accepted_request_id(headers.get("x-request-id"))
         request_id = given or ids.new_hex()  # time-ordered: appended to the audit index
-        scope.setdefault("state", {})["request_id"] = request_id
         bound = audit_log.CURRENT_REQUEST.set(request_id)
         try:
             result = await answer(
