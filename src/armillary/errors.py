@@ -2,18 +2,31 @@
 
     ArmillaryError
     ├── Invalid            the input is wrong; fix it (carries one Issue per place)
-    │   └── TooLarge       the input is over a size limit
+    │   ├── TooLarge       the input is over a size limit
+    │   └── ProtocolError  a node protocol message is malformed; names the field and
+    │                      what was expected there (the session is closed)
     ├── NotFound           the named thing does not exist
     ├── Conflict           someone wrote first (stale resourceVersion); re-read, retry
     ├── Gone               it was there and was handed over or used up; do not retry
     ├── Unauthorized       no credentials, or credentials we do not accept
     ├── Forbidden          credentials accepted, action not allowed
+    ├── SpawnError         a replica's process could not start (`reason`: PortInUse,
+    │                      CommandNotFound, …); its restart policy decides what next
     ├── TemporaryError     try again after `delay_s` (controllers back off)
+    │   └── RateLimited    over a rate limit; the next request is allowed in `delay_s`
     └── PermanentError     retrying will not help; surface it
+        ├── CheckoutFailed a release's tree could not be exported; the replica fails
+        └── SessionRefused the server refused a node daemon for good (bad token,
+                           another protocol version, a hello it cannot accept)
 
 The API turns each into an application/problem+json response with its own status
-code (see armillary.api.problems); the CLI turns each into an exit code. Only the
-loop boundaries (request handlers, controller workers) catch `Exception`.
+code (see armillary.api.problems), with `Retry-After` for a `TemporaryError`; the
+node hub turns each into a WebSocket close code (armillary.protocol.close_code); the
+CLI turns each into an exit code. Only the loop boundaries (request handlers,
+controller workers, the node daemon's connection loop) catch `Exception`.
+
+This module imports nothing of Armillary's and nothing outside the standard
+library, so every part — the node daemon included — can raise these.
 """
 
 from __future__ import annotations
@@ -122,11 +135,48 @@ class TemporaryError(ArmillaryError):
         super().__init__(message)
 
 
+class RateLimited(TemporaryError):
+    """Over a rate limit: the next request is allowed in `delay_s` seconds."""
+
+    status_code = 429
+    title = "Too many requests"
+
+
 class PermanentError(ArmillaryError):
     """Retrying will not help; the reason is surfaced in status."""
 
     status_code = 500
     title = "Permanent error"
+
+
+class ProtocolError(Invalid):
+    """A node protocol message that does not match the protocol; says which field and
+    what was expected there."""
+
+    title = "Protocol error"
+
+
+class SpawnError(ArmillaryError):
+    """A replica's process could not be started; `reason` is machine-readable."""
+
+    title = "Cannot start the process"
+
+    def __init__(self, *, reason: str, message: str) -> None:
+        self.reason = reason  # PortInUse, CommandNotFound, PermissionDenied, …
+        self.message = message
+        super().__init__(f"{reason}: {message}")
+
+
+class CheckoutFailed(PermanentError):
+    """The tree of a commit could not be exported; the message says why, for people."""
+
+    title = "Checkout failed"
+
+
+class SessionRefused(PermanentError):
+    """The server refused a node daemon's session for a reason retrying cannot fix."""
+
+    title = "Session refused"
 
 
 def combine(failures: list[Invalid]) -> Invalid:

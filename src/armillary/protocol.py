@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from armillary.errors import ProtocolError
+
 PROTOCOL_VERSION = 1
 
 ReplicaState = Literal[
@@ -46,10 +48,6 @@ ReplicaState = Literal[
 ]
 
 W = TypeVar("W")
-
-
-class ProtocolError(ValueError):
-    """A message that does not match the protocol; says which field and why."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,14 +1,16 @@
 """Request body size limit, enforced before the body is read into memory.
 
 A declared Content-Length over the limit is refused at once; a chunked body is
-counted as it streams and cut off at the limit. Either way: 413, nothing stored.
+counted as it streams and cut off at the limit. Either way: 413 (a `TooLarge` problem
+document, built by api/problems.py like every other error), nothing stored.
 """
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from armillary.api import problems
+from armillary.errors import Issue, TooLarge
 
 
 class BodyLimit:
@@ -22,7 +24,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send, int(value))
+                await self._refuse(scope, receive, send, int(value))
                 return
         seen = 0
         refused = False
@@ -38,7 +40,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     refused = True
-                    await self._refuse(send, seen)
+                    await self._refuse(scope, receive, send, seen)
                     return {"type": "http.disconnect"}
             return message
 
@@ -53,23 +55,7 @@ class BodyLimit:
                 raise
             # Refused mid-body: the app's complaint about the vanished body is expected.
 
-    async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Input too large",
-                "status": 413,
-                "detail": f"request body is {size} bytes or more; the limit is {self.max_bytes}",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
+        message = f"request body is {size} bytes or more; the limit is {self.max_bytes}"
+        answer = problems.response(TooLarge([Issue(path="body", message=message)]))
+        await answer(scope, receive, send)

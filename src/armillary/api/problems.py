@@ -2,12 +2,18 @@
 
 Every error response carries `type`, `title`, `status`, `detail`, and for bad input
 an `errors` list: one entry per place, with the field `path`, the `document` index
-when a batch was sent, and the `message` saying what was expected.
+when a batch was sent, and the `message` saying what was expected. A
+`TemporaryError` (a `RateLimited` one included) adds `Retry-After`, in whole seconds.
+
+The exception handlers answer errors raised inside routes; the ASGI middlewares that
+answer before any route (the body limit, the rate limit) send `response(exc)`, so
+every error answer of the API is built here, one way.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from armillary.errors import ArmillaryError, Invalid, Issue, Unauthorized
+from armillary.errors import ArmillaryError, Invalid, Issue, TemporaryError, Unauthorized
 from armillary.resources.validate import format_path
 
 MEDIA_TYPE = "application/problem+json"
@@ -52,13 +58,29 @@ def document(
 
 def of_error(exc: ArmillaryError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, problem document and headers answering `exc`."""
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TemporaryError):
+        headers["Retry-After"] = retry_after(exc.delay_s)
     if isinstance(exc, Invalid):
         detail = f"{len(exc.issues)} problem(s) in the input; nothing was changed"
         return exc.status_code, document(exc.status_code, exc.title, detail, errors=exc.issues), {}
     if exc.status_code >= 500:
         log.error("request failed: %s", exc)
     return exc.status_code, document(exc.status_code, exc.title, str(exc)), headers
+
+
+def retry_after(delay_s: float) -> str:
+    """`delay_s` as a `Retry-After` value: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(delay_s)))
+
+
+def response(exc: ArmillaryError) -> JSONResponse:
+    """The problem response answering `exc` (an ASGI app: call it with scope, receive,
+    send to answer from a middleware)."""
+    status, body, headers = of_error(exc)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
 
 
 def _issue(issue: Issue) -> dict[str, Any]:
@@ -70,8 +92,7 @@ def _issue(issue: Issue) -> dict[str, Any]:
 
 async def _armillary_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ArmillaryError)
-    status, body, headers = of_error(exc)
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
+    return response(exc)
 
 
 async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:

@@ -10,20 +10,22 @@ addresses cannot grow memory without end.
 of its credential (the Authorization header or session cookie, hashed — no lookup
 is needed to tell callers apart) and from the bucket of its client address; login
 attempts take from a much smaller per-address bucket. An exhausted bucket answers
-429 with `Retry-After`, before the request reaches any handler.
+429 with `Retry-After` (a `RateLimited` problem document, built by api/problems.py),
+before the request reaches any handler.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from armillary.api import problems
+from armillary.errors import RateLimited
 
 MAX_KEYS = 50_000
 LOGIN_PATH = "/api/v1/auth/login"
@@ -104,7 +106,7 @@ class RateLimit:
         if wait_s is None:
             await self.app(scope, receive, send)
             return
-        await _refuse(send, wait_s)
+        await problems.response(limited(wait_s))(scope, receive, send)
 
 
 def _credential(scope: Scope) -> str | None:
@@ -114,25 +116,8 @@ def _credential(scope: Scope) -> str | None:
     return None
 
 
-async def _refuse(send: Send, wait_s: float) -> None:
-    retry = str(max(1, math.ceil(wait_s)))
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Too many requests",
-            "status": 429,
-            "detail": f"rate limit reached; retry after {retry}s",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry.encode()),
-            ],
-        }
+def limited(wait_s: float) -> RateLimited:
+    """The error answering a request `wait_s` seconds before its bucket has a token."""
+    return RateLimited(
+        f"rate limit reached; retry after {problems.retry_after(wait_s)}s", delay_s=wait_s
     )
-    await send({"type": "http.response.body", "body": body})

@@ -23,13 +23,10 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from armillary.errors import CheckoutFailed
 from armillary.protocol import Checkout
 
 GIT_TIMEOUT_S = 300.0
-
-
-class CheckoutFailed(Exception):
-    """The tree of a commit could not be exported; the message says why, for people."""
 
 
 def location(root: Path, checkout: Checkout) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from armillary import errors
 from armillary.node import process
 from armillary.protocol import HealthCheck
 
@@ -144,7 +145,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def _exec(command: list[str], target: Target) -> str | None:
     try:
         code, output = await process.run(command, env=target.env, cwd=target.cwd)
-    except process.SpawnError as exc:
+    except errors.SpawnError as exc:
         return exc.message
     if code == 0:
         return None

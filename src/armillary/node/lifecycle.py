@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from armillary import errors
 from armillary.node import checkouts, health, logfiles, process, procfs, restart
 from armillary.node.replica import Proc, Replica
 from armillary.protocol import ReplicaState
@@ -102,7 +103,7 @@ class Lifecycle:
                 pid = process.spawn(spec.command, env=env, cwd=cwd, stdout=fd, stderr=fd)
             finally:
                 os.close(fd)  # the child has its own copy
-        except process.SpawnError as exc:
+        except errors.SpawnError as exc:
             self._spawn_failed(held, exc.reason, exc.message)
             return
         except OSError as exc:  # the data dir: permissions, a full disk

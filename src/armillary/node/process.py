@@ -22,20 +22,12 @@ import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from armillary.errors import SpawnError
 from armillary.protocol import AllocationSpec
 
 log = logging.getLogger(__name__)
 
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")
-
-
-class SpawnError(Exception):
-    """The process could not be started; `reason` is machine-readable."""
-
-    def __init__(self, *, reason: str, message: str) -> None:
-        self.reason = reason  # PortInUse, CommandNotFound, PermissionDenied, …
-        self.message = message
-        super().__init__(f"{reason}: {message}")
 
 
 def port_env_name(port_name: str) -> str:

@@ -213,7 +213,7 @@ class Supervisor:
         assert held.spec.checkout is not None
         try:
             await self._checkouts.ensure(held.spec.checkout)
-        except (checkouts.CheckoutFailed, OSError, tarfile.TarError) as exc:
+        except (errors.CheckoutFailed, OSError, tarfile.TarError) as exc:
             if self._replicas.get(held.id) is held and not held.stopping:
                 held.state, held.reason, held.message = "failed", "CheckoutFailed", str(exc)
                 self._changed(held)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from armillary import ids
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
 from armillary.api import problems, ratelimit
-from armillary.errors import ArmillaryError, Issue, NotFound, TooLarge
+from armillary.errors import ArmillaryError, Issue, NotFound, RateLimited, TooLarge
 from armillary.ingress import intake, routing, verify
 from armillary.resources import webhook
 from armillary.store import events
@@ -327,10 +326,10 @@ def _limited(held: Limits, key: str, limit: webhook.RateLimit | None) -> Answer 
     wait_s = held.wait_s(key, limit)
     if wait_s is None:
         return None
-    retry = str(max(1, math.ceil(wait_s)))
+    retry = problems.retry_after(wait_s)
     log.warning("webhook %s rate limited; retry after %s s", key, retry)
-    detail = f"rate limit of {key} reached; retry after {retry}s"
-    return Answer(429, problems.document(429, "Too many requests", detail), {"Retry-After": retry})
+    limited = RateLimited(f"rate limit of {key} reached; retry after {retry}s", delay_s=wait_s)
+    return Answer(*problems.of_error(limited))
 
 
 def _delivery(
