@@ -8,11 +8,17 @@ Envelopes are JSON `{"type", "seq", "payload"}`; `PROTOCOL_VERSION` is sent in
     server → node   assignments  the node's FULL desired set with an epoch (never a delta)
     node → server   report       per-allocation state (the full set each time)
     node → server   heartbeat    CPU, memory, disk usage
-    server → node   logs.open / exec.open, node → server logs.data / exec.data / *.end
+    server → node   logs.open / exec.open / stream.close   a stream of a replica's
+    node → server   logs.data / logs.end / exec.data / exec.end   output, or a command
 
 Assignments are level-triggered: a node that receives one converges on exactly
 that set, whatever it was running before. Allocation ids are immutable: a changed
 spec is a new allocation with a new id, so "same id" always means "same thing".
+
+A session the server ends on purpose ends with one of the close codes below;
+`close_code` maps an error to its code, and the daemon exits only on a code in
+`FATAL_CLOSE_CODES` (retrying cannot help), reconnecting with backoff after any
+other close.
 
 The types are frozen dataclasses with a small strict decoder (`decode`: unknown
 fields, missing fields and wrong types are errors naming the field path) rather
@@ -24,15 +30,50 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from armillary.errors import ProtocolError
+from armillary.errors import (
+    Forbidden,
+    Invalid,
+    PermanentError,
+    ProtocolError,
+    Unauthorized,
+)
 
 PROTOCOL_VERSION = 1
+
+# Close codes of a node session (4000-4999 are the application's, RFC 6455 §7.4.2).
+CLOSE_INVALID = 4400  # a message off the protocol, a hello that is not first, another version
+CLOSE_UNAUTHORIZED = 4401  # the token was refused, or its role may not run a node
+CLOSE_REFUSED = 4403  # the server cannot take this node, and retrying will not change that
+CLOSE_REPLACED = 4409  # another daemon connected with this node name
+CLOSE_TRY_AGAIN = 4503  # the server could not take the session now (a store hiccup): reconnect
+
+FATAL_CLOSE_CODES = {
+    CLOSE_INVALID: "the daemon sent a message the server does not accept",
+    CLOSE_UNAUTHORIZED: "the token was refused",
+    CLOSE_REFUSED: "the server refused this node",
+    CLOSE_REPLACED: "another daemon connected with this node name",
+}
+
+
+def close_code(exc: BaseException) -> int:
+    """The code the server closes a node session with after `exc`: fatal for what the
+    daemon must change (its token, its messages), `CLOSE_TRY_AGAIN` for anything else
+    — a `TemporaryError`, a store failure, a hello that did not arrive in time."""
+    if isinstance(exc, Unauthorized | Forbidden):
+        return CLOSE_UNAUTHORIZED
+    if isinstance(exc, Invalid):  # a ProtocolError among them
+        return CLOSE_INVALID
+    if isinstance(exc, PermanentError):
+        return CLOSE_REFUSED
+    return CLOSE_TRY_AGAIN
+
 
 ReplicaState = Literal[
     "pending",  # accepted, waiting to start (dependencies, backoff before first start)
@@ -183,10 +224,85 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogsOpen:
+    """Stream a replica's output: from `since_s` (unix time), the last `tail` lines,
+    or the start; `follow` keeps the stream open for what comes next."""
+
+    stream: str
+    allocation: str
+    follow: bool = False
+    tail: int | None = None
+    since_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecOpen:
+    """Run `command` in a replica's env and cwd, streaming its output back."""
+
+    stream: str
+    allocation: str
+    command: list[str]
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamClose:
+    """The server no longer wants `stream`: the node stops it."""
+
+    stream: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogsData:
+    stream: str
+    data: str  # text of the log, decoded as UTF-8 with replacement
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogsEnd:
+    stream: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecData:
+    stream: str
+    fd: Literal["stdout", "stderr"]
+    data: str  # base64 of the bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecEnd:
+    stream: str
+    exit_code: int | None = None  # None: it did not exit on its own (timeout, no replica)
+    error: str | None = None
+
+
+StreamChunk = LogsData | LogsEnd | ExecData | ExecEnd
+STREAM_CHUNKS: dict[str, type[StreamChunk]] = {
+    "logs.data": LogsData,
+    "logs.end": LogsEnd,
+    "exec.data": ExecData,
+    "exec.end": ExecEnd,
+}
+STREAM_KINDS = {chunk: kind for kind, chunk in STREAM_CHUNKS.items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Envelope:
     type: str
     seq: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+def parse(frame: str | bytes) -> Envelope:
+    """One WebSocket frame as an `Envelope`; `ProtocolError` if it is not JSON or not
+    an envelope."""
+    try:
+        data = json.loads(frame)
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise ProtocolError(f"Envelope: expected a JSON object, got {exc}") from None
+    return decode(Envelope, data)
 
 
 def encode(message: Any) -> dict[str, Any]:

@@ -50,6 +50,11 @@ class NodeProcess(Child):
     stop_timeout_s: float = 60.0  # it stops every replica first
 
     def start(self) -> None:
+        self.launch()
+        wait_for(self.connected, timeout_s=30, what=f"node {self.name} to connect")
+
+    def launch(self) -> None:
+        """Start the daemon process without waiting for it to connect."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             sys.executable,
@@ -71,7 +76,6 @@ class NodeProcess(Child):
             self.process = subprocess.Popen(
                 args, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_for(self.connected, timeout_s=30, what=f"node {self.name} to connect")
 
     def connected(self) -> bool:
         with self.server.client() as http:

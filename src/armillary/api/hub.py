@@ -8,6 +8,11 @@ Log and exec requests from API clients travel to the node as streams with ids;
 chunks come back to the waiting request's queue. On disconnect the node is marked
 not connected; its replicas keep running and it re-reports when it returns.
 
+Every frame is decoded strictly (`protocol.parse`, `protocol.decode`). A session the
+hub ends on purpose closes with `protocol.close_code(error)`: fatal codes for what
+the daemon must change (its token, its messages), `CLOSE_TRY_AGAIN` for what may
+pass (a `TemporaryError`, a store failure), after which the daemon reconnects.
+
 An allocation that takes env from Secrets is stored with their names only; `_push`
 decrypts the values into the env it sends, and nothing else here sees them.
 """
@@ -26,7 +31,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from armillary import protocol
 from armillary.auth import secrets, tokens
-from armillary.errors import ArmillaryError, NotFound, Unauthorized
+from armillary.errors import NotFound, ProtocolError, TemporaryError, Unauthorized
 from armillary.store import allocations, nodes
 from armillary.store.database import Database
 
@@ -57,6 +62,7 @@ class Session:
             await self._websocket.send_json(envelope)
 
     def open_stream(self) -> tuple[str, asyncio.Queue[dict[str, Any] | None]]:
+        """A new stream id and the queue its chunks arrive on (None: it ended)."""
         stream = f"s{next(self._stream_ids)}"
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._streams[stream] = queue
@@ -68,14 +74,15 @@ class Session:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await self.send("stream.close", {"stream": stream})
 
-    def deliver(self, payload: dict[str, Any], *, end: bool) -> None:
-        queue = self._streams.get(str(payload.get("stream")))
+    def deliver(self, chunk: protocol.StreamChunk) -> None:
+        """Hand `chunk` to its stream's queue (its fields that are set); an end closes it."""
+        queue = self._streams.get(chunk.stream)
         if queue is None:
             return
-        queue.put_nowait(payload)
-        if end:
+        queue.put_nowait({k: v for k, v in protocol.encode(chunk).items() if v is not None})
+        if isinstance(chunk, protocol.LogsEnd | protocol.ExecEnd):
             queue.put_nowait(None)
-            self._streams.pop(str(payload.get("stream")), None)
+            self._streams.pop(chunk.stream, None)
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
@@ -111,16 +118,18 @@ class Hub:
         await websocket.accept()
         try:
             hello = await self._hello(websocket)
-        except (ArmillaryError, ValueError, TimeoutError) as exc:
-            await websocket.close(
-                code=4401 if isinstance(exc, Unauthorized) else 4400, reason=str(exc)[:120]
-            )
+        except WebSocketDisconnect:
+            return
+        except Exception as exc:  # the session's boundary: every failure gets its close code
+            await _refuse(websocket, exc)
             return
         session = Session(hello.node, websocket)
         previous = self.sessions.get(hello.node)
         if previous is not None:  # one daemon per node name: the newer one wins
             previous.end_all()
-            await previous.close(4409, "another daemon connected with this node name")
+            await previous.close(
+                protocol.CLOSE_REPLACED, "another daemon connected with this node name"
+            )
         self.sessions[hello.node] = session
         events = self._db.feed.subscribe()
         try:
@@ -138,10 +147,12 @@ class Hub:
                 group.create_task(self._watch(session, events))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
-        except* ValueError as group:  # a ProtocolError, or a frame that is not JSON
+        except* ProtocolError as group:
             log.warning("node %s broke the protocol: %s", hello.node, group.exceptions[0])
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(code=4400, reason=str(group.exceptions[0])[:120])
+            await session.close(protocol.CLOSE_INVALID, str(group.exceptions[0])[:120])
+        except* Exception as group:  # a store failure: the daemon reconnects and re-reports
+            log.error("node %s session failed", hello.node, exc_info=group.exceptions[0])
+            await session.close(protocol.CLOSE_TRY_AGAIN, str(group.exceptions[0])[:120])
         finally:
             self._db.feed.unsubscribe(events)
             session.end_all()
@@ -151,13 +162,13 @@ class Hub:
                     await nodes.disconnect(conn, hello.node)
 
     async def _hello(self, websocket: WebSocket) -> protocol.Hello:
-        message = await asyncio.wait_for(websocket.receive_json(), timeout=HELLO_TIMEOUT_S)
-        envelope = protocol.decode(protocol.Envelope, message)
+        frame = await asyncio.wait_for(websocket.receive_text(), timeout=HELLO_TIMEOUT_S)
+        envelope = protocol.parse(frame)
         if envelope.type != "hello":
-            raise ValueError(f"expected a hello first, got {envelope.type!r}")
+            raise ProtocolError(f"expected a hello first, got {envelope.type!r}")
         hello = protocol.decode(protocol.Hello, envelope.payload)
         if hello.protocol != protocol.PROTOCOL_VERSION:
-            raise ValueError(
+            raise ProtocolError(
                 f"node speaks protocol {hello.protocol}; "
                 f"this server speaks {protocol.PROTOCOL_VERSION}"
             )
@@ -181,8 +192,7 @@ class Hub:
 
     async def _read(self, session: Session, websocket: WebSocket) -> None:
         while True:
-            message = await websocket.receive_json()
-            envelope = protocol.decode(protocol.Envelope, message)
+            envelope = protocol.parse(await websocket.receive_text())
             if envelope.type == "report":
                 report = protocol.decode(protocol.Report, envelope.payload)
                 async with self._db.write() as conn:
@@ -198,10 +208,9 @@ class Hub:
                     await nodes.heartbeat(
                         conn, session.name, usage=protocol.encode(beat.usage), now=_now()
                     )
-            elif envelope.type.endswith(".data"):
-                session.deliver(envelope.payload, end=False)
-            elif envelope.type.endswith(".end"):
-                session.deliver(envelope.payload, end=True)
+            elif envelope.type in protocol.STREAM_CHUNKS:
+                kind = protocol.STREAM_CHUNKS[envelope.type]
+                session.deliver(protocol.decode(kind, envelope.payload, path=envelope.type))
             else:
                 log.warning("node %s sent an unknown message type %r", session.name, envelope.type)
 
@@ -226,6 +235,19 @@ class Hub:
             resolver = secrets.Resolver(conn, self._vault)
             specs = [await _spec(a, resolver) for a in held]
         await session.send("assignments", {"epoch": node.epoch, "allocations": specs})
+
+
+async def _refuse(websocket: WebSocket, exc: Exception) -> None:
+    """Close a session whose hello failed, with the code saying whether to come back."""
+    code = protocol.close_code(exc)
+    if code != protocol.CLOSE_TRY_AGAIN:
+        log.warning("node refused (%d): %s", code, exc)
+    elif isinstance(exc, TemporaryError | TimeoutError):
+        log.warning("node hello failed for now (%s); it will reconnect", exc)
+    else:
+        log.error("node hello failed; it will reconnect", exc_info=exc)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(code=code, reason=str(exc)[:120])
 
 
 async def _spec(allocation: allocations.Allocation, resolver: secrets.Resolver) -> dict[str, Any]:

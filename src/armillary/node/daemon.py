@@ -4,8 +4,11 @@ One loop per connection: send `hello` (capacity from psutil, labels, and the rep
 it already runs — adopted after a restart), then concurrently apply every
 `assignments` message to the supervisor (the full set, level-triggered), send a
 `report` whenever a replica changes (debounced), send a `heartbeat` with CPU, memory
-and disk every interval, and serve log and exec streams. A lost connection is
-retried with capped, jittered backoff; replicas keep running meanwhile.
+and disk every interval, and serve log and exec streams. A lost connection, or a
+session the server closes with a code outside `protocol.FATAL_CLOSE_CODES` (such as
+`CLOSE_TRY_AGAIN` when its store hiccups during `hello`), is retried with capped,
+jittered backoff that starts over only once a `welcome` arrives; replicas keep
+running meanwhile. A fatal close code raises `SessionRefused` and the daemon exits.
 Never opens the database; the server is reached only over its API.
 """
 
@@ -21,29 +24,24 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from armillary import protocol
+from armillary.errors import ProtocolError, SessionRefused
 from armillary.node import logstream
 from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
 REPORT_DEBOUNCE_S = 0.005
-FATAL_CLOSE_CODES = {
-    4400: "the daemon sent a message the server does not accept",
-    4401: "the token was refused",
-    4409: "another daemon connected with this node name",
-}
-
-
-class Refused(Exception):
-    """The server refused this daemon for a reason retrying cannot fix."""
+RECONNECT_FIRST_S = 0.1
 
 
 def _close_code(exc: BaseException) -> int | None:
@@ -90,6 +88,7 @@ class Daemon:
         self.checkpoints = logstream.Checkpoints()
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
+        self._reconnect_s = RECONNECT_FIRST_S  # back to the first delay on each welcome
 
     async def run(self) -> None:
         """Run until cancelled; then leave (or stop) the replicas as the options say."""
@@ -104,30 +103,37 @@ class Daemon:
             await self.supervisor.close(stop_workloads=self.options.stop_workloads_on_exit)
 
     async def _connect_forever(self) -> None:
-        delay = 0.1
         url = websocket_url(self.options.server)
         while True:
             try:
                 async with websockets.connect(
                     url, max_size=16 * 1024 * 1024, open_timeout=10
                 ) as ws:
-                    delay = 0.1
                     await self._session(ws)
             except* websockets.ConnectionClosed as group:
                 code = _close_code(group.exceptions[0])
-                if code in FATAL_CLOSE_CODES:
+                if code in protocol.FATAL_CLOSE_CODES:
                     # Retrying cannot help: a bad token, a broken message, or another daemon
                     # now runs under this node name. Stop, and say why.
-                    raise Refused(
-                        f"the server closed the session: {code} {FATAL_CLOSE_CODES[code]}"
+                    reason = getattr(getattr(group.exceptions[0], "rcvd", None), "reason", "")
+                    raise SessionRefused(
+                        f"the server closed the session: {code} "
+                        f"{protocol.FATAL_CLOSE_CODES[code]}" + (f" ({reason})" if reason else "")
                     ) from None
                 log.warning("connection to %s lost (%s); retrying", url, group.exceptions[0])
+            except* ProtocolError as group:
+                # This server speaks another protocol (or a broken one): reconnecting
+                # would only meet the same message.
+                raise SessionRefused(
+                    f"the server sent a message this daemon does not accept: {group.exceptions[0]}"
+                ) from None
             except* (OSError, websockets.WebSocketException, TimeoutError) as group:
                 # The session's tasks fail together when the server goes away; anything
                 # else raised in them propagates: that is a bug, not a lost connection.
                 log.warning("connection to %s lost (%s); retrying", url, group.exceptions[0])
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-            delay = min(RECONNECT_MAX_S, delay * 2)
+            delay_s = self._reconnect_s * (0.5 + random.random())  # noqa: S311 - jitter
+            await asyncio.sleep(delay_s)
+            self._reconnect_s = min(RECONNECT_MAX_S, self._reconnect_s * 2)
 
     async def _send(self, ws: ClientConnection, kind: str, payload: dict[str, Any]) -> None:
         self._seq += 1
@@ -143,10 +149,11 @@ class Daemon:
             running=self.supervisor.reports(),
         )
         await self._send(ws, "hello", protocol.encode(hello))
-        first = protocol.decode(protocol.Envelope, json.loads(await ws.recv()))
+        first = protocol.parse(await ws.recv())
         if first.type != "welcome":
             raise websockets.InvalidMessage(f"expected welcome, got {first.type}")
         welcome = protocol.decode(protocol.Welcome, first.payload)
+        self._reconnect_s = RECONNECT_FIRST_S
         log.info("connected to %s as node %s", self.options.server, welcome.node)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._receive(ws))
@@ -155,17 +162,22 @@ class Daemon:
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for raw in ws:
-            envelope = protocol.decode(protocol.Envelope, json.loads(raw))
+            envelope = protocol.parse(raw)
             if envelope.type == "assignments":
                 assignments = protocol.decode(protocol.Assignments, envelope.payload)
                 await self.supervisor.converge(assignments.allocations)
                 self._changed.set()
             elif envelope.type == "logs.open":
-                self._start_stream(ws, envelope.payload, "logs", self._logs)
+                logs = protocol.decode(protocol.LogsOpen, envelope.payload, path="logs.open")
+                self._start_stream(ws, logs.stream, partial(self._logs, ws, logs), protocol.LogsEnd)
             elif envelope.type == "exec.open":
-                self._start_stream(ws, envelope.payload, "exec", self._exec)
+                command = protocol.decode(protocol.ExecOpen, envelope.payload, path="exec.open")
+                self._start_stream(
+                    ws, command.stream, partial(self._exec, ws, command), protocol.ExecEnd
+                )
             elif envelope.type == "stream.close":
-                task = self._streams.pop(str(envelope.payload.get("stream")), None)
+                closed = protocol.decode(protocol.StreamClose, envelope.payload)
+                task = self._streams.pop(closed.stream, None)
                 if task is not None:
                     task.cancel()
             else:
@@ -192,50 +204,55 @@ class Daemon:
             )
             await self._send(ws, "heartbeat", {"usage": protocol.encode(usage)})
 
-    def _start_stream(
-        self, ws: ClientConnection, payload: dict[str, Any], kind: str, handler: Any
-    ) -> None:
-        stream = str(payload.get("stream"))
+    async def _chunk(self, ws: ClientConnection, chunk: protocol.StreamChunk) -> None:
+        await self._send(ws, protocol.STREAM_KINDS[type(chunk)], protocol.encode(chunk))
 
+    def _start_stream(
+        self,
+        ws: ClientConnection,
+        stream: str,
+        work: Callable[[], Awaitable[None]],
+        end: type[protocol.LogsEnd | protocol.ExecEnd],
+    ) -> None:
         async def guarded() -> None:
             try:
-                await handler(ws, stream, payload)
+                await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("stream %s failed", stream)
-                await self._send(ws, f"{kind}.end", {"stream": stream, "error": str(exc)})
+                await self._chunk(ws, end(stream=stream, error=str(exc)))
             finally:
                 self._streams.pop(stream, None)
 
         self._streams[stream] = asyncio.create_task(guarded())
 
-    async def _logs(self, ws: ClientConnection, stream: str, payload: dict[str, Any]) -> None:
-        allocation = str(payload.get("allocation"))
+    async def _logs(self, ws: ClientConnection, opened: protocol.LogsOpen) -> None:
+        stream, allocation = opened.stream, opened.allocation
         path = self.supervisor.log_path(allocation)
         if not path.exists():
-            await self._send(ws, "logs.end", {"stream": stream, "error": "no output yet"})
+            await self._chunk(ws, protocol.LogsEnd(stream=stream, error="no output yet"))
             return
-        if payload.get("since_s") is not None:
-            start = self.checkpoints.offset_since(allocation, float(payload["since_s"]))
-        elif payload.get("tail") is not None:
-            start = logstream.tail_offset(path, int(payload["tail"]))
+        if opened.since_s is not None:
+            start = self.checkpoints.offset_since(allocation, opened.since_s)
+        elif opened.tail is not None:
+            start = logstream.tail_offset(path, opened.tail)
         else:
             start = 0
-        async for text in logstream.read(path, start=start, follow=bool(payload.get("follow"))):
-            await self._send(ws, "logs.data", {"stream": stream, "data": text})
-        await self._send(ws, "logs.end", {"stream": stream})
+        async for text in logstream.read(path, start=start, follow=opened.follow):
+            await self._chunk(ws, protocol.LogsData(stream=stream, data=text))
+        await self._chunk(ws, protocol.LogsEnd(stream=stream))
 
-    async def _exec(self, ws: ClientConnection, stream: str, payload: dict[str, Any]) -> None:
-        allocation = str(payload.get("allocation"))
+    async def _exec(self, ws: ClientConnection, opened: protocol.ExecOpen) -> None:
+        stream, allocation = opened.stream, opened.allocation
         if self.supervisor.spec(allocation) is None:
-            await self._send(ws, "exec.end", {"stream": stream, "error": "no such replica here"})
+            end = protocol.ExecEnd(stream=stream, error="no such replica here")
+            await self._chunk(ws, end)
             return
         env, cwd = self.supervisor.environment(allocation)
-        command = [str(part) for part in payload.get("command", [])]
         try:
             process = await asyncio.create_subprocess_exec(
-                *command,
+                *opened.command,
                 env=env,
                 cwd=cwd,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -244,30 +261,31 @@ class Daemon:
                 start_new_session=True,
             )
         except OSError as exc:
-            await self._send(
-                ws, "exec.end", {"stream": stream, "exit_code": 127, "error": str(exc)}
-            )
+            end = protocol.ExecEnd(stream=stream, exit_code=127, error=str(exc))
+            await self._chunk(ws, end)
             return
 
-        async def pump(reader: asyncio.StreamReader | None, fd: str) -> None:
+        async def pump(
+            reader: asyncio.StreamReader | None, fd: Literal["stdout", "stderr"]
+        ) -> None:
             while reader is not None and (chunk := await reader.read(CHUNK)):
                 data = base64.b64encode(chunk).decode("ascii")
-                await self._send(ws, "exec.data", {"stream": stream, "fd": fd, "data": data})
+                await self._chunk(ws, protocol.ExecData(stream=stream, fd=fd, data=data))
 
-        timeout_s = payload.get("timeout_s")
+        timeout_s = opened.timeout_s
         try:
-            async with asyncio.timeout(float(timeout_s) if timeout_s else None):
+            async with asyncio.timeout(timeout_s or None):
                 await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
                 code = await process.wait()
         except TimeoutError:
             await _kill_group(process)
-            error = f"timed out after {timeout_s}s"
-            await self._send(ws, "exec.end", {"stream": stream, "exit_code": None, "error": error})
+            end = protocol.ExecEnd(stream=stream, error=f"timed out after {timeout_s}s")
+            await self._chunk(ws, end)
             return
         except asyncio.CancelledError:  # the client went away: leave nothing running
             await _kill_group(process)
             raise
-        await self._send(ws, "exec.end", {"stream": stream, "exit_code": code})
+        await self._chunk(ws, protocol.ExecEnd(stream=stream, exit_code=code))
 
     async def _checkpoint_logs(self) -> None:
         while True:
@@ -302,6 +320,6 @@ def run(options: Options) -> None:
 
     try:
         asyncio.run(main())
-    except* Refused as group:
+    except* SessionRefused as group:
         log.error("%s", group.exceptions[0])
         raise SystemExit(1) from None

@@ -10,14 +10,14 @@ lines `{"fd": "stdout"|"stderr", "data": base64}` and a last `{"exit_code": n}`
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary import timestamps
+from armillary import protocol, timestamps
 from armillary.api.hub import Hub, Session
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.errors import Invalid, NotFound
@@ -75,10 +75,11 @@ async def _locate(
 
 
 async def _relay(
-    session: Session, kind: str, payload: dict[str, Any]
+    session: Session, kind: str, opening: Callable[[str], protocol.LogsOpen | protocol.ExecOpen]
 ) -> AsyncIterator[dict[str, Any]]:
+    """Open a stream on the node with the message `opening(stream id)`; its chunks."""
     stream, queue = session.open_stream()
-    await session.send(kind, {"stream": stream, **payload})
+    await session.send(kind, protocol.encode(opening(stream)))
     try:
         while (item := await queue.get()) is not None:
             yield item
@@ -100,8 +101,12 @@ async def logs(
     visible(who, allocation.tenant)
 
     async def body() -> AsyncIterator[bytes]:
-        payload = {"allocation": allocation.id, "follow": follow, "tail": tail, "since_s": since_s}
-        async for item in _relay(session, "logs.open", payload):
+        def opening(stream: str) -> protocol.LogsOpen:
+            return protocol.LogsOpen(
+                stream=stream, allocation=allocation.id, follow=follow, tail=tail, since_s=since_s
+            )
+
+        async for item in _relay(session, "logs.open", opening):
             if item.get("error"):
                 yield f"\n[armillary: {item['error']}]\n".encode()
             elif item.get("data"):
@@ -126,12 +131,15 @@ async def exec_in(
         raise Invalid("command[0] must name a program")
 
     async def lines() -> AsyncIterator[bytes]:
-        payload = {
-            "allocation": allocation.id,
-            "command": body.command,
-            "timeout_s": body.timeout_s,
-        }
-        async for item in _relay(session, "exec.open", payload):
+        def opening(stream: str) -> protocol.ExecOpen:
+            return protocol.ExecOpen(
+                stream=stream,
+                allocation=allocation.id,
+                command=body.command,
+                timeout_s=body.timeout_s,
+            )
+
+        async for item in _relay(session, "exec.open", opening):
             # {"fd", "data"} chunks, then {"exit_code"} (or {"error"} if the node went away)
             yield (json.dumps({k: v for k, v in item.items() if k != "stream"}) + "\n").encode()
 
