@@ -128,7 +128,7 @@ def check(
 
 
 def refused(kind: str, headers: dict[str, str], body: bytes, secrets: list[bytes | str]) -> str:
-    with pytest.raises(verify.Refused) as caught:
+    with pytest.raises(verify.SignatureRefused) as caught:
         check(kind, headers, body, secrets)
     return str(caught.value)
 
@@ -165,7 +165,7 @@ def test_slack_published_example_verifies() -> None:
 
 def test_slack_published_example_is_stale_five_minutes_and_a_second_later() -> None:
     later = at_unix(SLACK_TIMESTAMP + TOLERANCE_S + 1)
-    with pytest.raises(verify.Refused) as caught:
+    with pytest.raises(verify.SignatureRefused) as caught:
         check("slack", SLACK_HEADERS, SLACK_BODY, [SLACK_SECRET], now=later)
     assert str(caught.value) == "X-Slack-Request-Timestamp: 301 s old; at most 300 s allowed"
 
@@ -278,7 +278,7 @@ STRIPE_DOC_HEADER = (
 
 
 def test_stripe_documented_header_parses_and_is_compared() -> None:
-    with pytest.raises(verify.Refused) as caught:
+    with pytest.raises(verify.SignatureRefused) as caught:
         check(
             "stripe",
             {"Stripe-Signature": STRIPE_DOC_HEADER},
@@ -365,7 +365,7 @@ def test_standard_webhooks_reference_vector_verifies(kind: str, prefix: str, sec
 def test_standard_webhooks_reference_bad_signatures_are_refused(
     signature: str, message: str
 ) -> None:
-    with pytest.raises(verify.Refused) as caught:
+    with pytest.raises(verify.SignatureRefused) as caught:
         check(
             "standard",
             standard_headers(signature=signature),
@@ -615,7 +615,7 @@ def test_generic_hmac_without_timestamp_header_signs_the_body_alone() -> None:
 
 
 def refused_with(settings: webhook.GenericHmac, headers: dict[str, str]) -> str:
-    with pytest.raises(verify.Refused) as caught:
+    with pytest.raises(verify.SignatureRefused) as caught:
         check("generic-hmac", headers, BODY, [KEY_A], hmac_settings=settings)
     return str(caught.value)
 
@@ -623,7 +623,7 @@ def refused_with(settings: webhook.GenericHmac, headers: dict[str, str]) -> str:
 def test_refused_is_an_unauthorized_error_naming_the_header() -> None:
     with pytest.raises(errors.Unauthorized) as caught:
         check("github", {"X-Hub-Signature-256": GITHUB_SIGNATURE}, b"x", [GITHUB_SECRET])
-    assert isinstance(caught.value, verify.Refused)
+    assert isinstance(caught.value, verify.SignatureRefused)
     assert (caught.value.header, caught.value.reason) == ("X-Hub-Signature-256", "does not match")
     assert caught.value.status_code == 401
 

@@ -31,7 +31,7 @@ _USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Refused:
+class LoginRefused:
     """A failed login; returned, not raised, so the failure count it wrote commits."""
 
     reason: str
@@ -72,21 +72,21 @@ async def login(
     ttl_s: float,
     max_failures: int,
     lockout_s: float,
-) -> Opened | Refused:
+) -> Opened | LoginRefused:
     """Open a session, or say why not (the same words whatever was wrong)."""
     user = await users.get(conn, name)
     if user is None:
         passwords.verify(passwords.DUMMY_HASH, password)  # same time as a real check
-        return Refused(reason="wrong user name or password")
+        return LoginRefused(reason="wrong user name or password")
     if user.locked_until is not None and timestamps.utc(user.locked_until) > now:
-        return Refused(reason="too many failed logins; try again later")
+        return LoginRefused(reason="too many failed logins; try again later")
     if user.disabled_at is not None or not passwords.verify(user.password_hash, password):
         failures = user.failed_logins + 1
         locked = now + dt.timedelta(seconds=lockout_s) if failures >= max_failures else None
         await users.update_user(
             conn, name, failed_logins=0 if locked else failures, locked_until=locked
         )
-        return Refused(reason="wrong user name or password")
+        return LoginRefused(reason="wrong user name or password")
     await users.update_user(conn, name, failed_logins=0, locked_until=None)
     cookie = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from armillary.control.queue import WorkQueue
 from armillary.errors import TemporaryError
-from armillary.store.feed import Event, Feed
+from armillary.store.feed import Change, Feed
 
 log = logging.getLogger("armillary.control")
 
@@ -31,7 +31,7 @@ class Controller(Protocol):
 
     async def reconcile(self, key: str) -> Result: ...
 
-    async def keys_for(self, event: Event) -> set[str]: ...
+    async def keys_for(self, event: Change) -> set[str]: ...
 
     async def all_keys(self) -> set[str]: ...
 
@@ -66,7 +66,7 @@ class Driver:
         finally:
             self._feed.unsubscribe(events)
 
-    async def _listen(self, events: asyncio.Queue[Event]) -> None:
+    async def _listen(self, events: asyncio.Queue[Change]) -> None:
         while True:
             event = await events.get()
             try:

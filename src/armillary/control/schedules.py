@@ -35,7 +35,7 @@ from armillary.runtime import nodes as nodes_runtime
 from armillary.runtime.instance import Template
 from armillary.store import allocations, repository, schedule_runs
 from armillary.store.database import Database, Tx
-from armillary.store.feed import Event
+from armillary.store.feed import Change
 
 log = logging.getLogger("armillary.schedules")
 
@@ -74,7 +74,7 @@ class ScheduleController:
 
     # --- keys ---------------------------------------------------------------------------
 
-    async def keys_for(self, event: Event) -> set[str]:
+    async def keys_for(self, event: Change) -> set[str]:
         if event.kind == "Schedule":
             return {event.name}
         if event.kind in ("Stack", "Release"):

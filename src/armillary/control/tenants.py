@@ -23,7 +23,7 @@ from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import allocations, repository
 from armillary.store.database import Database
-from armillary.store.feed import Event
+from armillary.store.feed import Change
 
 PROGRESS_RECHECK_S = 5.0
 ROLLBACK_NOW_S = 0.05
@@ -48,7 +48,7 @@ class TenantController:
         self._clock = clock
         self._rollouts = rollouts.Rollouts(db)
 
-    async def keys_for(self, event: Event) -> set[str]:
+    async def keys_for(self, event: Change) -> set[str]:
         if event.kind == "Tenant":
             return {event.name}
         if event.kind == "Allocation" and event.tenant:

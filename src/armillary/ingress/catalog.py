@@ -35,7 +35,7 @@ from armillary.ingress import routing
 from armillary.resources.webhook import WebhookSource, WebhookSourceSpec
 from armillary.store import repository
 from armillary.store.database import Database
-from armillary.store.feed import Event
+from armillary.store.feed import Change
 
 log = logging.getLogger("armillary.webhooks")
 
@@ -87,7 +87,7 @@ class Catalog:
         if self._refresh is not None:
             self._refresh.cancel()
 
-    def _changed(self, event: Event) -> None:
+    def _changed(self, event: Change) -> None:
         if event.kind in WATCHED:
             self.invalidate()
 

@@ -4,7 +4,7 @@ The webhook endpoint (`POST /webhooks/<source>`, not built yet) is to call `veri
 the request's headers, its raw body (before anything parses it) and the secrets of the
 `WebhookSource`. The function is pure: no I/O, and the clock arrives as `now`. It
 returns a `Verified` saying what the sender says about the delivery, or raises
-`Refused`, whose message names the header at fault ("X-Slack-Signature: does not match").
+`SignatureRefused`, whose message names the header at fault ("X-Slack-Signature: does not match").
 
 Invariants:
 - signatures are compared only with `hmac.compare_digest`, as decoded digests;
@@ -67,7 +67,7 @@ class Verified:
     handshake: str | None = None
 
 
-class Refused(errors.Unauthorized):
+class SignatureRefused(errors.Unauthorized):
     """The request does not prove it came from the sender; `header` names what failed."""
 
     title = "Webhook refused"
@@ -87,10 +87,10 @@ class _Request:
     tolerance_s: int
 
     def header(self, name: str) -> str:
-        """The header's value; `Refused` when it is absent or blank."""
+        """The header's value; `SignatureRefused` when it is absent or blank."""
         value = self.optional(name)
         if value is None:
-            raise Refused(name, "missing")
+            raise SignatureRefused(name, "missing")
         return value
 
     def optional(self, name: str) -> str | None:
@@ -111,7 +111,7 @@ def verify(
 
     Header names are matched case-insensitively. `now` is when the request arrived
     (naive means UTC). `hmac_settings` is required for `generic-hmac` and refused for
-    every other kind, as `WebhookSource` validation does. Raises `Refused`.
+    every other kind, as `WebhookSource` validation does. Raises `SignatureRefused`.
     """
     if kind == "generic-hmac" and hmac_settings is None:
         raise ValueError("kind generic-hmac needs hmac_settings (the source's spec.hmac)")
@@ -172,31 +172,31 @@ def _standard_keys(header: str, secrets: Sequence[bytes | str]) -> tuple[bytes, 
         try:
             keys.append(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
         except ValueError:
-            raise Refused(header, f"secret {position} is not whsec_<base64>") from None
+            raise SignatureRefused(header, f"secret {position} is not whsec_<base64>") from None
     return _usable(header, tuple(keys))
 
 
 def _usable(header: str, keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
     # An empty key is public knowledge: anyone could sign with it.
     if not keys:
-        raise Refused(header, "no secret configured to check it against")
+        raise SignatureRefused(header, "no secret configured to check it against")
     for position, key in enumerate(keys, start=1):
         if not key:
-            raise Refused(header, f"secret {position} is empty")
+            raise SignatureRefused(header, f"secret {position} is empty")
     return keys
 
 
 def _fresh(request: _Request, header: str, value: str, *, field: str = "") -> dt.datetime:
-    """The signed Unix time `value`; `Refused` unless it lies within tolerance of now."""
+    """The signed Unix time `value`; `SignatureRefused` unless it lies within tolerance of now."""
     lead = f"{field} is " if field else ""
     if not _UNIX_SECONDS.fullmatch(value):
-        raise Refused(header, f"{lead}not a Unix time in whole seconds")
+        raise SignatureRefused(header, f"{lead}not a Unix time in whole seconds")
     age_s = request.now.timestamp() - int(value)
     allowed = f"at most {request.tolerance_s} s allowed"
     if age_s > request.tolerance_s:
-        raise Refused(header, f"{lead}{math.ceil(age_s)} s old; {allowed}")
+        raise SignatureRefused(header, f"{lead}{math.ceil(age_s)} s old; {allowed}")
     if -age_s > request.tolerance_s:
-        raise Refused(header, f"{lead}{math.ceil(-age_s)} s in the future; {allowed}")
+        raise SignatureRefused(header, f"{lead}{math.ceil(-age_s)} s in the future; {allowed}")
     return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
 
 
@@ -215,9 +215,9 @@ def _settle(
     size = len(expected[0])
     digests = [d for d in (decode(g, size) for g in given) if d is not None]
     if not digests:
-        raise Refused(header, f"malformed; expected {form}")
+        raise SignatureRefused(header, f"malformed; expected {form}")
     if not any(hmac.compare_digest(d, e) for d in digests for e in expected):
-        raise Refused(header, "does not match")
+        raise SignatureRefused(header, "does not match")
 
 
 def _hex(value: str, size: int) -> bytes | None:
@@ -259,7 +259,7 @@ def _slack(request: _Request) -> Verified:
     sent_at = _fresh(request, SLACK_TIMESTAMP, stamp)
     form = f"v0={_HEX_SHA256}"
     if not signature.startswith("v0="):
-        raise Refused(SLACK_SIGNATURE, f"malformed; expected {form}")
+        raise SignatureRefused(SLACK_SIGNATURE, f"malformed; expected {form}")
     signed = b"v0:" + stamp.encode() + b":" + request.body
     _settle(SLACK_SIGNATURE, [signature[3:]], _hex, _macs(request.keys, signed), form)
     document = _json_object(request.body)
@@ -278,7 +278,7 @@ def _github(request: _Request) -> Verified:
     signature = request.header(GITHUB_SIGNATURE)
     form = f"sha256={_HEX_SHA256}"
     if not signature.startswith("sha256="):
-        raise Refused(GITHUB_SIGNATURE, f"malformed; expected {form}")
+        raise SignatureRefused(GITHUB_SIGNATURE, f"malformed; expected {form}")
     given = [signature.removeprefix("sha256=")]
     _settle(GITHUB_SIGNATURE, given, _hex, _macs(request.keys, request.body), form)
     event = request.optional(GITHUB_EVENT)
@@ -296,7 +296,7 @@ def _pagerduty(request: _Request) -> Verified:
     given = [e.strip()[3:] for e in header.split(",") if e.strip().startswith("v1=")]
     form = f"v1={_HEX_SHA256}[,v1=…]"
     if not given:
-        raise Refused(PAGERDUTY_SIGNATURE, f"no v1 signature; expected {form}")
+        raise SignatureRefused(PAGERDUTY_SIGNATURE, f"no v1 signature; expected {form}")
     _settle(PAGERDUTY_SIGNATURE, given, _hex, _macs(request.keys, request.body), form)
     document = _json_object(request.body)
     event_type = _text(document, "event", "event_type")
@@ -315,9 +315,9 @@ def _stripe(request: _Request) -> Verified:
     stamps = [value for key, _, value in fields if key == "t"]
     given = [value for key, _, value in fields if key == "v1"]
     if len(stamps) != 1:
-        raise Refused(STRIPE_SIGNATURE, "expected exactly one t=<Unix time>")
+        raise SignatureRefused(STRIPE_SIGNATURE, "expected exactly one t=<Unix time>")
     if not given:
-        raise Refused(STRIPE_SIGNATURE, f"no v1 signature; expected v1={_HEX_SHA256}")
+        raise SignatureRefused(STRIPE_SIGNATURE, f"no v1 signature; expected v1={_HEX_SHA256}")
     sent_at = _fresh(request, STRIPE_SIGNATURE, stamps[0], field="t=")
     signed = stamps[0].encode() + b"." + request.body
     _settle(STRIPE_SIGNATURE, given, _hex, _macs(request.keys, signed), f"v1={_HEX_SHA256}")
@@ -350,7 +350,9 @@ def _standard(request: _Request, kind: webhook.SourceType) -> Verified:
     sent_at = _fresh(request, stamp_header, stamp)
     given = [entry[3:] for entry in signature.split() if entry.startswith("v1,")]
     if not given:
-        raise Refused(signature_header, "no v1 signature; expected v1,<base64> [v1,<base64> …]")
+        raise SignatureRefused(
+            signature_header, "no v1 signature; expected v1,<base64> [v1,<base64> …]"
+        )
     signed = f"{message_id}.{stamp}.".encode() + request.body
     _settle(signature_header, given, _base64, _macs(request.keys, signed), "v1,<base64>")
     # The spec's payloads name their type in `type`; incident.io's in `event_type`.
@@ -368,7 +370,7 @@ def _generic(request: _Request, settings: webhook.GenericHmac) -> Verified:
     value = request.header(settings.header)
     form = f"{settings.prefix}<{settings.encoding} HMAC-{settings.algorithm.upper()}>"
     if not value.startswith(settings.prefix):
-        raise Refused(settings.header, f"malformed; expected {form}")
+        raise SignatureRefused(settings.header, f"malformed; expected {form}")
     signed, sent_at = request.body, None
     if settings.timestamp_header is not None:
         stamp = request.header(settings.timestamp_header)

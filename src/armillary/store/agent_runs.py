@@ -143,7 +143,7 @@ def _run(row: Row[Any]) -> AgentRun:
 
 def _announce(conn: AsyncConnection | Connection, run_id: str, tenant: str) -> None:
     """Wake this server's worker once the transaction commits (others poll)."""
-    feed.record(conn.info, feed.Event(kind="AgentRun", name=run_id, tenant=tenant))
+    feed.record(conn.info, feed.Change(kind="AgentRun", name=run_id, tenant=tenant))
 
 
 async def create(conn: AsyncConnection, request: Request, *, now: dt.datetime) -> str:

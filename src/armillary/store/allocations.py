@@ -56,7 +56,7 @@ def _allocation(row: Row[Any]) -> Allocation:
 def _announce(conn: AsyncConnection, allocation: Allocation) -> None:
     feed.record(
         conn.info,
-        feed.Event(
+        feed.Change(
             kind="Allocation", name=allocation.id, tenant=allocation.tenant, node=allocation.node
         ),
     )

@@ -207,7 +207,7 @@ class Database:
         except Exception:  # the next one tries again; SQLite's own limit still applies
             log.exception("checkpointing the SQLite WAL failed")
 
-    def _run_sync(self, fn: Callable[[Connection], T]) -> tuple[T, list[feed.Event]]:
+    def _run_sync(self, fn: Callable[[Connection], T]) -> tuple[T, list[feed.Change]]:
         assert self._sync_writer is not None
         # One connection kept open: a checkout and its reset per batch cost as much as
         # a batch's inserts. A connection that failed is closed and the next one opened.

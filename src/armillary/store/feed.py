@@ -1,10 +1,11 @@
 """The change feed: who changed what, announced after the transaction commits.
 
-Repositories record an event on the connection they write with (`record`);
-`Database.write()` publishes the recorded events once the commit succeeds, so a
+Repositories record a `Change` on the connection they write with (`record`);
+`Database.write()` publishes the recorded changes once the commit succeeds, so a
 subscriber never hears of a write that was rolled back. Subscribers (the controller
-driver, the node hub) get their own queue and re-read state: an event only says
-*where* to look, never what to believe.
+driver, the node hub) get their own queue and re-read state: a change only says
+*where* to look, never what to believe. (Not to be confused with `store.events`:
+the webhook events received from outside senders.)
 
 In-process only: one server replica. Several replicas sharing Postgres will need
 LISTEN/NOTIFY here; the subscribers do not change.
@@ -21,7 +22,7 @@ _KEY = "armillary.feed.events"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Change:
     """Something of `kind` named `name` changed (`tenant` / `node` narrow it further)."""
 
     kind: str
@@ -34,26 +35,26 @@ class Feed:
     """Fan-out of committed events to every subscriber's queue."""
 
     def __init__(self) -> None:
-        self._queues: list[asyncio.Queue[Event]] = []
-        self._callbacks: list[Callable[[Event], None]] = []
+        self._queues: list[asyncio.Queue[Change]] = []
+        self._callbacks: list[Callable[[Change], None]] = []
 
-    def watch(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+    def watch(self, callback: Callable[[Change], None]) -> Callable[[], None]:
         """Call `callback` with each event as it is published, before `publish` returns
         (so before the writer goes on); it must be quick and must not raise. Returns
         the function that stops it."""
         self._callbacks.append(callback)
         return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
-    def subscribe(self) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+    def subscribe(self) -> asyncio.Queue[Change]:
+        queue: asyncio.Queue[Change] = asyncio.Queue()
         self._queues.append(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Change]) -> None:
         if queue in self._queues:
             self._queues.remove(queue)
 
-    def publish(self, events: list[Event]) -> None:
+    def publish(self, events: list[Change]) -> None:
         for callback in list(self._callbacks):
             for event in events:
                 callback(event)
@@ -62,9 +63,9 @@ class Feed:
                 queue.put_nowait(event)
 
 
-def begin(info: dict[str, Any]) -> list[Event]:
+def begin(info: dict[str, Any]) -> list[Change]:
     """Start collecting events for the transaction whose connection `info` this is."""
-    events: list[Event] = []
+    events: list[Change] = []
     info[_KEY] = events
     return events
 
@@ -73,7 +74,7 @@ def end(info: dict[str, Any]) -> None:
     info.pop(_KEY, None)
 
 
-def record(info: dict[str, Any], event: Event) -> None:
+def record(info: dict[str, Any], event: Change) -> None:
     """Note `event` for publication when the current transaction commits."""
     events = info.get(_KEY)
     if events is not None:

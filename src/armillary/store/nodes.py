@@ -49,7 +49,7 @@ def _node(row: Row[Any]) -> Node:
 
 
 def _changed(conn: AsyncConnection, name: str) -> None:
-    feed.record(conn.info, feed.Event(kind="Node", name=name, node=name))
+    feed.record(conn.info, feed.Change(kind="Node", name=name, node=name))
 
 
 async def get(conn: AsyncConnection, name: str) -> Node | None:
@@ -127,4 +127,4 @@ async def bump_epoch(conn: AsyncConnection, name: str) -> None:
     """The node's set of allocations changed: move its epoch and tell the feed (as an
     `Assignments` event: the node's hub pushes; tenants have their own Allocation events)."""
     await conn.execute(update(nodes).where(nodes.c.name == name).values(epoch=nodes.c.epoch + 1))
-    feed.record(conn.info, feed.Event(kind="Assignments", name=name, node=name))
+    feed.record(conn.info, feed.Change(kind="Assignments", name=name, node=name))

@@ -204,7 +204,7 @@ async def remove(
     )
     if result.rowcount != 1:
         raise _moved(kind, name)
-    feed.record(conn.info, feed.Event(kind=kind, name=name))
+    feed.record(conn.info, feed.Change(kind=kind, name=name))
     return current
 
 
@@ -228,7 +228,7 @@ async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -
             await conn.execute(insert(resources).values(**values))
     except IntegrityError:
         raise Conflict(f"{_ref(kind, name)} was created by another writer; apply again") from None
-    feed.record(conn.info, feed.Event(kind=kind, name=name))
+    feed.record(conn.info, feed.Change(kind=kind, name=name))
     return await require(conn, kind, name)
 
 
@@ -246,7 +246,7 @@ async def _update(
     )
     if result.rowcount != 1:
         raise _moved(current.kind, current.name)
-    feed.record(conn.info, feed.Event(kind=current.kind, name=current.name))
+    feed.record(conn.info, feed.Change(kind=current.kind, name=current.name))
     return await require(conn, current.kind, current.name)
 
 

@@ -125,7 +125,7 @@ async def finish(
     Announced on the feed: tenants holding a change of the same release look again."""
     feed.record(
         conn.info,
-        feed.Event(kind="Rollout", name=revision.release or "", tenant=revision.tenant),
+        feed.Change(kind="Rollout", name=revision.release or "", tenant=revision.tenant),
     )
     await conn.execute(
         update(rollouts)

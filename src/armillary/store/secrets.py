@@ -139,7 +139,7 @@ async def rekey(
     if result.rowcount != 1:
         raise Conflict(f"Secret {sealed.name!r} was changed by another writer; re-read and retry")
     await put(conn, uid=sealed.uid, ciphertext=ciphertext, now=now)
-    feed.record(conn.info, feed.Event(kind=KIND, name=sealed.name))
+    feed.record(conn.info, feed.Change(kind=KIND, name=sealed.name))
 
 
 async def check(conn: AsyncConnection, purpose: str) -> str | None:

@@ -58,7 +58,7 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
             max_failures=settings.login_max_failures,
             lockout_s=settings.login_lockout_s,
         )
-    if isinstance(opened, sessions.Refused):
+    if isinstance(opened, sessions.LoginRefused):
         raise Unauthorized(opened.reason)
     request.state.principal = opened.principal
     response.set_cookie(

@@ -141,7 +141,7 @@ async def answer(
             tolerance_s=spec.tolerance_s,
             hmac_settings=spec.hmac,
         )
-    except verify.Refused as exc:
+    except verify.SignatureRefused as exc:
         log.warning("webhook %s refused: %s", source, exc)
         return Answer(401, problems.document(401, exc.title, str(exc)))
     if verified.handshake is not None:
