@@ -4,13 +4,14 @@ Listens on $PORT: `GET /healthz`, and `POST /run` as the run worker calls it. Wh
 it does with a run comes from, in order of precedence, the run's `input`, the
 `agent` object of the event's JSON body, and env: `sleep_s` (AGENT_SLEEP_S) before
 answering; `sleep_first_s`, only on the first call of a run id; `status`
-(AGENT_STATUS) to answer with. With the run's token it asks the API who it is
+(AGENT_STATUS) to answer with; `echo_token`, to put the run's token in its answer
+(as a careless agent would). With the run's token it asks the API who it is
 (`/api/v1/auth/whoami`) and puts the answer in its own.
 
 It appends one JSON line per happening to `calls.log` in $AGENT_RECORD_DIR (shared by
 every agent of a test module, under an exclusive lock so the order is the order of
 events): `start` when a call arrives, `end` just before it answers, `done` the first
-time a run id completes with a 2xx, `replay` when a run id it completed before comes
+time a run id completes with a 2xx, `token` with the token it echoed, `replay` when a run id it completed before comes
 again (answered as the first time, like a real agent honouring Idempotency-Key).
 """
 
@@ -47,6 +48,7 @@ def behaviour(call: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {
         "sleep_s": float(os.environ.get("AGENT_SLEEP_S", "0")),
         "status": int(os.environ.get("AGENT_STATUS", "200")),
+        "echo_token": False,
     }
     event_json = (call.get("event") or {}).get("json")
     if isinstance(event_json, dict) and isinstance(event_json.get("agent"), dict):
@@ -105,6 +107,9 @@ class Handler(BaseHTTPRequestHandler):
             "whoami": whoami(call),
             "attempt": call["attempt"],
         }
+        if wanted["echo_token"]:
+            body["token"] = call["token"]
+            note("token", run, token=call["token"])
         if 200 <= status < 300:
             with LOCK:
                 if not done.exists():

@@ -4,7 +4,8 @@ tenant's agent, which gets a token of that tenant and nothing of the operator's;
 the global and per-tenant limits hold (the agents log every call, and the maximum in
 flight is counted from the log); a timeout fails the attempt and the run is retried;
 a run that always fails ends dead and a manual retry queues it again; runs of events
-acknowledged just before a kill -9 all complete once after the restart; and on
+acknowledged just before a kill -9 all complete once after the restart; a token the
+agent echoes in its answer is neither stored nor shown; and on
 Postgres two server replicas sharing the database never run one run twice."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -23,8 +26,10 @@ from typing import Any
 import httpx
 import pytest
 
+from armillary.ingress import runner
+from tests.conftest import free_port
 from tests.integration.conftest import Cli
-from tests.integration.nodeproc import NodeProcess, apply, ready, wait_for
+from tests.integration.nodeproc import QUICKSTART, NodeProcess, apply, http_ok, ready, wait_for
 from tests.integration.serverproc import ServerProcess
 
 API = "armillary.dev/v1"
@@ -221,6 +226,65 @@ def test_an_operator_run_gets_its_input_and_never_the_operator_token(
     assert code == 0 and json.loads(out)[0]["input"] == {"n": 1}
     code, out, _ = cli("runs", "show", run_id)
     assert code == 0 and "attempt 1: answered 200" in out
+
+
+def test_a_token_the_agent_echoes_is_neither_stored_nor_shown(
+    server: ServerProcess, world: World, cli: Cli
+) -> None:
+    run_id = start(server, world.tenants[2], echo_token=True)
+    wait_for(lambda: ended(server, [run_id]), what="the echoing run")
+    [token] = [c["token"] for c in calls(world, [run_id]) if c["e"] == "token"]
+    assert token.startswith("armt_")
+    run = get_run(server, run_id)  # the answer as stored
+    said = json.loads(run["answer"])
+    assert said["token"] == runner.REDACTED
+    assert said["whoami"]["tenant"] == world.tenants[2]  # the token worked all the same
+    assert token not in json.dumps(run)
+    code, out, _ = cli("runs", "show", run_id)
+    assert code == 0 and runner.REDACTED in out and token not in out
+    code, out, _ = cli(
+        "agents", "run", world.tenants[2], "--input", '{"echo_token": true}', "--wait"
+    )
+    assert code == 0 and runner.REDACTED in out, out
+    lines = (world.record / "calls.log").read_text().splitlines()
+    echoed = [c["token"] for c in map(json.loads, lines) if c["e"] == "token"]
+    assert len(echoed) == 2 and not any(t in out for t in echoed)
+
+
+def test_the_quickstart_agent_echoes_nothing_secret() -> None:
+    port = free_port()
+    agent = subprocess.Popen(
+        [sys.executable, str(QUICKSTART / "apps" / "agent.py")],
+        env={**os.environ, "PORT": str(port), "ARMILLARY_TENANT": "acme"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: http_ok(port), what="the quickstart agent")
+        call = {
+            "run": "r-1",
+            "tenant": "acme",
+            "attempt": 1,
+            "input": {"q": "status?"},
+            "event": {
+                "id": "e-1",
+                "eventType": "push",
+                "headers": {"X-Secret": "hdr-secret"},
+                "body": "body-secret",
+                "json": {"password": "json-secret"},
+            },
+            "context": {"api": "http://127.0.0.1:1"},
+            "token": "armt_the-runs-own-token",
+        }
+        answer = httpx.post(f"http://127.0.0.1:{port}/run", json=call, timeout=10)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    assert answer.status_code == 200
+    said = answer.json()
+    assert said["tenant"] == "acme" and said["handled"]["input"] == {"q": "status?"}
+    for secret in ("armt_the-runs-own-token", "hdr-secret", "body-secret", "json-secret"):
+        assert secret not in answer.text
 
 
 def test_the_tenant_limit_holds(server: ServerProcess, world: World) -> None:

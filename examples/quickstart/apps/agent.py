@@ -1,6 +1,8 @@
 """The quickstart agent: an internal HTTP service that answers `POST /run`.
 
-It echoes what it was asked, says which tenant answered, and counts its runs.
+It says which tenant answered, which run and attempt it handled, and the run's
+input, and counts its runs. It echoes nothing secret: not the run's token (which the
+server would redact anyway), nor the event's headers and body.
 Listens on 127.0.0.1:$PORT; `GET /healthz` is its health check.
 """
 
@@ -39,7 +41,15 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "expected a JSON body"})
             return
         runs += 1
-        self._send(200, {"tenant": TENANT, "run": runs, "answer": f"handled {request!r}"})
+        event = request.get("event") or {}
+        handled = {
+            "run": request.get("run"),
+            "attempt": request.get("attempt"),
+            "input": request.get("input"),
+            "event": event.get("id"),
+            "eventType": event.get("eventType"),
+        }
+        self._send(200, {"tenant": TENANT, "runs": runs, "handled": handled})
 
     def log_message(self, format: str, *args: object) -> None:
         print(f"agent[{TENANT}] {format % args}", flush=True)

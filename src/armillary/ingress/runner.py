@@ -14,12 +14,15 @@ tenant token for this run only, and sends
 A 2xx answer is success; any other answer, a timeout, a transport error or no healthy
 replica fails the attempt, retried with backoff (ingress/retry.py) until the run is
 dead; a tenant that no longer exists kills the run at once. The answer's status,
-body (the first `ANSWER_MAX_BYTES`) and duration are stored.
+body (the first `ANSWER_MAX_BYTES`, the run's token cut out: `redact`) and duration
+are stored.
 
 Invariants: nothing of the caller who queued a run is sent — no operator token, no
 header of the request that created it; the agent gets a token of the run's tenant and
-nothing wider. A claim's lease is renewed while its call runs, so a live worker keeps
-it and a dead one loses it. Delivery is at least once: a worker that dies after the
+nothing wider. That token is never stored nor shown: where an agent echoes it in its
+answer (which is stored, and which `runs show` prints), it is replaced by `REDACTED`.
+A claim's lease is renewed while its call runs, so a live worker keeps it and a dead
+one loses it. Delivery is at least once: a worker that dies after the
 agent answered but before the answer was stored leaves the run to be tried again,
 with the same Idempotency-Key.
 """
@@ -55,6 +58,8 @@ from armillary.store.database import Database
 log = logging.getLogger("armillary.runs")
 
 ANSWER_MAX_BYTES = 64 * 1024
+REDACTED = "[redacted: the run's token]"
+MIN_REDACTED_PREFIX = 12  # a cut-off token at the end of a clipped answer, from this length
 TOKEN_MARGIN_S = 60  # the run's token outlives the call by this much
 
 
@@ -77,6 +82,7 @@ class Target:
 
     url: str
     payload: dict[str, Any]
+    token: str  # the tenant token minted for this attempt, in `payload` too
 
 
 class Runner:
@@ -206,6 +212,7 @@ class Runner:
         try:
             target = await self._target(run)
             status, answer = await _post(http, target, run_id=run.id, timeout_s=self._timeout_s)
+            answer = redact(answer, target.token)
             if not 200 <= status < 300:
                 error = f"the agent answered {status}"
         except PermanentError as exc:
@@ -274,7 +281,19 @@ class Runner:
             "token": token,
             "tokenExpiresAt": timestamps.iso(claims.expires_at),
         }
-        return Target(url=f"{url}/run", payload=payload)
+        return Target(url=f"{url}/run", payload=payload, token=token)
+
+
+def redact(answer: str, token: str) -> str:
+    """`answer` with every copy of `token` replaced by `REDACTED`, and the start of one
+    cut off at the end (an answer is clipped at `ANSWER_MAX_BYTES`) as well. Pure."""
+    if not token:
+        return answer
+    answer = answer.replace(token, REDACTED)
+    for length in range(min(len(token), len(answer)), MIN_REDACTED_PREFIX - 1, -1):
+        if answer.endswith(token[:length]):
+            return answer[:-length] + REDACTED
+    return answer
 
 
 def _serving(allocation: allocations.Allocation) -> bool:
