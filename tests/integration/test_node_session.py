@@ -58,6 +58,16 @@ def test_a_stream_message_off_the_protocol_closes_the_session_naming_the_field(
     assert "exec.data.fd: expected one of ['stdout', 'stderr']" in closed.value.rcvd.reason
 
 
+def test_a_binary_hello_is_refused_for_good(server: ServerProcess) -> None:
+    with connect(websocket_url(server.url), open_timeout=10) as ws:
+        ws.send(_hello(server.token, "probe-binary").encode())
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == protocol.CLOSE_INVALID
+    assert "expected a text frame of JSON" in closed.value.rcvd.reason
+
+
 def _refuse_node_rows(server: ServerProcess, *, on: bool) -> None:
     """Make the server's store fail every write of a node row (a real store failure
     in `hello`), or stop that."""

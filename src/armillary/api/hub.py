@@ -162,8 +162,7 @@ class Hub:
                     await nodes.disconnect(conn, hello.node)
 
     async def _hello(self, websocket: WebSocket) -> protocol.Hello:
-        frame = await asyncio.wait_for(websocket.receive_text(), timeout=HELLO_TIMEOUT_S)
-        envelope = protocol.parse(frame)
+        envelope = await asyncio.wait_for(_receive(websocket), timeout=HELLO_TIMEOUT_S)
         if envelope.type != "hello":
             raise ProtocolError(f"expected a hello first, got {envelope.type!r}")
         hello = protocol.decode(protocol.Hello, envelope.payload)
@@ -192,7 +191,7 @@ class Hub:
 
     async def _read(self, session: Session, websocket: WebSocket) -> None:
         while True:
-            envelope = protocol.parse(await websocket.receive_text())
+            envelope = await _receive(websocket)
             if envelope.type == "report":
                 report = protocol.decode(protocol.Report, envelope.payload)
                 async with self._db.write() as conn:
@@ -235,6 +234,17 @@ class Hub:
             resolver = secrets.Resolver(conn, self._vault)
             specs = [await _spec(a, resolver) for a in held]
         await session.send("assignments", {"epoch": node.epoch, "allocations": specs})
+
+
+async def _receive(websocket: WebSocket) -> protocol.Envelope:
+    """The next envelope; `ProtocolError` for a frame that is not one (binary too)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise ProtocolError("Envelope: expected a text frame of JSON, got a binary frame")
+    return protocol.parse(text)
 
 
 async def _refuse(websocket: WebSocket, exc: Exception) -> None:
