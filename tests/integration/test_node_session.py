@@ -117,6 +117,8 @@ def test_a_store_failure_during_hello_is_retried_by_the_daemon(
             what="two hellos closed with the retryable code",
         )
         assert node.process is not None and node.process.poll() is None, node.log()
+        assert "the server could not take the session now" in node.log()
+        assert STORE_HICCUP not in node.log()  # the store's error stays in the server log
         _refuse_node_rows(server, on=False)
         refusing = False
         wait_for(node.connected, what="the node to connect once the store works")

@@ -31,7 +31,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from armillary import protocol
 from armillary.auth import secrets, tokens
-from armillary.errors import NotFound, ProtocolError, TemporaryError, Unauthorized
+from armillary.errors import (
+    ArmillaryError,
+    NotFound,
+    ProtocolError,
+    TemporaryError,
+    Unauthorized,
+)
 from armillary.store import allocations, nodes
 from armillary.store.database import Database
 
@@ -152,7 +158,7 @@ class Hub:
             await session.close(protocol.CLOSE_INVALID, str(group.exceptions[0])[:120])
         except* Exception as group:  # a store failure: the daemon reconnects and re-reports
             log.error("node %s session failed", hello.node, exc_info=group.exceptions[0])
-            await session.close(protocol.CLOSE_TRY_AGAIN, str(group.exceptions[0])[:120])
+            await session.close(protocol.CLOSE_TRY_AGAIN, _reason(group.exceptions[0]))
         finally:
             self._db.feed.unsubscribe(events)
             session.end_all()
@@ -257,7 +263,17 @@ async def _refuse(websocket: WebSocket, exc: Exception) -> None:
     else:
         log.error("node hello failed; it will reconnect", exc_info=exc)
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-        await websocket.close(code=code, reason=str(exc)[:120])
+        await websocket.close(code=code, reason=_reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    """The close reason for `exc`: our own errors say what they are; anything else (a
+    store error quoting SQL, say) stays in the server log, unseen by the node."""
+    if isinstance(exc, ArmillaryError):
+        return str(exc)[:120]
+    if isinstance(exc, TimeoutError):
+        return f"no hello within {HELLO_TIMEOUT_S:g} s"
+    return "the server could not take the session now; reconnect"
 
 
 async def _spec(allocation: allocations.Allocation, resolver: secrets.Resolver) -> dict[str, Any]:
