@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection, serve
 
 from armillary import protocol
+from armillary.node import statefile
 from armillary.node.daemon import websocket_url
 from tests.integration.nodeproc import NodeProcess, wait_for
 from tests.integration.serverproc import ServerProcess
@@ -173,3 +174,36 @@ def test_the_daemon_reconnects_after_a_retryable_close_and_exits_at_a_fatal_one(
     assert "the server closed the session: 4401 the token was refused (unknown token)" in (
         node.log()
     )
+
+
+def test_a_state_file_entry_off_the_protocol_is_skipped_and_the_rest_load(
+    tmp_path: Path,
+) -> None:
+    # Decoding errors are ProtocolErrors (no longer ValueErrors): the daemon's state
+    # file must still skip the one entry it cannot read, not fail to start.
+    spec = protocol.AllocationSpec(
+        id="a-1",
+        tenant="acme",
+        component="agent",
+        name="agent-0",
+        index=0,
+        type="service",
+        spec_hash="h",
+        command=["true"],
+    )
+    good = statefile.Entry(
+        spec=spec,
+        report=protocol.ReplicaReport(id="a-1", state="running"),
+        process=None,
+        consecutive=0,
+        restart_pending=False,
+        spawned=False,
+    )
+    path = tmp_path / statefile.FILE_NAME
+    statefile.dump(path, [good])
+    body = json.loads(path.read_text())
+    bad = json.loads(json.dumps(body["allocations"][0]))
+    bad["spec"]["colour"] = "blue"
+    body["allocations"].insert(0, bad)
+    path.write_text(json.dumps(body))
+    assert statefile.load(path) == [good]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from armillary import protocol
+from armillary import errors, protocol
 from armillary.node.procfs import Identity
 from armillary.protocol import AllocationSpec, ReplicaReport
 
@@ -116,7 +116,7 @@ def load(path: Path) -> list[Entry]:
     for i, raw in enumerate(raws):
         try:
             entries.append(_decode(raw))
-        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError too
+        except (KeyError, TypeError, ValueError, errors.ProtocolError) as exc:
             log.error("state file %s: skipping allocations[%d]: %s", path, i, exc)
     return entries
 
