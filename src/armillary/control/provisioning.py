@@ -26,7 +26,7 @@ from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
 from armillary.control import conditions
 from armillary.errors import ArmillaryError, Conflict, Gone, Invalid, Issue, PermanentError
-from armillary.store import allocations, locks, repository, runs, users
+from armillary.store import allocations, locks, provisioning_runs, repository, users
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.provisioning")
@@ -59,7 +59,7 @@ class StepFailed(PermanentError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
-    run: runs.Run
+    run: provisioning_runs.Run
     deadline: float  # loop time by which waiting steps give up
 
 
@@ -98,13 +98,13 @@ class Provisioner:
 
     async def submit(
         self, request: dict[str, Any], *, action: str, idempotency_key: str | None
-    ) -> tuple[runs.Run, bool]:
+    ) -> tuple[provisioning_runs.Run, bool]:
         """Validate and record a run, start it, and return it (True if new)."""
         if action == "provision":
             await self._validate(request)
         org = str(request.get("org", ""))
         tenant = str(request["tenant"])
-        run, created = await runs.create(
+        run, created = await provisioning_runs.create(
             self._db,
             run_id=str(uuid.uuid4()),
             action=action,
@@ -126,7 +126,7 @@ class Provisioner:
 
     async def recover(self) -> None:
         """At start: roll back runs a crash interrupted; start runs still pending."""
-        for run in await runs.list_runs(self._db, states={"running", "pending"}):
+        for run in await provisioning_runs.list_runs(self._db, states={"running", "pending"}):
             self._start(run.id, interrupted=run.state == "running")
 
     async def close(self) -> None:
@@ -144,19 +144,21 @@ class Provisioner:
     # --- running -----------------------------------------------------------------------
 
     async def _execute(self, run_id: str, *, interrupted: bool) -> None:
-        run = await runs.get(self._db, run_id)
+        run = await provisioning_runs.get(self._db, run_id)
         # Tenant names are unique across orgs, so the tenant's name is the lock's.
         async with locks.hold(self._db, f"tenant:{run.tenant}", owner=run_id):
-            run = await runs.get(self._db, run_id)
+            run = await provisioning_runs.get(self._db, run_id)
             if interrupted:
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
                 return
-            await runs.set_run(self._db, run_id, state="running", started_at=self._clock())
+            await provisioning_runs.set_run(
+                self._db, run_id, state="running", started_at=self._clock()
+            )
             timeout_s = float(run.request.get("timeout_s") or DEFAULT_TIMEOUT_S)
             context = Context(run=run, deadline=asyncio.get_running_loop().time() + timeout_s)
             for step in run.steps:
                 do, _ = self._steps[step.name]
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run_id,
                     step.position,
@@ -176,7 +178,7 @@ class Provisioner:
                     )
                     if not isinstance(exc, ArmillaryError):
                         log.exception("run %s: step %s failed", run_id, step.name)
-                    await runs.set_step(
+                    await provisioning_runs.set_step(
                         self._db,
                         run_id,
                         step.position,
@@ -185,12 +187,12 @@ class Provisioner:
                         error=error[:4000],
                     )
                     await self._roll_back(
-                        await runs.get(self._db, run_id),
+                        await provisioning_runs.get(self._db, run_id),
                         failed_at=step.position,
                         error=f"step {step.name} failed: {error}",
                     )
                     return
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run_id,
                     step.position,
@@ -198,9 +200,13 @@ class Provisioner:
                     finished_at=self._clock(),
                     detail=detail,
                 )
-            await runs.set_run(self._db, run_id, state="succeeded", finished_at=self._clock())
+            await provisioning_runs.set_run(
+                self._db, run_id, state="succeeded", finished_at=self._clock()
+            )
 
-    async def _roll_back(self, run: runs.Run, *, failed_at: int | None, error: str) -> None:
+    async def _roll_back(
+        self, run: provisioning_runs.Run, *, failed_at: int | None, error: str
+    ) -> None:
         """Undo, newest first, every step that took effect (or may have, if interrupted)."""
         context = Context(run=run, deadline=asyncio.get_running_loop().time() + DEFAULT_TIMEOUT_S)
         undone: list[str] = []
@@ -209,13 +215,15 @@ class Provisioner:
             if step.position == failed_at or step.state not in ("succeeded", "running"):
                 continue
             if step.finished_at is None:  # interrupted mid-step: it ended when the server died
-                await runs.set_step(self._db, run.id, step.position, finished_at=self._clock())
+                await provisioning_runs.set_step(
+                    self._db, run.id, step.position, finished_at=self._clock()
+                )
             _, undo = self._steps[step.name]
             try:
                 await undo(context, step.detail)
             except Exception as exc:  # keep undoing the rest; say what could not be undone
                 log.exception("run %s: undo of %s failed", run.id, step.name)
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run.id,
                     step.position,
@@ -225,14 +233,14 @@ class Provisioner:
                 stuck.append(step.name)
                 continue
             undone.append(step.name)
-            await runs.set_step(self._db, run.id, step.position, state="rolled-back")
+            await provisioning_runs.set_step(self._db, run.id, step.position, state="rolled-back")
         for step in run.steps:
             if step.state == "pending":
-                await runs.set_step(self._db, run.id, step.position, state="skipped")
+                await provisioning_runs.set_step(self._db, run.id, step.position, state="skipped")
         summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
         if stuck:  # the rollback itself is incomplete: say so, and say what is left
             summary += f"; NOT undone: {', '.join(stuck)}"
-        await runs.set_run(
+        await provisioning_runs.set_run(
             self._db,
             run.id,
             state="failed" if stuck else "rolled-back",
@@ -372,11 +380,11 @@ class Provisioner:
         """The key a provisioning run issued, once: it is erased from the store as it is
         handed over. Later calls say it was collected (issue a new one with
         `armillary token tenant`, or a new provisioning run)."""
-        run = await runs.get(self._db, run_id)
+        run = await provisioning_runs.get(self._db, run_id)
         step = next((s for s in run.steps if s.name == "issue-tenant-token"), None)
         if step is None or step.state != "succeeded":
             raise Conflict(f"run {run_id} has issued no tenant key (its state is {run.state})")
-        sealed = await runs.take_from_detail(self._db, run_id, step.position, SEALED)
+        sealed = await provisioning_runs.take_from_detail(self._db, run_id, step.position, SEALED)
         if not sealed:
             raise Gone(f"the tenant key of run {run_id} was already collected")
         return {
