@@ -14,10 +14,11 @@ there changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
 from armillary.control import conditions
 from armillary.errors import ArmillaryError, Conflict, Gone, Invalid, Issue, PermanentError
-from armillary.store import allocations, locks, provisioning_runs, repository, users
+from armillary.store import allocations, feed, locks, provisioning_runs, repository, users
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.provisioning")
@@ -45,7 +46,9 @@ DEPROVISION_STEPS = ["delete-schedules", "delete-tenant", "wait-stopped", "revok
 SEALED = "_sealed"
 """The step detail key holding the issued key, sealed, until it is collected once; it
 never leaves the server (run documents drop `_` keys)."""
-POLL_S = 0.1
+POLL_FALLBACK_S = 5.0
+"""Waiting steps wake on the change feed; they look again after this long without word
+anyway (a change the feed did not carry, such as one written by another server)."""
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -74,10 +77,12 @@ class Provisioner:
         *,
         sealer: Sealer,
         clock: Callable[[], dt.datetime] = _utc_now,
+        poll_s: float = POLL_FALLBACK_S,
     ) -> None:
         self._db = db
         self._sealer = sealer
         self._clock = clock
+        self._poll_s = poll_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._steps: dict[str, tuple[Do, Undo]] = {
             "ensure-org": (self._ensure_org, self._undo_org),
@@ -394,21 +399,45 @@ class Provisioner:
         }
 
     async def _deploy(self, context: Context) -> dict[str, Any]:
-        """Wait until the tenant is Ready; fail at once if a job failed for good."""
-        while True:
-            tenant = await self._get("Tenant", context.run.tenant)
-            status = tenant.status if tenant else {}
-            if conditions.is_true(status, "Ready") and status.get("observedGeneration") == (
-                tenant.generation if tenant else None
-            ):
-                return {"replicas": status.get("replicas", {})}
-            failed = await self._failed_jobs(context.run.tenant)
-            if failed:
-                raise StepFailed("; ".join(failed))
-            if asyncio.get_running_loop().time() > context.deadline:
-                message = conditions.message(status, "Ready") or "no status yet"
-                raise StepFailed(f"not healthy in time: {message}")
-            await asyncio.sleep(POLL_S)
+        """Wait until the tenant is Ready; fail at once if a job failed for good. Looks
+        again when the feed says the tenant or one of its replicas changed (its status
+        written, a report), or after `poll_s` if no word came."""
+        with self._watching() as changes:
+            while True:
+                tenant = await self._get("Tenant", context.run.tenant)
+                status = tenant.status if tenant else {}
+                if conditions.is_true(status, "Ready") and status.get("observedGeneration") == (
+                    tenant.generation if tenant else None
+                ):
+                    return {"replicas": status.get("replicas", {})}
+                failed = await self._failed_jobs(context.run.tenant)
+                if failed:
+                    raise StepFailed("; ".join(failed))
+                if asyncio.get_running_loop().time() > context.deadline:
+                    message = conditions.message(status, "Ready") or "no status yet"
+                    raise StepFailed(f"not healthy in time: {message}")
+                await self._next_change(changes, context)
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[asyncio.Queue[feed.Event]]:
+        """The feed, statuses included, from before the first look (so no change is
+        missed between a look and the wait that follows it)."""
+        changes = self._db.feed.subscribe(status=True)
+        try:
+            yield changes
+        finally:
+            self._db.feed.unsubscribe(changes)
+
+    async def _next_change(self, changes: asyncio.Queue[feed.Event], context: Context) -> None:
+        """Until something of the run's tenant changes, `poll_s` passes, or the deadline."""
+        tenant = context.run.tenant
+        wait_s = min(self._poll_s, context.deadline - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, wait_s)):
+                while True:
+                    event = await changes.get()
+                    if event.tenant == tenant or (event.kind == "Tenant" and event.name == tenant):
+                        return
 
     async def _failed_jobs(self, tenant: str) -> list[str]:
         async with self._db.read() as conn:
@@ -503,14 +532,15 @@ class Provisioner:
             await self._apply(detail["previous"])
 
     async def _wait_stopped(self, context: Context) -> dict[str, Any]:
-        while True:
-            async with self._db.read() as conn:
-                left = await allocations.for_tenant(conn, context.run.tenant)
-            if not left:
-                return {"stopped": True}
-            if asyncio.get_running_loop().time() > context.deadline:
-                raise StepFailed(f"{len(left)} replica(s) still allocated")
-            await asyncio.sleep(POLL_S)
+        with self._watching() as changes:
+            while True:
+                async with self._db.read() as conn:
+                    left = await allocations.for_tenant(conn, context.run.tenant)
+                if not left:
+                    return {"stopped": True}
+                if asyncio.get_running_loop().time() > context.deadline:
+                    raise StepFailed(f"{len(left)} replica(s) still allocated")
+                await self._next_change(changes, context)
 
 
 def _token_description(run_id: str) -> str:

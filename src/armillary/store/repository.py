@@ -5,7 +5,8 @@ Invariants kept here, whoever calls:
 - A write that names the version it read (`expected_version`) is conditional:
   `UPDATE … WHERE resource_version = :seen`; if it moved, `Conflict`.
 - Spec and status are separate write paths: `apply` never touches status and
-  `write_status` never touches spec, labels or generation.
+  `write_status` never touches spec, labels or generation. A status write is announced
+  on the feed's status topic only (`Event.status`), so it never wakes spec watchers.
 Rows never leave this module: callers get `Stored` values.
 """
 
@@ -182,7 +183,7 @@ async def write_status(
         if status == current.status:
             return current
         try:
-            return await _update(conn, current, {"status": status}, now=now)
+            return await _update(conn, current, {"status": status}, now=now, status_only=True)
         except Conflict:
             if expected_version is not None:
                 raise
@@ -233,7 +234,12 @@ async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -
 
 
 async def _update(
-    conn: AsyncConnection, current: Stored, values: dict[str, Any], *, now: dt.datetime
+    conn: AsyncConnection,
+    current: Stored,
+    values: dict[str, Any],
+    *,
+    now: dt.datetime,
+    status_only: bool = False,
 ) -> Stored:
     result = await conn.execute(
         update(resources)
@@ -246,7 +252,7 @@ async def _update(
     )
     if result.rowcount != 1:
         raise _moved(current.kind, current.name)
-    feed.record(conn.info, feed.Event(kind=current.kind, name=current.name))
+    feed.record(conn.info, feed.Event(kind=current.kind, name=current.name, status=status_only))
     return await require(conn, current.kind, current.name)
 
 

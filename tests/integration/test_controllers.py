@@ -1,0 +1,187 @@
+"""The controllers against a real store (SQLite and Postgres), in-process, clock injected:
+a status write wakes no spec watcher, provisioning waits on the feed rather than
+polling, and a tenant's reconcile reads and writes its rollouts once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from armillary.auth.keys import KeyRing
+from armillary.auth.sealing import Sealer
+from armillary.control import apply as applying
+from armillary.control.provisioning import Provisioner
+from armillary.control.tenants import TenantController
+from armillary.runtime.nodes import NodesRuntime
+from armillary.store import feed, provisioning_runs, repository
+from armillary.store.database import Database
+
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _stack(name: str, *, replicas: int = 1, components: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Stack",
+        "metadata": {"name": name},
+        "spec": {
+            "components": [
+                {"name": f"web{i}", "command": ["sleep", "60"], "replicas": replicas}
+                for i in range(components)
+            ]
+        },
+    }
+
+
+def _tenant(name: str, *, stack: str, org: str = "acme") -> dict[str, Any]:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {"org": org, "stack": stack},
+    }
+
+
+def _org(name: str) -> dict[str, Any]:
+    return {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": name}, "spec": {}}
+
+
+async def _apply(db: Database, *documents: dict[str, Any]) -> None:
+    await applying.apply(db, applying.parse_documents(list(documents)), prune=False, now=NOW)
+
+
+def _drain(queue: asyncio.Queue[feed.Event]) -> list[feed.Event]:
+    found = []
+    while not queue.empty():
+        found.append(queue.get_nowait())
+    return found
+
+
+class Statements:
+    """The SQL statements every engine sends while watched, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._waiters: list[tuple[str, asyncio.Event]] = []
+
+    def note(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.seen.append(statement)
+        for text, waiter in self._waiters:
+            if text in statement:
+                waiter.set()
+
+    def waiter(self, text: str) -> asyncio.Event:
+        """Set once a statement containing `text` is sent from now on."""
+        waiter = asyncio.Event()
+        self._waiters.append((text, waiter))
+        return waiter
+
+    def count(self, text: str) -> int:
+        return sum(text in s for s in self.seen)
+
+
+@contextmanager
+def _statements() -> Iterator[Statements]:
+    statements = Statements()
+    event.listen(Engine, "before_cursor_execute", statements.note)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", statements.note)
+
+
+# --- status writes and the feed --------------------------------------------------------
+
+
+async def test_a_tenant_status_write_wakes_no_spec_watcher(store: Database) -> None:
+    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    specs = store.feed.subscribe()  # as the controller drivers subscribe
+    statuses = store.feed.subscribe(status=True)
+    controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
+    try:
+        await controller.reconcile("t1")  # no node: the replica is unplaced, said in status
+        heard_specs, heard_statuses = _drain(specs), _drain(statuses)
+    finally:
+        store.feed.unsubscribe(specs)
+        store.feed.unsubscribe(statuses)
+    async with store.read() as conn:
+        stored = await repository.require(conn, "Tenant", "t1")
+    assert stored.status["conditions"], "the reconcile wrote a status"
+    # Whoever waits on status hears of it; the drivers (tenants, schedules) do not, so
+    # the tenant is not queued again and the schedule controller is not woken.
+    assert feed.Event(kind="Tenant", name="t1", status=True) in heard_statuses
+    assert [e for e in heard_specs if e.kind == "Tenant"] == []
+
+
+async def test_status_callbacks_only_when_asked(store: Database) -> None:
+    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    spec_seen: list[feed.Event] = []
+    all_seen: list[feed.Event] = []
+    stop_specs = store.feed.watch(spec_seen.append)
+    stop_all = store.feed.watch(all_seen.append, status=True)
+    try:
+        async with store.write() as conn:
+            await repository.write_status(
+                conn, kind="Tenant", name="t1", status={"x": 1}, expected_version=None, now=NOW
+            )
+        await _apply(store, _tenant("t1", stack="s", org="other"))
+    finally:
+        stop_specs()
+        stop_all()
+    assert spec_seen == [feed.Event(kind="Tenant", name="t1")]
+    assert all_seen == [
+        feed.Event(kind="Tenant", name="t1", status=True),
+        feed.Event(kind="Tenant", name="t1"),
+    ]
+
+
+# --- provisioning waits on the feed ----------------------------------------------------
+
+
+async def _settled(db: Database, run_id: str, runs: asyncio.Queue[feed.Event]) -> str:
+    """The run's state once it ended; `runs` is a status subscription taken before."""
+    async with asyncio.timeout(30):
+        while True:
+            state = (await provisioning_runs.get(db, run_id)).state
+            if state not in ("pending", "running"):
+                return state
+            while (await runs.get()) != feed.Event(kind="ProvisionRun", name=run_id, status=True):
+                pass
+
+
+async def test_provisioning_wakes_on_the_tenant_status_not_a_poll(store: Database) -> None:
+    """The deploy step waits for Ready with a fallback poll of an hour: only the feed's
+    word that the tenant's status changed can end its wait within the test."""
+    await _apply(store, _stack("s", replicas=1))
+    sealer = Sealer(KeyRing(current=b"k" * 32), purpose="provisioning-tokens")
+    provisioner = Provisioner(store, sealer=sealer, poll_s=3600.0)
+    controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
+    runs = store.feed.subscribe(status=True)
+    try:
+        with _statements() as seen:
+            run, _ = await provisioner.submit(
+                {"org": "acme", "tenant": "t1", "stack": "s"},
+                action="provision",
+                idempotency_key=None,
+            )
+            # The deploy step has looked (the tenant is not Ready: no status yet) once it
+            # reads the tenant's allocations for failed jobs; then it waits.
+            looked = seen.waiter("FROM allocations")
+            async with asyncio.timeout(30):
+                await looked.wait()
+            await _apply(store, _stack("s", replicas=0))
+            await controller.reconcile("t1")  # Ready: nothing to run
+            state = await _settled(store, run.id, runs)
+            allocation_reads = seen.count("FROM allocations")
+    finally:
+        store.feed.unsubscribe(runs)
+        await provisioner.close()
+    assert state == "succeeded", (await provisioning_runs.get(store, run.id)).error
+    # One look before the wait and one after the word (plus the reconcile, seed jobs
+    # and verify): no polling loop ran.
+    assert allocation_reads <= 5, allocation_reads
