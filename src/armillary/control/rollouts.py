@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from armillary import timestamps
-from armillary.control import revisions
+from armillary.control import revisions, tenant_status
 from armillary.runtime import nodes as nodes_runtime
 from armillary.runtime.instance import Instance, Template, template_from_json, template_to_json
 from armillary.store import rollouts
@@ -93,8 +93,8 @@ class Rollouts:
             await rollouts.remove_tenant(conn, tenant)
 
 
-def status(plan: Plan) -> tuple[dict[str, Any], list[str], list[str]]:
-    """(status.rollouts, problems for Degraded, held changes for Progressing)."""
+def status(plan: Plan) -> tenant_status.Revisions:
+    """What the plan decided, as the tenant's status shows it."""
     summary: dict[str, Any] = {}
     problems: list[str] = []
     held: list[str] = []
@@ -120,7 +120,7 @@ def status(plan: Plan) -> tuple[dict[str, Any], list[str], list[str]]:
             entry["held"] = decided.choice.held
             held.append(f"{component}: {decided.choice.held}")
         summary[component] = entry
-    return summary, problems, held
+    return tenant_status.Revisions(summary=summary, problems=tuple(problems), held=tuple(held))
 
 
 async def _wave(conn: Tx, tenant: str, template: Template) -> revisions.Wave:

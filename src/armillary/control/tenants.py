@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from armillary.control import conditions, instances, rollouts
+from armillary.control import conditions, instances, rollouts, tenant_status
 from armillary.control.driver import Result
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
@@ -92,19 +92,26 @@ class TenantController:
                 return Result()
             return Result(requeue_after_s=1.0)
         if stack_row is None:
-            tenant = Tenant.model_validate(stored.document())
-            status = _status_without_stack(stored, tenant, now)
-            await self._write_status(key, stored, status)
+            missing = tenant_status.without_stack(
+                generation=stored.generation, stack=str(stored.spec.get("stack"))
+            )
+            await self._write_status(key, stored, missing.document(now=now))
             return Result()
         plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await self._runtime.converge(key, plan.instance, now=now)
         rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
-        status = _status(stored, stack_row.generation, outcome, now, rollouts.status(plan))
-        await self._write_status(key, stored, status)
+        status = tenant_status.build(
+            generation=stored.generation,
+            stack_generation=stack_row.generation,
+            observed=outcome.step.components,
+            idle=outcome.step.idle,
+            unplaced=outcome.unplaced,
+            revisions=rollouts.status(plan),
+        )
+        await self._write_status(key, stored, status.document(now=now))
         if rolled_back:
             return Result(requeue_after_s=ROLLBACK_NOW_S)
-        progressing = conditions.is_true(status, "Progressing")
-        return Result(requeue_after_s=PROGRESS_RECHECK_S if progressing else None)
+        return Result(requeue_after_s=PROGRESS_RECHECK_S if status.progressing.value else None)
 
     async def _write_status(
         self, key: str, stored: repository.Stored, status: dict[str, Any]
@@ -123,76 +130,6 @@ class TenantController:
             )
 
 
-def _status(
-    stored: repository.Stored,
-    stack_generation: int,
-    outcome: nodes_runtime.Outcome,
-    now: dt.datetime,
-    revisions: tuple[dict[str, Any], list[str], list[str]],
-) -> dict[str, Any]:
-    components: dict[str, Any] = {}
-    desired = ready = updated = 0
-    summary, rollout_problems, held = revisions
-    problems: list[str] = []
-    waiting: list[str] = []
-    all_ready = True
-    for name, seen in outcome.step.components.items():
-        entry: dict[str, Any] = {
-            "desired": seen.desired,
-            "ready": seen.ready,
-            "updated": seen.updated,
-        }
-        if seen.waiting_for:
-            entry["waitingFor"] = list(seen.waiting_for)
-            waiting.append(f"{name} waits for {', '.join(seen.waiting_for)}")
-        if seen.problems:
-            entry["problems"] = list(seen.problems)
-            problems.extend(f"{name}: {p}" for p in seen.problems)
-        if name in outcome.unplaced:
-            entry["unplaced"] = outcome.unplaced[name]
-            problems.append(f"{name}: {outcome.unplaced[name]}")
-        components[name] = entry
-        desired += seen.desired
-        ready += min(seen.ready, seen.desired)
-        updated += min(seen.updated, seen.desired)
-        component_ready = seen.done if seen.job else seen.ready >= seen.desired
-        stale = seen.total > seen.desired or seen.updated < seen.desired
-        all_ready = all_ready and component_ready and not stale and not seen.problems
-    converged = all_ready and outcome.step.idle and not outcome.unplaced
-    problems.extend(rollout_problems)  # the tenant may be Ready (on the old revision) and Degraded
-    ready_reason = "AllReplicasReady" if converged else ("Degraded" if problems else "Progressing")
-    ready_message = (
-        f"{ready}/{desired} replicas ready"
-        if converged
-        else "; ".join(problems or waiting or [f"{ready}/{desired} replicas ready"])
-    )
-    progressing_reason = "Converged" if converged else ("Stalled" if problems else "RollingOut")
-    return {
-        "observedGeneration": stored.generation,
-        "stackGeneration": stack_generation,
-        "replicas": {"desired": desired, "ready": ready, "updated": updated},
-        "components": components,
-        **({"rollouts": summary} if summary else {}),
-        "conditions": [
-            conditions.make("Ready", converged, ready_reason, ready_message, now),
-            conditions.make(
-                "Progressing",
-                not converged and not problems,
-                "RolloutHeld" if held and converged else progressing_reason,
-                "; ".join(held or waiting) or f"{updated}/{desired} replicas updated",
-                now,
-            ),
-            conditions.make(
-                "Degraded",
-                bool(problems),
-                "ReplicasFailing" if problems else "None",
-                "; ".join(problems) or "no problems",
-                now,
-            ),
-        ],
-    }
-
-
 def _secret_names(tenant: repository.Stored) -> set[str]:
     """The Secrets a stored Tenant uses (their versions are part of its replicas' hashes)."""
     return {str(use["name"]) for use in tenant.spec.get("secrets", [])}
@@ -200,17 +137,3 @@ def _secret_names(tenant: repository.Stored) -> set[str]:
 
 def _holds(status: dict[str, Any]) -> bool:
     return any("held" in entry for entry in status.get("rollouts", {}).values())
-
-
-def _status_without_stack(
-    stored: repository.Stored, tenant: Tenant, now: dt.datetime
-) -> dict[str, Any]:
-    message = f"stack {tenant.spec.stack!r} does not exist; apply it (running replicas are kept)"
-    return {
-        "observedGeneration": stored.generation,
-        "conditions": [
-            conditions.make("Ready", False, "StackNotFound", message, now),
-            conditions.make("Progressing", False, "StackNotFound", message, now),
-            conditions.make("Degraded", True, "StackNotFound", message, now),
-        ],
-    }
