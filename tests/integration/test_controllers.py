@@ -16,6 +16,7 @@ from armillary.auth.keys import KeyRing
 from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
 from armillary.control.provisioning import Provisioner
+from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import feed, provisioning_runs, repository
@@ -185,3 +186,86 @@ async def test_provisioning_wakes_on_the_tenant_status_not_a_poll(store: Databas
     # One look before the wait and one after the word (plus the reconcile, seed jobs
     # and verify): no polling loop ran.
     assert allocation_reads <= 5, allocation_reads
+
+
+# --- the tenant controller, clock injected ---------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+async def _tenant_row(db: Database, name: str) -> repository.Stored:
+    async with db.read() as conn:
+        return await repository.require(conn, "Tenant", name)
+
+
+def _condition(stored: repository.Stored, kind: str) -> dict[str, Any]:
+    return next(c for c in stored.status["conditions"] if c["type"] == kind)
+
+
+async def test_tenant_status_is_stamped_by_the_injected_clock(store: Database) -> None:
+    await _apply(store, _org("acme"), _stack("s", replicas=1), _tenant("t1", stack="s"))
+    clock = Clock(NOW)
+    controller = TenantController(store, NodesRuntime(store), clock=clock)
+    result = await controller.reconcile("t1")  # no node takes the replica
+    first = await _tenant_row(store, "t1")
+    assert result.requeue_after_s is None  # stalled: the next node or change brings it back
+    assert _condition(first, "Degraded")["status"] == "True"
+    assert _condition(first, "Degraded")["lastTransitionTime"] == "2026-12-01T12:00:00Z"
+    # An hour on, the same truths: nothing is written.
+    clock.now = NOW + dt.timedelta(hours=1)
+    await controller.reconcile("t1")
+    assert (await _tenant_row(store, "t1")).resource_version == first.resource_version
+    # Nothing to run: Ready, as of the clock's time.
+    await _apply(store, _stack("s", replicas=0))
+    result = await controller.reconcile("t1")
+    ready = _condition(await _tenant_row(store, "t1"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "AllReplicasReady")
+    assert ready["lastTransitionTime"] == "2026-12-01T13:00:00Z"
+    assert result.requeue_after_s is None
+
+
+async def test_a_tenant_given_up_on_says_why_and_keeps_its_counts(store: Database) -> None:
+    await _apply(store, _org("acme"), _stack("s", replicas=0), _tenant("t1", stack="s"))
+    clock = Clock(NOW)
+    controller = TenantController(store, NodesRuntime(store), clock=clock)
+    await controller.reconcile("t1")
+    clock.now = NOW + dt.timedelta(minutes=5)
+    await controller.give_up("t1", "release web@1.2 names no commit")
+    stored = await _tenant_row(store, "t1")
+    ready, degraded = _condition(stored, "Ready"), _condition(stored, "Degraded")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "ReconcileFailed",
+        "release web@1.2 names no commit",
+    )
+    assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileFailed")
+    assert degraded["lastTransitionTime"] == "2026-12-01T12:05:00Z"
+    assert stored.status["replicas"] == {"desired": 0, "ready": 0, "updated": 0}
+
+
+async def test_a_schedule_given_up_on_says_why(store: Database) -> None:
+    schedule = {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Schedule",
+        "metadata": {"name": "t1-nightly"},
+        "spec": {"tenant": "t1", "component": "web0", "cron": "0 * * * *"},
+    }
+    await _apply(store, _org("acme"), _stack("s", replicas=0), _tenant("t1", stack="s"), schedule)
+    controller = ScheduleController(store, NodesRuntime(store), clock=lambda: NOW)
+    await controller.reconcile("t1-nightly")
+    await controller.give_up("t1-nightly", "the job's release is unreadable")
+    async with store.read() as conn:
+        stored = await repository.require(conn, "Schedule", "t1-nightly")
+    ready = _condition(stored, "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "ReconcileFailed",
+        "the job's release is unreadable",
+    )
+    assert _condition(stored, "Degraded")["status"] == "True"

@@ -113,6 +113,18 @@ class TenantController:
             return Result(requeue_after_s=ROLLBACK_NOW_S)
         return Result(requeue_after_s=PROGRESS_RECHECK_S if status.progressing.value else None)
 
+    async def give_up(self, key: str, reason: str) -> None:
+        """Say in the tenant's status that its reconcile failed for good, and why; its
+        counts are kept as they were last seen."""
+        async with self._db.read() as conn:
+            stored = await repository.get(conn, "Tenant", key)
+        if stored is None:
+            return
+        failed = tenant_status.failed(generation=stored.generation, reason=reason)
+        await self._write_status(
+            key, stored, {**stored.status, **failed.document(now=self._clock())}
+        )
+
     async def _write_status(
         self, key: str, stored: repository.Stored, status: dict[str, Any]
     ) -> None:
