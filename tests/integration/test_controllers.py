@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,19 +21,27 @@ from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import feed, provisioning_runs, repository
+from armillary.store import rollouts as rollout_store
 from armillary.store.database import Database
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def _stack(name: str, *, replicas: int = 1, components: int = 1) -> dict[str, Any]:
+def _stack(
+    name: str, *, replicas: int = 1, components: int = 1, version: str = "1"
+) -> dict[str, Any]:
     return {
         "apiVersion": "armillary.dev/v1",
         "kind": "Stack",
         "metadata": {"name": name},
         "spec": {
             "components": [
-                {"name": f"web{i}", "command": ["sleep", "60"], "replicas": replicas}
+                {
+                    "name": f"web{i}",
+                    "command": ["sleep", "60"],
+                    "env": {"V": version},
+                    "replicas": replicas,
+                }
                 for i in range(components)
             ]
         },
@@ -269,3 +278,42 @@ async def test_a_schedule_given_up_on_says_why(store: Database) -> None:
         "the job's release is unreadable",
     )
     assert _condition(stored, "Degraded")["status"] == "True"
+
+
+# --- one read, one decision, one write -------------------------------------------------
+
+
+async def _rollout_statements(store: Database, tenant: str, *, components: int) -> list[str]:
+    """The statements on the rollouts table of the reconcile that follows a change of
+    every component of `tenant`'s stack (nothing to run, so each revision completes in
+    the same reconcile that starts it)."""
+    stack = f"{tenant}-stack"
+    await _apply(
+        store, _stack(stack, replicas=0, components=components), _tenant(tenant, stack=stack)
+    )
+    controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
+    await controller.reconcile(tenant)
+    await _apply(store, _stack(stack, replicas=0, components=components, version="2"))
+    with _statements() as seen:
+        await controller.reconcile(tenant)
+    async with store.read() as conn:
+        history = await rollout_store.history(conn, tenant)
+    assert [(r.revision, r.state) for r in history] == [
+        (1, "complete"),
+        (2, "complete"),
+    ] * components
+    return [s for s in seen.seen if re.search(r"\brollouts\b", s)]
+
+
+async def test_a_reconcile_reads_and_writes_its_rollouts_once_whatever_its_size(
+    store: Database,
+) -> None:
+    await _apply(store, _org("acme"))
+    one = await _rollout_statements(store, "small", components=1)
+    three = await _rollout_statements(store, "large", components=3)
+    # One read (the revisions), the choice written once (a revision started per
+    # component, the history pruned), the step's outcome written once (each ended):
+    # as many statements for three components as for one.
+    verbs = [s.split(None, 1)[0].upper() for s in one]
+    assert verbs == ["SELECT", "INSERT", "DELETE", "UPDATE"], one
+    assert three == one

@@ -1,13 +1,16 @@
 """The tenant controller: keeps each tenant's replicas converged on its stack.
 
-`reconcile(tenant)` re-reads the Tenant, its Stack and the Releases they pin,
-expands them into templates, lets `control.rollouts` decide which revision of each
-component runs (rolling back a failed change, holding a release's wave), asks the
-runtime for one step toward that, closes the revisions that ended, and writes the
-tenant's status: counts per component, revisions, and the conditions Ready,
-Progressing and Degraded with the reason in words. A deleted tenant has its replicas
-removed. Every event (the tenant, its stack, a release, its allocations' reports, a
-node) only brings the key back here.
+`reconcile(tenant)` reads the Tenant, its Stack and the Releases they pin (one read
+transaction) and expands them into templates; `control.rollouts` decides which
+revision of each component runs (rolling back a failed change, holding a release's
+wave) on one read of the tenant's revisions and writes what it started in the same
+transaction; the runtime takes one step toward that; then the revisions the step
+ended and the tenant's status (`control.tenant_status`: counts per component,
+revisions, the conditions Ready, Progressing and Degraded with the reason in words)
+are written together, once, and only if something changed. A deleted tenant has its
+replicas removed. Every event (the tenant's spec, its stack, a release, its
+allocations' reports, a node) only brings the key back here; the status written here
+does not (the driver watches specs only).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import allocations, repository
+from armillary.store import rollouts as rollout_store
 from armillary.store.database import Database
 from armillary.store.feed import Event
 
 PROGRESS_RECHECK_S = 5.0
 ROLLBACK_NOW_S = 0.05
+NOTHING_ENDED = rollout_store.Changes()
 
 
 def _utc_now() -> dt.datetime:
@@ -95,11 +100,11 @@ class TenantController:
             missing = tenant_status.without_stack(
                 generation=stored.generation, stack=str(stored.spec.get("stack"))
             )
-            await self._write_status(key, stored, missing.document(now=now))
+            await self._write_status(key, stored, missing.document(now=now), now=now)
             return Result()
         plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await self._runtime.converge(key, plan.instance, now=now)
-        rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
+        ended = rollouts.judge(key, plan, outcome, now=now)
         status = tenant_status.build(
             generation=stored.generation,
             stack_generation=stack_row.generation,
@@ -108,8 +113,8 @@ class TenantController:
             unplaced=outcome.unplaced,
             revisions=rollouts.status(plan),
         )
-        await self._write_status(key, stored, status.document(now=now))
-        if rolled_back:
+        await self._write_status(key, stored, status.document(now=now), now=now, ended=ended)
+        if rollouts.failed(ended):  # roll back at once
             return Result(requeue_after_s=ROLLBACK_NOW_S)
         return Result(requeue_after_s=PROGRESS_RECHECK_S if status.progressing.value else None)
 
@@ -120,26 +125,38 @@ class TenantController:
             stored = await repository.get(conn, "Tenant", key)
         if stored is None:
             return
+        now = self._clock()
         failed = tenant_status.failed(generation=stored.generation, reason=reason)
         await self._write_status(
-            key, stored, {**stored.status, **failed.document(now=self._clock())}
+            key, stored, {**stored.status, **failed.document(now=now)}, now=now
         )
 
     async def _write_status(
-        self, key: str, stored: repository.Stored, status: dict[str, Any]
+        self,
+        key: str,
+        stored: repository.Stored,
+        status: dict[str, Any],
+        *,
+        now: dt.datetime,
+        ended: rollout_store.Changes = NOTHING_ENDED,
     ) -> None:
+        """One write: the revisions the step ended (as of `now`, when the step
+        observed their end), and the status if it changed."""
         status = conditions.keep_transition_times(stored.status, status)
-        if status == stored.status:
+        if status == stored.status and not ended:
             return
         async with self._db.write() as conn:
-            await repository.write_status(
-                conn,
-                kind="Tenant",
-                name=key,
-                status=status,
-                expected_version=None,
-                now=self._clock(),
-            )
+            if ended:
+                await rollout_store.save(conn, ended, now=now)
+            if status != stored.status:
+                await repository.write_status(
+                    conn,
+                    kind="Tenant",
+                    name=key,
+                    status=status,
+                    expected_version=None,
+                    now=now,
+                )
 
 
 def _secret_names(tenant: repository.Stored) -> set[str]:
