@@ -16,6 +16,7 @@ from sqlalchemy import Engine, event
 from armillary.auth.keys import KeyRing
 from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
+from armillary.control.driver import Driver, Result
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
@@ -126,6 +127,73 @@ async def test_a_tenant_status_write_wakes_no_spec_watcher(store: Database) -> N
     # the tenant is not queued again and the schedule controller is not woken.
     assert feed.Event(kind="Tenant", name="t1", status=True) in heard_statuses
     assert [e for e in heard_specs if e.kind == "Tenant"] == []
+
+
+class CountedTenants(TenantController):
+    """The real tenant controller, noting each key it reconciles."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, NodesRuntime(db), clock=lambda: NOW)
+        self.reconciled: list[str] = []
+        self.seen_last = asyncio.Event()
+
+    async def reconcile(self, key: str) -> Result:
+        self.reconciled.append(key)
+        result = await super().reconcile(key)
+        if key == "last":
+            self.seen_last.set()
+        return result
+
+
+class CountedSchedules(ScheduleController):
+    """The real schedule controller, noting each Tenant event it is woken by."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, NodesRuntime(db), clock=lambda: NOW)
+        self.woken_by: list[str] = []
+        self.seen_last = asyncio.Event()
+
+    async def keys_for(self, event: feed.Event) -> set[str]:
+        if event.kind == "Tenant":
+            self.woken_by.append(event.name)
+            if event.name == "last":
+                self.seen_last.set()
+        return await super().keys_for(event)
+
+
+async def test_the_drivers_are_not_woken_by_the_status_a_reconcile_writes(
+    store: Database,
+) -> None:
+    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    tenants, schedules = CountedTenants(store), CountedSchedules(store)
+    never = asyncio.Event()
+
+    async def no_second_resync(_seconds: float) -> None:
+        await never.wait()
+
+    drivers = [
+        Driver(controller, store.feed, workers=1, sleep=no_second_resync)
+        for controller in (tenants, schedules)
+    ]
+    statuses = store.feed.subscribe(status=True)
+    tasks = [asyncio.create_task(d.run()) for d in drivers]
+    try:
+        async with asyncio.timeout(30):  # the first resync reconciles t1, which writes status
+            while (await statuses.get()).name != "t1":
+                pass
+        # A last spec event: each driver takes events, and its one worker keys, in order,
+        # so anything the status write had queued or woken comes before it.
+        store.feed.publish([feed.Event(kind="Tenant", name="last")])
+        async with asyncio.timeout(30):
+            await tenants.seen_last.wait()
+            await schedules.seen_last.wait()
+    finally:
+        store.feed.unsubscribe(statuses)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert tenants.reconciled == ["t1", "last"]
+    assert schedules.woken_by == ["last"]
 
 
 async def test_status_callbacks_only_when_asked(store: Database) -> None:
