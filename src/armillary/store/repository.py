@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -113,6 +114,16 @@ async def get(conn: AsyncConnection, kind: str, name: str) -> Stored | None:
     )
     row = result.first()
     return _stored(row) if row is not None else None
+
+
+async def get_many(conn: AsyncConnection, kind: str, names: Collection[str]) -> dict[str, Stored]:
+    """The resources of `kind` named in `names` that exist, by name: one query."""
+    if not names:
+        return {}
+    result = await conn.execute(
+        select(resources).where(resources.c.kind == kind, resources.c.name.in_(sorted(names)))
+    )
+    return {row.name: _stored(row) for row in result}
 
 
 async def require(conn: AsyncConnection, kind: str, name: str) -> Stored:
