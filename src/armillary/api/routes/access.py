@@ -212,8 +212,9 @@ class TenantTokenRequest(Strict):
     **openapi.answer(wire.TenantToken, 404),
 )
 async def mint_tenant_token(
-    tenant: str, body: TenantTokenRequest, request: Request, db: Db, _who: Developer
+    tenant: str, request: Request, db: Db, _who: Developer, body: TenantTokenRequest | None = None
 ) -> dict[str, Any]:
+    body = body or TenantTokenRequest()  # every field has a default: no body is fine
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
     token, claims = tenant_tokens.mint(

@@ -76,8 +76,14 @@ class UndoRequest(BaseModel):
     **openapi.answer(wire.Undone, 404, 409),
 )
 async def undo_rollout(
-    tenant: str, component: str, body: UndoRequest, request: Request, db: Db, _who: Developer
+    tenant: str,
+    component: str,
+    request: Request,
+    db: Db,
+    _who: Developer,
+    body: UndoRequest | None = None,
 ) -> dict[str, Any]:
+    body = body or UndoRequest()  # every field has a default: no body is fine
     audit.note(request, kind="Tenant", name=tenant, extra={"component": component})
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
