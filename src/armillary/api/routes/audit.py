@@ -27,22 +27,30 @@ MAX_LIMIT = 1000
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL: refuse it as input, not fail
 Text = Annotated[str | None, Query(min_length=1, max_length=300, pattern=NO_NUL)]
 _DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+    r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
 )
 
 
 def _date_time_text(value: object) -> object:
-    """Only a date and time as text: pydantic alone would take `0.5` as a Unix time,
-    which the OpenAPI document (`format: date-time`) does not promise."""
+    """Only a date, or a date and time, as text: pydantic alone would take `0.5` as a
+    Unix time, which the OpenAPI document (`date-time` or `date`) does not promise."""
     if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
-        raise ValueError("expected an ISO 8601 date and time such as 2026-12-01T10:00:00Z")
+        raise ValueError("expected an ISO 8601 time such as 2026-12-01T10:00:00Z or a date")
     return value
 
 
 Instant = Annotated[
     dt.datetime | None,
     BeforeValidator(_date_time_text),
-    Query(description="ISO 8601 date and time; naive means UTC"),
+    Query(
+        description="ISO 8601 date and time, or a date (its midnight); naive means UTC",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ]
+        },
+    ),
 ]
 
 
