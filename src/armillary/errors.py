@@ -9,6 +9,7 @@
     ├── Unauthorized       no credentials, or credentials we do not accept
     ├── Forbidden          credentials accepted, action not allowed
     ├── TemporaryError     try again after `delay_s` (controllers back off)
+    │   └── RateLimited    over a rate limit (429); `delay_s` from Retry-After
     └── PermanentError     retrying will not help; surface it
 
 The API turns each into an application/problem+json response with its own status
@@ -120,6 +121,13 @@ class TemporaryError(ArmillaryError):
     def __init__(self, message: str, *, delay_s: float = 1.0) -> None:
         self.delay_s = delay_s
         super().__init__(message)
+
+
+class RateLimited(TemporaryError):
+    """Over a rate limit: try again after `delay_s` seconds (the answer's Retry-After)."""
+
+    status_code = 429
+    title = "Too many requests"
 
 
 class PermanentError(ArmillaryError):

@@ -446,3 +446,13 @@ class WebhookAnswer(Answer):
     duplicate: bool | None = None
     challenge: str | None = None
     handshake: str | None = None
+
+
+class ExecEvent(Answer):
+    """One NDJSON line of an exec: a chunk of output (`fd`, base64 `data`), then the
+    `exit_code` (none if it timed out), or an `error` when the node went away."""
+
+    fd: Literal["stdout", "stderr"] | None = None
+    data: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
