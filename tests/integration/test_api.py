@@ -134,6 +134,8 @@ def test_wrong_method_is_405(server: ServerProcess) -> None:
         response = http.patch("/api/v1/orgs/x", json={})
     assert response.status_code == 405
     assert response.headers["content-type"] == "application/problem+json"
+    # Every method the path answers, though each is a route of its own.
+    assert response.headers["allow"] == "DELETE, GET, PUT"
 
 
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:

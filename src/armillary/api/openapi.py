@@ -69,13 +69,15 @@ def _problem(status: int) -> dict[str, Any]:
     return response
 
 
-def answer(model: type[BaseModel] | None, *statuses: int, created: bool = False) -> dict[str, Any]:
+def answer(
+    model: type[BaseModel] | None, *statuses: int, also: dict[int, str] | None = None
+) -> dict[str, Any]:
     """Keyword arguments of a route decorator: it answers `model` (sent as the handler
-    built it: keys it left out stay out) and the error `statuses` of its own doing; with
-    `created`, 201 as well as the route's status (a PUT that creates)."""
+    built it: keys it left out stay out), the error `statuses` of its own doing, and
+    `also` other success statuses with the same model (status → when)."""
     responses = declared(*statuses)
-    if created:
-        responses[201] = {"description": "Created", "model": model}
+    for status, description in (also or {}).items():
+        responses[status] = {"description": description, "model": model}
     return {
         "response_model": model,
         "response_model_exclude_unset": True,

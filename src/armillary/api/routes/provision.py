@@ -72,7 +72,9 @@ def _provisioner(request: Request) -> Provisioner:
     "/tenants",
     status_code=202,
     summary="Provision a tenant: a recorded run of steps",
-    **openapi.answer(wire.ProvisionRun, 409),
+    **openapi.answer(
+        wire.ProvisionRun, 409, also={200: "The run this idempotency key already started"}
+    ),
 )
 async def provision(
     body: ProvisionRequest, request: Request, response: Response, _who: Developer
@@ -90,7 +92,9 @@ async def provision(
     "/tenants/{tenant}",
     status_code=202,
     summary="Deprovision a tenant: a recorded run",
-    **openapi.answer(wire.ProvisionRun, 404, 409),
+    **openapi.answer(
+        wire.ProvisionRun, 404, 409, also={200: "The run this idempotency key already started"}
+    ),
 )
 async def deprovision(
     tenant: str,

@@ -179,7 +179,7 @@ def _register(kind: kinds.Kind) -> None:
         apply_resource,
         methods=["PUT"],
         summary=f"Apply a {summary} (create, update or leave unchanged)",
-        **openapi.answer(wire.ResourceWritten, 409, created=True),
+        **openapi.answer(wire.ResourceWritten, 409, also={201: "Created"}),
         openapi_extra=openapi.body_of_kind(kind.name),
         operation_id=f"apply_{kind.plural}",
     )
