@@ -5,13 +5,15 @@ sleep is injected and only recorded, so nothing here waits."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from armillary import client
 from armillary.errors import RateLimited, TemporaryError
 
-NODES = {"items": []}
+NODES: dict[str, Any] = {"items": []}
 
 
 class Script:
@@ -41,7 +43,7 @@ class Script:
         )
 
 
-RUN = {
+RUN: dict[str, Any] = {
     "id": "r1",
     "action": "provision",
     "org": "acme",
