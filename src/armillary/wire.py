@@ -323,7 +323,7 @@ class ScheduledJob(Answer):
     cron: str | None = None
     time_zone: str | None = None
     concurrency_policy: str | None = None
-    starting_deadline_s: float | None = None
+    starting_deadline_s: int | None = None
     history_limit: int | None = None
     suspend: bool | None = None
     status: dict[str, Any]
