@@ -88,7 +88,13 @@ def answer(
 def body_of_kind(kind: str) -> dict[str, Any]:
     """`openapi_extra=` of a route whose body is one resource document of `kind`
     (taken as `Any` and checked by `control.apply`, which names each wrong place)."""
-    schema = {"$ref": f"#/components/schemas/{kind}"}
+    # The kind's model says `kind: string`; at this route only this kind is taken.
+    schema = {
+        "allOf": [
+            {"$ref": f"#/components/schemas/{kind}"},
+            {"properties": {"kind": {"const": kind}}},
+        ]
+    }
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
