@@ -1,16 +1,21 @@
 """The OpenAPI document, told truthfully: every error a route can answer is listed with
 its status code as `application/problem+json` (`wire.Problem`).
 
-Routes declare the errors of their own doing with `responses=problems.declared(...)`
-(404 for a name that is not there, 409, 410); `document(app)` adds what every route
-of a kind can answer, because a layer in front of the handlers answers it:
+Routes declare their answer model and the errors of their own doing with
+`**openapi.answer(wire.Model, 404, 409)` (404 for a name that is not there, 409,
+410); `document(app)` adds what every route of a kind can answer, because a layer
+in front of the handlers answers it:
 
 - 429 with `Retry-After` on everything under /api/ (`ratelimit.RateLimit`);
 - 401 and 403 on every route that needs a credential (`security.Allow`, and the
   CSRF check of a session), 404 on those a tenant token may call (another tenant's
   things answer 404, as if absent);
-- 413 and 422 on every route that takes a body (`limits.BodyLimit`, validation),
-  422 on every route with parameters (FastAPI's validation, answered as a problem).
+- 400, 413 and 422 on every route that takes a body (bytes that are not JSON,
+  `limits.BodyLimit`, validation), 422 on every route with parameters (FastAPI's
+  validation, answered as a problem).
+
+It also puts each kind's schema in the components, for the PUT of one resource
+(`body_of_kind`).
 
 `install(app)` makes the app serve this document at /api/v1/openapi.json.
 """
