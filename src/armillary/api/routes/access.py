@@ -154,7 +154,11 @@ class UserRequest(Strict):
     name: Annotated[
         str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": sessions.USER_NAME})
     ]
-    password: Annotated[str, Field(min_length=passwords.MIN_LENGTH, max_length=1024)]
+    # `passwords.check_strength` checks the length, with its own message
+    password: Annotated[
+        str,
+        Field(min_length=1, max_length=1024, json_schema_extra={"minLength": passwords.MIN_LENGTH}),
+    ]
     role: Annotated[str, Field(pattern=r"^(viewer|developer|admin)$")]
 
 
