@@ -1,22 +1,33 @@
-"""Typed HTTP client of the Armillary API, used by the CLI (and later the node daemon).
+"""Typed HTTP client of the Armillary API, used by the CLI.
 
-One async class: the CLI drives it with `asyncio.run` at its edge. Error responses
+One async class: the CLI drives it with `asyncio.run` at its edge. Answers come back
+as the models of `armillary.wire` (the same ones the server declares), so callers
+read attributes; `wire.dump(answer)` gives the JSON the server sent. Error responses
 (application/problem+json) come back as the matching `armillary.errors` exception,
 with the per-place issues of a 4xx kept, so callers print the same messages the
-server wrote.
+server wrote: 429 is `RateLimited` and 502/503/504 `TemporaryError`, each with the
+`Retry-After` delay.
+
+Idempotent requests (GET, HEAD, PUT, DELETE, and a POST that carries an idempotency
+key) answered 429/502/503/504 are sent again after a capped exponential backoff that
+waits at least Retry-After, a bounded number of times (`Retry`); then the error is
+raised. Other POSTs are never repeated: the first may have taken effect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
+from armillary import wire
 from armillary.errors import (
     ArmillaryError,
     Conflict,
@@ -25,6 +36,7 @@ from armillary.errors import (
     Invalid,
     Issue,
     NotFound,
+    RateLimited,
     TemporaryError,
     TooLarge,
     Unauthorized,
@@ -38,6 +50,9 @@ _BY_STATUS: dict[int, type[ArmillaryError]] = {
     409: Conflict,
     410: Gone,
 }
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+M = TypeVar("M", bound=BaseModel)
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Unreachable(ArmillaryError):
@@ -46,13 +61,49 @@ class Unreachable(ArmillaryError):
     title = "Server unreachable"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retry:
+    """How often, and after how long, an idempotent request is sent again."""
+
+    attempts: int = 4
+    """Sends in all, the first included."""
+    base_s: float = 0.5
+    cap_s: float = 10.0
+
+    def delay_s(self, attempt: int, retry_after_s: float | None) -> float | None:
+        """Seconds to wait before send `attempt + 1` (after `attempt` sends failed),
+        or None when no send is left or the server asked for a longer wait than the
+        cap: then the caller hears of it at once, with the server's delay."""
+        if attempt >= self.attempts:
+            return None
+        backoff = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
+        if retry_after_s is None:
+            return backoff
+        if retry_after_s > self.cap_s:
+            return None
+        return max(backoff, retry_after_s)
+
+
 class Client:
     """`async with Client(url, token) as api: await api.get("tenant", "acme")`."""
 
-    def __init__(self, url: str, token: str | None, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout_s: float = 30.0,
+        retry: Retry | None = None,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout_s)
+        self.retry = retry or Retry()
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+        )
 
     async def __aenter__(self) -> Client:
         return self
@@ -65,69 +116,74 @@ class Client:
     ) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise Unreachable(
-                f"cannot reach the Armillary server at {self.url} ({type(exc).__name__}); "
-                "is `armillary server` running? Set ARMILLARY_URL or --server to point elsewhere"
-            ) from None
-        if response.status_code >= 400:
-            raise _error(response)
-        return response.json()
+    async def _call(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> Any:
+        """The JSON answer of one request, sent again while it may be (see `Retry`)."""
+        repeatable = idempotent or method in IDEMPOTENT
+        attempt = 1
+        while True:
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise Unreachable(
+                    f"cannot reach the Armillary server at {self.url} ({type(exc).__name__}); "
+                    "is `armillary server` running? Set ARMILLARY_URL or --server to point "
+                    "elsewhere"
+                ) from None
+            if response.status_code < 400:
+                return response.json()
+            error = _error(response)
+            wait_s = (
+                self.retry.delay_s(attempt, _retry_after_s(response))
+                if repeatable and isinstance(error, TemporaryError)
+                else None
+            )
+            if wait_s is None:
+                raise error
+            await self._sleep(wait_s)
+            attempt += 1
 
-    async def list_kind(self, kind: str, *, selector: str | None = None) -> list[dict[str, Any]]:
+    async def _answer(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return model.model_validate(await self._call(method, path, **kwargs))
+
+    async def list_kind(self, kind: str, *, selector: str | None = None) -> list[wire.Resource]:
         params = {"selector": selector} if selector else None
-        body = await self._call("GET", f"/api/v1/{kinds.lookup(kind).plural}", params=params)
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        path = f"/api/v1/{kinds.lookup(kind).plural}"
+        return (await self._answer(wire.ResourceList, "GET", path, params=params)).items
 
-    async def get(self, kind: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", _path(kind, name))
-        return result
+    async def get(self, kind: str, name: str) -> wire.Resource:
+        return await self._answer(wire.Resource, "GET", _path(kind, name))
 
-    async def delete(self, kind: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("DELETE", _path(kind, name))
-        return result
+    async def delete(self, kind: str, name: str) -> wire.ResourceWritten:
+        return await self._answer(wire.ResourceWritten, "DELETE", _path(kind, name))
 
     async def apply(
         self, documents: list[dict[str, Any]], *, prune: bool = False
-    ) -> list[dict[str, Any]]:
-        body = await self._call(
-            "POST", "/api/v1/apply", json={"documents": documents, "prune": prune}
-        )
-        results: list[dict[str, Any]] = body["results"]
-        return results
+    ) -> list[wire.AppliedItem]:
+        body = {"documents": documents, "prune": prune}
+        return (await self._answer(wire.Applied, "POST", "/api/v1/apply", json=body)).results
 
     async def plan(
         self, documents: list[dict[str, Any]], *, prune: bool = False
-    ) -> list[dict[str, Any]]:
-        body = await self._call(
-            "POST", "/api/v1/plan", json={"documents": documents, "prune": prune}
-        )
-        changes: list[dict[str, Any]] = body["changes"]
-        return changes
+    ) -> list[wire.Change]:
+        body = {"documents": documents, "prune": prune}
+        return (await self._answer(wire.Plan, "POST", "/api/v1/plan", json=body)).changes
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        body = await self._call("GET", "/api/v1/nodes")
-        items: list[dict[str, Any]] = body["items"]
-        return items
+    async def nodes(self) -> list[wire.Node]:
+        return (await self._answer(wire.NodeList, "GET", "/api/v1/nodes")).items
 
-    async def set_schedulable(self, node: str, *, schedulable: bool) -> dict[str, Any]:
+    async def set_schedulable(self, node: str, *, schedulable: bool) -> wire.Node:
         verb = "uncordon" if schedulable else "cordon"
-        result: dict[str, Any] = await self._call(
-            "POST", f"/api/v1/nodes/{quote(node, safe='')}/{verb}"
-        )
-        return result
+        return await self._answer(wire.Node, "POST", f"/api/v1/nodes/{quote(node, safe='')}/{verb}")
 
     async def replicas(
         self, *, tenant: str | None = None, component: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[wire.Replica]:
         params = {k: v for k, v in {"tenant": tenant, "component": component}.items() if v}
-        body = await self._call("GET", "/api/v1/replicas", params=params)
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        return (
+            await self._answer(wire.ReplicaList, "GET", "/api/v1/replicas", params=params)
+        ).items
 
     async def logs(
         self, replica_id: str, *, follow: bool, tail: int | None, since_s: float | None
@@ -145,174 +201,144 @@ class Client:
 
     async def exec(
         self, replica_id: str, command: list[str], *, timeout_s: float | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[wire.ExecEvent]:
         """NDJSON events of a command run in a replica: {fd, data}… then {exit_code}."""
         path = f"/api/v1/replicas/{quote(replica_id, safe='')}/exec"
         body = {"command": command, "timeout_s": timeout_s}
         async with self._stream("POST", path, json=body, timeout=None) as response:
             async for line in response.aiter_lines():
                 if line.strip():
-                    event: dict[str, Any] = json.loads(line)
-                    yield event
+                    yield wire.ExecEvent.model_validate_json(line)
 
-    async def provision(self, request: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("POST", "/api/v1/provision/tenants", json=request)
-        return result
+    async def provision(self, request: dict[str, Any]) -> wire.ProvisionRun:
+        """Start a provisioning run; sent again on 429/503 only with an idempotency key."""
+        return await self._answer(
+            wire.ProvisionRun,
+            "POST",
+            "/api/v1/provision/tenants",
+            json=request,
+            idempotent=bool(request.get("idempotency_key")),
+        )
 
     async def deprovision(
         self, tenant: str, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> wire.ProvisionRun:
         params = {"idempotency_key": idempotency_key} if idempotency_key else None
         path = f"/api/v1/provision/tenants/{quote(tenant, safe='')}"
-        result: dict[str, Any] = await self._call("DELETE", path, params=params)
-        return result
+        return await self._answer(wire.ProvisionRun, "DELETE", path, params=params)
 
-    async def provision_run(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "GET", f"/api/v1/provision/runs/{quote(run_id, safe='')}"
-        )
-        return result
+    async def provision_run(self, run_id: str) -> wire.ProvisionRun:
+        path = f"/api/v1/provision/runs/{quote(run_id, safe='')}"
+        return await self._answer(wire.ProvisionRun, "GET", path)
 
-    async def collect_tenant_key(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/api/v1/provision/runs/{quote(run_id, safe='')}/token"
-        )
-        return result
+    async def collect_tenant_key(self, run_id: str) -> wire.TenantKey:
+        path = f"/api/v1/provision/runs/{quote(run_id, safe='')}/token"
+        return await self._answer(wire.TenantKey, "POST", path)
 
-    async def provision_runs(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+    async def provision_runs(self, *, tenant: str | None = None) -> list[wire.ProvisionRun]:
         params = {"tenant": tenant} if tenant else None
-        body = await self._call("GET", "/api/v1/provision/runs", params=params)
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        path = "/api/v1/provision/runs"
+        return (await self._answer(wire.ProvisionRunList, "GET", path, params=params)).items
 
-    async def rollouts(self, tenant: str, *, component: str | None = None) -> dict[str, Any]:
+    async def rollouts(self, tenant: str, *, component: str | None = None) -> wire.Rollouts:
         params = {"component": component} if component else None
-        result: dict[str, Any] = await self._call(
-            "GET", f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts", params=params
-        )
-        return result
+        path = f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts"
+        return await self._answer(wire.Rollouts, "GET", path, params=params)
 
     async def undo_rollout(
         self, tenant: str, component: str, *, to_revision: int | None = None
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST",
-            f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts/{quote(component, safe='')}/undo",
-            json={"to_revision": to_revision},
-        )
-        return result
+    ) -> wire.Undone:
+        path = f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts/{quote(component, safe='')}/undo"
+        return await self._answer(wire.Undone, "POST", path, json={"to_revision": to_revision})
 
-    async def scheduled_jobs(self) -> list[dict[str, Any]]:
+    async def scheduled_jobs(self) -> list[wire.ScheduledJob]:
         """Every schedule (Schedule resources and tenants' inline ones) with its status."""
-        body = await self._call("GET", "/api/v1/scheduled-jobs")
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        return (await self._answer(wire.ScheduledJobList, "GET", "/api/v1/scheduled-jobs")).items
 
-    async def run_schedule(self, name: str) -> dict[str, Any]:
+    async def run_schedule(self, name: str) -> wire.ScheduleRun:
         """Start a run of schedule `name` (`<tenant>/<name>` for an inline one) now."""
         path = f"/api/v1/schedules/{quote(name, safe='/')}/run"
-        result: dict[str, Any] = await self._call("POST", path)
-        return result
+        return await self._answer(wire.ScheduleRun, "POST", path)
 
-    async def schedule_runs(self, name: str) -> list[dict[str, Any]]:
+    async def schedule_runs(self, name: str) -> list[wire.ScheduleRun]:
         """The runs of schedule `name` still recorded, newest first."""
-        body = await self._call("GET", f"/api/v1/schedules/{quote(name, safe='/')}/runs")
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        path = f"/api/v1/schedules/{quote(name, safe='/')}/runs"
+        return (await self._answer(wire.ScheduleRunList, "GET", path)).items
 
     async def create_key(
         self, *, role: str, description: str = "", expires_in_s: int | None = None
-    ) -> dict[str, Any]:
+    ) -> wire.NewApiKey:
         body = {"role": role, "description": description, "expires_in_s": expires_in_s}
-        result: dict[str, Any] = await self._call("POST", "/api/v1/tokens", json=body)
-        return result
+        return await self._answer(wire.NewApiKey, "POST", "/api/v1/tokens", json=body)
 
-    async def keys(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = (await self._call("GET", "/api/v1/tokens"))["items"]
-        return items
+    async def keys(self) -> list[wire.ApiKey]:
+        return (await self._answer(wire.ApiKeyList, "GET", "/api/v1/tokens")).items
 
-    async def revoke_key(self, token_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/api/v1/tokens/{quote(token_id, safe='')}/revoke"
-        )
-        return result
+    async def revoke_key(self, token_id: str) -> wire.ApiKey:
+        path = f"/api/v1/tokens/{quote(token_id, safe='')}/revoke"
+        return await self._answer(wire.ApiKey, "POST", path)
 
-    async def tenant_token(self, tenant: str, *, ttl_s: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/api/v1/tenants/{quote(tenant, safe='')}/tokens", json={"ttl_s": ttl_s}
-        )
-        return result
+    async def tenant_token(self, tenant: str, *, ttl_s: int) -> wire.TenantToken:
+        path = f"/api/v1/tenants/{quote(tenant, safe='')}/tokens"
+        return await self._answer(wire.TenantToken, "POST", path, json={"ttl_s": ttl_s})
 
-    async def revoke_tenant_tokens(self, tenant: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/api/v1/tenants/{quote(tenant, safe='')}/tokens/revoke"
-        )
-        return result
+    async def revoke_tenant_tokens(self, tenant: str) -> wire.TenantTokensRevoked:
+        path = f"/api/v1/tenants/{quote(tenant, safe='')}/tokens/revoke"
+        return await self._answer(wire.TenantTokensRevoked, "POST", path)
 
-    async def create_user(self, *, name: str, password: str, role: str) -> dict[str, Any]:
+    async def create_user(self, *, name: str, password: str, role: str) -> wire.User:
         body = {"name": name, "password": password, "role": role}
-        result: dict[str, Any] = await self._call("POST", "/api/v1/users", json=body)
-        return result
+        return await self._answer(wire.User, "POST", "/api/v1/users", json=body)
 
-    async def users(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = (await self._call("GET", "/api/v1/users"))["items"]
-        return items
+    async def users(self) -> list[wire.User]:
+        return (await self._answer(wire.UserList, "GET", "/api/v1/users")).items
 
-    async def delete_user(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("DELETE", f"/api/v1/users/{quote(name, safe='')}")
-        return result
+    async def delete_user(self, name: str) -> wire.UserDeleted:
+        path = f"/api/v1/users/{quote(name, safe='')}"
+        return await self._answer(wire.UserDeleted, "DELETE", path)
 
     async def audit(
         self, filters: dict[str, str | int | None], *, before_id: int | None = None
-    ) -> dict[str, Any]:
-        """One page of the audit log, newest first: `{"items", "next"}`; pass `next` as
-        `before_id` for the page before. Filters: principal, kind, name, tenant, verb,
-        status, outcome, request_id, since, until (ISO 8601), limit."""
+    ) -> wire.AuditPage:
+        """One page of the audit log, newest first; pass its `next` as `before_id` for
+        the page before. Filters: principal, kind, name, tenant, verb, status, outcome,
+        request_id, since, until (ISO 8601), limit."""
         params = {k: v for k, v in filters.items() if v is not None}
         if before_id is not None:
             params["before_id"] = before_id
-        result: dict[str, Any] = await self._call("GET", "/api/v1/audit", params=params)
-        return result
+        return await self._answer(wire.AuditPage, "GET", "/api/v1/audit", params=params)
 
-    async def events(self, filters: dict[str, str | int | None]) -> list[dict[str, Any]]:
+    async def events(self, filters: dict[str, str | int | None]) -> list[wire.Event]:
         """Inbound webhook events, newest first. Filters: source, tenant, state, limit."""
         params = {k: v for k, v in filters.items() if v is not None}
-        result: dict[str, Any] = await self._call("GET", "/api/v1/events", params=params)
-        items: list[dict[str, Any]] = result["items"]
-        return items
+        return (await self._answer(wire.EventList, "GET", "/api/v1/events", params=params)).items
 
     async def start_agent_run(
         self, tenant: str, *, input: dict[str, Any], component: str | None = None
-    ) -> dict[str, Any]:
+    ) -> wire.AgentRun:
         """Queue a run of `tenant`'s agent with `input`; the run as queued."""
         body: dict[str, Any] = {"tenant": tenant, "input": input}
         if component is not None:
             body["component"] = component
-        result: dict[str, Any] = await self._call("POST", "/api/v1/agents/run", json=body)
-        return result
+        return await self._answer(wire.AgentRun, "POST", "/api/v1/agents/run", json=body)
 
-    async def agent_runs(self, filters: dict[str, str | int | None]) -> list[dict[str, Any]]:
+    async def agent_runs(self, filters: dict[str, str | int | None]) -> list[wire.AgentRun]:
         """Agent runs, newest first. Filters: tenant, state, event, limit."""
         params = {k: v for k, v in filters.items() if v is not None}
-        result: dict[str, Any] = await self._call("GET", "/api/v1/runs", params=params)
-        items: list[dict[str, Any]] = result["items"]
-        return items
+        return (await self._answer(wire.AgentRunList, "GET", "/api/v1/runs", params=params)).items
 
-    async def agent_run(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", f"/api/v1/runs/{quote(run_id, safe='')}")
-        return result
+    async def agent_run(self, run_id: str) -> wire.AgentRun:
+        return await self._answer(wire.AgentRun, "GET", f"/api/v1/runs/{quote(run_id, safe='')}")
 
-    async def retry_agent_run(self, run_id: str) -> dict[str, Any]:
+    async def retry_agent_run(self, run_id: str) -> wire.AgentRun:
         """Queue a failed or dead run again."""
         path = f"/api/v1/runs/{quote(run_id, safe='')}/retry"
-        result: dict[str, Any] = await self._call("POST", path)
-        return result
+        return await self._answer(wire.AgentRun, "POST", path)
 
-    async def reveal_secret(self, name: str) -> dict[str, Any]:
+    async def reveal_secret(self, name: str) -> wire.Resource:
         """Secret `name` with its values in clear (admin; the server audits it)."""
         path = f"/api/v1/secrets/{quote(name, safe='')}/reveal"
-        result: dict[str, Any] = await self._call("GET", path)
-        return result
+        return await self._answer(wire.Resource, "GET", path)
 
     @contextlib.asynccontextmanager
     async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
@@ -351,6 +377,16 @@ def _error(response: httpx.Response) -> ArmillaryError:
         return TooLarge(issues) if status == 413 else Invalid(issues)
     if status in _BY_STATUS:
         return _BY_STATUS[status](detail)
+    delay_s = _retry_after_s(response)
+    if status == 429:
+        return RateLimited(detail, delay_s=1.0 if delay_s is None else delay_s)
     if status in (502, 503, 504):
-        return TemporaryError(detail)
+        return TemporaryError(detail, delay_s=1.0 if delay_s is None else delay_s)
     return ArmillaryError(f"server error {status}: {detail}")
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds, if the answer has one in seconds (as this server sends
+    it; an HTTP date is not read, and the backoff alone applies)."""
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() else None

@@ -1,7 +1,13 @@
 """Schemathesis against the OpenAPI document of a real server, authenticated as admin,
-on SQLite and on Postgres: generated requests for every operation (coverage and
-fuzzing phases, and stateful sequences) must get no 5xx and no response that breaks
-the documented schema."""
+on SQLite and on Postgres, with every check (`--checks all`): generated requests for
+every operation (coverage and fuzzing phases, and stateful sequences) must get no
+5xx, no status code, content type, header or body the document does not describe,
+no schema-valid request refused and no schema-violating one accepted.
+
+The server's rate limits are set out of the way (`serverproc.ServerProcess` does it
+for every test); the per-operation settings, and why each is there, are in
+schemathesis.toml next to this file. About 2,000 requests per backend.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,20 @@ from pathlib import Path
 
 from tests.integration.serverproc import ServerProcess
 
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 
-def test_no_server_errors_and_no_schema_violations(server: ServerProcess, tmp_path: Path) -> None:
+
+def test_the_openapi_document_tells_the_truth(server: ServerProcess, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONFIG),
         "run",
         f"{server.url}/api/v1/openapi.json",
         "--header",
         f"Authorization: Bearer {server.token}",
         "--checks",
-        "not_a_server_error,response_schema_conformance",
+        "all",
         "--max-examples",
         "10",
         "--seed",
@@ -39,6 +49,6 @@ def test_no_server_errors_and_no_schema_violations(server: ServerProcess, tmp_pa
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         check=False,
     )
-    summary = done.stdout[-4000:]
+    summary = done.stdout[-6000:]
     assert done.returncode == 0, summary + done.stderr[-2000:]
     assert " passed" in summary and "failed" not in summary.split("SUMMARY")[-1], summary

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.requests import Request
 
+from armillary import wire
 from armillary.api import audit
 from armillary.auth.access import Principal
 from armillary.cli import audit as cli_audit
@@ -246,7 +247,8 @@ def test_cli_table_shows_generations_and_resources() -> None:
         "outcome": "configured",
     }
     bare = {**item, "kind": None, "generationBefore": None, "generationAfter": None}
-    lines = cli_audit.table([item, bare]).splitlines()
+    rows = [wire.AuditEntry.model_validate({**i, "detail": {}}) for i in (item, bare)]
+    lines = cli_audit.table(rows).splitlines()
     assert lines[0].split() == [
         "ID", "AT", "PRINCIPAL", "VERB", "PATH", "RESOURCE", "GEN", "STATUS", "OUTCOME"
     ]  # fmt: skip

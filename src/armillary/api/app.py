@@ -16,14 +16,15 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
 from armillary.api import audit as audit_log
-from armillary.api import context, headers, limits, problems, ratelimit
+from armillary.api import context, headers, limits, openapi, problems, ratelimit
 from armillary.api.hub import Hub
 from armillary.api.routes import (
     access,
@@ -173,6 +174,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(headers.SecurityHeaders)
     problems.install(app)
+    app.add_exception_handler(405, _method_not_allowed)
+    openapi.install(app)
     # Matched in this order, and matching walks the routes: the hottest paths first.
     app.include_router(webhooks.router)
     app.include_router(health.router)
@@ -217,6 +220,18 @@ def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Run
         api_url=settings.public_url(),
     )
     return runner.Runner(db, config, token_key=token_key)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with every method the path answers in `Allow`: Starlette names only those
+    of the first route whose path matched, and each method is a route of its own."""
+    allowed: set[str] = set()
+    for route in openapi.routes(request.app.routes):
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            allowed |= route.methods or set()
+    detail = f"{request.method} is not allowed here"
+    allow = ", ".join(sorted(allowed))
+    return problems.problem(405, "Method not allowed", detail, headers={"Allow": allow})
 
 
 class VersionRedirect:

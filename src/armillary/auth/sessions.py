@@ -27,7 +27,8 @@ from armillary.store.database import Tx
 COOKIE = "armillary_session"
 CSRF_HEADER = "x-csrf-token"
 MAX_COOKIE_LENGTH = 128
-_USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+USER_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_USER_NAME = re.compile(USER_NAME)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

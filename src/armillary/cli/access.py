@@ -8,10 +8,11 @@ signed and short-lived).
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
@@ -41,31 +42,31 @@ def create_key(
     """Create an API key and print it (this is the only time it is shown)."""
     lifetime = duration_s(expires, option="--expires") if expires else None
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.NewApiKey:
         return await api.create_key(role=role, description=description, expires_in_s=lifetime)
 
     created = call(ctx, work)
-    err.print(f"key {created['id']} ({created['role']}); shown once, store it now:")
-    out.print(created["token"], markup=False)
+    err.print(f"key {created.id} ({created.role}); shown once, store it now:")
+    out.print(created.token, markup=False)
 
 
 @tokens.command("list")
 def list_keys(ctx: typer.Context) -> None:
     """List API keys: id, role, description, dates (never their values)."""
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.ApiKey]:
         return await api.keys()
 
     rows = [["ID", "ROLE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED"]]
     for key in call(ctx, work):
         rows.append(
             [
-                key["id"],
-                key["role"],
-                key["description"],
-                key["createdAt"],
-                key.get("expiresAt") or "-",
-                key.get("revokedAt") or "-",
+                key.id,
+                key.role,
+                key.description,
+                key.created_at,
+                key.expires_at or "-",
+                key.revoked_at or "-",
             ]
         )
     out.print(output.align(rows), markup=False)
@@ -75,11 +76,11 @@ def list_keys(ctx: typer.Context) -> None:
 def revoke_key(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Revoke an API key: every request with it is refused from now on."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.ApiKey:
         return await api.revoke_key(key_id)
 
     revoked = call(ctx, work)
-    out.print(f"key {revoked['id']} revoked at {revoked['revokedAt']}")
+    out.print(f"key {revoked.id} revoked at {revoked.revoked_at}")
 
 
 @tokens.command("tenant")
@@ -91,22 +92,22 @@ def tenant_token(
     """Mint a short-lived token that may read only TENANT's own things."""
     ttl_s = duration_s(ttl, option="--ttl")
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.TenantToken:
         return await api.tenant_token(tenant, ttl_s=ttl_s)
 
     minted = call(ctx, work)
-    err.print(f"tenant token for {tenant}, expires {minted['expiresAt']}:")
-    out.print(minted["token"], markup=False)
+    err.print(f"tenant token for {tenant}, expires {minted.expires_at}:")
+    out.print(minted.token, markup=False)
 
 
 @tokens.command("revoke-tenant")
 def revoke_tenant(ctx: typer.Context, tenant: Annotated[str, typer.Argument()]) -> None:
     """Refuse every token issued to TENANT until now."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.TenantTokensRevoked:
         return await api.revoke_tenant_tokens(tenant)
 
-    out.print(f"tokens of {tenant} issued before {call(ctx, work)['revokedBefore']} are refused")
+    out.print(f"tokens of {tenant} issued before {call(ctx, work).revoked_before} are refused")
 
 
 @users.command("create")
@@ -124,23 +125,23 @@ def create_user(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.User:
         return await api.create_user(name=name, password=password, role=role)
 
     created = call(ctx, work)
-    out.print(f"user/{created['name']} created ({created['role']})")
+    out.print(f"user/{created.name} created ({created.role})")
 
 
 @users.command("list")
 def list_users(ctx: typer.Context) -> None:
     """List dashboard users and whether they are locked out."""
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.User]:
         return await api.users()
 
     rows = [["NAME", "ROLE", "CREATED", "LOCKED UNTIL"]]
     for user in call(ctx, work):
-        rows.append([user["name"], user["role"], user["createdAt"], user.get("lockedUntil") or "-"])
+        rows.append([user.name, user.role, user.created_at, user.locked_until or "-"])
     out.print(output.align(rows), markup=False)
 
 
@@ -148,7 +149,7 @@ def list_users(ctx: typer.Context) -> None:
 def delete_user(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
     """Delete a user and close their sessions."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.UserDeleted:
         return await api.delete_user(name)
 
     call(ctx, work)

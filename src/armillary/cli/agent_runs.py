@@ -18,6 +18,7 @@ import typer
 from rich.live import Live
 from rich.text import Text
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -31,19 +32,19 @@ ENDED = {"succeeded", "dead"}
 POLL_S = 0.5
 
 
-def table(items: list[dict[str, Any]]) -> str:
+def table(items: list[wire.AgentRun]) -> str:
     rows = [["ID", "CREATED", "TENANT", "COMPONENT", "STATE", "ATTEMPTS", "STATUS", "TRIGGER"]]
     for item in items:
         rows.append(
             [
-                item["id"],
-                item["createdAt"],
-                item["tenant"],
-                item["component"],
-                item["state"],
-                f"{item['attempts']}/{item['maxAttempts']}",
-                str(item["statusCode"]) if item.get("statusCode") is not None else "-",
-                f"event {item['event']}" if item.get("event") else item["requestedBy"],
+                item.id,
+                item.created_at,
+                item.tenant,
+                item.component,
+                item.state,
+                f"{item.attempts}/{item.max_attempts}",
+                str(item.status_code) if item.status_code is not None else "-",
+                f"event {item.event}" if item.event else item.requested_by,
             ]
         )
     return output.align(rows)
@@ -73,9 +74,9 @@ def list_runs(
         "limit": limit,
     }
 
-    def render(items: list[dict[str, Any]]) -> str:
+    def render(items: list[wire.AgentRun]) -> str:
         if out_format == "json":
-            return output.to_json(items)
+            return output.to_json([wire.dump(i) for i in items])
         return table(items) if items else "no agent runs match"
 
     async def once(api: Client) -> str:
@@ -110,21 +111,20 @@ async def _watch(api: Client, filters: dict[str, str | int | None], render: Any)
             live.update(Text(render(await api.agent_runs(filters))), refresh=True)
 
 
-def describe(run: dict[str, Any]) -> str:
+def describe(run: wire.AgentRun) -> str:
     """One run as people read it: what it is, then one line per attempt."""
     lines = [
-        f"run {run['id']}  {run['tenant']}/{run['component']}  {run['state']}",
-        f"  requested by {run['requestedBy']}"
-        + (f" for event {run['event']}" if run.get("event") else ""),
-        f"  attempts {run['attempts']}/{run['maxAttempts']}"
-        + (f", next at {run['nextAttemptAt']}" if run["state"] in ("queued", "failed") else ""),
+        f"run {run.id}  {run.tenant}/{run.component}  {run.state}",
+        f"  requested by {run.requested_by}" + (f" for event {run.event}" if run.event else ""),
+        f"  attempts {run.attempts}/{run.max_attempts}"
+        + (f", next at {run.next_attempt_at}" if run.state in ("queued", "failed") else ""),
     ]
-    for entry in run.get("history", []):
+    for entry in run.history:
         status = entry.get("status")
         outcome = entry.get("error") or f"answered {status}"
         lines.append(f"  attempt {entry.get('attempt')}: {outcome}  ({entry.get('durationMs')} ms)")
-    if run.get("answer") is not None:
-        lines.append(f"answer ({run['statusCode']}): {run['answer']}")
+    if run.answer is not None:
+        lines.append(f"answer ({run.status_code}): {run.answer}")
     return "\n".join(lines)
 
 
@@ -136,50 +136,51 @@ def show(
 ) -> None:
     """Show one agent run with its attempts and the agent's last answer."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.AgentRun:
         return await api.agent_run(run_id)
 
     run = call(ctx, work)
-    out.print(output.to_json(run) if out_format == "json" else describe(run), markup=False)
+    text = output.to_json(wire.dump(run)) if out_format == "json" else describe(run)
+    out.print(text, markup=False)
 
 
 @runs_app.command("retry")
 def retry(ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="The run's id.")]) -> None:
     """Queue a failed or dead run again, with a fresh budget of attempts."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.AgentRun:
         return await api.retry_agent_run(run_id)
 
     run = call(ctx, work)
-    out.print(f"run {run['id']} {run['state']}", markup=False)
+    out.print(f"run {run.id} {run.state}", markup=False)
 
 
-def _change(run: dict[str, Any]) -> str:
+def _change(run: wire.AgentRun) -> str:
     """The line printed when a followed run moves."""
-    state = run["state"]
+    state = run.state
     if state == "running":
-        return f"attempt {run['attempts']}/{run['maxAttempts']} running"
+        return f"attempt {run.attempts}/{run.max_attempts} running"
     if state == "failed":
-        error, due = run.get("error"), run["nextAttemptAt"]
-        return f"attempt {run['attempts']} failed: {error}; next at {due}"
+        error, due = run.error, run.next_attempt_at
+        return f"attempt {run.attempts} failed: {error}; next at {due}"
     if state == "succeeded":
-        return f"succeeded: the agent answered {run['statusCode']} in {run['durationMs']} ms"
+        return f"succeeded: the agent answered {run.status_code} in {run.duration_ms} ms"
     if state == "dead":
-        return f"dead after {run['attempts']} attempts: {run.get('error')}"
+        return f"dead after {run.attempts} attempts: {run.error}"
     return str(state)
 
 
-async def _follow(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+async def _follow(api: Client, run: wire.AgentRun) -> wire.AgentRun:
     seen = None
     while True:
-        mark = (run["state"], run["attempts"])
+        mark = (run.state, run.attempts)
         if mark != seen:
             out.print(_change(run), markup=False)
             seen = mark
-        if run["state"] in ENDED:
+        if run.state in ENDED:
             return run
         await asyncio.sleep(POLL_S)
-        run = await api.agent_run(run["id"])
+        run = await api.agent_run(run.id)
 
 
 @agents_app.command("run")
@@ -198,15 +199,15 @@ def run_agent(
     if not isinstance(value, dict):
         fail(Invalid(f"--input: expected a JSON object, got {type(value).__name__}"))
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.AgentRun:
         run = await api.start_agent_run(tenant, input=value, component=component)
-        out.print(f"run {run['id']} queued", markup=False)
+        out.print(f"run {run.id} queued", markup=False)
         return await _follow(api, run) if wait else run
 
     run = call(ctx, work)
-    if run.get("answer") is not None and run["state"] in ENDED:
-        out.print(run["answer"], markup=False)
-    if run["state"] == "dead":
+    if run.answer is not None and run.state in ENDED:
+        out.print(run.answer, markup=False)
+    if run.state == "dead":
         raise typer.Exit(1)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from armillary import wire
 from armillary.cli.console import EXIT_CHANGES, call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid, Issue
@@ -55,11 +56,11 @@ def apply(
     """Create or update resources so the server holds what the files say."""
     loaded = _load(filename, recursive)
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.AppliedItem]:
         return await api.apply([d.raw for d in loaded], prune=prune)
 
     for result in call(ctx, work, where=_locator(loaded)):
-        out.print(f"{result['kind'].lower()}/{result['name']} {result['result']}")
+        out.print(f"{result.kind.lower()}/{result.name} {result.result}")
 
 
 def plan(
@@ -74,21 +75,21 @@ def plan(
     """Show what `apply` would change (+ create, ~ update, - delete), changing nothing."""
     loaded = _load(filename, recursive)
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.Change]:
         return await api.plan([d.raw for d in loaded], prune=prune)
 
     changes = call(ctx, work, where=_locator(loaded))
     counts = {"create": 0, "update": 0, "delete": 0, "unchanged": 0}
     for change in changes:
-        counts[change["action"]] += 1
-        ref = f"{change['kind'].lower()}/{change['name']}"
-        if change["action"] == "create":
+        counts[change.action] += 1
+        ref = f"{change.kind.lower()}/{change.name}"
+        if change.action == "create":
             out.print(f"[green]+ create[/green] {ref}")
-        elif change["action"] == "delete":
+        elif change.action == "delete":
             out.print(f"[red]- delete[/red] {ref}")
-        elif change["action"] == "update":
+        elif change.action == "update":
             out.print(f"[yellow]~ update[/yellow] {ref}")
-            for field in change["fields"]:
+            for field in change.fields:
                 out.print(f"    {_field(field)}", markup=False)
     changed = counts["create"] + counts["update"] + counts["delete"]
     if not changed:
@@ -102,15 +103,16 @@ def plan(
         raise typer.Exit(EXIT_CHANGES)
 
 
-def _field(field: dict[str, Any]) -> str:
+def _field(field: wire.FieldChange) -> str:
     def show(value: Any) -> str:
         return json.dumps(value, separators=(", ", ": "))
 
-    if "before" not in field:
-        return f"+ {field['path']}: {show(field['after'])}"
-    if "after" not in field:
-        return f"- {field['path']}: {show(field['before'])}"
-    return f"~ {field['path']}: {show(field['before'])} → {show(field['after'])}"
+    sent = field.model_fields_set  # an added field has no `before`, a removed one no `after`
+    if "before" not in sent:
+        return f"+ {field.path}: {show(field.after)}"
+    if "after" not in sent:
+        return f"- {field.path}: {show(field.before)}"
+    return f"~ {field.path}: {show(field.before)} → {show(field.after)}"
 
 
 def register(app: typer.Typer) -> None:

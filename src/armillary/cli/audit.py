@@ -8,10 +8,11 @@ by page, until `--limit` rows are printed or the log has no more.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.access import duration_s
 from armillary.cli.console import call, fail, out
@@ -32,33 +33,33 @@ def instant(value: str | None, *, option: str, now: dt.datetime) -> str | None:
     return value
 
 
-def _resource(item: dict[str, Any]) -> str:
-    if not item.get("kind"):
+def _resource(item: wire.AuditEntry) -> str:
+    if not item.kind:
         return "-"
-    return f"{item['kind'].lower()}/{item.get('name') or ''}"
+    return f"{item.kind.lower()}/{item.name or ''}"
 
 
-def _generation(item: dict[str, Any]) -> str:
-    before, after = item.get("generationBefore"), item.get("generationAfter")
+def _generation(item: wire.AuditEntry) -> str:
+    before, after = item.generation_before, item.generation_after
     if before is None and after is None:
         return "-"
     return f"{'-' if before is None else before}→{'-' if after is None else after}"
 
 
-def table(items: list[dict[str, Any]]) -> str:
+def table(items: list[wire.AuditEntry]) -> str:
     rows = [["ID", "AT", "PRINCIPAL", "VERB", "PATH", "RESOURCE", "GEN", "STATUS", "OUTCOME"]]
     for item in items:
         rows.append(
             [
-                str(item["id"]),
-                item["at"],
-                item.get("principal") or "-",
-                item["verb"],
-                item.get("path") or "-",
+                str(item.id),
+                item.at,
+                item.principal or "-",
+                item.verb,
+                item.path or "-",
                 _resource(item),
                 _generation(item),
-                str(item.get("status") or "-"),
-                item["outcome"],
+                str(item.status or "-"),
+                item.outcome,
             ]
         )
     return output.align(rows)
@@ -66,16 +67,16 @@ def table(items: list[dict[str, Any]]) -> str:
 
 async def pages(
     api: Client, filters: dict[str, str | int | None], *, limit: int
-) -> list[dict[str, Any]]:
+) -> list[wire.AuditEntry]:
     """Up to `limit` rows, newest first, page by page."""
-    items: list[dict[str, Any]] = []
+    items: list[wire.AuditEntry] = []
     before: int | None = None
     while len(items) < limit:
         page = await api.audit(
             {**filters, "limit": min(PAGE_MAX, limit - len(items))}, before_id=before
         )
-        items += page["items"]
-        before = page["next"]
+        items += page.items
+        before = page.next
         if before is None:
             break
     return items
@@ -113,17 +114,17 @@ def search(
         "until": instant(until, option="--until", now=now),
     }
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.AuditEntry]:
         return await pages(api, filters, limit=limit)
 
     show(call(ctx, work), out_format)
 
 
-def show(items: list[dict[str, Any]], out_format: str) -> None:
+def show(items: list[wire.AuditEntry], out_format: str) -> None:
     if out_format == "json":
-        out.print(output.to_json(items), markup=False)
+        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
     elif out_format == "yaml":
-        out.print(output.to_yaml(items), markup=False, end="")
+        out.print(output.to_yaml([wire.dump(i) for i in items]), markup=False, end="")
     elif items:
         out.print(table(items), markup=False)
     else:

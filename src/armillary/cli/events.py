@@ -6,28 +6,29 @@ with its own tenant. The table leaves bodies out; `-o json` has everything.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
 
 
-def table(items: list[dict[str, Any]]) -> str:
+def table(items: list[wire.Event]) -> str:
     rows = [["ID", "RECEIVED", "SOURCE", "TYPE", "TENANT", "KEY", "STATE"]]
     for item in items:
         rows.append(
             [
-                item["id"],
-                item["receivedAt"],
-                item["source"],
-                item.get("eventType") or "-",
-                item.get("tenant") or "-",
-                item.get("routingKey") or "-",
-                item["state"],
+                item.id,
+                item.received_at,
+                item.source,
+                item.event_type or "-",
+                item.tenant or "-",
+                item.routing_key or "-",
+                item.state,
             ]
         )
     return output.align(rows)
@@ -51,12 +52,12 @@ def list_events(
         "limit": limit,
     }
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.Event]:
         return await api.events(filters)
 
     items = call(ctx, work)
     if out_format == "json":
-        out.print(output.to_json(items), markup=False)
+        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
     elif items:
         out.print(table(items), markup=False)
     else:

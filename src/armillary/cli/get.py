@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -52,12 +53,12 @@ def get(
             "a label selector cannot be combined with a name", param_hint="--selector"
         )
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.Resource]:
         if name is not None:
             return [await api.get(found.name, name)]
         return await api.list_kind(found.name, selector=selector)
 
-    docs = call(ctx, work)
+    docs = [wire.dump(r) for r in call(ctx, work)]  # as the server sent them
     if output_format in (Format.json, Format.yaml):
         value: Any = (
             docs[0]
@@ -84,10 +85,10 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
     """Show one resource in full: metadata, spec and status."""
     found = _kind(kind)
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.Resource:
         return await api.get(found.name, name)
 
-    out.print(output.describe(call(ctx, work)), markup=False, end="")
+    out.print(output.describe(wire.dump(call(ctx, work))), markup=False, end="")
 
 
 def delete(
@@ -97,7 +98,7 @@ def delete(
     found = _kind(kind)
     for name in names:
 
-        async def work(api: Client, name: str = name) -> dict[str, Any]:
+        async def work(api: Client, name: str = name) -> wire.ResourceWritten:
             return await api.delete(found.name, name)
 
         call(ctx, work)

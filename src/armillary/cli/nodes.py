@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, out
 from armillary.client import Client
@@ -22,34 +23,32 @@ def nodes(
     if ctx.invoked_subcommand is not None:
         return
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.Node]:
         return await api.nodes()
 
     items = call(ctx, work)
     if output_format == "json":
-        out.print(output.to_json(items), markup=False)
+        out.print(output.to_json([wire.dump(n) for n in items]), markup=False)
         return
     if not items:
         out.print("No nodes. Start one with: armillary node --server URL --token TOKEN")
         return
     rows = [["NAME", "STATUS", "ADDRESS", "CPU", "MEMORY", "REPLICAS", "LABELS"]]
     for node in items:
-        status = "Ready" if node["connected"] else "NotReady"
-        if not node["schedulable"]:
+        status = "Ready" if node.connected else "NotReady"
+        if not node.schedulable:
             status += ",SchedulingDisabled"
-        usage = node.get("usage") or {}
-        capacity = node.get("capacity") or {}
+        usage = node.usage or {}
+        capacity = node.capacity or {}
         cpu = f"{usage.get('cpu_percent', 0):.0f}% of {capacity.get('cpu_millicores', 0) // 1000}"
         memory = f"{usage.get('memory_used_mb', 0)}/{capacity.get('memory_mb', 0)}Mi"
-        labels = ",".join(f"{k}={v}" for k, v in node.get("labels", {}).items()) or "<none>"
-        rows.append(
-            [node["name"], status, node["address"], cpu, memory, str(node["replicas"]), labels]
-        )
+        labels = ",".join(f"{k}={v}" for k, v in node.labels.items()) or "<none>"
+        rows.append([node.name, status, node.address, cpu, memory, str(node.replicas), labels])
     out.print(output.align(rows), markup=False)
 
 
 def _set(ctx: typer.Context, name: str, *, schedulable: bool) -> None:
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.Node:
         return await api.set_schedulable(name, schedulable=schedulable)
 
     call(ctx, work)

@@ -12,6 +12,7 @@ import typer
 from rich.live import Live
 from rich.text import Text
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
@@ -50,45 +51,45 @@ def _seconds(start: str | None, end: str | None) -> str:
     return f"{(finish - begin).total_seconds():.2f}s"
 
 
-def timeline(run: dict[str, Any]) -> str:
+def timeline(run: wire.ProvisionRun) -> str:
     """The run as people read it: one line per step, the reason for any failure."""
     head = (
-        f"run {run['id']}  {run['action']} {run['org']}/{run['tenant']}  {run['state']}"
-        f"  {_seconds(run.get('startedAt'), run.get('finishedAt'))}"
+        f"run {run.id}  {run.action} {run.org}/{run.tenant}  {run.state}"
+        f"  {_seconds(run.started_at, run.finished_at)}"
     )
     rows = [
         [
-            MARKS.get(s["state"], "?"),
-            s["name"],
-            s["state"],
-            _seconds(s.get("startedAt"), s.get("finishedAt")),
-            s.get("error") or "",
+            MARKS.get(s.state, "?"),
+            s.name,
+            s.state,
+            _seconds(s.started_at, s.finished_at),
+            s.error or "",
         ]
-        for s in run["steps"]
+        for s in run.steps
     ]
     lines = [head, *("  " + line for line in output.align(rows).splitlines())]
-    if run.get("error"):
-        lines.append(f"error: {run['error']}")
+    if run.error:
+        lines.append(f"error: {run.error}")
     return "\n".join(lines)
 
 
-async def _follow(api: Client, run: dict[str, Any]) -> dict[str, Any]:
+async def _follow(api: Client, run: wire.ProvisionRun) -> wire.ProvisionRun:
     if not out.is_terminal:  # a pipe or a file: no live redraws, the final timeline once
-        while run["state"] not in DONE:
+        while run.state not in DONE:
             await asyncio.sleep(0.2)
-            run = await api.provision_run(run["id"])
+            run = await api.provision_run(run.id)
         out.print(timeline(run), markup=False)
         return run
     with Live(Text(timeline(run)), console=out, auto_refresh=False) as live:
-        while run["state"] not in DONE:
+        while run.state not in DONE:
             await asyncio.sleep(0.2)
-            run = await api.provision_run(run["id"])
+            run = await api.provision_run(run.id)
             live.update(Text(timeline(run)), refresh=True)
     return run
 
 
-def _finish(run: dict[str, Any]) -> None:
-    if run["state"] != "succeeded" and run["state"] in DONE:
+def _finish(run: wire.ProvisionRun) -> None:
+    if run.state != "succeeded" and run.state in DONE:
         raise typer.Exit(1)
 
 
@@ -134,33 +135,33 @@ def provision_tenant(
     if timeout:
         request["timeout_s"] = timeout
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> tuple[wire.ProvisionRun, wire.TenantKey | None]:
         run = await api.provision(request)
         if not wait:
-            return run
+            return run, None
         run = await _follow(api, run)
-        if run["state"] == "succeeded":
-            run["issued"] = await api.collect_tenant_key(run["id"])
-        return run
+        if run.state == "succeeded":
+            return run, await api.collect_tenant_key(run.id)
+        return run, None
 
-    run = call(ctx, work)
+    run, issued = call(ctx, work)
     if not wait:
-        out.print(f"run {run['id']} {run['state']}  (armillary provision watch {run['id']})")
-    if run.get("issued"):
-        _print_key(run["issued"])
+        out.print(f"run {run.id} {run.state}  (armillary provision watch {run.id})")
+    if issued is not None:
+        _print_key(issued)
     _finish(run)
 
 
-def _print_key(issued: dict[str, Any]) -> None:
-    err.print(f"tenant key {issued['id']} for {issued['tenant']} (shown once; store it now):")
-    out.print(issued["token"], markup=False)
+def _print_key(issued: wire.TenantKey) -> None:
+    err.print(f"tenant key {issued.id} for {issued.tenant} (shown once; store it now):")
+    out.print(issued.token, markup=False)
 
 
 @app.command()
 def token(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
     """Collect the tenant key a provisioning run issued (once; later calls say so)."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.TenantKey:
         return await api.collect_tenant_key(run_id)
 
     _print_key(call(ctx, work))
@@ -174,18 +175,19 @@ def status(
 ) -> None:
     """A run's step timeline, as it stands."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.ProvisionRun:
         return await api.provision_run(run_id)
 
     run = call(ctx, work)
-    out.print(output.to_json(run) if output_format == "json" else timeline(run), markup=False)
+    text = output.to_json(wire.dump(run)) if output_format == "json" else timeline(run)
+    out.print(text, markup=False)
 
 
 @app.command()
 def watch(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
     """Follow a run live until it ends; exit 1 unless it succeeded."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.ProvisionRun:
         return await _follow(api, await api.provision_run(run_id))
 
     _finish(call(ctx, work))
@@ -195,7 +197,7 @@ def watch(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN
 def list_runs(ctx: typer.Context, tenant: Annotated[str | None, typer.Option()] = None) -> None:
     """Provisioning runs, oldest first."""
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.ProvisionRun]:
         return await api.provision_runs(tenant=tenant)
 
     items = call(ctx, work)
@@ -205,13 +207,13 @@ def list_runs(ctx: typer.Context, tenant: Annotated[str | None, typer.Option()] 
     rows = [["RUN", "ACTION", "ORG", "TENANT", "STATE", "CREATED", "ERROR"]]
     rows += [
         [
-            r["id"],
-            r["action"],
-            r["org"],
-            r["tenant"],
-            r["state"],
-            r["createdAt"] or "",
-            (r.get("error") or "")[:60],
+            r.id,
+            r.action,
+            r.org,
+            r.tenant,
+            r.state,
+            r.created_at or "",
+            (r.error or "")[:60],
         ]
         for r in items
     ]
@@ -226,13 +228,13 @@ def deprovision(
 ) -> None:
     """Remove a tenant and everything it runs, as a recorded run."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.ProvisionRun:
         run = await api.deprovision(tenant, idempotency_key=idempotency_key)
         return await _follow(api, run) if wait else run
 
     run = call(ctx, work)
     if not wait:
-        out.print(f"run {run['id']} {run['state']}  (armillary provision watch {run['id']})")
+        out.print(f"run {run.id} {run.state}  (armillary provision watch {run.id})")
     _finish(run)
 
 

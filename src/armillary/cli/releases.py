@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -114,11 +115,11 @@ def record(
         "spec": spec,
     }
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.AppliedItem]:
         return await api.apply([document])
 
     for result in call(ctx, work):
-        out.print(f"release/{result['name']} {result['result']}")
+        out.print(f"release/{result.name} {result.result}")
 
 
 COLUMNS: list[output.Column] = [
@@ -146,7 +147,7 @@ def list_releases(
     """List recorded releases, newest version first per component."""
 
     async def work(api: Client) -> list[dict[str, Any]]:
-        return await api.list_kind("Release")
+        return [wire.dump(r) for r in await api.list_kind("Release")]  # documents, as sent
 
     found = [d for d in call(ctx, work) if component in (None, d["spec"]["component"])]
     found.sort(key=lambda d: (d["spec"]["component"], _precedence(d["spec"]["version"])))
@@ -178,7 +179,7 @@ def show(
     """Print one release record as YAML."""
 
     async def work(api: Client) -> dict[str, Any]:
-        return await api.get("Release", release_name(component, version))
+        return wire.dump(await api.get("Release", release_name(component, version)))
 
     out.print(canonical_yaml(call(ctx, work)), markup=False, end="")
 
@@ -221,11 +222,11 @@ def import_tree(
     if problems:
         fail(Invalid(problems))
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.AppliedItem]:
         return await api.apply([item.raw for item in loaded])
 
     for result in call(ctx, work):
-        out.print(f"release/{result['name']} {result['result']}")
+        out.print(f"release/{result.name} {result.result}")
 
 
 def _placement(item: loader.Loaded) -> str | None:
@@ -248,7 +249,7 @@ def export_tree(
     """Write every record to DIRECTORY/<component>/v<version>/release.yaml."""
 
     async def work(api: Client) -> list[dict[str, Any]]:
-        return await api.list_kind("Release")
+        return [wire.dump(r) for r in await api.list_kind("Release")]  # documents, as sent
 
     for document in call(ctx, work):
         spec = document["spec"]

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -48,12 +49,12 @@ def ps(
     """List replicas: node, pid, state, health, restarts, uptime, ports."""
     tenant, _, component = (target or "").partition("/")
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.Replica]:
         return await api.replicas(tenant=tenant or None, component=component or None)
 
     items = call(ctx, work)
     if output_format == "json":
-        out.print(output.to_json(items), markup=False)
+        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
         return
     if not items:
         out.print("No replicas.")
@@ -74,36 +75,36 @@ def ps(
         ]
     ]
     for item in items:
-        report = item.get("report") or {}
+        report = item.report or {}
         state = report.get("state", "pending")
         if report.get("reason") and state in ("failed", "crashloop", "backoff"):
             state = f"{state}:{report['reason']}"
         rows.append(
             [
-                item["tenant"],
-                item["component"],
-                str(item.get("name")),
-                item["node"],
+                item.tenant,
+                item.component,
+                str(item.name),
+                item.node,
                 str(report.get("pid") or "-"),
                 state,
                 _health(report),
                 str(report.get("restarts", 0)),
                 _uptime(report, now),
-                ",".join(f"{k}:{v}" for k, v in (item.get("ports") or {}).items()) or "-",
+                ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-",
             ]
         )
     out.print(output.align(rows), markup=False)
 
 
-async def _pick(api: Client, target: str, replica: int) -> dict[str, Any]:
+async def _pick(api: Client, target: str, replica: int) -> wire.Replica:
     tenant, component = _split(target)
     items = [
-        i for i in await api.replicas(tenant=tenant, component=component) if i["replica"] == replica
+        i for i in await api.replicas(tenant=tenant, component=component) if i.replica == replica
     ]
     if not items:
         raise NotFound(f"{target} has no replica {replica}")
-    running = [i for i in items if (i.get("report") or {}).get("state") in ("running", "starting")]
-    return sorted(running or items, key=lambda i: i["createdAt"])[-1]
+    running = [i for i in items if (i.report or {}).get("state") in ("running", "starting")]
+    return sorted(running or items, key=lambda i: i.created_at)[-1]
 
 
 def logs(
@@ -123,7 +124,7 @@ def logs(
 
     async def work(api: Client) -> None:
         chosen = await _pick(api, target, replica)
-        async for text in api.logs(chosen["id"], follow=follow, tail=tail, since_s=since_s):
+        async for text in api.logs(chosen.id, follow=follow, tail=tail, since_s=since_s):
             sys.stdout.write(text)
             sys.stdout.flush()
 
@@ -147,15 +148,16 @@ def exec_(
 
     async def work(api: Client) -> None:
         chosen = await _pick(api, target, replica)
-        async for event in api.exec(chosen["id"], command, timeout_s=timeout_s):
-            if "data" in event:
-                stream = sys.stdout if event.get("fd") == "stdout" else sys.stderr
-                stream.buffer.write(base64.b64decode(event["data"]))
+        async for event in api.exec(chosen.id, command, timeout_s=timeout_s):
+            sent = event.model_fields_set
+            if event.data is not None:
+                stream = sys.stdout if event.fd == "stdout" else sys.stderr
+                stream.buffer.write(base64.b64decode(event.data))
                 stream.flush()
-            elif "exit_code" in event or "error" in event:
-                if event.get("error"):
-                    sys.stderr.write(f"armillary: {event['error']}\n")
-                code = event.get("exit_code")
+            elif "exit_code" in sent or "error" in sent:
+                if event.error:
+                    sys.stderr.write(f"armillary: {event.error}\n")
+                code = event.exit_code
                 # No exit code: timed out (124, as timeout(1) says) or the node went away.
                 exit_code[0] = int(code) if code is not None else 124
 

@@ -7,10 +7,11 @@ component to an earlier revision's release, like `kubectl rollout undo`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -27,15 +28,16 @@ def _target(value: str, *, component_required: bool = False) -> tuple[str, str |
     return tenant, component or None
 
 
-def _fetch(ctx: typer.Context, target: str) -> dict[str, Any]:
+def _fetch(ctx: typer.Context, target: str) -> wire.Rollouts:
     tenant, component = _target(target)
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.Rollouts:
         return await api.rollouts(tenant, component=component)
 
     found = call(ctx, work)
     if component is not None:
-        found["status"] = {k: v for k, v in found["status"].items() if k == component}
+        status = {k: v for k, v in found.status.items() if k == component}
+        found = found.model_copy(update={"status": status})
     return found
 
 
@@ -47,7 +49,7 @@ def status(
     """The current revision of each component: its release, state, and why."""
     found = _fetch(ctx, target)
     rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "MESSAGE"]]
-    for component, entry in sorted(found["status"].items()):
+    for component, entry in sorted(found.status.items()):
         rows.append(
             [
                 component,
@@ -58,7 +60,7 @@ def status(
             ]
         )
     if len(rows) == 1:
-        out.print(f"tenant/{found['tenant']}: no revisions recorded yet")
+        out.print(f"tenant/{found.tenant}: no revisions recorded yet")
         return
     out.print(output.align(rows), markup=False)
 
@@ -70,12 +72,12 @@ def history(
     out_format: Annotated[str, typer.Option("--output", "-o", help="table|json|yaml")] = "table",
 ) -> None:
     """Every recorded revision, oldest first per component."""
-    items = _fetch(ctx, target)["items"]
+    items = _fetch(ctx, target).items
     if out_format == "json":
-        out.print(output.to_json(items), markup=False)
+        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
         return
     if out_format == "yaml":
-        out.print(output.to_yaml(items), markup=False, end="")
+        out.print(output.to_yaml([wire.dump(i) for i in items]), markup=False, end="")
         return
     if out_format != "table":
         fail(Invalid(f"--output: expected table, json or yaml, got {out_format!r}"))
@@ -83,13 +85,13 @@ def history(
     for item in items:
         rows.append(
             [
-                item["component"],
-                str(item["revision"]),
-                item.get("release") or "-",
-                item["state"],
-                item["startedAt"],
-                item.get("finishedAt") or "-",
-                item.get("reason") or "",
+                item.component,
+                str(item.revision),
+                item.release or "-",
+                item.state,
+                item.started_at,
+                item.finished_at or "-",
+                item.reason or "",
             ]
         )
     out.print(output.align(rows), markup=False)
@@ -107,13 +109,13 @@ def undo(
     tenant, component = _target(target, component_required=True)
     assert component is not None
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.Undone:
         return await api.undo_rollout(tenant, component, to_revision=to_revision)
 
     result = call(ctx, work)
     out.print(
-        f"tenant/{tenant} {result['result']}: {component} pinned to {result['release']} "
-        f"(revision {result['revision']})"
+        f"tenant/{tenant} {result.result}: {component} pinned to {result.release} "
+        f"(revision {result.revision})"
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
@@ -70,11 +71,11 @@ def list_schedules(ctx: typer.Context, output_format: Format = "table") -> None:
     """Every schedule — Schedule resources and tenants' inline ones — with its last and
     next run."""
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.ScheduledJob]:
         return await api.scheduled_jobs()
 
     items = call(ctx, work)
-    if _print(items, output_format):
+    if _print([wire.dump(i) for i in items], output_format):
         return
     if not items:
         out.print("No schedules.")
@@ -83,42 +84,43 @@ def list_schedules(ctx: typer.Context, output_format: Format = "table") -> None:
     rows = [["NAME", "TENANT", "COMPONENT", "CRON", "TIME ZONE", "POLICY", "ACTIVE"]]
     rows[0] += ["LAST", "NEXT", "STATUS"]
     for item in items:
-        status = item.get("status") or {}
+        status = item.status or {}
         rows.append(
             [
-                item["name"],
-                item["tenant"],
-                item["component"],
-                item["cron"],
-                item["time_zone"],
-                item["concurrency_policy"],
+                str(item.name),
+                str(item.tenant),
+                str(item.component),
+                str(item.cron),
+                str(item.time_zone),
+                str(item.concurrency_policy),
                 str(len(status.get("active", []))),
                 _relative(status.get("lastScheduleTime"), now=now),
                 _relative(status.get("nextScheduleTime"), now=now),
-                _state(status, bool(item.get("suspend"))),
+                _state(status, bool(item.suspend)),
             ]
         )
     out.print(output.align(rows), markup=False)
 
 
-def _summary(run: dict[str, Any]) -> str:
+def _summary(run: wire.ScheduleRun) -> str:
     """`run ID of SCHEDULE STATE [(exit code N)] [on NODE][: message]`."""
-    line = f"run {run['id']} of {run['schedule']} {run['state']}"
-    if run["state"] in ("succeeded", "failed"):
-        line += f" (exit code {run.get('exitCode')})"
-    if run.get("node"):
-        line += f" on {run['node']}"
-    if run.get("message") and run["state"] != "succeeded":
-        line += f": {run['message']}"
+    line = f"run {run.id} of {run.schedule} {run.state}"
+    if run.state in ("succeeded", "failed"):
+        line += f" (exit code {run.exit_code})"
+    if run.node:
+        line += f" on {run.node}"
+    if run.message and run.state != "succeeded":
+        line += f": {run.message}"
     return line
 
 
-async def _until_done(api: Client, run: dict[str, Any]) -> dict[str, Any]:
-    while run["state"] not in FINAL:
+async def _until_done(api: Client, run: wire.ScheduleRun) -> wire.ScheduleRun:
+    while run.state not in FINAL:
         await asyncio.sleep(WAIT_POLL_S)
-        found = [r for r in await api.schedule_runs(run["schedule"]) if r["id"] == run["id"]]
+        found = [r for r in await api.schedule_runs(run.schedule) if r.id == run.id]
         if not found:  # pruned by history_limit, or its schedule was deleted
-            return {**run, "state": "stopped", "message": "the run is no longer recorded"}
+            gone = {"state": "stopped", "message": "the run is no longer recorded"}
+            return run.model_copy(update=gone)
         run = found[0]
     return run
 
@@ -134,14 +136,14 @@ def run_now(
 ) -> None:
     """Start a run of a schedule now (its concurrency policy applies)."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.ScheduleRun:
         run = await api.run_schedule(name)
         return await _until_done(api, run) if wait else run
 
     run = call(ctx, work)
-    if not _print(run, output_format):
+    if not _print(wire.dump(run), output_format):
         out.print(_summary(run), markup=False)
-    if wait and run["state"] != "succeeded":
+    if wait and run.state != "succeeded":
         raise typer.Exit(1)
 
 
@@ -149,11 +151,11 @@ def run_now(
 def runs(ctx: typer.Context, name: Name, output_format: Format = "table") -> None:
     """A schedule's runs still recorded (at most its history_limit finished), newest first."""
 
-    async def work(api: Client) -> list[dict[str, Any]]:
+    async def work(api: Client) -> list[wire.ScheduleRun]:
         return await api.schedule_runs(name)
 
     items = call(ctx, work)
-    if _print(items, output_format):
+    if _print([wire.dump(i) for i in items], output_format):
         return
     if not items:
         out.print(f"No runs of {name}.")
@@ -161,20 +163,20 @@ def runs(ctx: typer.Context, name: Name, output_format: Format = "table") -> Non
     now = time.time()
     rows = [["RUN", "TRIGGER", "SCHEDULED", "STATE", "NODE", "EXIT", "DURATION", "MESSAGE"]]
     for run in items:
-        started, finished = _moment(run.get("startedAt")), _moment(run.get("finishedAt"))
+        started, finished = _moment(run.started_at), _moment(run.finished_at)
         end = finished or dt.datetime.fromtimestamp(now, dt.UTC)
         duration = f"{(end - started).total_seconds():.1f}s" if started else "-"
-        exit_code = run.get("exitCode")
+        exit_code = run.exit_code
         rows.append(
             [
-                run["id"],
-                run["trigger"],
-                run["scheduledTime"],
-                run["state"],
-                run.get("node") or "-",
+                run.id,
+                run.trigger,
+                run.scheduled_time,
+                run.state,
+                run.node or "-",
                 "-" if exit_code is None else str(exit_code),
                 duration,
-                (run.get("message") or "")[:80],
+                (run.message or "")[:80],
             ]
         )
     out.print(output.align(rows), markup=False)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import shlex
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from armillary import wire
 from armillary.cli import output
 from armillary.cli.console import call
 from armillary.client import Client
@@ -36,10 +37,10 @@ def reveal(
 ) -> None:
     """Print a Secret's values in clear. Needs an admin token; the server audits it."""
 
-    async def work(api: Client) -> dict[str, Any]:
+    async def work(api: Client) -> wire.Resource:
         return await api.reveal_secret(name)
 
-    document = call(ctx, work)
+    document = wire.dump(call(ctx, work))
     # typer.echo, not Rich: values are printed byte for byte (no markup, no emoji codes).
     if output_format is Format.json:
         typer.echo(output.to_json(document))

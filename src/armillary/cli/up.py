@@ -24,6 +24,7 @@ import httpx
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from armillary import wire
 from armillary.cli import context, output
 from armillary.cli.console import err, fail, out
 from armillary.client import Client
@@ -167,14 +168,14 @@ async def _apply_and_wait(
 ) -> list[dict[str, Any]]:
     async with Client(url, token) as api:
         deadline = time.monotonic() + START_DEADLINE_S
-        while not [n for n in await api.nodes() if n["connected"]]:
+        while not [n for n in await api.nodes() if n.connected]:
             if time.monotonic() > deadline:
                 raise PermanentError(
                     f"the local node did not connect; see {context.home() / 'node.log'}"
                 )
             await asyncio.sleep(0.05)
         for result in await api.apply(documents):
-            out.print(f"{result['kind'].lower()}/{result['name']} {result['result']}")
+            out.print(f"{result.kind.lower()}/{result.name} {result.result}")
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -186,7 +187,7 @@ async def _apply_and_wait(
             task = progress.add_task("replicas ready", total=None)
             deadline = time.monotonic() + READY_DEADLINE_S
             while True:
-                tenants = await api.list_kind("Tenant")
+                tenants = [wire.dump(t) for t in await api.list_kind("Tenant")]
                 desired = sum(
                     t.get("status", {}).get("replicas", {}).get("desired", 0) for t in tenants
                 )
@@ -228,8 +229,8 @@ def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
             urls = sorted(
                 f"http://127.0.0.1:{port}"
                 for r in replicas
-                if r["tenant"] == name and r["component"] == component and r["type"] == "service"
-                for port in list((r.get("ports") or {}).values())[:1]
+                if r.tenant == name and r.component == component and r.type == "service"
+                for port in list(r.ports.values())[:1]
             )
             rows.append(
                 [
@@ -245,7 +246,7 @@ def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
     out.print("Logs: armillary logs TENANT/COMPONENT -f    Replicas: armillary ps")
 
 
-async def _replicas(url: str, token: str | None) -> list[dict[str, Any]]:
+async def _replicas(url: str, token: str | None) -> list[wire.Replica]:
     async with Client(url, token) as api:
         return await api.replicas()
 

@@ -39,7 +39,11 @@ def _check_env_name(value: str) -> str:
     return value
 
 
-ComponentName = Annotated[Name, AfterValidator(_check_component_name)]
+ComponentName = Annotated[
+    Name,
+    AfterValidator(_check_component_name),
+    Field(json_schema_extra={"maxLength": COMPONENT_NAME_MAX}),  # what the check allows
+]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 Env = dict[EnvName, str]
 

@@ -90,7 +90,7 @@ def _check_head(raw: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         got = "nothing" if api_version is None else repr(api_version)
         problems.append((("apiVersion",), f"expected {API_VERSION!r}, got {got}"))
     kind = raw.get("kind")
-    if kind not in kinds.BY_NAME:
+    if not isinstance(kind, str) or kind not in kinds.BY_NAME:  # `{}` is not hashable
         known = ", ".join(k.name for k in kinds.KINDS)
         got = "nothing" if kind is None else repr(kind)
         problems.append((("kind",), f"unknown kind {got}; expected one of {known}"))

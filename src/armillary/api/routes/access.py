@@ -19,10 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary import timestamps
-from armillary.api import audit
+from armillary import timestamps, wire
+from armillary.api import audit, openapi
 from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
-from armillary.auth import sessions, tenant_tokens, tokens
+from armillary.auth import passwords, sessions, tenant_tokens, tokens
 from armillary.config import Settings
 from armillary.errors import Unauthorized
 from armillary.store import repository, users
@@ -36,7 +36,8 @@ def _now() -> dt.datetime:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is a boolean and 1 an integer, as the OpenAPI document says
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LoginRequest(Strict):
@@ -44,7 +45,7 @@ class LoginRequest(Strict):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-@router.post("/auth/login", summary="Open a dashboard session")
+@router.post("/auth/login", summary="Open a dashboard session", **openapi.answer(wire.Session, 401))
 async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     audit.note(request, kind="User", name=body.name)  # the name tried, never the password
@@ -78,7 +79,11 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
     }
 
 
-@router.post("/auth/logout", summary="Close the caller's dashboard session")
+@router.post(
+    "/auth/logout",
+    summary="Close the caller's dashboard session",
+    **openapi.answer(wire.LoggedOut),
+)
 async def logout(request: Request, response: Response, db: Db, _who: Viewer) -> dict[str, Any]:
     cookie = request.cookies.get(sessions.COOKIE)
     if cookie is not None:
@@ -88,7 +93,7 @@ async def logout(request: Request, response: Response, db: Db, _who: Viewer) -> 
     return {"loggedOut": cookie is not None}
 
 
-@router.get("/auth/whoami", summary="Who the caller is")
+@router.get("/auth/whoami", summary="Who the caller is", **openapi.answer(wire.WhoAmI))
 async def whoami(who: TenantChecked) -> dict[str, Any]:
     return {"kind": who.kind, "id": who.id, "role": who.role, "tenant": who.tenant}
 
@@ -110,7 +115,12 @@ def _key_document(record: token_store.TokenRecord) -> dict[str, Any]:
     }
 
 
-@router.post("/tokens", summary="Create an API key (shown once)", status_code=201)
+@router.post(
+    "/tokens",
+    summary="Create an API key (shown once)",
+    status_code=201,
+    **openapi.answer(wire.NewApiKey),
+)
 async def create_key(body: KeyRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
     now = _now()
     expires = now + dt.timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
@@ -123,21 +133,32 @@ async def create_key(body: KeyRequest, request: Request, db: Db, _who: Admin) ->
     return {**_key_document(record), "token": minted.token}
 
 
-@router.get("/tokens", summary="List API keys (never their values)")
+@router.get(
+    "/tokens", summary="List API keys (never their values)", **openapi.answer(wire.ApiKeyList)
+)
 async def list_keys(db: Db, _who: Admin) -> dict[str, Any]:
     async with db.read() as conn:
         return {"items": [_key_document(r) for r in await token_store.list_all(conn)]}
 
 
-@router.post("/tokens/{token_id}/revoke", summary="Revoke an API key")
+@router.post(
+    "/tokens/{token_id}/revoke", summary="Revoke an API key", **openapi.answer(wire.ApiKey, 404)
+)
 async def revoke_key(token_id: str, db: Db, _who: Admin) -> dict[str, Any]:
     async with db.write() as conn:
         return _key_document(await token_store.revoke(conn, token_id, now=_now()))
 
 
 class UserRequest(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    # the pattern `sessions.check_user_name` checks, with its own message
+    name: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": sessions.USER_NAME})
+    ]
+    # `passwords.check_strength` checks the length, with its own message
+    password: Annotated[
+        str,
+        Field(min_length=1, max_length=1024, json_schema_extra={"minLength": passwords.MIN_LENGTH}),
+    ]
     role: Annotated[str, Field(pattern=r"^(viewer|developer|admin)$")]
 
 
@@ -151,7 +172,12 @@ def _user_document(user: users.User) -> dict[str, Any]:
     }
 
 
-@router.post("/users", summary="Create a dashboard user", status_code=201)
+@router.post(
+    "/users",
+    summary="Create a dashboard user",
+    status_code=201,
+    **openapi.answer(wire.User, 409),
+)
 async def create_user(body: UserRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
     audit.note(request, kind="User", name=body.name, extra={"role": body.role})
     async with db.write() as conn:
@@ -163,13 +189,17 @@ async def create_user(body: UserRequest, request: Request, db: Db, _who: Admin) 
     return _user_document(user)
 
 
-@router.get("/users", summary="List dashboard users")
+@router.get("/users", summary="List dashboard users", **openapi.answer(wire.UserList))
 async def list_users(db: Db, _who: Admin) -> dict[str, Any]:
     async with db.read() as conn:
         return {"items": [_user_document(u) for u in await users.list_all(conn)]}
 
 
-@router.delete("/users/{name}", summary="Delete a user and close their sessions")
+@router.delete(
+    "/users/{name}",
+    summary="Delete a user and close their sessions",
+    **openapi.answer(wire.UserDeleted, 404),
+)
 async def delete_user(name: str, db: Db, _who: Admin) -> dict[str, Any]:
     async with db.write() as conn:
         await users.remove(conn, name)
@@ -180,10 +210,15 @@ class TenantTokenRequest(Strict):
     ttl_s: Annotated[int, Field(ge=60, le=tenant_tokens.MAX_TTL_S)] = tenant_tokens.DEFAULT_TTL_S
 
 
-@router.post("/tenants/{tenant}/tokens", summary="Mint a short-lived tenant token")
+@router.post(
+    "/tenants/{tenant}/tokens",
+    summary="Mint a short-lived tenant token",
+    **openapi.answer(wire.TenantToken, 404),
+)
 async def mint_tenant_token(
-    tenant: str, body: TenantTokenRequest, request: Request, db: Db, _who: Developer
+    tenant: str, request: Request, db: Db, _who: Developer, body: TenantTokenRequest | None = None
 ) -> dict[str, Any]:
+    body = body or TenantTokenRequest()  # every field has a default: no body is fine
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
     token, claims = tenant_tokens.mint(
@@ -201,7 +236,11 @@ async def mint_tenant_token(
     }
 
 
-@router.post("/tenants/{tenant}/tokens/revoke", summary="Revoke every token of a tenant")
+@router.post(
+    "/tenants/{tenant}/tokens/revoke",
+    summary="Revoke every token of a tenant",
+    **openapi.answer(wire.TenantTokensRevoked),
+)
 async def revoke_tenant_tokens(tenant: str, db: Db, _who: Developer) -> dict[str, Any]:
     now = _now()
     async with db.write() as conn:

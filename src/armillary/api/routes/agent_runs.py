@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from armillary import timestamps
-from armillary.api import audit
+from armillary import timestamps, wire
+from armillary.api import audit, openapi
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.resources.meta import Name
 from armillary.resources.stack import ComponentName
@@ -37,7 +37,7 @@ State = Literal["queued", "running", "succeeded", "failed", "dead"]
 class RunRequest(BaseModel):
     """An operator's run: which tenant's agent, with what input."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tenant: Name
     component: ComponentName = "agent"
@@ -86,7 +86,12 @@ def run_document(run: agent_runs.AgentRun) -> dict[str, Any]:
     }
 
 
-@router.post("/agents/run", status_code=202, summary="Start a run of a tenant's agent")
+@router.post(
+    "/agents/run",
+    status_code=202,
+    summary="Start a run of a tenant's agent",
+    **openapi.answer(wire.AgentRun, 404),
+)
 async def start_run(body: RunRequest, request: Request, db: Db, who: Developer) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     async with db.write() as conn:
@@ -108,7 +113,7 @@ Text = Annotated[str | None, Query(min_length=1, max_length=253, pattern=r"^[^\x
 RunId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
 
 
-@router.get("/runs", summary="List agent runs, newest first")
+@router.get("/runs", summary="List agent runs, newest first", **openapi.answer(wire.AgentRunList))
 async def list_runs(
     db: Db,
     who: TenantQuery,
@@ -125,7 +130,11 @@ async def list_runs(
     return {"items": [run_document(r) for r in found if who.sees(r.tenant)]}
 
 
-@router.get("/runs/{run_id}", summary="One agent run, with its attempts")
+@router.get(
+    "/runs/{run_id}",
+    summary="One agent run, with its attempts",
+    **openapi.answer(wire.AgentRun, 404),
+)
 async def get_run(run_id: RunId, db: Db, who: TenantChecked) -> dict[str, Any]:
     async with db.read() as conn:
         run = await agent_runs.get(conn, run_id)
@@ -133,7 +142,11 @@ async def get_run(run_id: RunId, db: Db, who: TenantChecked) -> dict[str, Any]:
     return run_document(run)
 
 
-@router.post("/runs/{run_id}/retry", summary="Queue a failed or dead agent run again")
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="Queue a failed or dead agent run again",
+    **openapi.answer(wire.AgentRun, 404, 409),
+)
 async def retry_run(run_id: RunId, request: Request, db: Db, _who: Developer) -> dict[str, Any]:
     async with db.write() as conn:
         run = await agent_runs.retry(conn, run_id, now=dt.datetime.now(dt.UTC))

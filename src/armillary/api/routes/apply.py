@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary.api import audit
+from armillary import wire
+from armillary.api import audit, openapi
 from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, Viewer, may_write
 from armillary.control import apply as applying
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["apply"])
 
 
 class DocumentSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     documents: list[Any] = Field(max_length=10_000)
     prune: bool = False
@@ -40,7 +41,11 @@ def _change(change: plan.Change) -> dict[str, Any]:
     return {"action": change.action, "kind": change.kind, "name": change.name, "fields": fields}
 
 
-@router.post("/plan", summary="Show what applying the documents would change")
+@router.post(
+    "/plan",
+    summary="Show what applying the documents would change",
+    **openapi.answer(wire.Plan),
+)
 async def plan_documents(body: DocumentSet, db: Db, keys: Vaulted, who: Viewer) -> dict[str, Any]:
     parsed = applying.parse_documents(body.documents, vault=keys)
     # Only those who may write a Secret may plan one: "unchanged" would confirm a guess.
@@ -49,7 +54,11 @@ async def plan_documents(body: DocumentSet, db: Db, keys: Vaulted, who: Viewer) 
     return {"changes": [_change(c) for c in changes]}
 
 
-@router.post("/apply", summary="Apply the documents: all of them, or none")
+@router.post(
+    "/apply",
+    summary="Apply the documents: all of them, or none",
+    **openapi.answer(wire.Applied, 409),
+)
 async def apply_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Developer
 ) -> dict[str, Any]:

@@ -9,11 +9,14 @@ of one page as `before_id` to get the one before it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
-from armillary import timestamps
+from armillary import timestamps, wire
+from armillary.api import openapi
 from armillary.api.security import Admin, Db
 from armillary.errors import Invalid, Issue
 from armillary.store import audit
@@ -23,7 +26,32 @@ router = APIRouter(prefix="/api/v1", tags=["audit"])
 MAX_LIMIT = 1000
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL: refuse it as input, not fail
 Text = Annotated[str | None, Query(min_length=1, max_length=300, pattern=NO_NUL)]
-Instant = Annotated[dt.datetime | None, Query(description="ISO 8601; naive means UTC")]
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
+)
+
+
+def _date_time_text(value: object) -> object:
+    """Only a date, or a date and time, as text: pydantic alone would take `0.5` as a
+    Unix time, which the OpenAPI document (`date-time` or `date`) does not promise."""
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError("expected an ISO 8601 time such as 2026-12-01T10:00:00Z or a date")
+    return value
+
+
+Instant = Annotated[
+    dt.datetime | None,
+    BeforeValidator(_date_time_text),
+    Query(
+        description="ISO 8601 date and time, or a date (its midnight); naive means UTC",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+            ]
+        },
+    ),
+]
 
 
 def entry_document(recorded: audit.Recorded) -> dict[str, Any]:
@@ -50,7 +78,9 @@ def entry_document(recorded: audit.Recorded) -> dict[str, Any]:
     }
 
 
-@router.get("/audit", summary="Search the audit log, newest first")
+@router.get(
+    "/audit", summary="Search the audit log, newest first", **openapi.answer(wire.AuditPage)
+)
 async def list_audit(
     db: Db,
     _who: Admin,

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from armillary import timestamps
+from armillary import timestamps, wire
+from armillary.api import openapi
 from armillary.api.security import Db, TenantQuery, visible
 from armillary.store import events
 
@@ -40,7 +41,11 @@ def event_document(event: events.Event) -> dict[str, Any]:
     }
 
 
-@router.get("/events", summary="List inbound webhook events, newest first")
+@router.get(
+    "/events",
+    summary="List inbound webhook events, newest first",
+    **openapi.answer(wire.EventList),
+)
 async def list_events(
     db: Db,
     who: TenantQuery,

@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from armillary import timestamps
+from armillary import timestamps, wire
+from armillary.api import openapi
 from armillary.api.hub import Hub
 from armillary.api.security import Admin, Db, Viewer
 from armillary.store import allocations, nodes
@@ -36,7 +37,7 @@ async def connect(websocket: WebSocket) -> None:
     await hub.serve(websocket)
 
 
-@router.get("/nodes", summary="List nodes")
+@router.get("/nodes", summary="List nodes", **openapi.answer(wire.NodeList))
 async def list_nodes(db: Db, _who: Viewer) -> dict[str, Any]:
     async with db.read() as conn:
         found = await nodes.list_all(conn)
@@ -54,11 +55,19 @@ async def _schedulable(db: Db, name: str, value: bool) -> dict[str, Any]:
     return node_document(node, count)
 
 
-@router.post("/nodes/{name}/cordon", summary="Stop placing new replicas on a node")
+@router.post(
+    "/nodes/{name}/cordon",
+    summary="Stop placing new replicas on a node",
+    **openapi.answer(wire.Node, 404),
+)
 async def cordon(name: str, db: Db, _who: Admin) -> dict[str, Any]:
     return await _schedulable(db, name, False)
 
 
-@router.post("/nodes/{name}/uncordon", summary="Allow placing replicas on a node again")
+@router.post(
+    "/nodes/{name}/uncordon",
+    summary="Allow placing replicas on a node again",
+    **openapi.answer(wire.Node, 404),
+)
 async def uncordon(name: str, db: Db, _who: Admin) -> dict[str, Any]:
     return await _schedulable(db, name, True)

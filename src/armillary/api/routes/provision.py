@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary import timestamps
+from armillary import timestamps, wire
+from armillary.api import openapi
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/provision", tags=["provisioning"])
 class ProvisionRequest(BaseModel):
     """What a new tenant needs; the fields of Org and Tenant are checked as in `apply`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     org: str = Field(min_length=1, max_length=63)
     org_display_name: str | None = None
@@ -67,7 +68,14 @@ def _provisioner(request: Request) -> Provisioner:
     return provisioner
 
 
-@router.post("/tenants", status_code=202, summary="Provision a tenant: a recorded run of steps")
+@router.post(
+    "/tenants",
+    status_code=202,
+    summary="Provision a tenant: a recorded run of steps",
+    **openapi.answer(
+        wire.ProvisionRun, 409, also={200: "The run this idempotency key already started"}
+    ),
+)
 async def provision(
     body: ProvisionRequest, request: Request, response: Response, _who: Developer
 ) -> dict[str, Any]:
@@ -80,7 +88,14 @@ async def provision(
     return run_document(run)
 
 
-@router.delete("/tenants/{tenant}", status_code=202, summary="Deprovision a tenant: a recorded run")
+@router.delete(
+    "/tenants/{tenant}",
+    status_code=202,
+    summary="Deprovision a tenant: a recorded run",
+    **openapi.answer(
+        wire.ProvisionRun, 404, 409, also={200: "The run this idempotency key already started"}
+    ),
+)
 async def deprovision(
     tenant: str,
     request: Request,
@@ -102,12 +117,16 @@ async def deprovision(
     return run_document(run)
 
 
-@router.post("/runs/{run_id}/token", summary="Collect, once, the tenant key a run issued")
+@router.post(
+    "/runs/{run_id}/token",
+    summary="Collect, once, the tenant key a run issued",
+    **openapi.answer(wire.TenantKey, 404, 409, 410),
+)
 async def collect_token(run_id: str, request: Request, _who: Developer) -> dict[str, Any]:
     return await _provisioner(request).collect_token(run_id)
 
 
-@router.get("/runs", summary="List provisioning runs")
+@router.get("/runs", summary="List provisioning runs", **openapi.answer(wire.ProvisionRunList))
 async def list_runs(
     db: Db,
     _who: TenantQuery,
@@ -120,7 +139,11 @@ async def list_runs(
     }
 
 
-@router.get("/runs/{run_id}", summary="One provisioning run with its step timeline")
+@router.get(
+    "/runs/{run_id}",
+    summary="One provisioning run with its step timeline",
+    **openapi.answer(wire.ProvisionRun, 404),
+)
 async def get_run(run_id: str, db: Db, who: TenantChecked) -> dict[str, Any]:
     run = await provisioning_runs.get(db, run_id)
     visible(who, run.tenant)

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary import protocol, timestamps
+from armillary import protocol, timestamps, wire
+from armillary.api import openapi
 from armillary.api.hub import Hub, Session
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.errors import Invalid, NotFound
@@ -43,7 +44,11 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
     }
 
 
-@router.get("/replicas", summary="List replicas with what their nodes report")
+@router.get(
+    "/replicas",
+    summary="List replicas with what their nodes report",
+    **openapi.answer(wire.ReplicaList),
+)
 async def list_replicas(
     db: Db,
     _who: TenantQuery,
@@ -87,7 +92,33 @@ async def _relay(
         await session.close_stream(stream)
 
 
-@router.get("/replicas/{replica_id}/logs", summary="A replica's output, optionally followed")
+class TextStream(StreamingResponse):
+    media_type = "text/plain; charset=utf-8"
+
+
+class NdjsonStream(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
+def _streamed(media_type: str, schema: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    """Decorator arguments of a route that streams `media_type`."""
+    ok = {"description": "Streamed", "content": {media_type: {"schema": schema}}}
+    return {"responses": {200: ok, **openapi.declared(*statuses)}}
+
+
+_EXEC_LINE = {
+    "type": "string",
+    "description": 'NDJSON: {"fd": "stdout"|"stderr", "data": base64}… then {"exit_code": n} '
+    '(or {"error": "…"} when the node goes away)',
+}
+
+
+@router.get(
+    "/replicas/{replica_id}/logs",
+    summary="A replica's output, optionally followed",
+    response_class=TextStream,
+    **_streamed(TextStream.media_type, {"type": "string"}),
+)
 async def logs(
     replica_id: str,
     request: Request,
@@ -96,7 +127,7 @@ async def logs(
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     since_s: Annotated[float | None, Query(ge=0)] = None,
-) -> StreamingResponse:
+) -> Response:
     allocation, session = await _locate(request, db, replica_id)
     visible(who, allocation.tenant)
 
@@ -112,20 +143,25 @@ async def logs(
             elif item.get("data"):
                 yield str(item["data"]).encode()
 
-    return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+    return TextStream(body())
 
 
 class ExecRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     command: list[str] = Field(min_length=1, max_length=256)
     timeout_s: float | None = Field(default=None, gt=0, le=86400)
 
 
-@router.post("/replicas/{replica_id}/exec", summary="Run a command in a replica's env and cwd")
+@router.post(
+    "/replicas/{replica_id}/exec",
+    summary="Run a command in a replica's env and cwd",
+    response_class=NdjsonStream,
+    **_streamed(NdjsonStream.media_type, _EXEC_LINE, 404),
+)
 async def exec_in(
     replica_id: str, body: ExecRequest, request: Request, db: Db, _who: Admin
-) -> StreamingResponse:
+) -> Response:
     allocation, session = await _locate(request, db, replica_id)
     if not body.command[0]:
         raise Invalid("command[0] must name a program")
@@ -143,4 +179,4 @@ async def exec_in(
             # {"fd", "data"} chunks, then {"exit_code"} (or {"error"} if the node went away)
             yield (json.dumps({k: v for k, v in item.items() if k != "stream"}) + "\n").encode()
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return NdjsonStream(lines())

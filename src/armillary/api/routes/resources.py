@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from armillary.api import audit
+from armillary import wire
+from armillary.api import audit, openapi
 from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_write, visible
 from armillary.control import apply as applying
@@ -19,6 +20,18 @@ from armillary.store import repository
 router = APIRouter(prefix="/api/v1", tags=["resources"])
 
 
+_LABEL_KEY = (
+    r"(?=[^=,]{1,253}=)([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
+_PAIR = f"{_LABEL_KEY}={_LABEL_VALUE}"
+SELECTOR = f"^({_PAIR}(,{_PAIR})*)?$"
+"""The label selector grammar, for the OpenAPI document: `key=value` pairs joined by
+',', keys and values as labels allow (`meta.check_label_key`, `check_label_value`;
+a key at most 253 characters, a value at most 63), no spaces. `parse_selector`
+checks the same, and says which part is wrong."""
+
+
 def parse_selector(selector: str | None) -> dict[str, str]:
     """`team=a,tier=gold` → {"team": "a", "tier": "gold"}."""
     if not selector:
@@ -26,11 +39,10 @@ def parse_selector(selector: str | None) -> dict[str, str]:
     labels: dict[str, str] = {}
     for part in selector.split(","):
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key:
             raise Invalid(
                 [Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")]
             )
-        key, value = key.strip(), value.strip()
         try:
             meta.check_label_key(key)
             meta.check_label_value(value)
@@ -40,14 +52,22 @@ def parse_selector(selector: str | None) -> dict[str, str]:
     return labels
 
 
-def _version(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise Invalid(
-            [Issue(path="resourceVersion", message=f"expected an integer, got {value!r}")]
-        )
-    return int(value)
+Selector = Annotated[
+    str | None,
+    Query(
+        description="Label filter: `key=value[,key=value]`; only resources with every pair",
+        max_length=4096,
+        json_schema_extra={"pattern": SELECTOR},
+    ),
+]
+ResourceVersion = Annotated[
+    str | None,
+    Query(
+        alias="resourceVersion",
+        description="Delete only if the resource is still at this version (409 if it moved)",
+        pattern=r"^[0-9]{1,18}$",
+    ),
+]
 
 
 def _owner(stored: repository.Stored) -> str | None:
@@ -64,9 +84,7 @@ def _owner(stored: repository.Stored) -> str | None:
 def _register(kind: kinds.Kind) -> None:
     base = f"/{kind.plural}"
 
-    async def list_resources(
-        db: Db, _who: Viewer, selector: Annotated[str | None, Query()] = None
-    ) -> dict[str, Any]:
+    async def list_resources(db: Db, _who: Viewer, selector: Selector = None) -> dict[str, Any]:
         labels = parse_selector(selector)
         async with db.read() as conn:
             found = await repository.list_kind(conn, kind.name, labels=labels)
@@ -118,13 +136,16 @@ def _register(kind: kinds.Kind) -> None:
         request: Request,
         db: Db,
         who: Developer,
-        resource_version: Annotated[str | None, Query(alias="resourceVersion")] = None,
+        resource_version: ResourceVersion = None,
     ) -> dict[str, Any]:
         audit.note(request, kind=kind.name, name=name)
         may_write(who, [kind.name])
         async with db.write() as conn:
             gone = await repository.remove(
-                conn, kind.name, name, expected_version=_version(resource_version)
+                conn,
+                kind.name,
+                name,
+                expected_version=None if resource_version is None else int(resource_version),
             )
         audit.note(
             request,
@@ -142,6 +163,7 @@ def _register(kind: kinds.Kind) -> None:
         list_resources,
         methods=["GET"],
         summary=f"List {summary}s",
+        **openapi.answer(wire.ResourceList),
         operation_id=f"list_{kind.plural}",
     )
     router.add_api_route(
@@ -149,6 +171,7 @@ def _register(kind: kinds.Kind) -> None:
         get_resource,
         methods=["GET"],
         summary=f"Get a {summary}",
+        **openapi.answer(wire.Resource, 404),
         operation_id=f"get_{kind.plural}",
     )
     router.add_api_route(
@@ -156,6 +179,8 @@ def _register(kind: kinds.Kind) -> None:
         apply_resource,
         methods=["PUT"],
         summary=f"Apply a {summary} (create, update or leave unchanged)",
+        **openapi.answer(wire.ResourceWritten, 409, also={201: "Created"}),
+        openapi_extra=openapi.body_of_kind(kind.name),
         operation_id=f"apply_{kind.plural}",
     )
     router.add_api_route(
@@ -163,6 +188,7 @@ def _register(kind: kinds.Kind) -> None:
         delete_resource,
         methods=["DELETE"],
         summary=f"Delete a {summary}",
+        **openapi.answer(wire.ResourceWritten, 404, 409),
         operation_id=f"delete_{kind.plural}",
     )
 

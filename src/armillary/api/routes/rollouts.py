@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from armillary import timestamps
-from armillary.api import audit
+from armillary import timestamps, wire
+from armillary.api import audit, openapi
 from armillary.api.security import Db, Developer, TenantPath
 from armillary.control import apply, revisions
 from armillary.control import rollouts as control_rollouts
@@ -42,7 +42,11 @@ def revision_document(row: rollouts.Revision) -> dict[str, Any]:
     }
 
 
-@router.get("/tenants/{tenant}/rollouts", summary="A tenant's rollout revisions and status")
+@router.get(
+    "/tenants/{tenant}/rollouts",
+    summary="A tenant's rollout revisions and status",
+    **openapi.answer(wire.Rollouts, 404),
+)
 async def list_rollouts(
     tenant: str,
     db: Db,
@@ -62,17 +66,24 @@ async def list_rollouts(
 
 
 class UndoRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     to_revision: Annotated[int, Field(ge=1)] | None = None
 
 
 @router.post(
     "/tenants/{tenant}/rollouts/{component}/undo",
     summary="Pin a component back to an earlier revision's release",
+    **openapi.answer(wire.Undone, 404, 409),
 )
 async def undo_rollout(
-    tenant: str, component: str, body: UndoRequest, request: Request, db: Db, _who: Developer
+    tenant: str,
+    component: str,
+    request: Request,
+    db: Db,
+    _who: Developer,
+    body: UndoRequest | None = None,
 ) -> dict[str, Any]:
+    body = body or UndoRequest()  # every field has a default: no body is fine
     audit.note(request, kind="Tenant", name=tenant, extra={"component": component})
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)

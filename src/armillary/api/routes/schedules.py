@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from armillary import timestamps
+from armillary import timestamps, wire
+from armillary.api import openapi
 from armillary.api.security import Db, Developer, TenantChecked, visible
 from armillary.control.schedule_targets import inline_key, resolve
 from armillary.control.schedules import ScheduleController
@@ -65,7 +66,11 @@ def run_document(
     }
 
 
-@router.get("/scheduled-jobs", summary="Every schedule, resource or inline, with last/next run")
+@router.get(
+    "/scheduled-jobs",
+    summary="Every schedule, resource or inline, with last/next run",
+    **openapi.answer(wire.ScheduledJobList),
+)
 async def list_schedules(db: Db, who: TenantChecked) -> dict[str, Any]:
     async with db.read() as conn:
         states = {s.schedule: s.status for s in await schedule_runs.list_states(conn)}
@@ -96,13 +101,22 @@ async def list_schedules(db: Db, who: TenantChecked) -> dict[str, Any]:
     return {"items": sorted(mine, key=lambda i: str(i["name"]))}
 
 
-@router.post("/schedules/{name:path}/run", status_code=202, summary="Start a run of a schedule now")
+@router.post(
+    "/schedules/{name:path}/run",
+    status_code=202,
+    summary="Start a run of a schedule now",
+    **openapi.answer(wire.ScheduleRun, 404, 409),
+)
 async def run_now(name: str, request: Request, _who: Developer) -> dict[str, Any]:
     controller: ScheduleController = request.app.state.schedules
     return run_document(await controller.run_now(name))
 
 
-@router.get("/schedules/{name:path}/runs", summary="A schedule's runs, newest first")
+@router.get(
+    "/schedules/{name:path}/runs",
+    summary="A schedule's runs, newest first",
+    **openapi.answer(wire.ScheduleRunList, 404),
+)
 async def list_runs(name: str, db: Db, who: TenantChecked) -> dict[str, Any]:
     async with db.read() as conn:
         found = await schedule_runs.runs_of(conn, name)

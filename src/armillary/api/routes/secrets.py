@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from armillary import wire
+from armillary.api import openapi
 from armillary.api.security import Admin, Db
 from armillary.auth import secrets
 from armillary.store import audit, repository
@@ -34,6 +36,7 @@ Vaulted = Annotated[secrets.Vault, Depends(vault)]
     "/secrets/{name}/reveal",
     summary="Show a Secret with its values in clear (admin; audited)",
     operation_id="reveal_secrets",
+    **openapi.answer(wire.Resource, 404),
 )
 async def reveal_secret(
     name: str, request: Request, response: Response, db: Db, keys: Vaulted, who: Admin

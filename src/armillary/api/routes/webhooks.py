@@ -39,10 +39,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from armillary import ids
+from armillary import ids, wire
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
-from armillary.api import problems, ratelimit
+from armillary.api import openapi, problems, ratelimit
 from armillary.errors import ArmillaryError, Issue, NotFound, RateLimited, TooLarge
 from armillary.ingress import intake, routing, verify
 from armillary.resources import webhook
@@ -180,6 +180,14 @@ async def answer(
     "/webhooks/{source}",
     summary="Receive an event from a webhook sender (authenticated by its signature)",
     status_code=202,
+    response_model=wire.WebhookAnswer,
+    responses={
+        200: {
+            "description": "A handshake, or a duplicate of a delivery seen before",
+            "model": wire.WebhookAnswer,
+        },
+        **openapi.declared(401, 404, 413, 429, 503),
+    },
 )
 async def receive(source: str, request: Request) -> Response:
     """This route documents the endpoint and answers what `Front` passes on to the

@@ -1,0 +1,458 @@
+"""What the API answers, as pydantic models both sides read: the server declares them
+as its routes' response models (so the OpenAPI document says what comes back) and the
+client validates answers into them (so the CLI reads attributes, not dict keys).
+
+Field names are Python's; each model speaks camelCase on the wire (`alias_generator`)
+exactly as the API always has, and `dump(model)` gives back the JSON document the
+server sent, key for key, in the same order. Free-form parts (a resource's spec and
+status, a node's report) stay `dict[str, Any]`: their shape is the kind's, described
+by `armillary schema`, not the API's.
+
+Layering: imported by `api` and by `client`; imports only pydantic. It must never
+import `armillary.api`, `store` or `control`, so the CLI can use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class Answer(BaseModel):
+    """Base of every answer model: camelCase on the wire, unknown fields kept (a newer
+    server may add one), frozen once read."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+
+def dump(answer: BaseModel) -> dict[str, Any]:
+    """`answer` as the JSON document the server sent."""
+    return answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class ProblemIssue(Answer):
+    """One place a request was wrong: the field `path`, the `document` index in a batch."""
+
+    path: str
+    message: str
+    document: int | None = None
+
+
+class Problem(Answer):
+    """An error answer, `application/problem+json` (RFC 9457)."""
+
+    type: Literal["about:blank"] = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemIssue] | None = None
+
+
+class Health(Answer):
+    """`/healthz`, `/readyz`: `ok`, or `unavailable` with the store's error type."""
+
+    status: Literal["ok", "unavailable"]
+    reason: str | None = None
+
+
+# Resources ---------------------------------------------------------------------------
+
+
+class ResourceMeta(Answer):
+    """A stored resource's `metadata`: the name, labels and annotations its writer gave
+    (left out when empty) and what the server owns."""
+
+    name: str
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    uid: str
+    generation: int
+    resource_version: str
+    created_at: str
+
+
+class Resource(Answer):
+    """One stored resource. `spec` and `status` are the kind's (`armillary schema`); a
+    Secret's values read `<redacted>` except from the reveal route."""
+
+    api_version: str
+    kind: str
+    metadata: ResourceMeta
+    spec: dict[str, Any]
+    status: dict[str, Any] | None = None
+
+
+class ResourceList(Answer):
+    api_version: str
+    kind: Literal["List"]
+    items: list[Resource]
+
+
+class ResourceWritten(Answer):
+    """What `PUT` (created, configured, unchanged) or `DELETE` (deleted) did."""
+
+    result: Literal["created", "configured", "unchanged", "deleted"]
+    resource: Resource
+
+
+class FieldChange(Answer):
+    """One field a plan changes: `before` is absent for an added field, `after` for a
+    removed one."""
+
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class Change(Answer):
+    action: str
+    kind: str
+    name: str
+    fields: list[FieldChange]
+
+
+class Plan(Answer):
+    changes: list[Change]
+
+
+class AppliedItem(Answer):
+    kind: str
+    name: str
+    result: str
+    generation: int
+    resource_version: str
+
+
+class Applied(Answer):
+    results: list[AppliedItem]
+
+
+# Nodes and replicas ------------------------------------------------------------------
+
+
+class Node(Answer):
+    name: str
+    address: str
+    labels: dict[str, str]
+    capacity: dict[str, Any]
+    usage: dict[str, Any] | None = None
+    connected: bool
+    schedulable: bool
+    replicas: int
+    registered_at: str | None = None
+    heartbeat_at: str | None = None
+
+
+class NodeList(Answer):
+    items: list[Node]
+
+
+class Replica(Answer):
+    id: str
+    tenant: str
+    component: str
+    replica: int
+    name: str | None = None
+    node: str
+    type: str | None = None
+    spec_hash: str
+    ports: dict[str, Any]
+    report: dict[str, Any] | None = None
+    created_at: str
+
+
+class ReplicaList(Answer):
+    items: list[Replica]
+
+
+# Provisioning ------------------------------------------------------------------------
+
+
+class ProvisionStep(Answer):
+    name: str
+    state: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    detail: dict[str, Any]
+
+
+class ProvisionRun(Answer):
+    id: str
+    action: Literal["provision", "deprovision"]
+    org: str
+    tenant: str
+    idempotency_key: str | None = None
+    state: str
+    error: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    steps: list[ProvisionStep]
+
+
+class ProvisionRunList(Answer):
+    items: list[ProvisionRun]
+
+
+class TenantKey(Answer):
+    """The tenant key a provisioning run issued, handed over once."""
+
+    tenant: str
+    id: str
+    token: str
+
+
+# Rollouts ----------------------------------------------------------------------------
+
+
+class Revision(Answer):
+    tenant: str
+    component: str
+    revision: int
+    release: str | None = None
+    state: str
+    reason: str | None = None
+    template_hash: str
+    command: Any = None
+    started_at: str
+    finished_at: str | None = None
+
+
+class Rollouts(Answer):
+    tenant: str
+    status: dict[str, Any]
+    items: list[Revision]
+
+
+class Undone(Answer):
+    tenant: str
+    component: str
+    revision: int
+    release: str | None = None
+    result: str
+    generation: int
+
+
+# Access ------------------------------------------------------------------------------
+
+
+class Session(Answer):
+    user: str
+    role: str
+    csrf_token: str
+    expires_at: str
+
+
+class LoggedOut(Answer):
+    logged_out: bool
+
+
+class WhoAmI(Answer):
+    kind: str
+    id: str
+    role: str
+    tenant: str | None = None
+
+
+class ApiKey(Answer):
+    id: str
+    role: str
+    description: str
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+class NewApiKey(ApiKey):
+    """An API key as created: the only answer that holds its value."""
+
+    token: str
+
+
+class ApiKeyList(Answer):
+    items: list[ApiKey]
+
+
+class User(Answer):
+    name: str
+    role: str
+    created_at: str
+    disabled: bool
+    locked_until: str | None = None
+
+
+class UserList(Answer):
+    items: list[User]
+
+
+class UserDeleted(Answer):
+    name: str
+    deleted: bool
+
+
+class TenantToken(Answer):
+    tenant: str
+    id: str
+    token: str
+    expires_at: str
+
+
+class TenantTokensRevoked(Answer):
+    tenant: str
+    revoked_before: str
+
+
+# Schedules ---------------------------------------------------------------------------
+
+
+class ScheduledJob(Answer):
+    """One schedule with its timing (defaults spelled out, snake_case as a Schedule's
+    spec has them) and the status its controller last wrote."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+    name: str
+    source: Literal["Schedule", "Tenant"]
+    tenant: str
+    component: str | None = None
+    cron: str | None = None
+    time_zone: str | None = None
+    concurrency_policy: str | None = None
+    starting_deadline_s: int | None = None
+    history_limit: int | None = None
+    suspend: bool | None = None
+    status: dict[str, Any]
+
+
+class ScheduledJobList(Answer):
+    items: list[ScheduledJob]
+
+
+class ScheduleRun(Answer):
+    id: str
+    schedule: str
+    tenant: str
+    component: str
+    trigger: str
+    scheduled_time: str
+    state: str
+    node: str | None = None
+    allocation: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    report: dict[str, Any] | None = None
+
+
+class ScheduleRunList(Answer):
+    items: list[ScheduleRun]
+
+
+# Audit, events and agent runs --------------------------------------------------------
+
+
+class AuditEntry(Answer):
+    id: int
+    at: str
+    principal: str | None = None
+    principal_kind: str | None = None
+    role: str | None = None
+    tenant: str | None = None
+    verb: str
+    path: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    generation_before: int | None = None
+    generation_after: int | None = None
+    status: int | None = None
+    outcome: str
+    source: str | None = None
+    request_id: str | None = None
+    duration_ms: int | None = None
+    detail: dict[str, Any]
+
+
+class AuditPage(Answer):
+    """One page, newest first; `next` is the `before_id` of the page before, if any."""
+
+    items: list[AuditEntry]
+    next: int | None = None
+
+
+class Event(Answer):
+    """An inbound webhook event; `body` is text in `body_encoding` (utf-8 or base64)."""
+
+    id: str
+    source: str
+    delivery_id: str | None = None
+    received_at: str
+    event_type: str | None = None
+    tenant: str | None = None
+    routing_key: str | None = None
+    state: str
+    content_type: str | None = None
+    headers: dict[str, str]
+    body_sha256: str
+    body_encoding: str
+    body: str
+
+
+class EventList(Answer):
+    items: list[Event]
+
+
+class AgentRun(Answer):
+    id: str
+    tenant: str
+    component: str
+    event: str | None = None
+    input: dict[str, Any]
+    requested_by: str
+    state: Literal["queued", "running", "succeeded", "failed", "dead"]
+    attempts: int
+    max_attempts: int
+    next_attempt_at: str
+    claimed_by: str | None = None
+    lease_until: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    status_code: int | None = None
+    answer: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    history: list[dict[str, Any]]
+
+
+class AgentRunList(Answer):
+    items: list[AgentRun]
+
+
+class WebhookAnswer(Answer):
+    """What a webhook delivery is answered: the stored `event` (its `state`, and the
+    agent `run` it started), a `duplicate` of one seen before, or a handshake."""
+
+    event: str | None = None
+    state: str | None = None
+    run: str | None = None
+    duplicate: bool | None = None
+    challenge: str | None = None
+    handshake: str | None = None
+
+
+class ExecEvent(Answer):
+    """One NDJSON line of an exec: a chunk of output (`fd`, base64 `data`), then the
+    `exit_code` (none if it timed out), or an `error` when the node went away."""
+
+    fd: Literal["stdout", "stderr"] | None = None
+    data: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
