@@ -6,7 +6,9 @@ serving the others. Real server and node, SQLite and Postgres."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,3 +316,23 @@ def test_fuzz_any_text_in_any_string_field_never_breaks_the_api_nor_the_node(
             read = http.get(path)
             assert read.status_code in (200, 404), read.text
     assert node.process is not None and node.process.poll() is None
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(target=st.sampled_from(TARGETS), value=WEIRD)
+def test_fuzz_any_text_in_any_string_field_of_a_file_is_planned_or_refused_at_its_line(
+    server: ServerProcess, base: None, cli: Cli, target: tuple[int, tuple[Any, ...]], value: str
+) -> None:
+    index, loc = target
+    document = replaced(SAMPLES[index][1], loc, value)
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "doc.yaml"
+        # JSON is YAML; its escapes (`"\ud800"`) are read back as the same characters.
+        path.write_text(json.dumps(document, indent=1))
+        code, out, err = cli("plan", "-f", str(path))
+    if code != 0:
+        assert re.search(rf"{re.escape(str(path))}:\d+: ", err), out + err
