@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from armillary.auth import keys, secrets
 from tests.integration.conftest import Cli
 from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
 from tests.integration.serverproc import ServerProcess
@@ -336,3 +337,41 @@ def test_fuzz_any_text_in_any_string_field_of_a_file_is_planned_or_refused_at_it
         code, out, err = cli("plan", "-f", str(path))
     if code != 0:
         assert re.search(rf"{re.escape(str(path))}:\d+: ", err), out + err
+
+
+def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    """The hub's own guard: a value that decrypts to text no frame can encode (sealed
+    by something other than this server's door) marks that one replica InvalidSpec;
+    the node's session and every other tenant's replicas go on."""
+    database = sqlite_file(server)
+    good, bad, later = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("good", "bad", "later"))
+    secret = f"sec-{uuid.uuid4().hex[:8]}"
+    apply(server, doc("Secret", secret, {"tenant": bad, "data": {"TOKEN": "fine"}}))
+    apply(server, tenant(good), tenant(bad, secrets=[{"name": secret}]))
+    pid = wait_for(lambda: running_pid(server, good), timeout_s=60, what="good running")
+    wait_for(lambda: running_pid(server, bad), timeout_s=60, what="bad running")
+    ring = keys.load(value=None, previous=None, home=server.home, production=False)
+    token = secrets.Vault.of(ring).ciphers[0].encrypt(b'{"TOKEN":"\\ud800"}').decode()
+    with sqlite3.connect(database) as conn:
+        changed = conn.execute(
+            "UPDATE secret_values SET ciphertext = ? WHERE uid ="
+            " (SELECT uid FROM resources WHERE kind = 'Secret' AND name = ?)",
+            (token, secret),
+        ).rowcount
+    assert changed == 1
+    apply(server, tenant(later))  # the node's set changes: the hub sends it again
+    wait_for(lambda: running_pid(server, later), timeout_s=60, what="later running")
+
+    def held_back() -> dict[str, Any] | None:
+        [replica] = replicas(server, bad)
+        report = replica.get("report") or {}
+        return report if report.get("reason") == "InvalidSpec" else None
+
+    report = wait_for(held_back, timeout_s=30, what="bad marked InvalidSpec")
+    assert "env.TOKEN" in report["message"]
+    assert "\ud800" not in json.dumps(report, ensure_ascii=False)
+    assert node.connected()
+    assert node.process is not None and node.process.poll() is None
+    assert running_pid(server, good) == pid
