@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from armillary.auth import keys, secrets
 from tests.integration.conftest import Cli
-from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
+from tests.integration.nodeproc import NodeProcess, alive, apply, replicas, wait_for
 from tests.integration.serverproc import ServerProcess
 
 API = "armillary.dev/v1"
@@ -351,7 +351,7 @@ def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
     apply(server, doc("Secret", secret, {"tenant": bad, "data": {"TOKEN": "fine"}}))
     apply(server, tenant(good), tenant(bad, secrets=[{"name": secret}]))
     pid = wait_for(lambda: running_pid(server, good), timeout_s=60, what="good running")
-    wait_for(lambda: running_pid(server, bad), timeout_s=60, what="bad running")
+    bad_pid = wait_for(lambda: running_pid(server, bad), timeout_s=60, what="bad running")
     ring = keys.load(value=None, previous=None, home=server.home, production=False)
     token = secrets.Vault.of(ring).ciphers[0].encrypt(b'{"TOKEN":"\\ud800"}').decode()
     with sqlite3.connect(database) as conn:
@@ -365,13 +365,41 @@ def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
     wait_for(lambda: running_pid(server, later), timeout_s=60, what="later running")
 
     def held_back() -> dict[str, Any] | None:
-        [replica] = replicas(server, bad)
-        report = replica.get("report") or {}
-        return report if report.get("reason") == "InvalidSpec" else None
+        reports = [r.get("report") or {} for r in replicas(server, bad)]
+        return next((r for r in reports if r.get("reason") == "InvalidSpec"), None)
 
-    report = wait_for(held_back, timeout_s=30, what="bad marked InvalidSpec")
+    wait_for(held_back, timeout_s=30, what="bad marked InvalidSpec")
+    # The node stops the replica it is no longer sent, reporting it as it goes: the
+    # mark is what stays.
+    wait_for(lambda: not alive(bad_pid), timeout_s=30, what="bad's process stopped")
+    report = wait_for(held_back, timeout_s=30, what="bad still marked InvalidSpec")
     assert "env.TOKEN" in report["message"]
     assert "\ud800" not in json.dumps(report, ensure_ascii=False)
     assert node.connected()
     assert node.process is not None and node.process.poll() is None
     assert running_pid(server, good) == pid
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/agents/run", {"tenant": "acme-t", "input": {"x": ["\ud800"]}}),
+        ("/api/v1/agents/run", {"tenant": "acme-t", "input": {"x\x00": 1}}),
+        ("/api/v1/tokens", {"role": "viewer", "description": "a\ud800"}),
+        ("/api/v1/tokens", {"role": "viewer", "description": "a\x00b"}),
+        (
+            "/api/v1/provision/tenants",
+            {"org": "acme", "tenant": "p", "stack": "sleepy", "display_name": "\udfff"},
+        ),
+    ],
+)
+def test_request_bodies_that_are_stored_refuse_unstorable_text(
+    server: ServerProcess, base: None, path: str, body: dict[str, Any]
+) -> None:
+    with server.client() as http:
+        answer = http.post(
+            path, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        for listing in ("/api/v1/runs", "/api/v1/tokens", "/api/v1/provision/runs"):
+            assert http.get(listing).status_code == 200

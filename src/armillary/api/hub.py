@@ -62,6 +62,9 @@ class Session:
         self._seq = itertools.count(1)
         self._streams: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
         self._stream_ids = itertools.count(1)
+        self.held_back: dict[str, dict[str, Any]] = {}
+        """Allocations the last push could not send, by id: their `InvalidSpec` report,
+        which stands in for what the node says of them while it stops them."""
 
     async def send(self, kind: str, payload: dict[str, Any]) -> None:
         async with self._lock:
@@ -201,13 +204,10 @@ class Hub:
             envelope = await _receive(websocket)
             if envelope.type == "report":
                 report = protocol.decode(protocol.Report, envelope.payload)
+                reports = [protocol.encode(r) for r in report.replicas]
+                reports = [session.held_back.get(r["id"], r) for r in reports]
                 async with self._db.write() as conn:
-                    await allocations.record_reports(
-                        conn,
-                        session.name,
-                        [protocol.encode(r) for r in report.replicas],
-                        now=_now(),
-                    )
+                    await allocations.record_reports(conn, session.name, reports, now=_now())
             elif envelope.type == "heartbeat":
                 beat = protocol.decode(protocol.Heartbeat, envelope.payload)
                 async with self._db.write() as conn:
@@ -241,6 +241,7 @@ class Hub:
             resolver = secrets.Resolver(conn, self._vault)
             specs = [(a, await _spec(a, resolver)) for a in held]
         sendable, refused = _sendable(specs)
+        session.held_back = {report["id"]: report for report in refused}
         if refused:
             async with self._db.write() as conn:
                 await allocations.record_reports(conn, session.name, refused, now=_now())

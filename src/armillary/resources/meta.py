@@ -8,9 +8,9 @@ except `resourceVersion`, which makes the write conditional on it.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from armillary.resources import text
 
@@ -75,23 +75,11 @@ LabelKey = Annotated[str, AfterValidator(check_label_key)]
 LabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
-class Model(BaseModel):
-    """Base of every model users write: unknown fields are errors, values are frozen."""
+class Model(text.Storable):
+    """Base of every model users write: unknown fields are errors, values are frozen,
+    every string is storable text (`text.Storable`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
-
-    @model_validator(mode="after")
-    def _storable_text(self) -> Self:
-        """Every string of every field (dict keys included) is storable text: a model
-        holding a lone surrogate or a NUL cannot exist, however it was built. Nested
-        models check their own fields; `validate.parse` reports the exact path first."""
-        for name in type(self).model_fields:
-            for loc, message in text.problems(getattr(self, name), (name,)):
-                where = ".".join(
-                    str(part).encode("ascii", "backslashreplace").decode() for part in loc
-                )
-                raise ValueError(f"{where}: {message}")
-        return self
 
 
 class ObjectMeta(Model):

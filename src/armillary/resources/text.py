@@ -7,15 +7,18 @@ process (argv and env are C strings) and Postgres refuses it in JSON. So both ar
 refused where data comes in, with the path of the value, before anything is stored.
 
 `problems(value)` walks plain data (dicts — keys included —, lists, strings);
-`validate.parse` runs it on every raw document, and `Model` on every field of every
-model, so no resource holds such a string however it was built.
+`validate.parse` runs it on every raw document, and `Storable` (the base of every
+resource model, and of API request bodies) on every field of every model, so no
+model holds such a string however it was built.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Self
+
+from pydantic import BaseModel, model_validator
 
 Loc = tuple[str | int, ...]
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -65,3 +68,16 @@ def sanitized(value: Any) -> Any:
     if isinstance(value, list):
         return [sanitized(v) for v in value]
     return value
+
+
+class Storable(BaseModel):
+    """A model whose every string, in every field (dict keys included), is storable
+    text. Nested models check their own fields."""
+
+    @model_validator(mode="after")
+    def _storable_text(self) -> Self:
+        for name in type(self).model_fields:
+            for loc, message in problems(getattr(self, name), (name,)):
+                where = ".".join(str(p).encode("ascii", "backslashreplace").decode() for p in loc)
+                raise ValueError(f"{where}: {message}")
+        return self

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from armillary import timestamps
 from armillary.api import audit
@@ -25,6 +25,7 @@ from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
 from armillary.auth import sessions, tenant_tokens, tokens
 from armillary.config import Settings
 from armillary.errors import Unauthorized
+from armillary.resources import text
 from armillary.store import repository, users
 from armillary.store import tokens as token_store
 
@@ -35,7 +36,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Strict(BaseModel):
+class Strict(text.Storable):
     model_config = ConfigDict(extra="forbid")
 
 
