@@ -61,6 +61,14 @@ def node(
         daemon.stop()
 
 
+@pytest.fixture(scope="module")
+def steady(server: ServerProcess, node: NodeProcess) -> tuple[str, int]:
+    """A tenant whose replica must run on, untouched, whatever the fuzz sends."""
+    name = f"steady-{uuid.uuid4().hex[:8]}"
+    apply(server, tenant(name))
+    return name, wait_for(lambda: running_pid(server, name), timeout_s=60, what="steady running")
+
+
 def running_pid(server: ServerProcess, tenant: str) -> int | None:
     found = replicas(server, tenant)
     report = (found[0].get("report") or {}) if len(found) == 1 else {}
@@ -303,7 +311,11 @@ WEIRD = st.text(
 )
 @given(target=st.sampled_from(TARGETS), value=WEIRD)
 def test_fuzz_any_text_in_any_string_field_never_breaks_the_api_nor_the_node(
-    server: ServerProcess, node: NodeProcess, target: tuple[int, tuple[Any, ...]], value: str
+    server: ServerProcess,
+    node: NodeProcess,
+    steady: tuple[str, int],
+    target: tuple[int, tuple[Any, ...]],
+    value: str,
 ) -> None:
     index, loc = target
     plural, template = SAMPLES[index]
@@ -317,6 +329,8 @@ def test_fuzz_any_text_in_any_string_field_never_breaks_the_api_nor_the_node(
             read = http.get(path)
             assert read.status_code in (200, 404), read.text
     assert node.process is not None and node.process.poll() is None
+    name, pid = steady
+    assert running_pid(server, name) == pid
 
 
 @settings(
