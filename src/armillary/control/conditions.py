@@ -1,6 +1,7 @@
 """Status conditions (`{"type", "status", "reason", "message", "lastTransitionTime"}`):
 making them, reading them by type, and keeping transition times across writes.
-Shared by every controller that writes status (tenants, schedules)."""
+Shared by every controller that writes status (tenants, schedules), and by the driver's
+`give_up`, which says a reconcile failed for good."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def keep_transition_times(before: dict[str, Any], after: dict[str, Any]) -> dict
             condition = {**condition, "lastTransitionTime": old.get("lastTransitionTime")}
         kept.append(condition)
     return {**after, "conditions": kept}
+
+
+def failed_for_good(status: dict[str, Any], reason: str, now: dt.datetime) -> dict[str, Any]:
+    """`status` once a reconcile failed for good (a `PermanentError`): Ready False and
+    Degraded True, reason `ReconcileFailed` and the error's words; the rest is kept."""
+    replaced = {
+        "Ready": make("Ready", False, "ReconcileFailed", reason, now),
+        "Degraded": make("Degraded", True, "ReconcileFailed", reason, now),
+    }
+    kept = [c for c in status.get("conditions", []) if c.get("type") not in replaced]
+    return {**status, "conditions": [*replaced.values(), *kept]}
 
 
 def find(status: dict[str, Any], kind: str) -> dict[str, Any] | None:

@@ -1,24 +1,37 @@
 """Runs one controller: feeds its queue, serialises work per key, retries failures.
 
-Keys arrive from the store's change feed (mapped by the controller's `keys_for`)
-and from a periodic resync of every key (`all_keys`), so a missed event only
-delays convergence. Workers call `reconcile(key)`; a `Result` with
-`requeue_after_s` brings the key back later; an exception is logged with the key
-and retried with capped exponential backoff (a `TemporaryError` says how long).
+Keys arrive from the store's change feed (mapped by the controller's `keys_for`; the
+driver watches specs only, so the statuses controllers write bring no key back) and
+from a periodic resync of every key (`all_keys`), so a missed event only delays
+convergence. Workers call `reconcile(key)`; a `Result` with `requeue_after_s` brings
+the key back later. What a failure asks for follows `errors.py`:
+
+- a `TemporaryError` is retried after the delay it names;
+- a `PermanentError` is terminal: the controller writes a condition saying why
+  (`give_up`), and the key is not retried, not even by the resync, until an event
+  names it again (its next change);
+- any other exception is logged with the key and retried with capped exponential
+  backoff.
+
+The clock and the sleep between resyncs are injected, so tests drive time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from armillary.control.queue import WorkQueue
-from armillary.errors import TemporaryError
+from armillary.errors import PermanentError, TemporaryError
 from armillary.store.feed import Change, Feed
 
 log = logging.getLogger("armillary.control")
+
+BACKOFF_FIRST_S = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +48,11 @@ class Controller(Protocol):
 
     async def all_keys(self) -> set[str]: ...
 
+    async def give_up(self, key: str, reason: str) -> None:
+        """Write, where the key's status is read, that its reconcile failed for good
+        and why (a `PermanentError`); nothing retries it until it changes."""
+        ...
+
 
 class Driver:
     def __init__(
@@ -45,14 +63,19 @@ class Driver:
         workers: int = 4,
         resync_s: float = 30.0,
         backoff_max_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.controller = controller
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(clock=clock)
         self._feed = feed
         self._workers = workers
         self._resync_s = resync_s
         self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
         self._failures: dict[str, int] = {}
+        self.stopped: dict[str, str] = {}
+        """Keys whose reconcile failed for good, and why: left alone until they change."""
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -66,49 +89,82 @@ class Driver:
         finally:
             self._feed.unsubscribe(events)
 
+    async def changed(self, event: Change) -> None:
+        """Queue the keys `event` concerns; a key stopped by a permanent failure starts
+        again, since it (or something it uses) changed."""
+        for key in await self.controller.keys_for(event):
+            self.stopped.pop(key, None)
+            self.queue.add(key)
+
+    async def resync(self) -> None:
+        """Queue every key, except those stopped by a permanent failure."""
+        for key in await self.controller.all_keys():
+            if key not in self.stopped:
+                self.queue.add(key)
+
+    async def process(self, key: str) -> None:
+        """Reconcile `key` once and act on the outcome: requeue, back off, or stop."""
+        try:
+            result = await self.controller.reconcile(key)
+        except PermanentError as exc:
+            await self._stop(key, exc)
+        except Exception as exc:
+            self._retry(key, exc)
+        else:
+            self._failures.pop(key, None)
+            self.stopped.pop(key, None)
+            if result.requeue_after_s is not None:
+                self.queue.add_after(key, result.requeue_after_s)
+
     async def _listen(self, events: asyncio.Queue[Change]) -> None:
         while True:
             event = await events.get()
             try:
-                for key in await self.controller.keys_for(event):
-                    self.queue.add(key)
+                await self.changed(event)
             except Exception:
                 log.exception("%s: mapping %s failed", self.controller.name, event)
 
     async def _resync(self) -> None:
         while True:
             try:
-                for key in await self.controller.all_keys():
-                    self.queue.add(key)
+                await self.resync()
             except Exception:
                 log.exception("%s: resync failed", self.controller.name)
-            await asyncio.sleep(self._resync_s)
+            await self._sleep(self._resync_s)
 
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
             try:
-                result = await self.controller.reconcile(key)
-            except Exception as exc:
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
-                delay = exc.delay_s if isinstance(exc, TemporaryError) else self._delay(failures)
-                log.warning(
-                    "%s: reconcile %r failed (attempt %d, retry in %.1fs): %s",
-                    self.controller.name,
-                    key,
-                    failures,
-                    delay,
-                    exc,
-                    exc_info=not isinstance(exc, TemporaryError),
-                )
-                self.queue.add_after(key, delay)
-            else:
-                self._failures.pop(key, None)
-                if result.requeue_after_s is not None:
-                    self.queue.add_after(key, result.requeue_after_s)
+                await self.process(key)
             finally:
                 self.queue.done(key)
 
+    async def _stop(self, key: str, exc: PermanentError) -> None:
+        reason = str(exc) or type(exc).__name__
+        log.error("%s: reconcile %r failed for good: %s", self.controller.name, key, reason)
+        try:
+            await self.controller.give_up(key, reason)
+        except Exception as failure:  # the condition is not written: try the key again
+            self._retry(key, failure)
+            return
+        self._failures.pop(key, None)
+        self.stopped[key] = reason
+
+    def _retry(self, key: str, exc: Exception) -> None:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = exc.delay_s if isinstance(exc, TemporaryError) else self._delay(failures)
+        log.warning(
+            "%s: reconcile %r failed (attempt %d, retry in %.1fs): %s",
+            self.controller.name,
+            key,
+            failures,
+            delay,
+            exc,
+            exc_info=not isinstance(exc, TemporaryError),
+        )
+        self.queue.add_after(key, delay)
+
     def _delay(self, failures: int) -> float:
-        return float(min(self._backoff_max_s, 0.1 * 2 ** (failures - 1)))
+        return float(min(self._backoff_max_s, BACKOFF_FIRST_S * 2 ** (failures - 1)))

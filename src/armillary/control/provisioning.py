@@ -14,10 +14,11 @@ there changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
 from armillary.control import conditions
 from armillary.errors import ArmillaryError, Conflict, Gone, Invalid, Issue, PermanentError
-from armillary.store import allocations, locks, repository, runs, users
+from armillary.store import allocations, feed, locks, provisioning_runs, repository, users
 from armillary.store.database import Database
 
 log = logging.getLogger("armillary.provisioning")
@@ -45,7 +46,9 @@ DEPROVISION_STEPS = ["delete-schedules", "delete-tenant", "wait-stopped", "revok
 SEALED = "_sealed"
 """The step detail key holding the issued key, sealed, until it is collected once; it
 never leaves the server (run documents drop `_` keys)."""
-POLL_S = 0.1
+POLL_FALLBACK_S = 5.0
+"""Waiting steps wake on the change feed; they look again after this long without word
+anyway (a change the feed did not carry, such as one written by another server)."""
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -59,7 +62,7 @@ class StepFailed(PermanentError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
-    run: runs.Run
+    run: provisioning_runs.Run
     deadline: float  # loop time by which waiting steps give up
 
 
@@ -74,10 +77,12 @@ class Provisioner:
         *,
         sealer: Sealer,
         clock: Callable[[], dt.datetime] = _utc_now,
+        poll_s: float = POLL_FALLBACK_S,
     ) -> None:
         self._db = db
         self._sealer = sealer
         self._clock = clock
+        self._poll_s = poll_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._steps: dict[str, tuple[Do, Undo]] = {
             "ensure-org": (self._ensure_org, self._undo_org),
@@ -98,13 +103,13 @@ class Provisioner:
 
     async def submit(
         self, request: dict[str, Any], *, action: str, idempotency_key: str | None
-    ) -> tuple[runs.Run, bool]:
+    ) -> tuple[provisioning_runs.Run, bool]:
         """Validate and record a run, start it, and return it (True if new)."""
         if action == "provision":
             await self._validate(request)
         org = str(request.get("org", ""))
         tenant = str(request["tenant"])
-        run, created = await runs.create(
+        run, created = await provisioning_runs.create(
             self._db,
             run_id=str(uuid.uuid4()),
             action=action,
@@ -126,7 +131,7 @@ class Provisioner:
 
     async def recover(self) -> None:
         """At start: roll back runs a crash interrupted; start runs still pending."""
-        for run in await runs.list_runs(self._db, states={"running", "pending"}):
+        for run in await provisioning_runs.list_runs(self._db, states={"running", "pending"}):
             self._start(run.id, interrupted=run.state == "running")
 
     async def close(self) -> None:
@@ -144,19 +149,21 @@ class Provisioner:
     # --- running -----------------------------------------------------------------------
 
     async def _execute(self, run_id: str, *, interrupted: bool) -> None:
-        run = await runs.get(self._db, run_id)
+        run = await provisioning_runs.get(self._db, run_id)
         # Tenant names are unique across orgs, so the tenant's name is the lock's.
         async with locks.hold(self._db, f"tenant:{run.tenant}", owner=run_id):
-            run = await runs.get(self._db, run_id)
+            run = await provisioning_runs.get(self._db, run_id)
             if interrupted:
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
                 return
-            await runs.set_run(self._db, run_id, state="running", started_at=self._clock())
+            await provisioning_runs.set_run(
+                self._db, run_id, state="running", started_at=self._clock()
+            )
             timeout_s = float(run.request.get("timeout_s") or DEFAULT_TIMEOUT_S)
             context = Context(run=run, deadline=asyncio.get_running_loop().time() + timeout_s)
             for step in run.steps:
                 do, _ = self._steps[step.name]
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run_id,
                     step.position,
@@ -176,7 +183,7 @@ class Provisioner:
                     )
                     if not isinstance(exc, ArmillaryError):
                         log.exception("run %s: step %s failed", run_id, step.name)
-                    await runs.set_step(
+                    await provisioning_runs.set_step(
                         self._db,
                         run_id,
                         step.position,
@@ -185,12 +192,12 @@ class Provisioner:
                         error=error[:4000],
                     )
                     await self._roll_back(
-                        await runs.get(self._db, run_id),
+                        await provisioning_runs.get(self._db, run_id),
                         failed_at=step.position,
                         error=f"step {step.name} failed: {error}",
                     )
                     return
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run_id,
                     step.position,
@@ -198,9 +205,13 @@ class Provisioner:
                     finished_at=self._clock(),
                     detail=detail,
                 )
-            await runs.set_run(self._db, run_id, state="succeeded", finished_at=self._clock())
+            await provisioning_runs.set_run(
+                self._db, run_id, state="succeeded", finished_at=self._clock()
+            )
 
-    async def _roll_back(self, run: runs.Run, *, failed_at: int | None, error: str) -> None:
+    async def _roll_back(
+        self, run: provisioning_runs.Run, *, failed_at: int | None, error: str
+    ) -> None:
         """Undo, newest first, every step that took effect (or may have, if interrupted)."""
         context = Context(run=run, deadline=asyncio.get_running_loop().time() + DEFAULT_TIMEOUT_S)
         undone: list[str] = []
@@ -209,13 +220,15 @@ class Provisioner:
             if step.position == failed_at or step.state not in ("succeeded", "running"):
                 continue
             if step.finished_at is None:  # interrupted mid-step: it ended when the server died
-                await runs.set_step(self._db, run.id, step.position, finished_at=self._clock())
+                await provisioning_runs.set_step(
+                    self._db, run.id, step.position, finished_at=self._clock()
+                )
             _, undo = self._steps[step.name]
             try:
                 await undo(context, step.detail)
             except Exception as exc:  # keep undoing the rest; say what could not be undone
                 log.exception("run %s: undo of %s failed", run.id, step.name)
-                await runs.set_step(
+                await provisioning_runs.set_step(
                     self._db,
                     run.id,
                     step.position,
@@ -225,14 +238,14 @@ class Provisioner:
                 stuck.append(step.name)
                 continue
             undone.append(step.name)
-            await runs.set_step(self._db, run.id, step.position, state="rolled-back")
+            await provisioning_runs.set_step(self._db, run.id, step.position, state="rolled-back")
         for step in run.steps:
             if step.state == "pending":
-                await runs.set_step(self._db, run.id, step.position, state="skipped")
+                await provisioning_runs.set_step(self._db, run.id, step.position, state="skipped")
         summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
         if stuck:  # the rollback itself is incomplete: say so, and say what is left
             summary += f"; NOT undone: {', '.join(stuck)}"
-        await runs.set_run(
+        await provisioning_runs.set_run(
             self._db,
             run.id,
             state="failed" if stuck else "rolled-back",
@@ -372,11 +385,11 @@ class Provisioner:
         """The key a provisioning run issued, once: it is erased from the store as it is
         handed over. Later calls say it was collected (issue a new one with
         `armillary token tenant`, or a new provisioning run)."""
-        run = await runs.get(self._db, run_id)
+        run = await provisioning_runs.get(self._db, run_id)
         step = next((s for s in run.steps if s.name == "issue-tenant-token"), None)
         if step is None or step.state != "succeeded":
             raise Conflict(f"run {run_id} has issued no tenant key (its state is {run.state})")
-        sealed = await runs.take_from_detail(self._db, run_id, step.position, SEALED)
+        sealed = await provisioning_runs.take_from_detail(self._db, run_id, step.position, SEALED)
         if not sealed:
             raise Gone(f"the tenant key of run {run_id} was already collected")
         return {
@@ -386,21 +399,45 @@ class Provisioner:
         }
 
     async def _deploy(self, context: Context) -> dict[str, Any]:
-        """Wait until the tenant is Ready; fail at once if a job failed for good."""
-        while True:
-            tenant = await self._get("Tenant", context.run.tenant)
-            status = tenant.status if tenant else {}
-            if conditions.is_true(status, "Ready") and status.get("observedGeneration") == (
-                tenant.generation if tenant else None
-            ):
-                return {"replicas": status.get("replicas", {})}
-            failed = await self._failed_jobs(context.run.tenant)
-            if failed:
-                raise StepFailed("; ".join(failed))
-            if asyncio.get_running_loop().time() > context.deadline:
-                message = conditions.message(status, "Ready") or "no status yet"
-                raise StepFailed(f"not healthy in time: {message}")
-            await asyncio.sleep(POLL_S)
+        """Wait until the tenant is Ready; fail at once if a job failed for good. Looks
+        again when the feed says the tenant or one of its replicas changed (its status
+        written, a report), or after `poll_s` if no word came."""
+        with self._watching() as changes:
+            while True:
+                tenant = await self._get("Tenant", context.run.tenant)
+                status = tenant.status if tenant else {}
+                if conditions.is_true(status, "Ready") and status.get("observedGeneration") == (
+                    tenant.generation if tenant else None
+                ):
+                    return {"replicas": status.get("replicas", {})}
+                failed = await self._failed_jobs(context.run.tenant)
+                if failed:
+                    raise StepFailed("; ".join(failed))
+                if asyncio.get_running_loop().time() > context.deadline:
+                    message = conditions.message(status, "Ready") or "no status yet"
+                    raise StepFailed(f"not healthy in time: {message}")
+                await self._next_change(changes, context)
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[asyncio.Queue[feed.Change]]:
+        """The feed, statuses included, from before the first look (so no change is
+        missed between a look and the wait that follows it)."""
+        changes = self._db.feed.subscribe(status=True)
+        try:
+            yield changes
+        finally:
+            self._db.feed.unsubscribe(changes)
+
+    async def _next_change(self, changes: asyncio.Queue[feed.Change], context: Context) -> None:
+        """Until something of the run's tenant changes, `poll_s` passes, or the deadline."""
+        tenant = context.run.tenant
+        wait_s = min(self._poll_s, context.deadline - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, wait_s)):
+                while True:
+                    event = await changes.get()
+                    if event.tenant == tenant or (event.kind == "Tenant" and event.name == tenant):
+                        return
 
     async def _failed_jobs(self, tenant: str) -> list[str]:
         async with self._db.read() as conn:
@@ -495,14 +532,15 @@ class Provisioner:
             await self._apply(detail["previous"])
 
     async def _wait_stopped(self, context: Context) -> dict[str, Any]:
-        while True:
-            async with self._db.read() as conn:
-                left = await allocations.for_tenant(conn, context.run.tenant)
-            if not left:
-                return {"stopped": True}
-            if asyncio.get_running_loop().time() > context.deadline:
-                raise StepFailed(f"{len(left)} replica(s) still allocated")
-            await asyncio.sleep(POLL_S)
+        with self._watching() as changes:
+            while True:
+                async with self._db.read() as conn:
+                    left = await allocations.for_tenant(conn, context.run.tenant)
+                if not left:
+                    return {"stopped": True}
+                if asyncio.get_running_loop().time() > context.deadline:
+                    raise StepFailed(f"{len(left)} replica(s) still allocated")
+                await self._next_change(changes, context)
 
 
 def _token_description(run_id: str) -> str:

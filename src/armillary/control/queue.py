@@ -30,6 +30,18 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._ready)
 
+    def ready(self) -> list[str]:
+        """The keys due now, in the order they will be handed out."""
+        self._promote()
+        return list(self._ready)
+
+    def delayed(self) -> dict[str, float]:
+        """The keys queued for later, and when (by the queue's clock) each is due."""
+        due: dict[str, float] = {}
+        for at, key in sorted(self._delayed):
+            due.setdefault(key, at)
+        return due
+
     def add(self, key: str) -> None:
         """Queue `key` now (once, however often it is added)."""
         if key in self._processing:

@@ -1,12 +1,18 @@
 """Rollout bookkeeping for the tenant controller: revisions in, what to run out.
 
-`Rollouts.choose(tenant, instance)` reads the tenant's revisions (and, for a new
-release over a stable one, the other tenants' progress on that release), records a
-revision for each changed service component, and returns the instance to converge
-on — the desired templates, except where a failed revision is rolled back or a
-release's wave holds the change (see `control.revisions`). `judge` then closes the
-revisions that ended. Both are one write transaction each, so a server killed
-between them loses nothing: the next reconcile re-reads and carries on.
+`choose(tenant, desired, known)` decides, from the tenant's revisions and (for a new
+release over a stable one) the other tenants' progress on that release, which
+template of each component to converge on — the desired one, except where a failed
+revision is rolled back or a release's wave holds the change (see
+`control.revisions`) — and which revisions that starts or supersedes. `judge` then
+decides which revisions the step's outcome ended. Both are pure and return the
+`store.rollouts.Changes` to write.
+
+`Rollouts.choose` is the store's side of the first: one read of what the decision
+needs (`store.rollouts.read`), the pure decision, one write (`store.rollouts.save`),
+in one transaction, so the wave read and the new revision are one decision. The
+tenant controller writes `judge`'s changes with the tenant's status, in one more. A
+server killed between them loses nothing: the next reconcile re-reads and carries on.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from armillary import timestamps
-from armillary.control import revisions
+from armillary.control import revisions, tenant_status
 from armillary.runtime import nodes as nodes_runtime
 from armillary.runtime.instance import Instance, Template, template_from_json, template_to_json
 from armillary.store import rollouts
-from armillary.store.database import Database, Tx
+from armillary.store.database import Database
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +42,7 @@ class Decided:
 class Plan:
     instance: Instance  # what to converge on
     components: dict[str, Decided]
+    changes: rollouts.Changes  # the revisions the choice starts or supersedes
 
 
 class Rollouts:
@@ -45,56 +52,88 @@ class Rollouts:
         self._db = db
 
     async def choose(self, tenant: str, desired: Instance, *, now: dt.datetime) -> Plan:
-        decided: dict[str, Decided] = {}
+        """Read once, decide, write once (see the module's docstring)."""
+        releases = {
+            t.component: t.release
+            for t in desired.templates
+            if t.type == "service" and t.release is not None
+        }
         async with self._db.write() as conn:
-            stored = await rollouts.history(conn, tenant)
-            for template in desired.templates:
-                history = [revision(r) for r in stored if r.component == template.component]
-                wave = None
-                if revisions.needs_wave(template, history):
-                    assert template.release is not None
-                    await rollouts.lock_release(conn, template.component, template.release)
-                    wave = await _wave(conn, tenant, template)
-                choice = revisions.choose(template, history, wave)
-                if choice.record:
-                    history.append(await _record(conn, tenant, template, history, now=now))
-                decided[template.component] = Decided(choice=choice, history=tuple(history))
-        run = tuple(d.choice.run for d in decided.values())
-        return Plan(instance=Instance(tenant=tenant, templates=run), components=decided)
-
-    async def judge(
-        self, tenant: str, plan: Plan, outcome: nodes_runtime.Outcome, *, now: dt.datetime
-    ) -> bool:
-        """Close the revisions that ended; True if one failed (roll back at once)."""
-        failed = False
-        async with self._db.write() as conn:
-            for component, decided in plan.components.items():
-                latest = decided.history[-1] if decided.history else None
-                observed = outcome.step.components.get(component)
-                if (
-                    latest is None
-                    or observed is None
-                    or latest.template_hash != decided.choice.run.spec_hash()
-                ):
-                    continue
-                good = revisions.stable(decided.history)
-                can_fail = good is not None and latest.template.policy.auto_rollback
-                verdict = revisions.judge(latest, observed, can_fail=can_fail, now=now)
-                if verdict is not None:
-                    state, reason = verdict
-                    await rollouts.finish(
-                        conn, _row(tenant, latest), state=state, reason=reason, now=now
-                    )
-                    failed = failed or state == "failed"
-        return failed
+            known = await rollouts.read(conn, tenant, releases=releases)
+            plan = choose(tenant, desired, known, now=now)
+            if plan.changes:
+                await rollouts.save(conn, plan.changes, now=now)
+        return plan
 
     async def forget(self, tenant: str) -> None:
         async with self._db.write() as conn:
             await rollouts.remove_tenant(conn, tenant)
 
 
-def status(plan: Plan) -> tuple[dict[str, Any], list[str], list[str]]:
-    """(status.rollouts, problems for Degraded, held changes for Progressing)."""
+def choose(tenant: str, desired: Instance, known: rollouts.Known, *, now: dt.datetime) -> Plan:
+    """What each component runs, and the revisions that starts or supersedes. Pure."""
+    decided: dict[str, Decided] = {}
+    finished: list[rollouts.Finished] = []
+    started: list[rollouts.Revision] = []
+    for template in desired.templates:
+        history = [revision(r) for r in known.history if r.component == template.component]
+        wave = None
+        if revisions.needs_wave(template, history):
+            wave = _wave(tenant, template, known.others)
+        choice = revisions.choose(template, history, wave)
+        if choice.record:
+            latest = history[-1] if history else None
+            if latest is not None and latest.state == "progressing":
+                finished.append(
+                    rollouts.Finished(
+                        revision=_row(tenant, latest), state="superseded", reason="a newer change"
+                    )
+                )
+                history[-1] = dataclasses.replace(latest, state="superseded")
+            new = _new_revision(template, latest, now=now)
+            started.append(_row(tenant, new))
+            history.append(new)
+        decided[template.component] = Decided(choice=choice, history=tuple(history))
+    run = tuple(d.choice.run for d in decided.values())
+    return Plan(
+        instance=Instance(tenant=tenant, templates=run),
+        components=decided,
+        changes=rollouts.Changes(finished=tuple(finished), started=tuple(started)),
+    )
+
+
+def judge(
+    tenant: str, plan: Plan, outcome: nodes_runtime.Outcome, *, now: dt.datetime
+) -> rollouts.Changes:
+    """The revisions the step's outcome ended (a failed one is rolled back at once). Pure."""
+    finished: list[rollouts.Finished] = []
+    for component, decided in plan.components.items():
+        latest = decided.history[-1] if decided.history else None
+        observed = outcome.step.components.get(component)
+        if (
+            latest is None
+            or observed is None
+            or latest.template_hash != decided.choice.run.spec_hash()
+        ):
+            continue
+        good = revisions.stable(decided.history)
+        can_fail = good is not None and latest.template.policy.auto_rollback
+        verdict = revisions.judge(latest, observed, can_fail=can_fail, now=now)
+        if verdict is not None:
+            state, reason = verdict
+            finished.append(
+                rollouts.Finished(revision=_row(tenant, latest), state=state, reason=reason)
+            )
+    return rollouts.Changes(finished=tuple(finished))
+
+
+def failed(changes: rollouts.Changes) -> bool:
+    """Whether `changes` fail a revision (the tenant is reconciled again at once)."""
+    return any(f.state == "failed" for f in changes.finished)
+
+
+def status(plan: Plan) -> tenant_status.Revisions:
+    """What the plan decided, as the tenant's status shows it."""
     summary: dict[str, Any] = {}
     problems: list[str] = []
     held: list[str] = []
@@ -120,36 +159,28 @@ def status(plan: Plan) -> tuple[dict[str, Any], list[str], list[str]]:
             entry["held"] = decided.choice.held
             held.append(f"{component}: {decided.choice.held}")
         summary[component] = entry
-    return summary, problems, held
+    return tenant_status.Revisions(summary=summary, problems=tuple(problems), held=tuple(held))
 
 
-async def _wave(conn: Tx, tenant: str, template: Template) -> revisions.Wave:
-    assert template.release is not None
-    seen = await rollouts.for_release(
-        conn, template.component, template.release, states=("progressing", "failed")
-    )
-    others = [r for r in seen if r.tenant != tenant]
+def _wave(tenant: str, template: Template, others: tuple[rollouts.Revision, ...]) -> revisions.Wave:
+    seen = [
+        r
+        for r in others
+        if r.tenant != tenant
+        and r.component == template.component
+        and r.release == template.release
+    ]
+    seen.sort(key=lambda r: r.started_at)
     return revisions.Wave(
-        progressing=tuple(sorted({r.tenant for r in others if r.state == "progressing"})),
-        failed=tuple((r.tenant, r.reason or "failed") for r in others if r.state == "failed"),
+        progressing=tuple(sorted({r.tenant for r in seen if r.state == "progressing"})),
+        failed=tuple((r.tenant, r.reason or "failed") for r in seen if r.state == "failed"),
     )
 
 
-async def _record(
-    conn: Tx,
-    tenant: str,
-    template: Template,
-    history: list[revisions.Revision],
-    *,
-    now: dt.datetime,
+def _new_revision(
+    template: Template, latest: revisions.Revision | None, *, now: dt.datetime
 ) -> revisions.Revision:
-    latest = history[-1] if history else None
-    if latest is not None and latest.state == "progressing":
-        await rollouts.finish(
-            conn, _row(tenant, latest), state="superseded", reason="a newer change", now=now
-        )
-        history[-1] = dataclasses.replace(latest, state="superseded")
-    revision = revisions.Revision(
+    return revisions.Revision(
         number=latest.number + 1 if latest is not None else 1,
         template=template,
         template_hash=template.spec_hash(),
@@ -158,8 +189,6 @@ async def _record(
         reason=None,
         started_at=now,
     )
-    await rollouts.add(conn, _row(tenant, revision))
-    return revision
 
 
 def revision(row: rollouts.Revision) -> revisions.Revision:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from armillary import timestamps
-from armillary.control import cron, firing, schedule_status, schedule_targets
+from armillary.control import conditions, cron, firing, schedule_status, schedule_targets
 from armillary.control.driver import Result
 from armillary.errors import Conflict, NotFound
 from armillary.resources import naming
@@ -281,6 +281,27 @@ class ScheduleController:
                 expected_version=None,
                 now=now,
             )
+
+    async def give_up(self, key: str, reason: str) -> None:
+        """Say in the schedule's status that its reconcile failed for good, and why."""
+        now = self._clock()
+        async with self._db.write() as conn:
+            state = await schedule_runs.get_state(conn, key)
+            if state is not None:
+                status = conditions.failed_for_good(state.status, reason, now)
+                await schedule_runs.save_state(
+                    conn, dataclasses.replace(state, status=status), now=now
+                )
+            target = await schedule_targets.resolve(conn, key)
+            if target is not None and target.resource is not None:
+                await repository.write_status(
+                    conn,
+                    kind="Schedule",
+                    name=target.key,
+                    status=conditions.failed_for_good(target.resource.status, reason, now),
+                    expected_version=None,
+                    now=now,
+                )
 
     # --- run now ------------------------------------------------------------------------
 

@@ -1,13 +1,16 @@
 """The tenant controller: keeps each tenant's replicas converged on its stack.
 
-`reconcile(tenant)` re-reads the Tenant, its Stack and the Releases they pin,
-expands them into templates, lets `control.rollouts` decide which revision of each
-component runs (rolling back a failed change, holding a release's wave), asks the
-runtime for one step toward that, closes the revisions that ended, and writes the
-tenant's status: counts per component, revisions, and the conditions Ready,
-Progressing and Degraded with the reason in words. A deleted tenant has its replicas
-removed. Every event (the tenant, its stack, a release, its allocations' reports, a
-node) only brings the key back here.
+`reconcile(tenant)` reads the Tenant, its Stack and the Releases they pin (one read
+transaction) and expands them into templates; `control.rollouts` decides which
+revision of each component runs (rolling back a failed change, holding a release's
+wave) on one read of the tenant's revisions and writes what it started in the same
+transaction; the runtime takes one step toward that; then the revisions the step
+ended and the tenant's status (`control.tenant_status`: counts per component,
+revisions, the conditions Ready, Progressing and Degraded with the reason in words)
+are written together, once, and only if something changed. A deleted tenant has its
+replicas removed. Every event (the tenant's spec, its stack, a release, its
+allocations' reports, a node) only brings the key back here; the status written here
+does not (the driver watches specs only).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from armillary.control import conditions, instances, rollouts
+from armillary.control import conditions, instances, rollouts, tenant_status
 from armillary.control.driver import Result
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import allocations, repository
+from armillary.store import rollouts as rollout_store
 from armillary.store.database import Database
 from armillary.store.feed import Change
 
 PROGRESS_RECHECK_S = 5.0
 ROLLBACK_NOW_S = 0.05
+NOTHING_ENDED = rollout_store.Changes()
 
 
 def _utc_now() -> dt.datetime:
@@ -92,105 +97,66 @@ class TenantController:
                 return Result()
             return Result(requeue_after_s=1.0)
         if stack_row is None:
-            tenant = Tenant.model_validate(stored.document())
-            status = _status_without_stack(stored, tenant, now)
-            await self._write_status(key, stored, status)
+            missing = tenant_status.without_stack(
+                generation=stored.generation, stack=str(stored.spec.get("stack"))
+            )
+            await self._write_status(key, stored, missing.document(now=now), now=now)
             return Result()
         plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await self._runtime.converge(key, plan.instance, now=now)
-        rolled_back = await self._rollouts.judge(key, plan, outcome, now=now)
-        status = _status(stored, stack_row.generation, outcome, now, rollouts.status(plan))
-        await self._write_status(key, stored, status)
-        if rolled_back:
+        ended = rollouts.judge(key, plan, outcome, now=now)
+        status = tenant_status.build(
+            generation=stored.generation,
+            stack_generation=stack_row.generation,
+            observed=outcome.step.components,
+            idle=outcome.step.idle,
+            unplaced=outcome.unplaced,
+            revisions=rollouts.status(plan),
+        )
+        await self._write_status(key, stored, status.document(now=now), now=now, ended=ended)
+        if rollouts.failed(ended):  # roll back at once
             return Result(requeue_after_s=ROLLBACK_NOW_S)
-        progressing = conditions.is_true(status, "Progressing")
-        return Result(requeue_after_s=PROGRESS_RECHECK_S if progressing else None)
+        return Result(requeue_after_s=PROGRESS_RECHECK_S if status.progressing.value else None)
+
+    async def give_up(self, key: str, reason: str) -> None:
+        """Say in the tenant's status that its reconcile failed for good, and why; its
+        counts are kept as they were last seen."""
+        async with self._db.read() as conn:
+            stored = await repository.get(conn, "Tenant", key)
+        if stored is None:
+            return
+        now = self._clock()
+        failed = tenant_status.failed(generation=stored.generation, reason=reason)
+        await self._write_status(
+            key, stored, {**stored.status, **failed.document(now=now)}, now=now
+        )
 
     async def _write_status(
-        self, key: str, stored: repository.Stored, status: dict[str, Any]
+        self,
+        key: str,
+        stored: repository.Stored,
+        status: dict[str, Any],
+        *,
+        now: dt.datetime,
+        ended: rollout_store.Changes = NOTHING_ENDED,
     ) -> None:
+        """One write: the revisions the step ended (as of `now`, when the step
+        observed their end), and the status if it changed."""
         status = conditions.keep_transition_times(stored.status, status)
-        if status == stored.status:
+        if status == stored.status and not ended:
             return
         async with self._db.write() as conn:
-            await repository.write_status(
-                conn,
-                kind="Tenant",
-                name=key,
-                status=status,
-                expected_version=None,
-                now=self._clock(),
-            )
-
-
-def _status(
-    stored: repository.Stored,
-    stack_generation: int,
-    outcome: nodes_runtime.Outcome,
-    now: dt.datetime,
-    revisions: tuple[dict[str, Any], list[str], list[str]],
-) -> dict[str, Any]:
-    components: dict[str, Any] = {}
-    desired = ready = updated = 0
-    summary, rollout_problems, held = revisions
-    problems: list[str] = []
-    waiting: list[str] = []
-    all_ready = True
-    for name, seen in outcome.step.components.items():
-        entry: dict[str, Any] = {
-            "desired": seen.desired,
-            "ready": seen.ready,
-            "updated": seen.updated,
-        }
-        if seen.waiting_for:
-            entry["waitingFor"] = list(seen.waiting_for)
-            waiting.append(f"{name} waits for {', '.join(seen.waiting_for)}")
-        if seen.problems:
-            entry["problems"] = list(seen.problems)
-            problems.extend(f"{name}: {p}" for p in seen.problems)
-        if name in outcome.unplaced:
-            entry["unplaced"] = outcome.unplaced[name]
-            problems.append(f"{name}: {outcome.unplaced[name]}")
-        components[name] = entry
-        desired += seen.desired
-        ready += min(seen.ready, seen.desired)
-        updated += min(seen.updated, seen.desired)
-        component_ready = seen.done if seen.job else seen.ready >= seen.desired
-        stale = seen.total > seen.desired or seen.updated < seen.desired
-        all_ready = all_ready and component_ready and not stale and not seen.problems
-    converged = all_ready and outcome.step.idle and not outcome.unplaced
-    problems.extend(rollout_problems)  # the tenant may be Ready (on the old revision) and Degraded
-    ready_reason = "AllReplicasReady" if converged else ("Degraded" if problems else "Progressing")
-    ready_message = (
-        f"{ready}/{desired} replicas ready"
-        if converged
-        else "; ".join(problems or waiting or [f"{ready}/{desired} replicas ready"])
-    )
-    progressing_reason = "Converged" if converged else ("Stalled" if problems else "RollingOut")
-    return {
-        "observedGeneration": stored.generation,
-        "stackGeneration": stack_generation,
-        "replicas": {"desired": desired, "ready": ready, "updated": updated},
-        "components": components,
-        **({"rollouts": summary} if summary else {}),
-        "conditions": [
-            conditions.make("Ready", converged, ready_reason, ready_message, now),
-            conditions.make(
-                "Progressing",
-                not converged and not problems,
-                "RolloutHeld" if held and converged else progressing_reason,
-                "; ".join(held or waiting) or f"{updated}/{desired} replicas updated",
-                now,
-            ),
-            conditions.make(
-                "Degraded",
-                bool(problems),
-                "ReplicasFailing" if problems else "None",
-                "; ".join(problems) or "no problems",
-                now,
-            ),
-        ],
-    }
+            if ended:
+                await rollout_store.save(conn, ended, now=now)
+            if status != stored.status:
+                await repository.write_status(
+                    conn,
+                    kind="Tenant",
+                    name=key,
+                    status=status,
+                    expected_version=None,
+                    now=now,
+                )
 
 
 def _secret_names(tenant: repository.Stored) -> set[str]:
@@ -200,17 +166,3 @@ def _secret_names(tenant: repository.Stored) -> set[str]:
 
 def _holds(status: dict[str, Any]) -> bool:
     return any("held" in entry for entry in status.get("rollouts", {}).values())
-
-
-def _status_without_stack(
-    stored: repository.Stored, tenant: Tenant, now: dt.datetime
-) -> dict[str, Any]:
-    message = f"stack {tenant.spec.stack!r} does not exist; apply it (running replicas are kept)"
-    return {
-        "observedGeneration": stored.generation,
-        "conditions": [
-            conditions.make("Ready", False, "StackNotFound", message, now),
-            conditions.make("Progressing", False, "StackNotFound", message, now),
-            conditions.make("Degraded", True, "StackNotFound", message, now),
-        ],
-    }

@@ -7,6 +7,13 @@ driver, the node hub) get their own queue and re-read state: a change only says
 *where* to look, never what to believe. (Not to be confused with `store.events`:
 the webhook events received from outside senders.)
 
+Two topics: specs (anything users or the system change: specs, allocations, nodes,
+revisions) and statuses (a controller's status write, `Change.status`). A subscriber
+gets statuses only if it asks (`status=True`): a controller watching specs is never
+woken by the status it has just written itself, which would re-queue the same key
+for nothing. Whoever waits on what controllers report (a provisioning run waiting
+for Ready) subscribes to both.
+
 In-process only: one server replica. Several replicas sharing Postgres will need
 LISTEN/NOTIFY here; the subscribers do not change.
 """
@@ -23,43 +30,49 @@ _KEY = "armillary.feed.events"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
-    """Something of `kind` named `name` changed (`tenant` / `node` narrow it further)."""
+    """Something of `kind` named `name` changed (`tenant` / `node` narrow it further).
+    `status` marks a status write: only the resource's status changed."""
 
     kind: str
     name: str
     tenant: str | None = None
     node: str | None = None
+    status: bool = False
 
 
 class Feed:
     """Fan-out of committed events to every subscriber's queue."""
 
     def __init__(self) -> None:
-        self._queues: list[asyncio.Queue[Change]] = []
-        self._callbacks: list[Callable[[Change], None]] = []
+        self._queues: dict[asyncio.Queue[Change], bool] = {}  # queue → wants statuses
+        self._callbacks: list[tuple[Callable[[Change], None], bool]] = []
 
-    def watch(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+    def watch(
+        self, callback: Callable[[Change], None], *, status: bool = False
+    ) -> Callable[[], None]:
         """Call `callback` with each event as it is published, before `publish` returns
-        (so before the writer goes on); it must be quick and must not raise. Returns
-        the function that stops it."""
-        self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
+        (so before the writer goes on); it must be quick and must not raise. Status
+        writes only with `status=True`. Returns the function that stops it."""
+        entry = (callback, status)
+        self._callbacks.append(entry)
+        return lambda: self._callbacks.remove(entry) if entry in self._callbacks else None
 
-    def subscribe(self) -> asyncio.Queue[Change]:
+    def subscribe(self, *, status: bool = False) -> asyncio.Queue[Change]:
+        """A queue of every published event; of status writes too only with `status=True`."""
         queue: asyncio.Queue[Change] = asyncio.Queue()
-        self._queues.append(queue)
+        self._queues[queue] = status
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Change]) -> None:
-        if queue in self._queues:
-            self._queues.remove(queue)
+        self._queues.pop(queue, None)
 
     def publish(self, events: list[Change]) -> None:
-        for callback in list(self._callbacks):
-            for event in events:
+        specs = [e for e in events if not e.status]
+        for callback, status in list(self._callbacks):
+            for event in events if status else specs:
                 callback(event)
-        for queue in self._queues:
-            for event in events:
+        for queue, status in self._queues.items():
+            for event in events if status else specs:
                 queue.put_nowait(event)
 
 

@@ -5,7 +5,8 @@ Invariants kept here, whoever calls:
 - A write that names the version it read (`expected_version`) is conditional:
   `UPDATE … WHERE resource_version = :seen`; if it moved, `Conflict`.
 - Spec and status are separate write paths: `apply` never touches status and
-  `write_status` never touches spec, labels or generation.
+  `write_status` never touches spec, labels or generation. A status write is announced
+  on the feed's status topic only (`Change.status`), so it never wakes spec watchers.
 Rows never leave this module: callers get `Stored` values.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -114,6 +116,16 @@ async def get(conn: AsyncConnection, kind: str, name: str) -> Stored | None:
     return _stored(row) if row is not None else None
 
 
+async def get_many(conn: AsyncConnection, kind: str, names: Collection[str]) -> dict[str, Stored]:
+    """The resources of `kind` named in `names` that exist, by name: one query."""
+    if not names:
+        return {}
+    result = await conn.execute(
+        select(resources).where(resources.c.kind == kind, resources.c.name.in_(sorted(names)))
+    )
+    return {row.name: _stored(row) for row in result}
+
+
 async def require(conn: AsyncConnection, kind: str, name: str) -> Stored:
     """The resource, or `NotFound`."""
     found = await get(conn, kind, name)
@@ -182,7 +194,7 @@ async def write_status(
         if status == current.status:
             return current
         try:
-            return await _update(conn, current, {"status": status}, now=now)
+            return await _update(conn, current, {"status": status}, now=now, status_only=True)
         except Conflict:
             if expected_version is not None:
                 raise
@@ -233,7 +245,12 @@ async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -
 
 
 async def _update(
-    conn: AsyncConnection, current: Stored, values: dict[str, Any], *, now: dt.datetime
+    conn: AsyncConnection,
+    current: Stored,
+    values: dict[str, Any],
+    *,
+    now: dt.datetime,
+    status_only: bool = False,
 ) -> Stored:
     result = await conn.execute(
         update(resources)
@@ -246,7 +263,7 @@ async def _update(
     )
     if result.rowcount != 1:
         raise _moved(current.kind, current.name)
-    feed.record(conn.info, feed.Change(kind=current.kind, name=current.name))
+    feed.record(conn.info, feed.Change(kind=current.kind, name=current.name, status=status_only))
     return await require(conn, current.kind, current.name)
 
 

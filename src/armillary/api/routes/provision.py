@@ -12,7 +12,7 @@ from armillary import timestamps
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
-from armillary.store import repository, runs
+from armillary.store import provisioning_runs, repository
 
 router = APIRouter(prefix="/api/v1/provision", tags=["provisioning"])
 
@@ -36,7 +36,7 @@ class ProvisionRequest(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
-def run_document(run: runs.Run) -> dict[str, Any]:
+def run_document(run: provisioning_runs.Run) -> dict[str, Any]:
     return {
         "id": run.id,
         "action": run.action,
@@ -115,11 +115,13 @@ async def list_runs(
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
 ) -> dict[str, Any]:
-    return {"items": [run_document(r) for r in await runs.list_runs(db, tenant=tenant)]}
+    return {
+        "items": [run_document(r) for r in await provisioning_runs.list_runs(db, tenant=tenant)]
+    }
 
 
 @router.get("/runs/{run_id}", summary="One provisioning run with its step timeline")
 async def get_run(run_id: str, db: Db, who: TenantChecked) -> dict[str, Any]:
-    run = await runs.get(db, run_id)
+    run = await provisioning_runs.get(db, run_id)
     visible(who, run.tenant)
     return run_document(run)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import NotFound
+from armillary.store import feed
 from armillary.store.database import Database
 from armillary.store.tables import provision_runs, provision_steps
 
@@ -185,10 +186,13 @@ async def _steps(conn: AsyncConnection, run_id: str) -> tuple[Step, ...]:
 
 
 async def set_run(db: Database, run_id: str, **values: Any) -> None:
+    """Change the run's row. Announced on the feed's status topic (a run's progress is
+    a status: no controller watches it), for whoever follows the run."""
     async with db.write() as conn:
         await conn.execute(
             update(provision_runs).where(provision_runs.c.id == run_id).values(**values)
         )
+        feed.record(conn.info, feed.Change(kind="ProvisionRun", name=run_id, status=True))
 
 
 async def set_step(db: Database, run_id: str, position: int, **values: Any) -> None:
