@@ -136,7 +136,9 @@ async def save(conn: AsyncConnection, changes: Changes, *, now: dt.datetime) -> 
         for f in changes.finished:
             feed.record(
                 conn.info,
-                feed.Change(kind="Rollout", name=f.revision.release or "", tenant=f.revision.tenant),
+                feed.Change(
+                    kind="Rollout", name=f.revision.release or "", tenant=f.revision.tenant
+                ),
             )
     if changes.started:
         await conn.execute(insert(rollouts), [_values(r) for r in changes.started])
