@@ -403,6 +403,10 @@ def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
         ("/api/v1/tokens", {"role": "viewer", "description": "a\x00b"}),
         (
             "/api/v1/provision/tenants",
+            {"org": "acme", "tenant": "p", "stack": "sleepy", "idempotency_key": "k\x00"},
+        ),
+        (
+            "/api/v1/provision/tenants",
             {"org": "acme", "tenant": "p", "stack": "sleepy", "display_name": "\udfff"},
         ),
     ],
