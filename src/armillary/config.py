@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API (CORS)"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of the proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none by default, so no client chooses its own address",
+    )
     audit_retention_days: float = Field(
         default=90, gt=0, description="how long audit log rows are kept"
     )

@@ -45,6 +45,10 @@ def server(
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: any process on the
+        # machine could then choose its address for rate limits and the audit log.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 

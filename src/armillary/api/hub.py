@@ -38,6 +38,7 @@ from armillary.errors import (
     TemporaryError,
     Unauthorized,
 )
+from armillary.resources import text as storable
 from armillary.store import allocations, nodes
 from armillary.store.database import Database
 
@@ -61,6 +62,9 @@ class Session:
         self._seq = itertools.count(1)
         self._streams: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
         self._stream_ids = itertools.count(1)
+        self.held_back: dict[str, dict[str, Any]] = {}
+        """Allocations the last push could not send, by id: their `InvalidSpec` report,
+        which stands in for what the node says of them while it stops them."""
 
     async def send(self, kind: str, payload: dict[str, Any]) -> None:
         async with self._lock:
@@ -200,13 +204,10 @@ class Hub:
             envelope = await _receive(websocket)
             if envelope.type == "report":
                 report = protocol.decode(protocol.Report, envelope.payload)
+                reports = [protocol.encode(r) for r in report.replicas]
+                reports = [session.held_back.get(r["id"], r) for r in reports]
                 async with self._db.write() as conn:
-                    await allocations.record_reports(
-                        conn,
-                        session.name,
-                        [protocol.encode(r) for r in report.replicas],
-                        now=_now(),
-                    )
+                    await allocations.record_reports(conn, session.name, reports, now=_now())
             elif envelope.type == "heartbeat":
                 beat = protocol.decode(protocol.Heartbeat, envelope.payload)
                 async with self._db.write() as conn:
@@ -238,8 +239,13 @@ class Hub:
             node = await nodes.require(conn, session.name)
             held = await allocations.for_node(conn, session.name)
             resolver = secrets.Resolver(conn, self._vault)
-            specs = [await _spec(a, resolver) for a in held]
-        await session.send("assignments", {"epoch": node.epoch, "allocations": specs})
+            specs = [(a, await _spec(a, resolver)) for a in held]
+        sendable, refused = _sendable(specs)
+        session.held_back = {report["id"]: report for report in refused}
+        if refused:
+            async with self._db.write() as conn:
+                await allocations.record_reports(conn, session.name, refused, now=_now())
+        await session.send("assignments", {"epoch": node.epoch, "allocations": sendable})
 
 
 async def _receive(websocket: WebSocket) -> protocol.Envelope:
@@ -274,6 +280,41 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no hello within {HELLO_TIMEOUT_S:g} s"
     return "the server could not take the session now; reconnect"
+
+
+def _sendable(
+    specs: list[tuple[allocations.Allocation, dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The specs that can be sent, and an `InvalidSpec` report for each that cannot.
+
+    Strings are checked where they come in (`resources.text`), but an allocation
+    made from data stored before that (or a Secret's value) could still hold text
+    no frame can encode; it would close the whole session, and every tenant on the
+    node would lose its supervisor. It is held back and marked instead."""
+    sendable: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for allocation, spec in specs:
+        problem = next(storable.problems(spec), None)
+        if problem is None:
+            sendable.append(spec)
+            continue
+        loc, message = problem
+        where = ".".join(str(part).encode("ascii", "backslashreplace").decode() for part in loc)
+        log.error(
+            "allocation %s of tenant %s is not sent: %s %s",
+            allocation.id,
+            allocation.tenant,
+            where,
+            message,
+        )
+        report = protocol.ReplicaReport(
+            id=allocation.id,
+            state="failed",
+            reason="InvalidSpec",
+            message=f"the server cannot send this replica's spec: {where} {message}",
+        )
+        refused.append(protocol.encode(report))
+    return sendable, refused
 
 
 async def _spec(allocation: allocations.Allocation, resolver: secrets.Resolver) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from armillary.errors import ArmillaryError, Invalid, Issue, TemporaryError, Unauthorized
+from armillary.errors import (
+    ArmillaryError,
+    Invalid,
+    Issue,
+    NotFound,
+    TemporaryError,
+    Unauthorized,
+)
 from armillary.resources.validate import format_path
 
 MEDIA_TYPE = "application/problem+json"
@@ -90,8 +97,18 @@ def _issue(issue: Issue) -> dict[str, Any]:
     return out
 
 
-async def _armillary_error(_request: Request, exc: Exception) -> JSONResponse:
+HIDDEN = "not found"
+"""What a tenant token is told of anything it cannot have: another tenant's thing and
+a thing that does not exist get this one answer, so names cannot be probed."""
+
+
+async def _armillary_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ArmillaryError)
+    who = getattr(request.state, "principal", None)
+    if isinstance(exc, NotFound) and getattr(who, "role", None) == "tenant":
+        # A missing thing's answer names it ("tenant/acme-x not found"); another
+        # tenant's answers `visible`'s plain words. Both become the same bytes.
+        return response(NotFound(HIDDEN))
     return response(exc)
 
 

@@ -22,6 +22,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from armillary.api import problems
 from armillary.auth import access, sessions, tenant_tokens, tokens
 from armillary.auth.access import StaffRole, TenantScope
 from armillary.auth.keys import KeyRing
@@ -124,7 +125,7 @@ class Allow:
         if decision.allowed:
             return who
         if decision.status == 404:
-            raise NotFound("not found")
+            raise NotFound(problems.HIDDEN)
         raise Forbidden(decision.reason)
 
 
@@ -138,7 +139,7 @@ def may_write(who: access.Principal, kinds: list[str]) -> None:
 def visible(who: access.Principal, tenant: str | None) -> None:
     """For handlers of `tenant="handler"` routes: 404 unless `who` may see `tenant`'s."""
     if not who.sees(tenant):
-        raise NotFound("not found")
+        raise NotFound(problems.HIDDEN)
 
 
 Db = Annotated[Database, Depends(database)]

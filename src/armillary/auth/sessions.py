@@ -2,10 +2,11 @@
 
 `login` checks a password against its argon2id hash; `max_failures` wrong passwords
 in a row lock the user out for `lockout_s` (a correct password during the lockout
-is refused too, so the lock cannot be probed). A session is a random cookie value
-(only its SHA-256 is stored) with an expiry and a CSRF token; `authenticate` turns
-a cookie back into a principal. The CSRF check itself sits with the API's request
-handling (`api.security`), which knows the method and headers.
+is refused too, in the words of a wrong password, so the lock cannot be probed). A
+session is a random cookie value (only its SHA-256 is stored) with an expiry and a
+CSRF token; `authenticate` turns a cookie back into a principal. The CSRF check
+itself sits with the API's request handling (`api.security`), which knows the
+method and headers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ CSRF_HEADER = "x-csrf-token"
 MAX_COOKIE_LENGTH = 128
 USER_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _USER_NAME = re.compile(USER_NAME)
+REFUSED = "wrong user name or password"
+"""Every refused login's answer: a lockout is not told apart from a wrong password."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,20 +77,23 @@ async def login(
     max_failures: int,
     lockout_s: float,
 ) -> Opened | LoginRefused:
-    """Open a session, or say why not (the same words whatever was wrong)."""
+    """Open a session, or say why not: the same words and the same work (one argon2id
+    check) whatever was wrong — an unknown name, a locked or disabled user, a wrong
+    password — so neither the answer nor its time tells whether the user exists."""
     user = await users.get(conn, name)
     if user is None:
         passwords.verify(passwords.DUMMY_HASH, password)  # same time as a real check
-        return LoginRefused(reason="wrong user name or password")
+        return LoginRefused(reason=REFUSED)
+    matches = passwords.verify(user.password_hash, password)
     if user.locked_until is not None and timestamps.utc(user.locked_until) > now:
-        return LoginRefused(reason="too many failed logins; try again later")
-    if user.disabled_at is not None or not passwords.verify(user.password_hash, password):
+        return LoginRefused(reason=REFUSED)
+    if user.disabled_at is not None or not matches:
         failures = user.failed_logins + 1
         locked = now + dt.timedelta(seconds=lockout_s) if failures >= max_failures else None
         await users.update_user(
             conn, name, failed_logins=0 if locked else failures, locked_until=locked
         )
-        return LoginRefused(reason="wrong user name or password")
+        return LoginRefused(reason=REFUSED)
     await users.update_user(conn, name, failed_logins=0, locked_until=None)
     cookie = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)

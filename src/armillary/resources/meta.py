@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
+
+from armillary.resources import text
 
 API_VERSION = "armillary.dev/v1"
 
@@ -73,8 +75,9 @@ LabelKey = Annotated[str, AfterValidator(check_label_key)]
 LabelValue = Annotated[str, AfterValidator(check_label_value)]
 
 
-class Model(BaseModel):
-    """Base of every model users write: unknown fields are errors, values are frozen."""
+class Model(text.Storable):
+    """Base of every model users write: unknown fields are errors, values are frozen,
+    every string is storable text (`text.Storable`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from armillary.errors import Invalid, Issue, TooLarge
-from armillary.resources import kinds
+from armillary.resources import kinds, text
 from armillary.resources import release as releases
 from armillary.resources.meta import API_VERSION, Document
 from armillary.resources.release import Release, release_name
@@ -63,6 +63,9 @@ def parse(
         raise TooLarge(
             [issue((), f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")]
         )
+    unstorable = [issue(loc, message) for loc, message in text.problems(raw)]
+    if unstorable:
+        raise Invalid(unstorable)
     head = _check_head(raw)
     if head:
         raise Invalid([issue(loc, msg) for loc, msg in head])

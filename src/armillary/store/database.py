@@ -23,7 +23,9 @@ lock. On Postgres it runs on the async pool (`run_sync`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
+from armillary.resources import text as storable
 from armillary.store import feed
 
 T = TypeVar("T")
@@ -107,15 +110,23 @@ class Database:
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=60,
+                json_deserializer=_stored_json,
             )
-            reader = create_async_engine(target, pool_size=4, max_overflow=4)
+            reader = create_async_engine(
+                target, pool_size=4, max_overflow=4, json_deserializer=_stored_json
+            )
             for engine in (writer, reader):
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(writer.sync_engine, "begin", _begin_immediate)
             event.listen(reader.sync_engine, "begin", _begin_deferred)
             plain = make_url(target).set(drivername="sqlite+pysqlite")
             sync_writer = create_engine(  # the batch writer, and the checkpointer's thread
-                plain, poolclass=QueuePool, pool_size=2, max_overflow=0, pool_timeout=60
+                plain,
+                poolclass=QueuePool,
+                pool_size=2,
+                max_overflow=0,
+                pool_timeout=60,
+                json_deserializer=_stored_json,
             )
             event.listen(sync_writer, "connect", _sqlite_pragmas)
             event.listen(sync_writer, "connect", _sqlite_bulk_pragmas)
@@ -311,3 +322,17 @@ Tx = AsyncConnection
 
 SyncTx = Connection
 """The handle `write_sync` gives its function."""
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _stored_json(value: str) -> Any:
+    """A JSON column as read from SQLite. Rows written before strings were checked at
+    the door (`resources.text`) may hold lone surrogates, which no answer could encode:
+    they are read with U+FFFD in their place, so lists and the node's assignments still
+    work and the owner sees what to fix. (Postgres never stored them: it refuses them.)"""
+    loaded = json.loads(value)
+    if _SURROGATE_ESCAPE.search(value) is None:
+        return loaded
+    return storable.sanitized(loaded)

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from armillary import timestamps, wire
 from armillary.api import audit, openapi
@@ -25,6 +25,7 @@ from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
 from armillary.auth import passwords, sessions, tenant_tokens, tokens
 from armillary.config import Settings
 from armillary.errors import Unauthorized
+from armillary.resources import text
 from armillary.store import repository, users
 from armillary.store import tokens as token_store
 
@@ -35,7 +36,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Strict(BaseModel):
+class Strict(text.Storable):
     # strict: `true` is a boolean and 1 an integer, as the OpenAPI document says
     model_config = ConfigDict(extra="forbid", strict=True)
 

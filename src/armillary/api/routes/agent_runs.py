@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from armillary import timestamps, wire
 from armillary.api import audit, openapi
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
+from armillary.resources import text, validate
 from armillary.resources.meta import Name
 from armillary.resources.stack import ComponentName
 from armillary.store import agent_runs, repository
@@ -45,20 +46,11 @@ class RunRequest(BaseModel):
 
     @field_validator("input")
     @classmethod
-    def _no_nul(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if _holds_nul(value):  # Postgres JSON cannot hold one
-            raise ValueError("expected no NUL character (\\u0000) in the input")
+    def _storable_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # NUL: Postgres JSON cannot hold one; a lone surrogate: no answer could encode it.
+        for loc, message in text.problems(value):
+            raise ValueError(f"{validate.format_path(loc)}: {message}")
         return value
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
 
 
 def run_document(run: agent_runs.AgentRun) -> dict[str, Any]:

@@ -6,19 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from armillary import timestamps, wire
 from armillary.api import openapi
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
+from armillary.resources import text
 from armillary.store import provisioning_runs, repository
 
 router = APIRouter(prefix="/api/v1/provision", tags=["provisioning"])
 
 
-class ProvisionRequest(BaseModel):
+class ProvisionRequest(text.Storable):
     """What a new tenant needs; the fields of Org and Tenant are checked as in `apply`."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
