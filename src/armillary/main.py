@@ -29,8 +29,20 @@ def server(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default 7400, or ARMILLARY_PORT).")
     ] = None,
+    fd: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve on this inherited, already bound TCP socket instead of binding "
+            "--host/--port (which then only name the server's own URL)."
+        ),
+    ] = None,
 ) -> None:
-    """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""
+    """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set).
+
+    `--fd` lets whoever starts the server own the port: a supervisor (or a test) binds
+    the socket, keeps it until the server is up and hands it down, so no other process
+    can take the port between choosing it and listening on it.
+    """
     import uvicorn
 
     from armillary.api.app import create_server
@@ -43,6 +55,7 @@ def server(
         create_server(settings),
         host=settings.host,
         port=settings.port,
+        fd=fd,
         log_level=settings.log_level,
         access_log=False,
     )

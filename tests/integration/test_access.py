@@ -24,8 +24,10 @@ from armillary.api.app import create_app
 from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
-from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, replicas
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 SLEEPER = {"name": "agent", "command": ["sleep", "100000"]}
 ADMIN_WRITES = {"webhooksources", "secrets"}
@@ -172,9 +174,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    node = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="acl")
-    node.start()
+def world(server: ServerProcess, node: NodeProcess) -> World:
     mark = uuid.uuid4().hex[:6]
     a, b, stack = f"a-{mark}", f"b-{mark}", f"s-{mark}"
     stack_doc = {
@@ -226,20 +226,17 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
 
         wait_for(expired_now, timeout_s=10, what="the 1 s key to expire")
     replica = wait_for(lambda: replicas(server, a, "agent"), what="A's replica")[0]
-    try:
-        yield World(
-            headers=headers,
-            tenant_a=a,
-            tenant_b=b,
-            run_a=run["id"],
-            replica_a=replica["id"],
-            schedule_a=f"{a}-nightly",
-            stack=stack,
-            webhook=f"w-{mark}",
-            agent_run_a=agent_run["id"],
-        )
-    finally:
-        node.stop()
+    return World(
+        headers=headers,
+        tenant_a=a,
+        tenant_b=b,
+        run_a=run["id"],
+        replica_a=replica["id"],
+        schedule_a=f"{a}-nightly",
+        stack=stack,
+        webhook=f"w-{mark}",
+        agent_run_a=agent_run["id"],
+    )
 
 
 def webhook_source(name: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 
 def org(name: str, **spec: object) -> dict:
@@ -103,7 +102,7 @@ def test_acknowledged_apply_survives_kill_9(
     home.mkdir()
     if database_url:  # the module's server already made the admin token in this database
         (home / "context.json").write_text(json.dumps({"token": server.token}))
-    proc = ServerProcess(home=home, database_url=database_url, port=free_port())
+    proc = ServerProcess(home=home, database_url=database_url)
     proc.start()
     names = [f"o-{uuid.uuid4().hex[:8]}" for _ in range(20)]
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from tests.integration.conftest import Cli
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 
 def unique(prefix: str) -> str:

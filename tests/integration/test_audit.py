@@ -24,9 +24,9 @@ from armillary.api import problems
 from armillary.store import audit
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 CLEANUP_INTERVAL_S = 0.5
 INJECTIONS = [

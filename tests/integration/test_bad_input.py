@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cli
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 GOOD_ORG = "apiVersion: armillary.dev/v1\nkind: Org\nmetadata: {{name: {name}}}\nspec: {{}}\n"
 

@@ -18,20 +18,13 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.nodeproc import (
-    QUICKSTART,
-    NodeProcess,
-    alive,
-    apply,
-    http_ok,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
-from tests.integration.test_runtime import agent, stack, tenant
+from tests.support.api import apply, ready, replicas
+from tests.support.documents import agent, stack, tenant
+from tests.support.nodes import QUICKSTART, NodeProcess
+from tests.support.ports import free_port
+from tests.support.processes import alive, http_ok, processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 
 def test_no_server_errors_and_no_schema_violations(server: ServerProcess, tmp_path: Path) -> None:

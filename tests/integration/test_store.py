@@ -20,7 +20,7 @@ from armillary.resources.canonical import Canonical
 from armillary.store import repository
 from armillary.store.database import Database
 from armillary.store.tables import api_tokens
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import apply
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 SECRET_VALUE = "It's a Secret to Everybody"
 API = "armillary.dev/v1"
