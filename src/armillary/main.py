@@ -16,6 +16,8 @@ from armillary import launcher
 from armillary.cli.main import app
 from armillary.config import Settings
 
+__all__ = ["app", "main"]
+
 HOST_HELP = "Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."
 PORT_HELP = "Port to listen on (default 7400, or ARMILLARY_PORT)."
 

@@ -147,7 +147,7 @@ def test_every_route_has_a_rule_and_states_it() -> None:
         assert (method, path) in EXPECTED, f"{method} {path} has no rule in EXPECTED"
         seen.add((method, path))
         level = EXPECTED[(method, path)]
-        rules = [d.call for d in getattr(route, "dependant", None).dependencies] if isinstance(
+        rules = [d.call for d in route.dependant.dependencies] if isinstance(
             route, APIRoute
         ) else []  # fmt: skip
         declared = [r for r in rules if isinstance(r, Allow)]
@@ -288,7 +288,7 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
     )
     if path.endswith("/logs"):
         query["tail"] = "1"
-    body = {} if writing and method != "DELETE" else None
+    body: dict[str, Any] | None = {} if writing and method != "DELETE" else None
     return url, query, body
 
 
@@ -424,7 +424,7 @@ def test_malformed_authorization_is_401_and_changes_nothing(
         response = http.post(
             "/api/v1/apply",
             json={"documents": [{**document, "spec": {}}]},
-            headers={"Authorization": header.encode("utf-8")},  # type: ignore[dict-item]
+            headers=[(b"Authorization", header.encode("utf-8"))],
         )
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"

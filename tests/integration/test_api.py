@@ -6,14 +6,16 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.support.servers import ServerProcess
 
 
-def org(name: str, **spec: object) -> dict:
+def org(name: str, **spec: object) -> dict[str, Any]:
     return {
         "apiVersion": "armillary.dev/v1",
         "kind": "Org",
@@ -136,7 +138,7 @@ def test_wrong_method_is_405(server: ServerProcess) -> None:
 
 
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
-    def chunks():  # no Content-Length: the limit is enforced while streaming
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
         for _ in range(10):
             yield b" " * (1024 * 1024)
 

@@ -7,6 +7,7 @@ import json
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -61,7 +62,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-def get_json(cli: Cli, kind: str, name: str) -> dict:
+def get_json(cli: Cli, kind: str, name: str) -> dict[str, Any]:
     code, out, err = cli("get", kind, name, "-o", "json")
     assert code == 0, err
     return json.loads(out)

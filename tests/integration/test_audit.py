@@ -175,7 +175,7 @@ def test_refused_requests_are_recorded_with_their_outcome(server: ServerProcess)
     mark = _mark()
     with server.client() as http:
         viewer = http.post("/api/v1/tokens", json={"role": "viewer"}).json()
-        cases = [
+        cases: list[tuple[str | None, str, str, Any, int]] = [
             (None, "POST", "/api/v1/apply", {"documents": []}, 401),
             ("admin", "POST", "/api/v1/apply", {"docs": []}, 422),
             (viewer["token"], "POST", "/api/v1/apply", {"documents": []}, 403),

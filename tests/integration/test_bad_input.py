@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,7 +224,7 @@ def test_api_names_document_and_path_and_stores_nothing(
 
 
 def test_duplicate_documents_in_one_set_are_refused(server: ServerProcess) -> None:
-    org = {
+    org: dict[str, Any] = {
         "apiVersion": "armillary.dev/v1",
         "kind": "Org",
         "metadata": {"name": f"o-{uuid.uuid4().hex[:6]}"},

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def stack_up(server: ServerProcess, tmp_path: Path):  # type: ignore[no-untyped-def]
+def stack_up(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[NodeProcess, str, str]]:
     daemon = NodeProcess(
         server=server,
         data_dir=tmp_path / "node",
@@ -61,8 +62,8 @@ def _pids(server: ServerProcess, name: str) -> dict[str, int]:
 
 
 def test_kill_9_of_the_daemon_keeps_every_workload_and_the_new_daemon_adopts_it(
-    server: ServerProcess, stack_up
-) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess, stack_up: tuple[NodeProcess, str, str]
+) -> None:
     daemon, name, mark = stack_up
     before = _pids(server, name)
     log = daemon.data_dir / "replicas" / next(iter(before)) / "output.log"

@@ -180,15 +180,14 @@ def test_bad_commands_ports_and_health_checks_are_explained_and_disturb_nothing(
         for key, (component, words) in cases.items():
             name = f"{key}-{mark}"
             apply(server, stack(f"s-{name}", component), tenant(name, f"s-{name}", mark))
-            found = wait_for(
-                lambda name=name: (
-                    (c := condition(server, name, "Degraded")) and c["status"] == "True" and c
-                ),
-                timeout_s=30,
-                what=f"{key} Degraded",
-            )
+
+            def degraded(name: str = name) -> dict[str, Any] | None:
+                found = condition(server, name, "Degraded")
+                return found if found and found["status"] == "True" else None
+
+            found = wait_for(degraded, timeout_s=30, what=f"{key} Degraded")
             assert words in found["message"], found
-            assert condition(server, name)["status"] == "False"
+            assert (condition(server, name) or {}).get("status") == "False"
     finally:
         taken.close()
     assert ready(server, good)

@@ -550,11 +550,13 @@ async def test_a_health_check_that_never_passes_reports_why(make: Make, tmp_path
     supervisor, _ = await started(make, not_found, nobody)
     assert {state_of(supervisor, a.id) for a in (not_found, nobody)} == {"starting"}
     for spec, text in ((not_found, "returned 404"), (nobody, "onnect")):
-        await wait_for_async(lambda spec=spec: state_of(supervisor, spec.id) == "unhealthy", 20)
+        key = spec.id
+        await wait_for_async(lambda: state_of(supervisor, key) == "unhealthy", 20)  # noqa: B023
         # A slow start can fail its first probes by refused connections; once the
         # server listens, the reason given is the real one.
         await wait_for_async(
-            lambda spec=spec, text=text: text in (current(supervisor, spec.id).message or ""), 20
+            lambda: text in (current(supervisor, key).message or ""),  # noqa: B023
+            20,
         )
         assert state_of(supervisor, spec.id) == "unhealthy"
 

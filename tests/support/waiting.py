@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ def _timed_out(timeout_s: float, what: Describe, last: object) -> AssertionError
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | Literal[False] | None],
     timeout_s: float = 30.0,
     *,
     every_s: float = 0.02,
@@ -42,7 +42,7 @@ def wait_for(
 
 
 async def wait_for_async(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | Literal[False] | None],
     timeout_s: float = 10.0,
     *,
     every_s: float = 0.005,
