@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -300,11 +301,17 @@ def test_logs_follow_streams_new_output(server: ServerProcess, node: NodeProcess
         ) as response,
     ):
         assert response.status_code == 200
+        # The answer's headers may come before the node follows the file, and a line
+        # written before that is not sent (tail=0): ask again on every chunk (health
+        # checks keep them coming) until one is seen, within a deadline.
+        deadline = time.monotonic() + 30
         http_ok(replica["ports"]["http"], "/followed-request")
         for text in response.iter_text():
             received.append(text)
             if "/followed-request" in "".join(received):
                 break
+            assert time.monotonic() < deadline, "".join(received)[-2000:]
+            http_ok(replica["ports"]["http"], "/followed-request")
     assert "/followed-request" in "".join(received)
     delete(server, "tenants", name)
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
