@@ -1,4 +1,5 @@
-"""Typed HTTP client of the Armillary API, used by the CLI (and later the node daemon).
+"""Typed HTTP client of the Armillary API, used by the CLI. The node daemon never uses
+it: it speaks only the node protocol, over its WebSocket.
 
 One async class: the CLI drives it with `asyncio.run` at its edge. Error responses
 (application/problem+json) come back as the matching `armillary.errors` exception,

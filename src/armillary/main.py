@@ -1,8 +1,9 @@
 """The composition root behind the `armillary` console script.
 
 The CLI package talks to servers only through the client; the commands that *run*
-Armillary in this process (`server`, later `node` and `up`) are added here, so the
-CLI never imports the server side and the server side never imports the CLI.
+Armillary in this process, `server` and `node`, are added here, so the CLI never
+imports the server side and the server side never imports the CLI. (`up` only starts
+them as child processes, so it lives in the CLI.)
 """
 
 from __future__ import annotations

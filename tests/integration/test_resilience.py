@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
+from tests.support import up
 from tests.support.api import apply, ready, replicas
 from tests.support.documents import agent, stack, tenant
 from tests.support.nodes import QUICKSTART, NodeProcess
@@ -91,7 +90,9 @@ def test_kill_9_of_the_daemon_keeps_every_workload_and_the_new_daemon_adopts_it(
     assert "/while-the-daemon-is-down" in log.read_text()
 
 
-def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_restart_restarts_no_workload(
+    server: ServerProcess, stack_up: tuple[NodeProcess, str, str]
+) -> None:
     daemon, name, mark = stack_up
     before = _pids(server, name)
     server.kill()
@@ -115,22 +116,6 @@ def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) 
         what="the scaled-up replica",
     )
     assert set(before.values()) <= {r["report"]["pid"] for r in replicas(server, name)}
-
-
-def _quickstart_processes(home: Path) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if str(home) in process.environ().get("ARMILLARY_DATA_DIR", ""):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def _up_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
-    return {**env, "ARMILLARY_HOME": str(home)}
 
 
 def _the_readme_webhook_reaches_the_agent(port: int, *, token: str) -> None:
@@ -171,7 +156,7 @@ def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "-d", "--port", str(port)],
         cwd=tmp_path,
-        env=_up_env(home),
+        env=up.env(home),
         capture_output=True,
         text=True,
         timeout=240,
@@ -182,7 +167,7 @@ def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
     state = json.loads((home / "up.json").read_text())
     try:
         # 3 services for one tenant, 4 for the other
-        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
+        wait_for(lambda: len(up.processes_under(home)) == 7, what="7 replicas")
         urls = [
             w
             for w in result.stdout.split()
@@ -196,14 +181,14 @@ def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
         down = subprocess.run(
             [sys.executable, "-m", "armillary", "down"],
             cwd=tmp_path,
-            env=_up_env(home),
+            env=up.env(home),
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
-        left = _quickstart_processes(home)
-        _clean_up(None, home)  # whatever down missed: the assertions below say so
+        left = up.processes_under(home)
+        up.clean_up(None, home)  # whatever down missed: the assertions below say so
     assert down.returncode == 0, down.stderr
     assert left == []
     assert not alive(state["server"]) and not alive(state["node"])
@@ -215,7 +200,7 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "--port", str(port)],
         cwd=tmp_path,
-        env=_up_env(home),
+        env=up.env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -229,27 +214,13 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
                 break
         assert any("acme-support" in line for line in lines), "".join(lines)
         state = json.loads((home / "up.json").read_text())
-        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
+        wait_for(lambda: len(up.processes_under(home)) == 7, what="7 replicas")
         process.send_signal(signal.SIGINT)
         rest = process.stdout.read()  # to the end: `up` prints as it stops
         assert process.wait(timeout=120) == 0, "".join(lines) + rest
         assert "Stopped." in rest
-        assert _quickstart_processes(home) == []
+        assert up.processes_under(home) == []
         assert not alive(state["server"]) and not alive(state["node"])
     finally:
         process.stdout.close()
-        _clean_up(process, home)
-
-
-def _clean_up(process: subprocess.Popen[str] | None, home: Path) -> None:
-    """Whatever happened above, leave nothing of this test running."""
-    if process is not None and process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    state_file = home / "up.json"
-    if state_file.exists():
-        for pid in json.loads(state_file.read_text()).values():
-            if isinstance(pid, int) and alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    for leftover in _quickstart_processes(home):
-        leftover.kill()
+        up.clean_up(process, home)
