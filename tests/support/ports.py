@@ -40,7 +40,8 @@ def bound_socket(port: int = 0) -> socket.socket:
     return sock
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands out for port 0 and outgoing connections."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -61,7 +62,7 @@ def free_port() -> int:
     """A loopback port nobody else listens on or will be handed, reserved for the
     rest of this test process (see the module docstring)."""
     LOCK_DIR.mkdir(exist_ok=True)
-    highest = _ephemeral_low()
+    highest = ephemeral_low()
     for _ in range(200):
         port = random.randrange(LOWEST, highest)
         fd = os.open(LOCK_DIR / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
