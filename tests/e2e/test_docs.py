@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import up
+from tests.support import tls, up
 from tests.support.ports import free_port
 from tests.support.processes import alive
 from tests.support.waiting import wait_for
@@ -167,6 +167,7 @@ def test_the_readme_webhook_runs_the_agent_to_success(demo: Demo) -> None:
     def succeeded() -> dict[str, Any] | None:
         runs = httpx.get(
             f"http://127.0.0.1:{demo.port}/api/v1/runs",
+            verify=tls.CONTEXT,
             params={"tenant": "acme-support"},
             headers={"Authorization": f"Bearer {token}"},
         ).json()["items"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import psutil
 
+from tests.support import tls
+
 
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie waiting to be reaped."""
@@ -36,6 +38,9 @@ def environ_pid(pid: int) -> dict[str, str]:
 def http_ok(port: int, path: str = "/healthz") -> bool:
     """A replica on `port` answers 200 at `path`."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=0.5).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=0.5, verify=tls.CONTEXT).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import tls
 from tests.support.children import Child
 from tests.support.ports import bound_socket
 
@@ -103,7 +104,10 @@ class ServerProcess(Child):
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/readyz", timeout=1, verify=tls.CONTEXT).status_code
+                    == 200
+                ):
                     return
             except httpx.TransportError:
                 pass
@@ -125,4 +129,4 @@ class ServerProcess(Child):
             headers["Authorization"] = f"Bearer {self.token}"
         elif token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=tls.CONTEXT)
