@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from armillary.control import revisions
 from armillary.runtime.instance import Policy, Template, template_from_json, template_to_json
 from armillary.runtime.rollout import Observed, step
-from tests.unit.test_rollout import current, instance, template
+from tests.support.rollouts import current, instance, template
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
