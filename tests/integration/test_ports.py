@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from armillary.node.process import DYNAMIC_PORTS
 from tests.support import ports
 from tests.support.servers import ServerProcess
 
@@ -24,9 +25,10 @@ except BlockingIOError:
 """
 
 
-def test_a_reserved_port_is_refused_to_another_process_and_lies_below_the_ephemeral_range() -> None:
+def test_a_reserved_port_is_refused_to_another_process_and_to_node_daemons() -> None:
     port = ports.free_port()
     assert ports.LOWEST <= port < ports.ephemeral_low()
+    assert port not in DYNAMIC_PORTS  # a node never gives it to a replica
     lock = ports.LOCK_DIR / f"{port}.lock"
     other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(lock)], check=False)
     assert other.returncode == 3, "another process could reserve the same port"

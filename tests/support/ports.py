@@ -8,11 +8,12 @@ connection) may take the port before the child binds it. Two ways out, by case:
   `armillary server --fd` inherits it and listens on it. The port is never free.
 - A port that must be *named* before whoever binds it exists (a replica's port in the
   supervisor's spec, `armillary up --port`, an address where nothing listens) comes
-  from `free_port()`: a port below the kernel's ephemeral range, so that no bind to
-  port 0 and no outgoing connection is ever given it, reserved across processes by
-  an exclusive lock on a file named after it and held until this process exits. Two
-  test runs on one machine therefore never pick the same port, and a port something
-  else already listens on is skipped.
+  from `free_port()`: a port just below the range node daemons pick replicas' ports
+  from (node/process.py DYNAMIC_PORTS, itself below the kernel's ephemeral range), so
+  that no daemon, no bind to port 0 and no outgoing connection is ever given it,
+  reserved across processes by an exclusive lock on a file named after it and held
+  until this process exits. Two test runs on one machine therefore never pick the
+  same port, and a port something else already listens on is skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import socket
 import tempfile
 from pathlib import Path
 
+from armillary.node.process import DYNAMIC_PORTS
+
 LOCK_DIR = Path(tempfile.gettempdir()) / "armillary-test-ports"
-LOWEST = 20000
 _held: list[int] = []  # lock file descriptors, released when the process exits
 
 
@@ -48,6 +50,12 @@ def ephemeral_low() -> int:
         return 32768
 
 
+# Exclusive; below both the nodes' range and the kernel's (on a machine whose ephemeral
+# range starts lower than usual, below that too).
+HIGHEST = min(DYNAMIC_PORTS.start, ephemeral_low())
+LOWEST = HIGHEST - 8000
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,9 +70,8 @@ def free_port() -> int:
     """A loopback port nobody else listens on or will be handed, reserved for the
     rest of this test process (see the module docstring)."""
     LOCK_DIR.mkdir(exist_ok=True)
-    highest = ephemeral_low()
     for _ in range(200):
-        port = random.randrange(LOWEST, highest)
+        port = random.randrange(LOWEST, HIGHEST)
         fd = os.open(LOCK_DIR / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,4 +82,4 @@ def free_port() -> int:
             _held.append(fd)
             return port
         os.close(fd)
-    raise RuntimeError(f"no free port between {LOWEST} and {highest} after 200 tries")
+    raise RuntimeError(f"no free port between {LOWEST} and {HIGHEST} after 200 tries")
