@@ -1,12 +1,13 @@
 # The two commands a newcomer runs (see README.md):
 #   make demo   set up, then `armillary up examples/quickstart`: a server and a local
 #               node run two tenants' stacks as real processes until Ctrl-C
-#   make test   set up and run every check CI runs
+#   make test   set up and run every check CI runs, and print the test process's coverage
+#   make coverage   the same tests, measuring the servers and node daemons they start too
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint unit integration clean
+.PHONY: demo test coverage lint unit integration clean
 
 $(BIN)/armillary: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +31,29 @@ integration: $(BIN)/armillary
 	sh scripts/ensure-postgres.sh
 	$(BIN)/pytest tests/integration -q
 
+# Coverage is a report, not a gate. COVERAGE_FILE is absolute so that children started
+# in temporary directories write their data here.
+COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
+
+# `make test NO_COVERAGE=1`: the same checks without the tracer and its report (the
+# test process's own Python code then runs at full speed; see pyproject.toml).
 test: lint
 	sh scripts/ensure-postgres.sh
+	rm -f .coverage .coverage.*
+ifdef NO_COVERAGE
 	$(BIN)/pytest -q
+else
+	$(COVERAGE) run -m pytest -q
+	$(COVERAGE) combine -q
+	$(COVERAGE) report
+endif
+
+coverage: $(BIN)/armillary
+	sh scripts/ensure-postgres.sh
+	rm -f .coverage .coverage.*
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(COVERAGE) run -m pytest -q
+	$(COVERAGE) combine -q
+	$(COVERAGE) report
 
 clean:
-	rm -rf $(VENV) .armillary .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .armillary .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -1,4 +1,5 @@
-"""Typed HTTP client of the Armillary API, used by the CLI.
+"""Typed HTTP client of the Armillary API, used by the CLI. The node daemon never uses
+it: it speaks only the node protocol, over its WebSocket.
 
 One async class: the CLI drives it with `asyncio.run` at its edge. Answers come back
 as the models of `armillary.wire` (the same ones the server declares), so callers

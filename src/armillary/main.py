@@ -1,8 +1,9 @@
 """The composition root behind the `armillary` console script.
 
 The CLI package talks to servers only through the client; the commands that *run*
-Armillary in this process (`server`, later `node` and `up`) are added here, so the
-CLI never imports the server side and the server side never imports the CLI.
+Armillary in this process, `server` and `node`, are added here, so the CLI never
+imports the server side and the server side never imports the CLI. (`up` only starts
+them as child processes, so it lives in the CLI.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import typer
 from armillary import launcher
 from armillary.cli.main import app
 from armillary.config import Settings
+
+__all__ = ["app", "main"]
 
 HOST_HELP = "Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."
 PORT_HELP = "Port to listen on (default 7400, or ARMILLARY_PORT)."
@@ -29,8 +32,20 @@ def server(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default 7400, or ARMILLARY_PORT).")
     ] = None,
+    fd: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve on this inherited, already bound TCP socket instead of binding "
+            "--host/--port (which then only name the server's own URL)."
+        ),
+    ] = None,
 ) -> None:
-    """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set)."""
+    """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set).
+
+    `--fd` lets whoever starts the server own the port: a supervisor (or a test) binds
+    the socket, keeps it until the server is up and hands it down, so no other process
+    can take the port between choosing it and listening on it.
+    """
     import uvicorn
 
     from armillary.api.app import create_server
@@ -43,6 +58,7 @@ def server(
         create_server(settings),
         host=settings.host,
         port=settings.port,
+        fd=fd,
         log_level=settings.log_level,
         access_log=False,
         # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: any process on the

@@ -1,4 +1,5 @@
-"""One real server per test module and backend: SQLite and Postgres run the same tests."""
+"""One real server per test module and backend: SQLite and Postgres run the same tests.
+Modules that need a node daemon ask for `node`: one per module, on that server."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from armillary.store.database import Database
-from tests.conftest import fresh_postgres_database
-from tests.integration.serverproc import ServerProcess
+from tests.support import postgres
+from tests.support.api import apply
+from tests.support.cli import Cli
+from tests.support.documents import ACME
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -24,7 +28,7 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str |
         yield None
         return
     base = request.getfixturevalue("postgres_server")
-    yield from fresh_postgres_database(base)
+    yield from postgres.fresh_database(base)
 
 
 @pytest.fixture
@@ -33,7 +37,7 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield from postgres.fresh_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture
@@ -58,20 +62,18 @@ def server(
         proc.stop()
 
 
-class Cli:
-    """The real `armillary` Typer app, in-process, talking HTTP to the server process."""
-
-    def __init__(self, server: ServerProcess, workdir: Path) -> None:
-        self.server = server
-        self.workdir = workdir
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, input: str | None = None) -> tuple[int, str, str]:
-        from armillary.main import app
-
-        env = {"ARMILLARY_URL": self.server.url, "ARMILLARY_TOKEN": self.server.token}
-        result = self.runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
-        return result.exit_code, result.stdout, result.stderr
+@pytest.fixture(scope="module")
+def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node daemon connected to the module's `server` (which a module may override),
+    run from examples/quickstart, with the Org `acme` most test stacks belong to. It
+    stops every replica when it stops."""
+    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
+    daemon.start()
+    try:
+        apply(server, ACME)
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ from armillary.api.app import create_app
 from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
-from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, replicas
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 SLEEPER = {"name": "agent", "command": ["sleep", "100000"]}
 ADMIN_WRITES = {"webhooksources", "secrets"}
@@ -145,7 +147,7 @@ def test_every_route_has_a_rule_and_states_it() -> None:
         assert (method, path) in EXPECTED, f"{method} {path} has no rule in EXPECTED"
         seen.add((method, path))
         level = EXPECTED[(method, path)]
-        rules = [d.call for d in getattr(route, "dependant", None).dependencies] if isinstance(
+        rules = [d.call for d in route.dependant.dependencies] if isinstance(
             route, APIRoute
         ) else []  # fmt: skip
         declared = [r for r in rules if isinstance(r, Allow)]
@@ -172,9 +174,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    node = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="acl")
-    node.start()
+def world(server: ServerProcess, node: NodeProcess) -> World:
     mark = uuid.uuid4().hex[:6]
     a, b, stack = f"a-{mark}", f"b-{mark}", f"s-{mark}"
     stack_doc = {
@@ -226,20 +226,17 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
 
         wait_for(expired_now, timeout_s=10, what="the 1 s key to expire")
     replica = wait_for(lambda: replicas(server, a, "agent"), what="A's replica")[0]
-    try:
-        yield World(
-            headers=headers,
-            tenant_a=a,
-            tenant_b=b,
-            run_a=run["id"],
-            replica_a=replica["id"],
-            schedule_a=f"{a}-nightly",
-            stack=stack,
-            webhook=f"w-{mark}",
-            agent_run_a=agent_run["id"],
-        )
-    finally:
-        node.stop()
+    return World(
+        headers=headers,
+        tenant_a=a,
+        tenant_b=b,
+        run_a=run["id"],
+        replica_a=replica["id"],
+        schedule_a=f"{a}-nightly",
+        stack=stack,
+        webhook=f"w-{mark}",
+        agent_run_a=agent_run["id"],
+    )
 
 
 def webhook_source(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -291,7 +288,7 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
     )
     if path.endswith("/logs"):
         query["tail"] = "1"
-    body = {} if writing and method != "DELETE" else None
+    body: dict[str, Any] | None = {} if writing and method != "DELETE" else None
     return url, query, body
 
 
@@ -427,7 +424,7 @@ def test_malformed_authorization_is_401_and_changes_nothing(
         response = http.post(
             "/api/v1/apply",
             json={"documents": [{**document, "spec": {}}]},
-            headers={"Authorization": header.encode("utf-8")},  # type: ignore[dict-item]
+            headers=[(b"Authorization", header.encode("utf-8"))],
         )
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"

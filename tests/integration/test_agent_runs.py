@@ -27,10 +27,13 @@ import httpx
 import pytest
 
 from armillary.ingress import runner
-from tests.conftest import free_port
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import QUICKSTART, NodeProcess, apply, http_ok, ready, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, ready
+from tests.support.cli import Cli
+from tests.support.nodes import QUICKSTART, NodeProcess
+from tests.support.ports import free_port
+from tests.support.processes import http_ok
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 API = "armillary.dev/v1"
 AGENT = Path(__file__).with_name("agent_app.py")
@@ -73,11 +76,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    server: ServerProcess, node: NodeProcess, tmp_path_factory: pytest.TempPathFactory
+) -> World:
     record = tmp_path_factory.mktemp("agents")
     (record / "calls.log").touch()
-    node = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="runs")
-    node.start()
     mark = uuid.uuid4().hex[:6]
     tenants = [f"t{i}-{mark}" for i in range(3)]
     repo = f"acme/agent-{mark}"
@@ -129,10 +132,7 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     for tenant in tenants:
         wait_for(lambda t=tenant: ready(server, t), timeout_s=60, what=f"{tenant} ready")  # type: ignore[misc]
-    try:
-        yield World(tenants=tenants, source=f"gh-{mark}", repo=repo, record=record)
-    finally:
-        node.stop()
+    return World(tenants=tenants, source=f"gh-{mark}", repo=repo, record=record)
 
 
 def deliver(server: ServerProcess, world: World, **agent: Any) -> dict[str, Any]:

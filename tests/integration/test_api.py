@@ -6,15 +6,16 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 
-def org(name: str, **spec: object) -> dict:
+def org(name: str, **spec: object) -> dict[str, Any]:
     return {
         "apiVersion": "armillary.dev/v1",
         "kind": "Org",
@@ -103,7 +104,7 @@ def test_acknowledged_apply_survives_kill_9(
     home.mkdir()
     if database_url:  # the module's server already made the admin token in this database
         (home / "context.json").write_text(json.dumps({"token": server.token}))
-    proc = ServerProcess(home=home, database_url=database_url, port=free_port())
+    proc = ServerProcess(home=home, database_url=database_url)
     proc.start()
     names = [f"o-{uuid.uuid4().hex[:8]}" for _ in range(20)]
     try:
@@ -139,7 +140,7 @@ def test_wrong_method_is_405(server: ServerProcess) -> None:
 
 
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
-    def chunks():  # no Content-Length: the limit is enforced while streaming
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
         for _ in range(10):
             yield b" " * (1024 * 1024)
 
@@ -187,13 +188,13 @@ def test_release_names_carry_the_version(server: ServerProcess) -> None:
 
 def test_a_post_whose_fields_all_have_defaults_takes_no_body(server: ServerProcess) -> None:
     name = f"quiet-{uuid.uuid4().hex[:6]}"
-    stack = {
+    stack: dict[str, Any] = {
         "apiVersion": "armillary.dev/v1",
         "kind": "Stack",
         "metadata": {"name": name},
         "spec": {"components": [{"name": "web", "command": ["true"]}]},
     }
-    tenant = {
+    tenant: dict[str, Any] = {
         "apiVersion": "armillary.dev/v1",
         "kind": "Tenant",
         "metadata": {"name": name},

@@ -7,11 +7,12 @@ import json
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 
-from tests.integration.conftest import Cli
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 
 def unique(prefix: str) -> str:
@@ -61,7 +62,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-def get_json(cli: Cli, kind: str, name: str) -> dict:
+def get_json(cli: Cli, kind: str, name: str) -> dict[str, Any]:
     code, out, err = cli("get", kind, name, "-o", "json")
     assert code == 0, err
     return json.loads(out)

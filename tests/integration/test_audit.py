@@ -24,9 +24,9 @@ from armillary.api import problems
 from armillary.store import audit
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 CLEANUP_INTERVAL_S = 0.5
 INJECTIONS = [
@@ -175,7 +175,7 @@ def test_refused_requests_are_recorded_with_their_outcome(server: ServerProcess)
     mark = _mark()
     with server.client() as http:
         viewer = http.post("/api/v1/tokens", json={"role": "viewer"}).json()
-        cases = [
+        cases: list[tuple[str | None, str, str, Any, int]] = [
             (None, "POST", "/api/v1/apply", {"documents": []}, 401),
             ("admin", "POST", "/api/v1/apply", {"docs": []}, 422),
             (viewer["token"], "POST", "/api/v1/apply", {"documents": []}, 403),

@@ -6,11 +6,12 @@ from __future__ import annotations
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Cli
-from tests.integration.serverproc import ServerProcess
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 GOOD_ORG = "apiVersion: armillary.dev/v1\nkind: Org\nmetadata: {{name: {name}}}\nspec: {{}}\n"
 
@@ -223,7 +224,7 @@ def test_api_names_document_and_path_and_stores_nothing(
 
 
 def test_duplicate_documents_in_one_set_are_refused(server: ServerProcess) -> None:
-    org = {
+    org: dict[str, Any] = {
         "apiVersion": "armillary.dev/v1",
         "kind": "Org",
         "metadata": {"name": f"o-{uuid.uuid4().hex[:6]}"},

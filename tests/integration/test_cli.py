@@ -9,18 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from armillary.main import app
-from tests.conftest import free_port
-from tests.integration.serverproc import ServerProcess
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, input: str | None = None
-) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+from tests.support.cli import run
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess
 
 
 def test_init_scaffolds_files_that_apply_and_never_overwrites(
@@ -42,14 +33,14 @@ def test_init_scaffolds_files_that_apply_and_never_overwrites(
 
 def test_context_file_is_found_without_flags_or_env(server: ServerProcess) -> None:
     env = {"ARMILLARY_HOME": str(server.home), "ARMILLARY_URL": None, "ARMILLARY_TOKEN": None}
-    code, out, err = run("get", "orgs", "-o", "json", env=env)  # type: ignore[arg-type]
+    code, out, err = run("get", "orgs", "-o", "json", env=env)
     assert code == 0, err
     assert json.loads(out)["kind"] == "List"
 
 
 def test_flags_win_over_the_context_file(server: ServerProcess) -> None:
     env = {"ARMILLARY_HOME": str(server.home), "ARMILLARY_URL": None, "ARMILLARY_TOKEN": None}
-    code, _, err = run("--token", "arm_wrong_token", "get", "orgs", env=env)  # type: ignore[arg-type]
+    code, _, err = run("--token", "arm_wrong_token", "get", "orgs", env=env)
     assert code == 1
     assert "unknown token" in err
 

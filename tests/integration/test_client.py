@@ -12,7 +12,7 @@ import pytest
 
 from armillary import client
 from armillary.errors import RateLimited
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 
 @pytest.fixture(scope="module")

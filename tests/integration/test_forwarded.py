@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 FORWARDED = "203.0.113.9"
 

@@ -16,9 +16,11 @@ from sqlalchemy import insert, select
 
 from armillary.errors import TemporaryError
 from armillary.ingress import intake
-from armillary.store import agent_runs, audit, bulk, events
+from armillary.store import audit, bulk, events
 from armillary.store.database import Database
+from armillary.store.tables import agent_runs as agent_runs_table
 from armillary.store.tables import audit_log
+from armillary.store.tables import events as events_table
 
 
 def item(*, delivery_id: str | None = None, tenant: str | None = "t", **change: Any) -> intake.Item:
@@ -53,7 +55,7 @@ async def counts(db: Database) -> tuple[int, int, int]:
     async with db.read() as conn:
         found = [
             len((await conn.execute(select(table.c.id))).all())
-            for table in (events.events, agent_runs.agent_runs, audit_log)
+            for table in (events_table, agent_runs_table, audit_log)
         ]
     return found[0], found[1], found[2]
 

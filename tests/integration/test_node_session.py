@@ -27,8 +27,9 @@ from websockets.sync.server import ServerConnection, serve
 from armillary import protocol
 from armillary.node import statefile
 from armillary.node.daemon import websocket_url
-from tests.integration.nodeproc import NodeProcess, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 STORE_HICCUP = "the store refuses node rows (test)"
 
@@ -158,7 +159,7 @@ def test_the_daemon_reconnects_after_a_retryable_close_and_exits_at_a_fatal_one(
 ) -> None:
     port, seen = closing_server
     # No Armillary server here: the daemon only needs a URL and a token to say hello.
-    stand_in = ServerProcess(home=tmp_path / "home", database_url=None, port=port)
+    stand_in = ServerProcess.standing_in(home=tmp_path / "home", port=port)
     stand_in.home.mkdir()
     (stand_in.home / "context.json").write_text(json.dumps({"token": "arm_test_token"}))
     node = NodeProcess(server=stand_in, data_dir=tmp_path / "node", name="node-closing")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -20,8 +19,10 @@ import pytest
 from armillary.auth import passwords, sessions
 from armillary.store import users
 from armillary.store.database import Database
-from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, replicas
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 API = "armillary.dev/v1"
 SLEEPER = {"name": "agent", "command": ["python3", "-c", "import time; time.sleep(3600)"]}
@@ -41,11 +42,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(server: ServerProcess, node: NodeProcess) -> World:
     mark = uuid.uuid4().hex[:6]
     a, b, org, stack = f"a-{mark}", f"b-{mark}", f"o-{mark}", f"s-{mark}"
-    node = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="oracle")
-    node.start()
     apply(
         server,
         {"apiVersion": API, "kind": "Org", "metadata": {"name": org}, "spec": {}},
@@ -87,18 +86,15 @@ def world(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> It
         agent_run = http.post("/api/v1/agents/run", json={"tenant": b, "input": {}}).json()
         token = http.post(f"/api/v1/tenants/{a}/tokens", json={}).json()["token"]
     replica = wait_for(lambda: replicas(server, b, "agent"), what="B's replica")[0]
-    try:
-        yield World(
-            a=a,
-            b=b,
-            token_a=token,
-            provision_run_b=run["id"],
-            agent_run_b=agent_run["id"],
-            replica_b=replica["id"],
-            schedule_b=f"sched-{mark}",
-        )
-    finally:
-        node.stop()
+    return World(
+        a=a,
+        b=b,
+        token_a=token,
+        provision_run_b=run["id"],
+        agent_run_b=agent_run["id"],
+        replica_b=replica["id"],
+        schedule_b=f"sched-{mark}",
+    )
 
 
 def test_a_tenant_token_gets_one_answer_for_others_and_for_nothing(

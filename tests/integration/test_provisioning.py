@@ -9,41 +9,30 @@ import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from ruamel.yaml import YAML
-from typer.testing import CliRunner
 
-from armillary.main import app
-from tests.integration.nodeproc import (
-    QUICKSTART,
-    NodeProcess,
-    apply,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, ready, replicas
+from tests.support.cli import invoke
+from tests.support.nodes import QUICKSTART, NodeProcess
+from tests.support.processes import processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "crash_loop_after": 1}
 
 
 @pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="prov")
-    daemon.start()
+def node(server: ServerProcess, node: NodeProcess) -> NodeProcess:
+    """The shared node, with the quickstart's stacks applied."""
     yaml = YAML(typ="safe")
     documents = [d for d in yaml.load_all((QUICKSTART / "stack.yaml").read_text())]
     apply(server, *documents)
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    return node
 
 
 def request(tenant: str, *, mark: str, stack: str = "agent-stack", **extra: Any) -> dict[str, Any]:
@@ -341,40 +330,35 @@ def test_cli_provisions_and_shows_the_timeline(
     server: ServerProcess, node: NodeProcess, tmp_path: Path
 ) -> None:
     mark = uuid.uuid4().hex[:8]
-    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
     extra = tmp_path / "request.yaml"
     extra.write_text(json.dumps({"routing": {"slack": [f"C{mark}"]}}))
-    result = CliRunner().invoke(
-        app,
-        [
-            "provision",
-            "tenant",
-            f"cli-{mark}",
-            "--org",
-            f"org-{mark}",
-            "--stack",
-            "agent-stack",
-            "--env",
-            f"ARMILLARY_TEST_MARK={mark}",
-            "--replicas",
-            "agent=2",
-            "-f",
-            str(extra),
-        ],
-        env=env,
-        catch_exceptions=False,
+    code, out, err = invoke(
+        server,
+        "provision",
+        "tenant",
+        f"cli-{mark}",
+        "--org",
+        f"org-{mark}",
+        "--stack",
+        "agent-stack",
+        "--env",
+        f"ARMILLARY_TEST_MARK={mark}",
+        "--replicas",
+        "agent=2",
+        "-f",
+        str(extra),
     )
-    assert result.exit_code == 0, result.stdout + result.stderr
-    assert "succeeded" in result.stdout and "verify" in result.stdout
-    assert result.stdout.strip().splitlines()[-1].startswith("arm_")  # the key, printed once
-    assert "shown once" in result.stderr
+    assert code == 0, out + err
+    assert "succeeded" in out and "verify" in out
+    assert out.strip().splitlines()[-1].startswith("arm_")  # the key, printed once
+    assert "shown once" in err
     assert len(processes_marked(mark)) == 4
-    runs = CliRunner().invoke(app, ["provision", "runs", "--tenant", f"cli-{mark}"], env=env)
-    run_id = runs.stdout.splitlines()[1].split()[0]
-    status = CliRunner().invoke(app, ["provision", "status", run_id], env=env)
-    assert "ensure-org" in status.stdout and "✓" in status.stdout
-    gone = CliRunner().invoke(app, ["deprovision", f"cli-{mark}"], env=env, catch_exceptions=False)
-    assert gone.exit_code == 0, gone.stdout
+    _, runs, _ = invoke(server, "provision", "runs", "--tenant", f"cli-{mark}")
+    run_id = runs.splitlines()[1].split()[0]
+    _, status, _ = invoke(server, "provision", "status", run_id)
+    assert "ensure-org" in status and "✓" in status
+    code, out, _ = invoke(server, "deprovision", f"cli-{mark}")
+    assert code == 0, out
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
 
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from typer.testing import CliRunner
 
-from armillary.main import app
-from tests.integration.nodeproc import NodeProcess, apply, replicas, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, replicas
+from tests.support.cli import invoke
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 APP = """\
 import http.server, os, pathlib
@@ -62,22 +62,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         git(path, "tag", f"agent/v{version}")
     (path / "VERSION").write_text("working tree, never run\n")  # releases run from tags
     return path
-
-
-@pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-
-
-def cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
-    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def documents(suffix: str, version: str) -> list[dict[str, Any]]:
@@ -164,7 +148,7 @@ def recorded(server: ServerProcess, repo: Path) -> list[str]:
     """`release record --from-git` of every tag; what the command printed each time."""
     printed = []
     for version in VERSIONS:
-        code, out, err = cli(
+        code, out, err = invoke(
             server, "release", "record", "agent", version, str(repo), "--from-git",
             "--command", "python3 app.py",
         )  # fmt: skip
@@ -180,31 +164,31 @@ def test_record_import_export_round_trip_and_bad_records(
         assert f"release/agent-{version} created" in out
     assert (
         git(repo, "rev-parse", "agent/v1.1.0^0")
-        in cli(server, "release", "show", "agent", "1.1.0")[1]
+        in invoke(server, "release", "show", "agent", "1.1.0")[1]
     )
 
-    code, _, err = cli(
+    code, _, err = invoke(
         server, "release", "record", "agent", "9.9.9", str(repo), "--from-git", "--command", "x"
     )
     assert code == 1 and "no tag 'agent/v9.9.9'" in err
 
     first, second = tmp_path / "a", tmp_path / "b"
-    assert cli(server, "release", "export", str(first))[0] == 0
-    code, out, err = cli(server, "release", "import", str(first))
+    assert invoke(server, "release", "export", str(first))[0] == 0
+    code, out, err = invoke(server, "release", "import", str(first))
     assert code == 0 and out.count("unchanged") == len(VERSIONS), (out, err)
-    assert cli(server, "release", "export", str(second))[0] == 0
+    assert invoke(server, "release", "export", str(second))[0] == 0
     files = sorted(p.relative_to(first) for p in first.rglob("release.yaml"))
     assert [str(f) for f in files] == [f"agent/v{v}/release.yaml" for v in VERSIONS]
     for relative in files:
         assert (first / relative).read_bytes() == (second / relative).read_bytes()
 
-    code, out, _ = cli(server, "release", "list")
+    code, out, _ = invoke(server, "release", "list")
     assert code == 0 and [line.split()[1] for line in out.splitlines()[1:]] == list(VERSIONS)
 
     # A record that breaks the published schema names the schema rule it broke.
     bad = first / "agent" / "v1.1.0" / "release.yaml"
     bad.write_text(bad.read_text().replace("commit: ", "commit: zz"))
-    code, _, err = cli(server, "release", "import", str(first))
+    code, _, err = invoke(server, "release", "import", str(first))
     assert code == 1
     assert "spec.git.commit" in err
     assert "release.schema.json#/properties/spec/properties/git/properties/commit/pattern" in err
@@ -278,13 +262,13 @@ def test_five_tenants_roll_forward_then_back_from_a_failing_release(
         entry = tenant_status(server, name)["rollouts"]["agent"]
         assert "agent@1.2.0 failed in tenant" in entry["held"]
 
-    code, out, _ = cli(server, "rollout", "history", f"{failed[0]}/agent")
+    code, out, _ = invoke(server, "rollout", "history", f"{failed[0]}/agent")
     assert code == 0
     assert [line.split()[3] for line in out.splitlines()[1:]] == ["complete", "complete", "failed"]
     assert "unhealthy" in out.splitlines()[-1]
 
     # undo pins the failed tenant to the release it runs again: Degraded clears.
-    code, out, err = cli(server, "rollout", "undo", f"{failed[0]}/agent")
+    code, out, err = invoke(server, "rollout", "undo", f"{failed[0]}/agent")
     assert code == 0, err
     assert "pinned to agent@1.1.0" in out
 
@@ -294,5 +278,5 @@ def test_five_tenants_roll_forward_then_back_from_a_failing_release(
         return conditions.get("Degraded") == "False" and on_running(failed[:1], "1.1.0")
 
     wait_for(recovered, timeout_s=60, what="the undone tenant to be healthy and not degraded")
-    code, _, err = cli(server, "rollout", "undo", f"{names[0]}/agent", "--to-revision", "99")
+    code, _, err = invoke(server, "rollout", "undo", f"{names[0]}/agent", "--to-revision", "99")
     assert code == 1 and "no revision 99" in err

@@ -1,41 +1,31 @@
 """What survives what: kill -9 of the node daemon and restarts of the server leave
-workloads untouched; `up`, Ctrl-C and `down` leave no process behind."""
+workloads untouched; Ctrl-C on `up` leaves no process behind (`up -d` then `down` is
+the README's flow, in tests/e2e/test_docs.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
-import psutil
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.nodeproc import (
-    QUICKSTART,
-    NodeProcess,
-    alive,
-    apply,
-    http_ok,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
-from tests.integration.test_runtime import agent, stack, tenant
+from tests.support import up
+from tests.support.api import apply, ready, replicas
+from tests.support.documents import agent, stack, tenant
+from tests.support.nodes import QUICKSTART, NodeProcess
+from tests.support.ports import free_port
+from tests.support.processes import alive, http_ok, processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def stack_up(server: ServerProcess, tmp_path: Path):  # type: ignore[no-untyped-def]
+def stack_up(server: ServerProcess, tmp_path: Path) -> Iterator[tuple[NodeProcess, str, str]]:
     daemon = NodeProcess(
         server=server,
         data_dir=tmp_path / "node",
@@ -68,8 +58,8 @@ def _pids(server: ServerProcess, name: str) -> dict[str, int]:
 
 
 def test_kill_9_of_the_daemon_keeps_every_workload_and_the_new_daemon_adopts_it(
-    server: ServerProcess, stack_up
-) -> None:  # type: ignore[no-untyped-def]
+    server: ServerProcess, stack_up: tuple[NodeProcess, str, str]
+) -> None:
     daemon, name, mark = stack_up
     before = _pids(server, name)
     log = daemon.data_dir / "replicas" / next(iter(before)) / "output.log"
@@ -97,7 +87,9 @@ def test_kill_9_of_the_daemon_keeps_every_workload_and_the_new_daemon_adopts_it(
     assert "/while-the-daemon-is-down" in log.read_text()
 
 
-def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_restart_restarts_no_workload(
+    server: ServerProcess, stack_up: tuple[NodeProcess, str, str]
+) -> None:
     daemon, name, mark = stack_up
     before = _pids(server, name)
     server.kill()
@@ -123,105 +115,13 @@ def test_a_server_restart_restarts_no_workload(server: ServerProcess, stack_up) 
     assert set(before.values()) <= {r["report"]["pid"] for r in replicas(server, name)}
 
 
-def _quickstart_processes(home: Path) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if str(home) in process.environ().get("ARMILLARY_DATA_DIR", ""):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-def _up_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
-    return {**env, "ARMILLARY_HOME": str(home)}
-
-
-def _the_readme_webhook_reaches_the_agent(port: int, *, token: str) -> None:
-    """The README's curl: a signed GitHub delivery → routed to acme-support → a run of
-    its agent that succeeds with the agent's answer."""
-    body = json.dumps({"action": "opened", "repository": {"full_name": "acme/support-bot"}})
-    signature = hmac.new(b"quickstart-webhook-secret", body.encode(), hashlib.sha256)
-    answer = httpx.post(
-        f"http://127.0.0.1:{port}/webhooks/github",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "issues",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": f"sha256={signature.hexdigest()}",
-        },
-    )
-    assert answer.status_code == 202, answer.text
-    assert answer.json()["state"] == "routed"
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def succeeded() -> dict[str, Any] | None:
-        runs = httpx.get(
-            f"http://127.0.0.1:{port}/api/v1/runs",
-            params={"tenant": "acme-support"},
-            headers=headers,
-        ).json()["items"]
-        done = [r for r in runs if r["state"] == "succeeded"]
-        return done[0] if done else None
-
-    run = wait_for(succeeded, timeout_s=60, what="the webhook's agent run to succeed")
-    assert "acme-support" in json.dumps(run)
-
-
-def test_up_detached_then_down_leaves_nothing(tmp_path: Path) -> None:
-    home = tmp_path / ".armillary"
-    port = free_port()
-    result = subprocess.run(
-        [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "-d", "--port", str(port)],
-        cwd=tmp_path,
-        env=_up_env(home),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "acme-support" in result.stdout and "acme-sre" in result.stdout
-    state = json.loads((home / "up.json").read_text())
-    try:
-        # 3 services for one tenant, 4 for the other
-        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
-        urls = [
-            w
-            for w in result.stdout.split()
-            if w.startswith("http://127.0.0.1:") and "/api" not in w
-        ]
-        assert urls and all(httpx.get(u, timeout=5).status_code == 200 for u in urls[:3])
-        _the_readme_webhook_reaches_the_agent(
-            port, token=json.loads((home / "context.json").read_text())["token"]
-        )
-    finally:
-        down = subprocess.run(
-            [sys.executable, "-m", "armillary", "down"],
-            cwd=tmp_path,
-            env=_up_env(home),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        left = _quickstart_processes(home)
-        _clean_up(None, home)  # whatever down missed: the assertions below say so
-    assert down.returncode == 0, down.stderr
-    assert left == []
-    assert not alive(state["server"]) and not alive(state["node"])
-
-
 def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / ".armillary"
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "--port", str(port)],
         cwd=tmp_path,
-        env=_up_env(home),
+        env=up.env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -235,27 +135,13 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
                 break
         assert any("acme-support" in line for line in lines), "".join(lines)
         state = json.loads((home / "up.json").read_text())
-        wait_for(lambda: len(_quickstart_processes(home)) == 7, what="7 replicas")
+        wait_for(lambda: len(up.processes_under(home)) == 7, what="7 replicas")
         process.send_signal(signal.SIGINT)
         rest = process.stdout.read()  # to the end: `up` prints as it stops
         assert process.wait(timeout=120) == 0, "".join(lines) + rest
         assert "Stopped." in rest
-        assert _quickstart_processes(home) == []
+        assert up.processes_under(home) == []
         assert not alive(state["server"]) and not alive(state["node"])
     finally:
         process.stdout.close()
-        _clean_up(process, home)
-
-
-def _clean_up(process: subprocess.Popen[str] | None, home: Path) -> None:
-    """Whatever happened above, leave nothing of this test running."""
-    if process is not None and process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    state_file = home / "up.json"
-    if state_file.exists():
-        for pid in json.loads(state_file.read_text()).values():
-            if isinstance(pid, int) and alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    for leftover in _quickstart_processes(home):
-        leftover.kill()
+        up.clean_up(process, home)

@@ -8,88 +8,25 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from armillary.main import app
-from tests.integration.nodeproc import (
-    QUICKSTART,
-    NodeProcess,
-    alive,
-    apply,
-    condition,
-    delete,
-    environ_pid,
-    http_ok,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
-
-AGENT = ["python3", str(QUICKSTART / "apps" / "agent.py")]
-FAST_RESTART = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4, "crash_loop_after": 3}
-
-
-@pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
-    daemon.start()
-    apply(
-        server,
-        {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "acme"}, "spec": {}},
-    )
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-
-
-def agent(name: str = "agent", **extra: Any) -> dict[str, Any]:
-    component: dict[str, Any] = {
-        "name": name,
-        "command": AGENT,
-        "ports": [{"name": "http"}],
-        "health_check": {"http": {"path": "/healthz", "port": "http"}, "interval_s": 0.2},
-        "restart": FAST_RESTART,
-    }
-    component.update(extra)
-    return component
-
-
-def stack(name: str, *components: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": {"components": list(components)},
-    }
-
-
-def tenant(name: str, stack_name: str, mark: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Tenant",
-        "metadata": {"name": name},
-        "spec": {"org": "acme", "stack": stack_name, "env": {"ARMILLARY_TEST_MARK": mark}, **spec},
-    }
+from tests.support.api import apply, condition, delete, ready, replicas
+from tests.support.cli import invoke
+from tests.support.documents import FAST_RESTART, agent, stack, tenant
+from tests.support.nodes import NodeProcess
+from tests.support.processes import alive, environ_pid, http_ok, processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 def fresh(prefix: str) -> tuple[str, str]:
     suffix = uuid.uuid4().hex[:8]
     return f"{prefix}-{suffix}", suffix
-
-
-def cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
-    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_apply_runs_every_replica_healthy_and_the_tenant_is_ready(
@@ -129,17 +66,17 @@ def test_apply_runs_every_replica_healthy_and_the_tenant_is_ready(
     assert status["replicas"] == {"desired": 4, "ready": 4, "updated": 4}
     assert len(processes_marked(mark)) == 3
 
-    code, out, _ = cli(server, "ps", name)
+    code, out, _ = invoke(server, "ps", name)
     assert code == 0
     assert out.count("running") == 3 and "succeeded" in out
 
-    code, out, _ = cli(server, "logs", f"{name}/agent")
+    code, out, _ = invoke(server, "logs", f"{name}/agent")
     assert code == 0 and "listening on" in out
     # Health checks keep writing to the log, so only the count of a tail is stable.
-    code, out, _ = cli(server, "logs", f"{name}/agent", "--tail", "2")
+    code, out, _ = invoke(server, "logs", f"{name}/agent", "--tail", "2")
     assert code == 0 and len(out.splitlines()) == 2, out
 
-    code, out, err = cli(
+    code, out, err = invoke(
         server, "exec", f"{name}/agent", "--", "sh", "-c", 'echo "$ARMILLARY_TENANT $PORT"; exit 3'
     )
     assert code == 3, (out, err)
@@ -204,7 +141,7 @@ def test_a_command_that_always_exits_ends_in_crashloop_visible_everywhere(
         what="Degraded condition",
     )
     assert "crashloop" in degraded["message"]
-    _code, out, _ = cli(server, "ps", name)
+    _code, out, _ = invoke(server, "ps", name)
     assert "crashloop" in out
     delete(server, "tenants", name)
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
@@ -244,15 +181,14 @@ def test_bad_commands_ports_and_health_checks_are_explained_and_disturb_nothing(
         for key, (component, words) in cases.items():
             name = f"{key}-{mark}"
             apply(server, stack(f"s-{name}", component), tenant(name, f"s-{name}", mark))
-            found = wait_for(
-                lambda name=name: (
-                    (c := condition(server, name, "Degraded")) and c["status"] == "True" and c
-                ),
-                timeout_s=30,
-                what=f"{key} Degraded",
-            )
+
+            def degraded(name: str = name) -> dict[str, Any] | None:
+                found = condition(server, name, "Degraded")
+                return found if found and found["status"] == "True" else None
+
+            found = wait_for(degraded, timeout_s=30, what=f"{key} Degraded")
             assert words in found["message"], found
-            assert condition(server, name)["status"] == "False"
+            assert (condition(server, name) or {}).get("status") == "False"
     finally:
         taken.close()
     assert ready(server, good)
@@ -335,7 +271,7 @@ def test_changing_env_rolls_replicas_with_never_a_moment_without_a_healthy_one(
 
 
 def test_nodes_command_lists_the_node(server: ServerProcess, node: NodeProcess) -> None:
-    code, out, _ = cli(server, "nodes")
+    code, out, _ = invoke(server, "nodes")
     assert code == 0
     assert node.name in out and "Ready" in out
 
@@ -365,11 +301,17 @@ def test_logs_follow_streams_new_output(server: ServerProcess, node: NodeProcess
         ) as response,
     ):
         assert response.status_code == 200
+        # The answer's headers may come before the node follows the file, and a line
+        # written before that is not sent (tail=0): ask again on every chunk (health
+        # checks keep them coming) until one is seen, within a deadline.
+        deadline = time.monotonic() + 30
         http_ok(replica["ports"]["http"], "/followed-request")
         for text in response.iter_text():
             received.append(text)
             if "/followed-request" in "".join(received):
                 break
+            assert time.monotonic() < deadline, "".join(received)[-2000:]
+            http_ok(replica["ports"]["http"], "/followed-request")
     assert "/followed-request" in "".join(received)
     delete(server, "tenants", name)
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")
@@ -377,7 +319,7 @@ def test_logs_follow_streams_new_output(server: ServerProcess, node: NodeProcess
 
 def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: NodeProcess) -> None:
     name, mark = fresh("cord")
-    assert cli(server, "nodes", "cordon", node.name)[0] == 0
+    assert invoke(server, "nodes", "cordon", node.name)[0] == 0
     try:
         apply(server, stack(f"s-{mark}", agent()), tenant(name, f"s-{mark}", mark))
         degraded = wait_for(
@@ -388,7 +330,7 @@ def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: Node
         assert "cordoned" in degraded["message"]
         assert replicas(server, name) == []
     finally:
-        assert cli(server, "nodes", "uncordon", node.name)[0] == 0
+        assert invoke(server, "nodes", "uncordon", node.name)[0] == 0
     wait_for(lambda: ready(server, name), timeout_s=60, what="placed once uncordoned")
     delete(server, "tenants", name)
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")

@@ -36,18 +36,13 @@ from armillary.resources.tenant import Tenant
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import allocations, nodes, repository, schedule_runs
 from armillary.store.database import MIGRATIONS, Database
-from tests.conftest import fresh_postgres_database
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import (
-    NodeProcess,
-    apply,
-    delete,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, delete, ready, replicas
+from tests.support.cli import Cli
+from tests.support.nodes import NodeProcess
+from tests.support.postgres import fresh_database
+from tests.support.processes import processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, 30, tzinfo=dt.UTC)  # the schedules are created then
 
@@ -72,7 +67,7 @@ def store_url(
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('firing') / 'firing.db'}"
         return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield from fresh_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture
@@ -81,7 +76,7 @@ def empty_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield from fresh_database(request.getfixturevalue("postgres_server"))
 
 
 def _migrate_to(revision: str) -> Callable[[Connection], None]:
@@ -510,20 +505,6 @@ async def test_a_run_without_a_node_waits_and_gives_up_past_its_deadline(world: 
 YEARLY = "0 0 1 1 *"  # never due while these tests run: only run-now starts runs
 
 
-@pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="cron")
-    daemon.start()
-    apply(
-        server,
-        {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "acme"}, "spec": {}},
-    )
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-
-
 def job(name: str, command: str, **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -594,14 +575,14 @@ def test_run_now_runs_the_job_as_an_allocation_on_the_node_and_records_it(
 
     code, out, err = cli("schedule", "run-now", name)
     assert code == 0, err
-    assert f"of {name} running on cron" in out, out
+    assert f"of {name} running on {node.name}" in out, out
     run_id = out.split()[1]
     # While it runs, it is an allocation on the node, apart from the tenant's replicas.
     running = wait_for(
         lambda: [r for r in replicas(server, tenant) if r["id"] not in replicas_before],
         what="the run's allocation",
     )
-    assert running[0]["component"] == "report" and running[0]["node"] == "cron"
+    assert running[0]["component"] == "report" and running[0]["node"] == node.name
 
     done = ended(server, name, run_id)
     assert (done["state"], done["exitCode"], done["trigger"]) == ("succeeded", 0, "manual")

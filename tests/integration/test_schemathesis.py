@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

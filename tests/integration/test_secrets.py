@@ -16,22 +16,15 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from typer.testing import CliRunner
 
 from armillary.auth import keys
-from armillary.main import app
-from tests.conftest import fresh_postgres_database
-from tests.integration.nodeproc import (
-    QUICKSTART,
-    NodeProcess,
-    apply,
-    environ_pid,
-    processes_marked,
-    ready,
-    replicas,
-    wait_for,
-)
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, ready, replicas
+from tests.support.cli import invoke
+from tests.support.nodes import QUICKSTART, NodeProcess
+from tests.support.postgres import fresh_database
+from tests.support.processes import environ_pid, processes_marked
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 AGENT = ["python3", str(QUICKSTART / "apps" / "agent.py")]
 
@@ -52,12 +45,6 @@ def secret(name: str, data: dict[str, str], **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"data": data, **spec},
     }
-
-
-def cli(server: ServerProcess, *args: str, token: str | None = None) -> tuple[int, str, str]:
-    env = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": token or server.token}
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def key_of(server: ServerProcess, role: str) -> str:
@@ -175,11 +162,11 @@ def test_applying_a_secret_twice_is_unchanged_and_every_answer_is_redacted(
         ("get", "secret", name, "-o", "yaml"),
         ("describe", "secret", name),
     ):
-        code, out, err = cli(server, *args)
+        code, out, err = invoke(server, *args)
         assert code == 0, err
         assert name in out and password not in out
-    assert "<redacted>" in cli(server, "describe", "secret", name)[1]
-    code, out, _ = cli(server, "plan", "-f", str(path))
+    assert "<redacted>" in invoke(server, "describe", "secret", name)[1]
+    code, out, _ = invoke(server, "plan", "-f", str(path))
     assert code == 0 and 'spec.data.PASSWORD: "<redacted>" → "<redacted>"' in out
     assert "USER" not in out  # unchanged keys are not in the diff
     with server.client() as http:
@@ -188,7 +175,7 @@ def test_applying_a_secret_twice_is_unchanged_and_every_answer_is_redacted(
     assert change["fields"] == [
         {"path": "spec.data.PASSWORD", "before": "<redacted>", "after": "<redacted>"}
     ]
-    code, out, _ = cli(server, "apply", "-f", str(path))
+    code, out, _ = invoke(server, "apply", "-f", str(path))
     assert code == 0 and "configured" in out
     new_password = json.loads(path.read_text())["spec"]["data"]["PASSWORD"]
     assert_nothing_leaks(
@@ -225,7 +212,7 @@ def test_only_admins_reveal_values_or_write_or_plan_secrets(server: ServerProces
             )
         assert shown.status_code == 200 and password not in shown.text
         assert planned.status_code == 403  # "unchanged" would confirm a guess
-        code, out, err = cli(server, "secret", "reveal", name, token=token)
+        code, out, err = invoke(server, "secret", "reveal", name, token=token)
         assert code == 1 and password not in out + err
     with server.client(token=developer) as http:
         changed = http.post("/api/v1/apply", json={"documents": [secret(name, {"API_TOKEN": "x"})]})
@@ -236,7 +223,7 @@ def test_only_admins_reveal_values_or_write_or_plan_secrets(server: ServerProces
     assert revealed.status_code == 200
     assert revealed.json()["spec"]["data"] == {"API_TOKEN": password}
     assert revealed.headers["cache-control"] == "no-store"
-    code, out, _ = cli(server, "secret", "reveal", name)
+    code, out, _ = invoke(server, "secret", "reveal", name)
     assert (code, out) == (0, f"API_TOKEN={password}\n")
     with server.client() as http:
         missing = http.get(f"/api/v1/secrets/{fresh('none')}/reveal")
@@ -274,20 +261,6 @@ def test_deleting_a_secret_deletes_its_encrypted_values(server: ServerProcess) -
         "A": "<redacted>"
     }
     assert query(server.home, server.database_url, sql) == [(0,)]
-
-
-@pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
-    daemon.start()
-    apply(
-        server,
-        {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": "acme"}, "spec": {}},
-    )
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
 
 
 def test_a_tenants_replicas_get_its_secrets_as_env_and_the_store_still_holds_none(
@@ -366,7 +339,7 @@ def own_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str |
     if backend == "sqlite":
         yield None
         return
-    yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield from fresh_database(request.getfixturevalue("postgres_server"))
 
 
 def own_server(home: Path, database_url: str | None, key: str, *previous: str) -> ServerProcess:

@@ -11,6 +11,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from armillary.resources.canonical import Canonical
 from armillary.store import repository
 from armillary.store.database import Database
 from armillary.store.tables import api_tokens
-from tests.integration.serverproc import ServerProcess
+from tests.support.servers import ServerProcess
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -35,15 +36,16 @@ async def db(database_url: str | None, tmp_path: Path) -> AsyncIterator[Database
 
 
 async def _apply(
-    db: Database, name: str, spec: dict, **kw: object
+    db: Database,
+    name: str,
+    spec: dict[str, Any],
+    *,
+    labels: dict[str, str] | None = None,
+    expected_version: int | None = None,
 ) -> tuple[str, repository.Stored]:
     async with db.write() as conn:
-        item = Canonical(
-            kind="Org", name=name, spec=spec, labels=kw.get("labels", {}), annotations={}
-        )  # type: ignore[arg-type]
-        return await repository.apply(
-            conn, item, expected_version=kw.get("expected_version"), now=NOW
-        )  # type: ignore[arg-type]
+        item = Canonical(kind="Org", name=name, spec=spec, labels=labels or {}, annotations={})
+        return await repository.apply(conn, item, expected_version=expected_version, now=NOW)
 
 
 async def test_generation_and_resource_version(db: Database) -> None:

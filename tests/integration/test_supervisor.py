@@ -1,7 +1,7 @@
 """The node supervisor against real processes: spawn, restart, health, stop, adoption.
 
 Every test runs its own `Supervisor` on a fresh data dir and waits on conditions with
-deadlines (`wait_until`), never on fixed sleeps; nothing asserts a wall-clock duration
+deadlines (`wait_for_async`), never on fixed sleeps; nothing asserts a wall-clock duration
 (the machine is shared). Backoffs and probe intervals are tiny so the module is fast.
 Processes are found by their process group (a replica's pgid is its pid) or by the
 ARMILLARY_ALLOCATION marker in their environment; zombies do not count as alive (pid
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +39,9 @@ from armillary.protocol import (
     Restart,
     TcpProbe,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for_async
 
 FAST = Restart(backoff_initial_s=0.05, backoff_max_s=0.4, crash_loop_after=3)
 SLEEP = ["sleep", "1000"]
@@ -64,28 +66,6 @@ def make_spec(*, command: list[str], **fields: Any) -> AllocationSpec:
     }
     values.update(fields)
     return AllocationSpec(**values)
-
-
-async def wait_until(
-    predicate: Callable[[], object],
-    timeout_s: float = 10.0,
-    *,
-    what: Callable[[], object] | None = None,
-) -> None:
-    """Poll `predicate` every 5 ms until it is truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            detail = f": {what()}" if what is not None else ""
-            raise AssertionError(f"condition not met within {timeout_s}s{detail}")
-        await asyncio.sleep(0.005)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def group_members(pgid: int) -> list[int]:
@@ -244,8 +224,8 @@ async def test_spawn_env_cwd_ports_and_log(
     )
     supervisor, _ = await started(make, spec)
     seen_file = tmp_path / "work" / "seen.json"
-    await wait_until(lambda: seen_file.exists() and seen_file.stat().st_size > 0)
-    await wait_until(lambda: "hello from stderr" in supervisor.log_path(spec.id).read_text())
+    await wait_for_async(lambda: seen_file.exists() and seen_file.stat().st_size > 0)
+    await wait_for_async(lambda: "hello from stderr" in supervisor.log_path(spec.id).read_text())
 
     seen = json.loads(seen_file.read_text())
     env = seen["env"]
@@ -296,7 +276,7 @@ async def test_converge_is_idempotent_and_removing_an_allocation_stops_it(make: 
     assert [current(supervisor, a.id).pid for a in (keep, drop)] == [kept_pid, dropped_pid]
 
     await supervisor.converge([keep])
-    await wait_until(lambda: report(supervisor, drop.id) is None)
+    await wait_for_async(lambda: report(supervisor, drop.id) is None)
     assert not alive(dropped_pid)
     assert current(supervisor, keep.id).pid == kept_pid
     assert current(supervisor, keep.id).restarts == 0
@@ -313,7 +293,7 @@ async def test_kill_9_restarts_at_once(make: Make) -> None:
     before = len(recorder.history)
 
     os.kill(first, signal.SIGKILL)
-    await wait_until(lambda: current(supervisor, spec.id).pid not in (None, first))
+    await wait_for_async(lambda: current(supervisor, spec.id).pid not in (None, first))
 
     now = current(supervisor, spec.id)
     assert now.state == "running"
@@ -328,7 +308,7 @@ async def test_kill_9_restarts_at_once(make: Make) -> None:
 async def test_a_command_that_always_exits_crash_loops_with_growing_delays(make: Make) -> None:
     spec = make_spec(command=["sh", "-c", "exit 3"])
     supervisor, recorder = await started(make, spec)
-    await wait_until(lambda: current(supervisor, spec.id).restarts >= 6)
+    await wait_for_async(lambda: current(supervisor, spec.id).restarts >= 6)
 
     times = recorder.restart_times(spec.id)
     gaps = [times[n] - times[n - 1] for n in range(1, 7)]
@@ -352,7 +332,7 @@ async def test_a_command_that_always_exits_crash_loops_with_growing_delays(make:
 async def test_job_succeeds_and_is_not_restarted(make: Make) -> None:
     spec = make_spec(command=["sh", "-c", "echo done"], type="job")
     supervisor, _ = await started(make, spec)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "succeeded")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "succeeded")
     now = current(supervisor, spec.id)
     assert (now.exit_code, now.restarts, now.pid) == (0, 0, None)
 
@@ -360,7 +340,7 @@ async def test_job_succeeds_and_is_not_restarted(make: Make) -> None:
 async def test_job_fails_for_good_after_crash_loop_after_failures(make: Make) -> None:
     spec = make_spec(command=["sh", "-c", "exit 2"], type="job")  # crash_loop_after=3
     supervisor, _ = await started(make, spec)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "failed")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "failed")
     now = current(supervisor, spec.id)
     assert (now.exit_code, now.restarts) == (2, 2)
     assert "gave up after 3 failures" in (now.message or "")
@@ -374,7 +354,7 @@ async def test_job_on_failure_runs_again_until_it_succeeds(make: Make, tmp_path:
         restart=Restart(policy="on-failure", backoff_initial_s=0.05),
     )
     supervisor, _ = await started(make, spec)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "succeeded")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "succeeded")
     assert current(supervisor, spec.id).restarts == 1
 
 
@@ -388,18 +368,18 @@ async def test_job_timeout_kills_it_as_a_failure(make: Make) -> None:
     supervisor, _ = await started(make, spec)
     pid = current(supervisor, spec.id).pid
     assert pid is not None
-    await wait_until(lambda: state_of(supervisor, spec.id) == "failed")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "failed")
     now = current(supervisor, spec.id)
     assert now.reason == "Timeout"
     assert now.exit_code == -9
-    await wait_until(lambda: not group_members(pid))
+    await wait_for_async(lambda: not group_members(pid))
 
 
 @pytest.mark.parametrize("kind", ["service", "job"])
 async def test_restart_never(make: Make, kind: str) -> None:
     spec = make_spec(command=["sh", "-c", "exit 4"], type=kind, restart=Restart(policy="never"))
     supervisor, _ = await started(make, spec)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "failed")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "failed")
     now = current(supervisor, spec.id)
     assert (now.exit_code, now.restarts) == (4, 0)
     assert "code 4" in (now.message or "")
@@ -414,11 +394,11 @@ async def test_command_not_found_then_not_executable_then_fixed(make: Make, tmp_
     assert str(program) in (now.message or "")
 
     program.write_text("#!/bin/sh\nexec sleep 1000\n")
-    await wait_until(lambda: current(supervisor, spec.id).reason == "PermissionDenied")
+    await wait_for_async(lambda: current(supervisor, spec.id).reason == "PermissionDenied")
     assert current(supervisor, spec.id).state == "failed"
 
     program.chmod(0o755)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "running")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "running")
     assert current(supervisor, spec.id).restarts == 0  # failed spawns are not restarts
 
 
@@ -443,7 +423,7 @@ async def test_port_in_use_fails_and_recovers_once_freed(make: Make) -> None:
         assert str(port) in (now.message or "") and "http" in (now.message or "")
     finally:
         holder.close()
-    await wait_until(lambda: state_of(supervisor, spec.id) == "running")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "running")
 
 
 async def test_dynamic_ports_are_picked_free_by_the_node_and_reported(make: Make) -> None:
@@ -461,7 +441,7 @@ async def test_dynamic_ports_are_picked_free_by_the_node_and_reported(make: Make
     try:
         specs = [make_spec(command=SLEEP, ports={"http": 0, "admin": 0}) for _ in range(2)]
         supervisor, _ = await started(make, *specs)
-        await wait_until(lambda: all(state_of(supervisor, s.id) == "running" for s in specs))
+        await wait_for_async(lambda: all(state_of(supervisor, s.id) == "running" for s in specs))
         picked = [current(supervisor, s.id).ports for s in specs]
         ports = [p for each in picked for p in each.values()]
         assert first not in ports  # skipped: taken by someone else
@@ -525,7 +505,7 @@ async def test_network_health_checks_pass(make: Make, check: HealthCheck, tmp_pa
     )
     supervisor, recorder = await started(make, spec)
     assert state_of(supervisor, spec.id) == "starting"
-    await wait_until(lambda: state_of(supervisor, spec.id) == "running", 20)
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "running", 20)
     assert current(supervisor, spec.id).healthy is True
     assert recorder.states(spec.id)[:1] == ["starting"]
 
@@ -542,16 +522,16 @@ async def test_exec_health_check_runs_in_the_replica_env_and_recovers(
         ),
     )
     supervisor, _ = await started(make, spec)
-    await wait_until(lambda: state_of(supervisor, spec.id) == "unhealthy")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "unhealthy")
     assert current(supervisor, spec.id).healthy is False
     assert "exited with code 1" in (current(supervisor, spec.id).message or "")
 
     ready.touch()
-    await wait_until(lambda: state_of(supervisor, spec.id) == "running")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "running")
     assert current(supervisor, spec.id).healthy is True
 
     ready.unlink()
-    await wait_until(lambda: state_of(supervisor, spec.id) == "unhealthy")
+    await wait_for_async(lambda: state_of(supervisor, spec.id) == "unhealthy")
     now = current(supervisor, spec.id)
     assert (now.healthy, now.reason, now.restarts) == (False, "Unhealthy", 0)  # not restarted
 
@@ -570,11 +550,13 @@ async def test_a_health_check_that_never_passes_reports_why(make: Make, tmp_path
     supervisor, _ = await started(make, not_found, nobody)
     assert {state_of(supervisor, a.id) for a in (not_found, nobody)} == {"starting"}
     for spec, text in ((not_found, "returned 404"), (nobody, "onnect")):
-        await wait_until(lambda spec=spec: state_of(supervisor, spec.id) == "unhealthy", 20)
+        key = spec.id
+        await wait_for_async(lambda: state_of(supervisor, key) == "unhealthy", 20)  # noqa: B023
         # A slow start can fail its first probes by refused connections; once the
         # server listens, the reason given is the real one.
-        await wait_until(
-            lambda spec=spec, text=text: text in (current(supervisor, spec.id).message or ""), 20
+        await wait_for_async(
+            lambda: text in (current(supervisor, key).message or ""),  # noqa: B023
+            20,
         )
         assert state_of(supervisor, spec.id) == "unhealthy"
 
@@ -593,13 +575,13 @@ async def test_stop_kills_a_process_that_ignores_sigterm_after_the_grace(make: M
     spec = make_spec(command=[PY, "-c", script], stop_grace_s=0.3)
     supervisor, recorder = await started(make, spec)
     log = supervisor.log_path(spec.id)
-    await wait_until(lambda: "ready" in log.read_text())
+    await wait_for_async(lambda: "ready" in log.read_text())
     pid = current(supervisor, spec.id).pid
     assert pid is not None
 
     await supervisor.converge([])
     assert state_of(supervisor, spec.id) == "stopping"
-    await wait_until(lambda: report(supervisor, spec.id) is None)
+    await wait_for_async(lambda: report(supervisor, spec.id) is None)
     assert "got SIGTERM, ignoring it" in log.read_text()
     assert not alive(pid)
     assert recorder.states(spec.id)[-1] == "stopping"
@@ -613,18 +595,18 @@ async def test_grandchildren_are_left_behind_neither_by_a_crash_nor_by_a_stop(
     supervisor, _ = await started(make, spec)
     first = current(supervisor, spec.id).pid
     assert first is not None
-    await wait_until(lambda: len(group_members(first)) >= 2)
+    await wait_for_async(lambda: len(group_members(first)) >= 2)
 
     os.kill(first, signal.SIGKILL)  # the leader only
-    await wait_until(lambda: not group_members(first), what=lambda: group_members(first))
-    await wait_until(lambda: current(supervisor, spec.id).pid not in (None, first))
+    await wait_for_async(lambda: not group_members(first), what=lambda: group_members(first))
+    await wait_for_async(lambda: current(supervisor, spec.id).pid not in (None, first))
     second = current(supervisor, spec.id).pid
     assert second is not None
-    await wait_until(lambda: len(group_members(second)) >= 2)
+    await wait_for_async(lambda: len(group_members(second)) >= 2)
 
     await supervisor.converge([])
-    await wait_until(lambda: report(supervisor, spec.id) is None)
-    await wait_until(lambda: not group_members(second), what=lambda: group_members(second))
+    await wait_for_async(lambda: report(supervisor, spec.id) is None)
+    await wait_for_async(lambda: not group_members(second), what=lambda: group_members(second))
     assert not processes_of(spec.id)
 
 
@@ -635,7 +617,7 @@ async def test_close_with_stop_workloads_leaves_nothing(make: Make, tmp_path: Pa
         make_spec(command=["sh", "-c", "exit 1"]),  # in backoff, no process
     ]
     supervisor, _ = await started(make, *specs)
-    await wait_until(lambda: all(processes_of(s.id) for s in specs[:2]))
+    await wait_for_async(lambda: all(processes_of(s.id) for s in specs[:2]))
     await supervisor.close(stop_workloads=True)
     assert supervisor.reports() == []
     assert all(not processes_of(s.id) for s in specs)
@@ -656,8 +638,8 @@ async def test_a_new_supervisor_adopts_what_the_previous_one_left_running(
     checked = make_spec(command=SLEEP, health_check=quick(exec=ExecProbe(command=["true"])))
     first, _ = await started(make, sleeper, ticker, checked)
     os.kill(current(first, sleeper.id).pid or 0, signal.SIGKILL)  # so restarts is 1
-    await wait_until(lambda: current(first, sleeper.id).restarts == 1)
-    await wait_until(
+    await wait_for_async(lambda: current(first, sleeper.id).restarts == 1)
+    await wait_for_async(
         lambda: all(current(first, s.id).state == "running" for s in (sleeper, ticker, checked))
     )
     before = {r.id: r for r in first.reports()}
@@ -675,14 +657,14 @@ async def test_a_new_supervisor_adopts_what_the_previous_one_left_running(
 
     log = second.log_path(ticker.id)
     size = log.stat().st_size
-    await wait_until(lambda: log.stat().st_size > size)  # it kept running, and logging
+    await wait_for_async(lambda: log.stat().st_size > size)  # it kept running, and logging
 
     await second.converge([sleeper, ticker, checked])  # the same set: nothing restarts
     assert {r.id: r.pid for r in second.reports()} == {i: r.pid for i, r in before.items()}
 
     old = before[sleeper.id].pid or 0
     os.kill(old, signal.SIGKILL)  # the adopted process's exit is seen
-    await wait_until(lambda: current(second, sleeper.id).pid not in (None, old))
+    await wait_for_async(lambda: current(second, sleeper.id).pid not in (None, old))
     now = current(second, sleeper.id)
     assert (now.restarts, now.exit_code, now.state) == (2, -9, "running")
 
@@ -731,7 +713,7 @@ async def test_processes_missing_from_a_stale_state_file_are_adopted_or_killed(
     await second.converge([wanted])
     assert current(second, wanted.id).pid == pids[wanted.id]  # found by its log file
     assert current(second, wanted.id).state == "running"
-    await wait_until(lambda: not alive(pids[unwanted.id] or 0))  # nobody wanted it
+    await wait_for_async(lambda: not alive(pids[unwanted.id] or 0))  # nobody wanted it
 
 
 async def test_a_respawn_the_state_file_missed_is_adopted_by_its_log_file(
@@ -822,7 +804,7 @@ async def test_replicas_survive_a_kill_9_of_the_daemon_and_are_adopted(
 
     victim = f"{marker}-0"
     os.kill(pids[victim], signal.SIGKILL)  # not our child: the exit code is unknown
-    await wait_until(lambda: current(supervisor, victim).pid not in (None, pids[victim]))
+    await wait_for_async(lambda: current(supervisor, victim).pid not in (None, pids[victim]))
     now = current(supervisor, victim)
     assert (now.restarts, now.exit_code, now.state) == (1, None, "running")
 
@@ -855,9 +837,9 @@ async def test_logs_rotate_by_size_and_keep_growing(make: Make) -> None:
     def size(path: Path) -> int:
         return path.stat().st_size if path.exists() else 0
 
-    await wait_until(lambda: size(first) > 2000 and size(log) < size(first), 15)
+    await wait_for_async(lambda: size(first) > 2000 and size(log) < size(first), 15)
     shrunk = size(log)
-    await wait_until(lambda: size(log) > shrunk)  # the child's O_APPEND fd writes on
-    await wait_until(lambda: size(second) > 2000, 15)  # the next rotation shifts .1 to .2
+    await wait_for_async(lambda: size(log) > shrunk)  # the child's O_APPEND fd writes on
+    await wait_for_async(lambda: size(second) > 2000, 15)  # the next rotation shifts .1 to .2
     assert not log.with_name("output.log.3").exists()
     assert set(first.read_text().splitlines()) == {line}

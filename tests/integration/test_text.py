@@ -20,9 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from armillary.auth import keys, secrets
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import NodeProcess, alive, apply, replicas, wait_for
-from tests.integration.serverproc import ServerProcess
+from tests.support.api import apply, replicas
+from tests.support.cli import Cli
+from tests.support.nodes import NodeProcess
+from tests.support.processes import alive
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 API = "armillary.dev/v1"
 SLEEPER = ["python3", "-c", "import time; time.sleep(3600)"]
@@ -50,19 +53,7 @@ def base(server: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def node(
-    server: ServerProcess, base: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NodeProcess]:
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"), name="text-a")
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-
-
-@pytest.fixture(scope="module")
-def steady(server: ServerProcess, node: NodeProcess) -> tuple[str, int]:
+def steady(server: ServerProcess, base: None, node: NodeProcess) -> tuple[str, int]:
     """A tenant whose replica must run on, untouched, whatever the fuzz sends."""
     name = f"steady-{uuid.uuid4().hex[:8]}"
     apply(server, tenant(name))
@@ -175,7 +166,7 @@ def test_a_row_stored_before_the_check_is_still_served(server: ServerProcess, ba
 
 
 def test_one_tenants_bad_row_never_stops_the_node_serving_the_others(
-    server: ServerProcess, node: NodeProcess
+    server: ServerProcess, base: None, node: NodeProcess
 ) -> None:
     sqlite_file(server)
     good, bad, later = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("good", "bad", "later"))
@@ -354,7 +345,7 @@ def test_fuzz_any_text_in_any_string_field_of_a_file_is_planned_or_refused_at_it
 
 
 def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
-    server: ServerProcess, node: NodeProcess
+    server: ServerProcess, base: None, node: NodeProcess
 ) -> None:
     """The hub's own guard: a value that decrypts to text no frame can encode (sealed
     by something other than this server's door) marks that one replica InvalidSpec;

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Cli
-from tests.integration.nodeproc import apply
-from tests.integration.serverproc import ServerProcess
+from tests.support import tls
+from tests.support.api import apply
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
 
 SECRET_VALUE = "It's a Secret to Everybody"
 API = "armillary.dev/v1"
@@ -119,7 +120,7 @@ def signed(body: bytes, *, event: str = "push", delivery: str | None = None) -> 
 def deliver(
     server: ServerProcess, source: str, body: bytes, headers: dict[str, str]
 ) -> httpx.Response:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30, verify=tls.CONTEXT) as http:
         return http.post(f"/webhooks/{source}", content=body, headers=headers)
 
 

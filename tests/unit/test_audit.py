@@ -270,5 +270,7 @@ def test_log_lines_made_while_serving_a_request_carry_its_id() -> None:
     finally:
         audit_middleware.CURRENT_REQUEST.reset(token)
     outside = logger.makeRecord("armillary.test", logging.INFO, __file__, 1, "y", (), None)
-    assert inside.getMessage() == "[request req-42] x=1" and inside.request_id == "req-42"
-    assert outside.getMessage() == "y" and outside.request_id is None
+    assert (
+        inside.getMessage() == "[request req-42] x=1" and inside.__dict__["request_id"] == "req-42"
+    )
+    assert outside.getMessage() == "y" and outside.__dict__["request_id"] is None

@@ -136,9 +136,8 @@ def test_a_daily_job_fires_once_every_local_day_across_both_changes() -> None:
     moment = utc("2026-01-01T00:00:00")
     zone = zoneinfo.ZoneInfo("Europe/Paris")
     days = []
-    while (nxt := cron.following("30 2 * * *", "Europe/Paris", moment)) < utc(
-        "2027-01-01T00:00:00"
-    ):
+    end = utc("2027-01-01T00:00:00")
+    while (nxt := cron.following("30 2 * * *", "Europe/Paris", moment)) is not None and nxt < end:
         assert nxt > moment
         days.append(nxt.astimezone(zone).date())
         moment = nxt

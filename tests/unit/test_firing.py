@@ -205,7 +205,8 @@ def test_no_fire_time_starts_twice_and_missed_ones_start_at_most_once(
             continue
         # The due fire time is the newest one passed, later than the last handled.
         assert handled_at < due <= now
-        assert cron.following(timing.cron, timing.time_zone, due) > now
+        following = cron.following(timing.cron, timing.time_zone, due)
+        assert following is not None and following > now
         if decision.start:
             deadline_s = timing.starting_deadline_s
             assert deadline_s is None or (now - due).total_seconds() <= deadline_s

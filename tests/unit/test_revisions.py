@@ -9,11 +9,11 @@ import datetime as dt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.unit.test_rollout import current, instance, template
 
 from armillary.control import revisions
 from armillary.runtime.instance import Policy, Template, template_from_json, template_to_json
 from armillary.runtime.rollout import Observed, step
+from tests.support.rollouts import current, instance, template
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 

@@ -2,61 +2,8 @@
 
 from __future__ import annotations
 
-from armillary.runtime.instance import Instance, Template
 from armillary.runtime.rollout import Current, step
-
-
-def template(
-    name: str,
-    *,
-    replicas: int = 1,
-    type: str = "service",
-    env: dict[str, str] | None = None,
-    depends_on: tuple[str, ...] = (),
-    ports: tuple[tuple[str, int | None], ...] = (("http", None),),
-    problem: str | None = None,
-) -> Template:
-    return Template(
-        component=name,
-        type=type,
-        replicas=replicas,
-        command=("sleep", "1000"),
-        cwd=None,
-        env=env or {},
-        ports=ports,
-        health_check=None,
-        restart={"policy": "always"},
-        stop_grace_s=1,
-        timeout_s=None,
-        depends_on=depends_on,
-        cpu_millicores=0,
-        memory_mb=0,
-        problem=problem,
-    )
-
-
-def instance(*templates: Template) -> Instance:
-    return Instance(tenant="acme", templates=templates)
-
-
-def current(
-    t: Template,
-    replica: int,
-    *,
-    state: str | None = "running",
-    id: str | None = None,
-    spec_hash: str | None = None,
-    url: str | None = None,
-    extra: dict[str, str] | None = None,
-) -> Current:
-    return Current(
-        id=id or f"{t.component}-{replica}-{state}",
-        component=t.component,
-        replica=replica,
-        spec_hash=spec_hash or t.spec_hash(extra),
-        state=state,
-        url=url,
-    )
+from tests.support.rollouts import current, instance, template
 
 
 def test_fresh_tenant_creates_every_replica_of_components_without_dependencies() -> None:

@@ -395,9 +395,7 @@ dns = st.from_regex(r"[a-z]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True)
 # Any text but NEL (U+0085): ruamel's emitter turns it into a line break plus spaces.
 # Strings users may store: no lone surrogate (Cs) nor NUL (see resources/text.py).
-text = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x85\x00"), max_size=12
-)
+text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x85\x00"), max_size=12)
 cpu = st.one_of(
     st.integers(min_value=1, max_value=64),
     st.integers(min_value=1, max_value=64_000).map(lambda m: f"{m}m"),

@@ -92,8 +92,8 @@ def test_never_overcommits_never_places_on_infeasible_nodes_and_is_deterministic
     assert placement == place(infos, [], demands, strategy)  # type: ignore[arg-type]
     by_name = {n.name: n for n in infos}
     by_key = {d.key: d for d in demands}
-    for node in placement.assigned.values():
-        assert by_name[node].ready and by_name[node].schedulable
+    for name in placement.assigned.values():
+        assert by_name[name].ready and by_name[name].schedulable
     for node in infos:
         mine = [by_key[k] for k, n in placement.assigned.items() if n == node.name]
         assert sum(d.cpu_millicores for d in mine) <= node.cpu_millicores

@@ -1,8 +1,8 @@
 """Signature verification of inbound webhooks, one scheme per sender.
 
-The webhook endpoint (`POST /webhooks/<source>`, not built yet) is to call `verify` with
-the request's headers, its raw body (before anything parses it) and the secrets of the
-`WebhookSource`. The function is pure: no I/O, and the clock arrives as `now`. It
+The webhook endpoint (`POST /webhooks/<source>`, api/routes/webhooks.py) calls `verify`
+with the request's headers, its raw body (before anything parses it) and the secrets of
+the `WebhookSource`. The function is pure: no I/O, and the clock arrives as `now`. It
 returns a `Verified` saying what the sender says about the delivery, or raises
 `SignatureRefused`, whose message names the header at fault ("X-Slack-Signature: does not match").
 

@@ -1,14 +1,15 @@
 """A real `armillary server` process for integration tests.
 
-Started with `python -m armillary server` on a free loopback port, its state in a
-temporary ARMILLARY_HOME, on SQLite or on a fresh Postgres database. Waits on
-/readyz with a deadline, never a fixed sleep.
+Started with `python -m armillary server` on a loopback socket this process binds and
+hands down (`--fd`, see ports.py), its state in a temporary ARMILLARY_HOME, on SQLite
+or on a fresh Postgres database. Waits on /readyz with a deadline, never a fixed sleep.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
-from tests.integration.child import Child
+from tests.support import tls
+from tests.support.children import Child
+from tests.support.ports import bound_socket
 
 START_DEADLINE_S = 30.0
 
@@ -27,9 +29,25 @@ START_DEADLINE_S = 30.0
 class ServerProcess(Child):
     home: Path
     database_url: str | None
-    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Bound now, so the port is ours from the start; handed to the child at start().
+    _socket: socket.socket | None = field(default_factory=bound_socket, repr=False)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def __post_init__(self) -> None:
+        self._port: int = int(self._socket.getsockname()[1]) if self._socket else 0
+
+    @classmethod
+    def standing_in(cls, *, home: Path, port: int) -> ServerProcess:
+        """A handle on something else already listening on `port`, never started: for a
+        node daemon pointed at a stand-in server the test runs itself."""
+        server = cls(home=home, database_url=None, _socket=None)
+        server._port = port
+        return server
 
     @property
     def url(self) -> str:
@@ -58,26 +76,56 @@ class ServerProcess(Child):
         return env
 
     def start(self) -> None:
+        """Start (or restart, on the same port) and wait until ready.
+
+        This process keeps its copy of the socket only until the server answers: a copy
+        kept longer would keep the port listening after a kill -9, and clients would
+        hang in its backlog instead of being refused as they would be by a dead server.
+        A restart binds the port again (SO_REUSEADDR); it was ours a moment before."""
         self.home.mkdir(parents=True, exist_ok=True)
+        sock = self._socket or bound_socket(self.port)
+        self._socket = None
+        try:
+            self._spawn(sock)
+            self._wait_ready()
+        finally:
+            sock.close()
+
+    def _spawn(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        args = ["server", "--port", str(self.port), "--fd", str(fd)]
         with (self.home / "server.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
+                [sys.executable, "-m", "armillary", *args],
                 env=self.env(),
                 cwd=self.home,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
             )
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/readyz", timeout=1, verify=tls.CONTEXT).status_code
+                    == 200
+                ):
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server not ready after {START_DEADLINE_S}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        super().stop()
+        if self._socket is not None:  # never started
+            self._socket.close()
+            self._socket = None
 
     def log_path(self) -> Path:
         return self.home / "server.log"
@@ -88,4 +136,4 @@ class ServerProcess(Child):
             headers["Authorization"] = f"Bearer {self.token}"
         elif token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=tls.CONTEXT)

@@ -1,0 +1,43 @@
+"""Resource documents tests apply: the quickstart's agent as a component, a stack of
+components, a tenant whose processes carry a mark so a test can count them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.nodes import QUICKSTART
+
+API = "armillary.dev/v1"
+AGENT = ["python3", str(QUICKSTART / "apps" / "agent.py")]
+FAST_RESTART = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4, "crash_loop_after": 3}
+ACME = {"apiVersion": API, "kind": "Org", "metadata": {"name": "acme"}, "spec": {}}
+
+
+def agent(name: str = "agent", **extra: Any) -> dict[str, Any]:
+    component: dict[str, Any] = {
+        "name": name,
+        "command": AGENT,
+        "ports": [{"name": "http"}],
+        "health_check": {"http": {"path": "/healthz", "port": "http"}, "interval_s": 0.2},
+        "restart": FAST_RESTART,
+    }
+    component.update(extra)
+    return component
+
+
+def stack(name: str, *components: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Stack",
+        "metadata": {"name": name},
+        "spec": {"components": list(components)},
+    }
+
+
+def tenant(name: str, stack_name: str, mark: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {"org": "acme", "stack": stack_name, "env": {"ARMILLARY_TEST_MARK": mark}, **spec},
+    }

@@ -1,0 +1,46 @@
+"""What the operating system says about the processes a test caused."""
+
+from __future__ import annotations
+
+import httpx
+import psutil
+
+from tests.support import tls
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def processes_marked(mark: str) -> list[psutil.Process]:
+    """Every live process whose environment carries ARMILLARY_TEST_MARK=mark."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                process.environ().get("ARMILLARY_TEST_MARK") == mark
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def environ_pid(pid: int) -> dict[str, str]:
+    return dict(psutil.Process(pid).environ())
+
+
+def http_ok(port: int, path: str = "/healthz") -> bool:
+    """A replica on `port` answers 200 at `path`."""
+    try:
+        return (
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=0.5, verify=tls.CONTEXT).status_code
+            == 200
+        )
+    except httpx.HTTPError:
+        return False
