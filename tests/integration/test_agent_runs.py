@@ -356,11 +356,10 @@ def test_runs_of_acknowledged_events_survive_kill_9_and_complete_once(
     assert done == dict.fromkeys(run_ids, 1)
 
 
+@pytest.mark.only_backend("postgres")  # SQLite is one file on one machine: replicas share Postgres
 def test_two_replicas_never_run_one_run_twice(
-    server: ServerProcess, world: World, backend: str, tmp_path: Path
+    server: ServerProcess, world: World, tmp_path: Path
 ) -> None:
-    if backend == "sqlite":
-        pytest.skip("SQLite is one file on one machine: server replicas share Postgres")
     other = ServerProcess(
         home=tmp_path / "other", database_url=server.database_url, extra_env=SETTINGS
     )
