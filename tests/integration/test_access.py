@@ -24,7 +24,7 @@ from armillary.api.app import create_app
 from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
-from tests.support.api import apply, replicas
+from tests.support.api import apply, provision, replicas
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
@@ -184,19 +184,8 @@ def world(server: ServerProcess, node: NodeProcess) -> World:
         "spec": {"components": [SLEEPER, {"name": "job", "type": "job", "command": ["true"]}]},
     }
     apply(server, stack_doc, *webhook_source(f"w-{mark}"))
+    run_id = provision(server, org=f"o-{mark}", tenant=a, stack=stack)
     with server.client() as http:
-        body = {
-            "org": f"o-{mark}",
-            "tenant": a,
-            "stack": stack,
-            "schedules": [{"name": "nightly", "component": "job", "cron": "0 3 * * *"}],
-        }
-        run = http.post("/api/v1/provision/tenants", json=body).json()
-        wait_for(
-            lambda: http.get(f"/api/v1/provision/runs/{run['id']}").json()["state"] == "succeeded",
-            timeout_s=60,
-            what="tenant A provisioned",
-        )
         apply(
             server,
             {
@@ -230,7 +219,7 @@ def world(server: ServerProcess, node: NodeProcess) -> World:
         headers=headers,
         tenant_a=a,
         tenant_b=b,
-        run_a=run["id"],
+        run_a=run_id,
         replica_a=replica["id"],
         schedule_a=f"{a}-nightly",
         stack=stack,

@@ -19,7 +19,7 @@ import pytest
 from armillary.auth import passwords, sessions
 from armillary.store import users
 from armillary.store.database import Database
-from tests.support.api import apply, replicas
+from tests.support.api import apply, provision, replicas
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
@@ -61,19 +61,8 @@ def world(server: ServerProcess, node: NodeProcess) -> World:
             "spec": {"org": org, "stack": stack},
         },
     )
+    run_id = provision(server, org=org, tenant=b, stack=stack)
     with server.client() as http:
-        body = {
-            "org": org,
-            "tenant": b,
-            "stack": stack,
-            "schedules": [{"name": "nightly", "component": "job", "cron": "0 3 * * *"}],
-        }
-        run = http.post("/api/v1/provision/tenants", json=body).json()
-        wait_for(
-            lambda: http.get(f"/api/v1/provision/runs/{run['id']}").json()["state"] == "succeeded",
-            timeout_s=60,
-            what="tenant B provisioned",
-        )
         apply(
             server,
             {
@@ -90,7 +79,7 @@ def world(server: ServerProcess, node: NodeProcess) -> World:
         a=a,
         b=b,
         token_a=token,
-        provision_run_b=run["id"],
+        provision_run_b=run_id,
         agent_run_b=agent_run["id"],
         replica_b=replica["id"],
         schedule_b=f"sched-{mark}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 def apply(server: ServerProcess, *documents: dict[str, Any]) -> None:
@@ -41,3 +42,22 @@ def condition(server: ServerProcess, tenant: str, kind: str = "Ready") -> dict[s
 def ready(server: ServerProcess, tenant: str) -> bool:
     found = condition(server, tenant)
     return bool(found and found["status"] == "True")
+
+
+def provision(server: ServerProcess, *, org: str, tenant: str, stack: str) -> str:
+    """Provision `tenant` (with a nightly schedule of its `job` component) and wait
+    until the run succeeded; the run's id."""
+    body = {
+        "org": org,
+        "tenant": tenant,
+        "stack": stack,
+        "schedules": [{"name": "nightly", "component": "job", "cron": "0 3 * * *"}],
+    }
+    with server.client() as http:
+        run_id = str(http.post("/api/v1/provision/tenants", json=body).json()["id"])
+        wait_for(
+            lambda: http.get(f"/api/v1/provision/runs/{run_id}").json()["state"] == "succeeded",
+            timeout_s=60,
+            what=f"tenant {tenant} provisioned",
+        )
+    return run_id
