@@ -6,7 +6,7 @@ no schema-valid request refused and no schema-violating one accepted.
 
 The server's rate limits are set out of the way (`serverproc.ServerProcess` does it
 for every test); the per-operation settings, and why each is there, are in
-schemathesis.toml next to this file. About 2,000 requests per backend.
+schemathesis.toml next to this file. About 1,000 requests per backend.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_the_openapi_document_tells_the_truth(server: ServerProcess, tmp_path: P
         "--checks",
         "all",
         "--max-examples",
-        "10",
+        "5",
         "--seed",
         "20261202",
         "--generation-database",
