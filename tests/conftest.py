@@ -1,4 +1,5 @@
-"""Session fixtures: the Postgres server; Hypothesis's profile. Helpers live in
+"""Session fixtures: the Postgres server; Hypothesis's profile; how the suite is
+shared between xdist workers (tests/support/scheduling.py). Helpers live in
 tests/support/."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from tests.support import postgres
+from tests.support import postgres, scheduling
 
 # No wall-clock assertion in the tests, Hypothesis's included: its default 200 ms per
 # example fails at random on a shared 2-core machine, and under coverage's tracer pure
@@ -29,3 +30,15 @@ def postgres_server() -> str:
             pytest.fail(f"CI=true but Postgres is unreachable at {postgres.POSTGRES_URL}: {exc}")
         pytest.skip(f"Postgres unreachable at {postgres.POSTGRES_URL}: {exc}")
     return postgres.POSTGRES_URL
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    scheduling.long_running_first(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadscope` (as `make test` runs): a unit of work is a module on one
+    store backend; see tests/support/scheduling.py."""
+    if config.getoption("dist") == "loadscope":
+        return scheduling.ModuleAndBackendScheduling(config, log)
+    return None

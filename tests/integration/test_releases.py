@@ -24,6 +24,8 @@ from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.long_running
+
 APP = """\
 import http.server, os, pathlib
 VERSION = pathlib.Path("VERSION").read_text().strip()

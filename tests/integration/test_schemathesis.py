@@ -16,7 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.servers import ServerProcess
+
+pytestmark = pytest.mark.long_running
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
