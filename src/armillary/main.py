@@ -8,6 +8,7 @@ them as child processes, so it lives in the CLI.)
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -54,11 +55,10 @@ def server(
     settings = settings.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_server(settings),
         host=settings.host,
         port=settings.port,
-        fd=fd,
         log_level=settings.log_level,
         access_log=False,
         # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: any process on the
@@ -66,6 +66,23 @@ def server(
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )
+    uvicorn.Server(config).run(sockets=None if fd is None else [inherited_socket(fd)])
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket behind an inherited descriptor, as the kernel knows it.
+
+    uvicorn's own `fd=` takes every descriptor for a Unix socket, and asyncio sets
+    TCP_NODELAY only on TCP connections: each answer on a kept-alive connection, written
+    as headers then body, then waited about 40 ms for the client's delayed ACK."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise typer.BadParameter(f"descriptor {fd}: {exc.strerror}", param_hint="--fd") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise typer.BadParameter(f"descriptor {fd} is not a stream socket", param_hint="--fd")
+    return sock
 
 
 @app.command()
