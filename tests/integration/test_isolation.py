@@ -119,13 +119,13 @@ def test_a_replica_cannot_read_another_tenants_environment_files_logs_or_the_nod
         "STATE_FILE": str(node.data_dir / statefile.FILE_NAME),
     }
     apply(server, stack(f"s-{mark}", probe), tenant(prober, f"s-{mark}", mark, env=where))
-    wait_for(lambda: ready(server, prober), timeout_s=60, what="the prober Ready (exec probe)")
-    [probing] = replicas(server, prober)
-    report = wait_for(lambda: probe_report(node, probing), timeout_s=30, what="the probe's report")
+    probing = wait_for(lambda: replicas(server, prober), timeout_s=60, what="the prober placed")[0]
+    report = wait_for(lambda: probe_report(node, probing), timeout_s=60, what="the probe's report")
 
     outcomes = {c["check"]: c["outcome"] for c in report["checks"]}
     assert outcomes == dict.fromkeys(outcomes, "denied"), report["checks"]
     assert set(outcomes) == {"environ", "data-dir", "data-file", "log", "state-file", "tenants"}
+    wait_for(lambda: ready(server, prober), timeout_s=60, what="the prober Ready (exec probe)")
     code, shown, _ = cli("logs", f"{prober}/probe")
     assert code == 0 and '"outcome": "denied"' in shown and password not in shown
 

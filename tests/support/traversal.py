@@ -15,9 +15,9 @@ from pathlib import Path
 
 def open_to_tenants(path: Path, *, writable: bool = False) -> None:
     """Let any user pass through `path` and every directory above it that we own (o+x:
-    traverse, not list). `writable` also lets them create files in `path` itself and
-    write the files already there (a record directory that replicas of several tenants
-    append to)."""
+    traverse, not list). `writable` also lets them create files in `path` and in the
+    directories already in it, and write the files already there (a record directory
+    that replicas of several tenants append to)."""
     for directory in [path, *path.parents]:
         found = directory.stat()
         if found.st_uid == os.geteuid() and not found.st_mode & stat.S_IXOTH:
@@ -25,5 +25,4 @@ def open_to_tenants(path: Path, *, writable: bool = False) -> None:
     if writable:
         path.chmod(0o1777)  # sticky, like /tmp: nobody removes what another wrote
         for child in path.iterdir():
-            if child.is_file():
-                child.chmod(0o666)
+            child.chmod(0o1777 if child.is_dir() else 0o666)
