@@ -284,7 +284,7 @@ class Lifecycle:
         try:
             env, cwd = self.environment(held)
             run_as = self.run_as(held)
-        except errors.SpawnError as exc:  # only on adoption: a spawn prepared it already
+        except (errors.SpawnError, OSError) as exc:  # only on adoption: a spawn prepared it
             log.warning("cannot health-check %s: %s", held.id, exc)
             return
         target = health.Target(
