@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from tests.support.documents import stack, tenant
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 from tests.support.traversal import open_to_tenants
-from tests.support.waiting import wait_for
+from tests.support.waiting import wait_for, wait_for_async
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-tenant users need root")
 
@@ -197,3 +199,58 @@ async def test_two_tenants_mapped_to_one_uid_do_not_share_it(tmp_path: Path) -> 
         assert not (tmp_path / "node" / "tenants" / "second").exists()
     finally:
         await supervisor.close(stop_workloads=True)
+
+
+async def test_a_directory_left_by_a_root_run_tenant_is_handed_over_whole(tmp_path: Path) -> None:
+    open_to_tenants(tmp_path)
+    legacy = tmp_path / "node" / "tenants" / "legacy"
+    (legacy / "cache").mkdir(parents=True)
+    (legacy / "cache" / "old.txt").write_text("kept")
+    supervisor = Supervisor(data_dir=tmp_path / "node", tenant_uids=tenancy.DEFAULT_RANGE)
+    append = 'cat "$HOME/cache/old.txt" > "$ARMILLARY_DATA_DIR/cache/new.txt"'
+    spec = AllocationSpec(
+        id="legacy-0",
+        tenant="legacy",
+        component="job",
+        name="job-0",
+        index=0,
+        type="job",
+        spec_hash="h",
+        command=["sh", "-c", append],
+    )
+    await supervisor.start()
+    try:
+        await supervisor.converge([spec])
+
+        def succeeded() -> bool:
+            return any(r.state == "succeeded" for r in supervisor.reports())
+
+        await wait_for_async(succeeded, timeout_s=30, what="the job to succeed")
+    finally:
+        await supervisor.close(stop_workloads=True)
+    uid = tenancy.uid_for("legacy", tenancy.DEFAULT_RANGE)
+    assert (legacy / "cache" / "new.txt").read_text() == "kept"
+    for path in (legacy, legacy / "cache", legacy / "cache" / "old.txt"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (uid, uid), path
+    assert stat.S_IMODE(legacy.stat().st_mode) == 0o700
+    new = (legacy / "cache" / "new.txt").stat()
+    assert stat.S_IMODE(new.st_mode) == 0o600  # umask 077
+
+
+def test_a_root_daemon_whose_tenants_cannot_reach_its_data_dir_does_not_start(
+    tmp_path: Path,
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    open_to_tenants(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "armillary", "node", "--data-dir", str(closed / "node")],
+        env={**os.environ, "ARMILLARY_TOKEN": "arm_x_y", "ARMILLARY_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{closed} is not traversable by other users (mode 0700)" in result.stderr
+    assert f"chmod o+x {closed}" in result.stderr and "--tenant-uids off" in result.stderr

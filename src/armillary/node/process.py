@@ -181,8 +181,9 @@ def spawn(
             ) from exc
         raise SpawnError(reason="CommandNotFound", message=f"command not found: {argv[0]}") from exc
     except PermissionError as exc:
+        who = "" if run_as is None else f" as the tenant's user (uid {run_as.uid})"
         raise SpawnError(
-            reason="PermissionDenied", message=f"cannot execute {argv[0]}: {exc.strerror}"
+            reason="PermissionDenied", message=f"cannot execute {argv[0]}{who}: {exc.strerror}"
         ) from exc
     except OSError as exc:
         raise SpawnError(reason="SpawnFailed", message=f"cannot start {argv[0]}: {exc}") from exc

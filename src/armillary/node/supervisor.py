@@ -59,7 +59,7 @@ class Supervisor:
         on_change: Callable[[], None] | None = None,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_keep: int = 3,
-        tenant_uids: tenancy.UidRange | None = None,
+        tenant_uids: tenancy.UidRange | None = None,  # None: tenants run as our own user
     ) -> None:
         self._data_dir = data_dir.absolute()
         self._tenants = tenancy.Tenants(
@@ -360,6 +360,7 @@ class Supervisor:
         except BlockingIOError:
             os.close(fd)
             raise errors.Conflict(f"another node daemon is using {self._data_dir}") from None
+        os.fchmod(fd, 0o600)  # a lock left by an older daemon was 0644
         self._lock_fd = fd
 
 
