@@ -136,6 +136,8 @@ def test_a_replica_cannot_read_another_tenants_environment_files_logs_or_the_nod
     assert report["uid"] == report["gid"] == tenancy.uid_for(prober, uids)
     assert report["groups"] == [] and report["own"] == "mine"
     assert report["home"] == str(node.data_dir / "tenants" / prober)
+    code, shown, _ = cli("exec", f"{prober}/probe", "--", "id", "-u")  # exec: as the replica
+    assert code == 0 and shown.strip() == str(report["uid"])
     victim_stat = victim_dir.stat()
     assert victim_stat.st_uid == victim_stat.st_gid == tenancy.uid_for(victim, uids)
     assert tenancy.uid_for(victim, uids) != report["uid"]
