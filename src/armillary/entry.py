@@ -34,6 +34,7 @@ def run_node_command(argv: list[str]) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(".armillary/node"))
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--stop-workloads-on-exit", action="store_true")
+    parser.add_argument("--tenant-uids")
     options = parser.parse_args(argv)
     try:
         launcher.start_node(
@@ -44,6 +45,7 @@ def run_node_command(argv: list[str]) -> None:
             data_dir=options.data_dir,
             address=options.address,
             stop_workloads_on_exit=options.stop_workloads_on_exit,
+            tenant_uids=options.tenant_uids,
         )
     except ValueError as exc:
         parser.error(str(exc))

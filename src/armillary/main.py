@@ -101,6 +101,14 @@ def node(
             help="Stop every replica when the daemon stops (default: leave them running)."
         ),
     ] = False,
+    tenant_uids: Annotated[
+        str | None,
+        typer.Option(
+            help="As root, run each tenant as its own user with a uid from FIRST-LAST "
+            "(or ARMILLARY_TENANT_UIDS; default 200000-265535); 'off' runs every tenant "
+            "as the daemon's user."
+        ),
+    ] = None,
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
@@ -112,6 +120,7 @@ def node(
             data_dir=data_dir,
             address=address,
             stop_workloads_on_exit=stop_workloads_on_exit,
+            tenant_uids=tenant_uids,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -199,6 +199,9 @@ class Hello:
     protocol: int = PROTOCOL_VERSION
     labels: dict[str, str] = field(default_factory=dict)
     running: list[ReplicaReport] = field(default_factory=list)  # adopted after a restart
+    # How tenants are kept apart on this node: "per-tenant-user" (each tenant's replicas
+    # run as a user of its own) or "shared-user" (all as the daemon's user).
+    isolation: Literal["per-tenant-user", "shared-user"] = "shared-user"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

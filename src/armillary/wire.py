@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -143,6 +143,12 @@ class Node(Answer):
     connected: bool
     schedulable: bool
     replicas: int
+    isolation: Literal["per-tenant-user", "shared-user"] = Field(
+        default="shared-user",
+        description="How the node keeps tenants apart: `per-tenant-user` (its daemon runs as "
+        "root and runs each tenant's replicas as an unprivileged user of that tenant alone) or "
+        "`shared-user` (every tenant's replicas run as the daemon's own user)",
+    )
     registered_at: str | None = None
     heartbeat_at: str | None = None
 

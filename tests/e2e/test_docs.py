@@ -39,6 +39,7 @@ import pytest
 from tests.support import tls, up
 from tests.support.ports import free_port
 from tests.support.processes import alive
+from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +99,7 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`make demo DEMO_FLAGS=-d`, on a port and in a directory of this test's own."""
     workdir = tmp_path_factory.mktemp("docs")
+    open_to_tenants(workdir)  # the node's data dir is in it
     shutil.copytree(ROOT / "examples", workdir / "examples")
     (workdir / ".venv").symlink_to(Path(sys.prefix))
     home = workdir / ".armillary"

@@ -21,6 +21,7 @@ from tests.support.nodes import QUICKSTART, NodeProcess
 from tests.support.ports import free_port
 from tests.support.processes import alive, http_ok, processes_marked
 from tests.support.servers import ServerProcess
+from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
 
@@ -117,6 +118,7 @@ def test_a_server_restart_restarts_no_workload(
 
 def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / ".armillary"
+    open_to_tenants(tmp_path)  # the node's data dir is in it
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "armillary", "up", str(QUICKSTART), "--port", str(port)],

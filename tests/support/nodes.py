@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from tests.support.children import Child
 from tests.support.servers import ServerProcess
+from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
@@ -27,6 +29,7 @@ class NodeProcess(Child):
     stop_workloads_on_exit: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     stop_timeout_s: float = 60.0  # it stops every replica first
+    tenant_uids: str | None = None  # --tenant-uids; None: the daemon's default
 
     def start(self) -> None:
         self.launch()
@@ -35,6 +38,7 @@ class NodeProcess(Child):
     def launch(self) -> None:
         """Start the daemon process without waiting for it to connect."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        open_to_tenants(self.data_dir)
         args = [
             sys.executable,
             "-m",
@@ -42,8 +46,6 @@ class NodeProcess(Child):
             "node",
             "--server",
             self.server.url,
-            "--token",
-            self.server.token,
             "--name",
             self.name,
             "--data-dir",
@@ -51,9 +53,19 @@ class NodeProcess(Child):
         ]
         if self.stop_workloads_on_exit:
             args.append("--stop-workloads-on-exit")
+        if self.tenant_uids is not None:
+            args += ["--tenant-uids", self.tenant_uids]
+        # The token goes by environment: a command line is readable by every user,
+        # the replicas' users included.
+        env = {**os.environ, "ARMILLARY_TOKEN": self.server.token}
         with (self.data_dir / "daemon.log").open("ab") as log:
             self.process = subprocess.Popen(
-                args, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                cwd=self.cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def connected(self) -> bool:

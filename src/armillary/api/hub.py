@@ -192,6 +192,7 @@ class Hub:
                 labels=hello.labels,
                 capacity=protocol.encode(hello.capacity),
                 now=_now(),
+                isolation=hello.isolation,
             )
             await allocations.record_reports(
                 conn, hello.node, [protocol.encode(r) for r in hello.running], now=_now()

@@ -33,7 +33,7 @@ def nodes(
     if not items:
         out.print("No nodes. Start one with: armillary node --server URL --token TOKEN")
         return
-    rows = [["NAME", "STATUS", "ADDRESS", "CPU", "MEMORY", "REPLICAS", "LABELS"]]
+    rows = [["NAME", "STATUS", "ADDRESS", "CPU", "MEMORY", "REPLICAS", "ISOLATION", "LABELS"]]
     for node in items:
         status = "Ready" if node.connected else "NotReady"
         if not node.schedulable:
@@ -43,8 +43,27 @@ def nodes(
         cpu = f"{usage.get('cpu_percent', 0):.0f}% of {capacity.get('cpu_millicores', 0) // 1000}"
         memory = f"{usage.get('memory_used_mb', 0)}/{capacity.get('memory_mb', 0)}Mi"
         labels = ",".join(f"{k}={v}" for k, v in node.labels.items()) or "<none>"
-        rows.append([node.name, status, node.address, cpu, memory, str(node.replicas), labels])
+        rows.append(
+            [
+                node.name,
+                status,
+                node.address,
+                cpu,
+                memory,
+                str(node.replicas),
+                node.isolation,
+                labels,
+            ]
+        )
     out.print(output.align(rows), markup=False)
+    shared = [n.name for n in items if n.isolation == "shared-user"]
+    if shared:  # said every time: it is a property of the node, not a passing event
+        out.print(
+            f"Tenants share one OS user on {', '.join(shared)} (the daemon is not root): "
+            "their replicas can read each other's files and environment. "
+            "See docs/security.md.",
+            markup=False,
+        )
 
 
 def _set(ctx: typer.Context, name: str, *, schedulable: bool) -> None:

@@ -6,6 +6,9 @@ it: the tree is exported with `git archive <commit>` from the release's reposito
 extracted into a temporary directory, made read-only, and renamed into place in one
 step — so a checkout either exists complete or not at all, and a daemon killed
 mid-way leaves only a temporary directory that the next attempt replaces.
+Checkouts are the daemon's and readable by everyone (directories 0555, files keep
+their read and execute bits, lose every write bit), so replicas running as tenant
+users (`node.tenancy`) can run them but not change them.
 
 Called by `node.supervisor` (`ensure` before the first spawn of such a replica) and
 `node.lifecycle` (`location` for its working directory). One extraction per commit
@@ -75,10 +78,12 @@ class Checkouts:
                 f"{said[-1] if said else f'exit code {archived.returncode}'}"
             )
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)  # whatever the daemon's umask: tenant users read checkouts
         scratch = self.root / f".{checkout.commit}.{os.getpid()}.tmp"
         shutil.rmtree(scratch, ignore_errors=True)
         with tarfile.open(fileobj=io.BytesIO(archived.stdout)) as tar:
             tar.extractall(scratch, filter="data")  # no absolute paths, no escapes
+        scratch.chmod(0o755)
         _read_only(scratch)
         try:
             scratch.rename(target)

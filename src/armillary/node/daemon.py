@@ -35,8 +35,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from armillary import protocol
-from armillary.errors import ProtocolError, SessionRefused
-from armillary.node import logstream
+from armillary.errors import PermanentError, ProtocolError, SessionRefused
+from armillary.node import logstream, process, tenancy
 from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
@@ -62,6 +62,9 @@ class Options:
     data_dir: Path = Path(".armillary/node")
     address: str = "127.0.0.1"
     stop_workloads_on_exit: bool = False
+    # where tenant users' uids come from when the daemon runs as root; None: all tenants
+    # run as the daemon's user
+    tenant_uids: tenancy.UidRange | None = tenancy.DEFAULT_RANGE
 
 
 def websocket_url(server: str) -> str:
@@ -83,7 +86,10 @@ class Daemon:
         self.options = options
         self._changed = asyncio.Event()
         self.supervisor = Supervisor(
-            data_dir=options.data_dir, address=options.address, on_change=self._changed.set
+            data_dir=options.data_dir,
+            address=options.address,
+            on_change=self._changed.set,
+            tenant_uids=options.tenant_uids,
         )
         self.checkpoints = logstream.Checkpoints()
         self._streams: dict[str, asyncio.Task[None]] = {}
@@ -147,6 +153,7 @@ class Daemon:
             capacity=capacity(),
             labels=self.options.labels,
             running=self.supervisor.reports(),
+            isolation=self.supervisor.isolation,
         )
         await self._send(ws, "hello", protocol.encode(hello))
         first = protocol.parse(await ws.recv())
@@ -251,7 +258,7 @@ class Daemon:
             return
         env, cwd = self.supervisor.environment(allocation)
         try:
-            process = await asyncio.create_subprocess_exec(
+            child = await asyncio.create_subprocess_exec(
                 *opened.command,
                 env=env,
                 cwd=cwd,
@@ -259,6 +266,7 @@ class Daemon:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                **process.credentials(self.supervisor.run_as(allocation)),  # as the replica
             )
         except OSError as exc:
             end = protocol.ExecEnd(stream=stream, exit_code=127, error=str(exc))
@@ -275,15 +283,15 @@ class Daemon:
         timeout_s = opened.timeout_s
         try:
             async with asyncio.timeout(timeout_s or None):
-                await asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
-                code = await process.wait()
+                await asyncio.gather(pump(child.stdout, "stdout"), pump(child.stderr, "stderr"))
+                code = await child.wait()
         except TimeoutError:
-            await _kill_group(process)
+            await _kill_group(child)
             end = protocol.ExecEnd(stream=stream, error=f"timed out after {timeout_s}s")
             await self._chunk(ws, end)
             return
         except asyncio.CancelledError:  # the client went away: leave nothing running
-            await _kill_group(process)
+            await _kill_group(child)
             raise
         await self._chunk(ws, protocol.ExecEnd(stream=stream, exit_code=code))
 
@@ -297,10 +305,10 @@ class Daemon:
 CHUNK = 64 * 1024
 
 
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
+async def _kill_group(child: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
+        os.killpg(child.pid, signal.SIGKILL)
+    await child.wait()
 
 
 def run(options: Options) -> None:
@@ -320,6 +328,6 @@ def run(options: Options) -> None:
 
     try:
         asyncio.run(main())
-    except* SessionRefused as group:
+    except* PermanentError as group:  # a refused session; a data dir tenants cannot reach
         log.error("%s", group.exceptions[0])
         raise SystemExit(1) from None

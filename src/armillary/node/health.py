@@ -22,6 +22,7 @@ from pathlib import Path
 
 from armillary import errors
 from armillary.node import process
+from armillary.node.tenancy import RunAs
 from armillary.protocol import HealthCheck
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Target:
     ports: Mapping[str, int]  # port name → port
     env: Mapping[str, str]
     cwd: Path
+    run_as: RunAs | None = None  # who an exec probe runs as: the replica's user
 
 
 def step(status: Status, *, ok: bool, counts: bool, check: HealthCheck) -> Status:
@@ -144,7 +146,9 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 async def _exec(command: list[str], target: Target) -> str | None:
     try:
-        code, output = await process.run(command, env=target.env, cwd=target.cwd)
+        code, output = await process.run(
+            command, env=target.env, cwd=target.cwd, run_as=target.run_as
+        )
     except errors.SpawnError as exc:
         return exc.message
     if code == 0:

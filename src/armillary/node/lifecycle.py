@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from armillary import errors
-from armillary.node import checkouts, health, logfiles, process, procfs, restart
+from armillary.node import checkouts, health, logfiles, process, procfs, restart, tenancy
 from armillary.node.replica import Proc, Replica
 from armillary.protocol import ReplicaState
 
@@ -45,6 +45,7 @@ class Lifecycle:
         self,
         *,
         data_dir: Path,
+        tenants: tenancy.Tenants,
         address: str,
         base_env: Mapping[str, str],
         cwd: Path,
@@ -54,32 +55,40 @@ class Lifecycle:
     ) -> None:
         self.replicas_dir = data_dir / "replicas"
         self.checkouts_dir = data_dir / "checkouts"
-        self._tenants_dir = data_dir / "tenants"
+        self._tenants = tenants
         self._address = address
         self._base_env = dict(base_env)
         self._cwd = cwd
         self._changed = changed
         self._stopped = stopped
         self._ports_taken = ports_taken
-        self._tenant_dirs: set[str] = set()
         self._boot_time_s = procfs.boot_time()
 
     def log_path(self, allocation_id: str) -> Path:
         return logfiles.path(self.replicas_dir, allocation_id)
 
     def environment(self, held: Replica) -> tuple[dict[str, str], Path]:
-        """The env and cwd of the replica; creates its tenant's data directory."""
+        """The env and cwd of the replica; creates its tenant's data directory.
+
+        Raises SpawnError when the tenant cannot have its own user on this node.
+        """
         spec = held.spec
-        tenant_dir = self._tenants_dir / spec.tenant
-        if spec.tenant not in self._tenant_dirs:
-            tenant_dir.mkdir(parents=True, exist_ok=True)
-            self._tenant_dirs.add(spec.tenant)
+        tenant_dir, run_as = self._tenants.prepare(spec.tenant)
         root = self._cwd
         if spec.checkout is not None:  # a release runs from its tag's tree, never from ours
             root = checkouts.location(self.checkouts_dir, spec.checkout)
         return process.environment(
-            spec, ports=held.ports, base=self._base_env, tenant_dir=tenant_dir, cwd=root
+            spec,
+            ports=held.ports,
+            base=self._base_env,
+            tenant_dir=tenant_dir,
+            cwd=root,
+            own_user=run_as is not None,
         )
+
+    def run_as(self, held: Replica) -> tenancy.RunAs | None:
+        """Who the replica's processes run as (None: the daemon's own user)."""
+        return self._tenants.prepare(held.spec.tenant)[1]
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -98,9 +107,12 @@ class Lifecycle:
                 {n: p for n, p in held.ports.items() if spec.ports.get(n)}, address=self._address
             )
             env, cwd = self.environment(held)
+            run_as = self.run_as(held)
             fd = logfiles.open_append(self.log_path(spec.id))
             try:
-                pid = process.spawn(spec.command, env=env, cwd=cwd, stdout=fd, stderr=fd)
+                pid = process.spawn(
+                    spec.command, env=env, cwd=cwd, stdout=fd, stderr=fd, run_as=run_as
+                )
             finally:
                 os.close(fd)  # the child has its own copy
         except errors.SpawnError as exc:
@@ -269,8 +281,15 @@ class Lifecycle:
         check = held.spec.health_check
         if check is None:
             return
-        env, cwd = self.environment(held)
-        target = health.Target(address=self._address, ports=held.ports, env=env, cwd=cwd)
+        try:
+            env, cwd = self.environment(held)
+            run_as = self.run_as(held)
+        except (errors.SpawnError, OSError) as exc:  # only on adoption: a spawn prepared it
+            log.warning("cannot health-check %s: %s", held.id, exc)
+            return
+        target = health.Target(
+            address=self._address, ports=held.ports, env=env, cwd=cwd, run_as=run_as
+        )
 
         def on_result(status: health.Status, error: str | None) -> None:
             self._on_health(held, proc, status, error)

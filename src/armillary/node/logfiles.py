@@ -32,9 +32,13 @@ def path(replicas_dir: Path, allocation_id: str) -> Path:
 
 
 def open_append(log_path: Path) -> int:
-    """An O_APPEND fd on `log_path` (created with its directory) for a child's stdout."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """An O_APPEND fd on `log_path` (created with its directory) for a child's stdout.
+
+    The file is the daemon's, mode 0600 in a 0700 directory: the child writes through
+    the fd it inherits and can neither reopen it nor read another replica's output.
+    """
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def _numbered(log_path: Path, n: int) -> Path:

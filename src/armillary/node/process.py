@@ -21,8 +21,10 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from armillary.errors import SpawnError
+from armillary.node.tenancy import REPLICA_UMASK, RunAs
 from armillary.protocol import AllocationSpec
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,20 @@ def environment(
     base: Mapping[str, str],
     tenant_dir: Path,
     cwd: Path,
+    own_user: bool = False,
 ) -> tuple[dict[str, str], Path]:
     """The env and working directory a replica runs with. Pure.
 
     A small base from the daemon's own environment, then `spec.env`, then what
     Armillary sets (which wins): ARMILLARY_*, PORT (the first port), PORT_<NAME>.
     A relative `spec.cwd` is relative to `cwd` (the daemon's working directory).
+    With `own_user` (the tenant runs as its own user) HOME is the tenant's data
+    directory and the daemon's USER is not passed on: it names someone else.
     """
     env = {key: base[key] for key in BASE_ENV_KEYS if key in base}
+    if own_user:
+        env.pop("USER", None)
+        env["HOME"] = str(tenant_dir)
     env.update(spec.env)
     env.update(
         ARMILLARY_TENANT=spec.tenant,
@@ -137,9 +145,19 @@ def check_ports(ports: Mapping[str, int], *, address: str) -> None:
                 ) from exc
 
 
-def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path, stdout: int, stderr: int) -> int:
+def spawn(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    stdout: int,
+    stderr: int,
+    run_as: RunAs | None = None,
+) -> int:
     """Start `argv` in a new session, as a direct child; return its pid.
 
+    With `run_as`, the child runs as that uid and gid with no supplementary groups and
+    umask 077 (the working directory is entered before the switch, as root).
     Raises `SpawnError` when the command or the working directory cannot be used.
     """
     if not argv:
@@ -154,6 +172,7 @@ def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path, stdout: int, st
             stderr=stderr,
             start_new_session=True,
             close_fds=True,
+            **credentials(run_as),
         )
     except FileNotFoundError as exc:
         if exc.filename is not None and str(exc.filename) == str(cwd):
@@ -162,8 +181,9 @@ def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path, stdout: int, st
             ) from exc
         raise SpawnError(reason="CommandNotFound", message=f"command not found: {argv[0]}") from exc
     except PermissionError as exc:
+        who = "" if run_as is None else f" as the tenant's user (uid {run_as.uid})"
         raise SpawnError(
-            reason="PermissionDenied", message=f"cannot execute {argv[0]}: {exc.strerror}"
+            reason="PermissionDenied", message=f"cannot execute {argv[0]}{who}: {exc.strerror}"
         ) from exc
     except OSError as exc:
         raise SpawnError(reason="SpawnFailed", message=f"cannot start {argv[0]}: {exc}") from exc
@@ -174,6 +194,14 @@ def spawn(argv: list[str], *, env: Mapping[str, str], cwd: Path, stdout: int, st
     # subprocess._active, which would lose the exit code.
     child.returncode = 0
     return child.pid
+
+
+def credentials(run_as: RunAs | None) -> dict[str, Any]:
+    """The `subprocess.Popen` arguments that make a child run as `run_as` (none for
+    None: it stays the daemon's user)."""
+    if run_as is None:
+        return {}
+    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": [], "umask": REPLICA_UMASK}
 
 
 def kill_group(pgid: int, sig: signal.Signals) -> bool:
@@ -261,7 +289,12 @@ class Watch:
 
 
 async def run(
-    argv: list[str], *, env: Mapping[str, str], cwd: Path, output_max_bytes: int = 4096
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    run_as: RunAs | None = None,
+    output_max_bytes: int = 4096,
 ) -> tuple[int | None, str]:
     """Run a short command to completion: its exit code and the start of its output.
 
@@ -271,7 +304,7 @@ async def run(
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
     try:
-        pid = spawn(argv, env=env, cwd=cwd, stdout=write_fd, stderr=write_fd)
+        pid = spawn(argv, env=env, cwd=cwd, stdout=write_fd, stderr=write_fd, run_as=run_as)
     finally:
         os.close(write_fd)
     try:

@@ -17,7 +17,11 @@ Invariants:
   reused pid is never adopted; processes writing to a replica's log that the state file
   missed (the daemon died within a write delay of spawning them) are adopted by the
   first converge that still wants them, and killed otherwise;
-- one supervisor per data dir (an flock), so two daemons never fight over processes.
+- one supervisor per data dir (an flock), so two daemons never fight over processes;
+- with per-tenant users (`node.tenancy`), nothing of the daemon's is open to replicas:
+  the data dir is 0711, the state file and the lock 0600, `replicas/` (the logs) 0700,
+  all root's; only `checkouts/` (read-only code) and each tenant's own directory are
+  theirs to read.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from armillary import errors
-from armillary.node import checkouts, logfiles, process, procfs, statefile
+from armillary.node import checkouts, logfiles, process, procfs, statefile, tenancy
 from armillary.node.lifecycle import Lifecycle
 from armillary.node.replica import Replica
 from armillary.protocol import AllocationSpec, ReplicaReport
@@ -55,13 +59,18 @@ class Supervisor:
         on_change: Callable[[], None] | None = None,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_keep: int = 3,
+        tenant_uids: tenancy.UidRange | None = None,  # None: tenants run as our own user
     ) -> None:
         self._data_dir = data_dir.absolute()
+        self._tenants = tenancy.Tenants(
+            self._data_dir / "tenants", uids=tenant_uids, euid=os.geteuid()
+        )
         self._on_change = on_change
         self._log_max_bytes = log_max_bytes
         self._log_keep = log_keep
         self._life = Lifecycle(
             data_dir=self._data_dir,
+            tenants=self._tenants,
             address=address,
             base_env={k: os.environ[k] for k in process.BASE_ENV_KEYS if k in os.environ},
             cwd=Path.cwd(),
@@ -96,6 +105,9 @@ class Supervisor:
         self._started = True
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        self._life.replicas_dir.mkdir(exist_ok=True)
+        self._life.replicas_dir.chmod(0o700)  # the logs: read through the API, not by replicas
+        self._tenants.check_reachable()
         found = procfs.writers(self._life.replicas_dir)
         for entry in statefile.load(self._state.path):
             self._restore(entry, found.pop(entry.spec.id, []))
@@ -139,6 +151,11 @@ class Supervisor:
         _check_path_part("allocation id", allocation_id)
         return self._life.log_path(allocation_id)
 
+    @property
+    def isolation(self) -> tenancy.Isolation:
+        """Whether tenants run as users of their own or all as the daemon's user."""
+        return self._tenants.isolation
+
     def spec(self, allocation_id: str) -> AllocationSpec | None:
         held = self._replicas.get(allocation_id)
         return held.spec if held is not None else None
@@ -149,6 +166,13 @@ class Supervisor:
         if held is None:
             raise errors.NotFound(f"allocation {allocation_id!r} is not held by this node")
         return self._life.environment(held)
+
+    def run_as(self, allocation_id: str) -> tenancy.RunAs | None:
+        """Who the replica's processes run as (for `exec`); None: the daemon's user."""
+        held = self._replicas.get(allocation_id)
+        if held is None:
+            raise errors.NotFound(f"allocation {allocation_id!r} is not held by this node")
+        return self._life.run_as(held)
 
     async def close(self, *, stop_workloads: bool) -> None:
         """Shut down. `stop_workloads=False` leaves every process running for the next
@@ -330,12 +354,13 @@ class Supervisor:
                 log.exception("on_change callback failed")
 
     def _lock_data_dir(self) -> None:
-        fd = os.open(self._data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self._data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise errors.Conflict(f"another node daemon is using {self._data_dir}") from None
+        os.fchmod(fd, 0o600)  # a lock left by an older daemon was 0644
         self._lock_fd = fd
 
 

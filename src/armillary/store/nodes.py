@@ -31,6 +31,7 @@ class Node:
     epoch: int
     registered_at: dt.datetime
     heartbeat_at: dt.datetime | None
+    isolation: str = "shared-user"  # per-tenant-user | shared-user
 
 
 def _node(row: Row[Any]) -> Node:
@@ -45,6 +46,7 @@ def _node(row: Row[Any]) -> Node:
         epoch=row.epoch,
         registered_at=row.registered_at,
         heartbeat_at=row.heartbeat_at,
+        isolation=row.isolation,
     )
 
 
@@ -77,12 +79,14 @@ async def register(
     labels: dict[str, str],
     capacity: dict[str, int],
     now: dt.datetime,
+    isolation: str = "shared-user",
 ) -> Node:
     """Insert or refresh the node as connected (schedulable state is kept)."""
     values = {
         "address": address,
         "labels": labels,
         "capacity": capacity,
+        "isolation": isolation,
         "connected": True,
         "heartbeat_at": now,
     }

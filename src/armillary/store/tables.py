@@ -75,6 +75,8 @@ nodes = Table(
     Column("epoch", BigInteger, nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    # per-tenant-user | shared-user: how the node keeps tenants apart (its hello says)
+    Column("isolation", String(32), nullable=False, server_default="shared-user"),
 )
 
 allocations = Table(

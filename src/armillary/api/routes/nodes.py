@@ -25,6 +25,7 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "connected": node.connected,
         "schedulable": node.schedulable,
         "replicas": replicas,
+        "isolation": node.isolation,
         "registeredAt": timestamps.iso_or_none(node.registered_at),
         "heartbeatAt": timestamps.iso_or_none(node.heartbeat_at),
     }
