@@ -201,7 +201,7 @@ def test_bad_commands_ports_and_health_checks_are_explained_and_disturb_nothing(
     assert ready(server, good)
     [still] = replicas(server, good)
     assert still["report"]["pid"] == neighbour["report"]["pid"]
-    assert still["report"]["restarts"] == 0
+    assert still["report"]["restarts"] == 0, f"{neighbour['report']} then {still['report']}"
     for key in cases:
         delete(server, "tenants", f"{key}-{mark}")
     delete(server, "tenants", good)

@@ -16,6 +16,7 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -84,9 +85,13 @@ def pick_ports(
     address: str,
 ) -> dict[str, int]:
     """Resolve a replica's ports: a fixed port stays as asked; a dynamic one (0) keeps the
-    port it had if that is still free, else takes the lowest free port in DYNAMIC_PORTS
-    that no other replica of this node holds and that can be bound now. The node picks
-    because only the node can see which ports its machine really has free."""
+    port it had if that is still free, else takes a free port in DYNAMIC_PORTS that no
+    other replica of this node holds and that can be bound now. The node picks because
+    only the node can see which ports its machine really has free.
+
+    The search starts at a random port (as Nomad picks its dynamic ports): two daemons
+    on one machine that picked the lowest free port at the same moment would both hand
+    out the same one, and one of the two replicas would fail to bind it."""
     resolved: dict[str, int] = {}
     for name, port in wanted.items():
         if port:
@@ -96,7 +101,8 @@ def pick_ports(
         if again and again not in taken and _bindable(again, address):
             resolved[name] = again
             continue
-        for candidate in DYNAMIC_PORTS:
+        start = secrets.randbelow(len(DYNAMIC_PORTS))
+        for candidate in (*DYNAMIC_PORTS[start:], *DYNAMIC_PORTS[:start]):
             if (
                 candidate not in taken
                 and candidate not in resolved.values()
