@@ -9,13 +9,20 @@ Two ASGI middlewares, both answering with api/problems.py documents:
 - `BodyGuard` (outermost, around the webhook front door too): the bytes that all
   requests in flight have read, against one `Budget`: a request whose body would pass
   it answers 503 with Retry-After (a `TemporaryError`); a body not received in full
-  within `timeout_s` of the request's start answers 408 (`TimedOut`). Bytes count
-  from the moment the application first asks for the body, so a request answered
-  without reading it (a 401) never takes from the budget; a body with a declared
+  within `timeout_s` answers 408 (`TimedOut`). Both start when the application first
+  asks for the body (until then the server reads at most one socket buffer of it,
+  then stops reading), so a request answered without reading its body (a 401) never
+  takes from the budget, and time the server spends before reading is not counted
+  against the client; a body with a declared
   length takes all of it at once, so a request that got in is never cut off halfway
-  by others. An answer sent before the body was read in full closes the connection
-  (`Connection: close`): the rest of the body is never read, and a client cannot
-  keep the connection by trickling it.
+  by others. The 408 closes the connection (`Connection: close`).
+
+An answer sent before the body was read (a 401, a 413, this 503) leaves the rest of
+the body to uvicorn, which reads and drops it without keeping it, so the client
+reads its answer and may use the connection again; the connection's header deadline
+(api/connections.py), armed when the answer is sent, bounds how long that may take.
+Closing at once instead would reset a connection with unread data, and the client
+could lose the answer.
 
 Invariant: once a middleware here has answered, nothing the application sends after
 reaches the client, and the application is told the client left.
@@ -136,7 +143,7 @@ class _Body:
         self._receive = receive
         self._send = send
         self.declared = content_length(scope)
-        self.deadline = asyncio.get_running_loop().time() + guard.timeout_s
+        self.deadline: float | None = None  # set when the app first asks for the body
         self.held_bytes = 0
         self.complete = False  # the whole body was received
         self.started = False  # a response has started
@@ -157,6 +164,8 @@ class _Body:
             return DISCONNECT
         if self.complete:  # only the disconnect is left to wait for: no deadline
             return await self._receive()
+        if self.deadline is None:
+            self.deadline = asyncio.get_running_loop().time() + self.guard.timeout_s
         try:
             async with asyncio.timeout_at(self.deadline):
                 message = await self._receive()
@@ -192,8 +201,6 @@ class _Body:
             return
         if message["type"] == "http.response.start":
             self.started = True
-            if not self.complete:
-                message = {**message, "headers": _closing(message.get("headers", []))}
         await self._send(message)
 
     async def refuse(self, exc: ArmillaryError) -> Message:
@@ -201,7 +208,8 @@ class _Body:
         now on drop what the app sends; the app is told the client left."""
         if not self.started:
             self.started = True
-            await _refuse(self.scope, self._receive, self._send, exc)
+            close = isinstance(exc, TimedOut)
+            await _refuse(self.scope, self._receive, self._send, exc, close=close)
         self.refused = True
         return DISCONNECT
 
@@ -233,10 +241,11 @@ def _too_large(size: int, max_bytes: int) -> TooLarge:
     return TooLarge([Issue(path="body", message=message)])
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ArmillaryError) -> None:
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, exc: ArmillaryError, *, close: bool
+) -> None:
     """Answer `exc` as a problem document, with the headers the layers inside would
-    have added (this answer goes round them), and close the connection: the body it
-    came with is not read."""
+    have added (this answer goes round them); `close`: and close the connection."""
     request_id = audit.CURRENT_REQUEST.get()  # set by whichever door the request took
 
     async def closing(message: Message) -> None:
@@ -245,7 +254,7 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ArmillaryErro
             raw.append((b"content-security-policy", headers.API_CSP))
             if request_id is not None:
                 raw.append((audit.HEADER, request_id.encode()))
-            message = {**message, "headers": _closing(raw)}
+            message = {**message, "headers": _closing(raw) if close else raw}
         await send(message)
 
     await problems.response(exc)(scope, receive, closing)
