@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,8 @@ def test_bodies_in_flight_share_one_budget(server: ServerProcess) -> None:
 
     refused = wait_for(over_budget, timeout_s=GIVE_UP_S, every_s=0.1, what="a 503")
     assert refused.headers["retry-after"] == "1"
+    [row] = audited(server, refused.headers["x-request-id"])
+    assert row["status"] == 503
     assert refused.headers["content-type"] == "application/problem+json"
     assert b"ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT" in refused.body
     # Held bytes are given back: once the stalled one is gone, the same body goes in.
@@ -189,16 +192,33 @@ def trickle_until_answered(sock: socket.socket) -> rawhttp.Answer | None:
     raise AssertionError("the server never answered a trickled body")
 
 
+def audited(server: ServerProcess, request_id: str) -> list[dict[str, Any]]:
+    with server.client() as http:
+        answer = http.get("/api/v1/audit", params={"request_id": request_id})
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
 def test_a_trickled_body_times_out(server: ServerProcess) -> None:
+    request_id = uuid.uuid4().hex
     with rawhttp.connect(server) as sock:
-        headers = {"Authorization": f"Bearer {server.token}", "Content-Length": "100000"}
+        headers = {
+            "Authorization": f"Bearer {server.token}",
+            "Content-Length": "100000",
+            "X-Request-ID": request_id,
+        }
         sock.sendall(rawhttp.head("POST", "/api/v1/apply", headers))
         answer = trickle_until_answered(sock)
         assert answer is not None
         assert answer.status == 408, answer
         assert answer.headers["connection"] == "close"
         assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["x-request-id"] == request_id
+        assert answer.headers["x-content-type-options"] == "nosniff"
         wait_for(lambda: rawhttp.closed(sock), what="the connection closed")
+    [row] = audited(server, request_id)
+    assert (row["status"], row["outcome"]) == (408, "timed-out")
 
 
 def test_a_stalled_webhook_body_times_out(server: ServerProcess) -> None:

@@ -24,8 +24,10 @@ reads its answer and may use the connection again; the connection's header deadl
 Closing at once instead would reset a connection with unread data, and the client
 could lose the answer.
 
-Invariant: once a middleware here has answered, nothing the application sends after
-reaches the client, and the application is told the client left.
+`BodyLimit` answers itself, and drops what the application sends after; `BodyGuard`,
+which sits outside the API's layers, raises its refusal to the reader of the body
+(`problems.Refused`), so that the answer is made inside, as any error is, and
+answers it itself only if the application let it out unanswered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
+from typing import NoReturn
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -147,20 +150,24 @@ class _Body:
         self.held_bytes = 0
         self.complete = False  # the whole body was received
         self.started = False  # a response has started
-        self.refused = False  # this middleware answered (or gave up on) the request
+        self.refusal: ArmillaryError | None = None
 
     async def run(self) -> None:
         try:
             await self.guard.app(self.scope, self.receive, self.send)
         except Exception:
-            if not self.refused:
+            if self.refusal is None or self.started:
                 raise
-            log.debug("after refusing its body, the app failed", exc_info=True)
+            # The app let the refusal out unanswered: answer it here.
+            log.debug("body refused, the app did not answer", exc_info=True)
+            self.started = True
+            close = isinstance(self.refusal, TimedOut)
+            await _refuse(self.scope, self._receive, self._send, self.refusal, close=close)
         finally:
             self.guard.budget.give_back(self.held_bytes)
 
     async def receive(self) -> Message:
-        if self.refused:
+        if self.refusal is not None:
             return DISCONNECT
         if self.complete:  # only the disconnect is left to wait for: no deadline
             return await self._receive()
@@ -171,18 +178,20 @@ class _Body:
                 message = await self._receive()
         except TimeoutError:
             limit = f"{self.guard.timeout_s:g}"
-            return await self.refuse(TimedOut(f"the request body did not arrive within {limit}s"))
+            self.refuse(TimedOut(f"the request body did not arrive within {limit}s"))
         if message["type"] != "http.request":
             self.complete = True
             return message
         if not self._hold(len(message.get("body", b""))):
             held, budget = self.guard.budget.held_bytes, self.guard.budget.max_bytes
-            busy = TemporaryError(
-                f"the server holds {held} bytes of request bodies, its budget is {budget} "
-                f"(ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT); retry after {BUDGET_RETRY_S:g}s",
-                delay_s=BUDGET_RETRY_S,
+            self.refuse(
+                TemporaryError(
+                    f"the server holds {held} bytes of request bodies, its budget is "
+                    f"{budget} (ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT); retry after "
+                    f"{BUDGET_RETRY_S:g}s",
+                    delay_s=BUDGET_RETRY_S,
+                )
             )
-            return await self.refuse(busy)
         if not message.get("more_body", False):
             self.complete = True
         return message
@@ -197,21 +206,20 @@ class _Body:
         return False
 
     async def send(self, message: Message) -> None:
-        if self.refused:
-            return
         if message["type"] == "http.response.start":
             self.started = True
+            if isinstance(self.refusal, TimedOut):
+                message = {**message, "headers": _closing(message.get("headers", []))}
         await self._send(message)
 
-    async def refuse(self, exc: ArmillaryError) -> Message:
-        """Answer `exc` if no answer has started (and close the connection), and from
-        now on drop what the app sends; the app is told the client left."""
-        if not self.started:
-            self.started = True
-            close = isinstance(exc, TimedOut)
-            await _refuse(self.scope, self._receive, self._send, exc, close=close)
-        self.refused = True
-        return DISCONNECT
+    def refuse(self, exc: ArmillaryError) -> NoReturn:
+        """Raise `exc` to whoever reads the body, as `problems.Refused`: FastAPI turns
+        any other exception met while reading a body into a 400 of its own, but lets
+        an HTTPException through to the app's handlers, which answer `exc` through
+        every layer (the audit log, request id and security headers included). A
+        reader asking again is told the client left."""
+        self.refusal = exc
+        raise problems.Refused(exc)
 
 
 def content_length(scope: Scope) -> int | None:

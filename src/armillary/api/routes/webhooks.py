@@ -256,8 +256,9 @@ class Front:
             )
         except ClientGone:
             return
-        except ArmillaryError as exc:
-            status, document, extra = problems.of_error(exc)
+        except (ArmillaryError, problems.Refused) as exc:
+            error = exc.error if isinstance(exc, problems.Refused) else exc
+            status, document, extra = problems.of_error(error)
             result = Answer(status, document, extra)
         except Exception:
             log.exception("webhook %s: unhandled error", source)
