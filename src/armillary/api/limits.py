@@ -13,9 +13,9 @@ Two ASGI middlewares, both answering with api/problems.py documents:
   asks for the body (until then the server reads at most one socket buffer of it,
   then stops reading), so a request answered without reading its body (a 401) never
   takes from the budget, and time the server spends before reading is not counted
-  against the client; a body with a declared
-  length takes all of it at once, so a request that got in is never cut off halfway
-  by others. The 408 closes the connection (`Connection: close`).
+  against the client. A body with a declared length takes all of it at once, so a
+  request that got in is never cut off halfway by others. The 408 closes the
+  connection (`Connection: close`).
 
 An answer sent before the body was read (a 401, a 413, this 503) leaves the rest of
 the body to uvicorn, which reads and drops it without keeping it, so the client
