@@ -381,7 +381,7 @@ def _error(response: httpx.Response) -> ArmillaryError:
     delay_s = _retry_after_s(response)
     if status == 429:
         return RateLimited(detail, delay_s=1.0 if delay_s is None else delay_s)
-    if status in (502, 503, 504):
+    if status in (408, 502, 503, 504):
         return TemporaryError(detail, delay_s=1.0 if delay_s is None else delay_s)
     return ArmillaryError(f"server error {status}: {detail}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 7400
@@ -24,7 +24,24 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="largest request body accepted"
+    )
+    max_body_bytes_in_flight: int | None = Field(
+        default=None,
+        ge=1024,
+        description="request body bytes all requests in flight may hold at once (503 "
+        "beyond); unset: 8 × max_body_bytes",
+    )
+    body_timeout_s: float = Field(
+        default=60, gt=0, description="how long a request may take to send its whole body"
+    )
+    header_timeout_s: float = Field(
+        default=15,
+        gt=0,
+        description="how long a connection may take to send a request's headers, from when "
+        "it opens or its previous answer was sent",
+    )
     log_level: str = "info"
     node_heartbeat_s: float = Field(default=5.0, gt=0, description="how often nodes report usage")
     mode: Literal["dev", "production"] = Field(
@@ -93,6 +110,24 @@ class Settings(BaseSettings):
         "memory before they are read again (changes made through this server apply at once; "
         "this bounds how long a change made through another replica takes)",
     )
+
+    @model_validator(mode="after")
+    def _budget_holds_one_body(self) -> Settings:
+        if self.max_body_bytes_in_flight is not None and (
+            self.max_body_bytes_in_flight < self.max_body_bytes
+        ):
+            raise ValueError(
+                f"ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT ({self.max_body_bytes_in_flight}) is "
+                f"less than ARMILLARY_MAX_BODY_BYTES ({self.max_body_bytes}): the largest "
+                "body allowed could never be read"
+            )
+        return self
+
+    def body_budget_bytes(self) -> int:
+        """What `max_body_bytes_in_flight` resolves to."""
+        if self.max_body_bytes_in_flight is not None:
+            return self.max_body_bytes_in_flight
+        return 8 * self.max_body_bytes
 
     def sqlite_path(self) -> Path:
         return self.home / "armillary.db"

@@ -13,7 +13,8 @@
     ├── SpawnError         a replica's process could not start (`reason`: PortInUse,
     │                      CommandNotFound, …); its restart policy decides what next
     ├── TemporaryError     try again after `delay_s` (controllers back off)
-    │   └── RateLimited    over a rate limit; the next request is allowed in `delay_s`
+    │   ├── RateLimited    over a rate limit; the next request is allowed in `delay_s`
+    │   └── TimedOut       the request's body did not arrive in time; send it again
     └── PermanentError     retrying will not help; surface it
         ├── CheckoutFailed a release's tree could not be exported; the replica fails
         └── SessionRefused the server refused a node daemon for good (bad token,
@@ -140,6 +141,14 @@ class RateLimited(TemporaryError):
 
     status_code = 429
     title = "Too many requests"
+
+
+class TimedOut(TemporaryError):
+    """The client did not send its whole request in time; the connection is closed,
+    and the request may be sent again."""
+
+    status_code = 408
+    title = "Request timeout"
 
 
 class PermanentError(ArmillaryError):

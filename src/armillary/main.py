@@ -49,6 +49,7 @@ def server(
     """
     import uvicorn
 
+    from armillary.api import connections
     from armillary.api.app import create_server
 
     settings = Settings()
@@ -61,6 +62,8 @@ def server(
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        # Connections that never send a whole request's headers are closed.
+        http=connections.protocol(header_timeout_s=settings.header_timeout_s),
         # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: any process on the
         # machine could then choose its address for rate limits and the audit log.
         proxy_headers=bool(settings.trusted_proxies),

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import tls
+from tests.support import documents, tls
 from tests.support.api import apply
 from tests.support.cli import Cli
 from tests.support.servers import ServerProcess
@@ -37,20 +37,6 @@ class World:
     tenant_b: str
     repo_a: str
     repo_b: str
-
-
-def _source(name: str, secret: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "WebhookSource",
-        "metadata": {"name": name},
-        "spec": {
-            "type": "github",
-            "secrets": [{"name": secret, "key": "signing"}],
-            "routing": {"key_space": "github"},
-            **spec,
-        },
-    }
 
 
 def _tenant(name: str, org: str, stack: str, repos: list[str]) -> dict[str, Any]:
@@ -93,10 +79,10 @@ def world(server: ServerProcess) -> World:
         },
         _tenant(w.tenant_a, org, stack, [w.repo_a]),
         _tenant(w.tenant_b, org, stack, [w.repo_b]),
-        _source(w.source, secret),
-        _source(w.small, secret, max_body_bytes=1024),
-        _source(w.limited, secret, rate_limit={"per_second": 0.0003, "burst": 2}),
-        _source(w.durable, secret),
+        documents.webhook_source(w.source, secret),
+        documents.webhook_source(w.small, secret, max_body_bytes=1024),
+        documents.webhook_source(w.limited, secret, rate_limit={"per_second": 0.0003, "burst": 2}),
+        documents.webhook_source(w.durable, secret),
     )
     return w
 
@@ -344,7 +330,7 @@ def test_a_change_made_through_the_server_applies_to_the_next_delivery(
 
     body = push(repo)
     assert deliver(server, source, body, signed_with(old, body)).status_code == 404
-    apply(server, secret_doc(old), _source(source, secret))
+    apply(server, secret_doc(old), documents.webhook_source(source, secret))
     first = deliver(server, source, body, signed_with(old, body))
     assert first.status_code == 202 and first.json()["state"] == "unrouted"
 

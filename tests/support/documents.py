@@ -41,3 +41,22 @@ def tenant(name: str, stack_name: str, mark: str, **spec: Any) -> dict[str, Any]
         "metadata": {"name": name},
         "spec": {"org": "acme", "stack": stack_name, "env": {"ARMILLARY_TEST_MARK": mark}, **spec},
     }
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Secret", "metadata": {"name": name}, "spec": {"data": data}}
+
+
+def webhook_source(name: str, secret_name: str, **spec: Any) -> dict[str, Any]:
+    """A GitHub `WebhookSource` signing with the `signing` key of `secret_name`."""
+    return {
+        "apiVersion": API,
+        "kind": "WebhookSource",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "github",
+            "secrets": [{"name": secret_name, "key": "signing"}],
+            "routing": {"key_space": "github"},
+            **spec,
+        },
+    }

@@ -60,6 +60,7 @@ def test_an_accepted_request_id_is_always_short_and_plain(value: str) -> None:
         (401, "unauthorized"),
         (403, "forbidden"),
         (404, "not-found"),
+        (408, "timed-out"),
         (409, "conflict"),
         (413, "too-large"),
         (422, "invalid"),

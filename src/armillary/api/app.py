@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from armillary import __version__
 from armillary.api import audit as audit_log
-from armillary.api import context, headers, limits, openapi, problems, ratelimit
+from armillary.api import context, gate, headers, limits, openapi, problems, ratelimit, security
 from armillary.api.hub import Hub
 from armillary.api.routes import (
     access,
@@ -158,8 +158,11 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes)
-    # Inside the rate limit (a flood of 429s writes nothing), outside the body limit.
+    app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes, public=security.PUBLIC)
+    # Before the body limit and every route: who calls is known before a body is read.
+    app.add_middleware(gate.Gate)
+    # Inside the rate limit (a flood of 429s writes nothing), outside the gate (a 401
+    # is recorded like any refusal).
     app.add_middleware(audit_log.AuditLog)
     app.add_middleware(
         ratelimit.RateLimit, rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst
@@ -202,8 +205,12 @@ def create_app(settings: Settings) -> FastAPI:
 def create_server(settings: Settings) -> ASGIApp:
     """What the server runs: `create_app(settings)` behind the webhook front door,
     which answers deliveries before FastAPI's own per-request layers (see
-    `webhooks.Front`); everything else goes through to the app."""
-    return webhooks.Front(create_app(settings), max_body_bytes=settings.max_body_bytes)
+    `webhooks.Front`); everything else goes through to the app. Around both, the
+    bounds every body is read within: the bytes all requests in flight hold, and the
+    time one body may take (`limits.BodyGuard`)."""
+    front = webhooks.Front(create_app(settings), max_body_bytes=settings.max_body_bytes)
+    budget = limits.Budget(max_bytes=settings.body_budget_bytes())
+    return limits.BodyGuard(front, budget=budget, timeout_s=settings.body_timeout_s)
 
 
 def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:

@@ -93,6 +93,7 @@ _OUTCOMES = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    408: "timed-out",
     409: "conflict",
     413: "too-large",
     422: "invalid",

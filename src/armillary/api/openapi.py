@@ -11,8 +11,9 @@ in front of the handlers answers it:
   CSRF check of a session), 404 on those a tenant token may call (another tenant's
   things answer 404, as if absent);
 - 400, 413 and 422 on every route that takes a body (bytes that are not JSON,
-  `limits.BodyLimit`, validation), 422 on every route with parameters (FastAPI's
-  validation, answered as a problem).
+  `limits.BodyLimit`, validation), and 408 and 503 (a body too slow, or past the
+  budget of bodies in flight: `limits.BodyGuard`); 422 on every route with
+  parameters (FastAPI's validation, answered as a problem).
 
 It also puts each kind's schema in the components, for the PUT of one resource
 (`body_of_kind`).
@@ -42,6 +43,7 @@ DESCRIPTIONS = {
     401: "No credential, or one the server does not accept",
     403: "The credential may not do this",
     404: "Not found",
+    408: "The body did not arrive in time; the connection is closed",
     409: "Conflict: the state moved on, or the request clashes with it",
     410: "Gone: handed over once already",
     413: "The body is over the size limit",
@@ -168,7 +170,7 @@ def _implied(route: APIRoute) -> set[int]:
     if any(rule.tenant != "none" for rule in rules):
         statuses.add(404)
     if route.body_field is not None:
-        statuses |= {400, 413, 422}  # 400: a body that is not even JSON
+        statuses |= {400, 408, 413, 422, 503}  # 400: a body that is not even JSON
     if route.dependant.path_params or route.dependant.query_params:
         statuses.add(422)
     return statuses

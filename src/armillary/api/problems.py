@@ -90,6 +90,16 @@ def response(exc: ArmillaryError) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
 
 
+class Refused(HTTPException):
+    """`error`, raised where only an HTTPException gets through to the app's handlers:
+    from reading a request's body (FastAPI answers any other exception there with a
+    400 of its own). Answered as `error` is."""
+
+    def __init__(self, error: ArmillaryError) -> None:
+        super().__init__(status_code=error.status_code, detail=str(error))
+        self.error = error
+
+
 def _issue(issue: Issue) -> dict[str, Any]:
     out: dict[str, Any] = {"path": issue.path, "message": issue.message}
     if issue.document is not None:
@@ -112,6 +122,11 @@ async def _armillary_error(request: Request, exc: Exception) -> JSONResponse:
     return response(exc)
 
 
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    return await _armillary_error(request, exc.error)
+
+
 async def _request_invalid(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     issues = [Issue(path=format_path(e["loc"]), message=str(e["msg"])) for e in exc.errors()]
@@ -132,6 +147,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem document."""
     app.add_exception_handler(ArmillaryError, _armillary_error)
+    app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,7 +12,9 @@ A caller is identified, once per request, by:
   request that is not GET/HEAD/OPTIONS must then carry the session's CSRF token in
   `X-CSRF-Token`. Bearer requests need none: a browser never adds them on its own.
 
-The principal is kept on `request.state.principal` for the audit log.
+The principal is kept on `request.state.principal` for the audit log. For HTTP
+requests under /api/, `identify` first runs in `api/gate.py`, before anything reads
+the body; the route's `Allow` then finds the principal there (one lookup a request).
 """
 
 from __future__ import annotations

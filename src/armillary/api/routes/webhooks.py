@@ -186,7 +186,7 @@ async def answer(
             "description": "A handshake, or a duplicate of a delivery seen before",
             "model": wire.WebhookAnswer,
         },
-        **openapi.declared(401, 404, 413, 429, 503),
+        **openapi.declared(401, 404, 408, 413, 429, 503),
     },
 )
 async def receive(source: str, request: Request) -> Response:
@@ -219,7 +219,9 @@ class Front:
     other: the X-Request-ID (`audit.RequestId`), the security headers
     (`headers.SecurityHeaders`), the body limit (the smaller of the server's and the
     source's), problem documents for errors, a 500 for anything unexpected (logged).
-    Everything else, the lifespan included, goes on to `app`."""
+    Everything else, the lifespan included, goes on to `app`. `limits.BodyGuard`,
+    around this door, bounds the body in time and against the bytes in flight: its
+    refusal (`problems.Refused`) comes out of the body's reader and is answered here."""
 
     def __init__(self, app: FastAPI, *, max_body_bytes: int) -> None:
         self.app = app
@@ -256,8 +258,9 @@ class Front:
             )
         except ClientGone:
             return
-        except ArmillaryError as exc:
-            status, document, extra = problems.of_error(exc)
+        except (ArmillaryError, problems.Refused) as exc:
+            error = exc.error if isinstance(exc, problems.Refused) else exc
+            status, document, extra = problems.of_error(error)
             result = Answer(status, document, extra)
         except Exception:
             log.exception("webhook %s: unhandled error", source)
