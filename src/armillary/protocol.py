@@ -199,6 +199,8 @@ class Hello:
     protocol: int = PROTOCOL_VERSION
     labels: dict[str, str] = field(default_factory=dict)
     running: list[ReplicaReport] = field(default_factory=list)  # adopted after a restart
+    instance: str = ""  # the daemon's id (node.identity): tells a reconnect from a second daemon
+    takeover: bool = False  # replace a live daemon of this name (`--takeover`; audited)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
