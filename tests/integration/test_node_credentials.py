@@ -1,29 +1,164 @@
 """Node keys, with a real server and real node daemons.
 
-The key never shows on a daemon's command line: `armillary node` takes it from
-`--token-file` or `ARMILLARY_NODE_TOKEN`, and `--token` still works but warns on
-stderr that every user of the machine can read it.
+A node key is bound to one node name: minted with `node`, or bound by its first
+hello; a hello under another name is closed with the fatal 4403. While a daemon of a
+name is connected, a second daemon of that name is refused (4403) unless it asks for
+a takeover, which is audited and closes the first one (4409); the same daemon (same
+instance id) coming back is no takeover. The key never shows on a daemon's command
+line: `armillary node` takes it from `--token-file` or `ARMILLARY_NODE_TOKEN`, and
+`--token` still works but warns on stderr that every user of the machine can read it.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
+from armillary import protocol
+from armillary.node.daemon import websocket_url
 from tests.support.nodes import NodeProcess
 from tests.support.processes import command_line
 from tests.support.servers import ServerProcess
 
 
-def _node_key(server: ServerProcess) -> str:
+def _node_key(server: ServerProcess, node: str | None = None) -> str:
+    body: dict[str, Any] = {"role": "node", "description": "test"}
+    if node is not None:
+        body["node"] = node
     with server.client() as http:
-        answer = http.post("/api/v1/tokens", json={"role": "node", "description": "test"})
+        answer = http.post("/api/v1/tokens", json=body)
     assert answer.status_code == 201, answer.text
+    assert answer.json()["node"] == node
     token: str = answer.json()["token"]
     return token
+
+
+def _audit(server: ServerProcess, **query: str) -> list[dict[str, Any]]:
+    with server.client() as http:
+        items: list[dict[str, Any]] = http.get("/api/v1/audit", params=query).json()["items"]
+    return items
+
+
+def _hello(server: ServerProcess, token: str, node: str, **extra: Any) -> ClientConnection:
+    """A raw session that said hello as `node`; the caller reads the answer."""
+    ws = connect(websocket_url(server.url), open_timeout=10)
+    hello = protocol.Hello(
+        node=node,
+        token=token,
+        address="127.0.0.1",
+        capacity=protocol.Capacity(cpu_millicores=1000, memory_mb=512),
+        **extra,
+    )
+    ws.send(json.dumps({"type": "hello", "seq": 1, "payload": protocol.encode(hello)}))
+    return ws
+
+
+def _closed_with(ws: ClientConnection) -> tuple[int, str]:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_a_node_key_registers_only_as_the_node_it_names(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    key = _node_key(server, f"bound-{mark}")
+    thief = NodeProcess(server=server, data_dir=tmp_path / "a", name=f"other-{mark}", token=key)
+    thief.launch()
+    try:
+        assert thief.process is not None
+        assert thief.process.wait(timeout=60) == 1, thief.log()
+    finally:
+        thief.stop()
+    assert "4403 the server refused this node" in thief.log()
+    assert f"is bound to node 'bound-{mark}'; it cannot register as 'other-{mark}'" in thief.log()
+    with server.client() as http:
+        names = [n["name"] for n in http.get("/api/v1/nodes").json()["items"]]
+    assert f"other-{mark}" not in names  # refused before anything was recorded
+    owner = NodeProcess(server=server, data_dir=tmp_path / "b", name=f"bound-{mark}", token=key)
+    try:
+        owner.start()
+    finally:
+        owner.stop()
+
+
+def test_a_node_key_minted_without_a_name_binds_to_its_first_one(server: ServerProcess) -> None:
+    mark = uuid.uuid4().hex[:8]
+    key = _node_key(server)
+    with _hello(server, key, f"first-{mark}") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "welcome"
+    with _hello(server, key, f"second-{mark}") as ws:
+        code, reason = _closed_with(ws)
+    assert code == protocol.CLOSE_REFUSED
+    assert f"bound to node 'first-{mark}'" in reason
+    with server.client() as http:
+        keys = http.get("/api/v1/tokens").json()["items"]
+    key_id = key.split("_")[1]
+    assert [k["node"] for k in keys if k["id"] == key_id] == [f"first-{mark}"]
+    (bound,) = _audit(server, verb="bind", name=key_id)
+    assert bound["kind"] == "ApiKey" and bound["detail"] == {"node": f"first-{mark}"}
+    assert bound["principal"] == f"token:{key_id}"
+    assert key not in json.dumps(bound) and key.split("_", 2)[2] not in json.dumps(bound)
+
+
+def test_a_live_node_name_is_taken_over_only_when_asked_and_audited(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    key = _node_key(server, name)
+    first = NodeProcess(server=server, data_dir=tmp_path / "first", name=name, token=key)
+    second = NodeProcess(server=server, data_dir=tmp_path / "second", name=name, token=key)
+    third = NodeProcess(
+        server=server, data_dir=tmp_path / "third", name=name, token=key, takeover=True
+    )
+    try:
+        first.start()
+        second.launch()
+        assert second.process is not None
+        assert second.process.wait(timeout=60) == 1, second.log()
+        assert "4403 the server refused this node" in second.log()
+        assert "start this one with --takeover to replace it" in second.log()
+        assert first.process is not None and first.process.poll() is None
+        assert first.connected()
+        assert _audit(server, verb="takeover", name=name) == []
+
+        third.start()
+        assert first.process.wait(timeout=60) == 1, first.log()
+        assert "4409 another daemon connected with this node name" in first.log()
+        assert third.connected()
+        (taken,) = _audit(server, verb="takeover", name=name)
+        assert taken["kind"] == "Node" and taken["principal"] == f"token:{key.split('_')[1]}"
+        assert taken["source"] == "127.0.0.1"
+    finally:
+        for daemon in (first, second, third):
+            daemon.stop()
+
+
+def test_the_same_daemon_coming_back_replaces_its_own_session_without_a_takeover(
+    server: ServerProcess,
+) -> None:
+    name = f"back-{uuid.uuid4().hex[:8]}"
+    key = _node_key(server, name)
+    instance = uuid.uuid4().hex
+    with _hello(server, key, name, instance=instance) as old:
+        assert json.loads(old.recv(timeout=30))["type"] == "welcome"
+        with _hello(server, key, name, instance=uuid.uuid4().hex) as stranger:
+            assert _closed_with(stranger)[0] == protocol.CLOSE_REFUSED
+        with _hello(server, key, name, instance=instance) as new:
+            assert json.loads(new.recv(timeout=30))["type"] == "welcome"
+            assert _closed_with(old)[0] == protocol.CLOSE_REPLACED
+    assert _audit(server, verb="takeover", name=name) == []
 
 
 @pytest.mark.parametrize("token_by", ["file", "env"])
@@ -44,7 +179,7 @@ def test_the_node_key_never_shows_on_the_daemons_command_line(
         seen = command_line(node.process.pid)
         assert "armillary node" in seen
         assert key not in seen
-        assert key.split("_")[2] not in seen  # not even the secret part
+        assert key.split("_", 2)[2] not in seen  # not even the secret part
         assert "warning" not in node.log()
     finally:
         node.stop()
