@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.sync.connection import Connection
 
 from armillary import protocol
 from armillary.node.daemon import websocket_url
@@ -61,7 +62,7 @@ def _hello(server: ServerProcess, token: str, node: str, **extra: Any) -> Client
     return ws
 
 
-def _closed_with(ws: ClientConnection) -> tuple[int, str]:
+def _closed_with(ws: Connection) -> tuple[int, str]:
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             ws.recv(timeout=30)
