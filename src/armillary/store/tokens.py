@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import NotFound
+from armillary.store import feed
 from armillary.store.tables import api_tokens
 
 
@@ -106,6 +107,7 @@ async def revoke(conn: AsyncConnection, token_id: str, *, now: dt.datetime) -> T
         await conn.execute(
             update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=now)
         )
+        feed.record(conn.info, feed.Change(kind=feed.CREDENTIAL, name=f"token:{token_id}"))
     return await get(conn, token_id)
 
 

@@ -1,4 +1,7 @@
-"""Node keys, with a real server and real node daemons.
+"""Credentials that end with what they were for, with a real server and real node
+daemons, on SQLite and Postgres.
+
+A followed log stream ends once its caller's key is revoked, or its tenant's tokens.
 
 A node key is bound to one node name: minted with `node`, or bound by its first
 hello; a hello under another name is closed with the fatal 4403. While a daemon of a
@@ -14,10 +17,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -25,9 +30,12 @@ from websockets.sync.connection import Connection
 
 from armillary import protocol
 from armillary.node.daemon import websocket_url
+from tests.support.api import apply, delete, ready, replicas
+from tests.support.documents import agent, stack, tenant
 from tests.support.nodes import NodeProcess
-from tests.support.processes import command_line
+from tests.support.processes import command_line, processes_marked
 from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 def _node_key(server: ServerProcess, node: str | None = None) -> str:
@@ -224,3 +232,60 @@ def test_a_token_file_that_cannot_be_used_is_a_usage_error_naming_it(
         done.stderr
     )
     assert message in done.stderr
+
+
+def _followed_until_it_ends(server: ServerProcess, replica: str, token: str, revoke: Any) -> str:
+    """Follow `replica`'s log as `token`, call `revoke()` once the stream is open, and
+    read until the server ends the stream (within a generous deadline); the text."""
+    received: list[str] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        httpx.Client(base_url=server.url, headers=headers, timeout=60) as http,
+        http.stream(
+            "GET", f"/api/v1/replicas/{replica}/logs", params={"follow": True, "tail": 1}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        revoke()
+        deadline = time.monotonic() + 60
+        for text in response.iter_text():  # health checks keep lines coming meanwhile
+            received.append(text)
+            assert time.monotonic() < deadline, "".join(received)[-2000:]
+    return "".join(received)
+
+
+def test_a_followed_log_stream_ends_when_its_credential_is_revoked(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    name = f"follow-{mark}"
+    apply(server, stack(f"s-{mark}", agent()), tenant(name, f"s-{mark}", mark))
+    try:
+        wait_for(lambda: ready(server, name), timeout_s=60, what="tenant Ready")
+        [replica] = replicas(server, name)
+        with server.client() as http:
+            viewer = http.post("/api/v1/tokens", json={"role": "viewer"}).json()
+
+        def revoke_key() -> None:
+            with server.client() as http:
+                assert http.post(f"/api/v1/tokens/{viewer['id']}/revoke").status_code == 200
+
+        text = _followed_until_it_ends(server, replica["id"], viewer["token"], revoke_key)
+        assert text.endswith("[armillary: the stream ended: token has been revoked]\n"), text
+
+        with server.client() as http:
+            minted = http.post(f"/api/v1/tenants/{name}/tokens", json={})
+        assert minted.status_code == 200, minted.text
+
+        def revoke_tenant() -> None:
+            with server.client() as http:
+                revoked = http.post(f"/api/v1/tenants/{name}/tokens/revoke")
+            assert revoked.status_code == 200, revoked.text
+
+        text = _followed_until_it_ends(server, replica["id"], minted.json()["token"], revoke_tenant)
+        assert text.endswith(
+            "[armillary: the stream ended: this tenant's tokens have been revoked]\n"
+        ), text
+    finally:
+        delete(server, "tenants", name)
+        wait_for(lambda: not processes_marked(mark), timeout_s=60, what="cleanup")
