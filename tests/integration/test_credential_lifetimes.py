@@ -289,3 +289,24 @@ def test_a_followed_log_stream_ends_when_its_credential_is_revoked(
     finally:
         delete(server, "tenants", name)
         wait_for(lambda: not processes_marked(mark), timeout_s=60, what="cleanup")
+
+
+def test_a_connected_node_whose_key_is_revoked_is_closed_for_good(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    name = f"revoked-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        created = http.post("/api/v1/tokens", json={"role": "node", "node": name}).json()
+    daemon = NodeProcess(
+        server=server, data_dir=tmp_path / "node", name=name, token=created["token"]
+    )
+    try:
+        daemon.start()
+        with server.client() as http:
+            assert http.post(f"/api/v1/tokens/{created['id']}/revoke").status_code == 200
+        assert daemon.process is not None
+        assert daemon.process.wait(timeout=60) == 1, daemon.log()
+    finally:
+        daemon.stop()
+    assert "4401 the token was refused (token has been revoked)" in daemon.log()
+    assert not daemon.connected()

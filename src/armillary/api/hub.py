@@ -23,7 +23,9 @@ id: another data directory) is refused (4403) unless it asks for a takeover; a
 takeover is written to the audit log and closes the old session (4409). The same
 daemon coming back (its connection lost before the hub noticed) just replaces its
 old session. Hellos are checked and registered one at a time, so two daemons racing
-for one name cannot both pass the check.
+for one name cannot both pass the check. The key is checked again whenever the feed
+announces a credential change and at every heartbeat (expiry): a session whose key
+was revoked or expired is closed with 4401, and its daemon gets no more assignments.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ from armillary.errors import (
     PermanentError,
     ProtocolError,
     TemporaryError,
+    Unauthorized,
 )
 from armillary.resources import text as storable
-from armillary.store import allocations, audit, nodes
-from armillary.store.database import Database
+from armillary.store import allocations, audit, feed, nodes
+from armillary.store.database import Database, Tx
 
 log = logging.getLogger("armillary.hub")
 HELLO_TIMEOUT_S = 10.0
@@ -65,8 +68,11 @@ def _now() -> dt.datetime:
 class Session:
     """One connected node."""
 
-    def __init__(self, name: str, websocket: WebSocket, *, instance: str = "") -> None:
+    def __init__(
+        self, name: str, websocket: WebSocket, *, token: str = "", instance: str = ""
+    ) -> None:
         self.name = name
+        self.token = token  # kept in memory only, to check the key again while connected
         self.instance = instance  # the daemon's id (`node.identity`); "" if it sent none
         self._websocket = websocket
         self._lock = asyncio.Lock()
@@ -140,7 +146,7 @@ class Hub:
         await websocket.accept()
         try:
             hello = await self._receive_hello(websocket)
-            session = Session(hello.node, websocket, instance=hello.instance)
+            session = Session(hello.node, websocket, token=hello.token, instance=hello.instance)
             async with self._hellos:
                 previous = await self._admit(hello, websocket)
                 self.sessions[hello.node] = session
@@ -170,6 +176,9 @@ class Hub:
                 group.create_task(self._watch(session, events))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
+        except* Unauthorized as group:
+            log.warning("node %s closed: %s", hello.node, group.exceptions[0])
+            await session.close(protocol.CLOSE_UNAUTHORIZED, str(group.exceptions[0])[:120])
         except* ProtocolError as group:
             log.warning("node %s broke the protocol: %s", hello.node, group.exceptions[0])
             await session.close(protocol.CLOSE_INVALID, str(group.exceptions[0])[:120])
@@ -262,6 +271,7 @@ class Hub:
             elif envelope.type == "heartbeat":
                 beat = protocol.decode(protocol.Heartbeat, envelope.payload)
                 async with self._db.write() as conn:
+                    await _still_allowed(conn, session)
                     await nodes.heartbeat(
                         conn, session.name, usage=protocol.encode(beat.usage), now=_now()
                     )
@@ -277,11 +287,16 @@ class Hub:
             # about its allocations do not need a push back.
             event = await events.get()
             relevant = event.kind in ("Node", "Assignments") and event.node == session.name
+            recheck = event.kind == feed.CREDENTIAL
             while not events.empty():  # coalesce a burst into one push
                 other = events.get_nowait()
                 relevant = relevant or (
                     other.kind in ("Node", "Assignments") and other.node == session.name
                 )
+                recheck = recheck or other.kind == feed.CREDENTIAL
+            if recheck:
+                async with self._db.read() as conn:
+                    await _still_allowed(conn, session)
             if relevant:
                 await self._push(session)
 
@@ -297,6 +312,13 @@ class Hub:
             async with self._db.write() as conn:
                 await allocations.record_reports(conn, session.name, refused, now=_now())
         await session.send("assignments", {"epoch": node.epoch, "allocations": sendable})
+
+
+async def _still_allowed(conn: Tx, session: Session) -> None:
+    """`Unauthorized` once the key `session` said hello with is revoked or expired."""
+    who = await tokens.authenticate(conn, session.token, now=_now())
+    if who.role not in ("admin", "node"):  # cannot happen to a stored key; kept strict
+        raise Unauthorized("a node needs a node key or an admin token")
 
 
 def _audited(
