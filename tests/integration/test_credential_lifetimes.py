@@ -31,6 +31,7 @@ from websockets.sync.connection import Connection
 from armillary import protocol
 from armillary.node.daemon import websocket_url
 from tests.support.api import apply, delete, ready, replicas
+from tests.support.cli import invoke
 from tests.support.documents import agent, stack, tenant
 from tests.support.nodes import NodeProcess
 from tests.support.processes import command_line, processes_marked
@@ -82,7 +83,16 @@ def test_a_node_key_registers_only_as_the_node_it_names(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     mark = uuid.uuid4().hex[:8]
-    key = _node_key(server, f"bound-{mark}")
+    code, out, err = invoke(server, "token", "create", "--node", f"bound-{mark}")
+    assert code == 0, err
+    key = out.strip()
+    key_id = key.split("_")[1]
+    assert f"key {key_id} (node, bound to node bound-{mark})" in " ".join(err.split())
+    code, out, _ = invoke(server, "token", "list")
+    assert code == 0
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith(key_id)] == [
+        [key_id, "node", f"bound-{mark}"]
+    ]
     thief = NodeProcess(server=server, data_dir=tmp_path / "a", name=f"other-{mark}", token=key)
     thief.launch()
     try:
