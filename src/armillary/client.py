@@ -267,9 +267,20 @@ class Client:
         return (await self._answer(wire.ScheduleRunList, "GET", path)).items
 
     async def create_key(
-        self, *, role: str, description: str = "", expires_in_s: int | None = None
+        self,
+        *,
+        role: str,
+        description: str = "",
+        expires_in_s: int | None = None,
+        node: str | None = None,
     ) -> wire.NewApiKey:
-        body = {"role": role, "description": description, "expires_in_s": expires_in_s}
+        body: dict[str, object] = {
+            "role": role,
+            "description": description,
+            "expires_in_s": expires_in_s,
+        }
+        if node is not None:
+            body["node"] = node
         return await self._answer(wire.NewApiKey, "POST", "/api/v1/tokens", json=body)
 
     async def keys(self) -> list[wire.ApiKey]:

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default=None, description="keys it replaced, comma-separated, while re-encrypting"
     )
     session_ttl_s: float = Field(default=12 * 3600, gt=0, description="dashboard session life")
+    stream_recheck_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often an open log or exec stream re-checks its caller's credential",
+    )
     login_max_failures: int = Field(default=5, ge=1, description="failed logins before lockout")
     login_lockout_s: float = Field(default=15 * 60, gt=0, description="how long a lockout lasts")
     rate_limit_per_s: float = Field(

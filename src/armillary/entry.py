@@ -28,24 +28,32 @@ def main() -> None:
 def run_node_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="armillary node")
     parser.add_argument("--server")
-    parser.add_argument("--token")
+    parser.add_argument("--token", help="the node's key (visible in ps: prefer --token-file)")
+    parser.add_argument("--token-file", type=Path, help="a file holding the node's key")
     parser.add_argument("--name")
     parser.add_argument("--labels")
     parser.add_argument("--data-dir", type=Path, default=Path(".armillary/node"))
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--stop-workloads-on-exit", action="store_true")
     parser.add_argument("--tenant-uids")
+    parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="replace a daemon that is connected under this node name (audited)",
+    )
     options = parser.parse_args(argv)
     try:
         launcher.start_node(
             server=options.server,
             token=options.token,
+            token_file=options.token_file,
             name=options.name,
             labels=options.labels,
             data_dir=options.data_dir,
             address=options.address,
             stop_workloads_on_exit=options.stop_workloads_on_exit,
             tenant_uids=options.tenant_uids,
+            takeover=options.takeover,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -1,21 +1,58 @@
 """Starting the node daemon from command-line values, shared by the light `armillary node`
-route (armillary.entry) and the Typer command of the same name (armillary.main)."""
+route (armillary.entry) and the Typer command of the same name (armillary.main).
+
+The node's key comes, in order, from `--token-file`, `--token`, `ARMILLARY_NODE_TOKEN`,
+`ARMILLARY_TOKEN`, then the local context file. A command line is readable by every
+user of the machine (`ps`, `/proc/<pid>/cmdline`), so `--token` still works but
+prints a warning, like `docker login -p`; the file and the environment do not show.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+
+from armillary.cli.context import NODE_TOKEN_ENV
+
+ARGV_WARNING = (
+    "warning: --token puts the key on the command line, where every user of this machine "
+    "can read it (ps, /proc/<pid>/cmdline); use --token-file PATH or "
+    f"{NODE_TOKEN_ENV} instead"
+)
+
+
+def node_token(*, token: str | None, token_file: Path | None) -> str | None:
+    """The key the node daemon connects with, from the first source that has one;
+    `ValueError` naming the option for a file that cannot be used."""
+    if token is not None and token_file is not None:
+        raise ValueError("--token and --token-file: give one of them, not both")
+    if token_file is not None:
+        try:
+            value = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--token-file: cannot read {token_file}: {exc}") from None
+        if not value or any(c.isspace() for c in value):
+            raise ValueError(f"--token-file: {token_file} must hold the key alone on one line")
+        return value
+    if token is not None:
+        print(ARGV_WARNING, file=sys.stderr)
+        return token
+    return os.environ.get(NODE_TOKEN_ENV) or None
 
 
 def start_node(
     *,
     server: str | None,
     token: str | None,
+    token_file: Path | None = None,
     name: str | None,
     labels: str | None,
     data_dir: Path,
     address: str,
     stop_workloads_on_exit: bool,
     tenant_uids: str | None = None,
+    takeover: bool = False,
 ) -> None:
     """Resolve the options (flags, then env, then the local context file) and run."""
     import dataclasses
@@ -25,9 +62,11 @@ def start_node(
     from armillary.cli import context
     from armillary.node import daemon, tenancy
 
-    target = context.resolve(url=server, token=token)
+    target = context.resolve(url=server, token=node_token(token=token, token_file=token_file))
     if not target.token:
-        raise ValueError("a token is needed: --token or ARMILLARY_TOKEN")
+        raise ValueError(
+            f"a token is needed: --token-file PATH, {NODE_TOKEN_ENV} or ARMILLARY_TOKEN"
+        )
     parsed: dict[str, str] = {}
     for part in filter(None, (labels or "").split(",")):
         key, sep, value = part.partition("=")
@@ -46,6 +85,7 @@ def start_node(
         address=address,
         stop_workloads_on_exit=stop_workloads_on_exit,
         tenant_uids=uids,
+        takeover=takeover,
     )
     if name:
         options = dataclasses.replace(options, name=name)

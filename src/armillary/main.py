@@ -91,7 +91,16 @@ def inherited_socket(fd: int) -> socket.socket:
 @app.command()
 def node(
     server: Annotated[str | None, typer.Option(help="Server URL (or ARMILLARY_URL).")] = None,
-    token: Annotated[str | None, typer.Option(help="Admin token (or ARMILLARY_TOKEN).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The node's key; visible to every user in ps, so prefer --token-file "
+            "or ARMILLARY_NODE_TOKEN (then ARMILLARY_TOKEN)."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="A file holding the node's key (alone on one line).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Node name (default: the host name).")] = None,
     labels: Annotated[str | None, typer.Option(help="Labels: k=v,k2=v2.")] = None,
     data_dir: Annotated[Path, typer.Option(help="Where replica logs and state live.")] = Path(
@@ -112,18 +121,24 @@ def node(
             "as the daemon's user."
         ),
     ] = None,
+    takeover: Annotated[
+        bool,
+        typer.Option(help="Replace a daemon that is connected under this node name (audited)."),
+    ] = False,
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
         launcher.start_node(
             server=server,
             token=token,
+            token_file=token_file,
             name=name,
             labels=labels,
             data_dir=data_dir,
             address=address,
             stop_workloads_on_exit=stop_workloads_on_exit,
             tenant_uids=tenant_uids,
+            takeover=takeover,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -202,6 +202,8 @@ class Hello:
     # How tenants are kept apart on this node: "per-tenant-user" (each tenant's replicas
     # run as a user of its own) or "shared-user" (all as the daemon's user).
     isolation: Literal["per-tenant-user", "shared-user"] = "shared-user"
+    instance: str = ""  # the daemon's id (node.identity): tells a reconnect from a second daemon
+    takeover: bool = False  # replace a live daemon of this name (`--takeover`; audited)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

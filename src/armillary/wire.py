@@ -272,6 +272,7 @@ class ApiKey(Answer):
     created_at: str
     expires_at: str | None = None
     revoked_at: str | None = None
+    node: str | None = None  # a node key's node (None: bound at its first hello)
 
 
 class NewApiKey(ApiKey):

@@ -367,3 +367,42 @@ def _deprovision(server: ServerProcess, tenant: str, mark: str) -> None:
         response = http.delete(f"/api/v1/provision/tenants/{tenant}")
     assert finished(server, response.json()["id"])["state"] == "succeeded"
     wait_for(lambda: not processes_marked(mark), timeout_s=30, what="every process gone")
+
+
+def test_a_runs_tenant_key_is_refused_once_its_tenant_is_deleted_and_created_again(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    tenant = f"again-{mark}"
+    code, run = submit(server, request(tenant, mark=mark))
+    assert code == 202, run
+    done = finished(server, run["id"])
+    assert done["state"] == "succeeded", (done["error"], done["steps"])
+    with server.client() as http:
+        key = http.post(f"/api/v1/provision/runs/{run['id']}/token").json()["token"]
+        first = http.get(f"/api/v1/tenants/{tenant}").json()
+    as_tenant = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, headers=as_tenant) as http:
+        assert http.get(f"/api/v1/tenants/{tenant}").status_code == 200
+    # Deleted without deprovisioning (nothing revokes its keys), then created again.
+    with server.client() as http:
+        assert http.delete(f"/api/v1/tenants/{tenant}").status_code == 200
+    again = {k: first[k] for k in ("apiVersion", "kind", "spec")}
+    apply(server, {**again, "metadata": {"name": tenant}})
+    try:
+        with server.client() as http:
+            second = http.get(f"/api/v1/tenants/{tenant}").json()
+        assert second["metadata"]["uid"] != first["metadata"]["uid"]
+        with httpx.Client(base_url=server.url, headers=as_tenant) as http:
+            for path in (f"/api/v1/tenants/{tenant}", "/api/v1/auth/whoami"):
+                refused = http.get(path)
+                assert refused.status_code == 401, (path, refused.text)
+                assert "no longer exists" in refused.json()["detail"]
+    finally:  # what the run made, removed directly: the test is about the key, not deprovision
+        with server.client() as http:
+            for schedule in http.get("/api/v1/schedules").json()["items"]:
+                if schedule["tenant"] == tenant and schedule["source"] == "Schedule":
+                    assert http.delete(f"/api/v1/schedules/{schedule['name']}").status_code == 200
+            http.delete(f"/api/v1/tenants/{tenant}")
+            assert http.get(f"/api/v1/schedules/{tenant}-nightly").status_code == 404
+        wait_for(lambda: not processes_marked(mark), timeout_s=60, what="every process gone")

@@ -19,7 +19,7 @@ from tests.support.api import apply, ready, replicas
 from tests.support.documents import agent, stack, tenant
 from tests.support.nodes import QUICKSTART, NodeProcess
 from tests.support.ports import free_port
-from tests.support.processes import alive, http_ok, processes_marked
+from tests.support.processes import alive, command_line, environ_pid, http_ok, processes_marked
 from tests.support.servers import ServerProcess
 from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
@@ -137,6 +137,9 @@ def test_ctrl_c_on_up_stops_everything(tmp_path: Path) -> None:
                 break
         assert any("acme-support" in line for line in lines), "".join(lines)
         state = json.loads((home / "up.json").read_text())
+        token = json.loads((home / "context.json").read_text())["token"]
+        assert token not in command_line(state["node"])  # ps shows every user the argv
+        assert environ_pid(state["node"])["ARMILLARY_NODE_TOKEN"] == token
         wait_for(lambda: len(up.processes_under(home)) == 7, what="7 replicas")
         process.send_signal(signal.SIGINT)
         rest = process.stdout.read()  # to the end: `up` prints as it stops

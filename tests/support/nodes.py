@@ -1,7 +1,9 @@
 """A real `armillary node` daemon process for integration tests.
 
 `NodeProcess` starts one and waits until the server lists it as connected; the
-`node` fixture in tests/integration/conftest.py gives each module one.
+`node` fixture in tests/integration/conftest.py gives each module one. The key goes
+in a file (`--token-file`), never on the command line; `token` picks another key
+than the server's admin token, `takeover` asks to replace a live daemon of the name.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tests.support.children import Child
 from tests.support.servers import ServerProcess
@@ -30,6 +33,10 @@ class NodeProcess(Child):
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     stop_timeout_s: float = 60.0  # it stops every replica first
     tenant_uids: str | None = None  # --tenant-uids; None: the daemon's default
+    token: str | None = None  # the key to connect with; the server's admin token if None
+    token_by: Literal["file", "env"] = "file"  # --token-file, or ARMILLARY_NODE_TOKEN
+    takeover: bool = False
+    extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         self.launch()
@@ -39,6 +46,20 @@ class NodeProcess(Child):
         """Start the daemon process without waiting for it to connect."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         open_to_tenants(self.data_dir)
+        token = self.token or self.server.token
+        token_file = self.data_dir / "node.token"
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as sink:
+            sink.write(token + "\n")
+        # Never on the command line: every user can read it, the replicas' users included.
+        by_file = ["--token-file", str(token_file)] if self.token_by == "file" else []
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("ARMILLARY_TOKEN", "ARMILLARY_NODE_TOKEN")
+        }
+        if self.token_by == "env":
+            env["ARMILLARY_NODE_TOKEN"] = token
         args = [
             sys.executable,
             "-m",
@@ -46,6 +67,7 @@ class NodeProcess(Child):
             "node",
             "--server",
             self.server.url,
+            *by_file,
             "--name",
             self.name,
             "--data-dir",
@@ -55,9 +77,9 @@ class NodeProcess(Child):
             args.append("--stop-workloads-on-exit")
         if self.tenant_uids is not None:
             args += ["--tenant-uids", self.tenant_uids]
-        # The token goes by environment: a command line is readable by every user,
-        # the replicas' users included.
-        env = {**os.environ, "ARMILLARY_TOKEN": self.server.token}
+        if self.takeover:
+            args.append("--takeover")
+        args.extend(self.extra_args)
         with (self.data_dir / "daemon.log").open("ab") as log:
             self.process = subprocess.Popen(
                 args,

@@ -44,3 +44,9 @@ def http_ok(port: int, path: str = "/healthz") -> bool:
         )
     except httpx.HTTPError:
         return False
+
+
+def command_line(pid: int) -> str:
+    """The process's argv as `ps` shows it to every user (/proc/<pid>/cmdline)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as source:
+        return source.read().replace(b"\0", b" ").decode(errors="replace")

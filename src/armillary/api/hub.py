@@ -15,6 +15,17 @@ pass (a `TemporaryError`, a store failure), after which the daemon reconnects.
 
 An allocation that takes env from Secrets is stored with their names only; `_push`
 decrypts the values into the env it sends, and nothing else here sees them.
+
+Who may say hello as a node name: a node key bound to that name (an unbound key is
+bound by its first hello; `auth.tokens.authenticate_node`), or an admin token. While
+a daemon of that name is connected, a hello from another daemon (another `instance`
+id: another data directory) is refused (4403) unless it asks for a takeover; a
+takeover is written to the audit log and closes the old session (4409). The same
+daemon coming back (its connection lost before the hub noticed) just replaces its
+old session. Hellos are checked and registered one at a time, so two daemons racing
+for one name cannot both pass the check. The key is checked again whenever the feed
+announces a credential change and at every heartbeat (expiry): a session whose key
+was revoked or expired is closed with 4401, and its daemon gets no more assignments.
 """
 
 from __future__ import annotations
@@ -31,16 +42,18 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from armillary import protocol
 from armillary.auth import secrets, tokens
+from armillary.auth.access import Principal
 from armillary.errors import (
     ArmillaryError,
     NotFound,
+    PermanentError,
     ProtocolError,
     TemporaryError,
     Unauthorized,
 )
 from armillary.resources import text as storable
-from armillary.store import allocations, nodes
-from armillary.store.database import Database
+from armillary.store import allocations, audit, feed, nodes
+from armillary.store.database import Database, Tx
 
 log = logging.getLogger("armillary.hub")
 HELLO_TIMEOUT_S = 10.0
@@ -55,8 +68,12 @@ def _now() -> dt.datetime:
 class Session:
     """One connected node."""
 
-    def __init__(self, name: str, websocket: WebSocket) -> None:
+    def __init__(
+        self, name: str, websocket: WebSocket, *, token: str = "", instance: str = ""
+    ) -> None:
         self.name = name
+        self.token = token  # kept in memory only, to check the key again while connected
+        self.instance = instance  # the daemon's id (`node.identity`); "" if it sent none
         self._websocket = websocket
         self._lock = asyncio.Lock()
         self._seq = itertools.count(1)
@@ -117,6 +134,7 @@ class Hub:
         self._vault = vault
         self._heartbeat_interval_s = heartbeat_interval_s
         self.sessions: dict[str, Session] = {}
+        self._hellos = asyncio.Lock()  # one hello checked and registered at a time
 
     def session(self, node: str) -> Session:
         session = self.sessions.get(node)
@@ -127,20 +145,21 @@ class Hub:
     async def serve(self, websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            hello = await self._hello(websocket)
+            hello = await self._receive_hello(websocket)
+            session = Session(hello.node, websocket, token=hello.token, instance=hello.instance)
+            async with self._hellos:
+                previous = await self._admit(hello, websocket)
+                self.sessions[hello.node] = session
         except WebSocketDisconnect:
             return
         except Exception as exc:  # the session's boundary: every failure gets its close code
             await _refuse(websocket, exc)
             return
-        session = Session(hello.node, websocket)
-        previous = self.sessions.get(hello.node)
-        if previous is not None:  # one daemon per node name: the newer one wins
+        if previous is not None:  # one daemon per node name: the one just admitted
             previous.end_all()
             await previous.close(
                 protocol.CLOSE_REPLACED, "another daemon connected with this node name"
             )
-        self.sessions[hello.node] = session
         events = self._db.feed.subscribe()
         try:
             await session.send(
@@ -157,6 +176,9 @@ class Hub:
                 group.create_task(self._watch(session, events))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
+        except* Unauthorized as group:
+            log.warning("node %s closed: %s", hello.node, group.exceptions[0])
+            await session.close(protocol.CLOSE_UNAUTHORIZED, str(group.exceptions[0])[:120])
         except* ProtocolError as group:
             log.warning("node %s broke the protocol: %s", hello.node, group.exceptions[0])
             await session.close(protocol.CLOSE_INVALID, str(group.exceptions[0])[:120])
@@ -171,7 +193,7 @@ class Hub:
                 async with self._db.write() as conn:
                     await nodes.disconnect(conn, hello.node)
 
-    async def _hello(self, websocket: WebSocket) -> protocol.Hello:
+    async def _receive_hello(self, websocket: WebSocket) -> protocol.Hello:
         envelope = await asyncio.wait_for(_receive(websocket), timeout=HELLO_TIMEOUT_S)
         if envelope.type != "hello":
             raise ProtocolError(f"expected a hello first, got {envelope.type!r}")
@@ -181,10 +203,46 @@ class Hub:
                 f"node speaks protocol {hello.protocol}; "
                 f"this server speaks {protocol.PROTOCOL_VERSION}"
             )
+        return hello
+
+    async def _admit(self, hello: protocol.Hello, websocket: WebSocket) -> Session | None:
+        """Authenticate `hello`, check who holds its name, register the node; the live
+        session it replaces, if any. Called under `_hellos`."""
+        live = self.sessions.get(hello.node)
+        same_daemon = live is not None and bool(live.instance) and live.instance == hello.instance
+        taking_over = live is not None and not same_daemon
+        source = websocket.client.host if websocket.client else None
         async with self._db.write() as conn:
-            principal = await tokens.authenticate(conn, hello.token, now=_now())
-            if principal.role not in ("admin", "node"):
-                raise Unauthorized("a node needs a node key or an admin token")
+            login = await tokens.authenticate_node(conn, hello.token, node=hello.node, now=_now())
+            if taking_over and not hello.takeover:
+                raise PermanentError(
+                    f"node {hello.node!r} is connected from another daemon; start this one "
+                    "with --takeover to replace it"
+                )
+            if login.bound_now:
+                await audit.record(
+                    conn,
+                    _audited(
+                        login.principal,
+                        verb="bind",
+                        kind="ApiKey",
+                        name=login.principal.id,
+                        source=source,
+                        detail={"node": hello.node},
+                    ),
+                )
+            if taking_over:
+                await audit.record(
+                    conn,
+                    _audited(
+                        login.principal,
+                        verb="takeover",
+                        kind="Node",
+                        name=hello.node,
+                        source=source,
+                        detail={"address": hello.address},
+                    ),
+                )
             await nodes.register(
                 conn,
                 name=hello.node,
@@ -197,8 +255,10 @@ class Hub:
             await allocations.record_reports(
                 conn, hello.node, [protocol.encode(r) for r in hello.running], now=_now()
             )
+        if taking_over:
+            log.warning("node %s taken over by a daemon at %s", hello.node, hello.address)
         log.info("node %s connected from %s", hello.node, hello.address)
-        return hello
+        return live
 
     async def _read(self, session: Session, websocket: WebSocket) -> None:
         while True:
@@ -212,6 +272,7 @@ class Hub:
             elif envelope.type == "heartbeat":
                 beat = protocol.decode(protocol.Heartbeat, envelope.payload)
                 async with self._db.write() as conn:
+                    await _still_allowed(conn, session)
                     await nodes.heartbeat(
                         conn, session.name, usage=protocol.encode(beat.usage), now=_now()
                     )
@@ -227,11 +288,16 @@ class Hub:
             # about its allocations do not need a push back.
             event = await events.get()
             relevant = event.kind in ("Node", "Assignments") and event.node == session.name
+            recheck = event.kind == feed.CREDENTIAL
             while not events.empty():  # coalesce a burst into one push
                 other = events.get_nowait()
                 relevant = relevant or (
                     other.kind in ("Node", "Assignments") and other.node == session.name
                 )
+                recheck = recheck or other.kind == feed.CREDENTIAL
+            if recheck:
+                async with self._db.read() as conn:
+                    await _still_allowed(conn, session)
             if relevant:
                 await self._push(session)
 
@@ -247,6 +313,32 @@ class Hub:
             async with self._db.write() as conn:
                 await allocations.record_reports(conn, session.name, refused, now=_now())
         await session.send("assignments", {"epoch": node.epoch, "allocations": sendable})
+
+
+async def _still_allowed(conn: Tx, session: Session) -> None:
+    """`Unauthorized` once the key `session` said hello with is revoked or expired."""
+    who = await tokens.authenticate(conn, session.token, now=_now())
+    if who.role not in ("admin", "node"):  # cannot happen to a stored key; kept strict
+        raise Unauthorized("a node needs a node key or an admin token")
+
+
+def _audited(
+    who: Principal, *, verb: str, kind: str, name: str, source: str | None, detail: dict[str, Any]
+) -> audit.Entry:
+    """The audit row of something a node's hello did (no HTTP request: `verb` names it)."""
+    return audit.Entry(
+        at=_now(),
+        verb=verb,
+        outcome="ok",
+        principal=who.name,
+        principal_kind=who.kind,
+        role=who.role,
+        path="/api/v1/nodes/connect",
+        kind=kind,
+        name=name,
+        source=source,
+        detail=detail,
+    )
 
 
 async def _receive(websocket: WebSocket) -> protocol.Envelope:

@@ -15,11 +15,19 @@ A caller is identified, once per request, by:
 The principal is kept on `request.state.principal` for the audit log. For HTTP
 requests under /api/, `identify` first runs in `api/gate.py`, before anything reads
 the body; the route's `Allow` then finds the principal there (one lookup a request).
+
+A streamed answer (replica logs followed, exec) can outlive the moment its caller
+was identified: `until_refused` re-checks the same credential whenever the change
+feed says a credential or a tenant changed, and every `ARMILLARY_STREAM_RECHECK_S`
+for what no write announces (expiry), and returns once it is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -29,8 +37,10 @@ from armillary.auth import access, sessions, tenant_tokens, tokens
 from armillary.auth.access import StaffRole, TenantScope
 from armillary.auth.keys import KeyRing
 from armillary.errors import Forbidden, NotFound, Unauthorized
-from armillary.store import repository, users
+from armillary.store import feed, repository, users
 from armillary.store.database import Database, Tx
+
+log = logging.getLogger("armillary.api.security")
 
 PUBLIC = frozenset(
     {
@@ -70,6 +80,13 @@ async def identify(request: Request) -> access.Principal:
     known: access.Principal | None = getattr(request.state, "principal", None)
     if known is not None:
         return known
+    who = await _authenticate(request)
+    request.state.principal = who
+    return who
+
+
+async def _authenticate(request: Request) -> access.Principal:
+    """Who the request's credential names now, read afresh from the store."""
     now = dt.datetime.now(dt.UTC)
     db = await database(request)
     header = request.headers.get("authorization")
@@ -93,8 +110,43 @@ async def identify(request: Request) -> access.Principal:
             csrf, request.headers.get(sessions.CSRF_HEADER)
         ):
             raise Forbidden("missing or wrong X-CSRF-Token for a request made with a session")
-    request.state.principal = who
     return who
+
+
+_ENDS_CREDENTIALS = frozenset({feed.CREDENTIAL, "Tenant"})
+"""Feed kinds after which a credential may be refused: revocations, users and sessions
+(`feed.CREDENTIAL`), and tenants (a tenant token or key dies with its tenant)."""
+
+
+async def until_refused(request: Request, *, recheck_s: float) -> str:
+    """Wait until the credential `request` was identified with is refused (revoked,
+    expired, its tenant or user gone, its role changed); why. Re-checks when the feed
+    announces a change that may end it, and every `recheck_s` seconds."""
+    db = await database(request)
+    first: access.Principal | None = getattr(request.state, "principal", None)
+    wake = asyncio.Event()
+
+    def heard(change: feed.Change) -> None:
+        if change.kind in _ENDS_CREDENTIALS:
+            wake.set()
+
+    stop = db.feed.watch(heard)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=recheck_s)
+            wake.clear()
+            try:
+                now = await _authenticate(request)
+            except (Unauthorized, Forbidden) as exc:
+                return str(exc)
+            except Exception:  # a store hiccup: the stream goes on, the next check decides
+                log.warning("could not re-check a stream's credential", exc_info=True)
+                continue
+            if first is not None and now.role != first.role:
+                return f"the caller's role changed from {first.role} to {now.role}"
+    finally:
+        stop()
 
 
 async def _tenant_principal(

@@ -35,18 +35,34 @@ def duration_s(value: str, *, option: str) -> int:
 @tokens.command("create")
 def create_key(
     ctx: typer.Context,
-    role: Annotated[str, typer.Option(help="viewer, developer, admin or node.")] = "viewer",
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="viewer, developer, admin or node (default: node with --node, else viewer)."
+        ),
+    ] = None,
     description: Annotated[str, typer.Option(help="What it is for.")] = "",
     expires: Annotated[str | None, typer.Option(help="Lifetime, e.g. 30d.")] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(help="The one node name a node key may register (its daemon's --name)."),
+    ] = None,
 ) -> None:
     """Create an API key and print it (this is the only time it is shown)."""
     lifetime = duration_s(expires, option="--expires") if expires else None
+    chosen = role or ("node" if node else "viewer")
 
     async def work(api: Client) -> wire.NewApiKey:
-        return await api.create_key(role=role, description=description, expires_in_s=lifetime)
+        return await api.create_key(
+            role=chosen, description=description, expires_in_s=lifetime, node=node
+        )
 
     created = call(ctx, work)
-    err.print(f"key {created.id} ({created.role}); shown once, store it now:")
+    if created.role == "node":
+        bound = f"node {created.node}" if created.node else "the first node name it registers"
+        err.print(f"key {created.id} (node, bound to {bound}); shown once, store it now:")
+    else:
+        err.print(f"key {created.id} ({created.role}); shown once, store it now:")
     out.print(created.token, markup=False)
 
 
@@ -57,12 +73,13 @@ def list_keys(ctx: typer.Context) -> None:
     async def work(api: Client) -> list[wire.ApiKey]:
         return await api.keys()
 
-    rows = [["ID", "ROLE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED"]]
+    rows = [["ID", "ROLE", "NODE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED"]]
     for key in call(ctx, work):
         rows.append(
             [
                 key.id,
                 key.role,
+                key.node or "-",
                 key.description,
                 key.created_at,
                 key.expires_at or "-",

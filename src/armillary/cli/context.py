@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_URL = "http://127.0.0.1:7400"
+NODE_TOKEN_ENV = "ARMILLARY_NODE_TOKEN"  # noqa: S105 (a variable's name, not a token)
+"""Where `armillary node` looks for its key before ARMILLARY_TOKEN (`armillary.launcher`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -113,7 +113,7 @@ def up(
         ],
         log=home / "node.log",
         cwd=directory.resolve(),
-        env={**env, "ARMILLARY_TOKEN": token},
+        env={**env, context.NODE_TOKEN_ENV: token},
     )
     pids = {"server": server.pid, "node": node.pid}
     (home / STATE_FILE).write_text(json.dumps({"url": url, **pids}))

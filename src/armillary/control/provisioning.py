@@ -355,12 +355,19 @@ class Provisioner:
         """A key that acts as the tenant, kept sealed until collected once. A key this
         run issued before (a step re-run after a restart) is revoked first."""
         description = _token_description(context.run.id)
+        tenant = await self._get("Tenant", context.run.tenant)
+        if tenant is None:
+            raise StepFailed(f"tenant {context.run.tenant!r} disappeared")
         async with self._db.write() as conn:
             await tokens.revoke_for_tenant(
                 conn, context.run.tenant, now=self._clock(), description=description
             )
             minted = await tokens.create_for_tenant(
-                conn, tenant=context.run.tenant, description=description, now=self._clock()
+                conn,
+                tenant=context.run.tenant,
+                tenant_uid=tenant.uid,  # a tenant created again later is another tenant
+                description=description,
+                now=self._clock(),
             )
         return {"token_id": minted.token_id, SEALED: self._sealer.seal(minted.token)}
 

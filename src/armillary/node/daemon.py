@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection
 
 from armillary import protocol
 from armillary.errors import PermanentError, ProtocolError, SessionRefused
-from armillary.node import logstream, process, tenancy
+from armillary.node import identity, logstream, process, tenancy
 from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
@@ -65,6 +65,7 @@ class Options:
     # where tenant users' uids come from when the daemon runs as root; None: all tenants
     # run as the daemon's user
     tenant_uids: tenancy.UidRange | None = tenancy.DEFAULT_RANGE
+    takeover: bool = False  # replace a live daemon of the same name (the server audits it)
 
 
 def websocket_url(server: str) -> str:
@@ -95,10 +96,12 @@ class Daemon:
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
         self._reconnect_s = RECONNECT_FIRST_S  # back to the first delay on each welcome
+        self._instance = ""
 
     async def run(self) -> None:
         """Run until cancelled; then leave (or stop) the replicas as the options say."""
-        await self.supervisor.start()
+        await self.supervisor.start()  # holds the data dir's lock: one daemon per id
+        self._instance = identity.load_or_create(self.options.data_dir)
         background = asyncio.create_task(self._checkpoint_logs())
         try:
             await self._connect_forever()
@@ -154,6 +157,8 @@ class Daemon:
             labels=self.options.labels,
             running=self.supervisor.reports(),
             isolation=self.supervisor.isolation,
+            instance=self._instance,
+            takeover=self.options.takeover,
         )
         await self._send(ws, "hello", protocol.encode(hello))
         first = protocol.parse(await ws.recv())

@@ -140,14 +140,14 @@ class Database:
             await database.migrate()
         return database
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+    async def migrate(self, *, to: str = "head") -> None:
+        """Bring the schema to the newest migration, or to revision `to` (idempotent)."""
         async with self._writer.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK}
                 )
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade, to)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -277,11 +277,11 @@ class Database:
             await self._reader.dispose()
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, to: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, to)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -26,6 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 _KEY = "armillary.feed.events"
+CREDENTIAL = "Credential"
+"""The kind of a change that may end credentials: a key revoked, a tenant's tokens
+revoked, a user changed or removed, a session closed. Its `name` says which one
+(`token:<id>`, `tenant:<name>`, `user:<name>`, `session`); open streams re-check
+their caller when they hear it (`api.security.until_refused`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -60,6 +60,10 @@ api_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("tenant", String(253), nullable=True),  # set for keys scoped to one tenant
+    # The uid of that tenant when the key was issued: a tenant created again under the
+    # same name is another tenant, and the key is refused there.
+    Column("tenant_uid", String(36), nullable=True),
+    Column("node", String(253), nullable=True),  # the one node name a node key may register
 )
 
 nodes = Table(

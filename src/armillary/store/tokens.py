@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import NotFound
+from armillary.store import feed
 from armillary.store.tables import api_tokens
 
 
@@ -27,6 +28,8 @@ class TokenRecord:
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     tenant: str | None = None
+    tenant_uid: str | None = None  # the uid of `tenant` when the key was issued
+    node: str | None = None  # the node name a node key is bound to (None: not yet)
 
 
 async def count(conn: AsyncConnection) -> int:
@@ -44,6 +47,8 @@ async def add(
     now: dt.datetime,
     expires_at: dt.datetime | None = None,
     tenant: str | None = None,
+    tenant_uid: str | None = None,
+    node: str | None = None,
 ) -> None:
     await conn.execute(
         insert(api_tokens).values(
@@ -54,6 +59,8 @@ async def add(
             created_at=now,
             expires_at=expires_at,
             tenant=tenant,
+            tenant_uid=tenant_uid,
+            node=node,
         )
     )
 
@@ -73,6 +80,8 @@ def _record(row: Any) -> TokenRecord:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         tenant=row.tenant,
+        tenant_uid=row.tenant_uid,
+        node=row.node,
     )
 
 
@@ -98,9 +107,21 @@ async def revoke(conn: AsyncConnection, token_id: str, *, now: dt.datetime) -> T
         await conn.execute(
             update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=now)
         )
-    return await _get(conn, token_id)
+        feed.record(conn.info, feed.Change(kind=feed.CREDENTIAL, name=f"token:{token_id}"))
+    return await get(conn, token_id)
 
 
-async def _get(conn: AsyncConnection, token_id: str) -> TokenRecord:
+async def bind_node(conn: AsyncConnection, token_id: str, node: str) -> bool:
+    """Bind an unbound node key to `node`; False when it was bound meanwhile (the
+    caller re-reads: two first hellos race, one name wins)."""
+    result = await conn.execute(
+        update(api_tokens)
+        .where(api_tokens.c.id == token_id, api_tokens.c.node.is_(None))
+        .values(node=node)
+    )
+    return result.rowcount == 1
+
+
+async def get(conn: AsyncConnection, token_id: str) -> TokenRecord:
     row = (await conn.execute(select(api_tokens).where(api_tokens.c.id == token_id))).one()
     return _record(row)

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import Conflict, NotFound
+from armillary.store import feed
 from armillary.store.tables import sessions, tenant_token_revocations, users
 
 
@@ -78,6 +79,8 @@ async def update_user(conn: AsyncConnection, name: str, **values: object) -> Non
     result = await conn.execute(update(users).where(users.c.name == name).values(**values))
     if result.rowcount == 0:
         raise NotFound(f"user {name!r} not found")
+    if _ENDS_SESSIONS & set(values):
+        _credential_changed(conn, f"user:{name}")
 
 
 async def remove(conn: AsyncConnection, name: str) -> None:
@@ -85,6 +88,7 @@ async def remove(conn: AsyncConnection, name: str) -> None:
     result = await conn.execute(delete(users).where(users.c.name == name))
     if result.rowcount == 0:
         raise NotFound(f"user {name!r} not found")
+    _credential_changed(conn, f"user:{name}")
 
 
 async def add_session(
@@ -112,6 +116,7 @@ async def find_session(conn: AsyncConnection, id_hash: str) -> Session | None:
 
 async def remove_session(conn: AsyncConnection, id_hash: str) -> None:
     await conn.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
+    _credential_changed(conn, "session")
 
 
 async def remove_expired_sessions(conn: AsyncConnection, *, now: dt.datetime) -> None:
@@ -131,6 +136,15 @@ async def revoke_tenant_tokens(conn: AsyncConnection, tenant: str, *, now: dt.da
             .where(tenant_token_revocations.c.tenant == tenant)
             .values(revoked_before=now)
         )
+    _credential_changed(conn, f"tenant:{tenant}")
+
+
+_ENDS_SESSIONS = frozenset({"disabled_at", "role", "password_hash"})
+"""Columns of a user whose change may end (or change the role of) their sessions."""
+
+
+def _credential_changed(conn: AsyncConnection, name: str) -> None:
+    feed.record(conn.info, feed.Change(kind=feed.CREDENTIAL, name=name))
 
 
 async def tenant_tokens_revoked_before(conn: AsyncConnection, tenant: str) -> dt.datetime | None:

@@ -30,6 +30,8 @@ from armillary.store import repository, users
 from armillary.store import tokens as token_store
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
+NODE_NAME = r"^[A-Za-z0-9]([-A-Za-z0-9._]*[A-Za-z0-9])?$"
+"""What a node key may be bound to: a host name."""
 
 
 def _now() -> dt.datetime:
@@ -103,6 +105,9 @@ class KeyRequest(Strict):
     role: Annotated[str, Field(pattern=r"^(viewer|developer|admin|node)$")]
     description: Annotated[str, Field(max_length=256)] = ""
     expires_in_s: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+    # The one node name a node key may register (a host name); without it, the name of
+    # its first hello.
+    node: Annotated[str, Field(pattern=NODE_NAME, max_length=253)] | None = None
 
 
 def _key_document(record: token_store.TokenRecord) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def _key_document(record: token_store.TokenRecord) -> dict[str, Any]:
         "createdAt": timestamps.iso(record.created_at),
         "expiresAt": timestamps.iso(record.expires_at) if record.expires_at else None,
         "revokedAt": timestamps.iso(record.revoked_at) if record.revoked_at else None,
+        "node": record.node,
     }
 
 
@@ -127,10 +133,16 @@ async def create_key(body: KeyRequest, request: Request, db: Db, _who: Admin) ->
     expires = now + dt.timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
     async with db.write() as conn:
         minted = await tokens.create(
-            conn, role=body.role, description=body.description, now=now, expires_at=expires
+            conn,
+            role=body.role,
+            description=body.description,
+            now=now,
+            expires_at=expires,
+            node=body.node,
         )
         record = next(r for r in await token_store.list_all(conn) if r.id == minted.token_id)
-    audit.note(request, kind="ApiKey", name=record.id, extra={"role": record.role})  # not the key
+    extra = {"role": record.role, **({"node": record.node} if record.node else {})}
+    audit.note(request, kind="ApiKey", name=record.id, extra=extra)  # never the key
     return {**_key_document(record), "token": minted.token}
 
 

@@ -5,12 +5,18 @@ session in the hub and opens a stream there; the node reads the log file or runs
 command in the replica's env and cwd and streams chunks back. Exec answers NDJSON
 lines `{"fd": "stdout"|"stderr", "data": base64}` and a last `{"exit_code": n}`
 (or `{"error": …}` when the node goes away mid-way).
+
+A stream lasts only as long as its caller's credential: `_while_allowed` ends it
+(closing the node's side) once `security.until_refused` says the token was revoked
+or expired, the session closed or the tenant deleted, with a last line saying so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,9 +24,10 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import protocol, timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, security
 from armillary.api.hub import Hub, Session
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
+from armillary.config import Settings
 from armillary.errors import Invalid, NotFound
 from armillary.store import allocations
 
@@ -81,7 +88,7 @@ async def _locate(
 
 async def _relay(
     session: Session, kind: str, opening: Callable[[str], protocol.LogsOpen | protocol.ExecOpen]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any]]:
     """Open a stream on the node with the message `opening(stream id)`; its chunks."""
     stream, queue = session.open_stream()
     await session.send(kind, protocol.encode(opening(stream)))
@@ -90,6 +97,37 @@ async def _relay(
             yield item
     finally:
         await session.close_stream(stream)
+
+
+async def _while_allowed(
+    request: Request, items: AsyncGenerator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    """`items` until they end or the caller's credential is refused; then one last
+    `{"error": …}` item saying why, and `items` is closed (its node stream with it)."""
+    settings: Settings = request.app.state.settings
+    refused = asyncio.create_task(
+        security.until_refused(request, recheck_s=settings.stream_recheck_s)
+    )
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                yield {"error": f"the stream ended: {refused.result()}"}
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        refused.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refused
+        await items.aclose()
 
 
 class TextStream(StreamingResponse):
@@ -137,7 +175,7 @@ async def logs(
                 stream=stream, allocation=allocation.id, follow=follow, tail=tail, since_s=since_s
             )
 
-        async for item in _relay(session, "logs.open", opening):
+        async for item in _while_allowed(request, _relay(session, "logs.open", opening)):
             if item.get("error"):
                 yield f"\n[armillary: {item['error']}]\n".encode()
             elif item.get("data"):
@@ -175,7 +213,7 @@ async def exec_in(
                 timeout_s=body.timeout_s,
             )
 
-        async for item in _relay(session, "exec.open", opening):
+        async for item in _while_allowed(request, _relay(session, "exec.open", opening)):
             # {"fd", "data"} chunks, then {"exit_code"} (or {"error"} if the node went away)
             yield (json.dumps({k: v for k, v in item.items() if k != "stream"}) + "\n").encode()
 
