@@ -70,9 +70,15 @@ async def store(store_url: str) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="module")
 def server(
-    database_url: str | None, tmp_path_factory: pytest.TempPathFactory
+    database_url: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[ServerProcess]:
-    proc = ServerProcess(home=tmp_path_factory.mktemp("home"), database_url=database_url)
+    """The module's server, with the module's `SERVER_ENV` settings if it has them."""
+    settings: dict[str, str] = getattr(request.module, "SERVER_ENV", {})
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("home"), database_url=database_url, extra_env=settings
+    )
     proc.start()
     try:
         yield proc

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ AGENT = Path(__file__).with_name("agent_app.py")
 SECRET_VALUE = "agent-runs-signing"
 SECRET_KEY = "Z4j0tS9o6m3Vq2l8kR1xW7yH5cN0bP4eD6fG8hJ2kL0="  # the same for every replica
 GLOBAL_LIMIT, TENANT_LIMIT, MAX_ATTEMPTS, TIMEOUT_S = 3, 2, 3, 2
-SETTINGS = {
+SERVER_ENV = {
     "ARMILLARY_SECRET_KEY": SECRET_KEY,
     "ARMILLARY_AGENT_RUN_CONCURRENCY": str(GLOBAL_LIMIT),
     "ARMILLARY_AGENT_RUN_TENANT_CONCURRENCY": str(TENANT_LIMIT),
@@ -52,20 +52,6 @@ SETTINGS = {
     "ARMILLARY_AGENT_RUN_LEASE_S": "3",
     "ARMILLARY_AGENT_RUN_POLL_S": "0.2",
 }
-
-
-@pytest.fixture(scope="module")
-def server(
-    database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        home=tmp_path_factory.mktemp("home"), database_url=database_url, extra_env=SETTINGS
-    )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @dataclass
@@ -364,7 +350,7 @@ def test_two_replicas_never_run_one_run_twice(
     server: ServerProcess, world: World, tmp_path: Path
 ) -> None:
     other = ServerProcess(
-        home=tmp_path / "other", database_url=server.database_url, extra_env=SETTINGS
+        home=tmp_path / "other", database_url=server.database_url, extra_env=SERVER_ENV
     )
     other.start()
     try:

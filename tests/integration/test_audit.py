@@ -10,12 +10,10 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy import select, text
 
@@ -29,6 +27,8 @@ from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
 CLEANUP_INTERVAL_S = 0.5
+# The module's server runs its retention loop twice a second.
+SERVER_ENV = {"ARMILLARY_AUDIT_CLEANUP_INTERVAL_S": str(CLEANUP_INTERVAL_S)}
 INJECTIONS = [
     "' OR '1'='1",
     "'; DROP TABLE audit_log; --",
@@ -43,23 +43,6 @@ INJECTIONS = [
     "${jndi:ldap://x}",
     "a" * 301,
 ]
-
-
-@pytest.fixture(scope="module")
-def server(
-    database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """The module's server, with a retention loop that runs twice a second."""
-    proc = ServerProcess(
-        home=tmp_path_factory.mktemp("home"),
-        database_url=database_url,
-        extra_env={"ARMILLARY_AUDIT_CLEANUP_INTERVAL_S": str(CLEANUP_INTERVAL_S)},
-    )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def _mark() -> str:

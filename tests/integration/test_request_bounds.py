@@ -25,7 +25,7 @@ from tests.support.waiting import wait_for
 
 MiB = 1024 * 1024
 BUDGET_BYTES = 10 * MiB  # more than one 8 MiB body, less than two
-SETTINGS = {
+SERVER_ENV = {
     "ARMILLARY_BODY_TIMEOUT_S": "2",
     "ARMILLARY_HEADER_TIMEOUT_S": "2",
     "ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT": str(BUDGET_BYTES),
@@ -35,20 +35,6 @@ FLOOD = 60
 BIG_JSON = b"[" + b"0," * 3_999_999 + b"0]"
 CHUNK = 256 * 1024
 GIVE_UP_S = 60.0  # a loop's safety cap, never an expectation
-
-
-@pytest.fixture(scope="module")
-def server(
-    database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        home=tmp_path_factory.mktemp("home"), database_url=database_url, extra_env=SETTINGS
-    )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def memory_kib(server: ServerProcess, field: str) -> int:
