@@ -87,11 +87,18 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def node(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+def node(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[NodeProcess]:
     """A node daemon connected to the module's `server` (which a module may override),
     run from examples/quickstart, with the Org `acme` most test stacks belong to. It
-    stops every replica when it stops."""
-    daemon = NodeProcess(server=server, data_dir=tmp_path_factory.mktemp("node"))
+    stops every replica when it stops. Its tenants share its user unless the module
+    sets `NODE_TENANT_UIDS` (see `NodeProcess.tenant_uids`)."""
+    daemon = NodeProcess(
+        server=server,
+        data_dir=tmp_path_factory.mktemp("node"),
+        tenant_uids=getattr(request.module, "NODE_TENANT_UIDS", "off"),
+    )
     daemon.start()
     try:
         apply(server, ACME)

@@ -12,16 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.documents import org
 from tests.support.servers import ServerProcess
-
-
-def org(name: str, **spec: object) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Org",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
 
 
 def test_health_needs_no_token_and_the_api_does(server: ServerProcess) -> None:

@@ -22,6 +22,7 @@ from armillary.api import problems
 from armillary.store import audit
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
+from tests.support import documents
 from tests.support.cli import Cli
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
@@ -49,22 +50,8 @@ def _mark() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _org(name: str, **spec: object) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Org",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def _stack(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": {"components": [{"name": "agent", "command": ["sleep", "100000"]}]},
-    }
+    return documents.stack(name, {"name": "agent", "command": ["sleep", "100000"]})
 
 
 def _admin_principal(server: ServerProcess) -> str:
@@ -99,12 +86,12 @@ def test_apply_records_one_row_per_changed_document(server: ServerProcess) -> No
     with server.client() as http:
         first = http.post(
             "/api/v1/apply",
-            json={"documents": [_org(org), _stack(stack)]},
+            json={"documents": [documents.org(org), _stack(stack)]},
             headers={"X-Request-ID": f"apply-1-{mark}"},
         )
         assert first.status_code == 200
         assert first.headers["x-request-id"] == f"apply-1-{mark}"
-        changed = {"documents": [_org(org, display_name="Org"), _stack(stack)]}
+        changed = {"documents": [documents.org(org, display_name="Org"), _stack(stack)]}
         http.post("/api/v1/apply", json=changed, headers={"X-Request-ID": f"apply-2-{mark}"})
         http.post("/api/v1/apply", json=changed, headers={"X-Request-ID": f"apply-3-{mark}"})
 
@@ -140,8 +127,11 @@ def test_apply_records_one_row_per_changed_document(server: ServerProcess) -> No
 def test_put_and_delete_record_generations(server: ServerProcess) -> None:
     name = f"o-{_mark()}"
     with server.client() as http:
-        assert http.put(f"/api/v1/orgs/{name}", json=_org(name)).status_code == 201
-        assert http.put(f"/api/v1/orgs/{name}", json=_org(name, description="d")).status_code == 200
+        assert http.put(f"/api/v1/orgs/{name}", json=documents.org(name)).status_code == 201
+        assert (
+            http.put(f"/api/v1/orgs/{name}", json=documents.org(name, description="d")).status_code
+            == 200
+        )
         assert http.delete(f"/api/v1/orgs/{name}").status_code == 200
     rows = _rows(server, kind="Org", name=name)
     assert [
@@ -218,8 +208,8 @@ def test_only_admins_read_the_audit_log(server: ServerProcess) -> None:
 def test_filters_and_paging(server: ServerProcess) -> None:
     name = f"o-{_mark()}"
     with server.client() as http:
-        http.put(f"/api/v1/orgs/{name}", json=_org(name))
-        http.put(f"/api/v1/orgs/{name}", json=_org(name, description="d"))
+        http.put(f"/api/v1/orgs/{name}", json=documents.org(name))
+        http.put(f"/api/v1/orgs/{name}", json=documents.org(name, description="d"))
         http.delete(f"/api/v1/orgs/{name}")
     everything = _rows(server, name=name)
     assert [r["outcome"] for r in everything] == ["deleted", "configured", "created"]
@@ -276,7 +266,7 @@ def test_filters_and_paging(server: ServerProcess) -> None:
 
 def test_injection_strings_in_filters_are_harmless(server: ServerProcess) -> None:
     with server.client() as http:
-        http.post("/api/v1/apply", json={"documents": [_org(f"o-{_mark()}")]})
+        http.post("/api/v1/apply", json={"documents": [documents.org(f"o-{_mark()}")]})
         for value in INJECTIONS:
             for param in ("principal", "kind", "name", "tenant", "verb", "outcome", "request_id"):
                 response = http.get("/api/v1/audit", params={param: value})
@@ -300,7 +290,9 @@ def test_no_password_or_token_value_reaches_the_audit_log(server: ServerProcess)
         assert http.post("/api/v1/users", json=body).status_code == 201
         key = http.post("/api/v1/tokens", json={"role": "viewer"}).json()
         secrets += [key["token"], key["token"].split("_")[-1]]
-        http.post("/api/v1/apply", json={"documents": [_org(f"o-{mark}"), _stack(f"s-{mark}")]})
+        http.post(
+            "/api/v1/apply", json={"documents": [documents.org(f"o-{mark}"), _stack(f"s-{mark}")]}
+        )
         tenant = {
             "apiVersion": "armillary.dev/v1",
             "kind": "Tenant",
@@ -353,7 +345,7 @@ def test_every_response_carries_a_request_id(server: ServerProcess) -> None:
 
         mine = http.post(
             "/api/v1/apply",
-            json={"documents": [_org(f"o-{mark}")]},
+            json={"documents": [documents.org(f"o-{mark}")]},
             headers={"X-Request-ID": f"mine:{mark}"},
         )
         assert mine.headers["x-request-id"] == f"mine:{mark}"
@@ -392,8 +384,8 @@ async def test_the_retention_loop_removes_rows_past_the_retention(server: Server
 def test_cli_audit(server: ServerProcess, cli: Cli) -> None:
     name = f"o-{_mark()}"
     with server.client() as http:
-        http.put(f"/api/v1/orgs/{name}", json=_org(name))
-        http.put(f"/api/v1/orgs/{name}", json=_org(name, description="d"))
+        http.put(f"/api/v1/orgs/{name}", json=documents.org(name))
+        http.put(f"/api/v1/orgs/{name}", json=documents.org(name, description="d"))
         viewer = http.post("/api/v1/tokens", json={"role": "viewer"}).json()["token"]
     code, out, err = cli("audit", "--kind", "Org", "--name", name, "--since", "1h")
     assert code == 0, err

@@ -24,6 +24,8 @@ from armillary.runtime.nodes import NodesRuntime
 from armillary.store import feed, provisioning_runs, repository
 from armillary.store import rollouts as rollout_store
 from armillary.store.database import Database
+from tests.support import documents
+from tests.support.clock import Clock
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -31,35 +33,15 @@ NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 def _stack(
     name: str, *, replicas: int = 1, components: int = 1, version: str = "1"
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": {
-            "components": [
-                {
-                    "name": f"web{i}",
-                    "command": ["sleep", "60"],
-                    "env": {"V": version},
-                    "replicas": replicas,
-                }
-                for i in range(components)
-            ]
-        },
-    }
+    web = [
+        {"name": f"web{i}", "command": ["sleep", "60"], "env": {"V": version}, "replicas": replicas}
+        for i in range(components)
+    ]
+    return documents.stack(name, *web)
 
 
 def _tenant(name: str, *, stack: str, org: str = "acme") -> dict[str, Any]:
-    return {
-        "apiVersion": "armillary.dev/v1",
-        "kind": "Tenant",
-        "metadata": {"name": name},
-        "spec": {"org": org, "stack": stack},
-    }
-
-
-def _org(name: str) -> dict[str, Any]:
-    return {"apiVersion": "armillary.dev/v1", "kind": "Org", "metadata": {"name": name}, "spec": {}}
+    return documents.tenant(name, stack, org=org)
 
 
 async def _apply(db: Database, *documents: dict[str, Any]) -> None:
@@ -110,7 +92,7 @@ def _statements() -> Iterator[Statements]:
 
 
 async def test_a_tenant_status_write_wakes_no_spec_watcher(store: Database) -> None:
-    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    await _apply(store, documents.org("acme"), _stack("s"), _tenant("t1", stack="s"))
     specs = store.feed.subscribe()  # as the controller drivers subscribe
     statuses = store.feed.subscribe(status=True)
     controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
@@ -164,7 +146,7 @@ class CountedSchedules(ScheduleController):
 async def test_the_drivers_are_not_woken_by_the_status_a_reconcile_writes(
     store: Database,
 ) -> None:
-    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    await _apply(store, documents.org("acme"), _stack("s"), _tenant("t1", stack="s"))
     tenants, schedules = CountedTenants(store), CountedSchedules(store)
     never = asyncio.Event()
 
@@ -197,7 +179,7 @@ async def test_the_drivers_are_not_woken_by_the_status_a_reconcile_writes(
 
 
 async def test_status_callbacks_only_when_asked(store: Database) -> None:
-    await _apply(store, _org("acme"), _stack("s"), _tenant("t1", stack="s"))
+    await _apply(store, documents.org("acme"), _stack("s"), _tenant("t1", stack="s"))
     spec_seen: list[feed.Change] = []
     all_seen: list[feed.Change] = []
     stop_specs = store.feed.watch(spec_seen.append)
@@ -268,14 +250,6 @@ async def test_provisioning_wakes_on_the_tenant_status_not_a_poll(store: Databas
 # --- the tenant controller, clock injected ---------------------------------------------
 
 
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 async def _tenant_row(db: Database, name: str) -> repository.Stored:
     async with db.read() as conn:
         return await repository.require(conn, "Tenant", name)
@@ -286,7 +260,7 @@ def _condition(stored: repository.Stored, kind: str) -> dict[str, Any]:
 
 
 async def test_the_tenant_controller_on_an_injected_clock(store: Database) -> None:
-    await _apply(store, _org("acme"), _stack("s", replicas=1), _tenant("t1", stack="s"))
+    await _apply(store, documents.org("acme"), _stack("s", replicas=1), _tenant("t1", stack="s"))
     clock = Clock(NOW)
     controller = TenantController(store, NodesRuntime(store), clock=clock)
     result = await controller.reconcile("t1")  # no node takes the replica
@@ -327,7 +301,9 @@ async def test_a_schedule_given_up_on_says_why(store: Database) -> None:
         "metadata": {"name": "t1-nightly"},
         "spec": {"tenant": "t1", "component": "web0", "cron": "0 * * * *"},
     }
-    await _apply(store, _org("acme"), _stack("s", replicas=0), _tenant("t1", stack="s"), schedule)
+    await _apply(
+        store, documents.org("acme"), _stack("s", replicas=0), _tenant("t1", stack="s"), schedule
+    )
     controller = ScheduleController(store, NodesRuntime(store), clock=lambda: NOW)
     await controller.reconcile("t1-nightly")
     await controller.give_up("t1-nightly", "the job's release is unreadable")
@@ -370,7 +346,7 @@ async def _reconcile_statements(store: Database, tenant: str, *, components: int
 async def test_a_reconcile_reads_and_writes_its_rollouts_once_whatever_its_size(
     store: Database,
 ) -> None:
-    await _apply(store, _org("acme"))
+    await _apply(store, documents.org("acme"))
     one = await _reconcile_statements(store, "small", components=1)
     three = await _reconcile_statements(store, "large", components=3)
     # One read (the revisions), the choice written once (a revision started per

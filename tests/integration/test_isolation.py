@@ -33,6 +33,9 @@ from tests.support.waiting import wait_for, wait_for_async
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-tenant users need root")
 
+# The module's node runs each tenant as a user of its own (its default as root).
+NODE_TENANT_UIDS = None
+
 VICTIM = """
 import os, pathlib, time
 password = os.environ["DB_PASSWORD"]

@@ -38,6 +38,7 @@ from armillary.store import allocations, nodes, repository, schedule_runs
 from armillary.store.database import MIGRATIONS, Database
 from tests.support.api import apply, delete, ready, replicas
 from tests.support.cli import Cli
+from tests.support.clock import Clock
 from tests.support.nodes import NodeProcess
 from tests.support.postgres import fresh_database
 from tests.support.processes import processes_marked
@@ -49,14 +50,6 @@ T0 = dt.datetime(2026, 11, 22, 10, 0, 30, tzinfo=dt.UTC)  # the schedules are cr
 
 def at(hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
     return dt.datetime(2026, 11, 22, hour, minute, second, tzinfo=dt.UTC)
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +132,7 @@ async def remove(db: Database, kind: str, name: str) -> None:
 class World:
     """One test's tenant, stack, node and schedule in the shared store."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock[dt.datetime]) -> None:
         self.db = db
         self.clock = clock
         mark = uuid.uuid4().hex[:8]

@@ -10,7 +10,7 @@ from tests.support.nodes import QUICKSTART
 API = "armillary.dev/v1"
 AGENT = ["python3", str(QUICKSTART / "apps" / "agent.py")]
 FAST_RESTART = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4, "crash_loop_after": 3}
-ACME = {"apiVersion": API, "kind": "Org", "metadata": {"name": "acme"}, "spec": {}}
+ACME: dict[str, Any] = {"apiVersion": API, "kind": "Org", "metadata": {"name": "acme"}, "spec": {}}
 
 
 def agent(name: str = "agent", **extra: Any) -> dict[str, Any]:
@@ -34,13 +34,20 @@ def stack(name: str, *components: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tenant(name: str, stack_name: str, mark: str, **spec: Any) -> dict[str, Any]:
+def tenant(name: str, stack_name: str, mark: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A tenant of Org `acme` (or `org=`); with `mark`, its processes carry it in
+    `ARMILLARY_TEST_MARK` (tests/support/processes.py finds them by it)."""
+    marked = {"env": {"ARMILLARY_TEST_MARK": mark}} if mark is not None else {}
     return {
         "apiVersion": API,
         "kind": "Tenant",
         "metadata": {"name": name},
-        "spec": {"org": "acme", "stack": stack_name, "env": {"ARMILLARY_TEST_MARK": mark}, **spec},
+        "spec": {"org": "acme", "stack": stack_name, **marked, **spec},
     }
+
+
+def org(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Org", "metadata": {"name": name}, "spec": spec}
 
 
 def secret(name: str, data: dict[str, str]) -> dict[str, Any]:

@@ -32,7 +32,12 @@ class NodeProcess(Child):
     stop_workloads_on_exit: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     stop_timeout_s: float = 60.0  # it stops every replica first
-    tenant_uids: str | None = None  # --tenant-uids; None: the daemon's default
+    # --tenant-uids. "off" unless a test is about per-tenant users (test_isolation.py):
+    # run as root, a daemon would otherwise run each tenant as a user of its own, and a
+    # test's replicas would need every directory above their files (the checkout, the
+    # temporary directories of pytest, which every pytest session closes again) open to
+    # those users. None: the daemon's own default.
+    tenant_uids: str | None = "off"
     token: str | None = None  # the key to connect with; the server's admin token if None
     token_by: Literal["file", "env"] = "file"  # --token-file, or ARMILLARY_NODE_TOKEN
     takeover: bool = False

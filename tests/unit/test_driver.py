@@ -10,14 +10,7 @@ import pytest
 from armillary.control.driver import Driver, Result
 from armillary.errors import PermanentError, TemporaryError
 from armillary.store.feed import Change, Feed
-
-
-class Clock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 class Scripted:
@@ -56,7 +49,7 @@ class Scripted:
         self.given_up.append((key, reason))
 
 
-def driver(controller: Scripted, clock: Clock, *, backoff_max_s: float = 30.0) -> Driver:
+def driver(controller: Scripted, clock: Clock[float], *, backoff_max_s: float = 30.0) -> Driver:
     return Driver(controller, Feed(), clock=clock, backoff_max_s=backoff_max_s)
 
 
@@ -68,7 +61,7 @@ async def take(d: Driver, key: str) -> None:
 
 
 async def test_a_requeue_brings_the_key_back_after_its_delay() -> None:
-    clock, controller = Clock(), Scripted()
+    clock, controller = Clock(100.0), Scripted()
     controller.script["a"] = [Result(requeue_after_s=5.0)]
     d = driver(controller, clock)
     await d.process("a")
@@ -80,7 +73,7 @@ async def test_a_requeue_brings_the_key_back_after_its_delay() -> None:
 
 
 async def test_failures_back_off_doubling_to_the_cap_and_a_success_resets() -> None:
-    clock, controller = Clock(), Scripted()
+    clock, controller = Clock(100.0), Scripted()
     failure: list[Result | Exception] = [RuntimeError("boom")] * 5
     controller.script["a"] = [*failure, Result(), RuntimeError("again")]
     d = driver(controller, clock, backoff_max_s=1.0)
@@ -99,7 +92,7 @@ async def test_failures_back_off_doubling_to_the_cap_and_a_success_resets() -> N
 
 
 async def test_a_temporary_error_is_retried_after_the_delay_it_names() -> None:
-    clock, controller = Clock(), Scripted()
+    clock, controller = Clock(100.0), Scripted()
     controller.script["a"] = [TemporaryError("node busy", delay_s=7.0)]
     d = driver(controller, clock)
     await d.process("a")
@@ -107,7 +100,7 @@ async def test_a_temporary_error_is_retried_after_the_delay_it_names() -> None:
 
 
 async def test_a_permanent_error_is_terminal_until_the_key_changes() -> None:
-    clock, controller = Clock(), Scripted(keys={"a", "b"})
+    clock, controller = Clock(100.0), Scripted(keys={"a", "b"})
     controller.script["a"] = [PermanentError("the release record is unreadable")]
     d = driver(controller, clock)
     await d.process("a")
@@ -131,7 +124,7 @@ async def test_a_permanent_error_is_terminal_until_the_key_changes() -> None:
 
 
 async def test_a_permanent_error_whose_condition_cannot_be_written_is_retried() -> None:
-    clock, controller = Clock(), Scripted()
+    clock, controller = Clock(100.0), Scripted()
     controller.script["a"] = [PermanentError("bad")]
     controller.give_up_fails = True
     d = driver(controller, clock)
@@ -141,7 +134,7 @@ async def test_a_permanent_error_whose_condition_cannot_be_written_is_retried() 
 
 
 async def test_run_resyncs_on_the_injected_sleep_and_ignores_status_writes() -> None:
-    clock, controller = Clock(), Scripted(keys={"a"})
+    clock, controller = Clock(100.0), Scripted(keys={"a"})
     slept: list[float] = []
     never = asyncio.Event()
 
