@@ -40,7 +40,7 @@ from armillary.protocol import (
     TcpProbe,
 )
 from tests.support.ports import free_port
-from tests.support.processes import alive
+from tests.support.processes import alive, processes_with
 from tests.support.waiting import wait_for_async
 
 FAST = Restart(backoff_initial_s=0.05, backoff_max_s=0.4, crash_loop_after=3)
@@ -82,17 +82,7 @@ def group_members(pgid: int) -> list[int]:
 
 def processes_of(allocation_id: str) -> list[int]:
     """Live processes carrying ARMILLARY_ALLOCATION=<allocation_id>."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if (
-                proc.environ().get("ARMILLARY_ALLOCATION") == allocation_id
-                and proc.status() != psutil.STATUS_ZOMBIE
-            ):
-                found.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+    return [process.pid for process in processes_with("ARMILLARY_ALLOCATION", allocation_id)]
 
 
 def kill_and_reap(pid: int) -> None:

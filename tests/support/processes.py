@@ -18,13 +18,15 @@ def alive(pid: int) -> bool:
 
 def processes_marked(mark: str) -> list[psutil.Process]:
     """Every live process whose environment carries ARMILLARY_TEST_MARK=mark."""
+    return processes_with("ARMILLARY_TEST_MARK", mark)
+
+
+def processes_with(name: str, value: str) -> list[psutil.Process]:
+    """Every live process whose environment has `name` set to `value`."""
     found = []
     for process in psutil.process_iter():
         try:
-            if (
-                process.environ().get("ARMILLARY_TEST_MARK") == mark
-                and process.status() != psutil.STATUS_ZOMBIE
-            ):
+            if process.environ().get(name) == value and process.status() != psutil.STATUS_ZOMBIE:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
