@@ -364,6 +364,8 @@ def test_a_daemon_with_a_refused_token_stops_and_says_why(
             "refused",
             "--data-dir",
             str(data),
+            "--tenant-uids",
+            "off",  # as root, per-tenant users would need `data`'s parents open to them
         ],
         capture_output=True,
         text=True,
