@@ -103,6 +103,14 @@ def test_spread_on_a_large_fleet_samples_yet_stays_balanced() -> None:
     assert 2 <= min(index.replicas.values()) and max(index.replicas.values()) <= 4
 
 
+def test_spread_walks_past_its_sample_to_a_node_without_the_group() -> None:
+    names = [f"n{i}" for i in range(10)]
+    placed = [Placed(node=n, group="t/web") for n in names if n != "n7"]
+    demands = [Demand(key=f"web/{r}", group="t/web") for r in range(9, 12)]
+    index = NodeIndex.build(nodes(*names), placed)
+    assert place(index, demands, sample_size=1).assigned["web/9"] == "n7"
+
+
 NAMES = [f"n{i}" for i in range(8)]
 GROUPS = ["t/a", "t/b", "u/a"]
 zone = st.dictionaries(st.just("zone"), st.sampled_from(["eu", "us"]), max_size=1)
@@ -112,8 +120,8 @@ node_strategy = st.builds(
     cpu_millicores=st.integers(0, 4000),
     memory_mb=st.integers(0, 4096),
     labels=zone,
-    ready=st.booleans(),
-    schedulable=st.booleans(),
+    ready=st.sampled_from([True, True, True, False]),
+    schedulable=st.sampled_from([True, True, True, False]),
 )
 placed_strategy = st.builds(
     Placed,
