@@ -1,11 +1,13 @@
-"""place(): feasibility, then spread or binpack, deterministic, explained."""
+"""place(): feasibility, then spread or binpack on a node index, deterministic, explained."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from armillary.runtime.scheduler import Demand, NodeInfo, Placed, place
+from armillary.runtime.scheduler import Demand, NodeIndex, NodeInfo, Placed, Strategy, place
 
 
 def nodes(*names: str, cpu: int = 4000, memory: int = 8192) -> list[NodeInfo]:
@@ -14,20 +16,24 @@ def nodes(*names: str, cpu: int = 4000, memory: int = 8192) -> list[NodeInfo]:
 
 def test_spread_puts_replicas_of_one_group_on_different_nodes() -> None:
     demands = [Demand(key=f"agent/{i}", group="t/agent") for i in range(3)]
-    placement = place(nodes("a", "b", "c"), [], demands)
+    placement = place(NodeIndex.build(nodes("a", "b", "c"), []), demands)
     assert sorted(placement.assigned.values()) == ["a", "b", "c"]
 
 
 def test_spread_counts_what_is_already_placed() -> None:
     placed = [Placed(node="a", group="t/agent"), Placed(node="b", group="t/agent")]
-    placement = place(nodes("a", "b", "c"), placed, [Demand(key="x", group="t/agent")])
+    placement = place(
+        NodeIndex.build(nodes("a", "b", "c"), placed), [Demand(key="x", group="t/agent")]
+    )
     assert placement.assigned == {"x": "c"}
 
 
 def test_binpack_fills_the_fullest_node_first() -> None:
     placed = [Placed(node="b", group="other", memory_mb=6000)]
     demands = [Demand(key="x", group="g", memory_mb=1000)]
-    assert place(nodes("a", "b"), placed, demands, "binpack").assigned == {"x": "b"}
+    assert place(NodeIndex.build(nodes("a", "b"), placed), demands, "binpack").assigned == {
+        "x": "b"
+    }
 
 
 def test_infeasible_nodes_are_explained_per_reason() -> None:
@@ -37,7 +43,9 @@ def test_infeasible_nodes_are_explained_per_reason() -> None:
         NodeInfo(name="c", cpu_millicores=4000, memory_mb=4000, schedulable=False),
         NodeInfo(name="d", cpu_millicores=100, memory_mb=4000),
     ]
-    placement = place(infos, [], [Demand(key="x", group="g", cpu_millicores=500, memory_mb=200)])
+    placement = place(
+        NodeIndex.build(infos, []), [Demand(key="x", group="g", cpu_millicores=500, memory_mb=200)]
+    )
     assert placement.assigned == {}
     assert placement.unplaced["x"] == {
         "have too little memory": 1,
@@ -53,49 +61,178 @@ def test_labels_constrain_placement() -> None:
         NodeInfo(name="a", cpu_millicores=1, memory_mb=1),
         NodeInfo(name="b", cpu_millicores=1, memory_mb=1, labels={"zone": "eu"}),
     ]
-    placement = place(infos, [], [Demand(key="x", group="g", node_labels={"zone": "eu"})])
+    placement = place(
+        NodeIndex.build(infos, []), [Demand(key="x", group="g", node_labels={"zone": "eu"})]
+    )
     assert placement.assigned == {"x": "b"}
 
 
 def test_no_nodes_explains_itself() -> None:
-    placement = place([], [], [Demand(key="x", group="g")])
+    placement = place(NodeIndex.build([], []), [Demand(key="x", group="g")])
     assert placement.explain("x") == "no nodes are registered"
 
 
+def test_binpack_takes_the_fullest_node_that_fits_not_one_too_full() -> None:
+    placed = [
+        Placed(node="a", group="g", memory_mb=7900),  # fullest, but 292 MB left
+        Placed(node="b", group="g", memory_mb=6000),
+        Placed(node="c", group="g", memory_mb=5000),
+    ]
+    demands = [
+        Demand(key="x", group="h", memory_mb=1000),
+        Demand(key="y", group="h", memory_mb=1000),
+    ]
+    placement = place(NodeIndex.build(nodes("a", "b", "c"), placed), demands, "binpack")
+    assert placement.assigned == {"x": "b", "y": "b"}
+
+
+def test_spread_on_a_large_fleet_samples_yet_stays_balanced() -> None:
+    """1,000 nodes, 3,000 replicas in groups of three, each step on the index the
+    last one left: every node ends with 2 to 4 (a full scan gives exactly 3)."""
+    index = NodeIndex.build(nodes(*(f"n{i:04}" for i in range(1000))), [])
+    for tenant in range(1000):
+        demands = [
+            Demand(key=f"web/{r}", group=f"t{tenant}/web", cpu_millicores=10) for r in range(3)
+        ]
+        placement = place(index, demands)
+        assert len(set(placement.assigned.values())) == 3
+        for demand in demands:
+            index.add(
+                Placed(node=placement.assigned[demand.key], group=demand.group, cpu_millicores=10)
+            )
+    assert min(index.replicas.values()) >= 2 and max(index.replicas.values()) <= 4
+
+
+def test_spread_walks_past_its_sample_to_a_node_without_the_group() -> None:
+    names = [f"n{i}" for i in range(10)]
+    placed = [Placed(node=n, group="t/web") for n in names if n != "n7"]
+    demands = [Demand(key=f"web/{r}", group="t/web") for r in range(9, 12)]
+    index = NodeIndex.build(nodes(*names), placed)
+    assert place(index, demands, sample_size=1).assigned["web/9"] == "n7"
+
+
+NAMES = [f"n{i}" for i in range(8)]
+GROUPS = ["t/a", "t/b", "u/a"]
+zone = st.dictionaries(st.just("zone"), st.sampled_from(["eu", "us"]), max_size=1)
 node_strategy = st.builds(
     NodeInfo,
-    name=st.sampled_from(["n1", "n2", "n3", "n4"]),
+    name=st.sampled_from(NAMES),
     cpu_millicores=st.integers(0, 4000),
     memory_mb=st.integers(0, 4096),
-    ready=st.booleans(),
-    schedulable=st.booleans(),
+    labels=zone,
+    ready=st.sampled_from([True, True, True, False]),
+    schedulable=st.sampled_from([True, True, True, False]),
+)
+placed_strategy = st.builds(
+    Placed,
+    node=st.sampled_from([*NAMES, "gone"]),  # "gone": a node since removed
+    group=st.sampled_from(GROUPS),
+    cpu_millicores=st.integers(0, 1500),
+    memory_mb=st.integers(0, 1500),
 )
 demand_strategy = st.builds(
     Demand,
     key=st.uuids().map(str),
-    group=st.sampled_from(["t/a", "t/b", "u/a"]),
+    group=st.sampled_from(GROUPS),
     cpu_millicores=st.integers(0, 1500),
     memory_mb=st.integers(0, 1500),
+    node_labels=zone,
 )
+fleets = st.lists(node_strategy, max_size=8, unique_by=lambda n: n.name)
+existing = st.lists(placed_strategy, max_size=16)
+demand_lists = st.lists(demand_strategy, max_size=12, unique_by=lambda d: d.key)
+strategies = st.sampled_from(["spread", "binpack"])
+samples = st.sampled_from([1, 2, 3, 8])  # below the fleet size, so sampling is exercised
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(node_strategy, max_size=4, unique_by=lambda n: n.name),
-    st.lists(demand_strategy, max_size=12, unique_by=lambda d: d.key),
-    st.sampled_from(["spread", "binpack"]),
-)
-def test_never_overcommits_never_places_on_infeasible_nodes_and_is_deterministic(
-    infos: list[NodeInfo], demands: list[Demand], strategy: str
+def reason(node: NodeInfo, demand: Demand, cpu_used: int, memory_used: int) -> str | None:
+    """The rules as documented, written out again as the test's oracle."""
+    if not node.ready:
+        return "not ready"
+    if not node.schedulable:
+        return "cordoned"
+    for key, value in demand.node_labels.items():
+        if node.labels.get(key) != value:
+            return f"lack label {key}={value}"
+    if cpu_used + demand.cpu_millicores > node.cpu_millicores:
+        return "have too little CPU"
+    if memory_used + demand.memory_mb > node.memory_mb:
+        return "have too little memory"
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(fleets, existing, demand_lists, strategies, samples)
+def test_each_placement_is_feasible_spread_spreads_binpack_packs_and_refusals_count_every_node(
+    infos: list[NodeInfo],
+    placed: list[Placed],
+    demands: list[Demand],
+    strategy: Strategy,
+    sample_size: int,
 ) -> None:
-    placement = place(infos, [], demands, strategy)  # type: ignore[arg-type]
-    assert placement == place(infos, [], demands, strategy)  # type: ignore[arg-type]
-    by_name = {n.name: n for n in infos}
-    by_key = {d.key: d for d in demands}
-    for name in placement.assigned.values():
-        assert by_name[name].ready and by_name[name].schedulable
-    for node in infos:
-        mine = [by_key[k] for k, n in placement.assigned.items() if n == node.name]
-        assert sum(d.cpu_millicores for d in mine) <= node.cpu_millicores
-        assert sum(d.memory_mb for d in mine) <= node.memory_mb
-    assert set(placement.assigned) | set(placement.unplaced) == set(by_key)
+    """Replays the placement demand by demand against a full scan of the nodes:
+    labels, cordon, readiness and capacity hold; spread never puts a second replica
+    of a group on a node while a feasible node has none of it; binpack takes the
+    fullest feasible node (tolerance: none, ties by name); a refused demand has every
+    node counted under its reason."""
+    placement = place(NodeIndex.build(infos, placed), demands, strategy, sample_size=sample_size)
+    assert set(placement.assigned) | set(placement.unplaced) == {d.key for d in demands}
+    cpu_used = Counter({n.name: 0 for n in infos})
+    memory_used = Counter({n.name: 0 for n in infos})
+    held = Counter((p.node, p.group) for p in placed)
+    for p in placed:
+        cpu_used[p.node] += p.cpu_millicores
+        memory_used[p.node] += p.memory_mb
+    for demand in demands:
+        verdicts = {n.name: reason(n, demand, cpu_used[n.name], memory_used[n.name]) for n in infos}
+        feasible = [n for n in infos if verdicts[n.name] is None]
+        chosen = placement.assigned.get(demand.key)
+        if chosen is None:
+            assert not feasible
+            assert placement.unplaced[demand.key] == Counter(verdicts.values())
+            assert sum(placement.unplaced[demand.key].values()) == len(infos)
+            continue
+        assert verdicts[chosen] is None
+        if strategy == "spread" and held[(chosen, demand.group)] > 0:
+            assert all(held[(n.name, demand.group)] > 0 for n in feasible)
+        if strategy == "binpack":
+
+            def room(n: NodeInfo) -> tuple[int, int, str]:
+                free_memory = n.memory_mb - memory_used[n.name]
+                return (free_memory, n.cpu_millicores - cpu_used[n.name], n.name)
+
+            assert chosen == min(feasible, key=room).name
+        cpu_used[chosen] += demand.cpu_millicores
+        memory_used[chosen] += demand.memory_mb
+        held[(chosen, demand.group)] += 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleets, existing, demand_lists, strategies, samples)
+def test_placement_is_deterministic_whatever_the_order_of_nodes_and_allocations(
+    infos: list[NodeInfo],
+    placed: list[Placed],
+    demands: list[Demand],
+    strategy: Strategy,
+    sample_size: int,
+) -> None:
+    index = NodeIndex.build(infos, placed)
+    placement = place(index, demands, strategy, sample_size=sample_size)
+    assert index == NodeIndex.build(infos, placed)  # place() changed nothing
+    assert placement == place(index, demands, strategy, sample_size=sample_size)
+    shuffled = NodeIndex.build(reversed(infos), reversed(placed))
+    assert placement == place(shuffled, demands, strategy, sample_size=sample_size)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleets, existing, existing)
+def test_an_index_kept_with_add_and_remove_equals_one_built_afresh(
+    infos: list[NodeInfo], before: list[Placed], after: list[Placed]
+) -> None:
+    index = NodeIndex.build(infos, before)
+    for p in after:
+        index.add(p)
+    assert index == NodeIndex.build(infos, [*before, *after])
+    for p in after:
+        index.remove(p)
+    assert index == NodeIndex.build(infos, before)

@@ -140,7 +140,10 @@ class NodesRuntime:
             )
             for c in creates
         ]
-        placement = scheduler.place(infos, placed, demands, self._strategy)
+        # Built per step from what the step read: the same cost as before, one pass
+        # over the nodes and allocations, after which each placement is cheap.
+        index = scheduler.NodeIndex.build(infos, placed)
+        placement = scheduler.place(index, demands, self._strategy)
         unplaced: dict[str, str] = {}
         batch: list[allocations.Allocation] = []
         for create, demand in zip(creates, demands, strict=True):
