@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from armillary import errors
 from armillary.node import leases
 from tests.support import ports
 from tests.support.api import apply, replicas
@@ -177,3 +178,19 @@ def test_a_fixed_port_another_daemon_leases_is_refused_naming_it(
         second.stop()
         first.stop()
         other.stop()
+
+
+def test_a_private_lease_directory_another_user_may_write_is_refused(tmp_path: Path) -> None:
+    shared_dir = tmp_path / "open"
+    shared_dir.mkdir()
+    shared_dir.chmod(0o777)  # as a directory another user made in /tmp would be
+    refused = leases.Leases(shared_dir / "ports", holder="test", private=True)
+    with pytest.raises(errors.PermanentError, match="is not this user's alone"):
+        refused.open()
+    mine = tmp_path / "mine"
+    held = leases.Leases(mine / "ports", holder="test", private=True)
+    held.open()  # made here, 0700: accepted
+    port = ports.free_port()
+    assert held.take(port, owner="r") is None
+    assert held.holder(port) == "test, for replica r"
+    held.close()

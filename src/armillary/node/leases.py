@@ -52,6 +52,12 @@ def default_directory(*, euid: int) -> Path:
         return Path(from_env)
     if euid == 0:
         return ROOT_DIRECTORY
+    return private_directory(euid=euid)
+
+
+def private_directory(*, euid: int) -> Path:
+    """The default of a daemon that is not root: under the temporary directory, in a
+    directory of its user's that `Leases.open` checks nobody else owns or may write."""
     return Path(tempfile.gettempdir()) / f"armillary-{euid}" / "ports"
 
 
@@ -72,8 +78,9 @@ def lock(directory: Path, port: int) -> int | None:
 class Leases:
     """The ports one daemon leases, each for the replicas (owners) that hold it."""
 
-    def __init__(self, directory: Path, *, holder: str) -> None:
+    def __init__(self, directory: Path, *, holder: str, private: bool = False) -> None:
         self.directory = directory
+        self._private = private  # ours alone: refuse it when another user owns or may write it
         self._holder = holder  # who we are, written into each lock file we hold
         self._fds: dict[int, int] = {}
         self._owners: dict[int, set[str]] = {}
@@ -84,6 +91,8 @@ class Leases:
 
         Raises `errors.PermanentError` naming the directory when it cannot be used."""
         try:
+            if self._private:
+                self.directory.parent.mkdir(exist_ok=True, mode=0o700)
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)
             info = os.lstat(self.directory)
         except OSError as exc:
@@ -94,6 +103,19 @@ class Leases:
             raise errors.PermanentError(
                 f"the port lease directory {self.directory} is not a directory"
             )
+        if self._private:
+            for each in (self.directory, self.directory.parent):
+                found = os.lstat(each)
+                if (
+                    found.st_uid != os.geteuid()
+                    or found.st_mode & 0o022
+                    or stat.S_ISLNK(found.st_mode)
+                ):
+                    raise errors.PermanentError(
+                        f"the port lease directory {each} is not this user's alone "
+                        f"(owner uid {found.st_uid}, mode {stat.S_IMODE(found.st_mode):04o}): "
+                        f"remove it, or choose one with --port-leases or {ENV_VAR}"
+                    )
 
     def take(self, port: int, *, owner: str) -> str | None:
         """Lease `port` for `owner` (an allocation id). None when this daemon now leases

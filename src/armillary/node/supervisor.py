@@ -64,9 +64,11 @@ class Supervisor:
         dynamic_ports: range = process.DYNAMIC_PORTS,
     ) -> None:
         self._data_dir = data_dir.absolute()
+        lease_dir = port_leases or leases.default_directory(euid=os.geteuid())
         self._leases = leases.Leases(
-            port_leases or leases.default_directory(euid=os.geteuid()),
+            lease_dir,
             holder=f"the node daemon of {self._data_dir} (pid {os.getpid()})",
+            private=lease_dir == leases.private_directory(euid=os.geteuid()),
         )
         self._tenants = tenancy.Tenants(
             self._data_dir / "tenants", uids=tenant_uids, euid=os.geteuid()
