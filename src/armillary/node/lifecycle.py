@@ -142,7 +142,7 @@ class Lifecycle:
     def _resolve_ports(self, held: Replica) -> None:
         """Pick the replica's ports and lease them host-wide (`node.leases`); raise
         `SpawnError(PortInUse)` for a fixed port another daemon leases or another process
-        has bound. Whatever happens, the replica leases exactly the ports it holds."""
+        has bound. Whatever happens, the replica leases no port it does not hold."""
         spec, leases, owner = held.spec, self._leases, held.spec.id
         try:
             held.ports = process.pick_ports(
