@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="request body bytes all requests in flight may hold at once (503 "
         "beyond); unset: 8 × max_body_bytes",
     )
+    max_apply_documents: int = Field(
+        default=2000,
+        ge=1,
+        description="most documents one apply or plan may hold (413 beyond): all of them "
+        "are written in one transaction, which must end well within a client's timeout",
+    )
     body_timeout_s: float = Field(
         default=60, gt=0, description="how long a request may take to send its whole body"
     )

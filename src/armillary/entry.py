@@ -36,6 +36,8 @@ def run_node_command(argv: list[str]) -> None:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--stop-workloads-on-exit", action="store_true")
     parser.add_argument("--tenant-uids")
+    parser.add_argument("--port-leases", type=Path)
+    parser.add_argument("--dynamic-ports")
     parser.add_argument(
         "--takeover",
         action="store_true",
@@ -54,6 +56,8 @@ def run_node_command(argv: list[str]) -> None:
             stop_workloads_on_exit=options.stop_workloads_on_exit,
             tenant_uids=options.tenant_uids,
             takeover=options.takeover,
+            port_leases=options.port_leases,
+            dynamic_ports=options.dynamic_ports,
         )
     except ValueError as exc:
         parser.error(str(exc))

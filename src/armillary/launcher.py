@@ -53,6 +53,8 @@ def start_node(
     stop_workloads_on_exit: bool,
     tenant_uids: str | None = None,
     takeover: bool = False,
+    port_leases: Path | None = None,
+    dynamic_ports: str | None = None,
 ) -> None:
     """Resolve the options (flags, then env, then the local context file) and run."""
     import dataclasses
@@ -60,7 +62,7 @@ def start_node(
     import os
 
     from armillary.cli import context
-    from armillary.node import daemon, tenancy
+    from armillary.node import daemon, process, tenancy
 
     target = context.resolve(url=server, token=node_token(token=token, token_file=token_file))
     if not target.token:
@@ -86,6 +88,10 @@ def start_node(
         stop_workloads_on_exit=stop_workloads_on_exit,
         tenant_uids=uids,
         takeover=takeover,
+        port_leases=port_leases.resolve() if port_leases else None,
+        dynamic_ports=process.parse_ports(dynamic_ports)
+        if dynamic_ports
+        else process.DYNAMIC_PORTS,
     )
     if name:
         options = dataclasses.replace(options, name=name)

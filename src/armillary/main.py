@@ -125,6 +125,17 @@ def node(
         bool,
         typer.Option(help="Replace a daemon that is connected under this node name (audited)."),
     ] = False,
+    port_leases: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory of host-wide port leases, shared by every daemon of the machine "
+            "(or ARMILLARY_PORT_LEASES; default /run/armillary/ports as root)."
+        ),
+    ] = None,
+    dynamic_ports: Annotated[
+        str | None,
+        typer.Option(help="FIRST-LAST: where ports of 0 are picked from (default 20000-31999)."),
+    ] = None,
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
@@ -139,6 +150,8 @@ def node(
             stop_workloads_on_exit=stop_workloads_on_exit,
             tenant_uids=tenant_uids,
             takeover=takeover,
+            port_leases=port_leases,
+            dynamic_ports=dynamic_ports,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

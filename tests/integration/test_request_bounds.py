@@ -111,6 +111,7 @@ def test_authenticated_bodies_are_still_parsed_and_limited(server: ServerProcess
         assert bad.status_code in (400, 422), bad.text
         declared = http.post("/api/v1/apply", content=b" " * (8 * MiB + 1))
         assert declared.status_code == 413, declared.text
+        assert f"the limit is {8 * MiB} (ARMILLARY_MAX_BODY_BYTES)" in declared.text
 
         def chunks() -> Iterator[bytes]:
             for _ in range(9):

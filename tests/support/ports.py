@@ -12,19 +12,24 @@ connection) may take the port before the child binds it. Two ways out, by case:
   from (node/process.py DYNAMIC_PORTS, itself below the kernel's ephemeral range), so
   that no daemon, no bind to port 0 and no outgoing connection is ever given it,
   reserved across processes by an exclusive lock on a file named after it and held
-  until this process exits. Two test runs on one machine therefore never pick the
-  same port, and a port something else already listens on is skipped.
+  until this process exits: the lock node daemons lease their replicas' ports with
+  (node/leases.py), in a directory of its own (a replica's fixed port that the test
+  itself leased would be refused to the daemon). Two test runs on one machine therefore
+  never pick the same port, and a port something else already listens on is skipped.
+- `free_ports(n)` reserves n consecutive such ports, to give a node daemon as its
+  `--dynamic-ports` range: only that daemon (and those the test gives the same range)
+  ever hands them out.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import socket
 import tempfile
 from pathlib import Path
 
+from armillary.node import leases
 from armillary.node.process import DYNAMIC_PORTS
 
 LOCK_DIR = Path(tempfile.gettempdir()) / "armillary-test-ports"
@@ -69,17 +74,27 @@ def _bindable(port: int) -> bool:
 def free_port() -> int:
     """A loopback port nobody else listens on or will be handed, reserved for the
     rest of this test process (see the module docstring)."""
+    return free_ports(1).start
+
+
+def free_ports(count: int) -> range:
+    """`count` consecutive ports as `free_port()` reserves one: every one of them free
+    now and held for the rest of this test process."""
     LOCK_DIR.mkdir(exist_ok=True)
     for _ in range(200):
-        port = random.randrange(LOWEST, HIGHEST)
-        fd = os.open(LOCK_DIR / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another test process (or this one) holds it
+        first = random.randrange(LOWEST, HIGHEST - count + 1)
+        block = range(first, first + count)
+        fds: list[int] = []
+        for port in block:
+            fd = leases.lock(LOCK_DIR, port)
+            if fd is None:  # another test process (or this one) holds it
+                break
+            fds.append(fd)
+            if not _bindable(port):  # something else listens there
+                break
+        else:
+            _held.extend(fds)
+            return block
+        for fd in fds:
             os.close(fd)
-            continue
-        if _bindable(port):
-            _held.append(fd)
-            return port
-        os.close(fd)
-    raise RuntimeError(f"no free port between {LOWEST} and {HIGHEST} after 200 tries")
+    raise RuntimeError(f"no {count} free ports between {LOWEST} and {HIGHEST} after 200 tries")

@@ -69,10 +69,13 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.public_max_bytes if scope["path"] in self.public else self.max_bytes
+        public = scope["path"] in self.public
+        max_bytes = self.public_max_bytes if public else self.max_bytes
         declared = content_length(scope)
         if declared is not None and declared > max_bytes:
-            await problems.response(_too_large(declared, max_bytes))(scope, receive, send)
+            await problems.response(_too_large(declared, max_bytes, public=public))(
+                scope, receive, send
+            )
             return
         seen = 0
         refused = False
@@ -88,7 +91,9 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
                     refused = True
-                    await problems.response(_too_large(seen, max_bytes))(scope, receive, send)
+                    await problems.response(_too_large(seen, max_bytes, public=public))(
+                        scope, receive, send
+                    )
                     return DISCONNECT
             return message
 
@@ -244,8 +249,9 @@ def _closing(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [*kept, (b"connection", b"close")]
 
 
-def _too_large(size: int, max_bytes: int) -> TooLarge:
-    message = f"request body is {size} bytes or more; the limit is {max_bytes}"
+def _too_large(size: int, max_bytes: int, *, public: bool) -> TooLarge:
+    setting = "the limit for webhook deliveries" if public else "ARMILLARY_MAX_BODY_BYTES"
+    message = f"request body is {size} bytes or more; the limit is {max_bytes} ({setting})"
     return TooLarge([Issue(path="body", message=message)])
 
 

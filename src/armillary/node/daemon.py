@@ -66,6 +66,8 @@ class Options:
     # run as the daemon's user
     tenant_uids: tenancy.UidRange | None = tenancy.DEFAULT_RANGE
     takeover: bool = False  # replace a live daemon of the same name (the server audits it)
+    port_leases: Path | None = None  # host-wide port leases; None: leases.default_directory()
+    dynamic_ports: range = process.DYNAMIC_PORTS  # where ports of 0 are picked from
 
 
 def websocket_url(server: str) -> str:
@@ -91,6 +93,8 @@ class Daemon:
             address=options.address,
             on_change=self._changed.set,
             tenant_uids=options.tenant_uids,
+            port_leases=options.port_leases,
+            dynamic_ports=options.dynamic_ports,
         )
         self.checkpoints = logstream.Checkpoints()
         self._streams: dict[str, asyncio.Task[None]] = {}

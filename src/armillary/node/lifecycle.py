@@ -25,6 +25,7 @@ from pathlib import Path
 
 from armillary import errors
 from armillary.node import checkouts, health, logfiles, process, procfs, restart, tenancy
+from armillary.node.leases import Leases
 from armillary.node.replica import Proc, Replica
 from armillary.protocol import ReplicaState
 
@@ -52,6 +53,8 @@ class Lifecycle:
         changed: Callable[[Replica], None],
         stopped: Callable[[Replica], None],
         ports_taken: Callable[[Replica], set[int]],
+        leases: Leases,
+        dynamic_ports: range = process.DYNAMIC_PORTS,
     ) -> None:
         self.replicas_dir = data_dir / "replicas"
         self.checkouts_dir = data_dir / "checkouts"
@@ -62,6 +65,8 @@ class Lifecycle:
         self._changed = changed
         self._stopped = stopped
         self._ports_taken = ports_taken
+        self._leases = leases
+        self._dynamic_ports = dynamic_ports
         self._boot_time_s = procfs.boot_time()
 
     def log_path(self, allocation_id: str) -> Path:
@@ -97,15 +102,7 @@ class Lifecycle:
         spec = held.spec
         held.restart_timer = None
         try:
-            held.ports = process.pick_ports(
-                spec.ports,
-                previous=held.ports,
-                taken=self._ports_taken(held),
-                address=self._address,
-            )
-            process.check_ports(
-                {n: p for n, p in held.ports.items() if spec.ports.get(n)}, address=self._address
-            )
+            self._resolve_ports(held)
             env, cwd = self.environment(held)
             run_as = self.run_as(held)
             fd = logfiles.open_append(self.log_path(spec.id))
@@ -141,6 +138,32 @@ class Lifecycle:
             self._start_health(held, proc, health.Status())
         self._arm_timeout(held, proc, remaining_s=spec.timeout_s)
         self._changed(held)
+
+    def _resolve_ports(self, held: Replica) -> None:
+        """Pick the replica's ports and lease them host-wide (`node.leases`); raise
+        `SpawnError(PortInUse)` for a fixed port another daemon leases or another process
+        has bound. Whatever happens, the replica leases no port it does not hold."""
+        spec, leases, owner = held.spec, self._leases, held.spec.id
+        try:
+            held.ports = process.pick_ports(
+                spec.ports,
+                previous=held.ports,
+                taken=self._ports_taken(held),
+                address=self._address,
+                lease=lambda port: leases.take(port, owner=owner) is None,
+                unlease=lambda port: leases.drop(port, owner=owner),
+                dynamic=self._dynamic_ports,
+            )
+        finally:
+            leases.keep(owner, held.ports.values())
+        fixed = {n: p for n, p in held.ports.items() if spec.ports.get(n)}
+        for name, port in fixed.items():
+            holder = leases.take(port, owner=owner)
+            if holder is not None:
+                raise errors.SpawnError(
+                    reason="PortInUse", message=f"port {port} ({name}) is leased by {holder}"
+                )
+        process.check_ports(fixed, address=self._address)
 
     def adopt(self, held: Replica, identity: procfs.Identity, *, started_at: float) -> bool:
         """Watch a running process as this replica's, keeping its recorded state.

@@ -77,39 +77,58 @@ def environment(
 DYNAMIC_PORTS = range(20000, 32000)
 
 
+def parse_ports(text: str) -> range:
+    """`"20000-31999"` → that range of ports (both ends in it). Raises ValueError saying
+    what is wrong."""
+    first_text, sep, last_text = text.strip().partition("-")
+    if not sep or not first_text.isdigit() or not last_text.isdigit():
+        raise ValueError(f"--dynamic-ports: expected FIRST-LAST (e.g. 20000-31999), got {text!r}")
+    first, last = int(first_text), int(last_text)
+    if not 1024 <= first <= last <= 65535:
+        raise ValueError(
+            f"--dynamic-ports: {text} must be FIRST-LAST with 1024 <= FIRST <= LAST <= 65535"
+        )
+    return range(first, last + 1)
+
+
 def pick_ports(
     wanted: Mapping[str, int],
     *,
     previous: Mapping[str, int],
     taken: set[int],
     address: str,
+    lease: Callable[[int], bool] = lambda port: True,
+    unlease: Callable[[int], None] = lambda port: None,
+    dynamic: range = DYNAMIC_PORTS,
 ) -> dict[str, int]:
     """Resolve a replica's ports: a fixed port stays as asked; a dynamic one (0) keeps the
-    port it had if that is still free, else takes a free port in DYNAMIC_PORTS that no
-    other replica of this node holds and that can be bound now. The node picks because
-    only the node can see which ports its machine really has free.
+    port it had if that is still free, else takes a free port in `dynamic` that no
+    other replica of this node holds, that `lease` grants (no other daemon on the
+    machine has handed it out: `node.leases`) and that can be bound now. The node picks
+    because only the node can see which ports its machine really has free. A port
+    leased but then refused by the bind probe is given back with `unlease`.
 
-    The search starts at a random port (as Nomad picks its dynamic ports): two daemons
-    on one machine that picked the lowest free port at the same moment would both hand
-    out the same one, and one of the two replicas would fail to bind it."""
+    The search starts at a random port (as Nomad picks its dynamic ports), so daemons on
+    one machine rarely even contend for the same lease."""
     resolved: dict[str, int] = {}
     for name, port in wanted.items():
         if port:
             resolved[name] = port
             continue
         again = previous.get(name)
-        if again and again not in taken and _bindable(again, address):
-            resolved[name] = again
-            continue
-        start = secrets.randbelow(len(DYNAMIC_PORTS))
-        for candidate in (*DYNAMIC_PORTS[start:], *DYNAMIC_PORTS[:start]):
-            if (
-                candidate not in taken
-                and candidate not in resolved.values()
-                and _bindable(candidate, address)
-            ):
+        if again and again not in taken and again not in resolved.values() and lease(again):
+            if _bindable(again, address):
+                resolved[name] = again
+                continue
+            unlease(again)
+        start = secrets.randbelow(len(dynamic))
+        for candidate in (*dynamic[start:], *dynamic[:start]):
+            if candidate in taken or candidate in resolved.values() or not lease(candidate):
+                continue
+            if _bindable(candidate, address):
                 resolved[name] = candidate
                 break
+            unlease(candidate)
         else:
             raise SpawnError(reason="PortUnavailable", message=f"no free port left for {name}")
     return resolved

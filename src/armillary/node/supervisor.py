@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from armillary import errors
-from armillary.node import checkouts, logfiles, process, procfs, statefile, tenancy
+from armillary.node import checkouts, leases, logfiles, process, procfs, statefile, tenancy
 from armillary.node.lifecycle import Lifecycle
 from armillary.node.replica import Replica
 from armillary.protocol import AllocationSpec, ReplicaReport
@@ -60,8 +60,16 @@ class Supervisor:
         log_max_bytes: int = 10 * 1024 * 1024,
         log_keep: int = 3,
         tenant_uids: tenancy.UidRange | None = None,  # None: tenants run as our own user
+        port_leases: Path | None = None,  # None: leases.default_directory()
+        dynamic_ports: range = process.DYNAMIC_PORTS,
     ) -> None:
         self._data_dir = data_dir.absolute()
+        lease_dir = port_leases or leases.default_directory(euid=os.geteuid())
+        self._leases = leases.Leases(
+            lease_dir,
+            holder=f"the node daemon of {self._data_dir} (pid {os.getpid()})",
+            private=lease_dir == leases.private_directory(euid=os.geteuid()),
+        )
         self._tenants = tenancy.Tenants(
             self._data_dir / "tenants", uids=tenant_uids, euid=os.geteuid()
         )
@@ -77,6 +85,8 @@ class Supervisor:
             changed=self._changed,
             stopped=self._forget,
             ports_taken=self._ports_taken,
+            leases=self._leases,
+            dynamic_ports=dynamic_ports,
         )
         self._checkouts = checkouts.Checkouts(self._life.checkouts_dir, cwd=Path.cwd())
         self._checkout_tasks: set[asyncio.Task[None]] = set()
@@ -105,6 +115,7 @@ class Supervisor:
         self._started = True
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        self._leases.open()
         self._life.replicas_dir.mkdir(exist_ok=True)
         self._life.replicas_dir.chmod(0o700)  # the logs: read through the API, not by replicas
         self._tenants.check_reachable()
@@ -205,6 +216,7 @@ class Supervisor:
         for held in self._replicas.values():
             self._life.detach(held)
         await asyncio.gather(*health_tasks, return_exceptions=True)
+        self._leases.close()  # the replicas left running keep their ports bound
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -254,6 +266,7 @@ class Supervisor:
         """A stop finished: drop the allocation (its log directory stays)."""
         if self._replicas.get(held.id) is held:
             del self._replicas[held.id]
+            self._leases.release(held.id)
         self._changed(None)
         again = self._desired.get(held.id)
         if again is not None and not self._closed and held.id not in self._replicas:
@@ -277,6 +290,7 @@ class Supervisor:
             message=was.message,
         )
         self._replicas[held.id] = held
+        self._lease_again(held)
         recorded = entry.process
         started_at = was.started_at
         if recorded is not None and started_at is None:
@@ -293,6 +307,7 @@ class Supervisor:
         elif held.state == "stopping":
             _kill_groups(found, keep_pgid=None)
             del self._replicas[held.id]
+            self._leases.release(held.id)
         elif self._adopt_found(held, found, restarted=True):
             pass  # respawned after the last write: adopted by its log file
         elif recorded is not None and started_at is not None:
@@ -301,6 +316,15 @@ class Supervisor:
             self._life.resume_backoff(held)
         elif held.state not in ("succeeded", "failed"):
             self._life.spawn(held)
+
+    def _lease_again(self, held: Replica) -> None:
+        """Take back the leases of a replica the previous daemon held: they died with it.
+        A port another daemon leased since is left to it; this replica moves off it when
+        it next starts (a fixed port: PortInUse naming that daemon)."""
+        for name, port in held.ports.items():
+            holder = self._leases.take(port, owner=held.id)
+            if holder is not None:
+                log.warning("port %d (%s) of %s is leased by %s", port, name, held.id, holder)
 
     def _adopt_found(self, held: Replica, found: list[procfs.Stat], *, restarted: bool) -> bool:
         """Adopt the session leader among `found` (processes writing to this allocation's

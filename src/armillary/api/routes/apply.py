@@ -10,14 +10,16 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from armillary import wire
 from armillary.api import audit, openapi
 from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, Viewer, may_write
+from armillary.config import Settings
 from armillary.control import apply as applying
 from armillary.control import plan
+from armillary.errors import Issue, TooLarge
 
 router = APIRouter(prefix="/api/v1", tags=["apply"])
 
@@ -25,8 +27,20 @@ router = APIRouter(prefix="/api/v1", tags=["apply"])
 class DocumentSet(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    documents: list[Any] = Field(max_length=10_000)
+    documents: list[Any]
     prune: bool = False
+
+
+def _check_count(body: DocumentSet, request: Request) -> None:
+    """Refuse a set larger than one transaction should write (413), naming the setting."""
+    settings: Settings = request.app.state.settings
+    most = settings.max_apply_documents
+    if len(body.documents) > most:
+        message = (
+            f"{len(body.documents)} documents; one apply takes at most {most} "
+            "(ARMILLARY_MAX_APPLY_DOCUMENTS): split them into several applies"
+        )
+        raise TooLarge([Issue(path="documents", message=message)])
 
 
 def _change(change: plan.Change) -> dict[str, Any]:
@@ -46,7 +60,10 @@ def _change(change: plan.Change) -> dict[str, Any]:
     summary="Show what applying the documents would change",
     **openapi.answer(wire.Plan),
 )
-async def plan_documents(body: DocumentSet, db: Db, keys: Vaulted, who: Viewer) -> dict[str, Any]:
+async def plan_documents(
+    body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Viewer
+) -> dict[str, Any]:
+    _check_count(body, request)
     parsed = applying.parse_documents(body.documents, vault=keys)
     # Only those who may write a Secret may plan one: "unchanged" would confirm a guess.
     may_write(who, [p.desired.kind for p in parsed if p.desired.kind == "Secret"])
@@ -62,6 +79,7 @@ async def plan_documents(body: DocumentSet, db: Db, keys: Vaulted, who: Viewer) 
 async def apply_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Developer
 ) -> dict[str, Any]:
+    _check_count(body, request)
     parsed = applying.parse_documents(body.documents, vault=keys)
     may_write(who, [p.desired.kind for p in parsed])
     now = dt.datetime.now(dt.UTC)
