@@ -90,7 +90,10 @@ def test_a_body_over_the_limit_answers_the_same_document_as_any_input_too_large(
     assert set(body) == PROBLEM_FIELDS | {"errors"}
     assert body["title"] == TooLarge.title
     assert body["errors"] == [
-        {"path": "body", "message": "request body is 11 bytes or more; the limit is 10"}
+        {
+            "path": "body",
+            "message": "request body is 11 bytes or more; the limit is 10 (ARMILLARY_MAX_BODY_BYTES)",
+        }
     ]
 
 

@@ -250,7 +250,7 @@ def _closing(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def _too_large(size: int, max_bytes: int, *, public: bool) -> TooLarge:
-    setting = "the limit for webhook deliveries" if public else "ARMILLARY_MAX_BODY_BYTES"
+    setting = "for the routes anyone may call" if public else "ARMILLARY_MAX_BODY_BYTES"
     message = f"request body is {size} bytes or more; the limit is {max_bytes} ({setting})"
     return TooLarge([Issue(path="body", message=message)])
 
