@@ -198,10 +198,11 @@ def _directory(home: Path) -> Check:
         with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
             pass
     except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return _check(
             name,
             "fail",
-            f"{home} is not writable ({os.strerror(exc.errno) if exc.errno else type(exc).__name__})",
+            f"{home} is not writable ({reason})",
             "give the server's user write access to it, or point ARMILLARY_HOME elsewhere",
         )
     return _check(name, "ok", f"{home} is writable")
