@@ -20,7 +20,13 @@ from armillary import __version__, wire
 from armillary.cli import context, output
 from armillary.cli.console import EXIT_ERROR, EXIT_OK, out
 from armillary.client import Client, Unreachable
-from armillary.errors import ArmillaryError, Forbidden, NotFound, Unauthorized
+from armillary.errors import (
+    ArmillaryError,
+    Forbidden,
+    NotFound,
+    TemporaryError,
+    Unauthorized,
+)
 
 TIMEOUT_S = 10.0
 
@@ -62,6 +68,16 @@ def _fetch(target: context.Target) -> tuple[list[wire.DoctorCheck], wire.Doctor 
                 status="fail",
                 finding=f"{target.url} answers but has no /api/v1/doctor",
                 fix=f"the server is older than this CLI ({__version__}): upgrade the server",
+            )
+        ], None
+    except TemporaryError as exc:
+        return [
+            wire.DoctorCheck(
+                name=name,
+                status="fail",
+                finding=f"{target.url} answers, but cannot serve now: {exc}",
+                fix=f"see whether its store answers ({target.url}/readyz) and read the "
+                "server's log",
             )
         ], None
     except ArmillaryError as exc:
