@@ -171,6 +171,9 @@ class Client:
         body = {"documents": documents, "prune": prune}
         return (await self._answer(wire.Plan, "POST", "/api/v1/plan", json=body)).changes
 
+    async def doctor(self) -> wire.Doctor:
+        return await self._answer(wire.Doctor, "GET", "/api/v1/doctor")
+
     async def nodes(self) -> list[wire.Node]:
         return (await self._answer(wire.NodeList, "GET", "/api/v1/nodes")).items
 

@@ -59,6 +59,27 @@ class Health(Answer):
     reason: str | None = None
 
 
+class DoctorCheck(Answer):
+    """One finding of `GET /api/v1/doctor`: what was looked at, how it stands, and on
+    `warn` or `fail` what to do about it."""
+
+    name: str = Field(description="What was checked: `store`, `migrations`, `node/<name>`, …")
+    status: Literal["ok", "warn", "fail", "n/a"] = Field(
+        description="`fail` needs fixing; `warn` works but deserves a look; `n/a` could not "
+        "apply here (the finding says why)"
+    )
+    finding: str
+    fix: str | None = Field(default=None, description="What to do, on `warn` and `fail`")
+
+
+class Doctor(Answer):
+    """`GET /api/v1/doctor`: the server's version and clock, and its checks of itself."""
+
+    version: str
+    server_time: str
+    checks: list[DoctorCheck]
+
+
 # Resources ---------------------------------------------------------------------------
 
 

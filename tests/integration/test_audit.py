@@ -66,13 +66,9 @@ def _rows(server: ServerProcess, **params: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _url(server: ServerProcess) -> str:
-    return server.database_url or f"sqlite:///{server.home / 'armillary.db'}"
-
-
 async def _table(server: ServerProcess) -> list[str]:
     """Every audit row, every column, as text: what a reader of the table would see."""
-    db = await Database.open(_url(server), migrate=False)
+    db = await Database.open(server.store_url, migrate=False)
     try:
         async with db.read() as conn:
             return [repr(tuple(row)) for row in await conn.execute(select(audit_log))]
@@ -360,7 +356,7 @@ def test_every_response_carries_a_request_id(server: ServerProcess) -> None:
 async def test_the_retention_loop_removes_rows_past_the_retention(server: ServerProcess) -> None:
     mark = _mark()
     now = dt.datetime.now(dt.UTC)
-    db = await Database.open(_url(server), migrate=False)
+    db = await Database.open(server.store_url, migrate=False)
     try:
         async with db.write() as conn:
             for age_days in (91, 89):

@@ -58,6 +58,12 @@ class ServerProcess(Child):
         token: str = json.loads((self.home / "context.json").read_text())["token"]
         return token
 
+    @property
+    def store_url(self) -> str:
+        """The URL of the server's store: its Postgres database, or the SQLite file in
+        its home."""
+        return self.database_url or f"sqlite:///{self.home / 'armillary.db'}"
+
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,

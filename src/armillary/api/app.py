@@ -31,6 +31,7 @@ from armillary.api.routes import (
     agent_runs,
     apply,
     audit,
+    doctor,
     events,
     health,
     nodes,
@@ -194,6 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(secret_routes.router)
     app.include_router(events.router)
     app.include_router(agent_runs.router)
+    app.include_router(doctor.router)
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)

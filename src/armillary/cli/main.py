@@ -12,6 +12,7 @@ from armillary.cli import (
     agent_runs,
     apply,
     audit,
+    doctor,
     events,
     get,
     init,
@@ -76,5 +77,6 @@ for module in (
     secrets,
     events,
     agent_runs,
+    doctor,
 ):
     module.register(app)

@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -261,6 +263,16 @@ class Database:
         """Raise if the store cannot answer a trivial query."""
         async with self._reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    async def revisions(self) -> tuple[str | None, str | None]:
+        """The schema's migration revision as stored, and the newest one this code
+        ships: equal once `migrate()` ran (`armillary doctor` reports both)."""
+        async with self._reader.connect() as conn:
+            current = await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+        head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+        return current, head
 
     async def close(self) -> None:
         if self._checkpointing is not None:
