@@ -452,7 +452,8 @@ def main() -> None:
                 rows.append(run(backend, n, args))
                 last = rows[-1]
                 print(
-                    f"{backend} {n}: ready {seconds(last['ready_s'], args.timeout_s)} s",
+                    f"{backend} {n}: Ready "
+                    + seconds(last["ready_s"], args.timeout_s, last["seen_ready"], n),
                     file=sys.stderr,
                     flush=True,
                 )
