@@ -1,0 +1,468 @@
+"""Benchmark: a fleet of tenants applied at once, end to end, against the Popen floor.
+
+Run:  .venv/bin/python bench/fleet_e2e.py [--tenants 30 300 1000]
+          [--backend sqlite postgres] [--poll-s 0.25] [--timeout-s 180] [--json FILE]
+
+For each backend and each --tenants N, a fresh real `python -m armillary server` (one
+uvicorn worker; Postgres: a fresh database at 127.0.0.1:5432, dropped afterwards) and a
+real `python -m armillary node` on loopback start in a temporary ARMILLARY_HOME. The node
+runs with `--tenant-uids off` (every replica as the daemon's user), so the floor below
+spawns exactly what the node spawns, the same way. One apply holds an Org, a Stack of
+3 services (`sh -c 'sleep 100000'` each) and N Tenants of that stack: 3×N replicas.
+Timed, from the moment the apply request returns:
+  apply        the apply request itself (POST /api/v1/apply, all documents, one call)
+  exec'd       all 3×N processes are children of the node daemon (/proc, every 20 ms)
+  running      GET /api/v1/replicas reports every replica `running` (every --poll-s,
+               from when all are exec'd: the API cannot say so earlier, and each poll
+               reads every allocation on the server being measured)
+  Ready        GET /api/v1/tenants shows every tenant's Ready condition True
+               (every --poll-s, after all are running)
+  per tenant   (apply + Ready) / N, in ms
+The floor, in the same run, before the server starts: one Python process Popens the
+same 3×N `sh -c 'sleep 100000'` processes (same env shape, stdin from /dev/null, output
+to a file), timed until the last Popen returns.
+Every process is stopped at the end, on errors and on Ctrl-C/SIGTERM too: the node
+stops its workloads on exit, and any process left carrying this run's BENCH_TAG in its
+environment is killed and counted as a leftover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+POSTGRES_URL = os.environ.get(
+    "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+API = "armillary.dev/v1"
+COMPONENTS = ("web", "worker", "cron")
+COMMAND = "sleep 100000"
+STACK = "fleet"
+ORG = "fleet"
+
+
+# --------------------------------------------------------------------------- helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.update(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def live_children(pid: int) -> int:
+    return sum(1 for c in children(pid) if state_of(c) not in ("Z", "X", None))
+
+
+def tagged(tag: str) -> list[int]:
+    """Live processes whose environment carries BENCH_TAG=`tag`."""
+    needle = f"BENCH_TAG={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0") and state_of(int(entry)) not in ("Z", "X"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def kill_tagged(tag: str) -> int:
+    left = tagged(tag)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return len(left)
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def documents(n: int, tag: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": API, "kind": "Org", "metadata": {"name": ORG}, "spec": {}},
+        {
+            "apiVersion": API,
+            "kind": "Stack",
+            "metadata": {"name": STACK},
+            "spec": {
+                "components": [
+                    {"name": name, "command": COMMAND, "replicas": 1} for name in COMPONENTS
+                ]
+            },
+        },
+        *(
+            {
+                "apiVersion": API,
+                "kind": "Tenant",
+                "metadata": {"name": f"t{i:05d}"},
+                "spec": {"org": ORG, "stack": STACK, "env": {"BENCH_TAG": tag}},
+            }
+            for i in range(n)
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- floor
+def floor(n: int, tag: str, home: Path) -> dict[str, Any]:
+    """3×N `sh -c 'sleep …'` Popened from one Python process, as the node spawns them."""
+    env = {**os.environ, "BENCH_TAG": tag}
+    with (home / "floor.log").open("ab") as log:
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                ["sh", "-c", COMMAND],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for _ in range(3 * n)
+        ]
+        spent = time.perf_counter() - t0
+    for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+    for p in procs:
+        p.wait()
+    return {"popen_s": spent, "per_tenant_ms": 1000 * spent / n}
+
+
+# --------------------------------------------------------------------------- armillary
+class Fleet:
+    """A real server and a real node daemon in `home`; `close()` stops both."""
+
+    def __init__(self, home: Path, database_url: str | None) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "ARMILLARY_HOME": str(home),
+            "ARMILLARY_LOG_LEVEL": "warning",
+            # The harness polls the API; the rate limit is not what is measured.
+            "ARMILLARY_RATE_LIMIT_PER_S": "1000000",
+            "ARMILLARY_RATE_LIMIT_BURST": "10000000",
+        }
+        env.pop("ARMILLARY_DATABASE_URL", None)
+        if database_url:
+            env["ARMILLARY_DATABASE_URL"] = database_url
+        self.node: subprocess.Popen[bytes] | None = None
+        with (home / "server.log").open("ab") as log:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
+                env=env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait(self._ready, 60, "server ready")
+            token = json.loads((home / "context.json").read_text())["token"]
+            self.http = httpx.Client(
+                base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+            )
+            node_env = {k: v for k, v in env.items() if not k.startswith("ARMILLARY_")}
+            with (home / "node.log").open("ab") as log:
+                self.node = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "armillary",
+                        "node",
+                        "--server",
+                        self.url,
+                        "--token",
+                        token,
+                        "--name",
+                        "bench",
+                        "--data-dir",
+                        str(home / "node"),
+                        "--tenant-uids",
+                        "off",
+                        "--stop-workloads-on-exit",
+                    ],
+                    env=node_env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            self._wait(
+                lambda: any(n["connected"] for n in self.http.get("/api/v1/nodes").json()["items"]),
+                60,
+                "node connected",
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait(self, predicate: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            for p in (self.server, self.node):
+                if p is not None and p.poll() is not None:
+                    raise RuntimeError(f"{what}: a process exited\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not within {timeout_s} s")
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        out = []
+        for name in ("server.log", "node.log"):
+            path = self.home / name
+            if path.exists():
+                out.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+    def running(self) -> int:
+        items = self.http.get("/api/v1/replicas").json()["items"]
+        return sum(1 for r in items if (r.get("report") or {}).get("state") == "running")
+
+    def ready(self) -> int:
+        items = self.http.get("/api/v1/tenants").json()["items"]
+        return sum(
+            1
+            for t in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (t.get("status") or {}).get("conditions", [])
+            )
+        )
+
+    def close(self) -> None:
+        for process in (self.node, self.server):  # the node first: it stops its replicas
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(AttributeError):
+            self.http.close()
+
+
+def measure(fleet: Fleet, n: int, tag: str, args: argparse.Namespace) -> dict[str, Any]:
+    replicas = 3 * n
+    assert fleet.node is not None
+    node_pid = fleet.node.pid
+    out: dict[str, Any] = {"tenants": n, "replicas": replicas}
+    a0 = time.perf_counter()
+    response = fleet.http.post("/api/v1/apply", json={"documents": documents(n, tag)})
+    t0 = time.perf_counter()
+    if response.status_code != 200:
+        raise RuntimeError(f"apply: {response.status_code} {response.text[:2000]}")
+    out["apply_s"] = t0 - a0
+    deadline = t0 + args.timeout_s
+    execd = running = ready = None
+    next_api = t0
+    seen_running = seen_ready = 0
+    while time.perf_counter() < deadline:
+        now = time.perf_counter()
+        if execd is None and live_children(node_pid) >= replicas:
+            execd = now - t0
+        # The API cannot say all running before all are exec'd: polling it only from
+        # then on keeps the harness's reads (3×N allocations each) off the server
+        # while it is placing and pushing.
+        if execd is not None and now >= next_api:
+            if running is None:
+                seen_running = fleet.running()
+                if seen_running >= replicas:
+                    running = time.perf_counter() - t0
+            if running is not None and ready is None:
+                seen_ready = fleet.ready()
+                if seen_ready >= n:
+                    ready = time.perf_counter() - t0
+            next_api = time.perf_counter() + args.poll_s
+        if execd is not None and ready is not None:
+            break
+        time.sleep(0.02)
+    if ready is None:  # timed out: how far it got
+        seen_running, seen_ready = fleet.running(), fleet.ready()
+    out.update(
+        {
+            "execd_s": execd,
+            "running_s": running,
+            "ready_s": ready,
+            "timed_out": ready is None,
+            "seen_running": seen_running,
+            "seen_ready": seen_ready,
+            "seen_execd": live_children(node_pid),
+            "per_tenant_ms": 1000 * (out["apply_s"] + ready) / n if ready is not None else None,
+        }
+    )
+    return out
+
+
+def run(backend: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    tag = f"fleet-{backend}-{n}-{secrets.token_hex(4)}"
+    database_url = dbname = None
+    result: dict[str, Any] = {"backend": backend}
+    try:
+        with tempfile.TemporaryDirectory(prefix="armillary-fleet-") as tmp:
+            home = Path(tmp)
+            result["floor"] = floor(n, tag + "-floor", home)
+            if backend == "postgres":
+                dbname = f"armillary_fleet_{secrets.token_hex(4)}"
+                asyncio.run(pg_admin(f'CREATE DATABASE "{dbname}"'))
+                database_url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{dbname}"
+            fleet = Fleet(home, database_url)
+            try:
+                result["server_pid"] = fleet.server.pid
+                result.update(measure(fleet, n, tag, args))
+                if args.hold_s:
+                    assert fleet.node is not None
+                    print(
+                        f"holding {args.hold_s:.0f} s: server pid {fleet.server.pid}, "
+                        f"node pid {fleet.node.pid}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    time.sleep(args.hold_s)
+            finally:
+                fleet.close()
+                result["leftovers"] = kill_tagged(tag) + kill_tagged(tag + "-floor")
+    finally:
+        if dbname:
+            asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+    return result
+
+
+# --------------------------------------------------------------------------- table
+def seconds(value: float | None, timeout_s: float, seen: int = 0, of: int = 0) -> str:
+    """`value` in seconds, or the timeout marker with how many had got there."""
+    return f"{value:.2f}" if value is not None else f"> {timeout_s:.0f} TIMEOUT ({seen}/{of})"
+
+
+def table(rows: list[dict[str, Any]], timeout_s: float) -> str:
+    head = [
+        "backend",
+        "tenants (replicas)",
+        "apply s",
+        "→ all exec'd s",
+        "→ all running s",
+        "→ all Ready s",
+        "ms / tenant",
+        "floor: Popen s",
+        "floor ms / tenant",
+        "leftovers",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        per = r.get("per_tenant_ms")
+        cells = [
+            r["backend"],
+            f"{r['tenants']} ({r['replicas']})",
+            f"{r['apply_s']:.2f}",
+            seconds(r["execd_s"], timeout_s, r["seen_execd"], r["replicas"]),
+            seconds(r["running_s"], timeout_s, r["seen_running"], r["replicas"]),
+            seconds(r["ready_s"], timeout_s, r["seen_ready"], r["tenants"]),
+            f"{per:.1f}" if per is not None else "–",
+            f"{r['floor']['popen_s']:.2f}",
+            f"{r['floor']['per_tenant_ms']:.2f}",
+            str(r["leftovers"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tenants", type=int, nargs="+", default=[30, 300, 1000])
+    parser.add_argument(
+        "--backend", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+    )
+    parser.add_argument("--poll-s", type=float, default=0.25, help="API poll interval")
+    parser.add_argument(
+        "--timeout-s", type=float, default=180.0, help="give up waiting for Ready after this"
+    )
+    parser.add_argument(
+        "--hold-s",
+        type=float,
+        default=0.0,
+        help="keep each fleet up this long after it is measured (to profile it)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    # SIGTERM (and SIGINT) unwind through the `finally` blocks: the node stops its
+    # replicas, the server stops, tagged leftovers are killed, the database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "options": {k: str(v) for k, v in vars(args).items() if k != "json"},
+        "runs": [],
+    }
+    rows: list[dict[str, Any]] = results["runs"]
+    try:
+        for backend in args.backend:
+            for n in args.tenants:
+                rows.append(run(backend, n, args))
+                last = rows[-1]
+                print(
+                    f"{backend} {n}: Ready "
+                    + seconds(last["ready_s"], args.timeout_s, last["seen_ready"], n),
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        if rows:
+            print(table(rows, args.timeout_s), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
