@@ -55,15 +55,22 @@ def start_node(
     takeover: bool = False,
     port_leases: Path | None = None,
     dynamic_ports: str | None = None,
+    log_format: str | None = None,
 ) -> None:
     """Resolve the options (flags, then env, then the local context file) and run."""
     import dataclasses
-    import logging
     import os
 
+    from armillary import logs
     from armillary.cli import context
     from armillary.node import daemon, process, tenancy
 
+    if log_format is not None:
+        chosen = logs.parse(log_format, where="--log-format")
+    else:
+        chosen = logs.parse(os.environ.get(logs.ENV_VAR) or "text", where=logs.ENV_VAR)
+    # First, so that every line the daemon writes is in the chosen format.
+    logs.configure(chosen)
     target = context.resolve(url=server, token=node_token(token=token, token_file=token_file))
     if not target.token:
         raise ValueError(
@@ -78,7 +85,6 @@ def start_node(
     uids = tenancy.parse_range(
         tenant_uids or os.environ.get(tenancy.ENV_VAR) or tenancy.DEFAULT_UIDS
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = daemon.Options(
         server=target.url,
         token=target.token,

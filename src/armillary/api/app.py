@@ -198,7 +198,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(VersionRedirect)
     app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
-    audit_log.log_request_ids()
+    if settings.log_format == "text":
+        audit_log.log_request_ids()
     return app
 
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from armillary import logs
 from armillary.auth import tokens
 from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
@@ -150,8 +151,12 @@ class Provisioner:
 
     async def _execute(self, run_id: str, *, interrupted: bool) -> None:
         run = await provisioning_runs.get(self._db, run_id)
+        with logs.bound(tenant=run.tenant, run_id=run_id):  # on every line the run logs
+            await self._execute_locked(run_id, tenant=run.tenant, interrupted=interrupted)
+
+    async def _execute_locked(self, run_id: str, *, tenant: str, interrupted: bool) -> None:
         # Tenant names are unique across orgs, so the tenant's name is the lock's.
-        async with locks.hold(self._db, f"tenant:{run.tenant}", owner=run_id):
+        async with locks.hold(self._db, f"tenant:{tenant}", owner=run_id):
             run = await provisioning_runs.get(self._db, run_id)
             if interrupted:
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
