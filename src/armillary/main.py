@@ -65,13 +65,21 @@ def server(
     the socket, keeps it until the server is up and hands it down, so no other process
     can take the port between choosing it and listening on it.
     """
+    import pydantic
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     from armillary.api import connections
     from armillary.api.app import create_server
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = "_".join(str(p) for p in error["loc"]).upper()
+            prefix = f"ARMILLARY_{where}: " if where else ""
+            typer.echo(f"armillary server: {prefix}{error['msg']}", err=True)
+        raise typer.Exit(2) from None
     given = {"host": host, "port": port, "log_format": log_format and log_format.value}
     settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
     config = uvicorn.Config(
