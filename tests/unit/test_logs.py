@@ -18,7 +18,11 @@ FIXED = {"time", "level", "logger", "message"}
 
 
 def record(
-    msg: str, *args: object, level: int = logging.INFO, exc: bool = False, **extra: Any
+    msg: str,
+    *args: object,
+    level: int = logging.INFO,
+    exc: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> logging.LogRecord:
     logger = logging.getLogger("armillary.test")
     info = sys.exc_info() if exc else None
@@ -59,7 +63,7 @@ def test_non_ascii_is_kept_as_utf8() -> None:
 
 def test_only_the_known_context_fields_of_extra_are_written() -> None:
     leaked = {"password": "hunter2", "token": "arm_x", "detail": {"key": "s3cr3t"}}
-    r = record("run done", **leaked, **logs.fields(tenant="acme", run_id="r1"))
+    r = record("run done", extra={**leaked, **logs.fields(tenant="acme", run_id="r1")})
     line = logs.JsonFormatter().format(r)
     assert json.loads(line) == {
         **{k: json.loads(line)[k] for k in FIXED},
@@ -75,7 +79,7 @@ def test_bound_context_is_on_every_line_and_ends_with_its_block() -> None:
     try:
         with logs.bound(tenant="acme", event_id="e1", run_id="r1"):
             inside = formatted(record("x"))
-            passed = formatted(record("y", **logs.fields(run_id="r2")))
+            passed = formatted(record("y", extra=logs.fields(run_id="r2")))
         after = formatted(record("z"))
     finally:
         logs.REQUEST_ID.reset(token)
