@@ -24,6 +24,7 @@ from tests.support import documents, tls
 from tests.support.api import apply
 from tests.support.children import Child
 from tests.support.nodes import NodeProcess
+from tests.support.ports import free_port
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -168,7 +169,13 @@ def test_an_unknown_format_is_refused_naming_where_it_was_given(
 ) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "armillary", *args],
-        env={**_clean_env(), "ARMILLARY_HOME": str(tmp_path), **env},
+        # A port of its own, should the server ever start despite the bad format.
+        env={
+            **_clean_env(),
+            "ARMILLARY_HOME": str(tmp_path),
+            "ARMILLARY_PORT": str(free_port()),
+            **env,
+        },
         cwd=tmp_path,
         capture_output=True,
         text=True,
