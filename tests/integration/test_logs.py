@@ -141,6 +141,56 @@ def test_a_routed_event_is_logged_with_its_tenant_event_and_run(
     }
     assert signing not in json_server.log()
 
+    def attempt_line() -> dict[str, Any] | None:  # the worker's, outside the request
+        return next(
+            (
+                e
+                for e in entries(json_server)
+                if e["logger"] == "armillary.runs" and e.get("run_id") == run
+            ),
+            None,
+        )
+
+    attempt = wait_for(attempt_line, what="the agent run's first attempt line")
+    assert (attempt["tenant"], attempt["event_id"]) == (tenant, event)
+
+
+def test_a_provisioning_run_is_logged_with_its_tenant_run_and_request(
+    json_server: ServerProcess,
+) -> None:
+    mark = uuid.uuid4().hex[:6]
+    tenant, stack = f"p-{mark}", f"never-{mark}"
+    apply(
+        json_server,
+        {"apiVersion": API, "kind": "Stack", "metadata": {"name": stack},
+         "spec": {"components": [{"name": "app", "command": ["false"]}]}},
+    )  # fmt: skip
+    body = {"org": f"o-{mark}", "tenant": tenant, "stack": stack, "timeout_s": 1}
+    with json_server.client() as http:
+        started = http.post(
+            "/api/v1/provision/tenants", json=body, headers={"X-Request-ID": f"prov-{mark}"}
+        )
+    assert started.status_code in (200, 201, 202), started.text
+    run = started.json()["id"]
+
+    def rolled_back() -> dict[str, Any] | None:  # never healthy: it fails and is undone
+        return next(
+            (
+                e
+                for e in entries(json_server)
+                if e.get("run_id") == run and "rolled-back" in e["message"]
+            ),
+            None,
+        )
+
+    line = wait_for(rolled_back, timeout_s=60, what="the run's rollback line")
+    # The run carries the id of the request that started it, for as long as it runs.
+    assert (line["level"], line["tenant"], line["request_id"]) == (
+        "warning",
+        tenant,
+        f"prov-{mark}",
+    )
+
 
 def test_every_line_of_a_node_daemon_is_json(json_server: ServerProcess, tmp_path: Path) -> None:
     daemon = NodeProcess(

@@ -213,6 +213,7 @@ class Provisioner:
             await provisioning_runs.set_run(
                 self._db, run_id, state="succeeded", finished_at=self._clock()
             )
+            log.info("%s of tenant %s succeeded", run.action, tenant)
 
     async def _roll_back(
         self, run: provisioning_runs.Run, *, failed_at: int | None, error: str
@@ -250,13 +251,11 @@ class Provisioner:
         summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
         if stuck:  # the rollback itself is incomplete: say so, and say what is left
             summary += f"; NOT undone: {', '.join(stuck)}"
+        state = "failed" if stuck else "rolled-back"
         await provisioning_runs.set_run(
-            self._db,
-            run.id,
-            state="failed" if stuck else "rolled-back",
-            error=summary[:4000],
-            finished_at=self._clock(),
+            self._db, run.id, state=state, error=summary[:4000], finished_at=self._clock()
         )
+        log.warning("%s of tenant %s %s: %s", run.action, run.tenant, state, summary)
 
     # --- validation --------------------------------------------------------------------
 
