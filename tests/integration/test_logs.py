@@ -197,13 +197,17 @@ def test_every_line_of_a_node_daemon_is_json(json_server: ServerProcess, tmp_pat
         server=json_server,
         data_dir=tmp_path / "node",
         name=f"json-{uuid.uuid4().hex[:6]}",
-        extra_args=["--log-format", "json"],
+        # --token too: its warning, printed before the daemon runs, is a JSON line too.
+        token_by="env",
+        extra_args=["--log-format", "json", "--token", json_server.token],
     )
     daemon.start()
     daemon.stop()
     found = entries(daemon)
-    assert found, "the daemon logged nothing"
-    assert any(e["logger"].startswith("armillary.") for e in found)
+    assert any(e["logger"].startswith("armillary.node") for e in found)
+    assert any(
+        e["level"] == "warning" and e["message"].startswith("--token puts the key") for e in found
+    )
 
 
 @pytest.mark.parametrize(
