@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         "it opens or its previous answer was sent",
     )
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="the server's own log: text lines, or one JSON object a line"
+    )
     node_heartbeat_s: float = Field(default=5.0, gt=0, description="how often nodes report usage")
     mode: Literal["dev", "production"] = Field(
         default="dev", description="production refuses to start without a secret key"

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from armillary import launcher
+from armillary import launcher, logs
 
 
 def main() -> None:
@@ -43,6 +43,11 @@ def run_node_command(argv: list[str]) -> None:
         action="store_true",
         help="replace a daemon that is connected under this node name (audited)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="log lines as text or one JSON object a line (or ARMILLARY_LOG_FORMAT)",
+    )
     options = parser.parse_args(argv)
     try:
         launcher.start_node(
@@ -58,6 +63,7 @@ def run_node_command(argv: list[str]) -> None:
             takeover=options.takeover,
             port_leases=options.port_leases,
             dynamic_ports=options.dynamic_ports,
+            log_format=options.log_format,
         )
     except ValueError as exc:
         parser.error(str(exc))

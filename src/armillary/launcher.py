@@ -9,6 +9,7 @@ prints a warning, like `docker login -p`; the file and the environment do not sh
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,9 +23,10 @@ ARGV_WARNING = (
 )
 
 
-def node_token(*, token: str | None, token_file: Path | None) -> str | None:
+def node_token(*, token: str | None, token_file: Path | None, log_json: bool = False) -> str | None:
     """The key the node daemon connects with, from the first source that has one;
-    `ValueError` naming the option for a file that cannot be used."""
+    `ValueError` naming the option for a file that cannot be used. `log_json`: the
+    warning about `--token` is a log line, so every line of the output is JSON."""
     if token is not None and token_file is not None:
         raise ValueError("--token and --token-file: give one of them, not both")
     if token_file is not None:
@@ -36,7 +38,10 @@ def node_token(*, token: str | None, token_file: Path | None) -> str | None:
             raise ValueError(f"--token-file: {token_file} must hold the key alone on one line")
         return value
     if token is not None:
-        print(ARGV_WARNING, file=sys.stderr)
+        if log_json:
+            logging.getLogger("armillary.node").warning(ARGV_WARNING.removeprefix("warning: "))
+        else:
+            print(ARGV_WARNING, file=sys.stderr)
         return token
     return os.environ.get(NODE_TOKEN_ENV) or None
 
@@ -55,16 +60,24 @@ def start_node(
     takeover: bool = False,
     port_leases: Path | None = None,
     dynamic_ports: str | None = None,
+    log_format: str | None = None,
 ) -> None:
     """Resolve the options (flags, then env, then the local context file) and run."""
     import dataclasses
-    import logging
     import os
 
+    from armillary import logs
     from armillary.cli import context
     from armillary.node import daemon, process, tenancy
 
-    target = context.resolve(url=server, token=node_token(token=token, token_file=token_file))
+    if log_format is not None:
+        chosen = logs.parse(log_format, where="--log-format")
+    else:
+        chosen = logs.parse(os.environ.get(logs.ENV_VAR) or "text", where=logs.ENV_VAR)
+    # First, so that every line the daemon writes is in the chosen format.
+    logs.configure(chosen)
+    given = node_token(token=token, token_file=token_file, log_json=chosen == "json")
+    target = context.resolve(url=server, token=given)
     if not target.token:
         raise ValueError(
             f"a token is needed: --token-file PATH, {NODE_TOKEN_ENV} or ARMILLARY_TOKEN"
@@ -78,7 +91,6 @@ def start_node(
     uids = tenancy.parse_range(
         tenant_uids or os.environ.get(tenancy.ENV_VAR) or tenancy.DEFAULT_UIDS
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = daemon.Options(
         server=target.url,
         token=target.token,

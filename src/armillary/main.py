@@ -8,13 +8,14 @@ them as child processes, so it lives in the CLI.)
 
 from __future__ import annotations
 
+import enum
 import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from armillary import launcher
+from armillary import launcher, logs
 from armillary.cli.main import app
 from armillary.config import Settings
 
@@ -22,6 +23,16 @@ __all__ = ["app", "main"]
 
 HOST_HELP = "Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."
 PORT_HELP = "Port to listen on (default 7400, or ARMILLARY_PORT)."
+LOG_FORMAT_HELP = (
+    "Log lines as text or as one JSON object a line (or ARMILLARY_LOG_FORMAT; default text)."
+)
+
+
+class LogFormat(enum.StrEnum):
+    """`--log-format`'s choices (logs.FORMATS)."""
+
+    text = "text"
+    json = "json"
 
 
 @app.command()
@@ -40,6 +51,13 @@ def server(
             "--host/--port (which then only name the server's own URL)."
         ),
     ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            help="The server's own log: text lines, or one JSON object a line "
+            "(or ARMILLARY_LOG_FORMAT; default text)."
+        ),
+    ] = None,
 ) -> None:
     """Run the Armillary server (SQLite under ./.armillary unless ARMILLARY_DATABASE_URL is set).
 
@@ -47,20 +65,32 @@ def server(
     the socket, keeps it until the server is up and hands it down, so no other process
     can take the port between choosing it and listening on it.
     """
+    import pydantic
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from armillary.api import connections
     from armillary.api.app import create_server
 
-    settings = Settings()
-    settings = settings.model_copy(
-        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    )
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = "_".join(str(p) for p in error["loc"]).upper()
+            prefix = f"ARMILLARY_{where}: " if where else ""
+            typer.echo(f"armillary server: {prefix}{error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    given = {"host": host, "port": port, "log_format": log_format and log_format.value}
+    settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
     config = uvicorn.Config(
         create_server(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # JSON: uvicorn's loggers and ours through one formatter; text: uvicorn's own.
+        log_config=logs.uvicorn_config(settings.log_level)
+        if settings.log_format == "json"
+        else LOGGING_CONFIG,
         access_log=False,
         # Connections that never send a whole request's headers are closed.
         http=connections.protocol(header_timeout_s=settings.header_timeout_s),
@@ -136,6 +166,7 @@ def node(
         str | None,
         typer.Option(help="FIRST-LAST: where ports of 0 are picked from (default 20000-31999)."),
     ] = None,
+    log_format: Annotated[LogFormat | None, typer.Option(help=LOG_FORMAT_HELP)] = None,
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
     try:
@@ -152,6 +183,7 @@ def node(
             takeover=takeover,
             port_leases=port_leases,
             dynamic_ports=dynamic_ports,
+            log_format=log_format and log_format.value,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

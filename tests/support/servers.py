@@ -31,6 +31,7 @@ class ServerProcess(Child):
     database_url: str | None
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # after `server --port … --fd …`
     # Bound now, so the port is ours from the start; handed to the child at start().
     _socket: socket.socket | None = field(default_factory=bound_socket, repr=False)
 
@@ -99,7 +100,7 @@ class ServerProcess(Child):
 
     def _spawn(self, sock: socket.socket) -> None:
         fd = sock.fileno()
-        args = ["server", "--port", str(self.port), "--fd", str(fd)]
+        args = ["server", "--port", str(self.port), "--fd", str(fd), *self.extra_args]
         with (self.home / "server.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "armillary", *args],

@@ -72,12 +72,12 @@ def create_app(settings: Settings) -> FastAPI:
             production=settings.mode == "production",
         )
         if ring.generated is not None:
-            print(  # loud on purpose: a dev key on disk next to the database
-                f"armillary: WARNING: no ARMILLARY_SECRET_KEY; created {ring.generated} for "
+            _tell(  # loud on purpose: a dev key on disk next to the database
+                settings,
+                logging.WARNING,
+                f"no ARMILLARY_SECRET_KEY; created {ring.generated} for "
                 "this dev server. Set ARMILLARY_SECRET_KEY (and ARMILLARY_MODE=production) "
                 "for real use; without that file, secrets and tenant tokens cannot be read",
-                file=sys.stderr,
-                flush=True,
             )
         app.state.keys = ring
         app.state.settings = settings
@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:  # a wrong key stops the start here, before anything is served
             app.state.vault = await secrets.unlock(db, ring, now=dt.datetime.now(dt.UTC))
         except PermanentError as exc:
-            print(f"armillary: error: {exc}", file=sys.stderr, flush=True)
+            _tell(settings, logging.ERROR, str(exc))
             await db.close()
             raise
         async with db.write() as conn:
@@ -95,13 +95,16 @@ def create_app(settings: Settings) -> FastAPI:
         path = context.write(
             settings.home, url=settings.public_url(), token=minted.token if minted else None
         )
-        if minted is not None:
+        if minted is not None and settings.log_format == "json":
+            # A JSON log is shipped and kept: the token stays in the 0600 file alone.
+            log.warning("admin token created; saved to %s (it is not logged)", path)
+        elif minted is not None:
             # Printed once, on purpose: this is the only time the plain token exists
             # outside the 0600 context file.
-            print(
-                f"armillary: admin token (shown once; saved to {path}):\n  {minted.token}",
-                file=sys.stderr,
-                flush=True,
+            _tell(
+                settings,
+                logging.INFO,
+                f"admin token (shown once; saved to {path}):\n  {minted.token}",
             )
         app.state.db = db
         app.state.hub = Hub(
@@ -200,8 +203,22 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(VersionRedirect)
     app.add_middleware(audit_log.RequestId)  # outermost: every response carries the id
-    audit_log.log_request_ids()
+    if settings.log_format == "text":
+        audit_log.log_request_ids()
     return app
+
+
+_TEXT_PREFIXES = {logging.WARNING: "WARNING: ", logging.ERROR: "error: "}
+
+
+def _tell(settings: Settings, level: int, message: str) -> None:
+    """Something whoever starts the server must see: a line on stderr in the text
+    format (shown whatever the log level), a log record in the JSON one, so that
+    every line of the server's output is JSON."""
+    if settings.log_format == "json":
+        log.log(level, "%s", message)
+    else:
+        print(f"armillary: {_TEXT_PREFIXES.get(level, '')}{message}", file=sys.stderr, flush=True)
 
 
 def create_server(settings: Settings) -> ASGIApp:

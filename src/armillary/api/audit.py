@@ -37,6 +37,7 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from armillary import logs
 from armillary.api import problems
 from armillary.auth.access import Principal
 from armillary.control.apply import Applied
@@ -46,16 +47,15 @@ from armillary.store.database import Database
 log = logging.getLogger("armillary.audit")
 
 HEADER = b"x-request-id"
-CURRENT_REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "armillary_request_id", default=None
-)
+CURRENT_REQUEST: contextvars.ContextVar[str | None] = logs.REQUEST_ID
 """The id of the request the running code serves (None outside a request)."""
 
 
 def log_request_ids() -> None:
     """Make every log record made while serving a request carry its id: as the
-    `request_id` attribute, and in front of the message, so a log line can be
-    matched with the response (`X-Request-ID`) and the audit row."""
+    `request_id` attribute, and in front of the message, so a text log line can be
+    matched with the response (`X-Request-ID`) and the audit row. (The JSON format
+    reads the id from `CURRENT_REQUEST` itself, into a field of its own.)"""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "armillary_request_ids", False):
         return  # installed already (several apps in one process)

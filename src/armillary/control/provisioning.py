@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from armillary import logs
 from armillary.auth import tokens
 from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
@@ -150,8 +151,12 @@ class Provisioner:
 
     async def _execute(self, run_id: str, *, interrupted: bool) -> None:
         run = await provisioning_runs.get(self._db, run_id)
+        with logs.bound(tenant=run.tenant, run_id=run_id):  # on every line the run logs
+            await self._execute_locked(run_id, tenant=run.tenant, interrupted=interrupted)
+
+    async def _execute_locked(self, run_id: str, *, tenant: str, interrupted: bool) -> None:
         # Tenant names are unique across orgs, so the tenant's name is the lock's.
-        async with locks.hold(self._db, f"tenant:{run.tenant}", owner=run_id):
+        async with locks.hold(self._db, f"tenant:{tenant}", owner=run_id):
             run = await provisioning_runs.get(self._db, run_id)
             if interrupted:
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
@@ -208,6 +213,7 @@ class Provisioner:
             await provisioning_runs.set_run(
                 self._db, run_id, state="succeeded", finished_at=self._clock()
             )
+            log.info("%s of tenant %s succeeded", run.action, tenant)
 
     async def _roll_back(
         self, run: provisioning_runs.Run, *, failed_at: int | None, error: str
@@ -245,13 +251,11 @@ class Provisioner:
         summary = f"{error}; undone: {', '.join(undone) or 'nothing'}"
         if stuck:  # the rollback itself is incomplete: say so, and say what is left
             summary += f"; NOT undone: {', '.join(stuck)}"
+        state = "failed" if stuck else "rolled-back"
         await provisioning_runs.set_run(
-            self._db,
-            run.id,
-            state="failed" if stuck else "rolled-back",
-            error=summary[:4000],
-            finished_at=self._clock(),
+            self._db, run.id, state=state, error=summary[:4000], finished_at=self._clock()
         )
+        log.warning("%s of tenant %s %s: %s", run.action, run.tenant, state, summary)
 
     # --- validation --------------------------------------------------------------------
 

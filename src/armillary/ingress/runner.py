@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from armillary import timestamps
+from armillary import logs, timestamps
 from armillary.auth import tenant_tokens
 from armillary.errors import PermanentError, TemporaryError
 from armillary.ingress import retry
@@ -166,38 +166,40 @@ class Runner:
 
     async def _attempt(self, run: agent_runs.AgentRun, http: httpx.AsyncClient) -> None:
         """One attempt of `run`, recorded; never raises (a loop boundary)."""
-        try:
-            attempt, permanent = await self._outcome(run, http)
-            verdict = retry.decide(
-                ok=attempt.error is None,
-                permanent=permanent,
-                attempts=run.attempts,
-                policy=retry.Policy(
-                    max_attempts=run.max_attempts,  # fixed when the run was created
-                    base_s=self._config.backoff_s,
-                    max_s=self._config.backoff_max_s,
-                ),
-                now=self._clock(),
-                draw=self._draw(),
-            )
-            async with self._db.write() as conn:
-                kept = await agent_runs.finish(
-                    conn,
-                    run,
-                    attempt,
-                    worker=self.worker,
-                    state=verdict.state,
-                    next_attempt_at=verdict.next_attempt_at,
+        # Every line logged about the run carries its ids (logs.py).
+        with logs.bound(tenant=run.tenant, event_id=run.event_id, run_id=run.id):
+            try:
+                attempt, permanent = await self._outcome(run, http)
+                verdict = retry.decide(
+                    ok=attempt.error is None,
+                    permanent=permanent,
+                    attempts=run.attempts,
+                    policy=retry.Policy(
+                        max_attempts=run.max_attempts,  # fixed when the run was created
+                        base_s=self._config.backoff_s,
+                        max_s=self._config.backoff_max_s,
+                    ),
                     now=self._clock(),
+                    draw=self._draw(),
                 )
-            if not kept:
-                log.warning("agent run %s: claim lost before its answer was stored", run.id)
-            elif verdict.state != "succeeded":
-                log.warning("agent run %s attempt %d: %s", run.id, run.attempts, attempt.error)
-        except Exception:
-            log.exception("agent run %s: recording attempt %d failed", run.id, run.attempts)
-        finally:
-            self._inflight.pop(run.id, None)
+                async with self._db.write() as conn:
+                    kept = await agent_runs.finish(
+                        conn,
+                        run,
+                        attempt,
+                        worker=self.worker,
+                        state=verdict.state,
+                        next_attempt_at=verdict.next_attempt_at,
+                        now=self._clock(),
+                    )
+                if not kept:
+                    log.warning("agent run %s: claim lost before its answer was stored", run.id)
+                elif verdict.state != "succeeded":
+                    log.warning("agent run %s attempt %d: %s", run.id, run.attempts, attempt.error)
+            except Exception:
+                log.exception("agent run %s: recording attempt %d failed", run.id, run.attempts)
+            finally:
+                self._inflight.pop(run.id, None)
             self._wake.set()  # a slot is free
 
     async def _outcome(

@@ -39,7 +39,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from armillary import ids, wire
+from armillary import ids, logs, wire
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
 from armillary.api import openapi, problems, ratelimit
@@ -168,8 +168,11 @@ async def answer(
         max_attempts=state.settings.agent_run_max_attempts,
     )
     recorded = await state.intake.submit(item)
+    about = logs.fields(tenant=route.tenant, event_id=recorded.id, run_id=recorded.run)
     if recorded.duplicate:
+        log.info("webhook %s: a repeat of event %s", source, recorded.id, extra=about)
         return Answer(200, {"duplicate": True, "event": recorded.id})
+    log.info("webhook %s: event %s stored (%s)", source, recorded.id, route.state, extra=about)
     stored: dict[str, Any] = {"event": recorded.id, "state": route.state}
     if recorded.run is not None:
         stored["run"] = recorded.run
