@@ -36,7 +36,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procs import POSTGRES_URL, children, free_port, pg_admin, state_of, tagged
 
-POSTGRES_URL = os.environ.get(
-    "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 API = "armillary.dev/v1"
 COMPONENTS = ("web", "worker", "cron")
 COMMAND = "sleep 100000"
@@ -57,48 +54,10 @@ ORG = "fleet"
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def state_of(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.update(int(x) for x in f.read().split())
-    except OSError:
-        pass
-    return found
 
 
 def live_children(pid: int) -> int:
     return sum(1 for c in children(pid) if state_of(c) not in ("Z", "X", None))
-
-
-def tagged(tag: str) -> list[int]:
-    """Live processes whose environment carries BENCH_TAG=`tag`."""
-    needle = f"BENCH_TAG={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0") and state_of(int(entry)) not in ("Z", "X"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def kill_tagged(tag: str) -> int:
@@ -107,16 +66,6 @@ def kill_tagged(tag: str) -> int:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     return len(left)
-
-
-async def pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def documents(n: int, tag: str) -> list[dict[str, Any]]:

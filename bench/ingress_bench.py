@@ -54,10 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procs import POSTGRES_URL, free_port, pg_admin
 
-POSTGRES_URL = os.environ.get(
-    "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 API = "armillary.dev/v1"
 SOURCE = "github-bench"
 REPO = "acme/app"
@@ -68,10 +66,6 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_s(pid: int) -> float:
@@ -535,16 +529,6 @@ async def count_postgres(url: str) -> tuple[int, int]:
     finally:
         await conn.close()
     return int(events), int(audit)
-
-
-async def pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 # --------------------------------------------------------------------------- one backend

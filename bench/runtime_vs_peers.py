@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procs import children, free_port, state_of, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "bench" / "peers"
@@ -44,15 +44,6 @@ POLL_S = 0.002
 
 
 # --------------------------------------------------------------------------- /proc
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.update(int(x) for x in f.read().split())
-    except OSError:
-        pass
-    return found
 
 
 def argv_of(pid: int) -> list[str] | None:
@@ -62,14 +53,6 @@ def argv_of(pid: int) -> list[str] | None:
     except OSError:
         return None
     return [a.decode() for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
-
-
-def state_of(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
 
 
 def workers(manager: int) -> set[int]:
@@ -97,20 +80,6 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def tagged(tag: str) -> list[int]:
-    needle = f"BENCH_TAG={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0") and state_of(int(entry)) not in ("Z", "X"):
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
 def wait(predicate: Any, timeout_s: float = 120.0) -> float:
     """Seconds until `predicate()` is true (polling every 2 ms)."""
     start = time.perf_counter()
@@ -125,12 +94,6 @@ def idle_cpu_pct(pid: int, window_s: float) -> float:
     before = cpu_ticks(pid)
     time.sleep(window_s)
     return 100.0 * (cpu_ticks(pid) - before) / CLK / window_s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- Armillary

@@ -1,0 +1,64 @@
+"""What the benchmarks share: a free port, what /proc says of a process, the processes
+a run tagged, and the Postgres server's maintenance connection. Imported as `procs`
+(each benchmark runs as `python bench/<name>.py`, which puts bench/ on the path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+POSTGRES_URL = os.environ.get(
+    "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def state_of(pid: int) -> str | None:
+    """The process's state letter (R, S, Z, …), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.update(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def tagged(tag: str) -> list[int]:
+    """Live processes whose environment carries BENCH_TAG=`tag`."""
+    needle = f"BENCH_TAG={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0") and state_of(int(entry)) not in ("Z", "X"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+async def pg_admin(sql: str) -> None:
+    """Run one statement on the Postgres server's maintenance connection."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
