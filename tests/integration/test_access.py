@@ -46,6 +46,7 @@ def _expected() -> dict[tuple[str, str], str]:
         ("POST", "/api/v1/plan"): "viewer",
         ("POST", "/api/v1/apply"): "developer",
         ("GET", "/api/v1/nodes"): "viewer",
+        ("GET", "/api/v1/doctor"): "viewer",
         ("POST", "/api/v1/nodes/{name}/cordon"): "admin",
         ("POST", "/api/v1/nodes/{name}/uncordon"): "admin",
         ("GET", "/api/v1/replicas"): "tenant-query",
