@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import POSTGRES_URL, children, free_port, pg_admin, state_of, tagged
+from procs import POSTGRES_URL, children, free_port, pg_admin, server_env, state_of, tagged
 
 API = "armillary.dev/v1"
 COMPONENTS = ("web", "worker", "cron")
@@ -126,17 +126,7 @@ class Fleet:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "ARMILLARY_HOME": str(home),
-            "ARMILLARY_LOG_LEVEL": "warning",
-            # The harness polls the API; the rate limit is not what is measured.
-            "ARMILLARY_RATE_LIMIT_PER_S": "1000000",
-            "ARMILLARY_RATE_LIMIT_BURST": "10000000",
-        }
-        env.pop("ARMILLARY_DATABASE_URL", None)
-        if database_url:
-            env["ARMILLARY_DATABASE_URL"] = database_url
+        env = server_env(home, database_url)
         self.node: subprocess.Popen[bytes] | None = None
         with (home / "server.log").open("ab") as log:
             self.server = subprocess.Popen(

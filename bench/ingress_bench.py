@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import POSTGRES_URL, free_port, pg_admin
+from procs import POSTGRES_URL, free_port, pg_admin, server_env
 
 API = "armillary.dev/v1"
 SOURCE = "github-bench"
@@ -429,22 +429,15 @@ class Server:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "ARMILLARY_HOME": str(home),
-            "ARMILLARY_LOG_LEVEL": "warning",
-            # Not what is measured (and /webhooks/ has its own, per source, unset here).
-            "ARMILLARY_RATE_LIMIT_PER_S": "1000000",
-            "ARMILLARY_RATE_LIMIT_BURST": "10000000",
+        env = server_env(
+            home,
+            database_url,
             # Where the tree queues an agent run per routed event, no agent answers here:
             # one attempt per run, as with a healthy agent, not a retry storm.
-            "ARMILLARY_AGENT_RUN_MAX_ATTEMPTS": "1",
+            ARMILLARY_AGENT_RUN_MAX_ATTEMPTS="1",
             # off: an ingress replica, queueing runs for another replica to call agents
-            "ARMILLARY_AGENT_RUN_WORKER": "true" if agent_worker else "false",
-        }
-        env.pop("ARMILLARY_DATABASE_URL", None)
-        if database_url:
-            env["ARMILLARY_DATABASE_URL"] = database_url
+            ARMILLARY_AGENT_RUN_WORKER="true" if agent_worker else "false",
+        )
         if src is not None:  # another tree of the package, ahead of the installed one
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
         with (home / "server.log").open("ab") as log:

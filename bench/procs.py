@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 POSTGRES_URL = os.environ.get(
     "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -62,3 +63,21 @@ async def pg_admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def server_env(home: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's `armillary server`: its home, its store (SQLite
+    in `home` unless `database_url`), quiet logs and rate limits out of the way (the
+    harness polls the API; rate limiting is not what is measured), then `extra`."""
+    env = {
+        **os.environ,
+        "ARMILLARY_HOME": str(home),
+        "ARMILLARY_LOG_LEVEL": "warning",
+        "ARMILLARY_RATE_LIMIT_PER_S": "1000000",
+        "ARMILLARY_RATE_LIMIT_BURST": "10000000",
+        **extra,
+    }
+    env.pop("ARMILLARY_DATABASE_URL", None)
+    if database_url:
+        env["ARMILLARY_DATABASE_URL"] = database_url
+    return env

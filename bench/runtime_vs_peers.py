@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import children, free_port, state_of, tagged
+from procs import children, free_port, server_env, state_of, tagged
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "bench" / "peers"
@@ -102,15 +102,7 @@ class Armillary:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "ARMILLARY_HOME": str(home),
-            "ARMILLARY_LOG_LEVEL": "warning",
-            # The harness polls the API as fast as it can; the rate limit is not measured.
-            "ARMILLARY_RATE_LIMIT_PER_S": "100000",
-            "ARMILLARY_RATE_LIMIT_BURST": "1000000",
-        }
-        env.pop("ARMILLARY_DATABASE_URL", None)
+        env = server_env(home)
         self.server = subprocess.Popen(
             [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
             env=env,

@@ -33,7 +33,6 @@ from tests.support.nodes import QUICKSTART, NodeProcess
 from tests.support.ports import free_port
 from tests.support.processes import http_ok
 from tests.support.servers import ServerProcess
-from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
 API = "armillary.dev/v1"
@@ -69,7 +68,6 @@ def world(
     record = tmp_path_factory.mktemp("agents")
     (record / "calls.log").touch()
     (record / "done").mkdir()
-    open_to_tenants(record, writable=True)  # the agents of three tenants, three users
     mark = uuid.uuid4().hex[:6]
     tenants = [f"t{i}-{mark}" for i in range(3)]
     repo = f"acme/agent-{mark}"

@@ -50,7 +50,8 @@ class NodeProcess(Child):
     def launch(self) -> None:
         """Start the daemon process without waiting for it to connect."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        open_to_tenants(self.data_dir)
+        if self.tenant_uids != "off":  # tenant users must pass the directories above it
+            open_to_tenants(self.data_dir)
         token = self.token or self.server.token
         token_file = self.data_dir / "node.token"
         descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -38,58 +38,36 @@ def _fetch(target: context.Target) -> tuple[list[wire.DoctorCheck], wire.Doctor 
         async with Client(target.url, target.token, timeout_s=TIMEOUT_S) as api:
             return await api.doctor()
 
-    name = "server"
+    url = target.url
     try:
         report = asyncio.run(session())
     except Unreachable:
-        return [
-            wire.DoctorCheck(
-                name=name,
-                status="fail",
-                finding=f"no answer at {target.url}",
-                fix="start it (`armillary server`, or `armillary up DIR`), or point --server / "
-                "ARMILLARY_URL at the running one",
-            )
-        ], None
+        failed = (
+            f"no answer at {url}",
+            "start it (`armillary server`, or `armillary up DIR`), or point --server / "
+            "ARMILLARY_URL at the running one",
+        )
     except (Unauthorized, Forbidden) as exc:
-        return [
-            wire.DoctorCheck(
-                name=name,
-                status="fail",
-                finding=f"{target.url} answers but refuses this token: {exc}",
-                fix="pass a viewer or admin key with --token or ARMILLARY_TOKEN "
-                "(`armillary keys create`)",
-            )
-        ], None
+        failed = (
+            f"{url} answers but refuses this token: {exc}",
+            "pass a viewer or admin key with --token or ARMILLARY_TOKEN (`armillary token create`)",
+        )
     except NotFound:
-        return [
-            wire.DoctorCheck(
-                name=name,
-                status="fail",
-                finding=f"{target.url} answers but has no /api/v1/doctor",
-                fix=f"the server is older than this CLI ({__version__}): upgrade the server",
-            )
-        ], None
+        failed = (
+            f"{url} answers but has no /api/v1/doctor",
+            f"the server is older than this CLI ({__version__}): upgrade the server",
+        )
     except TemporaryError as exc:
-        return [
-            wire.DoctorCheck(
-                name=name,
-                status="fail",
-                finding=f"{target.url} answers, but cannot serve now: {exc}",
-                fix=f"see whether its store answers ({target.url}/readyz) and read the "
-                "server's log",
-            )
-        ], None
+        failed = (
+            f"{url} answers, but cannot serve now: {exc}",
+            f"see whether its store answers ({url}/readyz) and read the server's log",
+        )
     except ArmillaryError as exc:
-        return [
-            wire.DoctorCheck(
-                name=name,
-                status="fail",
-                finding=f"{target.url} answers with an error: {exc}",
-                fix="look at the server's log",
-            )
-        ], None
-    return [_reached(target.url), _versions(report.version)], report
+        failed = (f"{url} answers with an error: {exc}", "look at the server's log")
+    else:
+        return [_reached(url), _versions(report.version)], report
+    finding, fix = failed
+    return [wire.DoctorCheck(name="server", status="fail", finding=finding, fix=fix)], None
 
 
 def _reached(url: str) -> wire.DoctorCheck:
