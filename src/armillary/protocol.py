@@ -5,15 +5,24 @@ Envelopes are JSON `{"type", "seq", "payload"}`; `PROTOCOL_VERSION` is sent in
 
     node → server   hello        node id, token, capacity, labels, what it runs now
     server → node   welcome      accepted; the node's id as the server knows it
-    server → node   assignments  the node's FULL desired set with an epoch (never a delta)
-    node → server   report       per-allocation state (the full set each time)
+    server → node   assignments  the node's FULL desired set with an epoch
+    server → node   assignments.delta   what changed in that set since the last message
+    node → server   report       the state of the allocations that changed since the last
     node → server   heartbeat    CPU, memory, disk usage
     server → node   logs.open / exec.open / stream.close   a stream of a replica's
     node → server   logs.data / logs.end / exec.data / exec.end   output, or a command
 
-Assignments are level-triggered: a node that receives one converges on exactly
-that set, whatever it was running before. Allocation ids are immutable: a changed
-spec is a new allocation with a new id, so "same id" always means "same thing".
+A session starts level-triggered: the first `assignments` after `welcome` is the
+node's whole set, and the node converges on exactly that set, whatever it was
+running before (the `hello` likewise carried the state of everything it holds).
+After that both sides send only what changed — `assignments.delta` (allocations
+added, ids removed) and `report` (the allocations whose state changed) — so the
+cost of a change does not grow with the number of replicas on the node. A delta
+applies to the set the previous message of the same session left; a new session
+starts over from a full set, so a message lost with a connection loses nothing.
+A server may send a full `assignments` again at any time (when in doubt).
+Allocation ids are immutable: a changed spec is a new allocation with a new id, so
+"same id" always means "same thing".
 
 A session the server ends on purpose ends with one of the close codes below;
 `close_code` maps an error to its code, and the daemon exits only on a code in
@@ -45,7 +54,7 @@ from armillary.errors import (
     Unauthorized,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: assignments.delta, reports of what changed
 
 # Close codes of a node session (4000-4999 are the application's, RFC 6455 §7.4.2).
 CLOSE_INVALID = 4400  # a message off the protocol, a hello that is not first, another version
@@ -219,8 +228,17 @@ class Assignments:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AssignmentsDelta:
+    """The node's set changed: hold `add` too, and let `remove` go (by id)."""
+
+    epoch: int
+    add: list[AllocationSpec] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Report:
-    replicas: list[ReplicaReport]
+    replicas: list[ReplicaReport]  # those whose state changed since the last report
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -121,7 +121,7 @@ class Recorder:
         self.supervisor: Supervisor | None = None
         self.history: list[tuple[float, dict[str, ReplicaReport]]] = []
 
-    def __call__(self) -> None:
+    def __call__(self, allocation_id: str) -> None:
         assert self.supervisor is not None
         now = time.monotonic()
         self.history.append((now, {r.id: r for r in self.supervisor.reports()}))

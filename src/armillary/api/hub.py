@@ -2,8 +2,12 @@
 
 `serve(websocket)` runs a node's whole session: `hello` (authenticated, registered,
 its adopted replicas recorded), then concurrently — reading its reports and
-heartbeats into the store, and pushing it its full assignment set whenever the feed
-says its allocations changed (coalesced, level-triggered: always the whole set).
+heartbeats into the store, and pushing it its assignments whenever the feed says its
+allocations changed. The first push is the node's whole set; after it, a push is an
+`assignments.delta` of what changed (coalesced per burst of feed events): the session
+remembers which allocation ids the node was sent, collects the ids the feed names for
+this node, and reads only those rows — so neither side's cost per change grows with
+the replicas already on the node.
 Log and exec requests from API clients travel to the node as streams with ids;
 chunks come back to the waiting request's queue. On disconnect the node is marked
 not connected; its replicas keep running and it re-reports when it returns.
@@ -80,8 +84,14 @@ class Session:
         self._streams: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
         self._stream_ids = itertools.count(1)
         self.held_back: dict[str, dict[str, Any]] = {}
-        """Allocations the last push could not send, by id: their `InvalidSpec` report,
-        which stands in for what the node says of them while it stops them."""
+        """Allocations a push could not send, by id: their `InvalidSpec` report, which
+        stands in for what the node says of them while it stops them."""
+        self.sent: set[str] | None = None
+        """The ids of the allocations the node holds by what it was sent; None until
+        the first (full) push of the session."""
+        self.named: set[str] = set()
+        """Allocation ids of this node the feed named since the last push: the only
+        rows the next push reads."""
 
     async def send(self, kind: str, payload: dict[str, Any]) -> None:
         async with self._lock:
@@ -284,17 +294,21 @@ class Hub:
 
     async def _watch(self, session: Session, events: asyncio.Queue[Any]) -> None:
         while True:
-            # Only a change of the node's set moves its epoch (a Node event); reports
-            # about its allocations do not need a push back.
+            # Only a change of the node's set moves its epoch (an Assignments event);
+            # reports about its allocations need no push back, but the ids they name
+            # are collected with the others (a push reads the rows it was told of).
+            relevant = recheck = False
             event = await events.get()
-            relevant = event.kind in ("Node", "Assignments") and event.node == session.name
-            recheck = event.kind == feed.CREDENTIAL
-            while not events.empty():  # coalesce a burst into one push
-                other = events.get_nowait()
-                relevant = relevant or (
-                    other.kind in ("Node", "Assignments") and other.node == session.name
-                )
-                recheck = recheck or other.kind == feed.CREDENTIAL
+            while True:  # coalesce a burst into one push
+                if event.node == session.name:
+                    if event.kind == "Allocation":
+                        session.named.add(event.name)
+                    elif event.kind in ("Node", "Assignments"):
+                        relevant = True
+                recheck = recheck or event.kind == feed.CREDENTIAL
+                if events.empty():
+                    break
+                event = events.get_nowait()
             if recheck:
                 async with self._db.read() as conn:
                     await _still_allowed(conn, session)
@@ -302,17 +316,44 @@ class Hub:
                 await self._push(session)
 
     async def _push(self, session: Session) -> None:
+        """Send the node what changed in its set: the whole set on the session's first
+        push, an `assignments.delta` of the rows the feed named after that."""
+        named, session.named = session.named, set()
+        sent = session.sent
         async with self._db.read() as conn:
             node = await nodes.require(conn, session.name)
-            held = await allocations.for_node(conn, session.name)
+            if sent is None:
+                added = await allocations.for_node(conn, session.name)
+                gone: set[str] = set()
+            else:
+                # Allocations never move between nodes and never change their spec:
+                # a named id is new (not sent yet, and there) or gone (sent, not there).
+                there = await allocations.present(conn, session.name, named & sent)
+                gone = (named & sent) - there
+                added = await allocations.by_ids(conn, session.name, named - sent)
             resolver = secrets.Resolver(conn, self._vault)
-            specs = [(a, await _spec(a, resolver)) for a in held]
+            specs = [(a, await _spec(a, resolver)) for a in added]
         sendable, refused = _sendable(specs)
-        session.held_back = {report["id"]: report for report in refused}
+        for allocation_id in gone:
+            session.held_back.pop(allocation_id, None)
+        session.held_back.update((report["id"], report) for report in refused)
         if refused:
             async with self._db.write() as conn:
                 await allocations.record_reports(conn, session.name, refused, now=_now())
-        await session.send("assignments", {"epoch": node.epoch, "allocations": sendable})
+        # What was held back counts as sent: it is not sent again each time the feed
+        # names it, and its removal goes out like any other (a node ignores an id it
+        # does not hold).
+        handled = {spec["id"] for spec in sendable} | {report["id"] for report in refused}
+        if sent is None:
+            session.sent = handled
+            await session.send("assignments", {"epoch": node.epoch, "allocations": sendable})
+            return
+        sent.difference_update(gone)
+        sent.update(handled)
+        if not sendable and not gone:
+            return
+        delta = {"epoch": node.epoch, "add": sendable, "remove": sorted(gone)}
+        await session.send("assignments.delta", delta)
 
 
 async def _still_allowed(conn: Tx, session: Session) -> None:

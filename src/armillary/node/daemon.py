@@ -1,10 +1,12 @@
 """The node daemon: `armillary node`. Connects to the server, runs what it is assigned.
 
-One loop per connection: send `hello` (capacity from psutil, labels, and the replicas
-it already runs — adopted after a restart), then concurrently apply every
-`assignments` message to the supervisor (the full set, level-triggered), send a
-`report` whenever a replica changes (debounced), send a `heartbeat` with CPU, memory
-and disk every interval, and serve log and exec streams. A lost connection, or a
+One loop per connection: send `hello` (capacity from psutil, labels, and the state of
+every replica it already runs — adopted after a restart), then concurrently apply
+each `assignments` message to the supervisor (the first is the full set,
+level-triggered; `assignments.delta` messages after it carry what changed), send a
+`report` of the replicas that changed since the last one whenever any does
+(debounced), send a `heartbeat` with CPU, memory and disk every interval, and serve
+log and exec streams. A lost connection, or a
 session the server closes with a code outside `protocol.FATAL_CLOSE_CODES` (such as
 `CLOSE_TRY_AGAIN` when its store hiccups during `hello`), is retried with capped,
 jittered backoff that starts over only once a `welcome` arrives; replicas keep
@@ -88,10 +90,11 @@ class Daemon:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._changed = asyncio.Event()
+        self._dirty: set[str] = set()  # allocations whose report the server has not had
         self.supervisor = Supervisor(
             data_dir=options.data_dir,
             address=options.address,
-            on_change=self._changed.set,
+            on_change=self._mark,
             tenant_uids=options.tenant_uids,
             port_leases=options.port_leases,
             dynamic_ports=options.dynamic_ports,
@@ -101,6 +104,10 @@ class Daemon:
         self._seq = 0
         self._reconnect_s = RECONNECT_FIRST_S  # back to the first delay on each welcome
         self._instance = ""
+
+    def _mark(self, allocation_id: str) -> None:
+        self._dirty.add(allocation_id)
+        self._changed.set()
 
     async def run(self) -> None:
         """Run until cancelled; then leave (or stop) the replicas as the options say."""
@@ -153,6 +160,7 @@ class Daemon:
         await ws.send(json.dumps({"type": kind, "seq": self._seq, "payload": payload}))
 
     async def _session(self, ws: ClientConnection) -> None:
+        self._dirty.clear()  # the hello reports everything
         hello = protocol.Hello(
             node=self.options.name,
             token=self.options.token,
@@ -182,7 +190,11 @@ class Daemon:
             if envelope.type == "assignments":
                 assignments = protocol.decode(protocol.Assignments, envelope.payload)
                 await self.supervisor.converge(assignments.allocations)
-                self._changed.set()
+            elif envelope.type == "assignments.delta":
+                delta = protocol.decode(
+                    protocol.AssignmentsDelta, envelope.payload, path="assignments.delta"
+                )
+                await self.supervisor.update(delta.add, delta.remove)
             elif envelope.type == "logs.open":
                 logs = protocol.decode(protocol.LogsOpen, envelope.payload, path="logs.open")
                 self._start_stream(ws, logs.stream, partial(self._logs, ws, logs), protocol.LogsEnd)
@@ -204,8 +216,11 @@ class Daemon:
             await self._changed.wait()
             await asyncio.sleep(REPORT_DEBOUNCE_S)  # let a burst of changes land in one report
             self._changed.clear()
-            reports = [protocol.encode(r) for r in self.supervisor.reports()]
-            await self._send(ws, "report", {"replicas": reports})
+            dirty, self._dirty = self._dirty, set()
+            held = (self.supervisor.report(i) for i in sorted(dirty))
+            reports = [protocol.encode(r) for r in held if r is not None]
+            if reports:
+                await self._send(ws, "report", {"replicas": reports})
 
     async def _heartbeat(self, ws: ClientConnection, interval_s: float) -> None:
         psutil.cpu_percent(interval=None)  # the first call only primes the counter
@@ -306,8 +321,8 @@ class Daemon:
 
     async def _checkpoint_logs(self) -> None:
         while True:
-            for report in self.supervisor.reports():
-                self.checkpoints.record(report.id, self.supervisor.log_path(report.id))
+            for allocation_id in self.supervisor.held_ids():
+                self.checkpoints.record(allocation_id, self.supervisor.log_path(allocation_id))
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
 
 

@@ -1,9 +1,10 @@
 """The node daemon's process supervisor: runs allocations as real, supervised processes.
 
 Called by the node daemon: `start()` once (adopts what a previous daemon left
-running), `converge(desired)` on every assignments message, `reports()` whenever it
-reports, `close()` on shutdown. It calls `on_change()` (synchronously, no I/O) whenever
-a report changes; the caller debounces.
+running), `converge(desired)` on a full assignments message and `update(add, remove)`
+on a delta, `reports()` (all) or `report(id)` (one) whenever it reports, `close()` on
+shutdown. It calls `on_change(id)` (synchronously, no I/O) whenever the report of the
+allocation `id` changes or it is let go; the caller debounces, and reports only those.
 
 This module decides *which* allocations are held and what to do with what a previous
 daemon left behind; `node.lifecycle` moves each one (spawn, exit, restart, health,
@@ -56,7 +57,7 @@ class Supervisor:
         *,
         data_dir: Path,
         address: str = "127.0.0.1",
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[str], None] | None = None,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_keep: int = 3,
         tenant_uids: tenancy.UidRange | None = None,  # None: tenants run as our own user
@@ -153,9 +154,39 @@ class Supervisor:
                         await asyncio.sleep(0)
             self._kill_orphans()
 
+    async def update(self, add: Sequence[AllocationSpec], remove: Sequence[str]) -> None:
+        """Hold `add` too and let `remove` go: `converge` on a change of the set, at a
+        cost proportional to the change. An id removed that is not held is ignored."""
+        if not self._started or self._closed:
+            raise RuntimeError("update() needs a started, open Supervisor")
+        async with self._converging:
+            for allocation_id in remove:
+                self._desired.pop(allocation_id, None)
+                held = self._replicas.get(allocation_id)
+                if held is not None and not held.stopping:
+                    self._stop(held)
+            started = 0
+            for spec in add:
+                self._desired[spec.id] = spec
+                if spec.id not in self._replicas:
+                    self._start(spec)
+                    started += 1
+                    if started % SPAWN_BATCH == 0:
+                        await asyncio.sleep(0)
+            self._kill_orphans()
+
     def reports(self) -> list[ReplicaReport]:
         """The current state of every held allocation, stopping ones included."""
         return [held.report() for held in self._replicas.values()]
+
+    def report(self, allocation_id: str) -> ReplicaReport | None:
+        """The current state of one allocation; None once it is no longer held."""
+        held = self._replicas.get(allocation_id)
+        return held.report() if held is not None else None
+
+    def held_ids(self) -> list[str]:
+        """The ids of every held allocation, stopping ones included."""
+        return list(self._replicas)
 
     def log_path(self, allocation_id: str) -> Path:
         """The live log file of an allocation (kept after it is stopped)."""
@@ -267,7 +298,7 @@ class Supervisor:
         if self._replicas.get(held.id) is held:
             del self._replicas[held.id]
             self._leases.release(held.id)
-        self._changed(None)
+        self._changed(None, allocation_id=held.id)
         again = self._desired.get(held.id)
         if again is not None and not self._closed and held.id not in self._replicas:
             self._start(again)  # asked for again while it was stopping
@@ -366,14 +397,16 @@ class Supervisor:
     def _live_logs(self) -> list[Path]:
         return [self._life.log_path(h.id) for h in self._replicas.values() if h.proc is not None]
 
-    def _changed(self, held: Replica | None) -> None:
+    def _changed(self, held: Replica | None, *, allocation_id: str = "") -> None:
+        """The report of `held` changed (or the allocation `allocation_id` was let go)."""
         if held is not None:
             held.changed()
+            allocation_id = held.id
         if not self._closed:
             self._state.mark_dirty()
-        if self._on_change is not None:
+        if self._on_change is not None and allocation_id:
             try:
-                self._on_change()
+                self._on_change(allocation_id)
             except Exception:  # the caller's callback: its bug must not stop supervision
                 log.exception("on_change callback failed")
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.store import feed, nodes
@@ -83,6 +83,36 @@ async def for_node(conn: AsyncConnection, node: str) -> list[Allocation]:
     return [_allocation(row) for row in result]
 
 
+async def by_ids(conn: AsyncConnection, node: str, ids: Iterable[str]) -> list[Allocation]:
+    """The allocations of `node` among `ids` (those that exist), oldest first."""
+    found: list[Allocation] = []
+    for chunk in _chunks(ids):
+        result = await conn.execute(
+            select(allocations).where(allocations.c.node == node, allocations.c.id.in_(chunk))
+        )
+        found.extend(_allocation(row) for row in result)
+    return sorted(found, key=lambda a: (a.created_at, a.id))
+
+
+async def present(conn: AsyncConnection, node: str, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` are allocations of `node` (ids only: no spec or report read)."""
+    there: set[str] = set()
+    for chunk in _chunks(ids):
+        result = await conn.execute(
+            select(allocations.c.id).where(allocations.c.node == node, allocations.c.id.in_(chunk))
+        )
+        there.update(row.id for row in result)
+    return there
+
+
+def _chunks(ids: Iterable[str], size: int = 500) -> Iterable[list[str]]:
+    """`ids` in lists of at most `size`: an IN list stays far below every driver's
+    limit on bound parameters."""
+    batch = sorted(set(ids))
+    for start in range(0, len(batch), size):
+        yield batch[start : start + size]
+
+
 async def list_all(conn: AsyncConnection) -> list[Allocation]:
     result = await conn.execute(
         select(allocations).order_by(
@@ -142,18 +172,36 @@ async def record_reports(
     conn: AsyncConnection, node: str, reports: Iterable[dict[str, Any]], *, now: dt.datetime
 ) -> list[str]:
     """Store what `node` says of its allocations; returns the tenants whose
-    allocations changed. Reports for allocations the node does not own are ignored."""
-    owned = {a.id: a for a in await for_node(conn, node)}
+    allocations changed. Reports for allocations the node does not own are ignored.
+    Only the rows reported on are read (a node reports what changed), and the changed
+    ones are written in one statement."""
+    latest = {str(r.get("id")): r for r in reports}  # the last word on each wins
+    owned: dict[str, tuple[str, dict[str, Any] | None]] = {}
+    for chunk in _chunks(latest):
+        result = await conn.execute(
+            select(allocations.c.id, allocations.c.tenant, allocations.c.report).where(
+                allocations.c.node == node, allocations.c.id.in_(chunk)
+            )
+        )
+        owned.update((row.id, (row.tenant, row.report)) for row in result)
+    rows: list[dict[str, Any]] = []
     changed: set[str] = set()
-    for report in reports:
-        allocation = owned.get(str(report.get("id")))
-        if allocation is None or allocation.report == report:
+    for allocation_id, report in latest.items():
+        held = owned.get(allocation_id)
+        if held is None or held[1] == report:
             continue
+        tenant = held[0]
+        rows.append({"allocation_id": allocation_id, "new_report": report})
+        changed.add(tenant)
+        feed.record(
+            conn.info,
+            feed.Change(kind="Allocation", name=allocation_id, tenant=tenant, node=node),
+        )
+    if rows:
         await conn.execute(
             update(allocations)
-            .where(allocations.c.id == allocation.id)
-            .values(report=report, reported_at=now)
+            .where(allocations.c.id == bindparam("allocation_id"))
+            .values(report=bindparam("new_report"), reported_at=now),
+            rows,
         )
-        changed.add(allocation.tenant)
-        _announce(conn, allocation)
     return sorted(changed)
