@@ -117,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
             Driver(app.state.schedules, db.feed),
         ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
+        tasks.append(asyncio.create_task(app.state.hub.record_heartbeats(), name="heartbeats"))
         retention = audit_log.expire_forever(
             db,
             retention_s=settings.audit_retention_days * 86400,

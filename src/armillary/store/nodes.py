@@ -8,10 +8,11 @@ assignment message can say which version of the set it carries.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.errors import NotFound
@@ -102,11 +103,17 @@ async def register(
     return await require(conn, name)
 
 
-async def heartbeat(
-    conn: AsyncConnection, name: str, *, usage: dict[str, Any], now: dt.datetime
+async def heartbeats(
+    conn: AsyncConnection, beats: Sequence[tuple[str, dict[str, Any], dt.datetime]]
 ) -> None:
+    """Store many heartbeats (node name, usage, when it arrived) in one statement."""
+    if not beats:
+        return
     await conn.execute(
-        update(nodes).where(nodes.c.name == name).values(usage=usage, heartbeat_at=now)
+        update(nodes)
+        .where(nodes.c.name == bindparam("node_name"))
+        .values(usage=bindparam("new_usage"), heartbeat_at=bindparam("beat_at")),
+        [{"node_name": n, "new_usage": u, "beat_at": at} for n, u, at in beats],
     )
 
 

@@ -4,7 +4,8 @@ A probe node (a raw protocol client of the test's own, against a real server) ge
 its whole set once, then `assignments.delta` messages naming only the allocations
 added or removed; its reports name only the replicas whose state changed, and the
 server keeps what it was told of the others. A new session starts over from a full
-set. This is what keeps a change's cost flat as a node fills up.
+set. This is what keeps a change's cost flat as a node fills up. Heartbeats of
+many nodes are stored together, each node's own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 import uuid
 from typing import Any
 
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 
 from armillary import protocol
 from armillary.node.daemon import websocket_url
@@ -25,7 +27,7 @@ from tests.support.waiting import wait_for
 SLEEPER = {"name": "app", "command": ["sleep", "1000"], "replicas": 2}
 
 
-def _say_hello(ws: ClientConnection, token: str, node: str, **extra: Any) -> None:
+def _say_hello(ws: Connection, token: str, node: str, **extra: Any) -> None:
     hello = protocol.Hello(
         node=node,
         token=token,
@@ -38,7 +40,7 @@ def _say_hello(ws: ClientConnection, token: str, node: str, **extra: Any) -> Non
     assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
 
 
-def _next(ws: ClientConnection) -> dict[str, Any]:
+def _next(ws: Connection) -> dict[str, Any]:
     """The next assignments message (of either kind)."""
     while True:
         envelope: dict[str, Any] = json.loads(ws.recv(timeout=15))
@@ -46,7 +48,7 @@ def _next(ws: ClientConnection) -> dict[str, Any]:
             return envelope
 
 
-def _running(ws: ClientConnection, ids: list[str]) -> None:
+def _running(ws: Connection, ids: list[str]) -> None:
     reports = [protocol.encode(protocol.ReplicaReport(id=i, state="running")) for i in ids]
     ws.send(json.dumps({"type": "report", "seq": 2, "payload": {"replicas": reports}}))
 
@@ -109,3 +111,30 @@ def test_a_session_sends_the_whole_set_once_then_only_what_changed(
         again = _next(ws)
         assert again["type"] == "assignments"
         assert sorted(spec["id"] for spec in again["payload"]["allocations"]) == ids_second
+
+
+def test_the_heartbeats_of_many_nodes_are_each_stored(server: ServerProcess) -> None:
+    mark = uuid.uuid4().hex[:8]
+    names = [f"beat-{mark}-{i}" for i in range(12)]
+    sockets = [connect(websocket_url(server.url), open_timeout=10) for _ in names]
+    try:
+        for i, (ws, name) in enumerate(zip(sockets, names, strict=True)):
+            _say_hello(ws, server.token, name)
+            usage = protocol.Usage(
+                cpu_percent=float(i),
+                memory_used_mb=100 + i,
+                memory_total_mb=1000,
+                disk_used_percent=1.0,
+            )
+            beat = {"type": "heartbeat", "seq": 2, "payload": {"usage": protocol.encode(usage)}}
+            ws.send(json.dumps(beat))
+
+        def stored() -> dict[str, Any]:
+            with server.client() as http:
+                items = http.get("/api/v1/nodes").json()["items"]
+            return {n["name"]: n.get("usage", {}).get("memory_used_mb") for n in items}
+
+        wait_for(lambda: all(stored().get(n) == 100 + i for i, n in enumerate(names)), timeout_s=15)
+    finally:
+        for ws in sockets:
+            ws.close()
