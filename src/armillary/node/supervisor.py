@@ -12,7 +12,8 @@ stop).
 Invariants:
 - every replica is a direct child of the daemon at spawn, in its own session and
   process group, writing straight to its log file, so killing the daemon disturbs none;
-- what the supervisor holds is on disk (node-state.json) within ~20 ms of a change;
+- what the supervisor holds is on disk (node-state.json and its journal) within ~20 ms
+  of a change;
 - a process is adopted only if its pid, start time and boot match the record, so a
   reused pid is never adopted; processes writing to a replica's log that the state file
   missed (the daemon died within a write delay of spawning them) are adopted by the
@@ -96,7 +97,7 @@ class Supervisor:
         self._stops: set[asyncio.Task[None]] = set()
         self._rotation: asyncio.Task[None] | None = None
         self._state = statefile.Writer(
-            self._data_dir / statefile.FILE_NAME, self._entries, delay_s=STATE_WRITE_DELAY_S
+            self._data_dir / statefile.FILE_NAME, self._entry, delay_s=STATE_WRITE_DELAY_S
         )
         self._converging = asyncio.Lock()
         self._lock_fd: int | None = None
@@ -129,7 +130,7 @@ class Supervisor:
             ),
             name="rotate replica logs",
         )
-        self._state.mark_dirty()
+        self._state.rewrite(list(self._replicas))
         return self.reports()
 
     async def converge(self, desired: Sequence[AllocationSpec]) -> None:
@@ -267,6 +268,8 @@ class Supervisor:
         if self._replicas.get(held.id) is held:
             del self._replicas[held.id]
             self._leases.release(held.id)
+        if not self._closed:
+            self._state.mark_dirty(held.id)  # no longer held: written as dropped
         self._changed(None)
         again = self._desired.get(held.id)
         if again is not None and not self._closed and held.id not in self._replicas:
@@ -363,14 +366,18 @@ class Supervisor:
     def _entries(self) -> list[statefile.Entry]:
         return [held.entry() for held in self._replicas.values()]
 
+    def _entry(self, allocation_id: str) -> statefile.Entry | None:
+        held = self._replicas.get(allocation_id)
+        return None if held is None else held.entry()
+
     def _live_logs(self) -> list[Path]:
         return [self._life.log_path(h.id) for h in self._replicas.values() if h.proc is not None]
 
     def _changed(self, held: Replica | None) -> None:
         if held is not None:
             held.changed()
-        if not self._closed:
-            self._state.mark_dirty()
+        if held is not None and not self._closed:
+            self._state.mark_dirty(held.id)
         if self._on_change is not None:
             try:
                 self._on_change()
