@@ -63,6 +63,7 @@ checks = [
     attempt("data-file", lambda: open(env["VICTIM_DIR"] + "/secret.txt").read()),
     attempt("log", lambda: open(env["VICTIM_LOG"]).read()),
     attempt("state-file", lambda: open(env["STATE_FILE"]).read()),
+    attempt("state-journal", lambda: open(env["STATE_JOURNAL"]).read()),
     attempt("tenants", lambda: os.listdir(own.parent)),
 ]
 report = {
@@ -122,6 +123,7 @@ def test_a_replica_cannot_read_another_tenants_environment_files_logs_or_the_nod
         "VICTIM_DIR": str(victim_dir),
         "VICTIM_LOG": str(log_of(node, held)),
         "STATE_FILE": str(node.data_dir / statefile.FILE_NAME),
+        "STATE_JOURNAL": str(statefile.journal_path(node.data_dir / statefile.FILE_NAME)),
     }
     apply(server, stack(f"s-{mark}", probe), tenant(prober, f"s-{mark}", mark, env=where))
     probing = wait_for(lambda: replicas(server, prober), timeout_s=60, what="the prober placed")[0]
@@ -129,7 +131,9 @@ def test_a_replica_cannot_read_another_tenants_environment_files_logs_or_the_nod
 
     outcomes = {c["check"]: c["outcome"] for c in report["checks"]}
     assert outcomes == dict.fromkeys(outcomes, "denied"), report["checks"]
-    assert set(outcomes) == {"environ", "data-dir", "data-file", "log", "state-file", "tenants"}
+    assert set(outcomes) == {
+        *("environ", "data-dir", "data-file", "log", "state-file", "state-journal", "tenants")
+    }
     wait_for(lambda: ready(server, prober), timeout_s=60, what="the prober Ready (exec probe)")
     code, shown, _ = cli("logs", f"{prober}/probe")
     assert code == 0 and '"outcome": "denied"' in shown and password not in shown
@@ -145,8 +149,9 @@ def test_a_replica_cannot_read_another_tenants_environment_files_logs_or_the_nod
     assert victim_stat.st_uid == victim_stat.st_gid == tenancy.uid_for(victim, uids)
     assert tenancy.uid_for(victim, uids) != report["uid"]
     assert stat.S_IMODE(victim_stat.st_mode) == 0o700
-    state = (node.data_dir / statefile.FILE_NAME).stat()
-    assert (state.st_uid, stat.S_IMODE(state.st_mode)) == (0, 0o600)
+    for name in (statefile.FILE_NAME, "node-state.journal"):  # the journal holds specs too
+        state = (node.data_dir / name).stat()
+        assert (state.st_uid, stat.S_IMODE(state.st_mode)) == (0, 0o600)
     assert stat.S_IMODE((node.data_dir / "replicas").stat().st_mode) == 0o700
     assert password in log_of(node, held).read_text()  # the node itself keeps the output
 

@@ -730,7 +730,7 @@ async def test_a_respawn_the_state_file_missed_is_adopted_by_its_log_file(
 DAEMON = """
 import asyncio, json, sys
 from pathlib import Path
-from armillary.node import procfs
+from armillary.node import procfs, statefile
 from armillary.node.supervisor import Supervisor
 from armillary.protocol import AllocationSpec
 
@@ -746,11 +746,8 @@ async def main() -> None:
     ])
     state = data_dir / "node-state.json"
     while True:  # on disk within ~20 ms; "ready" means "safe to kill -9 now"
-        try:
-            held = json.loads(state.read_text())["allocations"]
-        except (FileNotFoundError, ValueError):
-            held = []
-        if sum(1 for entry in held if entry["process"]) == 3:
+        held = statefile.load(state)  # the snapshot and its journal
+        if sum(1 for entry in held if entry.process) == 3:
             break
         await asyncio.sleep(0.005)
     print("ready", json.dumps({r.id: r.pid for r in supervisor.reports()}), flush=True)

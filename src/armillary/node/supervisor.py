@@ -13,7 +13,8 @@ stop).
 Invariants:
 - every replica is a direct child of the daemon at spawn, in its own session and
   process group, writing straight to its log file, so killing the daemon disturbs none;
-- what the supervisor holds is on disk (node-state.json) within ~20 ms of a change;
+- what the supervisor holds is on disk (node-state.json and its journal) within ~20 ms
+  of a change;
 - a process is adopted only if its pid, start time and boot match the record, so a
   reused pid is never adopted; processes writing to a replica's log that the state file
   missed (the daemon died within a write delay of spawning them) are adopted by the
@@ -97,7 +98,7 @@ class Supervisor:
         self._stops: set[asyncio.Task[None]] = set()
         self._rotation: asyncio.Task[None] | None = None
         self._state = statefile.Writer(
-            self._data_dir / statefile.FILE_NAME, self._entries, delay_s=STATE_WRITE_DELAY_S
+            self._data_dir / statefile.FILE_NAME, self._entry, delay_s=STATE_WRITE_DELAY_S
         )
         self._converging = asyncio.Lock()
         self._lock_fd: int | None = None
@@ -130,7 +131,7 @@ class Supervisor:
             ),
             name="rotate replica logs",
         )
-        self._state.mark_dirty()
+        self._state.rewrite(list(self._replicas))
         return self.reports()
 
     async def converge(self, desired: Sequence[AllocationSpec]) -> None:
@@ -298,7 +299,7 @@ class Supervisor:
         if self._replicas.get(held.id) is held:
             del self._replicas[held.id]
             self._leases.release(held.id)
-        self._changed(None, allocation_id=held.id)
+        self._changed(None, allocation_id=held.id)  # no longer held: written as dropped
         again = self._desired.get(held.id)
         if again is not None and not self._closed and held.id not in self._replicas:
             self._start(again)  # asked for again while it was stopping
@@ -394,6 +395,10 @@ class Supervisor:
     def _entries(self) -> list[statefile.Entry]:
         return [held.entry() for held in self._replicas.values()]
 
+    def _entry(self, allocation_id: str) -> statefile.Entry | None:
+        held = self._replicas.get(allocation_id)
+        return None if held is None else held.entry()
+
     def _live_logs(self) -> list[Path]:
         return [self._life.log_path(h.id) for h in self._replicas.values() if h.proc is not None]
 
@@ -402,8 +407,8 @@ class Supervisor:
         if held is not None:
             held.changed()
             allocation_id = held.id
-        if not self._closed:
-            self._state.mark_dirty()
+        if allocation_id and not self._closed:
+            self._state.mark_dirty(allocation_id)
         if self._on_change is not None and allocation_id:
             try:
                 self._on_change(allocation_id)
