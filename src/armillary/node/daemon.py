@@ -1,6 +1,6 @@
 """The node daemon: `armillary node`. Connects to the server, runs what it is assigned.
 
-One loop per connection: send `hello` (capacity from psutil, labels, and the replicas
+One loop per connection: send `hello` (capacity from psutil or the options, labels, and the replicas
 it already runs — adopted after a restart), then concurrently apply every
 `assignments` message to the supervisor (the full set, level-triggered), send a
 `report` whenever a replica changes (debounced), send a `heartbeat` with CPU, memory
@@ -68,6 +68,10 @@ class Options:
     takeover: bool = False  # replace a live daemon of the same name (the server audits it)
     port_leases: Path | None = None  # host-wide port leases; None: leases.default_directory()
     dynamic_ports: range = process.DYNAMIC_PORTS  # where ports of 0 are picked from
+    # What the node offers the scheduler; None: the machine's own (psutil). Lower it to
+    # keep room for what else runs on the machine, as a kubelet's allocatable does.
+    cpu_millicores: int | None = None
+    memory_mb: int | None = None
 
 
 def websocket_url(server: str) -> str:
@@ -77,10 +81,14 @@ def websocket_url(server: str) -> str:
     return "ws://" + base.removeprefix("http://") + "/api/v1/nodes/connect"
 
 
-def capacity() -> protocol.Capacity:
+def capacity(
+    *, cpu_millicores: int | None = None, memory_mb: int | None = None
+) -> protocol.Capacity:
+    """What the node offers the scheduler: the declared amounts, else the machine's CPU
+    cores × 1000 and total memory. Only placement reads it; replicas are not limited."""
     return protocol.Capacity(
-        cpu_millicores=(psutil.cpu_count() or 1) * 1000,
-        memory_mb=psutil.virtual_memory().total // (1024 * 1024),
+        cpu_millicores=cpu_millicores or (psutil.cpu_count() or 1) * 1000,
+        memory_mb=memory_mb or psutil.virtual_memory().total // (1024 * 1024),
     )
 
 
@@ -157,7 +165,9 @@ class Daemon:
             node=self.options.name,
             token=self.options.token,
             address=self.options.address,
-            capacity=capacity(),
+            capacity=capacity(
+                cpu_millicores=self.options.cpu_millicores, memory_mb=self.options.memory_mb
+            ),
             labels=self.options.labels,
             running=self.supervisor.reports(),
             isolation=self.supervisor.isolation,
