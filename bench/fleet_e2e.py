@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/fleet_e2e.py [--tenants 30 300 1000]
           [--backend sqlite postgres] [--poll-s 0.25] [--timeout-s 180] [--json FILE]
+          [--restart [term|kill]]
 
 For each backend and each --tenants N, a fresh real `python -m armillary server` (one
 uvicorn worker; Postgres: a fresh database at 127.0.0.1:5432, dropped afterwards) and a
@@ -21,6 +22,21 @@ Timed, from the moment the apply request returns:
 The floor, in the same run, before the server starts: one Python process Popens the
 same 3×N `sh -c 'sleep 100000'` processes (same env shape, stdin from /dev/null, output
 to a file), timed until the last Popen returns.
+With --restart, once every tenant is Ready the server is stopped (SIGTERM and waited
+for, or with `kill` SIGKILL) and started again on the same store and port; the node
+daemon reconnects by itself. Timed, from the stop signal and then from the new server's
+first answer on /healthz:
+  stop         the signal until the old server has exited
+  → healthz    the signal until the new server answers /healthz (the whole outage)
+  → node back  /healthz until GET /api/v1/nodes shows the node connected again (the
+               server marks every node disconnected at start; only a new hello counts)
+  → Ready again  /healthz until, the node being back, every replica is `running` and
+               every tenant Ready as GET /api/v1/tenants shows them
+  Ready at up  tenants whose stored status said Ready at the first answer (the status
+               of before the restart: why "Ready again" waits for the node)
+  restarted    replicas whose pid, restart count or start time in GET /api/v1/replicas
+               differ after from before (or that appeared or went)
+  children ±   the node daemon's live children that are not the same before and after
 Every process is stopped at the end, on errors and on Ctrl-C/SIGTERM too: the node
 stops its workloads on exit, and any process left carrying this run's BENCH_TAG in its
 environment is killed and counted as a leftover.
@@ -127,21 +143,13 @@ class Fleet:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = server_env(home, database_url)
+        self.env = env
         self.node: subprocess.Popen[bytes] | None = None
-        with (home / "server.log").open("ab") as log:
-            self.server = subprocess.Popen(
-                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
-                env=env,
-                cwd=home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.server = self.spawn_server()
         try:
             self._wait(self._ready, 60, "server ready")
             token = json.loads((home / "context.json").read_text())["token"]
-            self.http = httpx.Client(
-                base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-            )
+            self.http = self.client()
             node_env = {k: v for k, v in env.items() if not k.startswith("ARMILLARY_")}
             with (home / "node.log").open("ab") as log:
                 self.node = subprocess.Popen(
@@ -176,6 +184,24 @@ class Fleet:
             self.close()
             raise
 
+    def spawn_server(self) -> subprocess.Popen[bytes]:
+        """Start `armillary server` on this fleet's home, store and port (again, after
+        a restart: the same context file, so the same admin token)."""
+        with (self.home / "server.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
+                env=self.env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def client(self) -> httpx.Client:
+        token = json.loads((self.home / "context.json").read_text())["token"]
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+        )
+
     def _wait(self, predicate: Any, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate():
@@ -199,6 +225,25 @@ class Fleet:
             if path.exists():
                 out.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
         return "\n".join(out)
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def node_connected(self) -> bool:
+        items = self.http.get("/api/v1/nodes").json()["items"]
+        return any(n["name"] == "bench" and n["connected"] for n in items)
+
+    def replica_processes(self) -> dict[str, tuple[Any, ...]]:
+        """Each replica's process as the API reports it: (pid, restarts, started at)."""
+        items = self.http.get("/api/v1/replicas").json()["items"]
+        out: dict[str, tuple[Any, ...]] = {}
+        for r in items:
+            report = r.get("report") or {}
+            out[r["id"]] = (report.get("pid"), report.get("restarts"), report.get("started_at"))
+        return out
 
     def running(self) -> int:
         items = self.http.get("/api/v1/replicas").json()["items"]
@@ -281,6 +326,63 @@ def measure(fleet: Fleet, n: int, tag: str, args: argparse.Namespace) -> dict[st
     return out
 
 
+def measure_restart(fleet: Fleet, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Stop the server of a Ready fleet, start it again, time its return to Ready and
+    count the replicas that were restarted meanwhile (there should be none)."""
+    replicas = 3 * n
+    assert fleet.node is not None
+    node_pid = fleet.node.pid
+    before = fleet.replica_processes()
+    children_before = {c for c in children(node_pid) if state_of(c) not in ("Z", "X", None)}
+    fleet.http.close()
+    kill = args.restart == "kill"
+    s0 = time.perf_counter()
+    fleet.server.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    fleet.server.wait(timeout=120)
+    stop_s = time.perf_counter() - s0
+    fleet.server = fleet.spawn_server()
+    fleet._wait(fleet.healthy, 120, "server answering /healthz again")
+    up = time.perf_counter()
+    fleet.http = fleet.client()
+    ready_at_up = fleet.ready()
+    deadline = up + args.timeout_s
+    node_back = ready_again = None
+    seen_running = seen_ready = 0
+    while time.perf_counter() < deadline:
+        if node_back is None and fleet.node_connected():
+            node_back = time.perf_counter() - up
+        if node_back is not None:
+            seen_running = fleet.running()
+            if seen_running >= replicas:
+                seen_ready = fleet.ready()
+                if seen_ready >= n:
+                    ready_again = time.perf_counter() - up
+                    break
+            time.sleep(args.poll_s)
+        else:
+            time.sleep(0.02)  # the nodes list is small: watch it closely
+    after = fleet.replica_processes()
+    children_after = {c for c in children(node_pid) if state_of(c) not in ("Z", "X", None)}
+    restarted = sum(1 for key, seen in before.items() if after.get(key) != seen)
+    restarted += len(after.keys() - before.keys())
+    return {
+        "restart": {
+            "signal": "SIGKILL" if kill else "SIGTERM",
+            "stop_s": stop_s,
+            "healthz_s": up - s0,
+            "node_back_s": node_back,
+            "ready_again_s": ready_again,
+            "timed_out": ready_again is None,
+            "ready_at_up": ready_at_up,
+            "seen_running": seen_running,
+            "seen_ready": seen_ready,
+            "replicas_restarted": restarted,
+            "children_changed": len(children_before ^ children_after),
+            "server_pid": fleet.server.pid,
+        }
+    }
+
+
 def run(backend: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"fleet-{backend}-{n}-{secrets.token_hex(4)}"
     database_url = dbname = None
@@ -297,6 +399,8 @@ def run(backend: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
             try:
                 result["server_pid"] = fleet.server.pid
                 result.update(measure(fleet, n, tag, args))
+                if args.restart and not result["timed_out"]:
+                    result.update(measure_restart(fleet, n, args))
                 if args.hold_s:
                     assert fleet.node is not None
                     print(
@@ -334,6 +438,9 @@ def table(rows: list[dict[str, Any]], timeout_s: float) -> str:
         "floor ms / tenant",
         "leftovers",
     ]
+    restarts = any("restart" in r for r in rows)
+    if restarts:
+        head += RESTART_HEAD
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         per = r.get("per_tenant_ms")
@@ -349,8 +456,39 @@ def table(rows: list[dict[str, Any]], timeout_s: float) -> str:
             f"{r['floor']['per_tenant_ms']:.2f}",
             str(r["leftovers"]),
         ]
+        if restarts:
+            cells += restart_cells(r, timeout_s)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+RESTART_HEAD = [
+    "restart",
+    "stop s",
+    "→ healthz s",
+    "→ node back s",
+    "→ Ready again s",
+    "Ready at up",
+    "restarted",
+    "children ±",
+]
+
+
+def restart_cells(r: dict[str, Any], timeout_s: float) -> list[str]:
+    """The --restart columns of one row (dashes for a run that did not restart)."""
+    x = r.get("restart")
+    if x is None:
+        return ["–"] * len(RESTART_HEAD)
+    return [
+        x["signal"],
+        f"{x['stop_s']:.2f}",
+        f"{x['healthz_s']:.2f}",
+        seconds(x["node_back_s"], timeout_s),
+        seconds(x["ready_again_s"], timeout_s, x["seen_ready"], r["tenants"]),
+        f"{x['ready_at_up']}/{r['tenants']}",
+        str(x["replicas_restarted"]),
+        str(x["children_changed"]),
+    ]
 
 
 def main() -> None:
@@ -368,6 +506,14 @@ def main() -> None:
         type=float,
         default=0.0,
         help="keep each fleet up this long after it is measured (to profile it)",
+    )
+    parser.add_argument(
+        "--restart",
+        nargs="?",
+        const="term",
+        choices=["term", "kill"],
+        help="once all are Ready, stop the server (SIGTERM, or SIGKILL with `kill`), start "
+        "it again on the same store and port, and time the fleet back to Ready",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
@@ -390,9 +536,14 @@ def main() -> None:
             for n in args.tenants:
                 rows.append(run(backend, n, args))
                 last = rows[-1]
+                again = ""
+                if "restart" in last:
+                    back = last["restart"]["ready_again_s"]
+                    again = f", Ready again {seconds(back, args.timeout_s)} after the restart"
                 print(
                     f"{backend} {n}: Ready "
-                    + seconds(last["ready_s"], args.timeout_s, last["seen_ready"], n),
+                    + seconds(last["ready_s"], args.timeout_s, last["seen_ready"], n)
+                    + again,
                     file=sys.stderr,
                     flush=True,
                 )

@@ -39,6 +39,17 @@ def run_node_command(argv: list[str]) -> None:
     parser.add_argument("--port-leases", type=Path)
     parser.add_argument("--dynamic-ports")
     parser.add_argument(
+        "--cpu-millicores",
+        type=int,
+        help="CPU offered to the scheduler "
+        "(or ARMILLARY_NODE_CPU_MILLICORES; default: cores x 1000)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        help="memory offered to the scheduler (or ARMILLARY_NODE_MEMORY_MB; default: all of it)",
+    )
+    parser.add_argument(
         "--takeover",
         action="store_true",
         help="replace a daemon that is connected under this node name (audited)",
@@ -63,6 +74,8 @@ def run_node_command(argv: list[str]) -> None:
             takeover=options.takeover,
             port_leases=options.port_leases,
             dynamic_ports=options.dynamic_ports,
+            cpu_millicores=options.cpu_millicores,
+            memory_mb=options.memory_mb,
             log_format=options.log_format,
         )
     except ValueError as exc:

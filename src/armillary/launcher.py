@@ -21,6 +21,9 @@ ARGV_WARNING = (
     "can read it (ps, /proc/<pid>/cmdline); use --token-file PATH or "
     f"{NODE_TOKEN_ENV} instead"
 )
+# What the node offers the scheduler when --cpu-millicores / --memory-mb are not given.
+CPU_ENV = "ARMILLARY_NODE_CPU_MILLICORES"
+MEMORY_ENV = "ARMILLARY_NODE_MEMORY_MB"
 
 
 def node_token(*, token: str | None, token_file: Path | None, log_json: bool = False) -> str | None:
@@ -60,6 +63,8 @@ def start_node(
     takeover: bool = False,
     port_leases: Path | None = None,
     dynamic_ports: str | None = None,
+    cpu_millicores: int | None = None,
+    memory_mb: int | None = None,
     log_format: str | None = None,
 ) -> None:
     """Resolve the options (flags, then env, then the local context file) and run."""
@@ -104,7 +109,29 @@ def start_node(
         dynamic_ports=process.parse_ports(dynamic_ports)
         if dynamic_ports
         else process.DYNAMIC_PORTS,
+        cpu_millicores=offered(cpu_millicores, flag="--cpu-millicores", env=CPU_ENV),
+        memory_mb=offered(memory_mb, flag="--memory-mb", env=MEMORY_ENV),
     )
     if name:
         options = dataclasses.replace(options, name=name)
     daemon.run(options)
+
+
+def offered(value: int | None, *, flag: str, env: str) -> int | None:
+    """A capacity the node declares, from its flag, then its environment variable; None
+    leaves it to the machine's. `ValueError` naming where a value that is not a positive
+    integer came from."""
+
+    where, raw = flag, value
+    if raw is None:
+        text = os.environ.get(env)
+        if not text:
+            return None
+        where = env
+        try:
+            raw = int(text)
+        except ValueError:
+            raise ValueError(f"{env}: expected a positive integer, got {text!r}") from None
+    if raw <= 0:
+        raise ValueError(f"{where}: expected a positive integer, got {raw}")
+    return raw

@@ -166,6 +166,20 @@ def node(
         str | None,
         typer.Option(help="FIRST-LAST: where ports of 0 are picked from (default 20000-31999)."),
     ] = None,
+    cpu_millicores: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU offered to the scheduler (or ARMILLARY_NODE_CPU_MILLICORES; "
+            "default: cores x 1000)."
+        ),
+    ] = None,
+    memory_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="Memory offered to the scheduler (or ARMILLARY_NODE_MEMORY_MB; "
+            "default: all of it)."
+        ),
+    ] = None,
     log_format: Annotated[LogFormat | None, typer.Option(help=LOG_FORMAT_HELP)] = None,
 ) -> None:
     """Run a node daemon: connect to the server and run the replicas it assigns."""
@@ -183,6 +197,8 @@ def node(
             takeover=takeover,
             port_leases=port_leases,
             dynamic_ports=dynamic_ports,
+            cpu_millicores=cpu_millicores,
+            memory_mb=memory_mb,
             log_format=log_format and log_format.value,
         )
     except ValueError as exc:

@@ -8,6 +8,7 @@ from armillary.control.expand import expand
 from armillary.resources import loader
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
+from armillary.runtime.instance import template_from_json, template_to_json
 
 STACK = textwrap.dedent("""\
     apiVersion: armillary.dev/v1
@@ -78,3 +79,16 @@ def test_hash_moves_with_the_process_shape_not_the_replica_count() -> None:
     assert one.spec_hash() == three.spec_hash()
     assert one.spec_hash() != changed.spec_hash()
     assert one.spec_hash() != one.spec_hash({"AGENT_URL": "http://x"})
+
+
+def test_node_labels_reach_the_template_and_a_new_selector_moves_the_hash() -> None:
+    stack = load(STACK)
+    assert isinstance(stack, Stack)
+    plain = expand(tenant(), stack).templates[0]
+    assert plain.node_labels == {}
+    pinned = load(STACK.replace("replicas: 1", "replicas: 1\n      node_labels: {zone: eu}"))
+    assert isinstance(pinned, Stack)
+    eu = expand(tenant(), pinned).templates[0]
+    assert eu.node_labels == {"zone": "eu"}
+    assert eu.spec_hash() != plain.spec_hash()  # a new selector moves the replicas
+    assert template_from_json(template_to_json(eu)) == eu

@@ -113,6 +113,7 @@ def _template(
         checkout=checkout,
         policy=Policy(**component.rollout.model_dump()),
         secrets=secret_env,
+        node_labels=dict(component.node_labels),
     )
 
 

@@ -1,13 +1,12 @@
 """The node daemon: `armillary node`. Connects to the server, runs what it is assigned.
 
-One loop per connection: send `hello` (capacity from psutil, labels, and the state of
-every replica it already runs — adopted after a restart), then concurrently apply
-each `assignments` message to the supervisor (the first is the full set,
-level-triggered; `assignments.delta` messages after it carry what changed), send a
-`report` of the replicas that changed since the last one whenever any does
-(debounced), send a `heartbeat` with CPU, memory and disk every interval, and serve
-log and exec streams. A lost connection, or a
-session the server closes with a code outside `protocol.FATAL_CLOSE_CODES` (such as
+One loop per connection: send `hello` (capacity from psutil or the options, labels,
+and the state of every replica it already runs — adopted after a restart), then
+concurrently apply each `assignments` message to the supervisor (the first is the
+full set, level-triggered; `assignments.delta` messages after it carry what
+changed), send a `report` of the replicas that changed since the last one whenever
+any does (debounced), send a `heartbeat` with CPU, memory and disk every interval,
+and serve log and exec streams. A lost connection, or a session the server closes with a code outside `protocol.FATAL_CLOSE_CODES` (such as
 `CLOSE_TRY_AGAIN` when its store hiccups during `hello`), is retried with capped,
 jittered backoff that starts over only once a `welcome` arrives; replicas keep
 running meanwhile. A fatal close code raises `SessionRefused` and the daemon exits.
@@ -70,6 +69,10 @@ class Options:
     takeover: bool = False  # replace a live daemon of the same name (the server audits it)
     port_leases: Path | None = None  # host-wide port leases; None: leases.default_directory()
     dynamic_ports: range = process.DYNAMIC_PORTS  # where ports of 0 are picked from
+    # What the node offers the scheduler; None: the machine's own (psutil). Lower it to
+    # keep room for what else runs on the machine, as a kubelet's allocatable does.
+    cpu_millicores: int | None = None
+    memory_mb: int | None = None
 
 
 def websocket_url(server: str) -> str:
@@ -79,10 +82,14 @@ def websocket_url(server: str) -> str:
     return "ws://" + base.removeprefix("http://") + "/api/v1/nodes/connect"
 
 
-def capacity() -> protocol.Capacity:
+def capacity(
+    *, cpu_millicores: int | None = None, memory_mb: int | None = None
+) -> protocol.Capacity:
+    """What the node offers the scheduler: the declared amounts, else the machine's CPU
+    cores × 1000 and total memory. Only placement reads it; replicas are not limited."""
     return protocol.Capacity(
-        cpu_millicores=(psutil.cpu_count() or 1) * 1000,
-        memory_mb=psutil.virtual_memory().total // (1024 * 1024),
+        cpu_millicores=cpu_millicores or (psutil.cpu_count() or 1) * 1000,
+        memory_mb=memory_mb or psutil.virtual_memory().total // (1024 * 1024),
     )
 
 
@@ -165,7 +172,9 @@ class Daemon:
             node=self.options.name,
             token=self.options.token,
             address=self.options.address,
-            capacity=capacity(),
+            capacity=capacity(
+                cpu_millicores=self.options.cpu_millicores, memory_mb=self.options.memory_mb
+            ),
             labels=self.options.labels,
             running=self.supervisor.reports(),
             isolation=self.supervisor.isolation,

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from armillary.resources import quantity, semver
-from armillary.resources.meta import Document, Model, Name, check_name
+from armillary.resources.meta import Document, LabelKey, LabelValue, Model, Name, check_name
 
 COMPONENT_NAME_MAX = 48
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -187,6 +187,8 @@ class Component(Model):
     health_check: HealthCheck | None = None
     restart: Restart = Field(default_factory=Restart)
     resources: Resources = Field(default_factory=Resources)
+    # Labels a node must carry (every one, exactly) for a replica to be placed on it.
+    node_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     exposure: Literal["public", "internal"] = "internal"
     depends_on: list[Name] = Field(default_factory=list)
     stop_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10

@@ -60,6 +60,7 @@ class Template:
     checkout: tuple[str, str] | None = None  # (repository, commit) the node runs it from
     policy: Policy = field(default_factory=lambda: Policy())  # not part of spec_hash
     secrets: tuple[SecretEnv, ...] = ()  # env from Secrets, later ones win
+    node_labels: dict[str, str] = field(default_factory=dict)  # a node must carry them all
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""
@@ -78,6 +79,8 @@ class Template:
             shape["checkout"] = list(self.checkout)
         if self.secrets:  # likewise
             shape["secrets"] = [[s.secret, s.prefix, s.version] for s in self.secrets]
+        if self.node_labels:  # likewise; a new selector moves the replicas to nodes it matches
+            shape["node_labels"] = self.node_labels
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -137,6 +137,7 @@ class NodesRuntime:
                 group=f"{tenant}/{c.template.component}",
                 cpu_millicores=c.template.cpu_millicores,
                 memory_mb=c.template.memory_mb,
+                node_labels=c.template.node_labels,
             )
             for c in creates
         ]
