@@ -16,7 +16,8 @@ def apply(server: ServerProcess, *documents: dict[str, Any]) -> None:
 
 def delete(server: ServerProcess, plural: str, name: str) -> None:
     with server.client() as http:
-        assert http.delete(f"/api/v1/{plural}/{name}").status_code == 200
+        response = http.delete(f"/api/v1/{plural}/{name}")
+    assert response.status_code == 200, response.text
 
 
 def replicas(
