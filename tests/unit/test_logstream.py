@@ -47,3 +47,22 @@ async def test_read_follows_appends_and_rotation(tmp_path: Path) -> None:
     path.write_text("one\n")
     chunks = read(path, start=0, follow=False)
     assert [c async for c in chunks] == ["one\n"]
+
+
+def test_checkpoints_keep_one_mark_per_change_of_size(tmp_path: Path) -> None:
+    """A quiet log adds no mark per poll (3,000 replicas polled every 2 s would fill
+    memory), and the offset a while ago is still the size it had then."""
+    now = [1000.0]
+    marks = Checkpoints(clock=lambda: now[0])
+    path = tmp_path / "output.log"
+    path.write_bytes(b"x" * 10)
+    for moment in range(1000, 1100, 2):
+        now[0] = float(moment)
+        marks.record("a", path)
+    path.write_bytes(b"x" * 30)
+    now[0] = 1100.0
+    marks.record("a", path)
+    assert len(marks._marks["a"]) == 2
+    now[0] = 1105.0
+    assert marks.offset_since("a", 50) == 10  # at 1055 it had 10 bytes
+    assert marks.offset_since("a", 2) == 30

@@ -6,11 +6,12 @@ concurrently apply each `assignments` message to the supervisor (the first is th
 full set, level-triggered; `assignments.delta` messages after it carry what
 changed), send a `report` of the replicas that changed since the last one whenever
 any does (debounced), send a `heartbeat` with CPU, memory and disk every interval,
-and serve log and exec streams. A lost connection, or a session the server closes with a code outside `protocol.FATAL_CLOSE_CODES` (such as
-`CLOSE_TRY_AGAIN` when its store hiccups during `hello`), is retried with capped,
-jittered backoff that starts over only once a `welcome` arrives; replicas keep
-running meanwhile. A fatal close code raises `SessionRefused` and the daemon exits.
-Never opens the database; the server is reached only over its API.
+and serve log and exec streams. A lost connection, or a session the server closes
+with a code outside `protocol.FATAL_CLOSE_CODES` (such as `CLOSE_TRY_AGAIN` when its
+store hiccups during `hello`), is retried with capped, jittered backoff that starts
+over only once a `welcome` arrives; replicas keep running meanwhile. A fatal close
+code raises `SessionRefused` and the daemon exits. Never opens the database; the
+server is reached only over its API.
 """
 
 from __future__ import annotations

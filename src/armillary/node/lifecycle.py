@@ -148,7 +148,7 @@ class Lifecycle:
             held.ports = process.pick_ports(
                 spec.ports,
                 previous=held.ports,
-                taken=self._ports_taken(held),
+                taken=self._ports_taken(held) if spec.ports else set(),
                 address=self._address,
                 lease=lambda port: leases.take(port, owner=owner) is None,
                 unlease=lambda port: leases.drop(port, owner=owner),

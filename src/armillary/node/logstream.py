@@ -19,7 +19,7 @@ from pathlib import Path
 
 CHUNK_BYTES = 64 * 1024
 FOLLOW_POLL_S = 0.1
-KEEP_CHECKPOINTS = 3600  # an hour at one every second or two
+KEEP_CHECKPOINTS = 3600  # marks of a change of size: an hour of a log that always grows
 
 
 class Checkpoints:
@@ -35,6 +35,8 @@ class Checkpoints:
         except FileNotFoundError:
             return
         marks = self._marks.setdefault(key, deque(maxlen=KEEP_CHECKPOINTS))
+        if marks and size == marks[-1][1]:
+            return  # unchanged: the last mark still says what the size was until now
         if marks and size < marks[-1][1]:
             marks.clear()  # the file was rotated (truncated): older offsets mean nothing now
         marks.append((self._clock(), size))
