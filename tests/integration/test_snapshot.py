@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.runtime import cluster, scheduler
 from armillary.runtime.instance import Instance
@@ -107,7 +108,7 @@ async def apply(db: Database, snapshot: cluster.Snapshot, step: tuple[Any, ...])
 
 
 async def _own(
-    conn: Any,
+    conn: AsyncConnection,
     snapshot: cluster.Snapshot,
     step: tuple[Any, ...],
     *,
@@ -137,7 +138,7 @@ async def _own(
         raise Rollback()
 
 
-async def _get(conn: Any, allocation_id: str) -> allocations.Allocation:
+async def _get(conn: AsyncConnection, allocation_id: str) -> allocations.Allocation:
     found = await allocations.get(conn, allocation_id)
     assert found is not None
     return found
