@@ -236,3 +236,22 @@ def test_an_index_kept_with_add_and_remove_equals_one_built_afresh(
     for p in after:
         index.remove(p)
     assert index == NodeIndex.build(infos, before)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fleets, existing, st.lists(st.tuples(st.booleans(), node_strategy), max_size=12))
+def test_an_index_kept_with_put_node_and_drop_node_equals_one_built_afresh(
+    infos: list[NodeInfo], placed: list[Placed], changes: list[tuple[bool, NodeInfo]]
+) -> None:
+    """Nodes joining, changing (capacity, labels, readiness, cordon) and leaving, with
+    allocations on them: the index kept current is the one built from the result."""
+    index = NodeIndex.build(infos, placed)
+    fleet = {n.name: n for n in infos}
+    for joins, info in changes:
+        if joins:
+            index.put_node(info)
+            fleet[info.name] = info
+        else:
+            index.drop_node(info.name)
+            fleet.pop(info.name, None)
+        assert index == NodeIndex.build(fleet.values(), placed)

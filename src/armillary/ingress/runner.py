@@ -247,7 +247,7 @@ class Runner:
             if tenant is None:
                 raise PermanentError(f"tenant {run.tenant!r} no longer exists")
             held = await allocations.for_tenant(conn, run.tenant)
-            known = {n.name: n for n in await nodes.list_all(conn)}
+            known = {n.name: n.address for n in await nodes.list_all(conn)}
             event = await events.get(conn, run.event_id) if run.event_id else None
         urls = sorted(
             url

@@ -1,8 +1,10 @@
 """The nodes runtime: a tenant's replicas as allocations on node daemons.
 
 `converge(tenant, instance)` takes one step for one tenant inside one write
-transaction: it reads the tenant's allocations and the nodes, asks `rollout.step`
-what to do, places what must be created (`scheduler.place`) and writes the
+transaction: it brings the cluster snapshot up to date (`cluster.Snapshot`: the
+nodes and what every allocation takes, read again only where the feed says they
+changed), reads the tenant's allocations, asks `rollout.step` what to do, places
+what must be created (`scheduler.place`, on the snapshot's index) and writes the
 allocations — fixed ports as declared, dynamic ports left to the node, which sees
 what is really free on its machine and reports what it picked. The node hub sees
 the change on the feed and sends each affected node its new set. Placement that
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from armillary import protocol
 from armillary.resources import naming
-from armillary.runtime import rollout, scheduler
+from armillary.runtime import cluster, rollout, scheduler
 from armillary.runtime.instance import Instance, Template, url_variable
-from armillary.store import allocations, nodes
+from armillary.store import allocations
 from armillary.store.database import Database, Tx
 
 
@@ -49,20 +52,23 @@ class NodesRuntime:
     ) -> None:
         self._db = db
         self._strategy = strategy
+        # Nodes and what every allocation takes, kept current from `db`'s feed and
+        # refreshed at the start of each step: a step reads the rows that changed, not
+        # the fleet. Built at the first step, so after the server's `disconnect_all`.
+        self._cluster = cluster.Snapshot(db.feed)
 
     async def converge(
         self, tenant: str, instance: Instance | None, *, now: dt.datetime
     ) -> Outcome:
         async with self._db.write() as conn:
+            await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            known = {n.name: n for n in await nodes.list_all(conn)}
-            current = [_current(a, known) for a in held]
+            addresses = self._cluster.addresses
+            current = [_current(a, addresses) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
             await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
-            unplaced = (
-                await self._create(conn, tenant, plan.create, known, now=now) if plan.create else {}
-            )
+            unplaced = await self._create(conn, tenant, plan.create, now=now) if plan.create else {}
         return Outcome(step=plan, unplaced=unplaced)
 
     async def place_run(
@@ -79,9 +85,10 @@ class NodesRuntime:
         """Place one run of the job `template` in the caller's transaction: the
         allocation written, or why no node takes it. The run gets `env` and the URL of
         each dependency whose replica 0 is ready (it does not wait for the others)."""
-        known = {n.name: n for n in await nodes.list_all(conn)}
+        await self._cluster.refresh(conn)
         held = _replicas(await allocations.for_tenant(conn, tenant))
-        ready = [c for c in (_current(a, known) for a in held) if c.replica == 0 and c.ready]
+        addresses = self._cluster.addresses
+        ready = [c for c in (_current(a, addresses) for a in held) if c.replica == 0 and c.ready]
         urls = {c.component: c.url for c in ready}
         extra_env = {url_variable(d): u for d in template.depends_on if (u := urls.get(d))}
         extra_env.update(env)
@@ -91,9 +98,7 @@ class NodesRuntime:
             spec_hash=template.spec_hash(extra_env),
             extra_env=extra_env,
         )
-        unplaced = await self._create(
-            conn, tenant, [create], known, now=now, schedule_run=run, name=name
-        )
+        unplaced = await self._create(conn, tenant, [create], now=now, schedule_run=run, name=name)
         if unplaced:
             return unplaced[template.component]
         written = await allocations.for_tenant(conn, tenant)
@@ -104,33 +109,11 @@ class NodesRuntime:
         conn: Tx,
         tenant: str,
         creates: list[rollout.Create],
-        known: dict[str, nodes.Node],
         *,
         now: dt.datetime,
         schedule_run: str | None = None,
         name: str | None = None,
     ) -> dict[str, str]:
-        everything = await allocations.list_all(conn)
-        infos = [
-            scheduler.NodeInfo(
-                name=n.name,
-                cpu_millicores=int(n.capacity.get("cpu_millicores", 0)),
-                memory_mb=int(n.capacity.get("memory_mb", 0)),
-                labels=n.labels,
-                ready=n.connected,
-                schedulable=n.schedulable,
-            )
-            for n in known.values()
-        ]
-        placed = [
-            scheduler.Placed(
-                node=a.node,
-                group=f"{a.tenant}/{a.component}",
-                cpu_millicores=int(a.spec.get("cpu_millicores", 0)),
-                memory_mb=int(a.spec.get("memory_mb", 0)),
-            )
-            for a in everything
-        ]
         demands = [
             scheduler.Demand(
                 key=f"{c.template.component}/{c.replica}",
@@ -141,10 +124,9 @@ class NodesRuntime:
             )
             for c in creates
         ]
-        # Built per step from what the step read: the same cost as before, one pass
-        # over the nodes and allocations, after which each placement is cheap.
-        index = scheduler.NodeIndex.build(infos, placed)
-        placement = scheduler.place(index, demands, self._strategy)
+        # On the snapshot as of this step's refresh, plus what this transaction has
+        # removed or added itself: the fleet is not read, whatever its size.
+        placement = await self._cluster.place(conn, demands, self._strategy)
         unplaced: dict[str, str] = {}
         batch: list[allocations.Allocation] = []
         for create, demand in zip(creates, demands, strict=True):
@@ -222,9 +204,9 @@ def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
     return {"secrets": [{"secret": s.secret, "prefix": s.prefix} for s in template.secrets]}
 
 
-def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> rollout.Current:
+def _current(allocation: allocations.Allocation, addresses: Mapping[str, str]) -> rollout.Current:
     report = allocation.report or {}
-    url = url_of(allocation, known)
+    url = url_of(allocation, addresses)
     return rollout.Current(
         id=allocation.id,
         component=allocation.component,
@@ -239,14 +221,15 @@ def _current(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -
     )
 
 
-def url_of(allocation: allocations.Allocation, known: dict[str, nodes.Node]) -> str | None:
+def url_of(allocation: allocations.Allocation, addresses: Mapping[str, str]) -> str | None:
     """`http://<node address>:<first port>` of a replica, from its report (the ports as
-    the node resolved them); None while the node or the ports are unknown."""
-    node = known.get(allocation.node)
+    the node resolved them) and its node's address (`addresses`: node name → address);
+    None while the node or the ports are unknown."""
+    address = addresses.get(allocation.node)
     ports = (allocation.report or {}).get("ports") or {}
-    if node is None or not ports:
+    if address is None or not ports:
         return None
-    return f"http://{node.address}:{next(iter(ports.values()))}"
+    return f"http://{address}:{next(iter(ports.values()))}"
 
 
 def _replicas(held: list[allocations.Allocation]) -> list[allocations.Allocation]:

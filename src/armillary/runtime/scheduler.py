@@ -3,7 +3,8 @@
 `place(index, demands, strategy)` runs each demand through feasibility (node ready
 and schedulable, labels required, CPU and memory left) and then scoring, on a
 `NodeIndex` — free capacity per node and replicas per node and per group, which
-the caller builds once (`NodeIndex.build`) or keeps current (`add`, `remove`) —
+the caller builds once (`NodeIndex.build`) or keeps current (`add` and `remove` as
+allocations come and go, `put_node` and `drop_node` as nodes join, change or leave) —
 so a placement looks at a handful of nodes instead of every node and allocation:
 
 - `spread` walks the ready, uncordoned nodes in an order derived from the demand
@@ -85,8 +86,10 @@ class Placement:
 @dataclass(slots=True)
 class NodeIndex:
     """What the scheduler needs to know of the nodes, by name. Owned by the caller:
-    `place` reads it, `add` and `remove` keep it current as allocations come and go.
-    Allocations on a node the index does not know are counted and never placed on."""
+    `place` reads it, `add` and `remove` keep it current as allocations come and go,
+    `put_node` and `drop_node` as nodes do. Kept current, it equals (`==`) the index
+    `build` makes of the same nodes and allocations. Allocations on a node the index
+    does not know are counted and never placed on."""
 
     nodes: dict[str, NodeInfo]
     eligible: list[str]  # ready and uncordoned, by name: the nodes `spread` walks
@@ -118,6 +121,44 @@ class NodeIndex:
 
     def remove(self, placed: Placed) -> None:
         self._move(placed, -1)
+
+    def put_node(self, info: NodeInfo) -> None:
+        """A node joined or its info changed (capacity, labels, ready, cordon): what
+        its allocations take stays taken from its new capacity."""
+        old = self.nodes.get(info.name)
+        used_cpu = (old.cpu_millicores if old else 0) - self.free_cpu.get(info.name, 0)
+        used_memory = (old.memory_mb if old else 0) - self.free_memory.get(info.name, 0)
+        self._unlist(info.name)
+        self.nodes[info.name] = info
+        self.free_cpu[info.name] = info.cpu_millicores - used_cpu
+        self.free_memory[info.name] = info.memory_mb - used_memory
+        self.replicas.setdefault(info.name, 0)
+        if info.ready and info.schedulable:
+            bisect.insort(self.eligible, info.name)
+            bisect.insort(self.by_room, self._room(info.name))
+
+    def drop_node(self, name: str) -> None:
+        """A node left the index: its allocations, if any, stay counted against it."""
+        old = self.nodes.get(name)
+        if old is None:
+            return
+        self._unlist(name)
+        del self.nodes[name]
+        if not self.replicas.get(name):
+            self.free_cpu.pop(name, None)
+            self.free_memory.pop(name, None)
+            self.replicas.pop(name, None)
+            return
+        self.free_cpu[name] -= old.cpu_millicores
+        self.free_memory[name] -= old.memory_mb
+
+    def _unlist(self, name: str) -> None:
+        """Take a node out of `eligible` and `by_room` if it is there."""
+        node = self.nodes.get(name)
+        if node is None or not (node.ready and node.schedulable):
+            return
+        self.eligible.pop(bisect.bisect_left(self.eligible, name))
+        self.by_room.pop(bisect.bisect_left(self.by_room, self._room(name)))
 
     def _move(self, placed: Placed, sign: int) -> None:
         node = self.nodes.get(placed.node)

@@ -11,11 +11,11 @@ and the tenant controller leaves it alone.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.store import feed, nodes
@@ -35,6 +35,19 @@ class Allocation:
     created_at: dt.datetime
     reported_at: dt.datetime | None
     schedule_run: str | None = None  # the schedule run it belongs to, if any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Share:
+    """What an allocation takes of its node, as placement counts it (its spec's
+    `cpu_millicores` and `memory_mb`); read without the spec's body or the report."""
+
+    id: str
+    tenant: str
+    component: str
+    node: str
+    cpu_millicores: int
+    memory_mb: int
 
 
 def _allocation(row: Row[Any]) -> Allocation:
@@ -105,7 +118,7 @@ async def present(conn: AsyncConnection, node: str, ids: Iterable[str]) -> set[s
     return there
 
 
-def _chunks(ids: Iterable[str], size: int = 500) -> Iterable[list[str]]:
+def _chunks(ids: Iterable[str], size: int = nodes.IN_BATCH) -> Iterable[list[str]]:
     """`ids` in lists of at most `size`: an IN list stays far below every driver's
     limit on bound parameters."""
     batch = sorted(set(ids))
@@ -120,6 +133,37 @@ async def list_all(conn: AsyncConnection) -> list[Allocation]:
         )
     )
     return [_allocation(row) for row in result]
+
+
+async def shares(conn: AsyncConnection, ids: Collection[str] | None = None) -> list[Share]:
+    """What every allocation takes of its node, or only those of `ids` (the ones not
+    found are missing from the answer). The two numbers are read out of the spec by
+    the database, so neither the spec's body nor the report crosses the wire."""
+    query = select(
+        allocations.c.id,
+        allocations.c.tenant,
+        allocations.c.component,
+        allocations.c.node,
+        func.coalesce(allocations.c.spec["cpu_millicores"].as_integer(), 0).label("cpu"),
+        func.coalesce(allocations.c.spec["memory_mb"].as_integer(), 0).label("memory"),
+    ).order_by(allocations.c.id)
+    if ids is None:
+        rows = list(await conn.execute(query))
+    else:
+        rows = []
+        for chunk in _chunks(ids):
+            rows.extend(await conn.execute(query.where(allocations.c.id.in_(chunk))))
+    return [
+        Share(
+            id=row.id,
+            tenant=row.tenant,
+            component=row.component,
+            node=row.node,
+            cpu_millicores=row.cpu,
+            memory_mb=row.memory,
+        )
+        for row in rows
+    ]
 
 
 async def tenants(conn: AsyncConnection) -> set[str]:

@@ -97,3 +97,9 @@ def record(info: dict[str, Any], event: Change) -> None:
     events = info.get(_KEY)
     if events is not None:
         events.append(event)
+
+
+def pending(info: dict[str, Any]) -> list[Change]:
+    """What the current transaction on the connection `info` has recorded so far: its
+    own writes, published if it commits, forgotten if it rolls back."""
+    return list(info.get(_KEY, ()))

@@ -8,7 +8,7 @@ assignment message can say which version of the set it carries.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from armillary.errors import NotFound
 from armillary.store import feed
 from armillary.store.tables import nodes
+
+IN_BATCH = 500  # names per `IN (...)`: well under the drivers' limits on parameters
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +35,21 @@ class Node:
     registered_at: dt.datetime
     heartbeat_at: dt.datetime | None
     isolation: str = "shared-user"  # per-tenant-user | shared-user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """A node as placement sees it: where it is, what it offers, whether it takes work
+    (`connected`: ready; `schedulable`: not cordoned). Read without usage or epoch,
+    which move all the time and placement never looks at."""
+
+    name: str
+    address: str
+    labels: dict[str, str]
+    cpu_millicores: int
+    memory_mb: int
+    connected: bool
+    schedulable: bool
 
 
 def _node(row: Row[Any]) -> Node:
@@ -70,6 +87,39 @@ async def require(conn: AsyncConnection, name: str) -> Node:
 async def list_all(conn: AsyncConnection) -> list[Node]:
     result = await conn.execute(select(nodes).order_by(nodes.c.name))
     return [_node(row) for row in result]
+
+
+async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -> list[Target]:
+    """Every node as a placement target, or only those of `names` (the ones not
+    found are missing from the answer), by name."""
+    query = select(
+        nodes.c.name,
+        nodes.c.address,
+        nodes.c.labels,
+        nodes.c.capacity,
+        nodes.c.connected,
+        nodes.c.schedulable,
+    ).order_by(nodes.c.name)
+    if names is None:
+        rows = list(await conn.execute(query))
+    else:
+        rows = []
+        listed = sorted(names)
+        for at in range(0, len(listed), IN_BATCH):
+            chunk = listed[at : at + IN_BATCH]
+            rows.extend(await conn.execute(query.where(nodes.c.name.in_(chunk))))
+    return [
+        Target(
+            name=row.name,
+            address=row.address,
+            labels=row.labels,
+            cpu_millicores=int(row.capacity.get("cpu_millicores", 0)),
+            memory_mb=int(row.capacity.get("memory_mb", 0)),
+            connected=row.connected,
+            schedulable=row.schedulable,
+        )
+        for row in rows
+    ]
 
 
 async def register(
