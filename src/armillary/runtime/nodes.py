@@ -33,9 +33,18 @@ from armillary.store.database import Database, Tx
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Unplaced:
+    """A component's replicas no node took in this step, and why (the scheduler's
+    counts per reason): they stay Pending until a node can take them."""
+
+    reason: str
+    replicas: tuple[int, ...]  # their indices, in the order the step tried them
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     step: rollout.Step
-    unplaced: dict[str, str] = field(default_factory=dict)  # component → why
+    unplaced: dict[str, Unplaced] = field(default_factory=dict)  # by component
 
 
 class NodesRuntime:
@@ -95,7 +104,7 @@ class NodesRuntime:
             conn, tenant, [create], known, now=now, schedule_run=run, name=name
         )
         if unplaced:
-            return unplaced[template.component]
+            return unplaced[template.component].reason
         written = await allocations.for_tenant(conn, tenant)
         return next(a for a in written if a.schedule_run == run)
 
@@ -109,7 +118,7 @@ class NodesRuntime:
         now: dt.datetime,
         schedule_run: str | None = None,
         name: str | None = None,
-    ) -> dict[str, str]:
+    ) -> dict[str, Unplaced]:
         everything = await allocations.list_all(conn)
         infos = [
             scheduler.NodeInfo(
@@ -145,12 +154,17 @@ class NodesRuntime:
         # over the nodes and allocations, after which each placement is cheap.
         index = scheduler.NodeIndex.build(infos, placed)
         placement = scheduler.place(index, demands, self._strategy)
-        unplaced: dict[str, str] = {}
+        unplaced: dict[str, Unplaced] = {}
         batch: list[allocations.Allocation] = []
         for create, demand in zip(creates, demands, strict=True):
             node = placement.assigned.get(demand.key)
             if node is None:
-                unplaced[create.template.component] = placement.explain(demand.key)
+                component = create.template.component
+                earlier = unplaced.get(component)
+                unplaced[component] = Unplaced(
+                    reason=placement.explain(demand.key),
+                    replicas=(*(earlier.replicas if earlier else ()), create.replica),
+                )
                 continue
             ports = self._ports(create)
             spec = _spec(tenant, create, ports, name=name)
