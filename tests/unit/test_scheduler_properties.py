@@ -25,6 +25,9 @@ or its walk. What is checked, per demand:
 - determinism: the same index and demands give the same placement, whatever order the
   nodes and allocations were read in, on an index built afresh or kept with `add`,
   and a call's first k decisions are those of a call with only its first k demands.
+
+Generation, not the scheduler, takes most of the time; the health check that times it
+is off, as a wall-clock check fails at random on a shared machine.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from armillary.runtime.scheduler import (
@@ -232,7 +235,7 @@ def check_refusal(
         assert said == "no nodes are registered"
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), fleets(), demand_lists, strategies, samples)
 def test_every_decision_matches_a_full_scan_of_the_fleet(
     data: st.DataObject,
@@ -249,7 +252,7 @@ def test_every_decision_matches_a_full_scan_of_the_fleet(
             assert after.cpu_left(n) >= 0 and after.memory_left(n) >= 0, n.name
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), fleets(), demand_lists, strategies, samples)
 def test_placement_is_deterministic_and_decided_in_order(
     data: st.DataObject,
@@ -278,7 +281,7 @@ def test_placement_is_deterministic_and_decided_in_order(
     assert first.unplaced == {d: r for d, r in placement.unplaced.items() if d in keys}
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), fleets())
 def test_an_index_kept_with_add_and_remove_equals_one_built_afresh(
     data: st.DataObject, infos: list[NodeInfo]
@@ -294,7 +297,7 @@ def test_an_index_kept_with_add_and_remove_equals_one_built_afresh(
     assert index == NodeIndex.build(infos, before)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(2, len(NAMES)),
     st.data(),
