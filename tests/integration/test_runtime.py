@@ -338,6 +338,11 @@ def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: Node
         )
         assert "cordoned" in degraded["message"]
         assert replicas(server, name) == []
+        code, out, _ = invoke(server, "ps", name)
+        assert code == 0
+        [row] = [line.split(None, 6) for line in out.splitlines()[1:]]
+        assert row[3:6] == ["<none>", "-", "Pending"], out
+        assert row[6].endswith("Unschedulable: no node fits: 1 node(s) cordoned"), out
     finally:
         assert invoke(server, "nodes", "uncordon", node.name)[0] == 0
     wait_for(lambda: ready(server, name), timeout_s=60, what="placed once uncordoned")
