@@ -184,10 +184,14 @@ class Client:
     async def replicas(
         self, *, tenant: str | None = None, component: str | None = None
     ) -> list[wire.Replica]:
+        return (await self.replica_list(tenant=tenant, component=component)).items
+
+    async def replica_list(
+        self, *, tenant: str | None = None, component: str | None = None
+    ) -> wire.ReplicaList:
+        """The replicas placed (`items`) and those no node takes (`unplaced`)."""
         params = {k: v for k, v in {"tenant": tenant, "component": component}.items() if v}
-        return (
-            await self._answer(wire.ReplicaList, "GET", "/api/v1/replicas", params=params)
-        ).items
+        return await self._answer(wire.ReplicaList, "GET", "/api/v1/replicas", params=params)
 
     async def logs(
         self, replica_id: str, *, follow: bool, tail: int | None, since_s: float | None

@@ -192,8 +192,21 @@ class Replica(Answer):
     created_at: str
 
 
+class UnplacedReplica(Answer):
+    """A replica no node takes: Pending, with the scheduler's counts per reason."""
+
+    tenant: str
+    component: str
+    replica: int
+    name: str
+    state: str  # "Pending"
+    reason: str  # "Unschedulable"
+    message: str
+
+
 class ReplicaList(Answer):
     items: list[Replica]
+    unplaced: list[UnplacedReplica] = []
 
 
 # Provisioning ------------------------------------------------------------------------

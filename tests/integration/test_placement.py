@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import apply, condition, delete, replicas
+from tests.support.cli import invoke
 from tests.support.documents import ACME, stack, tenant
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
@@ -172,3 +173,52 @@ def test_three_replicas_of_a_component_land_on_three_nodes_by_spread(
 ) -> None:
     apply(server, stack(own_tenant, sleeper("web", replicas=3)), tenant(own_tenant, own_tenant))
     assert placed(server, own_tenant, 3) == sorted(NODES)
+
+
+def test_replicas_no_node_takes_are_pending_with_each_reason_counted_until_one_can(
+    server: ServerProcess, nodes: list[NodeProcess], own_tenant: str
+) -> None:
+    """2 GiB on an ssd: the small node lacks the label, the medium one the memory, the
+    large one is cordoned. Both replicas are Pending in the API, `ps` and `describe`,
+    every node counted under its reason; uncordoned, the large node takes them and
+    they leave the list."""
+    big = sleeper("big", replicas=2, node_labels={"disk": "ssd"}, resources={"memory": "2Gi"})
+    why = (
+        "no node fits: 1 node(s) cordoned, 1 node(s) have too little memory,"
+        " 1 node(s) lack label disk=ssd"
+    )
+    with server.client() as http:
+        assert http.post("/api/v1/nodes/place-large/cordon").status_code == 200
+        try:
+            apply(server, stack(own_tenant, sleeper("web"), big), tenant(own_tenant, own_tenant))
+            placed(server, own_tenant, 1)
+            assert unplaced(server, own_tenant, "big") == why
+            listed = http.get("/api/v1/replicas", params={"tenant": own_tenant}).json()
+            assert [
+                (u["component"], u["replica"], u["state"], u["reason"], u["message"])
+                for u in listed["unplaced"]
+            ] == [("big", i, "Pending", "Unschedulable", why) for i in (0, 1)]
+
+            code, out, _ = invoke(server, "ps", own_tenant)
+            assert code == 0
+            rows = [line.split(None, 10) for line in out.splitlines()[1:]]  # 11 columns
+            assert [(r[1], r[3], r[5], r[10]) for r in rows if r[1] == "big"] == [
+                ("big", "<none>", "Pending", f"Unschedulable: {why}")
+            ] * 2, out
+            code, out, _ = invoke(server, "describe", "tenant", own_tenant)
+            assert code == 0
+            assert f"big         0,1        Unschedulable: {why}" in out, out
+        finally:
+            assert http.post("/api/v1/nodes/place-large/uncordon").status_code == 200
+    assert placed(server, own_tenant, 3).count("place-large") == 2
+    wait_for(lambda: not http_unplaced(server, own_tenant), timeout_s=30, what="none unplaced")
+    code, out, _ = invoke(server, "ps", own_tenant)
+    assert code == 0 and "Pending" not in out, out
+
+
+def http_unplaced(server: ServerProcess, name: str) -> list[dict[str, Any]]:
+    with server.client() as http:
+        found: list[dict[str, Any]] = http.get("/api/v1/replicas", params={"tenant": name}).json()[
+            "unplaced"
+        ]
+    return found

@@ -4,6 +4,7 @@ its env so its processes can be counted."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from armillary.resources import naming
 from tests.support.api import apply, condition, delete, ready, replicas
 from tests.support.cli import invoke
 from tests.support.documents import FAST_RESTART, agent, stack, tenant
@@ -336,6 +338,11 @@ def test_a_cordoned_node_takes_no_new_replicas(server: ServerProcess, node: Node
         )
         assert "cordoned" in degraded["message"]
         assert replicas(server, name) == []
+        code, out, _ = invoke(server, "ps", name)
+        assert code == 0
+        [row] = [line.split(None, 6) for line in out.splitlines()[1:]]
+        assert row[3:6] == ["<none>", "-", "Pending"], out
+        assert row[6].endswith("Unschedulable: no node fits: 1 node(s) cordoned"), out
     finally:
         assert invoke(server, "nodes", "uncordon", node.name)[0] == 0
     wait_for(lambda: ready(server, name), timeout_s=60, what="placed once uncordoned")
@@ -374,3 +381,64 @@ def test_a_daemon_with_a_refused_token_stops_and_says_why(
     )
     assert result.returncode == 1
     assert "the token was refused" in result.stderr
+
+
+def test_a_replica_no_node_can_take_is_pending_in_ps_and_describe_with_why(
+    server: ServerProcess, node: NodeProcess
+) -> None:
+    """Replicas asking more memory than any node has: the API lists them as unplaced,
+    `ps` shows them Pending on <none> with the nodes counted per reason (and in
+    `-o json`), and `describe tenant` names the component, the replicas and why."""
+    name, mark = fresh("big")
+    huge = agent("huge", replicas=2, resources={"memory": "1024Ti"})
+    apply(server, stack(f"s-{mark}", agent(), huge), tenant(name, f"s-{mark}", mark))
+    why = "no node fits: 1 node(s) have too little memory"
+    with server.client() as http:
+        listed = wait_for(
+            lambda: (
+                (r := http.get("/api/v1/replicas", params={"tenant": name}).json())["unplaced"]
+                and r
+            ),
+            timeout_s=30,
+            what="the unplaced replicas listed",
+        )
+        only = http.get("/api/v1/replicas", params={"tenant": name, "component": "agent"})
+    assert only.json()["unplaced"] == []
+    assert listed["unplaced"] == [
+        {
+            "tenant": name,
+            "component": "huge",
+            "replica": index,
+            "name": naming.replica_name("huge", name, index),
+            "state": "Pending",
+            "reason": "Unschedulable",
+            "message": why,
+        }
+        for index in (0, 1)
+    ]
+    assert {r["component"] for r in listed["items"]} == {"agent"}
+
+    code, out, _ = invoke(server, "ps", name)
+    assert code == 0, out
+    pending = [line.split(None, 6) for line in out.splitlines() if "Pending" in line]
+    assert len(pending) == 2, out
+    for line in pending:
+        assert line[1] == "huge" and line[3] == "<none>" and line[5] == "Pending", line
+        assert line[6].endswith(f"Unschedulable: {why}"), line
+    assert "agent" in out
+
+    code, out, _ = invoke(server, "ps", f"{name}/huge", "-o", "json")
+    assert code == 0
+    shown = json.loads(out)
+    assert [(r["state"], r["node"], r["replica"], r["message"]) for r in shown] == [
+        ("Pending", None, 0, why),
+        ("Pending", None, 1, why),
+    ]
+
+    code, out, _ = invoke(server, "describe", "tenant", name)
+    assert code == 0
+    placement = out.split("Could not place:\n", 1)[1].splitlines()
+    assert placement[0].split() == ["COMPONENT", "REPLICAS", "REASON"]
+    assert placement[1].split(None, 2) == ["huge", "0,1", f"Unschedulable: {why}"]
+    delete(server, "tenants", name)
+    wait_for(lambda: not processes_marked(mark), timeout_s=30, what="cleanup")

@@ -1,13 +1,13 @@
-"""place(): feasibility, then spread or binpack on a node index, deterministic, explained."""
+"""place(): feasibility, then spread or binpack on a node index, deterministic, explained.
+Table cases, and an index kept by node changes equal to one built afresh; the
+properties of place(), against a brute-force oracle, are in test_scheduler_properties."""
 
 from __future__ import annotations
-
-from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from armillary.runtime.scheduler import Demand, NodeIndex, NodeInfo, Placed, Strategy, place
+from armillary.runtime.scheduler import Demand, NodeIndex, NodeInfo, Placed, place
 
 
 def nodes(*names: str, cpu: int = 4000, memory: int = 8192) -> list[NodeInfo]:
@@ -143,99 +143,6 @@ existing = st.lists(placed_strategy, max_size=16)
 demand_lists = st.lists(demand_strategy, max_size=12, unique_by=lambda d: d.key)
 strategies = st.sampled_from(["spread", "binpack"])
 samples = st.sampled_from([1, 2, 3, 8])  # below the fleet size, so sampling is exercised
-
-
-def reason(node: NodeInfo, demand: Demand, cpu_used: int, memory_used: int) -> str | None:
-    """The rules as documented, written out again as the test's oracle."""
-    if not node.ready:
-        return "not ready"
-    if not node.schedulable:
-        return "cordoned"
-    for key, value in demand.node_labels.items():
-        if node.labels.get(key) != value:
-            return f"lack label {key}={value}"
-    if cpu_used + demand.cpu_millicores > node.cpu_millicores:
-        return "have too little CPU"
-    if memory_used + demand.memory_mb > node.memory_mb:
-        return "have too little memory"
-    return None
-
-
-@settings(max_examples=400, deadline=None)
-@given(fleets, existing, demand_lists, strategies, samples)
-def test_each_placement_is_feasible_spread_spreads_binpack_packs_and_refusals_count_every_node(
-    infos: list[NodeInfo],
-    placed: list[Placed],
-    demands: list[Demand],
-    strategy: Strategy,
-    sample_size: int,
-) -> None:
-    """Replays the placement demand by demand against a full scan of the nodes:
-    labels, cordon, readiness and capacity hold; spread never puts a second replica
-    of a group on a node while a feasible node has none of it; binpack takes the
-    fullest feasible node (tolerance: none, ties by name); a refused demand has every
-    node counted under its reason."""
-    placement = place(NodeIndex.build(infos, placed), demands, strategy, sample_size=sample_size)
-    assert set(placement.assigned) | set(placement.unplaced) == {d.key for d in demands}
-    cpu_used = Counter({n.name: 0 for n in infos})
-    memory_used = Counter({n.name: 0 for n in infos})
-    held = Counter((p.node, p.group) for p in placed)
-    for p in placed:
-        cpu_used[p.node] += p.cpu_millicores
-        memory_used[p.node] += p.memory_mb
-    for demand in demands:
-        verdicts = {n.name: reason(n, demand, cpu_used[n.name], memory_used[n.name]) for n in infos}
-        feasible = [n for n in infos if verdicts[n.name] is None]
-        chosen = placement.assigned.get(demand.key)
-        if chosen is None:
-            assert not feasible
-            assert placement.unplaced[demand.key] == Counter(verdicts.values())
-            assert sum(placement.unplaced[demand.key].values()) == len(infos)
-            continue
-        assert verdicts[chosen] is None
-        if strategy == "spread" and held[(chosen, demand.group)] > 0:
-            assert all(held[(n.name, demand.group)] > 0 for n in feasible)
-        if strategy == "binpack":
-
-            def room(n: NodeInfo) -> tuple[int, int, str]:
-                free_memory = n.memory_mb - memory_used[n.name]
-                return (free_memory, n.cpu_millicores - cpu_used[n.name], n.name)
-
-            assert chosen == min(feasible, key=room).name
-        cpu_used[chosen] += demand.cpu_millicores
-        memory_used[chosen] += demand.memory_mb
-        held[(chosen, demand.group)] += 1
-
-
-@settings(max_examples=200, deadline=None)
-@given(fleets, existing, demand_lists, strategies, samples)
-def test_placement_is_deterministic_whatever_the_order_of_nodes_and_allocations(
-    infos: list[NodeInfo],
-    placed: list[Placed],
-    demands: list[Demand],
-    strategy: Strategy,
-    sample_size: int,
-) -> None:
-    index = NodeIndex.build(infos, placed)
-    placement = place(index, demands, strategy, sample_size=sample_size)
-    assert index == NodeIndex.build(infos, placed)  # place() changed nothing
-    assert placement == place(index, demands, strategy, sample_size=sample_size)
-    shuffled = NodeIndex.build(reversed(infos), reversed(placed))
-    assert placement == place(shuffled, demands, strategy, sample_size=sample_size)
-
-
-@settings(max_examples=200, deadline=None)
-@given(fleets, existing, existing)
-def test_an_index_kept_with_add_and_remove_equals_one_built_afresh(
-    infos: list[NodeInfo], before: list[Placed], after: list[Placed]
-) -> None:
-    index = NodeIndex.build(infos, before)
-    for p in after:
-        index.add(p)
-    assert index == NodeIndex.build(infos, [*before, *after])
-    for p in after:
-        index.remove(p)
-    assert index == NodeIndex.build(infos, before)
 
 
 @settings(max_examples=200, deadline=None)

@@ -181,6 +181,22 @@ def test_document_counts_each_component_and_the_tenant() -> None:
     assert {c["lastTransitionTime"] for c in document["conditions"]} == {"2026-12-01T12:00:00Z"}
 
 
+def test_the_replicas_no_node_takes_are_named_beside_why() -> None:
+    status = tenant_status.build(
+        generation=1,
+        stack_generation=1,
+        observed={"web": Observed(desired=3, ready=1, updated=1, total=1), "db": READY},
+        idle=False,
+        unplaced={"web": "no node fits: 2 node(s) cordoned"},
+        unplaced_replicas={"web": (1, 2), "db": (0,)},  # db: placed, so not named
+        revisions=tenant_status.Revisions(),
+    )
+    components = status.document(now=NOW)["components"]
+    assert components["web"]["unplaced"] == "no node fits: 2 node(s) cordoned"
+    assert components["web"]["unplacedReplicas"] == [1, 2]
+    assert "unplacedReplicas" not in components["db"]
+
+
 def test_a_missing_stack_shows_no_counts() -> None:
     document = tenant_status.without_stack(generation=4, stack="s").document(now=NOW)
     assert set(document) == {"observedGeneration", "conditions"}

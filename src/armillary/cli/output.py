@@ -149,7 +149,20 @@ def describe(doc: Doc) -> str:
     out += "Spec:\n" + _indent(to_yaml(doc.get("spec") or {}))
     status = doc.get("status") or {}
     out += "Status:\n" + (_indent(to_yaml(status)) if status else "  <none reported yet>\n")
-    return out
+    return out + _unplaced(status)
+
+
+def _unplaced(status: Doc) -> str:
+    """A tenant's replicas no node takes, one line per component, as kubectl's
+    describe ends with FailedScheduling: the component, which replicas, and why."""
+    lines = []
+    for name, entry in (status.get("components") or {}).items():
+        if entry.get("unplaced"):
+            which = ",".join(str(i) for i in entry.get("unplacedReplicas") or ()) or "-"
+            lines.append([name, which, f"Unschedulable: {entry['unplaced']}"])
+    if not lines:
+        return ""
+    return "Could not place:\n" + _indent(align([["COMPONENT", "REPLICAS", "REASON"], *lines]))
 
 
 def _indent(text: str) -> str:

@@ -46,17 +46,20 @@ def ps(
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
     output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
 ) -> None:
-    """List replicas: node, pid, state, health, restarts, uptime, ports."""
+    """List replicas: node, pid, state, health, restarts, uptime, ports, and why one
+    fails or is Pending (no node takes it)."""
     tenant, _, component = (target or "").partition("/")
 
-    async def work(api: Client) -> list[wire.Replica]:
-        return await api.replicas(tenant=tenant or None, component=component or None)
+    async def work(api: Client) -> wire.ReplicaList:
+        return await api.replica_list(tenant=tenant or None, component=component or None)
 
-    items = call(ctx, work)
+    listed = call(ctx, work)
+    items, unplaced = listed.items, listed.unplaced
     if output_format == "json":
-        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
+        waiting = [{**wire.dump(u), "node": None} for u in unplaced]
+        out.print(output.to_json([*(wire.dump(i) for i in items), *waiting]), markup=False)
         return
-    if not items:
+    if not items and not unplaced:
         out.print("No replicas.")
         return
     now = time.time()
@@ -72,28 +75,51 @@ def ps(
             "RESTARTS",
             "UPTIME",
             "PORTS",
+            "MESSAGE",
         ]
     ]
-    for item in items:
-        report = item.report or {}
-        state = report.get("state", "pending")
-        if report.get("reason") and state in ("failed", "crashloop", "backoff"):
-            state = f"{state}:{report['reason']}"
-        rows.append(
-            [
-                item.tenant,
-                item.component,
-                str(item.name),
-                item.node,
-                str(report.get("pid") or "-"),
-                state,
-                _health(report),
-                str(report.get("restarts", 0)),
-                _uptime(report, now),
-                ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-",
-            ]
-        )
+    placed = [(item.tenant, item.component, item.replica, _row(item, now=now)) for item in items]
+    pending = [(u.tenant, u.component, u.replica, _pending_row(u)) for u in unplaced]
+    rows += [row for *_, row in sorted(placed + pending, key=lambda r: r[:3])]
     out.print(output.align(rows), markup=False)
+
+
+def _row(item: wire.Replica, *, now: float) -> list[str]:
+    report = item.report or {}
+    state = report.get("state", "pending")
+    if report.get("reason") and state in ("failed", "crashloop", "backoff"):
+        state = f"{state}:{report['reason']}"
+    return [
+        item.tenant,
+        item.component,
+        str(item.name),
+        item.node,
+        str(report.get("pid") or "-"),
+        state,
+        _health(report),
+        str(report.get("restarts", 0)),
+        _uptime(report, now),
+        ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-",
+        "-",
+    ]
+
+
+def _pending_row(unplaced: wire.UnplacedReplica) -> list[str]:
+    """A replica no node takes, as kubectl shows an unschedulable pod: Pending on
+    <none>, and why in words with the nodes counted per reason."""
+    return [
+        unplaced.tenant,
+        unplaced.component,
+        unplaced.name,
+        "<none>",
+        "-",
+        unplaced.state,
+        "-",
+        "0",
+        "-",
+        "-",
+        f"{unplaced.reason}: {unplaced.message}",
+    ]
 
 
 async def _pick(api: Client, target: str, replica: int) -> wire.Replica:

@@ -16,7 +16,7 @@ may be Ready (on the old revision) and Degraded (a rollout rolled back) at once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ class Component:
     waiting_for: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     unplaced: str | None = None  # why no node takes a replica
+    unplaced_replicas: tuple[int, ...] = ()  # the indices of those replicas: Pending
 
     def document(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"desired": self.desired, "ready": self.ready}
@@ -56,6 +57,8 @@ class Component:
             entry["problems"] = list(self.problems)
         if self.unplaced is not None:
             entry["unplaced"] = self.unplaced
+        if self.unplaced_replicas:
+            entry["unplacedReplicas"] = list(self.unplaced_replicas)
         return entry
 
 
@@ -114,9 +117,13 @@ def build(
     idle: bool,
     unplaced: Mapping[str, str],
     revisions: Revisions,
+    unplaced_replicas: Mapping[str, Sequence[int]] | None = None,
 ) -> TenantStatus:
     """The status after one step: `observed` per component, `idle` when the step had
-    nothing to create or remove, `unplaced` the components no node takes, and why."""
+    nothing to create or remove, `unplaced` the components no node takes, and why,
+    `unplaced_replicas` the indices of their replicas it tried (what `ps` lists as
+    Pending)."""
+    unplaced_replicas = unplaced_replicas or {}
     components: list[Component] = []
     problems: list[str] = []
     waiting: list[str] = []
@@ -131,6 +138,7 @@ def build(
             waiting_for=tuple(seen.waiting_for),
             problems=tuple(seen.problems),
             unplaced=unplaced.get(name),
+            unplaced_replicas=tuple(unplaced_replicas.get(name, ())) if name in unplaced else (),
         )
         components.append(component)
         if seen.waiting_for:

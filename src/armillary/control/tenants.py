@@ -110,7 +110,8 @@ class TenantController:
             stack_generation=stack_row.generation,
             observed=outcome.step.components,
             idle=outcome.step.idle,
-            unplaced=outcome.unplaced,
+            unplaced={c: u.reason for c, u in outcome.unplaced.items()},
+            unplaced_replicas={c: u.replicas for c, u in outcome.unplaced.items()},
             revisions=rollouts.status(plan),
         )
         await self._write_status(key, stored, status.document(now=now), now=now, ended=ended)

@@ -36,9 +36,18 @@ from armillary.store.database import Database, Tx
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Unplaced:
+    """A component's replicas no node took in this step, and why (the scheduler's
+    counts per reason): they stay Pending until a node can take them."""
+
+    reason: str
+    replicas: tuple[int, ...]  # their indices, in the order the step tried them
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     step: rollout.Step
-    unplaced: dict[str, str] = field(default_factory=dict)  # component → why
+    unplaced: dict[str, Unplaced] = field(default_factory=dict)  # by component
 
 
 class NodesRuntime:
@@ -100,7 +109,7 @@ class NodesRuntime:
         )
         unplaced = await self._create(conn, tenant, [create], now=now, schedule_run=run, name=name)
         if unplaced:
-            return unplaced[template.component]
+            return unplaced[template.component].reason
         written = await allocations.for_tenant(conn, tenant)
         return next(a for a in written if a.schedule_run == run)
 
@@ -113,7 +122,7 @@ class NodesRuntime:
         now: dt.datetime,
         schedule_run: str | None = None,
         name: str | None = None,
-    ) -> dict[str, str]:
+    ) -> dict[str, Unplaced]:
         demands = [
             scheduler.Demand(
                 key=f"{c.template.component}/{c.replica}",
@@ -127,12 +136,17 @@ class NodesRuntime:
         # On the snapshot as of this step's refresh, plus what this transaction has
         # removed or added itself: the fleet is not read, whatever its size.
         placement = await self._cluster.place(conn, demands, self._strategy)
-        unplaced: dict[str, str] = {}
+        unplaced: dict[str, Unplaced] = {}
         batch: list[allocations.Allocation] = []
         for create, demand in zip(creates, demands, strict=True):
             node = placement.assigned.get(demand.key)
             if node is None:
-                unplaced[create.template.component] = placement.explain(demand.key)
+                component = create.template.component
+                earlier = unplaced.get(component)
+                unplaced[component] = Unplaced(
+                    reason=placement.explain(demand.key),
+                    replicas=(*(earlier.replicas if earlier else ()), create.replica),
+                )
                 continue
             ports = self._ports(create)
             spec = _spec(tenant, create, ports, name=name)

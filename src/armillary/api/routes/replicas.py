@@ -1,5 +1,9 @@
 """Replicas (allocations with what their node reports), their logs and exec.
 
+The list also names the replicas no node takes (`unplaced`: Pending, Unschedulable,
+with the scheduler's counts per reason), read from the tenants' status, so the CLI
+and any other client show "could not place" from one source.
+
 Logs and exec are relayed: the request names a replica, the server finds its node's
 session in the hub and opens a stream there; the node reads the log file or runs the
 command in the replica's env and cwd and streams chunks back. Exec answers NDJSON
@@ -29,7 +33,8 @@ from armillary.api.hub import Hub, Session
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.config import Settings
 from armillary.errors import Invalid, NotFound
-from armillary.store import allocations
+from armillary.resources import naming
+from armillary.store import allocations, repository
 
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
 
@@ -70,9 +75,47 @@ async def list_replicas(
         found = await (
             allocations.for_tenant(conn, tenant) if tenant else allocations.list_all(conn)
         )
+        tenants = (
+            [t for t in [await repository.get(conn, "Tenant", tenant)] if t is not None]
+            if tenant
+            else await repository.list_kind(conn, "Tenant")
+        )
     if component:
         found = [a for a in found if a.component == component]
-    return {"items": [replica_document(a) for a in found]}
+    return {
+        "items": [replica_document(a) for a in found],
+        "unplaced": [
+            u
+            for t in tenants
+            for u in unplaced_documents(t)
+            if not component or u["component"] == component
+        ],
+    }
+
+
+def unplaced_documents(tenant: repository.Stored) -> list[dict[str, Any]]:
+    """The replicas of `tenant` its last reconcile could place on no node, as its
+    status says (`components.<name>.unplaced`, `unplacedReplicas`): each Pending,
+    Unschedulable, with the scheduler's counts per reason."""
+    documents: list[dict[str, Any]] = []
+    components = (tenant.status or {}).get("components") or {}
+    for component, entry in sorted(components.items()):
+        why = entry.get("unplaced")
+        if not why:
+            continue
+        documents.extend(
+            {
+                "tenant": tenant.name,
+                "component": component,
+                "replica": index,
+                "name": naming.replica_name(component, tenant.name, index),
+                "state": "Pending",
+                "reason": "Unschedulable",
+                "message": why,
+            }
+            for index in entry.get("unplacedReplicas") or ()
+        )
+    return documents
 
 
 async def _locate(
