@@ -163,3 +163,11 @@ async def test_run_resyncs_on_the_injected_sleep_and_ignores_status_writes() -> 
             await task
     assert controller.reconciled == ["a", "s"]
     assert slept == [30.0]
+
+
+async def test_a_later_resync_spreads_the_keys_over_its_period() -> None:
+    clock, controller = Clock(100.0), Scripted(keys={"a", "b", "c", "d"})
+    d = driver(controller, clock)
+    await d.resync(spread_s=300.0)
+    assert d.queue.ready() == ["a"]
+    assert d.queue.delayed() == {"b": 175.0, "c": 250.0, "d": 325.0}
