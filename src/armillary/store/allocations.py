@@ -244,7 +244,14 @@ async def record_reports(
         changed.add(tenant)
         feed.record(
             conn.info,
-            feed.Change(kind="Allocation", name=allocation_id, tenant=tenant, node=node, run=run),
+            feed.Change(
+                kind="Allocation",
+                name=allocation_id,
+                tenant=tenant,
+                node=node,
+                run=run,
+                report=True,
+            ),
         )
     if rows:
         await conn.execute(
