@@ -701,7 +701,7 @@ def test_an_inline_schedule_runs_as_tenant_slash_name_and_goes_with_its_tenant(
         what="the run's process",
     )
     item = schedule_item(server, key)
-    assert (item["source"], item["time_zone"], item["tenant"]) == ("Tenant", "Europe/Paris", tenant)
+    assert (item["source"], item["timeZone"], item["tenant"]) == ("Tenant", "Europe/Paris", tenant)
 
     delete(server, "tenants", tenant)
     wait_for(lambda: not processes_marked(mark), what="the tenant's replicas and runs stopped")
