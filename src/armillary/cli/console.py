@@ -34,7 +34,10 @@ def call(
     where: Callable[[Issue], Issue] | None = None,
 ) -> T:
     """Run `work` against the server; exit 1 with the server's message on failure."""
-    target = context.resolve(url=ctx.obj.get("server"), token=ctx.obj.get("token"))
+    try:
+        target = resolve(ctx)
+    except ArmillaryError as exc:
+        fail(exc)
 
     async def session() -> T:
         async with Client(target.url, target.token) as api:
@@ -43,7 +46,15 @@ def call(
     try:
         return asyncio.run(session())
     except ArmillaryError as exc:
-        fail(exc, where=where)
+        fail(context.missing_token(exc, target), where=where)
+
+
+def resolve(ctx: typer.Context) -> context.Target:
+    """The target the global options (`--server`, `--token`, `--context`) point at."""
+    options = ctx.obj or {}
+    return context.resolve(
+        url=options.get("server"), token=options.get("token"), name=options.get("context")
+    )
 
 
 def fail(exc: ArmillaryError, *, where: Callable[[Issue], Issue] | None = None) -> NoReturn:

@@ -6,6 +6,9 @@ tenants, their replicas and URLs, and stays until Ctrl-C — then stops the node
 (which stops every replica) and the server, leaving no process behind. `up -d`
 leaves them running in the background; `down` stops them. The node runs in DIR, so
 commands in the stack files may use paths relative to them.
+
+`up` registers its server as a context of the user (`userconfig`) and makes it
+current, so every command — `down` included — reaches it from any directory.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from armillary import wire
-from armillary.cli import context, output
+from armillary.cli import context, output, userconfig
 from armillary.cli.console import err, fail, out
 from armillary.client import Client
 from armillary.errors import ArmillaryError, Invalid, PermanentError
@@ -75,6 +78,14 @@ def up(
         bool, typer.Option("--detach", "-d", help="Leave it running; stop with `down`.")
     ] = False,
     port: Annotated[int, typer.Option(help="Server port.")] = 7400,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Register the server as this context (default: DIR's name), made current.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a server and a local node, apply DIR, and wait until every tenant is Ready."""
     home = context.home().resolve()
@@ -99,7 +110,8 @@ def up(
     except KeyboardInterrupt:
         _stop({"server": server.pid}, home)
         raise typer.Exit(130) from None
-    token = context.resolve(url=url, token=None).token or ""
+    token = context.saved(home).get("token") or os.environ.get("ARMILLARY_TOKEN") or ""
+    _register(name or directory.resolve().name, url=url, token=token, home=home)
     node = _spawn(  # the token goes by environment: a command line is visible to every user
         [
             "node",
@@ -118,6 +130,18 @@ def up(
     pids = {"server": server.pid, "node": node.pid}
     (home / STATE_FILE).write_text(json.dumps({"url": url, **pids}))
     _converge_and_serve(url, token, documents, children=(server, node), home=home, detach=detach)
+
+
+def _register(name: str, *, url: str, token: str, home: Path) -> None:
+    """Record the server as the context `name` and make it current, so commands run
+    from any directory reach it; a contexts file that cannot be written only warns."""
+    entry = userconfig.Entry(server=url, token=token or None, home=str(home))
+    try:
+        where = userconfig.put(name, entry, make_current=True)
+    except (ArmillaryError, OSError) as exc:
+        err.print(f"[yellow]warning:[/yellow] could not record context {name!r}: {exc}")
+        return
+    out.print(f"Context {name!r} (current) in {where}")
 
 
 def _converge_and_serve(
@@ -220,7 +244,8 @@ def _message(tenant: dict[str, Any]) -> str:
 
 
 def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
-    replicas = asyncio.run(_replicas(url, context.resolve(url=url, token=None).token))
+    token = context.saved(home).get("token") or os.environ.get("ARMILLARY_TOKEN")
+    replicas = asyncio.run(_replicas(url, token))
     rows = [["TENANT", "READY", "COMPONENT", "REPLICAS", "URLS"]]
     for tenant in tenants:
         name = tenant["metadata"]["name"]
@@ -251,14 +276,30 @@ async def _replicas(url: str, token: str | None) -> list[wire.Replica]:
         return await api.replicas()
 
 
-def down() -> None:
+def down(ctx: typer.Context) -> None:
     """Stop what `armillary up -d` started: every replica, the node and the server."""
-    home = context.home().resolve()
+    home = _home_to_stop(ctx)
     path = home / STATE_FILE
     if not path.exists():
         out.print("Nothing is up here.")
         return
     _stop(json.loads(path.read_text()), home)
+
+
+def _home_to_stop(ctx: typer.Context) -> Path:
+    """This directory's `up` (ARMILLARY_HOME, ./.armillary), else the one that started
+    the selected context's server (`--context`, ARMILLARY_CONTEXT, the current one)."""
+    local = context.home().resolve()
+    if "ARMILLARY_HOME" in os.environ or (local / STATE_FILE).exists():
+        return local
+    options = ctx.obj or {}
+    try:
+        config = userconfig.load()
+        name = options.get("context") or os.environ.get(context.CONTEXT_ENV) or config.current
+        entry = config.entry(name) if name else None
+    except ArmillaryError as exc:
+        fail(exc)
+    return Path(entry.home) if entry is not None and entry.home else local
 
 
 def _stop(pids: dict[str, Any], home: Path) -> None:
