@@ -1,5 +1,6 @@
-"""Contexts: the CLI finds its server from any directory and says where it looked
-when it has no token.
+"""Contexts and an honest `up`: the CLI finds its server from any directory, says
+where it looked when it has no token, and `up` stops at once, non-zero, on a port in
+use or a component that crash-loops.
 
 The walk-through runs the README's commands, as written, from a directory other than
 the one `up` ran in, with no ARMILLARY_* variable set: only the contexts file `up`
@@ -23,7 +24,7 @@ import pytest
 from tests.e2e.test_docs import ROOT, blocks
 from tests.support import up
 from tests.support.cli import run
-from tests.support.ports import free_port
+from tests.support.ports import bound_socket, free_port
 from tests.support.processes import alive
 from tests.support.servers import ServerProcess
 from tests.support.traversal import open_to_tenants
@@ -137,6 +138,88 @@ def _up(
         timeout=UP_DEADLINE_S,
         check=False,
     )
+
+
+def test_up_on_a_port_in_use_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    home = tmp_path / ".armillary"
+    holder = bound_socket(free_port())
+    holder.listen()
+    try:
+        port = holder.getsockname()[1]
+        done = _up(
+            ROOT / "examples" / "quickstart", cwd=tmp_path, env=up.env(home), port=port, detach=True
+        )
+    finally:
+        holder.close()
+        up.clean_up(None, home)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "--port" in done.stderr
+    assert not (home / "up.json").exists() and not (home / "server.log").exists()
+
+
+@pytest.mark.only_backend("sqlite")  # the port of a running server: no store involved
+def test_up_on_the_port_of_another_armillary_says_so_not_unauthorized(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    home = tmp_path / ".armillary"
+    port = int(server.url.rsplit(":", 1)[1])
+    try:
+        done = _up(
+            ROOT / "examples" / "quickstart", cwd=tmp_path, env=up.env(home), port=port, detach=True
+        )
+    finally:
+        up.clean_up(None, home)
+    assert done.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr, done.stderr
+    assert "Authorization" not in done.stderr
+
+
+CRASHING = """\
+apiVersion: armillary.dev/v1
+kind: Org
+metadata: {name: crashers}
+spec: {display_name: Crashers}
+---
+apiVersion: armillary.dev/v1
+kind: Stack
+metadata: {name: broken}
+spec:
+  components:
+    - name: steady
+      command: [python3, -c, "import time; time.sleep(600)"]
+    - name: flaky
+      command: [python3, -c, "import sys; print('flaky: no database at db:5432'); sys.exit(1)"]
+      restart: {policy: always, backoff_initial_s: 0.1, backoff_max_s: 0.2, crash_loop_after: 2}
+---
+apiVersion: armillary.dev/v1
+kind: Tenant
+metadata: {name: crasher}
+spec: {org: crashers, stack: broken}
+"""
+
+
+def test_up_of_a_crash_looping_component_exits_non_zero_naming_it_and_its_reason(
+    tmp_path: Path,
+) -> None:
+    """In the foreground, without waiting out the 3 minutes: the component, CrashLoop,
+    its exit and its last output, then everything stopped."""
+    open_to_tenants(tmp_path)  # the node's data dir is in it
+    stack = tmp_path / "broken"
+    stack.mkdir()
+    (stack / "stack.yaml").write_text(CRASHING)
+    home = tmp_path / ".armillary"
+    try:
+        done = _up(stack, cwd=tmp_path, env=up.env(home), port=free_port(), detach=False)
+        said = done.stdout + done.stderr
+        assert done.returncode == 1, said
+        assert "error: crasher/flaky (replica " in done.stderr, said
+        assert "crashloop (CrashLoop): exited with code 1" in done.stderr
+        assert "flaky: no database at db:5432" in done.stderr  # its last output
+        assert "Stopped." in done.stdout
+        assert up.processes_under(home) == []
+    finally:
+        up.clean_up(None, home)
 
 
 @pytest.fixture
