@@ -71,7 +71,10 @@ def call(
 ) -> T:
     """Run `work` against the server; on failure print the server's message and exit
     with the code of the error's class."""
-    target = context.resolve(url=ctx.obj.get("server"), token=ctx.obj.get("token"))
+    try:
+        target = resolve(ctx)
+    except ArmillaryError as exc:
+        fail(exc)
 
     async def session() -> T:
         async with Client(target.url, target.token) as api:
@@ -80,7 +83,15 @@ def call(
     try:
         return asyncio.run(session())
     except ArmillaryError as exc:
-        fail(exc, where=where)
+        fail(context.missing_token(exc, target), where=where)
+
+
+def resolve(ctx: typer.Context) -> context.Target:
+    """The target the global options (`--server`, `--token`, `--context`) point at."""
+    options = ctx.obj or {}
+    return context.resolve(
+        url=options.get("server"), token=options.get("token"), name=options.get("context")
+    )
 
 
 def fail(exc: ArmillaryError, *, where: Callable[[Issue], Issue] | None = None) -> NoReturn:
