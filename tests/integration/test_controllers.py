@@ -21,7 +21,7 @@ from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.runtime.nodes import NodesRuntime
-from armillary.store import feed, provisioning_runs, repository
+from armillary.store import allocations, feed, nodes, provisioning_runs, repository
 from armillary.store import rollouts as rollout_store
 from armillary.store.database import Database
 from tests.support import documents
@@ -387,3 +387,49 @@ async def test_a_reconcile_with_nothing_to_do_takes_no_write_transaction(
     assert writes == 0
     verbs = {s.split(None, 1)[0].upper() for s in seen.seen}
     assert not verbs & {"INSERT", "UPDATE", "DELETE"}, seen.seen
+
+
+async def _node(store: Database, name: str) -> None:
+    async with store.write() as conn:
+        await nodes.register(
+            conn,
+            name=name,
+            address="127.0.0.1",
+            labels={},
+            capacity={"cpu_millicores": 4000, "memory_mb": 4096},
+            now=NOW,
+        )
+
+
+async def test_a_node_wakes_only_its_tenants_and_those_waiting_for_a_node(
+    store: Database,
+) -> None:
+    """2,000 nodes saying hello must not each bring back (and read) every tenant."""
+    tenants = [_tenant(t, stack="s") for t in ("t1", "t2", "t3")]
+    await _apply(store, documents.org("acme"), _stack("s"), *tenants)
+    controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
+    await controller.reconcile("t1")  # no node yet: its replica waits for one
+    await _node(store, "n1")
+    await controller.reconcile("t2")  # placed on n1
+    await _node(store, "n2")
+    await controller.reconcile("t3")  # placed on n2, the emptier
+    assert await controller.keys_for(feed.Change(kind="Node", name="n1", node="n1")) == {
+        "t1",
+        "t2",
+    }
+    assert await controller.keys_for(feed.Change(kind="Node", name="n2", node="n2")) == {
+        "t1",
+        "t3",
+    }
+    await controller.reconcile("t1")  # placed now: it waits no more
+    elsewhere = "n2" if await _on(store, "t1") == "n1" else "n1"
+    woken = await controller.keys_for(feed.Change(kind="Node", name=elsewhere, node=elsewhere))
+    assert "t1" not in woken
+    # A revision outside any release's wave ends: nobody is held behind it.
+    assert await controller.keys_for(feed.Change(kind="Rollout", name="", tenant="t1")) == set()
+
+
+async def _on(store: Database, tenant: str) -> str:
+    async with store.read() as conn:
+        rows = await allocations.for_tenant(conn, tenant)
+    return rows[0].node

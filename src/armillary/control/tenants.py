@@ -11,6 +11,13 @@ are written together, once, and only if something changed. A deleted tenant has 
 replicas removed. Every event (the tenant's spec, its stack, a release, its
 allocations' reports, a node) only brings the key back here; the status written here
 does not (the driver watches specs only).
+
+A node's change (joined, left, cordoned) brings back the tenants with replicas on it
+and those the last step left waiting for a node; a revision of a release that ends,
+the tenants the last step saw holding a change behind that release's wave. Both sets
+are kept from what each reconcile saw, in memory: a fleet of 2,000 nodes saying hello
+would otherwise read every tenant 2,000 times. The first resync at start reconciles
+every tenant and fills them.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ class TenantController:
         self._runtime = runtime
         self._clock = clock
         self._rollouts = rollouts.Rollouts(db)
+        # What the last reconcile of each tenant saw, so a node or a revision that
+        # ends wakes only the tenants it may concern, not a read of every tenant:
+        self._holding: set[str] = set()  # a change held behind a release's wave
+        self._waiting: set[str] = set()  # replicas that no node took
 
     async def keys_for(self, event: Change) -> set[str]:
         if event.kind == "Tenant":
@@ -62,22 +73,23 @@ class TenantController:
             async with self._db.read() as conn:
                 tenants = await repository.list_kind(conn, "Tenant")
             return {t.name for t in tenants if t.spec.get("stack") == event.name}
-        if event.kind in ("Node", "Release"):
+        if event.kind == "Node":  # its replicas' tenants, and those waiting for a node
+            async with self._db.read() as conn:
+                on_it = await allocations.tenants(conn, node=event.name)
+            return on_it | self._waiting
+        if event.kind == "Release":
             return await self.all_keys()
         if event.kind == "Secret":
             async with self._db.read() as conn:
                 tenants = await repository.list_kind(conn, "Tenant")
             return {t.name for t in tenants if event.name in _secret_names(t)}
         if event.kind == "Rollout":  # a revision ended: changes held behind it may start
-            async with self._db.read() as conn:
-                tenants = await repository.list_kind(conn, "Tenant")
-            return {t.name for t in tenants if _holds(t.status)}
+            return set(self._holding) if event.name else set()  # (only a release's wave)
         return set()
 
     async def all_keys(self) -> set[str]:
         async with self._db.read() as conn:
-            named = {t.name for t in await repository.list_kind(conn, "Tenant")}
-            return named | await allocations.tenants(conn)
+            return await repository.names(conn, "Tenant") | await allocations.tenants(conn)
 
     async def reconcile(self, key: str) -> Result:
         now = self._clock()
@@ -90,6 +102,9 @@ class TenantController:
                 tenant = Tenant.model_validate(stored.document())
                 stack = Stack.model_validate(stack_row.document())
                 instance = await instances.read(conn, tenant, stack)
+        if stored is None or stack_row is None:
+            self._holding.discard(key)
+            self._waiting.discard(key)
         if stored is None:
             outcome = await self._runtime.converge(key, None, now=now)
             if outcome.step.idle:
@@ -114,7 +129,10 @@ class TenantController:
             unplaced_replicas={c: u.replicas for c, u in outcome.unplaced.items()},
             revisions=rollouts.status(plan),
         )
-        await self._write_status(key, stored, status.document(now=now), now=now, ended=ended)
+        document = status.document(now=now)
+        _note(self._holding, key, _holds(document))
+        _note(self._waiting, key, bool(outcome.unplaced))
+        await self._write_status(key, stored, document, now=now, ended=ended)
         if rollouts.failed(ended):  # roll back at once
             return Result(requeue_after_s=ROLLBACK_NOW_S)
         return Result(requeue_after_s=PROGRESS_RECHECK_S if status.progressing.value else None)
@@ -163,6 +181,13 @@ class TenantController:
 def _secret_names(tenant: repository.Stored) -> set[str]:
     """The Secrets a stored Tenant uses (their versions are part of its replicas' hashes)."""
     return {str(use["name"]) for use in tenant.spec.get("secrets", [])}
+
+
+def _note(tenants: set[str], key: str, member: bool) -> None:
+    if member:
+        tenants.add(key)
+    else:
+        tenants.discard(key)
 
 
 def _holds(status: dict[str, Any]) -> bool:

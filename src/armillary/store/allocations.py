@@ -170,10 +170,12 @@ async def shares(conn: AsyncConnection, ids: Collection[str] | None = None) -> l
     ]
 
 
-async def tenants(conn: AsyncConnection) -> set[str]:
-    """Every tenant that holds at least one allocation."""
-    result = await conn.execute(select(allocations.c.tenant).distinct())
-    return {row.tenant for row in result}
+async def tenants(conn: AsyncConnection, *, node: str | None = None) -> set[str]:
+    """Every tenant that holds at least one allocation (on `node`, if given)."""
+    query = select(allocations.c.tenant).distinct()
+    if node is not None:
+        query = query.where(allocations.c.node == node)
+    return {row.tenant for row in await conn.execute(query)}
 
 
 async def add(conn: AsyncConnection, batch: Sequence[Allocation]) -> None:

@@ -134,6 +134,12 @@ async def require(conn: AsyncConnection, kind: str, name: str) -> Stored:
     return found
 
 
+async def names(conn: AsyncConnection, kind: str) -> set[str]:
+    """The names of every resource of `kind` (nothing else read: no JSON decoded)."""
+    result = await conn.execute(select(resources.c.name).where(resources.c.kind == kind))
+    return {row.name for row in result}
+
+
 async def list_kind(
     conn: AsyncConnection, kind: str, *, labels: dict[str, str] | None = None
 ) -> list[Stored]:
