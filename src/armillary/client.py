@@ -156,8 +156,9 @@ class Client:
     async def get(self, kind: str, name: str) -> wire.Resource:
         return await self._answer(wire.Resource, "GET", _path(kind, name))
 
-    async def delete(self, kind: str, name: str) -> wire.ResourceWritten:
-        return await self._answer(wire.ResourceWritten, "DELETE", _path(kind, name))
+    async def delete(self, kind: str, name: str, *, cascade: bool = False) -> wire.ResourceWritten:
+        params = {"cascade": "true"} if cascade else None
+        return await self._answer(wire.ResourceWritten, "DELETE", _path(kind, name), params=params)
 
     async def apply(
         self, documents: list[dict[str, Any]], *, prune: bool = False

@@ -141,6 +141,14 @@ async def _check_references(conn: Tx, parsed: Sequence[Parsed]) -> None:
     if any(True for item in items for _ in references.secret_uses(item)):
         owners = {s.name: s.spec.get("tenant") for s in await repository.list_kind(conn, "Secret")}
         issues += references.unusable_secrets(items, stored=owners)
+    wanted = {stack for item in items if (stack := references.stack_of(item)) is not None}
+    if any(True for item in items for _ in references.component_uses(item)):
+        components: dict[str, list[str]] = {}
+        for name in sorted(wanted):
+            found = await repository.get(conn, "Stack", name)
+            if found is not None:
+                components[name] = [str(c["name"]) for c in found.spec.get("components", [])]
+        issues += references.unknown_components(items, stored=components)
     if issues:
         raise Invalid(issues)
 

@@ -1,0 +1,121 @@
+"""Mistakes refused and deletes guarded (issue 15, item 8), and the everyday verbs
+(item 7): through the real CLI and the API of a real server, with a real node daemon
+where replicas matter."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from armillary.cli.console import EXIT_ERROR, EXIT_NOT_FOUND
+from tests.support import documents as docs
+from tests.support.api import apply
+from tests.support.cli import Cli
+from tests.support.servers import ServerProcess
+
+NOT_FOUND = (EXIT_ERROR, EXIT_NOT_FOUND)
+"""Until errors map to their own exit codes (item 9) a not-found exits 1; after, 5."""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def two_components(name: str) -> dict[str, Any]:
+    return docs.stack(name, docs.agent(), {"name": "worker", "command": ["python3", "-c", "pass"]})
+
+
+# --- item 8: mistakes refused -------------------------------------------------------
+
+
+def test_override_of_a_component_the_stack_lacks_is_refused_with_a_suggestion(
+    server: ServerProcess, cli: Cli
+) -> None:
+    stack, tenant = unique("s"), unique("t")
+    bad = docs.tenant(tenant, stack, overrides={"agnet": {"replicas": 2}})
+    with server.client() as http:
+        for route in ("/api/v1/apply", "/api/v1/plan"):
+            # The Stack in the same set counts, as a stored one does.
+            answer = http.post(route, json={"documents": [two_components(stack), bad]})
+            assert answer.status_code == 422, answer.text
+            [issue] = answer.json()["errors"]
+            assert issue["path"] == "spec.overrides.agnet" and issue["document"] == 1
+            assert "did you mean 'agent'?" in issue["message"]
+        assert http.get(f"/api/v1/stacks/{stack}").status_code == 404  # nothing stored
+    apply(server, two_components(stack))
+    with server.client() as http:
+        answer = http.put(f"/api/v1/tenants/{tenant}", json=bad)
+        assert answer.status_code == 422, answer.text
+        nothing_close = docs.tenant(tenant, stack, overrides={"zzz": {"replicas": 1}})
+        answer = http.post("/api/v1/apply", json={"documents": [nothing_close]})
+        assert "(it has: agent, worker)" in answer.json()["errors"][0]["message"]
+        secret_to = docs.tenant(tenant, stack, secrets=[{"name": "x", "components": ["wroker"]}])
+        answer = http.post(
+            "/api/v1/plan", json={"documents": [docs.secret("x", {"K": "v"}), secret_to]}
+        )
+        paths = {e["path"]: e["message"] for e in answer.json()["errors"]}
+        assert "did you mean 'worker'?" in paths["spec.secrets[0].components[0]"], paths
+        good = docs.tenant(tenant, stack, overrides={"worker": {"replicas": 0}})
+        assert http.post("/api/v1/plan", json={"documents": [good]}).status_code == 200
+    code, _, err = cli("apply", "-f", "-", input=json.dumps(bad))
+    assert code != 0
+    assert "spec.overrides.agnet" in err and "did you mean 'agent'?" in err
+    code, _, err = cli("plan", "-f", "-", input=json.dumps(bad))
+    assert code != 0 and "did you mean 'agent'?" in err
+
+
+def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
+    server: ServerProcess, cli: Cli
+) -> None:
+    org, stack = unique("o"), unique("s")
+    tenants = sorted(unique("t") for _ in range(12))
+    apply(
+        server,
+        docs.org(org),
+        two_components(stack),
+        *(docs.tenant(t, stack, org=org) for t in tenants),
+    )
+    with server.client() as http:
+        refused = http.delete(f"/api/v1/stacks/{stack}")
+        assert refused.status_code == 409, refused.text
+        detail = refused.json()["detail"]
+        assert "used by 12 tenant(s)" in detail and ", ".join(tenants[:10]) in detail
+        assert "and 2 more" in detail and tenants[11] not in detail
+        assert http.get(f"/api/v1/stacks/{stack}").status_code == 200
+        assert http.delete(f"/api/v1/orgs/{org}").status_code == 409
+    code, _, err = cli("delete", "org", org)
+    assert code != 0 and f"org/{org} is used by 12 tenant(s)" in err and "--cascade" in err
+    # Cascade through the API for the stack: its tenants go first, in one transaction.
+    with server.client() as http:
+        gone = http.delete(f"/api/v1/stacks/{stack}", params={"cascade": "true"})
+        assert gone.status_code == 200, gone.text
+        assert http.get(f"/api/v1/tenants/{tenants[0]}").status_code == 404
+    code, out, err = cli("delete", "org", org)  # nobody uses it any more
+    assert code == 0 and f"org/{org} deleted" in out, err
+    # And through the CLI, for an org with users.
+    org2, stack2, user = unique("o"), unique("s"), unique("t")
+    apply(server, docs.org(org2), two_components(stack2), docs.tenant(user, stack2, org=org2))
+    code, out, err = cli("delete", "org", org2, "--cascade")
+    assert code == 0 and f"org/{org2} deleted" in out, err
+    assert cli("get", "tenant", user)[0] != 0
+    assert cli("get", "stack", stack2)[0] == 0  # a stack is not the org's to delete
+
+
+def test_unknown_kinds_get_a_suggestion_or_the_command_to_use(cli: Cli) -> None:
+    for verb in (("get",), ("describe",), ("delete",)):
+        args = (*verb, "tennants") if verb == ("get",) else (*verb, "tennants", "x")
+        code, _, err = cli(*args)
+        assert code != 0 and "did you mean 'tenants'?" in err, err
+    code, _, err = cli("get", "nodes")
+    assert code != 0 and "armillary nodes" in err
+    for word in ("pods", "replicas"):
+        code, _, err = cli("get", word)
+        assert code != 0 and "armillary ps" in err
+
+
+def test_ps_and_logs_of_a_tenant_that_does_not_exist_say_so(cli: Cli) -> None:
+    code, out, err = cli("ps", "nope")
+    assert code in NOT_FOUND and "tenant 'nope' does not exist" in err, (out, err)
+    code, _, err = cli("logs", "nope/agent")
+    assert code in NOT_FOUND and "tenant 'nope' does not exist" in err
