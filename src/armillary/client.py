@@ -175,6 +175,9 @@ class Client:
     async def doctor(self) -> wire.Doctor:
         return await self._answer(wire.Doctor, "GET", "/api/v1/doctor")
 
+    async def version(self) -> wire.Version:
+        return await self._answer(wire.Version, "GET", "/api/v1/version")
+
     async def nodes(self) -> list[wire.Node]:
         return (await self._answer(wire.NodeList, "GET", "/api/v1/nodes")).items
 

@@ -8,11 +8,16 @@ import json
 import uuid
 from typing import Any
 
-from armillary.cli.console import EXIT_ERROR, EXIT_NOT_FOUND
+from armillary import __version__
+from armillary.cli.console import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from armillary.cli.overrides import RESTARTED_AT
 from tests.support import documents as docs
-from tests.support.api import apply
-from tests.support.cli import Cli
+from tests.support.api import apply, replicas
+from tests.support.cli import Cli, run
+from tests.support.nodes import NodeProcess
+from tests.support.processes import processes_marked
 from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 NOT_FOUND = (EXIT_ERROR, EXIT_NOT_FOUND)
 """Until errors map to their own exit codes (item 9) a not-found exits 1; after, 5."""
@@ -119,3 +124,116 @@ def test_ps_and_logs_of_a_tenant_that_does_not_exist_say_so(cli: Cli) -> None:
     assert code in NOT_FOUND and "tenant 'nope' does not exist" in err, (out, err)
     code, _, err = cli("logs", "nope/agent")
     assert code in NOT_FOUND and "tenant 'nope' does not exist" in err
+
+
+# --- item 7: everyday verbs ---------------------------------------------------------
+
+
+def test_apply_dry_run_is_plan_and_changes_nothing(server: ServerProcess, cli: Cli) -> None:
+    org = unique("o")
+    document = json.dumps(docs.org(org))
+    code, out, err = cli("apply", "--dry-run", "-f", "-", input=document)
+    assert code == 0, err
+    assert cli("plan", "-f", "-", input=document)[1] == out
+    assert f"+ create org/{org}" in out and "Plan: 1 to create" in out
+    with server.client() as http:
+        assert http.get(f"/api/v1/orgs/{org}").status_code == 404
+
+
+def test_apply_wait_exits_1_when_a_tenant_fails_and_8_when_time_runs_out(
+    server: ServerProcess, cli: Cli
+) -> None:
+    # No such stack: the tenant's status says so, and that is final.
+    orphan = unique("t")
+    code, out, err = cli(
+        "apply", "--wait", "-f", "-", input=json.dumps(docs.tenant(orphan, unique("none")))
+    )
+    assert code == EXIT_ERROR, (out, err)
+    assert f"tenant/{orphan} created" in out
+    assert f"tenant/{orphan} failed: stack" in err and "does not exist" in err
+    # A replica no node takes (there is no node here) is waited for, until the timeout.
+    stack, pending = unique("s"), unique("t")
+    documents = [docs.stack(stack, docs.agent()), docs.tenant(pending, stack)]
+    code, _, err = cli(
+        "apply", "--wait", "--timeout", "1s", "-f", "-", input=json.dumps(documents[0])
+    )
+    assert code == 0, err  # nothing to wait for: the set has no tenant
+    code, _, err = cli(
+        "apply", "--wait", "--timeout", "1s", "-f", "-", input=json.dumps(documents[1])
+    )
+    assert code == EXIT_UNAVAILABLE, err
+    assert f"timed out after 1s waiting for {pending}" in err
+    assert cli("apply", "--wait", "--timeout", "soon", "-f", "-", input="{}")[0] != 0
+
+
+def test_version_shows_client_and_server(cli: Cli) -> None:
+    code, out, err = cli("version")
+    assert code == 0, err
+    assert f"Client: armillary {__version__}" in out
+    assert f"Server: armillary {__version__} (API armillary.dev/v1" in out
+    code, out, _ = cli("version", "-o", "json")
+    assert json.loads(out)["server"]["apiVersion"] == "armillary.dev/v1"
+    code, out, _ = run("version", "--client", env={"ARMILLARY_URL": None})
+    assert code == 0 and "Server:" not in out
+
+
+def test_shell_completion_is_offered() -> None:
+    code, out, _ = run(
+        "--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    )
+    assert code == 0 and "complete" in out and "armillary" in out
+
+
+def test_top_shows_each_node_from_its_heartbeat(node: NodeProcess, cli: Cli) -> None:
+    def listed() -> str | None:
+        code, out, _ = cli("top")
+        line = next((row for row in out.splitlines() if row.startswith(node.name)), "")
+        return out if code == 0 and "%" in line else None
+
+    out = wait_for(listed, timeout_s=30, what="a heartbeat with usage")
+    assert out.splitlines()[0].split()[:2] == ["NAME", "CPU%"]
+    code, _, err = cli("top", "pods")
+    assert code != 0 and "armillary ps" in err
+
+
+def test_apply_wait_then_scale_then_restart_rolls_the_replicas(
+    server: ServerProcess, node: NodeProcess, cli: Cli
+) -> None:
+    stack, name = unique("s"), unique("t")
+    mark = name
+    documents = [docs.stack(stack, docs.agent()), docs.tenant(name, stack, mark)]
+    both = "\n---\n".join(json.dumps(d) for d in documents)
+    code, out, err = cli("apply", "--wait", "-f", "-", input=both)
+    assert code == 0, (out, err)
+    assert f"tenant/{name} Ready" in err  # progress on stderr
+    assert len(processes_marked(mark)) == 1  # Ready means running, not just accepted
+
+    code, _, err = cli("scale", f"{name}/agnet", "--replicas", "2")
+    assert code != 0 and "did you mean 'agent'?" in err
+    code, out, err = cli("scale", f"{name}/agent", "--replicas", "2")
+    assert code == 0 and "agent replicas=2" in out, err
+    wait_for(lambda: len(processes_marked(mark)) == 2, timeout_s=60, what="a second replica")
+    code, out, err = cli("rollout", "status", name, "-w")
+    assert code == 0, (out, err)
+
+    before = {r["id"] for r in replicas(server, name)}
+    code, out, err = cli("restart", f"{name}/agent")
+    assert code == 0 and "restarting" in out, err
+    with server.client() as http:
+        override = http.get(f"/api/v1/tenants/{name}").json()["spec"]["overrides"]["agent"]
+    assert override["replicas"] == 2 and RESTARTED_AT in override["env"]
+    code, out, err = cli("rollout", "status", name, "-w")
+    assert code == 0, (out, err)
+
+    def replaced() -> bool:
+        now = replicas(server, name)
+        running = [r for r in now if (r.get("report") or {}).get("state") == "running"]
+        return len(running) == 2 and not before & {r["id"] for r in now}
+
+    wait_for(replaced, timeout_s=60, what="both replicas replaced")
+
+    # A change whose new replicas crash-loop fails the wait (and is rolled back).
+    broken = docs.stack(stack, docs.agent(command=["python3", "-c", "raise SystemExit(1)"]))
+    code, _, err = cli("apply", "--wait", "-f", "-", input=json.dumps(broken))
+    assert code == EXIT_ERROR, err
+    assert f"tenant/{name} failed" in err

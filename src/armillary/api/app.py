@@ -40,6 +40,7 @@ from armillary.api.routes import (
     resources,
     rollouts,
     schedules,
+    version,
     webhooks,
 )
 from armillary.api.routes import secrets as secret_routes
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agent_runs.router)
     app.include_router(doctor.router)
+    app.include_router(version.router)
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)

@@ -17,6 +17,7 @@ from armillary.cli import (
     get,
     init,
     nodes,
+    overrides,
     provision,
     releases,
     replicas,
@@ -24,14 +25,16 @@ from armillary.cli import (
     schedules,
     schema,
     secrets,
+    top,
     up,
+    version,
 )
 
 app = typer.Typer(
     name="armillary",
     help="Armillary: per-tenant service stacks, declared once and kept converged.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -78,5 +81,8 @@ for module in (
     events,
     agent_runs,
     doctor,
+    overrides,
+    top,
+    version,
 ):
     module.register(app)

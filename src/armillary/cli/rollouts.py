@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import convergence, output
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -45,8 +45,16 @@ def _fetch(ctx: typer.Context, target: str) -> wire.Rollouts:
 def status(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Wait until the rollout is done (or fails)."),
+    ] = False,
+    timeout: Annotated[str, typer.Option(help="How long -w waits (exit 8 after it).")] = "10m",
 ) -> None:
-    """The current revision of each component: its release, state, and why."""
+    """The current revision of each component: its release, state, and why. With -w,
+    first wait (progress on stderr) until the tenant is Ready or its rollout failed."""
+    if watch:
+        _watch(ctx, target, timeout=timeout)
     found = _fetch(ctx, target)
     rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "MESSAGE"]]
     for component, entry in sorted(found.status.items()):
@@ -63,6 +71,27 @@ def status(
         out.print(f"tenant/{found.tenant}: no revisions recorded yet")
         return
     out.print(output.align(rows), markup=False)
+
+
+def _watch(ctx: typer.Context, target: str, *, timeout: str) -> None:
+    """Wait as `apply --wait` does, for one tenant; print the table after, then exit
+    non-zero if it did not become Ready."""
+    tenant, _ = _target(target)
+    try:
+        timeout_s = convergence.duration_s(timeout)
+    except Invalid as exc:
+        fail(exc)
+
+    async def work(api: Client) -> list[convergence.Standing]:
+        await api.get("Tenant", tenant)  # NotFound now rather than "deleted" later
+        return await convergence.wait(
+            api, {tenant: None}, timeout_s=timeout_s, report=convergence.to_stderr
+        )
+
+    standings = call(ctx, work)
+    if convergence.outcome(standings) != "ready":
+        status(ctx, target)
+        convergence.finish(standings, timeout_s=timeout_s)
 
 
 @app.command()
