@@ -5,6 +5,9 @@ where replicas matter."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -177,11 +180,28 @@ def test_version_shows_client_and_server(cli: Cli) -> None:
     assert code == 0 and "Server:" not in out
 
 
-def test_shell_completion_is_offered() -> None:
-    code, out, _ = run(
-        "--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    """As a shell runs it: a process (the completion options are built when the CLI
+    loads, and the shell is named rather than detected from the parent process)."""
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = subprocess.run(
+        [sys.executable, "-m", "armillary", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
-    assert code == 0 and "complete" in out and "armillary" in out
+    assert script.returncode == 0, script.stderr
+    assert "complete" in script.stdout and "armillary" in script.stdout
+    words = {**os.environ, "COMP_WORDS": "armillary sc", "COMP_CWORD": "1"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "armillary"],
+        capture_output=True,
+        text=True,
+        env={**words, "_ARMILLARY_COMPLETE": "complete_bash"},
+        check=False,
+    )
+    assert {"scale", "schema"} <= set(completed.stdout.split()), completed
 
 
 def test_top_shows_each_node_from_its_heartbeat(node: NodeProcess, cli: Cli) -> None:
