@@ -99,6 +99,10 @@ def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
         gone = http.delete(f"/api/v1/stacks/{stack}", params={"cascade": "true"})
         assert gone.status_code == 200, gone.text
         assert http.get(f"/api/v1/tenants/{tenants[0]}").status_code == 404
+        # Each tenant the cascade deleted has its own audit row, saying why.
+        rows = http.get("/api/v1/audit", params={"kind": "Tenant", "name": tenants[0]}).json()
+        [row] = [r for r in rows["items"] if r["outcome"] == "deleted"]
+        assert row["detail"] == {"cascade": f"stack/{stack}"}, row
     code, out, err = cli("delete", "org", org)  # nobody uses it any more
     assert code == 0 and f"org/{org} deleted" in out, err
     # And through the CLI, for an org with users.
