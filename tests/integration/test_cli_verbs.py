@@ -114,6 +114,20 @@ def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
     assert cli("get", "stack", stack2)[0] == 0  # a stack is not the org's to delete
 
 
+def test_prune_that_would_delete_a_stack_in_use_is_refused(server: ServerProcess, cli: Cli) -> None:
+    used, other, user = unique("s"), unique("s"), unique("t")
+    apply(server, two_components(used), docs.tenant(user, used))
+    # A set of Stacks alone, with --prune: every stored Stack it does not name would go,
+    # `used` among them, while its tenant stays.
+    only_other = json.dumps(two_components(other))
+    for verb in ("plan", "apply"):
+        code, _, err = cli(verb, "--prune", "-f", "-", input=only_other)
+        assert code != 0 and "prune would delete stack/" in err, (verb, err)
+        assert "tenant(s)" in err
+    assert cli("get", "stack", used)[0] == 0
+    assert cli("get", "stack", other)[0] != 0  # all or nothing
+
+
 def test_unknown_kinds_get_a_suggestion_or_the_command_to_use(cli: Cli) -> None:
     for verb in (("get",), ("describe",), ("delete",)):
         args = (*verb, "tennants") if verb == ("get",) else (*verb, "tennants", "x")

@@ -147,12 +147,21 @@ def users(kind: str, name: str, tenants: Sequence[Canonical]) -> list[str]:
     return sorted(t.name for t in tenants if t.spec.get(field) == name)
 
 
-def in_use(kind: str, name: str, used_by: Sequence[str], *, shown: int = 10) -> str:
-    """The refusal of a delete of a resource tenants still use: who, and what to do."""
+def still_used(
+    deletes: Sequence[tuple[str, str]], tenants: Sequence[Canonical]
+) -> list[tuple[str, str, list[str]]]:
+    """(kind, name, users) of each resource in `deletes` that some of `tenants` (the
+    tenants as they will be: stored, updated by the set, less those it deletes) use."""
+    blocked = []
+    for kind, name in deletes:
+        used_by = users(kind, name, tenants)
+        if used_by:
+            blocked.append((kind, name, used_by))
+    return blocked
+
+
+def in_use(used_by: Sequence[str], *, shown: int = 10) -> str:
+    """Who keeps a resource from being deleted: the first `shown` tenants, and how many."""
     names = ", ".join(used_by[:shown])
     more = f" and {len(used_by) - shown} more" if len(used_by) > shown else ""
-    return (
-        f"{kind.lower()}/{name} is used by {len(used_by)} tenant(s): {names}{more}; "
-        "delete or move them first, or delete with cascade (`--cascade`, "
-        "`?cascade=true`) to delete them too"
-    )
+    return f"used by {len(used_by)} tenant(s): {names}{more}"

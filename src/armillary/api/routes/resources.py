@@ -92,7 +92,10 @@ async def _remove_users(
     tenants = {t.name: t for t in await repository.list_kind(conn, "Tenant")}
     used_by = references.users(kind, name, [t.canonical() for t in tenants.values()])
     if used_by and not cascade:
-        raise Conflict(references.in_use(kind, name, used_by))
+        raise Conflict(
+            f"{kind.lower()}/{name} is {references.in_use(used_by)}; delete or move them first, or "
+            "delete with cascade (`--cascade`, `?cascade=true`) to delete them too"
+        )
     return [await repository.remove(conn, "Tenant", t) for t in used_by]
 
 
