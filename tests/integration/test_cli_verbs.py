@@ -187,6 +187,25 @@ def test_apply_wait_exits_1_when_a_tenant_fails_and_8_when_time_runs_out(
     assert cli("apply", "--wait", "--timeout", "soon", "-f", "-", input="{}")[0] != 0
 
 
+def test_restart_of_a_whole_tenant_stamps_its_env_over_a_component_restart(
+    server: ServerProcess, cli: Cli
+) -> None:
+    stack, name = unique("s"), unique("t")
+    earlier = {"agent": {"replicas": 2, "env": {RESTARTED_AT: "then", "KEEP": "1"}}}
+    apply(server, two_components(stack), docs.tenant(name, stack, overrides=earlier))
+    code, out, err = cli("restart", name)
+    assert code == 0 and "every component" in out, err
+    with server.client() as http:
+        spec = http.get(f"/api/v1/tenants/{name}").json()["spec"]
+    assert spec["env"][RESTARTED_AT] != "then"
+    # The component's own stamp would win over the tenant's: it is gone, the rest kept.
+    assert spec["overrides"]["agent"] == {"replicas": 2, "env": {"KEEP": "1"}}
+    for args in (("restart", "nope/agent"), ("scale", "nope/agent", "--replicas", "1")):
+        code, _, err = cli(*args)
+        assert code in NOT_FOUND and "not found" in err, (args, err)
+    assert cli("scale", name, "--replicas", "1")[0] != 0  # TENANT/COMPONENT it must be
+
+
 def test_version_shows_client_and_server(cli: Cli) -> None:
     code, out, err = cli("version")
     assert code == 0, err
