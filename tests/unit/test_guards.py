@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from armillary.cli import convergence
+from armillary.cli import standing
 from armillary.control import references
 from armillary.errors import Invalid
 from armillary.resources.canonical import Canonical
@@ -157,17 +157,17 @@ def conditions(ready: str, reason: str, message: str = "m") -> list[dict[str, st
     ],
 )
 def test_judge(doc: dict[str, Any], stack_generation: int | None, state: str) -> None:
-    assert convergence.judge(doc, stack_generation=stack_generation).state == state
+    assert standing.judge(doc, stack_generation=stack_generation).state == state
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90", 90.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0)]
 )
 def test_duration(text: str, seconds: float) -> None:
-    assert convergence.duration_s(text) == seconds
+    assert standing.duration_s(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "soon", "0", "-5m", "m"])
 def test_bad_duration(text: str) -> None:
     with pytest.raises(Invalid):
-        convergence.duration_s(text)
+        standing.duration_s(text)

@@ -1,7 +1,7 @@
 """`armillary apply -f` and `armillary plan -f`: send documents from files, directories
 or stdin to the server. Files are validated here first, so every problem is reported
 as file:line before anything is sent. `apply --dry-run` is `plan`; `apply --wait`
-then waits until the tenants the set touched are Ready or failed (`convergence`)."""
+then waits until the tenants the set touched are Ready or failed (`standing`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import convergence
+from armillary.cli import standing
 from armillary.cli.console import EXIT_CHANGES, call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid, Issue
@@ -75,7 +75,7 @@ def apply(
         plan(ctx, filename, recursive=recursive, prune=prune)
         return
     try:
-        timeout_s = convergence.duration_s(timeout)
+        timeout_s = standing.duration_s(timeout)
     except Invalid as exc:
         fail(exc)
     loaded = _load(filename, recursive)
@@ -94,13 +94,11 @@ def _wait(ctx: typer.Context, results: list[wire.AppliedItem], *, timeout_s: flo
     """Wait for the Tenants in the set, and those on a Stack the set changed; progress
     on stderr; exit 1 when one failed, 8 when the timeout passed first."""
 
-    async def work(api: Client) -> list[convergence.Standing]:
+    async def work(api: Client) -> list[standing.Standing]:
         tenants = await _touched(api, results)
-        return await convergence.wait(
-            api, tenants, timeout_s=timeout_s, report=convergence.to_stderr
-        )
+        return await standing.wait(api, tenants, timeout_s=timeout_s, report=standing.to_stderr)
 
-    convergence.finish(call(ctx, work), timeout_s=timeout_s)
+    standing.finish(call(ctx, work), timeout_s=timeout_s)
 
 
 async def _touched(api: Client, results: list[wire.AppliedItem]) -> dict[str, int | None]:

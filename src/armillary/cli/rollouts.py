@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from armillary import wire
-from armillary.cli import convergence, output
+from armillary.cli import output, standing
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -78,20 +78,20 @@ def _watch(ctx: typer.Context, target: str, *, timeout: str) -> None:
     non-zero if it did not become Ready."""
     tenant, _ = _target(target)
     try:
-        timeout_s = convergence.duration_s(timeout)
+        timeout_s = standing.duration_s(timeout)
     except Invalid as exc:
         fail(exc)
 
-    async def work(api: Client) -> list[convergence.Standing]:
+    async def work(api: Client) -> list[standing.Standing]:
         await api.get("Tenant", tenant)  # NotFound now rather than "deleted" later
-        return await convergence.wait(
-            api, {tenant: None}, timeout_s=timeout_s, report=convergence.to_stderr
+        return await standing.wait(
+            api, {tenant: None}, timeout_s=timeout_s, report=standing.to_stderr
         )
 
     standings = call(ctx, work)
-    if convergence.outcome(standings) != "ready":
+    if standing.outcome(standings) != "ready":
         status(ctx, target)
-        convergence.finish(standings, timeout_s=timeout_s)
+        standing.finish(standings, timeout_s=timeout_s)
 
 
 @app.command()

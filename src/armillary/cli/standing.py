@@ -7,6 +7,9 @@ Stack is missing, its reconcile gave up, or the latest revision of a component
 failed (rolled back, or nothing to roll back to); progressing otherwise. `wait` polls
 the tenants until each is Ready or failed, or the timeout passes, and reports every
 change of standing as it happens, so a user sees what is slow and why.
+
+It reads only the tenants' status (what the controller concluded, rollbacks
+included), one tenant at a time, so a tenant token can wait on its own tenant.
 """
 
 from __future__ import annotations
