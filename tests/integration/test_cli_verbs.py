@@ -12,7 +12,13 @@ import uuid
 from typing import Any
 
 from armillary import __version__
-from armillary.cli.console import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from armillary.cli.console import (
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+)
 from armillary.cli.overrides import RESTARTED_AT
 from tests.support import documents as docs
 from tests.support.api import apply, replicas
@@ -21,9 +27,6 @@ from tests.support.nodes import NodeProcess
 from tests.support.processes import processes_marked
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
-
-NOT_FOUND = (EXIT_ERROR, EXIT_NOT_FOUND)
-"""Until errors map to their own exit codes (item 9) a not-found exits 1; after, 5."""
 
 
 def unique(prefix: str) -> str:
@@ -67,10 +70,10 @@ def test_override_of_a_component_the_stack_lacks_is_refused_with_a_suggestion(
         good = docs.tenant(tenant, stack, overrides={"worker": {"replicas": 0}})
         assert http.post("/api/v1/plan", json={"documents": [good]}).status_code == 200
     code, _, err = cli("apply", "-f", "-", input=json.dumps(bad))
-    assert code != 0
+    assert code == EXIT_INVALID
     assert "spec.overrides.agnet" in err and "did you mean 'agent'?" in err
     code, _, err = cli("plan", "-f", "-", input=json.dumps(bad))
-    assert code != 0 and "did you mean 'agent'?" in err
+    assert code == EXIT_INVALID and "did you mean 'agent'?" in err
 
 
 def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
@@ -93,7 +96,9 @@ def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
         assert http.get(f"/api/v1/stacks/{stack}").status_code == 200
         assert http.delete(f"/api/v1/orgs/{org}").status_code == 409
     code, _, err = cli("delete", "org", org)
-    assert code != 0 and f"org/{org} is used by 12 tenant(s)" in err and "--cascade" in err
+    assert (
+        code == EXIT_CONFLICT and f"org/{org} is used by 12 tenant(s)" in err and "--cascade" in err
+    )
     # Cascade through the API for the stack: its tenants go first, in one transaction.
     with server.client() as http:
         gone = http.delete(f"/api/v1/stacks/{stack}", params={"cascade": "true"})
@@ -110,7 +115,7 @@ def test_deleting_an_org_or_stack_in_use_is_refused_unless_cascade(
     apply(server, docs.org(org2), two_components(stack2), docs.tenant(user, stack2, org=org2))
     code, out, err = cli("delete", "org", org2, "--cascade")
     assert code == 0 and f"org/{org2} deleted" in out, err
-    assert cli("get", "tenant", user)[0] != 0
+    assert cli("get", "tenant", user)[0] == EXIT_NOT_FOUND
     assert cli("get", "stack", stack2)[0] == 0  # a stack is not the org's to delete
 
 
@@ -122,29 +127,29 @@ def test_prune_that_would_delete_a_stack_in_use_is_refused(server: ServerProcess
     only_other = json.dumps(two_components(other))
     for verb in ("plan", "apply"):
         code, _, err = cli(verb, "--prune", "-f", "-", input=only_other)
-        assert code != 0 and "prune would delete stack/" in err, (verb, err)
+        assert code == EXIT_CONFLICT and "prune would delete stack/" in err, (verb, err)
         assert "tenant(s)" in err
     assert cli("get", "stack", used)[0] == 0
-    assert cli("get", "stack", other)[0] != 0  # all or nothing
+    assert cli("get", "stack", other)[0] == EXIT_NOT_FOUND  # all or nothing
 
 
 def test_unknown_kinds_get_a_suggestion_or_the_command_to_use(cli: Cli) -> None:
     for verb in (("get",), ("describe",), ("delete",)):
         args = (*verb, "tennants") if verb == ("get",) else (*verb, "tennants", "x")
         code, _, err = cli(*args)
-        assert code != 0 and "did you mean 'tenants'?" in err, err
+        assert code == EXIT_INVALID and "did you mean 'tenants'?" in err, err
     code, _, err = cli("get", "nodes")
-    assert code != 0 and "armillary nodes" in err
+    assert code == EXIT_INVALID and "armillary nodes" in err
     for word in ("pods", "replicas"):
         code, _, err = cli("get", word)
-        assert code != 0 and "armillary ps" in err
+        assert code == EXIT_INVALID and "armillary ps" in err
 
 
 def test_ps_and_logs_of_a_tenant_that_does_not_exist_say_so(cli: Cli) -> None:
     code, out, err = cli("ps", "nope")
-    assert code in NOT_FOUND and "tenant 'nope' does not exist" in err, (out, err)
+    assert code == EXIT_NOT_FOUND and "tenant 'nope' does not exist" in err, (out, err)
     code, _, err = cli("logs", "nope/agent")
-    assert code in NOT_FOUND and "tenant 'nope' does not exist" in err
+    assert code == EXIT_NOT_FOUND and "tenant 'nope' does not exist" in err
 
 
 # --- item 7: everyday verbs ---------------------------------------------------------
@@ -184,7 +189,7 @@ def test_apply_wait_exits_1_when_a_tenant_fails_and_8_when_time_runs_out(
     )
     assert code == EXIT_UNAVAILABLE, err
     assert f"timed out after 1s waiting for {pending}" in err
-    assert cli("apply", "--wait", "--timeout", "soon", "-f", "-", input="{}")[0] != 0
+    assert cli("apply", "--wait", "--timeout", "soon", "-f", "-", input="{}")[0] == EXIT_INVALID
 
 
 def test_restart_of_a_whole_tenant_stamps_its_env_over_a_component_restart(
@@ -202,8 +207,8 @@ def test_restart_of_a_whole_tenant_stamps_its_env_over_a_component_restart(
     assert spec["overrides"]["agent"] == {"replicas": 2, "env": {"KEEP": "1"}}
     for args in (("restart", "nope/agent"), ("scale", "nope/agent", "--replicas", "1")):
         code, _, err = cli(*args)
-        assert code in NOT_FOUND and "not found" in err, (args, err)
-    assert cli("scale", name, "--replicas", "1")[0] != 0  # TENANT/COMPONENT it must be
+        assert code == EXIT_NOT_FOUND and "not found" in err, (args, err)
+    assert cli("scale", name, "--replicas", "1")[0] == EXIT_INVALID  # TENANT/COMPONENT it must be
 
 
 def test_version_shows_client_and_server(cli: Cli) -> None:
@@ -250,7 +255,7 @@ def test_top_shows_each_node_from_its_heartbeat(node: NodeProcess, cli: Cli) -> 
     out = wait_for(listed, timeout_s=30, what="a heartbeat with usage")
     assert out.splitlines()[0].split()[:2] == ["NAME", "CPU%"]
     code, _, err = cli("top", "pods")
-    assert code != 0 and "armillary ps" in err
+    assert code == EXIT_INVALID and "armillary ps" in err
 
 
 def test_apply_wait_then_scale_then_restart_rolls_the_replicas(
@@ -266,7 +271,7 @@ def test_apply_wait_then_scale_then_restart_rolls_the_replicas(
     assert len(processes_marked(mark)) == 1  # Ready means running, not just accepted
 
     code, _, err = cli("scale", f"{name}/agnet", "--replicas", "2")
-    assert code != 0 and "did you mean 'agent'?" in err
+    assert code == EXIT_INVALID and "did you mean 'agent'?" in err
     code, out, err = cli("scale", f"{name}/agent", "--replicas", "2")
     assert code == 0 and "agent replicas=2" in out, err
     wait_for(lambda: len(processes_marked(mark)) == 2, timeout_s=60, what="a second replica")

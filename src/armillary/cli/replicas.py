@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import sys
-import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from armillary import wire
 from armillary.cli import output
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call, fail
 from armillary.client import Client
 from armillary.errors import Invalid, NotFound
 
@@ -28,12 +28,11 @@ def _split(target: str) -> tuple[str, str]:
     return tenant, component
 
 
-def _uptime(report: dict[str, Any], now: float) -> str:
-    started = report.get("started_at")
+def _uptime(report: dict[str, Any], now: dt.datetime) -> str:
+    started = report.get("startedAt")
     if not started or report.get("state") not in ("running", "starting", "unhealthy"):
         return "-"
-    moment = dt.datetime.fromtimestamp(float(started), dt.UTC).isoformat()
-    return output.age(moment, now=dt.datetime.fromtimestamp(now, dt.UTC))
+    return output.age(started, now=now)
 
 
 def _health(report: dict[str, Any]) -> str:
@@ -44,7 +43,7 @@ def _health(report: dict[str, Any]) -> str:
 def ps(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output_format: output.Output = output.Format.table,
 ) -> None:
     """List replicas: node, pid, state, health, restarts, uptime, ports, and why one
     fails or is Pending (no node takes it)."""
@@ -57,71 +56,72 @@ def ps(
         return found
 
     listed = call(ctx, work)
-    items, unplaced = listed.items, listed.unplaced
-    if output_format == "json":
-        waiting = [{**wire.dump(u), "node": None} for u in unplaced]
-        out.print(output.to_json([*(wire.dump(i) for i in items), *waiting]), markup=False)
-        return
-    if not items and not unplaced:
-        out.print("No replicas.")
-        return
-    now = time.time()
-    rows = [
-        [
-            "TENANT",
-            "COMPONENT",
-            "REPLICA",
-            "NODE",
-            "PID",
-            "STATE",
-            "HEALTH",
-            "RESTARTS",
-            "UPTIME",
-            "PORTS",
-            "MESSAGE",
-        ]
-    ]
-    placed = [(item.tenant, item.component, item.replica, _row(item, now=now)) for item in items]
-    pending = [(u.tenant, u.component, u.replica, _pending_row(u)) for u in unplaced]
-    rows += [row for *_, row in sorted(placed + pending, key=lambda r: r[:3])]
-    out.print(output.align(rows), markup=False)
+    placed = [wire.dump(i) for i in listed.items]
+    waiting = [{**wire.dump(u), "node": None} for u in listed.unplaced]
+    docs = sorted([*placed, *waiting], key=lambda d: (d["tenant"], d["component"], d["replica"]))
+    now = dt.datetime.now(dt.UTC)
+    listing = output.Listing(
+        items=docs,
+        columns=[(title, _cell(i, now=now)) for i, title in enumerate(COLUMNS)],
+        wide=WIDE,
+        name=lambda d: f"replica/{d['name']}",
+        empty="No replicas.",
+    )
+    output.show(listing, output_format)
 
 
-def _row(item: wire.Replica, *, now: float) -> list[str]:
-    report = item.report or {}
+COLUMNS = ["TENANT", "COMPONENT", "REPLICA", "NODE", "PID", "STATE", "HEALTH", "RESTARTS"]
+COLUMNS += ["UPTIME", "PORTS", "MESSAGE"]
+WIDE: list[output.Column] = [
+    ("ID", lambda d: str(d.get("id") or "-")),
+    ("SPEC HASH", lambda d: str(d.get("specHash") or "-")),
+    ("CREATED", lambda d: str(d.get("createdAt") or "-")),
+]
+
+
+def _cell(index: int, *, now: dt.datetime) -> Callable[[dict[str, Any]], str]:
+    """The column `index` of `_row`."""
+    return lambda doc: _row(doc, now=now)[index]
+
+
+def _row(doc: dict[str, Any], *, now: dt.datetime) -> list[str]:
+    """One replica's table cells (`COLUMNS`), placed or Pending."""
+    if doc["node"] is None:
+        return _pending_row(doc)
+    report = doc.get("report") or {}
     state = report.get("state", "pending")
     if report.get("reason") and state in ("failed", "crashloop", "backoff"):
         state = f"{state}:{report['reason']}"
     return [
-        item.tenant,
-        item.component,
-        str(item.name),
-        item.node,
+        doc["tenant"],
+        doc["component"],
+        str(doc.get("name")),
+        doc["node"],
         str(report.get("pid") or "-"),
         state,
         _health(report),
         str(report.get("restarts", 0)),
         _uptime(report, now),
-        ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-",
+        ",".join(f"{k}:{v}" for k, v in (doc.get("ports") or {}).items()) or "-",
         "-",
     ]
 
 
-def _pending_row(unplaced: wire.UnplacedReplica) -> list[str]:
+def _pending_row(unplaced: dict[str, Any]) -> list[str]:
     """A replica no node takes, as kubectl shows an unschedulable pod: Pending on
     <none>, and why in words with the nodes counted per reason."""
     return [
-        unplaced.tenant,
-        unplaced.component,
-        unplaced.name,
+        unplaced["tenant"],
+        unplaced["component"],
+        unplaced["name"],
         "<none>",
         "-",
-        unplaced.state,
+        unplaced["state"],
         "-",
         "0",
         "-",
         "-",
-        f"{unplaced.reason}: {unplaced.message}",
+        f"{unplaced['reason']}: {unplaced['message']}",
     ]
 
 

@@ -8,47 +8,71 @@ shows them; `top pods` and `top replicas` say so rather than guess.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from armillary import wire
 from armillary.cli import output
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call, fail
 from armillary.client import Client
 from armillary.errors import Invalid
 
 ELSEWHERE = ("pod", "pods", "po", "replica", "replicas")
+UNKNOWN = "<unknown>"
 
 
-def _percent(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.0f}%" if whole else "-"
+def _measured(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The node's usage, when it is connected and has sent one; else None (a stale or
+    missing figure is shown as unknown, never as a number)."""
+    usage = doc.get("usage")
+    return usage if doc.get("connected") and usage else None
 
 
-def rows(nodes: list[wire.Node], *, now: dt.datetime) -> list[list[str]]:
-    """One row per node: usage from its heartbeat against its capacity. A node with no
-    heartbeat yet, or disconnected, shows `<unknown>` rather than stale numbers."""
-    table = [["NAME", "CPU%", "CPU(cores)", "MEMORY(Mi)", "MEMORY%", "REPLICAS", "HEARTBEAT"]]
-    for node in nodes:
-        usage, capacity = node.usage or {}, node.capacity or {}
-        cores = capacity.get("cpu_millicores", 0) / 1000
-        memory_mb = capacity.get("memory_mb", 0)
-        if not node.connected or not usage:
-            cpu = cpu_cores = used = used_percent = "<unknown>"
-        else:
-            cpu = f"{usage.get('cpu_percent', 0):.0f}%"
-            cpu_cores = f"{cores * usage.get('cpu_percent', 0) / 100:.2f}/{cores:g}"
-            used = f"{usage.get('memory_used_mb', 0)}/{memory_mb}"
-            used_percent = _percent(usage.get("memory_used_mb", 0), memory_mb)
-        heartbeat = output.age(node.heartbeat_at, now=now) if node.heartbeat_at else "-"
-        table.append([node.name, cpu, cpu_cores, used, used_percent, str(node.replicas), heartbeat])
-    return table
+def _cpu_percent(doc: dict[str, Any]) -> str:
+    usage = _measured(doc)
+    return f"{usage.get('cpuPercent', 0):.0f}%" if usage else UNKNOWN
+
+
+def _cpu_cores(doc: dict[str, Any]) -> str:
+    usage = _measured(doc)
+    cores = (doc.get("capacity") or {}).get("cpuMillicores", 0) / 1000
+    if not usage:
+        return UNKNOWN
+    return f"{cores * usage.get('cpuPercent', 0) / 100:.2f}/{cores:g}"
+
+
+def _memory(doc: dict[str, Any]) -> str:
+    usage = _measured(doc)
+    total = (doc.get("capacity") or {}).get("memoryMb", 0)
+    return f"{usage.get('memoryUsedMb', 0)}/{total}" if usage else UNKNOWN
+
+
+def _memory_percent(doc: dict[str, Any]) -> str:
+    usage = _measured(doc)
+    total = (doc.get("capacity") or {}).get("memoryMb", 0)
+    if not usage or not total:
+        return UNKNOWN
+    return f"{100 * usage.get('memoryUsedMb', 0) / total:.0f}%"
+
+
+def columns(*, now: dt.datetime) -> list[output.Column]:
+    """The table: usage from the last heartbeat against capacity, and its age."""
+    return [
+        ("NAME", lambda d: str(d["name"])),
+        ("CPU%", _cpu_percent),
+        ("CPU(cores)", _cpu_cores),
+        ("MEMORY(Mi)", _memory),
+        ("MEMORY%", _memory_percent),
+        ("REPLICAS", lambda d: str(d.get("replicas", 0))),
+        ("HEARTBEAT", lambda d: output.age(d.get("heartbeatAt"), now=now)),
+    ]
 
 
 def top(
     ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="nodes (the only one so far).")] = "nodes",
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output_format: output.Output = output.Format.table,
 ) -> None:
     """CPU and memory of each node, from its last heartbeat."""
     if what.lower() in ELSEWHERE:
@@ -59,18 +83,15 @@ def top(
     async def work(api: Client) -> list[wire.Node]:
         return await api.nodes()
 
-    nodes = call(ctx, work)
-    if output_format == "json":
-        shown = [
-            {"name": n.name, "connected": n.connected, "usage": n.usage, "capacity": n.capacity}
-            for n in nodes
-        ]
-        out.print(output.to_json(shown), markup=False)
-        return
-    if not nodes:
-        out.print("No nodes.")
-        return
-    out.print(output.align(rows(nodes, now=dt.datetime.now(dt.UTC))), markup=False)
+    docs = [wire.dump(n) for n in call(ctx, work)]
+    listing = output.Listing(
+        items=docs,
+        columns=columns(now=dt.datetime.now(dt.UTC)),
+        wide=[("STATUS", lambda d: "Ready" if d.get("connected") else "NotReady")],
+        name=lambda d: f"node/{d['name']}",
+        empty="No nodes.",
+    )
+    output.show(listing, output_format)
 
 
 def register(app: typer.Typer) -> None:

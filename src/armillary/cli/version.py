@@ -4,7 +4,8 @@ server's — the first thing to compare when the two disagree about a field."""
 from __future__ import annotations
 
 import platform
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 
@@ -14,12 +15,22 @@ from armillary.cli.console import call, out
 from armillary.client import Client
 
 
+class Format(StrEnum):
+    """`-o` of `version`: text, or the versions as a document (kubectl's choices)."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
 def version(
     ctx: typer.Context,
     client_only: Annotated[
         bool, typer.Option("--client", help="Only the client's version; ask no server.")
     ] = False,
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output_format: Annotated[
+        Format, typer.Option("--output", "-o", help="table, json or yaml.")
+    ] = Format.table,
 ) -> None:
     """Print the client's and the server's versions."""
     client = {"version": __version__, "python": platform.python_version()}
@@ -30,9 +41,12 @@ def version(
             return await api.version()
 
         server = call(ctx, work)
-    if output_format == "json":
-        shown = {"client": client, **({"server": wire.dump(server)} if server else {})}
-        out.print(output.to_json(shown), markup=False)
+    if output_format is not Format.table:
+        shown: dict[str, Any] = {"client": client}
+        if server is not None:
+            shown["server"] = wire.dump(server)
+        text = output.to_json(shown) if output_format is Format.json else output.to_yaml(shown)
+        out.print(text.rstrip("\n"), markup=False)
         return
     out.print(f"Client: armillary {__version__} (Python {client['python']})", markup=False)
     if server is not None:
