@@ -161,8 +161,9 @@ class Client:
     async def get(self, kind: str, name: str) -> wire.Resource:
         return await self._answer(wire.Resource, "GET", _path(kind, name))
 
-    async def delete(self, kind: str, name: str) -> wire.ResourceWritten:
-        return await self._answer(wire.ResourceWritten, "DELETE", _path(kind, name))
+    async def delete(self, kind: str, name: str, *, cascade: bool = False) -> wire.ResourceWritten:
+        params = {"cascade": "true"} if cascade else None
+        return await self._answer(wire.ResourceWritten, "DELETE", _path(kind, name), params=params)
 
     async def apply(
         self, documents: list[dict[str, Any]], *, prune: bool = False
@@ -178,6 +179,9 @@ class Client:
 
     async def doctor(self) -> wire.Doctor:
         return await self._answer(wire.Doctor, "GET", "/api/v1/doctor")
+
+    async def version(self) -> wire.Version:
+        return await self._answer(wire.Version, "GET", "/api/v1/version")
 
     async def nodes(self) -> list[wire.Node]:
         return (await self._answer(wire.NodeList, "GET", "/api/v1/nodes")).items

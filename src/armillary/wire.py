@@ -80,6 +80,15 @@ class Doctor(Answer):
     checks: list[DoctorCheck]
 
 
+class Version(Answer):
+    """`GET /api/v1/version`: the server's package version, the resource API version it
+    serves, and the Python it runs on."""
+
+    version: str
+    api_version: str
+    python: str
+
+
 # Resources ---------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from armillary.api.routes import (
     resources,
     rollouts,
     schedules,
+    version,
     webhooks,
 )
 from armillary.api.routes import docs as api_docs
@@ -201,6 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agent_runs.router)
     app.include_router(doctor.router)
+    app.include_router(version.router)
     app.include_router(api_docs.router)
     app.state.webhook_limits = webhooks.Limits()
 

@@ -1,6 +1,7 @@
 """`armillary apply -f` and `armillary plan -f`: send documents from files, directories
 or stdin to the server. Files are validated here first, so every problem is reported
-as file:line before anything is sent."""
+as file:line before anything is sent. `apply --dry-run` is `plan`; `apply --wait`
+then waits until the tenants the set touched are Ready or failed (`standing`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
+from armillary.cli import standing
 from armillary.cli.console import EXIT_CHANGES, call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid, Issue
@@ -51,16 +53,70 @@ def _locator(loaded: list[loader.Loaded]) -> Any:
 
 
 def apply(
-    ctx: typer.Context, filename: Files, recursive: Recursive = False, prune: Prune = False
+    ctx: typer.Context,
+    filename: Files,
+    recursive: Recursive = False,
+    prune: Prune = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; show what would change (= plan).")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Then wait until the tenants it touched are Ready (or one fails)."
+        ),
+    ] = False,
+    timeout: Annotated[
+        str, typer.Option(help="How long --wait waits: 90s, 5m, 1h (exit 8 after it).")
+    ] = "5m",
 ) -> None:
     """Create or update resources so the server holds what the files say."""
+    if dry_run:
+        plan(ctx, filename, recursive=recursive, prune=prune)
+        return
+    try:
+        timeout_s = standing.duration_s(timeout)
+    except Invalid as exc:
+        fail(exc)
     loaded = _load(filename, recursive)
 
     async def work(api: Client) -> list[wire.AppliedItem]:
         return await api.apply([d.raw for d in loaded], prune=prune)
 
-    for result in call(ctx, work, where=_locator(loaded)):
+    results = call(ctx, work, where=_locator(loaded))
+    for result in results:
         out.print(f"{result.kind.lower()}/{result.name} {result.result}")
+    if wait:
+        _wait(ctx, results, timeout_s=timeout_s)
+
+
+def _wait(ctx: typer.Context, results: list[wire.AppliedItem], *, timeout_s: float) -> None:
+    """Wait for the Tenants in the set, and those on a Stack the set changed; progress
+    on stderr; exit 1 when one failed, 8 when the timeout passed first."""
+
+    async def work(api: Client) -> list[standing.Standing]:
+        tenants = await _touched(api, results)
+        return await standing.wait(api, tenants, timeout_s=timeout_s, report=standing.to_stderr)
+
+    standing.finish(call(ctx, work), timeout_s=timeout_s)
+
+
+async def _touched(api: Client, results: list[wire.AppliedItem]) -> dict[str, int | None]:
+    """Tenant → the Stack generation its status must have seen (None: any)."""
+    tenants: dict[str, int | None] = {
+        r.name: None for r in results if r.kind == "Tenant" and r.result != "deleted"
+    }
+    stacks = {
+        r.name: r.generation
+        for r in results
+        if r.kind == "Stack" and r.result in ("created", "configured")
+    }
+    if stacks:
+        for tenant in await api.list_kind("Tenant"):
+            stack = tenant.spec.get("stack")
+            if stack in stacks:
+                tenants[tenant.metadata.name] = stacks[stack]
+    return tenants
 
 
 def plan(

@@ -1,8 +1,15 @@
-"""`armillary get`, `describe` and `delete`: read and remove resources by kind and name."""
+"""`armillary get`, `describe` and `delete`: read and remove resources by kind and name.
+
+A kind the CLI does not know is answered with the closest one (`tennants` → tenants),
+and the words kubectl users reach for that are other commands here (`nodes`, `pods`)
+with that command. `delete` of an Org or a Stack tenants use is refused by the server
+(409, naming them) unless `--cascade`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from typing import Annotated, Any
 
 import typer
@@ -19,11 +26,30 @@ KindArg = Annotated[
 ]
 
 
+ELSEWHERE = {
+    **dict.fromkeys(("node", "nodes", "no"), "armillary nodes"),
+    **dict.fromkeys(
+        ("pod", "pods", "po", "replica", "replicas", "container", "containers"), "armillary ps"
+    ),
+    **dict.fromkeys(("rollout", "rollouts"), "armillary rollout history TENANT"),
+}
+"""Kinds of other tools (and our own non-resources) that another command shows."""
+
+
 def _kind(word: str) -> kinds.Kind:
     try:
         return kinds.lookup(word)
     except KeyError as exc:
-        fail(Invalid(str(exc.args[0])))
+        message = str(exc.args[0])
+    elsewhere = ELSEWHERE.get(word.lower())
+    if elsewhere is not None:
+        message = f"{word!r} is not a resource kind; use `{elsewhere}`"
+    else:
+        words = [w for k in kinds.KINDS for w in (k.name.lower(), k.plural, *k.short)]
+        close = difflib.get_close_matches(word.lower(), words, n=1)
+        if close:
+            message = f"unknown kind {word!r}; did you mean {close[0]!r}?"
+    fail(Invalid(message))
 
 
 def get(
@@ -78,14 +104,23 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
 
 
 def delete(
-    ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]
+    ctx: typer.Context,
+    kind: KindArg,
+    names: Annotated[list[str], typer.Argument(help="Names.")],
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade", help="Deleting an Org or a Stack: also delete the tenants that use it."
+        ),
+    ] = False,
 ) -> None:
-    """Delete resources by kind and name, in order; stops at the first that fails."""
+    """Delete resources by kind and name, in order; stops at the first that fails.
+    An Org or a Stack that tenants use is kept (and they are named) unless `--cascade`."""
     found = _kind(kind)
     for name in names:
 
         async def work(api: Client, name: str = name) -> wire.ResourceWritten:
-            return await api.delete(found.name, name)
+            return await api.delete(found.name, name, cascade=cascade)
 
         call(ctx, work)
         out.print(f"{found.name.lower()}/{name} deleted")

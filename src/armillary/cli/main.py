@@ -18,6 +18,7 @@ from armillary.cli import (
     get,
     init,
     nodes,
+    overrides,
     provision,
     releases,
     replicas,
@@ -25,14 +26,16 @@ from armillary.cli import (
     schedules,
     schema,
     secrets,
+    top,
     up,
+    version,
 )
 
 app = typer.Typer(
     name="armillary",
     help="Armillary: per-tenant service stacks, declared once and kept converged.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -85,6 +88,9 @@ for module in (
     events,
     agent_runs,
     doctor,
+    overrides,
+    top,
+    version,
     contexts,
 ):
     module.register(app)

@@ -50,7 +50,10 @@ def ps(
     tenant, _, component = (target or "").partition("/")
 
     async def work(api: Client) -> wire.ReplicaList:
-        return await api.replica_list(tenant=tenant or None, component=component or None)
+        found = await api.replica_list(tenant=tenant or None, component=component or None)
+        if tenant and not found.items and not found.unplaced:
+            await require_tenant(api, tenant)
+        return found
 
     listed = call(ctx, work)
     placed = [wire.dump(i) for i in listed.items]
@@ -122,12 +125,22 @@ def _pending_row(unplaced: dict[str, Any]) -> list[str]:
     ]
 
 
+async def require_tenant(api: Client, tenant: str) -> None:
+    """NotFound, saying so, when `tenant` does not exist: an empty answer about a
+    tenant nobody declared (a typo) must not read as "no replicas yet"."""
+    try:
+        await api.get("Tenant", tenant)
+    except NotFound:
+        raise NotFound(f"tenant {tenant!r} does not exist (see `armillary get tenants`)") from None
+
+
 async def _pick(api: Client, target: str, replica: int) -> wire.Replica:
     tenant, component = _split(target)
     items = [
         i for i in await api.replicas(tenant=tenant, component=component) if i.replica == replica
     ]
     if not items:
+        await require_tenant(api, tenant)
         raise NotFound(f"{target} has no replica {replica}")
     running = [i for i in items if (i.report or {}).get("state") in ("running", "starting")]
     return sorted(running or items, key=lambda i: i.created_at)[-1]

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, standing
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -56,8 +56,16 @@ def status(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
     out_format: output.Output = output.Format.table,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", "-w", help="Wait until the rollout is done (or fails)."),
+    ] = False,
+    timeout: Annotated[str, typer.Option(help="How long -w waits (exit 8 after it).")] = "10m",
 ) -> None:
-    """The current revision of each component: its release, state, and why."""
+    """The current revision of each component: its release, state, and why. With -w,
+    first wait (progress on stderr) until the tenant is Ready or its rollout failed."""
+    if watch:
+        _watch(ctx, target, timeout=timeout)
     found = _fetch(ctx, target)
     docs = [{"component": c, **entry} for c, entry in sorted(found.status.items())]
     recorded = Counter(item.component for item in found.items)
@@ -84,6 +92,27 @@ HISTORY_COLUMNS: list[output.Column] = [
     ("REASON", lambda d: d.get("reason") or ""),
 ]
 HISTORY_WIDE: list[output.Column] = [("TEMPLATE", lambda d: d["templateHash"])]
+
+
+def _watch(ctx: typer.Context, target: str, *, timeout: str) -> None:
+    """Wait as `apply --wait` does, for one tenant; print the table after, then exit
+    non-zero if it did not become Ready."""
+    tenant, _ = _target(target)
+    try:
+        timeout_s = standing.duration_s(timeout)
+    except Invalid as exc:
+        fail(exc)
+
+    async def work(api: Client) -> list[standing.Standing]:
+        await api.get("Tenant", tenant)  # NotFound now rather than "deleted" later
+        return await standing.wait(
+            api, {tenant: None}, timeout_s=timeout_s, report=standing.to_stderr
+        )
+
+    standings = call(ctx, work)
+    if standing.outcome(standings) != "ready":
+        status(ctx, target)
+        standing.finish(standings, timeout_s=timeout_s)
 
 
 @app.command()

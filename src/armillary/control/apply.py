@@ -89,7 +89,9 @@ async def compute_plan(db: Database, parsed: Sequence[Parsed], *, prune: bool) -
     async with db.read() as conn:
         await _check_references(conn, parsed)
         current = await _current(conn, parsed, prune=prune)
-    return _plan(parsed, current, prune=prune)
+        changes = _plan(parsed, current, prune=prune)
+        await _check_pruned(conn, parsed, changes)
+    return changes
 
 
 async def apply(
@@ -107,7 +109,9 @@ async def apply(
         await _check_references(conn, parsed)
         current = await _current(conn, parsed, prune=prune)
         by_key = {(p.desired.kind, p.desired.name): p for p in parsed}
-        for change in _plan(parsed, current, prune=prune):
+        changes = _plan(parsed, current, prune=prune)
+        await _check_pruned(conn, parsed, changes)
+        for change in changes:
             if change.action == "delete":
                 gone = await repository.remove(conn, change.kind, change.name)
                 applied.append(
@@ -141,8 +145,38 @@ async def _check_references(conn: Tx, parsed: Sequence[Parsed]) -> None:
     if any(True for item in items for _ in references.secret_uses(item)):
         owners = {s.name: s.spec.get("tenant") for s in await repository.list_kind(conn, "Secret")}
         issues += references.unusable_secrets(items, stored=owners)
+    wanted = {stack for item in items if (stack := references.stack_of(item)) is not None}
+    if any(True for item in items for _ in references.component_uses(item)):
+        components: dict[str, list[str]] = {}
+        for name in sorted(wanted):
+            found = await repository.get(conn, "Stack", name)
+            if found is not None:
+                components[name] = [str(c["name"]) for c in found.spec.get("components", [])]
+        issues += references.unknown_components(items, stored=components)
     if issues:
         raise Invalid(issues)
+
+
+async def _check_pruned(conn: Tx, parsed: Sequence[Parsed], changes: Sequence[plan.Change]) -> None:
+    """Refuse (409) a prune that would delete an Org or a Stack tenants still use
+    after the set is applied, as `DELETE` does: the tenants would be left broken."""
+    doomed = [
+        (c.kind, c.name)
+        for c in changes
+        if c.action == "delete" and c.kind in references.USED_BY_TENANTS
+    ]
+    if not doomed:
+        return
+    deleted = {c.name for c in changes if c.action == "delete" and c.kind == "Tenant"}
+    tenants = {t.name: t.canonical() for t in await repository.list_kind(conn, "Tenant")}
+    tenants.update({p.desired.name: p.desired for p in parsed if p.desired.kind == "Tenant"})
+    remaining = [t for name, t in tenants.items() if name not in deleted]
+    for kind, name, used_by in references.still_used(doomed, remaining)[:1]:
+        raise errors.Conflict(
+            f"prune would delete {kind.lower()}/{name}, which is "
+            f"{references.in_use(used_by)}; keep it in the set, or delete or move "
+            "those tenants first (or in the same set)"
+        )
 
 
 def _plan(

@@ -4,7 +4,7 @@ Keys arrive from the store's change feed (mapped by the controller's `keys_for`;
 driver watches specs only, so the statuses controllers write bring no key back) and
 from a resync of every key (`all_keys`): all at once when the driver starts, then
 every `resync_s` (5 minutes), spread evenly over that period, so a missed event only
-delays convergence. The feed itself loses nothing, so the resync is a safety net,
+delays standing. The feed itself loses nothing, so the resync is a safety net,
 not a heartbeat: at 5,000 tenants, all of them every 30 s at once was 166 reconciles
 a second of nothing to do, in bursts. Workers call `reconcile(key)`; a `Result` with
 `requeue_after_s` brings the key back later. What a failure asks for follows `errors.py`:

@@ -5,11 +5,14 @@ the Release `agent-1.2.0`. `apply` and `plan` refuse a set in which such a pin n
 a release that neither the store nor the same set holds, so a typo in a version is
 an error at apply time, not a tenant stuck later. Likewise a Tenant's `secrets` must
 name Secrets that exist and that it may use: its own, or those with no tenant.
-Pure: the caller passes the names it knows.
+And a Tenant's `overrides` (and the `components` its Secrets go to) must name
+components its Stack has, so `overrides: {agnet: …}` is refused with a "did you
+mean" rather than ignored. Pure: the caller passes the names it knows.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping, Sequence
 
 from armillary.errors import Issue
@@ -80,3 +83,85 @@ def unusable_secrets(items: Sequence[Canonical], *, stored: Mapping[str, object]
             if message is not None:
                 issues.append(Issue(path=path, message=message, document=index))
     return issues
+
+
+def component_uses(item: Canonical) -> Iterator[tuple[str, str]]:
+    """(field path, component name) of every component of its Stack a Tenant names."""
+    if item.kind == "Tenant":
+        for name in item.spec.get("overrides", {}):
+            yield f"spec.overrides.{name}", str(name)
+        for i, use in enumerate(item.spec.get("secrets", [])):
+            for j, component in enumerate(use.get("components", [])):
+                yield f"spec.secrets[{i}].components[{j}]", str(component)
+
+
+def stack_of(item: Canonical) -> str | None:
+    """The Stack a Tenant runs on; None for every other kind."""
+    return str(item.spec["stack"]) if item.kind == "Tenant" else None
+
+
+def unknown_components(
+    items: Sequence[Canonical], *, stored: Mapping[str, Sequence[str]]
+) -> list[Issue]:
+    """One issue per component a Tenant names that its Stack does not have. `stored`
+    maps each stored Stack to its component names; a Stack in `items` wins over the
+    stored one. A Tenant whose Stack is known nowhere is left alone: its status says
+    so, and the Stack may be applied next."""
+    stacks = {
+        **stored,
+        **{
+            i.name: [str(c["name"]) for c in i.spec.get("components", [])]
+            for i in items
+            if i.kind == "Stack"
+        },
+    }
+    issues: list[Issue] = []
+    for index, item in enumerate(items):
+        stack = stack_of(item)
+        if stack is None or stack not in stacks:
+            continue
+        names = stacks[stack]
+        for path, component in component_uses(item):
+            if component in names:
+                continue
+            message = f"stack {stack!r} has no component {component!r}"
+            close = difflib.get_close_matches(component, names, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            else:
+                message += f" (it has: {', '.join(names) or 'none'})"
+            issues.append(Issue(path=path, message=message, document=index))
+    return issues
+
+
+USED_BY_TENANTS = {"Org": "org", "Stack": "stack"}
+"""The kinds a Tenant points at by name, and the field of its spec that names them:
+deleting one of these while a tenant uses it would leave that tenant broken."""
+
+
+def users(kind: str, name: str, tenants: Sequence[Canonical]) -> list[str]:
+    """The names (sorted) of the `tenants` that use the `kind` resource `name`."""
+    field = USED_BY_TENANTS.get(kind)
+    if field is None:
+        return []
+    return sorted(t.name for t in tenants if t.spec.get(field) == name)
+
+
+def still_used(
+    deletes: Sequence[tuple[str, str]], tenants: Sequence[Canonical]
+) -> list[tuple[str, str, list[str]]]:
+    """(kind, name, users) of each resource in `deletes` that some of `tenants` (the
+    tenants as they will be: stored, updated by the set, less those it deletes) use."""
+    blocked = []
+    for kind, name in deletes:
+        used_by = users(kind, name, tenants)
+        if used_by:
+            blocked.append((kind, name, used_by))
+    return blocked
+
+
+def in_use(used_by: Sequence[str], *, shown: int = 10) -> str:
+    """Who keeps a resource from being deleted: the first `shown` tenants, and how many."""
+    names = ", ".join(used_by[:shown])
+    more = f" and {len(used_by) - shown} more" if len(used_by) > shown else ""
+    return f"used by {len(used_by)} tenant(s): {names}{more}"

@@ -58,7 +58,7 @@ def _change(change: plan.Change) -> dict[str, Any]:
 @router.post(
     "/plan",
     summary="Show what applying the documents would change",
-    **openapi.answer(wire.Plan),
+    **openapi.answer(wire.Plan, 409),
 )
 async def plan_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Viewer

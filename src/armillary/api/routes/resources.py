@@ -13,9 +13,11 @@ from armillary.api import audit, openapi
 from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_write, visible
 from armillary.control import apply as applying
-from armillary.errors import Invalid, Issue, NotFound
+from armillary.control import references
+from armillary.errors import Conflict, Invalid, Issue, NotFound
 from armillary.resources import kinds, meta
 from armillary.store import repository
+from armillary.store.database import Tx
 
 router = APIRouter(prefix="/api/v1", tags=["resources"])
 
@@ -68,6 +70,33 @@ ResourceVersion = Annotated[
         pattern=r"^[0-9]{1,18}$",
     ),
 ]
+
+Cascade = Annotated[
+    bool,
+    Query(
+        description=(
+            "Deleting an Org or a Stack that tenants use: delete those tenants first, in "
+            "the same transaction (without it, such a delete is refused with 409)"
+        ),
+    ),
+]
+
+
+async def _remove_users(
+    conn: Tx, kind: str, name: str, *, cascade: bool
+) -> list[repository.Stored]:
+    """Refuse (409) to delete a resource tenants use, naming them; with `cascade`,
+    delete those tenants and return them."""
+    if kind not in references.USED_BY_TENANTS:
+        return []
+    tenants = {t.name: t for t in await repository.list_kind(conn, "Tenant")}
+    used_by = references.users(kind, name, [t.canonical() for t in tenants.values()])
+    if used_by and not cascade:
+        raise Conflict(
+            f"{kind.lower()}/{name} is {references.in_use(used_by)}; delete or move them first, or "
+            "delete with cascade (`--cascade`, `?cascade=true`) to delete them too"
+        )
+    return [await repository.remove(conn, "Tenant", t) for t in used_by]
 
 
 def _owner(stored: repository.Stored) -> str | None:
@@ -137,10 +166,16 @@ def _register(kind: kinds.Kind) -> None:
         db: Db,
         who: Developer,
         resource_version: ResourceVersion = None,
+        cascade: Cascade = False,
     ) -> dict[str, Any]:
         audit.note(request, kind=kind.name, name=name)
         may_write(who, [kind.name])
         async with db.write() as conn:
+            if await repository.get(conn, kind.name, name) is None:
+                raise NotFound(f"{kind.name.lower()}/{name} not found")
+            if kind.name in references.USED_BY_TENANTS and cascade:
+                may_write(who, ["Tenant"])
+            dependents = await _remove_users(conn, kind.name, name, cascade=cascade)
             gone = await repository.remove(
                 conn,
                 kind.name,
@@ -155,6 +190,15 @@ def _register(kind: kinds.Kind) -> None:
             result="deleted",
             replace=True,
         )
+        for tenant in dependents:
+            audit.note(
+                request,
+                kind="Tenant",
+                name=tenant.name,
+                generation_before=tenant.generation,
+                result="deleted",
+                extra={"cascade": f"{kind.name.lower()}/{name}"},
+            )
         return {"result": "deleted", "resource": gone.document()}
 
     summary = kind.name
