@@ -22,6 +22,7 @@ from armillary.errors import ArmillaryError, Invalid, Issue
 
 T = TypeVar("T")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
+EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_DENIED, EXIT_UNAVAILABLE = 4, 5, 6, 7, 8
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

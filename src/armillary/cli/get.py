@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, selection
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -42,9 +42,7 @@ def get(
         str | None, typer.Argument(help="One resource; all of the kind when left out.")
     ] = None,
     output_format: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
-    selector: Annotated[
-        str | None, typer.Option("--selector", "-l", help="Label filter: k=v,k2=v2.")
-    ] = None,
+    selector: selection.Option = None,
 ) -> None:
     """List resources of a kind, or show one."""
     found = _kind(kind)
@@ -52,6 +50,7 @@ def get(
         raise typer.BadParameter(
             "a label selector cannot be combined with a name", param_hint="--selector"
         )
+    selection.check(selector)
 
     async def work(api: Client) -> list[wire.Resource]:
         if name is not None:
@@ -92,10 +91,31 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
 
 
 def delete(
-    ctx: typer.Context, kind: KindArg, names: Annotated[list[str], typer.Argument(help="Names.")]
+    ctx: typer.Context,
+    kind: KindArg,
+    names: Annotated[list[str] | None, typer.Argument(help="Names.")] = None,
+    selector: selection.Option = None,
 ) -> None:
-    """Delete resources by kind and name, in order; stops at the first that fails."""
+    """Delete resources by kind and name, in order, or every one a label selector
+    matches (`-l`); stops at the first that fails."""
     found = _kind(kind)
+    if names and selector is not None:
+        raise typer.BadParameter(
+            "give names or a label selector, not both", param_hint="--selector"
+        )
+    if selector is not None:
+        # The empty selector matches everything: too easy to type by mistake.
+        selection.check(selector, refuse_empty=f"delete every {found.name.lower()}")
+
+        async def matching(api: Client) -> list[wire.Resource]:
+            return await api.list_kind(found.name, selector=selector)
+
+        names = [r.metadata.name for r in call(ctx, matching)]
+        if not names:
+            out.print(f"No {found.plural} match {selector!r}.")
+            return
+    elif not names:
+        raise typer.BadParameter("give the names to delete, or -l SELECTOR", param_hint="NAMES")
     for name in names:
 
         async def work(api: Client, name: str = name) -> wire.ResourceWritten:

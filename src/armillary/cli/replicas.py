@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, selection
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid, NotFound
@@ -45,13 +45,17 @@ def ps(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
     output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    selector: selection.Option = None,
 ) -> None:
     """List replicas: node, pid, state, health, restarts, uptime, ports, and why one
-    fails or is Pending (no node takes it)."""
+    fails or is Pending (no node takes it). `-l` selects by the tenants' labels."""
     tenant, _, component = (target or "").partition("/")
+    selection.check(selector)
 
     async def work(api: Client) -> wire.ReplicaList:
-        return await api.replica_list(tenant=tenant or None, component=component or None)
+        return await api.replica_list(
+            tenant=tenant or None, component=component or None, selector=selector
+        )
 
     listed = call(ctx, work)
     items, unplaced = listed.items, listed.unplaced

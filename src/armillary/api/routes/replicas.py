@@ -30,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from armillary import protocol, timestamps, wire
 from armillary.api import openapi, security
 from armillary.api.hub import Hub, Session
+from armillary.api.routes.resources import Selector
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.config import Settings
 from armillary.errors import Invalid, NotFound
-from armillary.resources import naming
+from armillary.resources import naming, selectors
 from armillary.store import allocations, repository
 
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
@@ -70,7 +71,11 @@ async def list_replicas(
     component: Annotated[
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
+    selector: Selector = None,
 ) -> dict[str, Any]:
+    """With `selector`, only the replicas of tenants whose labels it matches: a
+    replica carries its tenant's labels, as a pod carries its template's."""
+    chosen = selectors.parse(selector)
     async with db.read() as conn:
         found = await (
             allocations.for_tenant(conn, tenant) if tenant else allocations.list_all(conn)
@@ -82,6 +87,9 @@ async def list_replicas(
         )
     if component:
         found = [a for a in found if a.component == component]
+    if chosen:
+        tenants = [t for t in tenants if selectors.matches(chosen, t.labels)]
+        found = [a for a in found if a.tenant in {t.name for t in tenants}]
     return {
         "items": [replica_document(a) for a in found],
         "unplaced": [
