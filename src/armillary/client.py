@@ -200,10 +200,21 @@ class Client:
         return await self._answer(wire.ReplicaList, "GET", "/api/v1/replicas", params=params)
 
     async def logs(
-        self, replica_id: str, *, follow: bool, tail: int | None, since_s: float | None
+        self,
+        replica_id: str,
+        *,
+        follow: bool,
+        tail: int | None,
+        since_s: float | None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> AsyncIterator[str]:
-        """A replica's output as it arrives."""
+        """A replica's output as it arrives (`previous`: its last finished run's)."""
         params: dict[str, Any] = {"follow": follow}
+        if previous:
+            params["previous"] = True
+        if timestamps:
+            params["timestamps"] = True
         if tail is not None:
             params["tail"] = tail
         if since_s is not None:

@@ -249,13 +249,17 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogsOpen:
     """Stream a replica's output: from `since_s` (unix time), the last `tail` lines,
-    or the start; `follow` keeps the stream open for what comes next."""
+    or the start; `follow` keeps the stream open for what comes next. `previous`:
+    the last finished run's output instead (between its restart markers; not
+    followed). `timestamps`: each line prefixed with when the node first saw it."""
 
     stream: str
     allocation: str
     follow: bool = False
     tail: int | None = None
     since_s: float | None = None
+    previous: bool = False
+    timestamps: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,7 +5,12 @@ one parser for the CLI and the API); logs across every replica of a component.""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +151,111 @@ def test_ps_selects_replicas_by_their_tenants_labels(node: NodeProcess) -> None:
     code, out, err = invoke(server, "ps", "-l", f"run={stack},tier in (gold)")
     assert code == 0, err
     assert gold in out and silver not in out
+
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
+CRASHER = [
+    "python3",
+    "-u",
+    "-c",
+    "import os, sys\nprint('run', os.getpid())\nsys.exit(1)",
+]
+
+
+def printers(server: ServerProcess) -> tuple[str, str, list[str]]:
+    """A tenant (labelled run=<stack>) with two replicas of `printer`; their names."""
+    stack, tenant = unique("logs"), unique("t")
+    apply(
+        server,
+        documents.stack(stack, {"name": "printer", "command": PRINTER, "replicas": 2}),
+        labelled(tenant, stack, {"run": stack}),
+    )
+    found = running(server, tenant, 2)
+    names = sorted(str(i["name"]) for i in found)
+    wait_for(
+        lambda: all(f"hello from {n}" in invoke(server, "logs", n)[1] for n in names),
+        timeout_s=30,
+        what="both replicas printed",
+    )
+    return stack, tenant, names
+
+
+def test_logs_of_a_component_are_every_replica_prefixed(node: NodeProcess) -> None:
+    server = node.server
+    stack, tenant, (first, second) = printers(server)
+
+    code, out, err = invoke(server, "logs", f"{tenant}/printer")
+    assert code == 0, err
+    assert f"{first} | hello from {first}\n" in out
+    assert f"{second} | hello from {second}\n" in out
+
+    code, out, err = invoke(server, "logs", f"{tenant}/printer", "-r", "1")
+    assert code == 0, err
+    assert out == f"hello from {second}\n"  # one replica named: no prefix
+
+    code, out, err = invoke(server, "logs", first)  # the name ps prints
+    assert code == 0, err
+    assert out == f"hello from {first}\n"
+
+    code, out, err = invoke(server, "logs", "-l", f"run={stack}", "--no-prefix")
+    assert code == 0, err
+    assert out == f"hello from {first}\nhello from {second}\n"
+
+    code, out, err = invoke(server, "logs", second, "--timestamps")
+    assert code == 0, err
+    [line] = out.splitlines()
+    assert STAMP.match(line) and line.endswith(f" hello from {second}"), line
+
+    code, _, err = invoke(server, "logs", "nope-nothing-0")
+    assert code != 0 and "no replica or tenant named 'nope-nothing-0'" in err
+
+
+def test_logs_follow_every_replica(node: NodeProcess, tmp_path: Path) -> None:
+    server = node.server
+    _, tenant, names = printers(server)
+    sink = tmp_path / "followed.txt"
+    env = {**os.environ, "ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    with sink.open("w") as out:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "armillary", "logs", "-f", f"{tenant}/printer"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for(
+            lambda: all(f"{n} | hello from {n}" in sink.read_text() for n in names),
+            timeout_s=30,
+            what=lambda: f"both replicas followed; got {sink.read_text()!r}",
+        )
+        assert follower.poll() is None  # still following
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+
+
+def test_a_restart_leaves_a_marker_and_previous_shows_the_last_run(node: NodeProcess) -> None:
+    server = node.server
+    stack, tenant = unique("crash"), unique("t")
+    crasher = {"name": "crasher", "command": CRASHER, "restart": documents.FAST_RESTART}
+    apply(server, documents.stack(stack, crasher), documents.tenant(tenant, stack))
+
+    def restarted_twice() -> str | None:
+        code, out, _ = invoke(server, "logs", f"{tenant}/crasher")
+        return out if code == 0 and out.count("--- armillary: restarted at ") >= 2 else None
+
+    out = wait_for(restarted_twice, timeout_s=60, what="two restart markers")
+    marker = next(line for line in out.splitlines() if "armillary: restarted" in line)
+    assert re.fullmatch(
+        r".+ \| --- armillary: restarted at \S+Z \(restart 1; exited with code 1.*\) ---", marker
+    ), marker
+
+    code, out, err = invoke(server, "logs", f"{tenant}/crasher", "-r", "0", "--previous")
+    assert code == 0, err
+    [line] = out.splitlines()  # one run's output: one line, no marker
+    assert re.fullmatch(r"run \d+", line), out
+
+    # A replica that never restarted has no previous run to show.
+    _, _, (first, _) = printers(server)
+    code, out, _ = invoke(server, "logs", first, "--previous")
+    assert "no previous run is kept" in out

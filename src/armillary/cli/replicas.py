@@ -3,6 +3,7 @@ command run inside one of them (its env and cwd, on its node)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import sys
@@ -10,12 +11,13 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from armillary import wire
 from armillary.cli import output, selection
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import EXIT_ERROR, call, err, fail, out
 from armillary.client import Client
-from armillary.errors import Invalid, NotFound
+from armillary.errors import ArmillaryError, Invalid, NotFound
 
 Target = Annotated[str, typer.Argument(help="TENANT/COMPONENT")]
 ReplicaIndex = Annotated[int, typer.Option("--replica", "-r", help="Which replica (0-based).")]
@@ -133,35 +135,143 @@ async def _pick(api: Client, target: str, replica: int) -> wire.Replica:
     ]
     if not items:
         raise NotFound(f"{target} has no replica {replica}")
-    running = [i for i in items if (i.report or {}).get("state") in ("running", "starting")]
-    return sorted(running or items, key=lambda i: i.created_at)[-1]
+    return _current(items)[0]
+
+
+def _current(items: list[wire.Replica]) -> list[wire.Replica]:
+    """One allocation per replica slot, in tenant, component, index order: during a
+    rolling update, the running one (else the newest)."""
+    slots: dict[tuple[str, str, int], list[wire.Replica]] = {}
+    for item in items:
+        slots.setdefault((item.tenant, item.component, item.replica), []).append(item)
+    chosen = []
+    for _, found in sorted(slots.items()):
+        running = [i for i in found if (i.report or {}).get("state") in ("running", "starting")]
+        chosen.append(sorted(running or found, key=lambda i: i.created_at)[-1])
+    return chosen
+
+
+async def _targets(
+    api: Client, target: str | None, *, replica: int | None, selector: str | None
+) -> tuple[list[wire.Replica], bool]:
+    """The replicas `logs` reads, and whether the target named a single one (a replica
+    name, or `-r`): TENANT/COMPONENT, a replica name as `ps` prints it, a TENANT, or
+    none (with `-l`)."""
+    single = replica is not None
+    if target is not None and "/" in target:
+        tenant, component = _split(target)
+        listed = await api.replica_list(tenant=tenant, component=component, selector=selector)
+        items = listed.items
+        if not items:
+            raise NotFound(f"{target} has no replicas")
+    else:
+        items = (await api.replica_list(selector=selector)).items
+        if target is not None:
+            named = [i for i in items if i.name == target]
+            single = single or bool(named)
+            items = named or [i for i in items if i.tenant == target]
+            if not items:
+                raise NotFound(f"no replica or tenant named {target!r} has replicas")
+    if replica is not None:
+        items = [i for i in items if i.replica == replica]
+        if not items:
+            raise NotFound(f"{target or selector} has no replica {replica}")
+    return _current(items), single
 
 
 def logs(
     ctx: typer.Context,
-    target: Target,
+    target: Annotated[
+        str | None,
+        typer.Argument(help="TENANT/COMPONENT, a replica name as ps prints it, or TENANT."),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new output.")
     ] = False,
-    tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines (of each).")] = None,
     since: Annotated[
         str | None, typer.Option(help="Only output from the last DURATION (30s, 5m, 2h), to ~2 s.")
     ] = None,
-    replica: ReplicaIndex = 0,
+    replica: Annotated[
+        int | None, typer.Option("--replica", "-r", help="Only replica N (0-based).")
+    ] = None,
+    selector: selection.Option = None,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", help="Prefix each line with when the node saw it (RFC 3339)."),
+    ] = False,
+    previous: Annotated[
+        bool, typer.Option("--previous", "-p", help="The last finished (crashed) run's output.")
+    ] = False,
+    prefix: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix/--no-prefix",
+            help="Prefix lines with the replica name (default: unless one replica is named).",
+        ),
+    ] = None,
 ) -> None:
-    """Print a replica's output (stdout and stderr, as written)."""
+    """Print what replicas write (stdout and stderr, as written): every replica of a
+    component, each line prefixed with its name, or one replica."""
+    if target is None and selector is None:
+        raise typer.BadParameter("name a TENANT/COMPONENT or a replica, or give -l SELECTOR")
+    selection.check(selector)
     since_s = _duration(since) if since else None
+    failed: list[str] = []
+
+    async def one(api: Client, chosen: wire.Replica, *, lead: str) -> None:
+        pending = ""
+        try:
+            async for text in api.logs(
+                chosen.id,
+                follow=follow,
+                tail=tail,
+                since_s=since_s,
+                previous=previous,
+                timestamps=timestamps,
+            ):
+                if not lead:
+                    _write(text)
+                    continue
+                *lines, pending = (pending + text).split("\n")
+                _write("".join(f"{lead}{line}\n" for line in lines))
+        except ArmillaryError as exc:
+            if not lead:
+                raise
+            err.print(f"[red]error:[/red] {escape(str(chosen.name))}: {escape(str(exc))}")
+            failed.append(str(chosen.name))
+        if pending:
+            _write(f"{lead}{pending}\n")
 
     async def work(api: Client) -> None:
-        chosen = await _pick(api, target, replica)
-        async for text in api.logs(chosen.id, follow=follow, tail=tail, since_s=since_s):
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        chosen, single = await _targets(api, target, replica=replica, selector=selector)
+        if not chosen:
+            err.print(f"No replicas match {selector!r}.")
+            return
+        width = max(len(str(c.name)) for c in chosen)
+        leads = [
+            f"{c.name!s:<{width}} | " if (prefix if prefix is not None else not single) else ""
+            for c in chosen
+        ]
+        if follow and not previous:  # interleaved, as they come
+            await asyncio.gather(
+                *(one(api, c, lead=lead) for c, lead in zip(chosen, leads, strict=True))
+            )
+        else:  # one replica after the other, as kubectl prints pods
+            for c, lead in zip(chosen, leads, strict=True):
+                await one(api, c, lead=lead)
 
     try:
         call(ctx, work)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def exec_(

@@ -216,6 +216,12 @@ async def logs(
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     since_s: Annotated[float | None, Query(ge=0)] = None,
+    previous: Annotated[
+        bool, Query(description="The last finished run's output instead (not followed)")
+    ] = False,
+    timestamps: Annotated[
+        bool, Query(description="Prefix each line with when the node first saw it (RFC 3339)")
+    ] = False,
 ) -> Response:
     allocation, session = await _locate(request, db, replica_id)
     visible(who, allocation.tenant)
@@ -223,7 +229,13 @@ async def logs(
     async def body() -> AsyncIterator[bytes]:
         def opening(stream: str) -> protocol.LogsOpen:
             return protocol.LogsOpen(
-                stream=stream, allocation=allocation.id, follow=follow, tail=tail, since_s=since_s
+                stream=stream,
+                allocation=allocation.id,
+                follow=follow and not previous,
+                tail=tail,
+                since_s=since_s,
+                previous=previous,
+                timestamps=timestamps,
             )
 
         async for item in _while_allowed(request, _relay(session, "logs.open", opening)):
