@@ -242,8 +242,19 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaUsage:
+    """What one replica's process uses, measured by its node at a heartbeat."""
+
+    cpu_percent: float  # of one CPU, since the previous heartbeat (may pass 100)
+    memory_mb: float  # resident set size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
     usage: Usage
+    # allocation id → usage, of the replicas with a running process; optional, so a
+    # heartbeat without it is still version 2
+    replicas: dict[str, ReplicaUsage] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

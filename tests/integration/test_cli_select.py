@@ -259,3 +259,71 @@ def test_a_restart_leaves_a_marker_and_previous_shows_the_last_run(node: NodePro
     _, _, (first, _) = printers(server)
     code, out, _ = invoke(server, "logs", first, "--previous")
     assert "no previous run is kept" in out
+
+
+COLUMNS = [
+    *("TENANT", "COMPONENT", "REPLICA", "NODE", "PID", "STATE", "HEALTH", "RESTARTS"),
+    *("EXIT", "REVISION", "CPU", "MEMORY", "UPTIME", "MESSAGE"),
+]
+
+
+def ps_rows(server: ServerProcess, *args: str) -> list[dict[str, str]]:
+    """`ps` as a table, each row by column name (MESSAGE, the last, may hold spaces)."""
+    code, out, err = invoke(server, "ps", *args)
+    assert code == 0, err
+    header, *lines = out.splitlines()
+    names = header.split()
+    return [dict(zip(names, line.split(None, len(names) - 1), strict=True)) for line in lines]
+
+
+def test_ps_shows_the_crash_reason_exit_code_and_revision(node: NodeProcess) -> None:
+    server = node.server
+    stack, tenant = unique("crash"), unique("t")
+    crasher = {"name": "crasher", "command": CRASHER, "restart": documents.FAST_RESTART}
+    apply(server, documents.stack(stack, crasher), documents.tenant(tenant, stack))
+
+    def crashing() -> dict[str, str] | None:
+        for row in ps_rows(server, tenant):
+            looping = row["STATE"].startswith(("crashloop", "backoff"))
+            if looping and "exited with code 1" in row["MESSAGE"]:
+                return row
+        return None
+
+    row = wait_for(crashing, timeout_s=60, what="the crash loop's reason in the table")
+    assert list(row) == COLUMNS
+    assert row["EXIT"] == "1"
+    assert re.fullmatch(r"exited with code 1; \d+ in a row; restarting in .+", row["MESSAGE"])
+    [item] = ps_json(server, tenant)
+    assert row["REVISION"] == item["specHash"][:8]
+
+    # A new spec is a new revision: the two replicas of a rollout's slot differ there.
+    apply(server, documents.tenant(tenant, stack, env={"CHANGED": "1"}))
+    newer = wait_for(
+        lambda: [r for r in ps_rows(server, tenant) if r["REVISION"] != row["REVISION"]],
+        timeout_s=60,
+        what="the replica of the new revision",
+    )
+    assert newer[0]["REPLICA"] == row["REPLICA"]
+
+    code, out, _ = invoke(server, "ps", tenant, "-o", "wide")
+    assert code == 0
+    assert out.split()[:16] == [*COLUMNS[:-1], "PORTS", "ALLOCATION", "MESSAGE"][:16]
+    assert any(i["id"] in out for i in ps_json(server, tenant))
+
+
+def test_ps_shows_cpu_and_memory_the_node_measured(node: NodeProcess) -> None:
+    server = node.server
+    _, tenant, _ = printers(server)
+
+    def measured() -> list[dict[str, Any]] | None:
+        items = ps_json(server, tenant)
+        return items if all(i.get("usage") for i in items) else None
+
+    items = wait_for(measured, timeout_s=60, what="usage of both replicas")
+    for item in items:
+        assert item["usage"]["memoryMb"] > 1  # a python3 process: several MiB resident
+        assert item["usage"]["cpuPercent"] >= 0
+        assert item["usage"]["measuredAt"].endswith("Z")
+    for row in ps_rows(server, tenant):
+        assert re.fullmatch(r"\d+\.\d%", row["CPU"]), row
+        assert re.fullmatch(r"\d+Mi", row["MEMORY"]) and row["MEMORY"] != "0Mi", row

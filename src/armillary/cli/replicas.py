@@ -46,11 +46,14 @@ def _health(report: dict[str, Any]) -> str:
 def ps(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--output", "-o", help="table, wide or json")
+    ] = "table",
     selector: selection.Option = None,
 ) -> None:
-    """List replicas: node, pid, state, health, restarts, uptime, ports, and why one
-    fails or is Pending (no node takes it). `-l` selects by the tenants' labels."""
+    """List replicas: node, pid, state, health, restarts, last exit code, revision,
+    CPU and memory, uptime, and why one fails or is Pending (no node takes it).
+    `-l` selects by the tenants' labels; `-o wide` adds ports and allocation ids."""
     tenant, _, component = (target or "").partition("/")
     selection.check(selector)
 
@@ -68,33 +71,53 @@ def ps(
     if not items and not unplaced:
         out.print("No replicas.")
         return
+    wide = output_format == "wide"
     now = time.time()
-    rows = [
-        [
-            "TENANT",
-            "COMPONENT",
-            "REPLICA",
-            "NODE",
-            "PID",
-            "STATE",
-            "HEALTH",
-            "RESTARTS",
-            "UPTIME",
-            "PORTS",
-            "MESSAGE",
-        ]
-    ]
-    placed = [(item.tenant, item.component, item.replica, _row(item, now=now)) for item in items]
-    pending = [(u.tenant, u.component, u.replica, _pending_row(u)) for u in unplaced]
+    rows = [_HEADER[:-1] + (_WIDE if wide else []) + _HEADER[-1:]]
+    placed = [(i.tenant, i.component, i.replica, _row(i, now=now, wide=wide)) for i in items]
+    pending = [(u.tenant, u.component, u.replica, _pending_row(u, wide=wide)) for u in unplaced]
     rows += [row for *_, row in sorted(placed + pending, key=lambda r: r[:3])]
     out.print(output.align(rows), markup=False)
 
 
-def _row(item: wire.Replica, *, now: float) -> list[str]:
+_HEADER = [
+    "TENANT",
+    "COMPONENT",
+    "REPLICA",
+    "NODE",
+    "PID",
+    "STATE",
+    "HEALTH",
+    "RESTARTS",
+    "EXIT",
+    "REVISION",
+    "CPU",
+    "MEMORY",
+    "UPTIME",
+    "MESSAGE",
+]
+_WIDE = ["PORTS", "ALLOCATION"]
+REVISION_CHARS = 8
+"""Of the spec hash: enough to tell a rollout's old and new replica of a slot apart."""
+
+
+def _usage(item: wire.Replica) -> list[str]:
+    """CPU (percent of one CPU) and memory (MiB) its node measured at its last beat."""
+    usage = item.usage or {}
+    cpu, memory = usage.get("cpuPercent"), usage.get("memoryMb")
+    return [
+        "-" if cpu is None else f"{float(cpu):.1f}%",
+        "-" if memory is None else f"{float(memory):.0f}Mi",
+    ]
+
+
+def _row(item: wire.Replica, *, now: float, wide: bool) -> list[str]:
     report = item.report or {}
     state = report.get("state", "pending")
     if report.get("reason") and state in ("failed", "crashloop", "backoff"):
         state = f"{state}:{report['reason']}"
+    exit_code = report.get("exit_code")
+    ports = ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-"
     return [
         item.tenant,
         item.component,
@@ -104,13 +127,16 @@ def _row(item: wire.Replica, *, now: float) -> list[str]:
         state,
         _health(report),
         str(report.get("restarts", 0)),
+        "-" if exit_code is None else str(exit_code),
+        item.spec_hash[:REVISION_CHARS],
+        *_usage(item),
         _uptime(report, now),
-        ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-",
-        "-",
+        *([ports, item.id] if wide else []),
+        report.get("message") or "-",
     ]
 
 
-def _pending_row(unplaced: wire.UnplacedReplica) -> list[str]:
+def _pending_row(unplaced: wire.UnplacedReplica, *, wide: bool) -> list[str]:
     """A replica no node takes, as kubectl shows an unschedulable pod: Pending on
     <none>, and why in words with the nodes counted per reason."""
     return [
@@ -124,6 +150,10 @@ def _pending_row(unplaced: wire.UnplacedReplica) -> list[str]:
         "0",
         "-",
         "-",
+        "-",
+        "-",
+        "-",
+        *(["-", "-"] if wide else []),
         f"{unplaced.reason}: {unplaced.message}",
     ]
 

@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection
 
 from armillary import protocol
 from armillary.errors import PermanentError, ProtocolError, SessionRefused
-from armillary.node import identity, logstream, process, tenancy
+from armillary.node import identity, logstream, meter, process, tenancy
 from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
@@ -108,6 +108,7 @@ class Daemon:
             dynamic_ports=options.dynamic_ports,
         )
         self.checkpoints = logstream.Checkpoints()
+        self._meter = meter.Meter()
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
         self._reconnect_s = RECONNECT_FIRST_S  # back to the first delay on each welcome
@@ -243,7 +244,9 @@ class Daemon:
                 memory_total_mb=memory.total // (1024 * 1024),
                 disk_used_percent=psutil.disk_usage(str(self.options.data_dir)).percent,
             )
-            await self._send(ws, "heartbeat", {"usage": protocol.encode(usage)})
+            pids = {r.id: r.pid for r in self.supervisor.reports() if r.pid is not None}
+            beat = protocol.Heartbeat(usage=usage, replicas=self._meter.measure(pids))
+            await self._send(ws, "heartbeat", protocol.encode(beat))
 
     async def _chunk(self, ws: ClientConnection, chunk: protocol.StreamChunk) -> None:
         await self._send(ws, protocol.STREAM_KINDS[type(chunk)], protocol.encode(chunk))

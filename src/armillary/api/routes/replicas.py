@@ -35,13 +35,27 @@ from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visibl
 from armillary.config import Settings
 from armillary.errors import Invalid, NotFound
 from armillary.resources import naming, selectors
-from armillary.store import allocations, repository
+from armillary.store import allocations, nodes, repository
 
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
 
 
-def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
+def replica_document(
+    allocation: allocations.Allocation, *, node: nodes.Node | None = None
+) -> dict[str, Any]:
+    """The replica as the API shows it; with its `node`, the usage that node measured
+    at its last heartbeat (`usage`: None until it has one)."""
     spec = allocation.spec
+    measured = ((node.usage if node else {}).get("replicas") or {}).get(allocation.id)
+    usage = (
+        {
+            "cpuPercent": measured.get("cpu_percent"),
+            "memoryMb": measured.get("memory_mb"),
+            "measuredAt": timestamps.iso_or_none(node.heartbeat_at),
+        }
+        if measured and node is not None
+        else None
+    )
     return {
         "id": allocation.id,
         "tenant": allocation.tenant,
@@ -53,6 +67,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
         "specHash": allocation.spec_hash,
         "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
         "report": allocation.report,
+        "usage": usage,
         "createdAt": timestamps.iso(allocation.created_at),
     }
 
@@ -85,13 +100,14 @@ async def list_replicas(
             if tenant
             else await repository.list_kind(conn, "Tenant")
         )
+        by_name = {n.name: n for n in await nodes.list_all(conn)}
     if component:
         found = [a for a in found if a.component == component]
     if chosen:
         tenants = [t for t in tenants if selectors.matches(chosen, t.labels)]
         found = [a for a in found if a.tenant in {t.name for t in tenants}]
     return {
-        "items": [replica_document(a) for a in found],
+        "items": [replica_document(a, node=by_name.get(a.node)) for a in found],
         "unplaced": [
             u
             for t in tenants
