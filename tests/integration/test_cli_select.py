@@ -207,7 +207,7 @@ def test_logs_of_a_component_are_every_replica_prefixed(node: NodeProcess) -> No
     assert STAMP.match(line) and line.endswith(f" hello from {second}"), line
 
     code, _, err = invoke(server, "logs", "nope-nothing-0")
-    assert code != 0 and "no replica or tenant named 'nope-nothing-0'" in err
+    assert code != 0 and "no replica is named 'nope-nothing-0'" in err
 
 
 def test_logs_follow_every_replica(node: NodeProcess, tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def test_what_the_pattern_accepts_parses(text: str) -> None:
     selectors.parse(text)
 
 
-@given(st.text(alphabet=" =!,()abin-/.", max_size=16))
+@given(st.text(alphabet=" =!,()abinot-/._A9\t", max_size=20))
 def test_pattern_and_parser_agree(text: str) -> None:
     try:
         selectors.parse(text)
@@ -136,3 +136,22 @@ def test_pattern_and_parser_agree(text: str) -> None:
     except Invalid:
         parsed = False
     assert parsed == bool(re.match(selectors.PATTERN, text))
+
+
+_NEGATIONS: dict[str, selectors.Operator] = {"=": "!=", "in": "notin", "exists": "!"}
+
+
+@given(
+    _requirements.filter(lambda r: r.operator in _NEGATIONS),
+    st.dictionaries(_keys, _values, max_size=3),
+)
+def test_each_negated_operator_selects_exactly_the_rest(
+    requirement: selectors.Requirement, labels: dict[str, str]
+) -> None:
+    negated = R(
+        key=requirement.key,
+        operator=_NEGATIONS[requirement.operator],
+        values=requirement.values,
+    )
+    for chosen in (labels, {**labels, requirement.key: (requirement.values or ("x",))[0]}):
+        assert requirement.matches(chosen) != negated.matches(chosen)

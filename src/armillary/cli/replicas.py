@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import sys
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -201,7 +202,7 @@ async def _targets(
             single = single or bool(named)
             items = named or [i for i in items if i.tenant == target]
             if not items:
-                raise NotFound(f"no replica or tenant named {target!r} has replicas")
+                raise NotFound(f"no replica is named {target!r}, nor is it a tenant with replicas")
     if replica is not None:
         items = [i for i in items if i.replica == replica]
         if not items:
@@ -246,32 +247,14 @@ def logs(
     if target is None and selector is None:
         raise typer.BadParameter("name a TENANT/COMPONENT or a replica, or give -l SELECTOR")
     selection.check(selector)
-    since_s = _duration(since) if since else None
+    reading = _Reading(
+        follow=follow and not previous,
+        tail=tail,
+        since_s=_duration(since) if since else None,
+        previous=previous,
+        timestamps=timestamps,
+    )
     failed: list[str] = []
-
-    async def one(api: Client, chosen: wire.Replica, *, lead: str) -> None:
-        pending = ""
-        try:
-            async for text in api.logs(
-                chosen.id,
-                follow=follow,
-                tail=tail,
-                since_s=since_s,
-                previous=previous,
-                timestamps=timestamps,
-            ):
-                if not lead:
-                    _write(text)
-                    continue
-                *lines, pending = (pending + text).split("\n")
-                _write("".join(f"{lead}{line}\n" for line in lines))
-        except ArmillaryError as exc:
-            if not lead:
-                raise
-            err.print(f"[red]error:[/red] {escape(str(chosen.name))}: {escape(str(exc))}")
-            failed.append(str(chosen.name))
-        if pending:
-            _write(f"{lead}{pending}\n")
 
     async def work(api: Client) -> None:
         chosen, single = await _targets(api, target, replica=replica, selector=selector)
@@ -279,17 +262,25 @@ def logs(
             err.print(f"No replicas match {selector!r}.")
             return
         width = max(len(str(c.name)) for c in chosen)
-        leads = [
-            f"{c.name!s:<{width}} | " if (prefix if prefix is not None else not single) else ""
-            for c in chosen
-        ]
-        if follow and not previous:  # interleaved, as they come
-            await asyncio.gather(
-                *(one(api, c, lead=lead) for c, lead in zip(chosen, leads, strict=True))
-            )
+        prefixed = prefix if prefix is not None else not single
+        leads = [f"{c.name!s:<{width}} | " if prefixed else "" for c in chosen]
+        if len(chosen) == 1:
+            await _print(api, chosen[0], lead=leads[0], reading=reading)
+            return
+
+        async def each(one: wire.Replica, lead: str) -> None:
+            try:
+                await _print(api, one, lead=lead, reading=reading)
+            except ArmillaryError as exc:  # say which, and let the others go on
+                err.print(f"[red]error:[/red] {escape(str(one.name))}: {escape(str(exc))}")
+                failed.append(str(one.name))
+
+        pairs = list(zip(chosen, leads, strict=True))
+        if reading.follow:  # interleaved, as they come
+            await asyncio.gather(*(each(c, lead) for c, lead in pairs))
         else:  # one replica after the other, as kubectl prints pods
-            for c, lead in zip(chosen, leads, strict=True):
-                await one(api, c, lead=lead)
+            for c, lead in pairs:
+                await each(c, lead)
 
     try:
         call(ctx, work)
@@ -297,6 +288,37 @@ def logs(
         raise typer.Exit(0) from None
     if failed:
         raise typer.Exit(EXIT_ERROR)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reading:
+    """What `logs` asks of each replica's stream."""
+
+    follow: bool
+    tail: int | None
+    since_s: float | None
+    previous: bool
+    timestamps: bool
+
+
+async def _print(api: Client, replica: wire.Replica, *, lead: str, reading: _Reading) -> None:
+    """Write one replica's output to stdout, each whole line after `lead`."""
+    pending = ""
+    async for text in api.logs(
+        replica.id,
+        follow=reading.follow,
+        tail=reading.tail,
+        since_s=reading.since_s,
+        previous=reading.previous,
+        timestamps=reading.timestamps,
+    ):
+        if not lead:
+            _write(text)
+            continue
+        *lines, pending = (pending + text).split("\n")
+        _write("".join(f"{lead}{line}\n" for line in lines))
+    if pending:
+        _write(f"{lead}{pending}\n")
 
 
 def _write(text: str) -> None:
