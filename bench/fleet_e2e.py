@@ -242,7 +242,7 @@ class Fleet:
         out: dict[str, tuple[Any, ...]] = {}
         for r in items:
             report = r.get("report") or {}
-            out[r["id"]] = (report.get("pid"), report.get("restarts"), report.get("started_at"))
+            out[r["id"]] = (report.get("pid"), report.get("restarts"), report.get("startedAt"))
         return out
 
     def running(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -30,6 +31,16 @@ def postgres_server() -> str:
             pytest.fail(f"CI=true but Postgres is unreachable at {postgres.POSTGRES_URL}: {exc}")
         pytest.skip(f"Postgres unreachable at {postgres.POSTGRES_URL}: {exc}")
     return postgres.POSTGRES_URL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CLI's contexts file (`armillary.cli.userconfig`) is the suite's own: a test
+    never reads the developer's current context nor writes theirs."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ARMILLARY_CONFIG", str(tmp_path_factory.getbasetemp() / "config.json"))
+    yield
+    patch.undo()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

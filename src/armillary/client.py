@@ -59,6 +59,11 @@ Sleep = Callable[[float], Awaitable[None]]
 class Unreachable(ArmillaryError):
     """The server did not answer at all."""
 
+
+class ServerError(ArmillaryError):
+    """The server answered a 5xx other than 502/503/504 (those are `TemporaryError`s):
+    it failed, the request was not wrong. Not retried, as a POST may have taken effect."""
+
     title = "Server unreachable"
 
 
@@ -418,6 +423,8 @@ def _error(response: httpx.Response) -> ArmillaryError:
         return RateLimited(detail, delay_s=1.0 if delay_s is None else delay_s)
     if status in (408, 502, 503, 504):
         return TemporaryError(detail, delay_s=1.0 if delay_s is None else delay_s)
+    if status >= 500:
+        return ServerError(f"server error {status}: {detail}")
     return ArmillaryError(f"server error {status}: {detail}")
 
 

@@ -353,10 +353,9 @@ class TenantTokensRevoked(Answer):
 
 
 class ScheduledJob(Answer):
-    """One schedule with its timing (defaults spelled out, snake_case as a Schedule's
-    spec has them) and the status its controller last wrote."""
-
-    model_config = ConfigDict(alias_generator=None)
+    """One schedule with its timing (defaults spelled out; camelCase on the wire like
+    every answer, though a Schedule's spec spells them snake_case) and the status its
+    controller last wrote."""
 
     name: str
     source: Literal["Schedule", "Tenant"]

@@ -177,10 +177,10 @@ def test_delete_then_get_is_not_found(cli: Cli, tmp_path: Path) -> None:
     code, out, _ = cli("delete", "stack", stack)
     assert code == 0 and f"stack/{stack} deleted" in out
     code, _, err = cli("get", "stack", stack)
-    assert code == 1
+    assert code == 5
     assert "not found" in err
     code, _, err = cli("delete", "stack", stack)
-    assert code == 1 and "not found" in err
+    assert code == 5 and "not found" in err
 
 
 def test_prune_deletes_only_what_the_set_no_longer_names(cli: Cli, tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_prune_deletes_only_what_the_set_no_longer_names(cli: Cli, tmp_path: Pat
     code, out, _ = cli("apply", "-f", str(directory), "--prune")
     assert code == 0
     assert f"tenant/{drop} deleted" in out
-    assert cli("get", "tenant", drop)[0] == 1
+    assert cli("get", "tenant", drop)[0] == 5
     assert get_json(cli, "tenant", keep)
 
 
@@ -233,7 +233,7 @@ def test_stale_resource_version_is_a_conflict(
     with (tmp_path / "stale.yaml").open("w") as out:
         yaml.dump(seen, out)
     code, _, err = cli("apply", "-f", str(tmp_path / "stale.yaml"))
-    assert code == 1
+    assert code == 6
     assert "resourceVersion 1" in err and "holds 2" in err
     assert get_json(cli, "stack", stack)["spec"]["components"][0]["replicas"] == 2
 

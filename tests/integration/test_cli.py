@@ -27,7 +27,7 @@ def test_init_scaffolds_files_that_apply_and_never_overwrites(
     assert "stack/hello" in out and "tenant/example-support" in out
     before = (target / "stack.yaml").read_text()
     code, _, err = run("init", str(target))
-    assert code == 1 and "already exist" in err
+    assert code == 4 and "already exist" in err
     assert (target / "stack.yaml").read_text() == before
 
 
@@ -41,7 +41,7 @@ def test_context_file_is_found_without_flags_or_env(server: ServerProcess) -> No
 def test_flags_win_over_the_context_file(server: ServerProcess) -> None:
     env = {"ARMILLARY_HOME": str(server.home), "ARMILLARY_URL": None, "ARMILLARY_TOKEN": None}
     code, _, err = run("--token", "arm_wrong_token", "get", "orgs", env=env)
-    assert code == 1
+    assert code == 7
     assert "unknown token" in err
 
 
@@ -51,12 +51,12 @@ def test_usage_errors_exit_2() -> None:
     assert run("get", "tenants", "-o", "xml")[0] == 2
 
 
-def test_unknown_kind_and_unreachable_server_exit_1(tmp_path: Path) -> None:
+def test_unknown_kind_exits_4_and_an_unreachable_server_8(tmp_path: Path) -> None:
     code, _, err = run("get", "gizmos")
-    assert code == 1 and "unknown kind 'gizmos'" in err
+    assert code == 4 and "unknown kind 'gizmos'" in err
     url = f"http://127.0.0.1:{free_port()}"
     code, _, err = run("--server", url, "get", "tenants", env={"ARMILLARY_HOME": str(tmp_path)})
-    assert code == 1
+    assert code == 8
     assert f"cannot reach the Armillary server at {url}" in err
 
 
@@ -94,7 +94,7 @@ def test_delete_reports_each_name_and_stops_at_the_first_failure(server: ServerP
         }
         run("apply", "-f", "-", env=env, input=json.dumps(doc))
     code, out, err = run("delete", "org", names[0], "missing-one", names[1], env=env)
-    assert code == 1
+    assert code == 5
     assert f"org/{names[0]} deleted" in out
     assert "not found" in err
     assert run("get", "org", names[1], env=env)[0] == 0  # after the failure nothing else went

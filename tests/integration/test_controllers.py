@@ -349,11 +349,41 @@ async def test_a_reconcile_reads_and_writes_its_rollouts_once_whatever_its_size(
     await _apply(store, documents.org("acme"))
     one = await _reconcile_statements(store, "small", components=1)
     three = await _reconcile_statements(store, "large", components=3)
-    # One read (the revisions), the choice written once (a revision started per
-    # component, the history pruned), the step's outcome written once (each ended):
-    # as many statements for three components as for one, on rollouts and overall.
+    # A look (the revisions, read outside the write lock: it finds revisions to
+    # start), one read in the write transaction, the choice written once (a revision
+    # started per component, the history pruned), the step's outcome written once
+    # (each ended): as many statements for three components as for one, on rollouts
+    # and overall.
     on_rollouts = [s for s in one if re.search(r"\brollouts\b", s)]
     verbs = [s.split(None, 1)[0].upper() for s in on_rollouts]
-    assert verbs == ["SELECT", "INSERT", "DELETE", "UPDATE"], on_rollouts
+    assert verbs == ["SELECT", "SELECT", "INSERT", "DELETE", "UPDATE"], on_rollouts
     assert [s for s in three if re.search(r"\brollouts\b", s)] == on_rollouts
     assert len(three) == len(one), (one, three)
+
+
+async def test_a_reconcile_with_nothing_to_do_takes_no_write_transaction(
+    store: Database,
+) -> None:
+    """A report or a resync that changes nothing is the common case at fleet size:
+    decided on reads, it never queues for the write lock (SQLite's one writer)."""
+    await _apply(store, documents.org("acme"), _stack("s", replicas=0), _tenant("t1", stack="s"))
+    controller = TenantController(store, NodesRuntime(store), clock=lambda: NOW)
+    await controller.reconcile("t1")  # starts and completes the first revision
+    await controller.reconcile("t1")  # and says so in the status
+    writes = 0
+    real_write = store.write
+
+    def counted() -> Any:
+        nonlocal writes
+        writes += 1
+        return real_write()
+
+    store.write = counted  # type: ignore[method-assign]
+    try:
+        with _statements() as seen:
+            await controller.reconcile("t1")
+    finally:
+        store.write = real_write  # type: ignore[method-assign]
+    assert writes == 0
+    verbs = {s.split(None, 1)[0].upper() for s in seen.seen}
+    assert not verbs & {"INSERT", "UPDATE", "DELETE"}, seen.seen

@@ -99,7 +99,7 @@ def test_the_nodes_offer_what_they_declare(server: ServerProcess, nodes: list[No
     with server.client() as http:
         listed = {n["name"]: n for n in http.get("/api/v1/nodes").json()["items"]}
     for name, (labels, cpu, mb) in NODES.items():
-        assert listed[name]["capacity"] == {"cpu_millicores": cpu, "memory_mb": mb}
+        assert listed[name]["capacity"] == {"cpuMillicores": cpu, "memoryMb": mb}
         assert listed[name]["labels"] == dict(p.split("=") for p in labels.split(","))
 
 

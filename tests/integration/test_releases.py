@@ -172,7 +172,7 @@ def test_record_import_export_round_trip_and_bad_records(
     code, _, err = invoke(
         server, "release", "record", "agent", "9.9.9", str(repo), "--from-git", "--command", "x"
     )
-    assert code == 1 and "no tag 'agent/v9.9.9'" in err
+    assert code == 4 and "no tag 'agent/v9.9.9'" in err
 
     first, second = tmp_path / "a", tmp_path / "b"
     assert invoke(server, "release", "export", str(first))[0] == 0
@@ -191,7 +191,7 @@ def test_record_import_export_round_trip_and_bad_records(
     bad = first / "agent" / "v1.1.0" / "release.yaml"
     bad.write_text(bad.read_text().replace("commit: ", "commit: zz"))
     code, _, err = invoke(server, "release", "import", str(first))
-    assert code == 1
+    assert code == 4
     assert "spec.git.commit" in err
     assert "release.schema.json#/properties/spec/properties/git/properties/commit/pattern" in err
 
@@ -281,4 +281,4 @@ def test_five_tenants_roll_forward_then_back_from_a_failing_release(
 
     wait_for(recovered, timeout_s=60, what="the undone tenant to be healthy and not degraded")
     code, _, err = invoke(server, "rollout", "undo", f"{names[0]}/agent", "--to-revision", "99")
-    assert code == 1 and "no revision 99" in err
+    assert code == 4 and "no revision 99" in err

@@ -292,11 +292,11 @@ def test_heartbeats_bring_the_node_usage(server: ServerProcess, node: NodeProces
         with server.client() as http:
             items = http.get("/api/v1/nodes").json()["items"]
         found = next(n for n in items if n["name"] == node.name)
-        return found["usage"] if found["usage"].get("memory_total_mb") else None
+        return found["usage"] if found["usage"].get("memoryTotalMb") else None
 
     seen = wait_for(usage, timeout_s=15, what="a heartbeat")
-    assert seen["memory_total_mb"] > 0
-    assert 0 <= seen["cpu_percent"] <= 100 * os.cpu_count()  # type: ignore[operator]
+    assert seen["memoryTotalMb"] > 0
+    assert 0 <= seen["cpuPercent"] <= 100 * os.cpu_count()  # type: ignore[operator]
 
 
 def test_logs_follow_streams_new_output(server: ServerProcess, node: NodeProcess) -> None:

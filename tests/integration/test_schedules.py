@@ -652,7 +652,7 @@ def test_forbid_refuses_a_second_run_replace_stops_the_first_and_delete_stops_al
     code, problem = run_now(server, name)
     assert code == 409 and "concurrency_policy is Forbid" in problem["detail"]
     code, _, err = cli("schedule", "run-now", name)
-    assert code == 1 and "concurrency_policy is Forbid" in err
+    assert code == 6 and "concurrency_policy is Forbid" in err
 
     apply(server, schedule_doc(name, tenant, cron=YEARLY, concurrency_policy="Replace"))
     code, second = run_now(server, name)
@@ -701,7 +701,7 @@ def test_an_inline_schedule_runs_as_tenant_slash_name_and_goes_with_its_tenant(
         what="the run's process",
     )
     item = schedule_item(server, key)
-    assert (item["source"], item["time_zone"], item["tenant"]) == ("Tenant", "Europe/Paris", tenant)
+    assert (item["source"], item["timeZone"], item["tenant"]) == ("Tenant", "Europe/Paris", tenant)
 
     delete(server, "tenants", tenant)
     wait_for(lambda: not processes_marked(mark), what="the tenant's replicas and runs stopped")
@@ -718,4 +718,4 @@ def test_naming_a_schedule_that_is_not_there_is_a_404(server: ServerProcess, cli
         assert "no-such-schedule" in response.json()["detail"]
         assert http.post("/api/v1/schedules/nobody/nightly/run").status_code == 404
     code, _, err = cli("schedule", "runs", "no-such-schedule")
-    assert code == 1 and "not found" in err
+    assert code == 5 and "not found" in err

@@ -213,7 +213,7 @@ def test_only_admins_reveal_values_or_write_or_plan_secrets(server: ServerProces
         assert shown.status_code == 200 and password not in shown.text
         assert planned.status_code == 403  # "unchanged" would confirm a guess
         code, out, err = invoke(server, "secret", "reveal", name, token=token)
-        assert code == 1 and password not in out + err
+        assert code == 7 and password not in out + err
     with server.client(token=developer) as http:
         changed = http.post("/api/v1/apply", json={"documents": [secret(name, {"API_TOKEN": "x"})]})
     assert changed.status_code == 403

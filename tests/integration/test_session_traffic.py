@@ -132,7 +132,7 @@ def test_the_heartbeats_of_many_nodes_are_each_stored(server: ServerProcess) -> 
         def stored() -> dict[str, Any]:
             with server.client() as http:
                 items = http.get("/api/v1/nodes").json()["items"]
-            return {n["name"]: n.get("usage", {}).get("memory_used_mb") for n in items}
+            return {n["name"]: n.get("usage", {}).get("memoryUsedMb") for n in items}
 
         wait_for(lambda: all(stored().get(n) == 100 + i for i, n in enumerate(names)), timeout_s=15)
     finally:

@@ -15,9 +15,14 @@ from tests.support.processes import alive
 
 
 def env(home: Path) -> dict[str, str]:
-    """The test's environment without any ARMILLARY_* of its own, state under `home`."""
+    """The test's environment without any ARMILLARY_* of its own, state under `home`,
+    and the contexts file `up` registers its server in next to it."""
     kept = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
-    return {**kept, "ARMILLARY_HOME": str(home)}
+    return {
+        **kept,
+        "ARMILLARY_HOME": str(home),
+        "ARMILLARY_CONFIG": str(home.parent / "armillary-config.json"),
+    }
 
 
 def processes_under(home: Path) -> list[psutil.Process]:

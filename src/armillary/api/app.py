@@ -42,6 +42,7 @@ from armillary.api.routes import (
     schedules,
     webhooks,
 )
+from armillary.api.routes import docs as api_docs
 from armillary.api.routes import secrets as secret_routes
 from armillary.auth import keys, secrets, tokens
 from armillary.auth.sealing import Sealer
@@ -160,7 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by routes/docs.py, with its assets from the package
         redoc_url=None,
     )
     app.add_middleware(limits.BodyLimit, max_bytes=settings.max_body_bytes, public=security.PUBLIC)
@@ -200,6 +201,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agent_runs.router)
     app.include_router(doctor.router)
+    app.include_router(api_docs.router)
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)

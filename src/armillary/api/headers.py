@@ -2,7 +2,8 @@
 
 API answers are data, never documents to render: their Content-Security-Policy
 allows nothing, and no page may frame them. The interactive API docs page is the
-one HTML page the API serves; its policy allows the Swagger UI assets it loads.
+one HTML page the API serves; its policy allows the Swagger UI assets it loads, all
+from this server (api/routes/docs.py), and its inline start-up script.
 Responses under /api/ are not cached by browsers or proxies (they may carry
 tenant data).
 """
@@ -13,9 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: "
-    b"https://fastapi.tiangolo.com; frame-ancestors 'none'; base-uri 'none'"
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
 )
 COMMON = [
     (b"x-content-type-options", b"nosniff"),

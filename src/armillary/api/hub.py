@@ -94,8 +94,25 @@ class Session:
         """The ids of the allocations the node holds by what it was sent; None until
         the first (full) push of the session."""
         self.named: set[str] = set()
-        """Allocation ids of this node the feed named since the last push: the only
-        rows the next push reads."""
+        """Allocation ids of this node the feed named (added or removed) since the
+        last push: the only rows the next push reads."""
+        self.push_due = False  # the node's set (or record) changed since the last push
+        self.recheck_due = False  # a credential changed: check this session's key again
+        self.woken = asyncio.Event()
+
+    def heard(self, event: feed.Change) -> None:
+        """Note a change the hub routed to this session (called synchronously by the
+        feed: quick, no I/O); the session's watcher acts on it."""
+        if event.kind == feed.CREDENTIAL:
+            self.recheck_due = True
+        elif event.kind == "Allocation":
+            if event.report:
+                return  # a report: nothing to send back
+            self.named.add(event.name)
+            return  # the same transaction moved the epoch: that event wakes the watcher
+        else:  # Node, Assignments
+            self.push_due = True
+        self.woken.set()
 
     async def send(self, kind: str, payload: dict[str, Any]) -> None:
         async with self._lock:
@@ -151,6 +168,18 @@ class Hub:
         self._hellos = asyncio.Lock()  # one hello checked and registered at a time
         self._beats: dict[str, tuple[Session, dict[str, Any], dt.datetime]] = {}
         self._beat_arrived = asyncio.Event()
+        # One watcher of the feed for every session, routing by node name: a queue per
+        # session would make every write visit every connected node.
+        db.feed.watch(self._route)
+
+    def _route(self, event: feed.Change) -> None:
+        if event.kind == feed.CREDENTIAL:
+            for session in self.sessions.values():
+                session.heard(event)
+        elif event.node is not None and event.kind in ("Allocation", "Node", "Assignments"):
+            addressed = self.sessions.get(event.node)
+            if addressed is not None:
+                addressed.heard(event)
 
     def session(self, node: str) -> Session:
         session = self.sessions.get(node)
@@ -176,7 +205,6 @@ class Hub:
             await previous.close(
                 protocol.CLOSE_REPLACED, "another daemon connected with this node name"
             )
-        events = self._db.feed.subscribe()
         try:
             await session.send(
                 "welcome",
@@ -189,7 +217,7 @@ class Hub:
             await self._push(session)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read(session, websocket))
-                group.create_task(self._watch(session, events))
+                group.create_task(self._watch(session))
         except* WebSocketDisconnect:
             log.info("node %s disconnected", hello.node)
         except* Unauthorized as group:
@@ -202,7 +230,6 @@ class Hub:
             log.error("node %s session failed", hello.node, exc_info=group.exceptions[0])
             await session.close(protocol.CLOSE_TRY_AGAIN, _reason(group.exceptions[0]))
         finally:
-            self._db.feed.unsubscribe(events)
             session.end_all()
             if self.sessions.get(hello.node) is session:
                 del self.sessions[hello.node]
@@ -345,27 +372,19 @@ class Hub:
             await nodes.heartbeats(conn, rows)
         return refused
 
-    async def _watch(self, session: Session, events: asyncio.Queue[Any]) -> None:
+    async def _watch(self, session: Session) -> None:
         while True:
             # Only a change of the node's set moves its epoch (an Assignments event);
-            # reports about its allocations need no push back, but the ids they name
-            # are collected with the others (a push reads the rows it was told of).
-            relevant = recheck = False
-            event = await events.get()
-            while True:  # coalesce a burst into one push
-                if event.node == session.name:
-                    if event.kind == "Allocation":
-                        session.named.add(event.name)
-                    elif event.kind in ("Node", "Assignments"):
-                        relevant = True
-                recheck = recheck or event.kind == feed.CREDENTIAL
-                if events.empty():
-                    break
-                event = events.get_nowait()
-            if recheck:
+            # reports about its allocations need no push back. A burst of changes
+            # that lands before the watcher runs is one push.
+            await session.woken.wait()
+            session.woken.clear()
+            if session.recheck_due:
+                session.recheck_due = False
                 async with self._db.read() as conn:
                     await _still_allowed(conn, session)
-            if relevant:
+            if session.push_due:
+                session.push_due = False
                 await self._push(session)
 
     async def _push(self, session: Session) -> None:

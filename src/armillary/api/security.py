@@ -48,6 +48,9 @@ PUBLIC = frozenset(
         "/readyz",
         "/api/v1/openapi.json",
         "/api/v1/docs",
+        "/api/v1/docs/swagger-ui-bundle.js",
+        "/api/v1/docs/swagger-ui.css",
+        "/api/v1/docs/favicon.png",
         "/docs/oauth2-redirect",
         "/api/v1/auth/login",
     }

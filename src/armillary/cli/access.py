@@ -7,8 +7,9 @@ signed and short-lived).
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,26 +68,40 @@ def create_key(
 
 
 @tokens.command("list")
-def list_keys(ctx: typer.Context) -> None:
+def list_keys(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
     """List API keys: id, role, description, dates (never their values)."""
 
     async def work(api: Client) -> list[wire.ApiKey]:
         return await api.keys()
 
-    rows = [["ID", "ROLE", "NODE", "DESCRIPTION", "CREATED", "EXPIRES", "REVOKED"]]
-    for key in call(ctx, work):
-        rows.append(
-            [
-                key.id,
-                key.role,
-                key.node or "-",
-                key.description,
-                key.created_at,
-                key.expires_at or "-",
-                key.revoked_at or "-",
-            ]
-        )
-    out.print(output.align(rows), markup=False)
+    listing = output.Listing(
+        items=[wire.dump(k) for k in call(ctx, work)],
+        columns=[
+            ("ID", lambda d: d["id"]),
+            ("ROLE", lambda d: d["role"]),
+            ("NODE", lambda d: d.get("node") or "-"),
+            ("DESCRIPTION", lambda d: d["description"]),
+            ("CREATED", lambda d: d["createdAt"]),
+            ("EXPIRES", lambda d: d.get("expiresAt") or "-"),
+            ("REVOKED", lambda d: d.get("revokedAt") or "-"),
+        ],
+        wide=[("STATE", _key_state)],
+        name=lambda d: f"key/{d['id']}",
+        empty="No API keys.",
+    )
+    output.show(listing, output_format)
+
+
+def _key_state(doc: dict[str, Any]) -> str:
+    """`revoked`, `expired` or `active`: what a request with the key would meet."""
+    if doc.get("revokedAt"):
+        return "revoked"
+    expires = doc.get("expiresAt")
+    if expires and dt.datetime.fromisoformat(expires.replace("Z", "+00:00")) <= dt.datetime.now(
+        dt.UTC
+    ):
+        return "expired"
+    return "active"
 
 
 @tokens.command("revoke")
@@ -150,16 +165,25 @@ def create_user(
 
 
 @users.command("list")
-def list_users(ctx: typer.Context) -> None:
+def list_users(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
     """List dashboard users and whether they are locked out."""
 
     async def work(api: Client) -> list[wire.User]:
         return await api.users()
 
-    rows = [["NAME", "ROLE", "CREATED", "LOCKED UNTIL"]]
-    for user in call(ctx, work):
-        rows.append([user.name, user.role, user.created_at, user.locked_until or "-"])
-    out.print(output.align(rows), markup=False)
+    listing = output.Listing(
+        items=[wire.dump(u) for u in call(ctx, work)],
+        columns=[
+            ("NAME", lambda d: d["name"]),
+            ("ROLE", lambda d: d["role"]),
+            ("CREATED", lambda d: d["createdAt"]),
+            ("LOCKED UNTIL", lambda d: d.get("lockedUntil") or "-"),
+        ],
+        wide=[("DISABLED", lambda d: str(d.get("disabled", False)).lower())],
+        name=lambda d: f"user/{d['name']}",
+        empty="No users.",
+    )
+    output.show(listing, output_format)
 
 
 @users.command("delete")

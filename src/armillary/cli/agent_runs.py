@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -32,22 +33,32 @@ ENDED = {"succeeded", "dead"}
 POLL_S = 0.5
 
 
-def table(items: list[wire.AgentRun]) -> str:
-    rows = [["ID", "CREATED", "TENANT", "COMPONENT", "STATE", "ATTEMPTS", "STATUS", "TRIGGER"]]
-    for item in items:
-        rows.append(
-            [
-                item.id,
-                item.created_at,
-                item.tenant,
-                item.component,
-                item.state,
-                f"{item.attempts}/{item.max_attempts}",
-                str(item.status_code) if item.status_code is not None else "-",
-                f"event {item.event}" if item.event else item.requested_by,
-            ]
-        )
-    return output.align(rows)
+COLUMNS: list[output.Column] = [
+    ("ID", lambda d: d["id"]),
+    ("CREATED", lambda d: d["createdAt"]),
+    ("TENANT", lambda d: d["tenant"]),
+    ("COMPONENT", lambda d: d["component"]),
+    ("STATE", lambda d: d["state"]),
+    ("ATTEMPTS", lambda d: f"{d['attempts']}/{d['maxAttempts']}"),
+    ("STATUS", lambda d: "-" if d.get("statusCode") is None else str(d["statusCode"])),
+    ("TRIGGER", lambda d: f"event {d['event']}" if d.get("event") else d["requestedBy"]),
+]
+WIDE: list[output.Column] = [
+    ("STARTED", lambda d: d.get("startedAt") or "-"),
+    ("FINISHED", lambda d: d.get("finishedAt") or "-"),
+    ("NEXT ATTEMPT", lambda d: d["nextAttemptAt"]),
+    ("ERROR", lambda d: d.get("error") or "-"),
+]
+
+
+def listing(items: list[wire.AgentRun]) -> output.Listing:
+    return output.Listing(
+        items=[wire.dump(i) for i in items],
+        columns=COLUMNS,
+        wide=WIDE,
+        name=lambda d: f"run/{d['id']}",
+        empty="no agent runs match",
+    )
 
 
 @runs_app.callback()
@@ -59,14 +70,12 @@ def list_runs(
     ] = None,
     event: Annotated[str | None, typer.Option(help="The run of this event.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 50,
-    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json")] = "table",
+    out_format: output.Output = output.Format.table,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C.")] = False,
 ) -> None:
     """List agent runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    if out_format not in ("table", "json"):
-        fail(Invalid(f"--output: expected table or json, got {out_format!r}"))
     filters: dict[str, str | int | None] = {
         "tenant": tenant,
         "state": state,
@@ -75,9 +84,7 @@ def list_runs(
     }
 
     def render(items: list[wire.AgentRun]) -> str:
-        if out_format == "json":
-            return output.to_json([wire.dump(i) for i in items])
-        return table(items) if items else "no agent runs match"
+        return output.render(listing(items), out_format)
 
     async def once(api: Client) -> str:
         return render(await api.agent_runs(filters))
@@ -132,16 +139,19 @@ def describe(run: wire.AgentRun) -> str:
 def show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    out_format: Annotated[str, typer.Option("--output", "-o", help="text|json")] = "text",
+    out_format: output.Output = output.Format.table,
 ) -> None:
-    """Show one agent run with its attempts and the agent's last answer."""
+    """Show one agent run with its attempts and the agent's last answer (the table
+    formats print it as text)."""
 
     async def work(api: Client) -> wire.AgentRun:
         return await api.agent_run(run_id)
 
     run = call(ctx, work)
-    text = output.to_json(wire.dump(run)) if out_format == "json" else describe(run)
-    out.print(text, markup=False)
+    if out_format in (output.Format.table, output.Format.wide):
+        out.print(describe(run), markup=False)
+        return
+    output.show(replace(listing([run]), document=True), out_format)
 
 
 @runs_app.command("retry")

@@ -8,16 +8,15 @@ by page, until `--limit` rows are printed or the log has no more.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from armillary import wire
 from armillary.cli import output
 from armillary.cli.access import duration_s
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call
 from armillary.client import Client
-from armillary.errors import Invalid
 
 PAGE_MAX = 1000  # the server's largest page
 
@@ -33,36 +32,50 @@ def instant(value: str | None, *, option: str, now: dt.datetime) -> str | None:
     return value
 
 
-def _resource(item: wire.AuditEntry) -> str:
-    if not item.kind:
+def _resource(doc: dict[str, Any]) -> str:
+    if not doc.get("kind"):
         return "-"
-    return f"{item.kind.lower()}/{item.name or ''}"
+    return f"{doc['kind'].lower()}/{doc.get('name') or ''}"
 
 
-def _generation(item: wire.AuditEntry) -> str:
-    before, after = item.generation_before, item.generation_after
+def _generation(doc: dict[str, Any]) -> str:
+    before, after = doc.get("generationBefore"), doc.get("generationAfter")
     if before is None and after is None:
         return "-"
     return f"{'-' if before is None else before}→{'-' if after is None else after}"
 
 
+COLUMNS: list[output.Column] = [
+    ("ID", lambda d: str(d["id"])),
+    ("AT", lambda d: d["at"]),
+    ("PRINCIPAL", lambda d: d.get("principal") or "-"),
+    ("VERB", lambda d: d["verb"]),
+    ("PATH", lambda d: d.get("path") or "-"),
+    ("RESOURCE", _resource),
+    ("GEN", _generation),
+    ("STATUS", lambda d: str(d.get("status") or "-")),
+    ("OUTCOME", lambda d: d["outcome"]),
+]
+WIDE: list[output.Column] = [
+    ("ROLE", lambda d: d.get("role") or "-"),
+    ("SOURCE", lambda d: d.get("source") or "-"),
+    ("REQUEST ID", lambda d: d.get("requestId") or "-"),
+    ("DURATION", lambda d: "-" if d.get("durationMs") is None else f"{d['durationMs']}ms"),
+]
+
+
+def listing(items: list[wire.AuditEntry]) -> output.Listing:
+    return output.Listing(
+        items=[wire.dump(i) for i in items],
+        columns=COLUMNS,
+        wide=WIDE,
+        name=lambda d: f"audit/{d['id']}",
+        empty="no audit log entries match",
+    )
+
+
 def table(items: list[wire.AuditEntry]) -> str:
-    rows = [["ID", "AT", "PRINCIPAL", "VERB", "PATH", "RESOURCE", "GEN", "STATUS", "OUTCOME"]]
-    for item in items:
-        rows.append(
-            [
-                str(item.id),
-                item.at,
-                item.principal or "-",
-                item.verb,
-                item.path or "-",
-                _resource(item),
-                _generation(item),
-                str(item.status or "-"),
-                item.outcome,
-            ]
-        )
-    return output.align(rows)
+    return output.render(listing(items), output.Format.table)
 
 
 async def pages(
@@ -95,11 +108,9 @@ def search(
     since: Annotated[str | None, typer.Option(help="ISO 8601 time, or 15m/12h/7d ago.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601 time, or 15m/12h/7d ago.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 50,
-    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json|yaml")] = "table",
+    out_format: output.Output = output.Format.table,
 ) -> None:
     """Search the audit log: who changed what, when, from where, and how it ended."""
-    if out_format not in ("table", "json", "yaml"):
-        fail(Invalid(f"--output: expected table, json or yaml, got {out_format!r}"))
     now = dt.datetime.now(dt.UTC)
     filters: dict[str, str | int | None] = {
         "principal": principal,
@@ -117,18 +128,7 @@ def search(
     async def work(api: Client) -> list[wire.AuditEntry]:
         return await pages(api, filters, limit=limit)
 
-    show(call(ctx, work), out_format)
-
-
-def show(items: list[wire.AuditEntry], out_format: str) -> None:
-    if out_format == "json":
-        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
-    elif out_format == "yaml":
-        out.print(output.to_yaml([wire.dump(i) for i in items]), markup=False, end="")
-    elif items:
-        out.print(table(items), markup=False)
-    else:
-        out.print("no audit log entries match")
+    output.show(listing(call(ctx, work)), out_format)
 
 
 def register(main: typer.Typer) -> None:

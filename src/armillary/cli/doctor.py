@@ -18,7 +18,7 @@ import typer
 
 from armillary import __version__, wire
 from armillary.cli import context, output
-from armillary.cli.console import EXIT_ERROR, EXIT_OK, out
+from armillary.cli.console import EXIT_ERROR, EXIT_OK, fail, out, resolve
 from armillary.client import Client, Unreachable
 from armillary.errors import (
     ArmillaryError,
@@ -109,7 +109,10 @@ def doctor(
     """Check the server, its store, secret key, nodes and directories; say what to fix."""
     if output_format not in ("table", "json"):
         raise typer.BadParameter("table or json", param_hint="--output")
-    target = context.resolve(url=ctx.obj.get("server"), token=ctx.obj.get("token"))
+    try:
+        target = resolve(ctx)
+    except ArmillaryError as exc:
+        fail(exc)
     checks, report = _fetch(target)
     if report is not None:
         checks += report.checks

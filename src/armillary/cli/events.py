@@ -1,7 +1,7 @@
 """`armillary events`: the webhook events the server received, newest first.
 
 Filters go to `GET /api/v1/events` as they are. A tenant token must pass `--tenant`
-with its own tenant. The table leaves bodies out; `-o json` has everything.
+with its own tenant. The table leaves bodies out; `-o json` and `-o yaml` have everything.
 """
 
 from __future__ import annotations
@@ -12,26 +12,23 @@ import typer
 
 from armillary import wire
 from armillary.cli import output
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call
 from armillary.client import Client
-from armillary.errors import Invalid
 
-
-def table(items: list[wire.Event]) -> str:
-    rows = [["ID", "RECEIVED", "SOURCE", "TYPE", "TENANT", "KEY", "STATE"]]
-    for item in items:
-        rows.append(
-            [
-                item.id,
-                item.received_at,
-                item.source,
-                item.event_type or "-",
-                item.tenant or "-",
-                item.routing_key or "-",
-                item.state,
-            ]
-        )
-    return output.align(rows)
+COLUMNS: list[output.Column] = [
+    ("ID", lambda d: d["id"]),
+    ("RECEIVED", lambda d: d["receivedAt"]),
+    ("SOURCE", lambda d: d["source"]),
+    ("TYPE", lambda d: d.get("eventType") or "-"),
+    ("TENANT", lambda d: d.get("tenant") or "-"),
+    ("KEY", lambda d: d.get("routingKey") or "-"),
+    ("STATE", lambda d: d["state"]),
+]
+WIDE: list[output.Column] = [
+    ("DELIVERY", lambda d: d.get("deliveryId") or "-"),
+    ("CONTENT TYPE", lambda d: d.get("contentType") or "-"),
+    ("BODY SHA256", lambda d: d["bodySha256"]),
+]
 
 
 def list_events(
@@ -40,11 +37,9 @@ def list_events(
     tenant: Annotated[str | None, typer.Option(help="The tenant it was routed to.")] = None,
     state: Annotated[str | None, typer.Option(help="routed or unrouted.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many.")] = 50,
-    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json")] = "table",
+    out_format: output.Output = output.Format.table,
 ) -> None:
     """List inbound webhook events: where they came from and which tenant got them."""
-    if out_format not in ("table", "json"):
-        fail(Invalid(f"--output: expected table or json, got {out_format!r}"))
     filters: dict[str, str | int | None] = {
         "source": source,
         "tenant": tenant,
@@ -55,13 +50,14 @@ def list_events(
     async def work(api: Client) -> list[wire.Event]:
         return await api.events(filters)
 
-    items = call(ctx, work)
-    if out_format == "json":
-        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
-    elif items:
-        out.print(table(items), markup=False)
-    else:
-        out.print("no events match")
+    listing = output.Listing(
+        items=[wire.dump(i) for i in call(ctx, work)],
+        columns=COLUMNS,
+        wide=WIDE,
+        name=lambda d: f"event/{d['id']}",
+        empty="no events match",
+    )
+    output.show(listing, out_format)
 
 
 def register(main: typer.Typer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -14,14 +13,6 @@ from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
 from armillary.resources import kinds
-
-
-class Format(StrEnum):
-    table = "table"
-    wide = "wide"
-    json = "json"
-    yaml = "yaml"
-
 
 KindArg = Annotated[
     str, typer.Argument(help="Kind: org, stack, release, secret, tenant, schedule, webhooksource.")
@@ -41,7 +32,7 @@ def get(
     name: Annotated[
         str | None, typer.Argument(help="One resource; all of the kind when left out.")
     ] = None,
-    output_format: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
+    output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
 ) -> None:
     """List resources of a kind, or show one."""
@@ -58,26 +49,21 @@ def get(
         return await api.list_kind(found.name, selector=selector)
 
     docs = [wire.dump(r) for r in call(ctx, work)]  # as the server sent them
-    if output_format in (Format.json, Format.yaml):
-        value: Any = (
-            docs[0]
-            if name is not None
-            else {"apiVersion": "armillary.dev/v1", "kind": "List", "items": docs}
-        )
-        text = (
-            output.to_json(value)
-            if output_format is Format.json
-            else output.to_yaml(value).rstrip("\n")
-        )
-        out.print(text, markup=False)
-        return
-    if not docs:
-        out.print(f"No {found.plural} found.")
-        return
-    now = dt.datetime.now(dt.UTC)
-    out.print(
-        output.table(found.name, docs, wide=output_format is Format.wide, now=now), markup=False
+    listing = output.Listing(
+        items=docs,
+        columns=output.resource_columns(found.name, now=dt.datetime.now(dt.UTC)),
+        wide=output.WIDE,
+        name=output.resource_name,
+        empty=f"No {found.plural} found.",
+        document=name is not None,
+        envelope=_list,
     )
+    output.show(listing, output_format)
+
+
+def _list(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A list of resources as kubectl prints one, so `apply -f` takes it back."""
+    return {"apiVersion": "armillary.dev/v1", "kind": "List", "items": items}
 
 
 def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:

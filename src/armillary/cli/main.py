@@ -12,6 +12,7 @@ from armillary.cli import (
     agent_runs,
     apply,
     audit,
+    contexts,
     doctor,
     events,
     get,
@@ -53,11 +54,17 @@ def options(
         str | None,
         typer.Option("--token", help="API token (or ARMILLARY_TOKEN).", show_default=False),
     ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context", help="Use this context (or ARMILLARY_CONTEXT).", show_default=False
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    ctx.obj = {"server": server, "token": token}
+    ctx.obj = {"server": server, "token": token, "context": context}
 
 
 for module in (
@@ -78,5 +85,6 @@ for module in (
     events,
     agent_runs,
     doctor,
+    contexts,
 ):
     module.register(app)

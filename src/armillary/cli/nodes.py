@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -15,10 +15,7 @@ app = typer.Typer(help="Node daemons: list, cordon, uncordon.", invoke_without_c
 
 
 @app.callback()
-def nodes(
-    ctx: typer.Context,
-    output_format: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
-) -> None:
+def nodes(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
     """List nodes with their state, capacity, usage and replica count."""
     if ctx.invoked_subcommand is not None:
         return
@@ -27,43 +24,54 @@ def nodes(
         return await api.nodes()
 
     items = call(ctx, work)
-    if output_format == "json":
-        out.print(output.to_json([wire.dump(n) for n in items]), markup=False)
-        return
-    if not items:
-        out.print("No nodes. Start one with: armillary node --server URL --token TOKEN")
-        return
-    rows = [["NAME", "STATUS", "ADDRESS", "CPU", "MEMORY", "REPLICAS", "ISOLATION", "LABELS"]]
-    for node in items:
-        status = "Ready" if node.connected else "NotReady"
-        if not node.schedulable:
-            status += ",SchedulingDisabled"
-        usage = node.usage or {}
-        capacity = node.capacity or {}
-        cpu = f"{usage.get('cpu_percent', 0):.0f}% of {capacity.get('cpu_millicores', 0) // 1000}"
-        memory = f"{usage.get('memory_used_mb', 0)}/{capacity.get('memory_mb', 0)}Mi"
-        labels = ",".join(f"{k}={v}" for k, v in node.labels.items()) or "<none>"
-        rows.append(
-            [
-                node.name,
-                status,
-                node.address,
-                cpu,
-                memory,
-                str(node.replicas),
-                node.isolation,
-                labels,
-            ]
-        )
-    out.print(output.align(rows), markup=False)
+    listing = output.Listing(
+        items=[wire.dump(n) for n in items],
+        columns=COLUMNS,
+        wide=WIDE,
+        name=lambda d: f"node/{d['name']}",
+        empty="No nodes. Start one with: armillary node --server URL --token TOKEN",
+    )
+    output.show(listing, output_format)
     shared = [n.name for n in items if n.isolation == "shared-user"]
-    if shared:  # said every time: it is a property of the node, not a passing event
+    tabular = output_format in (output.Format.table, output.Format.wide)
+    if shared and tabular:  # said every time: it is a property of the node, not a passing event
         out.print(
             f"Tenants share one OS user on {', '.join(shared)} (the daemon is not root): "
             "their replicas can read each other's files and environment. "
             "See docs/security.md.",
             markup=False,
         )
+
+
+def _status(doc: dict[str, Any]) -> str:
+    status = "Ready" if doc["connected"] else "NotReady"
+    return status if doc["schedulable"] else status + ",SchedulingDisabled"
+
+
+def _cpu(doc: dict[str, Any]) -> str:
+    usage, capacity = doc.get("usage") or {}, doc.get("capacity") or {}
+    return f"{usage.get('cpuPercent', 0):.0f}% of {capacity.get('cpuMillicores', 0) // 1000}"
+
+
+def _memory(doc: dict[str, Any]) -> str:
+    usage, capacity = doc.get("usage") or {}, doc.get("capacity") or {}
+    return f"{usage.get('memoryUsedMb', 0)}/{capacity.get('memoryMb', 0)}Mi"
+
+
+COLUMNS: list[output.Column] = [
+    ("NAME", lambda d: d["name"]),
+    ("STATUS", _status),
+    ("ADDRESS", lambda d: d["address"]),
+    ("CPU", _cpu),
+    ("MEMORY", _memory),
+    ("REPLICAS", lambda d: str(d["replicas"])),
+    ("ISOLATION", lambda d: d.get("isolation", "shared-user")),
+    ("LABELS", lambda d: ",".join(f"{k}={v}" for k, v in d["labels"].items()) or "<none>"),
+]
+WIDE: list[output.Column] = [
+    ("REGISTERED", lambda d: d.get("registeredAt") or "-"),
+    ("HEARTBEAT", lambda d: d.get("heartbeatAt") or "-"),
+]
 
 
 def _set(ctx: typer.Context, name: str, *, schedulable: bool) -> None:

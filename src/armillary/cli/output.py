@@ -1,7 +1,13 @@
-"""Rendering resources for people (`table`, `wide`, `describe`) and machines (`json`, `yaml`).
+"""Rendering resources for people (`table`, `wide`, `describe`) and machines (`json`,
+`yaml`, `name`).
 
-Tables are plain whitespace-aligned columns, like kubectl's, so they never wrap
-and stay easy to `grep`/`awk`.
+Every command that prints resources takes the one `-o` option defined here (`Output`)
+and prints through `show(Listing(...), fmt)`, so `-o` means the same everywhere: an
+unknown value is a usage error (exit 2, naming the allowed ones, as Typer reports a
+bad choice), `json`/`yaml` print the documents as the API sent them (camelCase keys,
+RFC 3339 times), `name` one `kind/name` per line, `wide` the table plus its long
+columns. Tables are plain whitespace-aligned columns, like kubectl's, so they never
+wrap and stay easy to `grep`/`awk`.
 """
 
 from __future__ import annotations
@@ -10,12 +16,81 @@ import datetime as dt
 import io
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
 
+import typer
 from ruamel.yaml import YAML
+
+from armillary.cli.console import out
 
 Doc = dict[str, Any]
 Column = tuple[str, Callable[[Doc], str]]
+
+
+class Format(StrEnum):
+    """The values of `-o`; a Typer choice, so anything else is a usage error."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+    name = "name"
+
+
+Output = Annotated[
+    Format,
+    typer.Option(
+        "--output", "-o", help="table, wide (more columns), json, yaml or name (one per line)."
+    ),
+]
+"""The one `-o` option of every command that prints resources."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing:
+    """What a command prints, in every format: `items` are the API's documents (what
+    json and yaml print), `columns` the table, `wide` the columns `-o wide` adds,
+    `name` a document's `kind/name` line, `empty` what the table says for none.
+    `document` is set when one resource was asked for (json/yaml print it bare);
+    `envelope` wraps a list for json/yaml (`get` prints a kubectl `List`)."""
+
+    items: Sequence[Doc]
+    columns: Sequence[Column]
+    name: Callable[[Doc], str]
+    wide: Sequence[Column] = ()
+    empty: str = "No resources found."
+    document: bool = False
+    envelope: Callable[[list[Doc]], Any] | None = None
+
+
+def render(listing: Listing, fmt: Format) -> str:
+    """`listing` as `fmt` asks, without a trailing newline."""
+    items = list(listing.items)
+    if fmt in (Format.json, Format.yaml):
+        value: Any = items
+        if listing.document and len(items) == 1:
+            value = items[0]
+        elif listing.envelope is not None:
+            value = listing.envelope(items)
+        return to_json(value) if fmt is Format.json else to_yaml(value).rstrip("\n")
+    if fmt is Format.name:
+        return "\n".join(listing.name(d) for d in items)
+    if not items:
+        return listing.empty
+    columns = [*listing.columns, *(listing.wide if fmt is Format.wide else ())]
+    rows = [[title for title, _ in columns]]
+    rows += [[cell(doc) for _, cell in columns] for doc in items]
+    return align(rows)
+
+
+def show(listing: Listing, fmt: Format) -> None:
+    """Print `listing` as `fmt` asks (nothing at all for `name` of an empty list, so
+    `xargs` gets no blank line)."""
+    text = render(listing, fmt)
+    if text or fmt is not Format.name:
+        out.print(text, markup=False)
 
 
 def to_json(value: Any) -> str:
@@ -111,15 +186,24 @@ WIDE: list[Column] = [
 ]
 
 
-def table(kind: str, docs: Sequence[Doc], *, wide: bool, now: dt.datetime) -> str:
+def resource_columns(kind: str, *, now: dt.datetime) -> list[Column]:
+    """The table of a resource kind: NAME, the kind's own columns, AGE."""
     columns: list[Column] = [("NAME", lambda d: d["metadata"]["name"])]
     columns += COLUMNS.get(kind, [])
     columns.append(("AGE", lambda d: age(d["metadata"].get("createdAt"), now=now)))
-    if wide:
-        columns += WIDE
-    rows = [[title for title, _ in columns]]
-    rows += [[render(doc) for _, render in columns] for doc in docs]
-    return align(rows)
+    return columns
+
+
+def resource_name(doc: Doc) -> str:
+    """`tenant/acme`, as kubectl's `-o name` prints a resource."""
+    return f"{str(doc['kind']).lower()}/{doc['metadata']['name']}"
+
+
+def table(kind: str, docs: Sequence[Doc], *, wide: bool, now: dt.datetime) -> str:
+    listing = Listing(
+        items=docs, columns=resource_columns(kind, now=now), wide=WIDE, name=resource_name
+    )
+    return render(listing, Format.wide if wide else Format.table)
 
 
 def align(rows: Sequence[Sequence[str]]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -171,16 +172,18 @@ def token(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN
 def status(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
-    output_format: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output_format: output.Output = output.Format.table,
 ) -> None:
-    """A run's step timeline, as it stands."""
+    """A run's step timeline, as it stands (the table formats print the timeline)."""
 
     async def work(api: Client) -> wire.ProvisionRun:
         return await api.provision_run(run_id)
 
     run = call(ctx, work)
-    text = output.to_json(wire.dump(run)) if output_format == "json" else timeline(run)
-    out.print(text, markup=False)
+    if output_format in (output.Format.table, output.Format.wide):
+        out.print(timeline(run), markup=False)
+        return
+    output.show(replace(_listing([run]), document=True), output_format)
 
 
 @app.command()
@@ -194,30 +197,39 @@ def watch(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN
 
 
 @app.command("runs")
-def list_runs(ctx: typer.Context, tenant: Annotated[str | None, typer.Option()] = None) -> None:
+def list_runs(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    output_format: output.Output = output.Format.table,
+) -> None:
     """Provisioning runs, oldest first."""
 
     async def work(api: Client) -> list[wire.ProvisionRun]:
         return await api.provision_runs(tenant=tenant)
 
-    items = call(ctx, work)
-    if not items:
-        out.print("No provisioning runs.")
-        return
-    rows = [["RUN", "ACTION", "ORG", "TENANT", "STATE", "CREATED", "ERROR"]]
-    rows += [
-        [
-            r.id,
-            r.action,
-            r.org,
-            r.tenant,
-            r.state,
-            r.created_at or "",
-            (r.error or "")[:60],
-        ]
-        for r in items
-    ]
-    out.print(output.align(rows), markup=False)
+    output.show(_listing(call(ctx, work)), output_format)
+
+
+def _listing(items: list[wire.ProvisionRun]) -> output.Listing:
+    return output.Listing(
+        items=[wire.dump(r) for r in items],
+        columns=[
+            ("RUN", lambda d: d["id"]),
+            ("ACTION", lambda d: d["action"]),
+            ("ORG", lambda d: d["org"]),
+            ("TENANT", lambda d: d["tenant"]),
+            ("STATE", lambda d: d["state"]),
+            ("CREATED", lambda d: d.get("createdAt") or ""),
+            ("ERROR", lambda d: (d.get("error") or "")[:60]),
+        ],
+        wide=[
+            ("STARTED", lambda d: d.get("startedAt") or "-"),
+            ("FINISHED", lambda d: d.get("finishedAt") or "-"),
+            ("STEPS", lambda d: str(len(d.get("steps") or []))),
+        ],
+        name=lambda d: f"run/{d['id']}",
+        empty="No provisioning runs.",
+    )
 
 
 def deprovision(

@@ -138,11 +138,29 @@ def _describe_artifact(artifact: dict[str, Any]) -> str:
     return "process " + shlex.join(artifact["process"]["command"])
 
 
+WIDE: list[output.Column] = [
+    ("NAME", lambda d: d["metadata"]["name"]),
+    ("REPOSITORY", lambda d: d["spec"]["git"].get("repository") or "-"),
+    ("CREATED", lambda d: d["metadata"].get("createdAt") or "-"),
+]
+
+
+def _listing(found: list[dict[str, Any]], *, one: bool = False) -> output.Listing:
+    return output.Listing(
+        items=found,
+        columns=COLUMNS,
+        wide=WIDE,
+        name=output.resource_name,
+        empty="No releases found.",
+        document=one,
+    )
+
+
 @app.command("list")
 def list_releases(
     ctx: typer.Context,
     component: Annotated[str | None, typer.Argument(help="Only this component.")] = None,
-    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json|yaml")] = "table",
+    out_format: output.Output = output.Format.table,
 ) -> None:
     """List recorded releases, newest version first per component."""
 
@@ -151,23 +169,11 @@ def list_releases(
 
     found = [d for d in call(ctx, work) if component in (None, d["spec"]["component"])]
     found.sort(key=lambda d: (d["spec"]["component"], _precedence(d["spec"]["version"])))
-    _print(found, out_format)
+    output.show(_listing(found), out_format)
 
 
 def _precedence(version: str) -> semver.Version:
     return semver.parse(version)
-
-
-def _print(found: list[dict[str, Any]], out_format: str) -> None:
-    if out_format == "json":
-        out.print(output.to_json(found), markup=False)
-    elif out_format == "yaml":
-        out.print(output.to_yaml(found), markup=False, end="")
-    elif out_format == "table":
-        rows = [[name for name, _ in COLUMNS], *([get(d) for _, get in COLUMNS] for d in found)]
-        out.print(output.align(rows), markup=False)
-    else:
-        fail(Invalid(f"--output: expected table, json or yaml, got {out_format!r}"))
 
 
 @app.command()
@@ -175,13 +181,19 @@ def show(
     ctx: typer.Context,
     component: Annotated[str, typer.Argument()],
     version: Annotated[str, typer.Argument()],
+    out_format: output.Output = output.Format.yaml,
 ) -> None:
-    """Print one release record as YAML."""
+    """Print one release record: as YAML in its canonical form (the default, as
+    `release export` writes it), or in any other `-o` format."""
 
     async def work(api: Client) -> dict[str, Any]:
         return wire.dump(await api.get("Release", release_name(component, version)))
 
-    out.print(canonical_yaml(call(ctx, work)), markup=False, end="")
+    document = call(ctx, work)
+    if out_format is output.Format.yaml:
+        out.print(canonical_yaml(document), markup=False, end="")
+        return
+    output.show(_listing([document], one=True), out_format)
 
 
 def canonical_yaml(document: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import datetime as dt
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from armillary import wire
 from armillary.cli import output, selection
-from armillary.cli.console import EXIT_ERROR, call, err, fail, out
+from armillary.cli.console import EXIT_ERROR, call, err, fail
 from armillary.client import Client
 from armillary.errors import ArmillaryError, Invalid, NotFound
 
@@ -31,12 +31,11 @@ def _split(target: str) -> tuple[str, str]:
     return tenant, component
 
 
-def _uptime(report: dict[str, Any], now: float) -> str:
-    started = report.get("started_at")
+def _uptime(report: dict[str, Any], now: dt.datetime) -> str:
+    started = report.get("startedAt")
     if not started or report.get("state") not in ("running", "starting", "unhealthy"):
         return "-"
-    moment = dt.datetime.fromtimestamp(float(started), dt.UTC).isoformat()
-    return output.age(moment, now=dt.datetime.fromtimestamp(now, dt.UTC))
+    return output.age(started, now=now)
 
 
 def _health(report: dict[str, Any]) -> str:
@@ -47,14 +46,12 @@ def _health(report: dict[str, Any]) -> str:
 def ps(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
-    output_format: Annotated[
-        str, typer.Option("--output", "-o", help="table, wide or json")
-    ] = "table",
+    output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
 ) -> None:
     """List replicas: node, pid, state, health, restarts, last exit code, revision,
     CPU and memory, uptime, and why one fails or is Pending (no node takes it).
-    `-l` selects by the tenants' labels; `-o wide` adds ports and allocation ids."""
+    `-l` selects by the tenants' labels; `-o wide` adds ports, ids and hashes."""
     tenant, _, component = (target or "").partition("/")
     selection.check(selector)
 
@@ -64,47 +61,40 @@ def ps(
         )
 
     listed = call(ctx, work)
-    items, unplaced = listed.items, listed.unplaced
-    if output_format == "json":
-        waiting = [{**wire.dump(u), "node": None} for u in unplaced]
-        out.print(output.to_json([*(wire.dump(i) for i in items), *waiting]), markup=False)
-        return
-    if not items and not unplaced:
-        out.print("No replicas.")
-        return
-    wide = output_format == "wide"
-    now = time.time()
-    rows = [_HEADER[:-1] + (_WIDE if wide else []) + _HEADER[-1:]]
-    placed = [(i.tenant, i.component, i.replica, _row(i, now=now, wide=wide)) for i in items]
-    pending = [(u.tenant, u.component, u.replica, _pending_row(u, wide=wide)) for u in unplaced]
-    rows += [row for *_, row in sorted(placed + pending, key=lambda r: r[:3])]
-    out.print(output.align(rows), markup=False)
+    placed = [wire.dump(i) for i in listed.items]
+    waiting = [{**wire.dump(u), "node": None} for u in listed.unplaced]
+    docs = sorted([*placed, *waiting], key=lambda d: (d["tenant"], d["component"], d["replica"]))
+    now = dt.datetime.now(dt.UTC)
+    listing = output.Listing(
+        items=docs,
+        columns=[(title, _cell(i, now=now)) for i, title in enumerate(COLUMNS)],
+        wide=WIDE,
+        name=lambda d: f"replica/{d['name']}",
+        empty="No replicas.",
+    )
+    output.show(listing, output_format)
 
 
-_HEADER = [
-    "TENANT",
-    "COMPONENT",
-    "REPLICA",
-    "NODE",
-    "PID",
-    "STATE",
-    "HEALTH",
-    "RESTARTS",
-    "EXIT",
-    "REVISION",
-    "CPU",
-    "MEMORY",
-    "UPTIME",
-    "MESSAGE",
+COLUMNS = ["TENANT", "COMPONENT", "REPLICA", "NODE", "PID", "STATE", "HEALTH", "RESTARTS"]
+COLUMNS += ["EXIT", "REVISION", "CPU", "MEMORY", "UPTIME", "MESSAGE"]
+WIDE: list[output.Column] = [
+    ("PORTS", lambda d: ",".join(f"{k}:{v}" for k, v in (d.get("ports") or {}).items()) or "-"),
+    ("ID", lambda d: str(d.get("id") or "-")),
+    ("SPEC HASH", lambda d: str(d.get("specHash") or "-")),
+    ("CREATED", lambda d: str(d.get("createdAt") or "-")),
 ]
-_WIDE = ["PORTS", "ALLOCATION"]
 REVISION_CHARS = 8
 """Of the spec hash: enough to tell a rollout's old and new replica of a slot apart."""
 
 
-def _usage(item: wire.Replica) -> list[str]:
+def _cell(index: int, *, now: dt.datetime) -> Callable[[dict[str, Any]], str]:
+    """The column `index` of `_row`."""
+    return lambda doc: _row(doc, now=now)[index]
+
+
+def _usage(doc: dict[str, Any]) -> list[str]:
     """CPU (percent of one CPU) and memory (MiB) its node measured at its last beat."""
-    usage = item.usage or {}
+    usage = doc.get("usage") or {}
     cpu, memory = usage.get("cpuPercent"), usage.get("memoryMb")
     return [
         "-" if cpu is None else f"{float(cpu):.1f}%",
@@ -112,50 +102,47 @@ def _usage(item: wire.Replica) -> list[str]:
     ]
 
 
-def _row(item: wire.Replica, *, now: float, wide: bool) -> list[str]:
-    report = item.report or {}
+def _row(doc: dict[str, Any], *, now: dt.datetime) -> list[str]:
+    """One replica's table cells (`COLUMNS`), placed or Pending."""
+    if doc["node"] is None:
+        return _pending_row(doc)
+    report = doc.get("report") or {}
     state = report.get("state", "pending")
     if report.get("reason") and state in ("failed", "crashloop", "backoff"):
         state = f"{state}:{report['reason']}"
-    exit_code = report.get("exit_code")
-    ports = ",".join(f"{k}:{v}" for k, v in item.ports.items()) or "-"
+    exit_code = report.get("exitCode")
     return [
-        item.tenant,
-        item.component,
-        str(item.name),
-        item.node,
+        doc["tenant"],
+        doc["component"],
+        str(doc.get("name")),
+        doc["node"],
         str(report.get("pid") or "-"),
         state,
         _health(report),
         str(report.get("restarts", 0)),
         "-" if exit_code is None else str(exit_code),
-        item.spec_hash[:REVISION_CHARS],
-        *_usage(item),
+        str(doc.get("specHash") or "-")[:REVISION_CHARS],
+        *_usage(doc),
         _uptime(report, now),
-        *([ports, item.id] if wide else []),
         report.get("message") or "-",
     ]
 
 
-def _pending_row(unplaced: wire.UnplacedReplica, *, wide: bool) -> list[str]:
+def _pending_row(unplaced: dict[str, Any]) -> list[str]:
     """A replica no node takes, as kubectl shows an unschedulable pod: Pending on
     <none>, and why in words with the nodes counted per reason."""
+    nothing = ["-"] * 5  # exit, revision, cpu, memory, uptime: no process, no allocation
     return [
-        unplaced.tenant,
-        unplaced.component,
-        unplaced.name,
+        unplaced["tenant"],
+        unplaced["component"],
+        unplaced["name"],
         "<none>",
         "-",
-        unplaced.state,
+        unplaced["state"],
         "-",
         "0",
-        "-",
-        "-",
-        "-",
-        "-",
-        "-",
-        *(["-", "-"] if wide else []),
-        f"{unplaced.reason}: {unplaced.message}",
+        *nothing,
+        f"{unplaced['reason']}: {unplaced['message']}",
     ]
 
 

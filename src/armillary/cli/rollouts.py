@@ -7,6 +7,7 @@ component to an earlier revision's release, like `kubectl rollout undo`.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import typer
@@ -41,60 +42,65 @@ def _fetch(ctx: typer.Context, target: str) -> wire.Rollouts:
     return found
 
 
+STATUS_COLUMNS: list[output.Column] = [
+    ("COMPONENT", lambda d: d["component"]),
+    ("REVISION", lambda d: str(d.get("revision", ""))),
+    ("RELEASE", lambda d: d.get("release") or "-"),
+    ("STATE", lambda d: d.get("state", "")),
+    ("MESSAGE", lambda d: d.get("held") or d.get("message") or ""),
+]
+
+
 @app.command()
 def status(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
+    out_format: output.Output = output.Format.table,
 ) -> None:
     """The current revision of each component: its release, state, and why."""
     found = _fetch(ctx, target)
-    rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "MESSAGE"]]
-    for component, entry in sorted(found.status.items()):
-        rows.append(
-            [
-                component,
-                str(entry.get("revision", "")),
-                entry.get("release") or "-",
-                entry.get("state", ""),
-                entry.get("held") or entry.get("message") or "",
-            ]
-        )
-    if len(rows) == 1:
-        out.print(f"tenant/{found.tenant}: no revisions recorded yet")
-        return
-    out.print(output.align(rows), markup=False)
+    docs = [{"component": c, **entry} for c, entry in sorted(found.status.items())]
+    recorded = Counter(item.component for item in found.items)
+    listing = output.Listing(
+        items=docs,
+        columns=STATUS_COLUMNS,
+        wide=[
+            ("REVISIONS", lambda d: str(recorded[d["component"]])),
+            ("ROLLED BACK TO", lambda d: str(d.get("rolledBackTo") or "-")),
+        ],
+        name=lambda d: f"rollout/{found.tenant}/{d['component']}",
+        empty=f"tenant/{found.tenant}: no revisions recorded yet",
+    )
+    output.show(listing, out_format)
+
+
+HISTORY_COLUMNS: list[output.Column] = [
+    ("COMPONENT", lambda d: d["component"]),
+    ("REVISION", lambda d: str(d["revision"])),
+    ("RELEASE", lambda d: d.get("release") or "-"),
+    ("STATE", lambda d: d["state"]),
+    ("STARTED", lambda d: d["startedAt"]),
+    ("FINISHED", lambda d: d.get("finishedAt") or "-"),
+    ("REASON", lambda d: d.get("reason") or ""),
+]
+HISTORY_WIDE: list[output.Column] = [("TEMPLATE", lambda d: d["templateHash"])]
 
 
 @app.command()
 def history(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
-    out_format: Annotated[str, typer.Option("--output", "-o", help="table|json|yaml")] = "table",
+    out_format: output.Output = output.Format.table,
 ) -> None:
     """Every recorded revision, oldest first per component."""
-    items = _fetch(ctx, target).items
-    if out_format == "json":
-        out.print(output.to_json([wire.dump(i) for i in items]), markup=False)
-        return
-    if out_format == "yaml":
-        out.print(output.to_yaml([wire.dump(i) for i in items]), markup=False, end="")
-        return
-    if out_format != "table":
-        fail(Invalid(f"--output: expected table, json or yaml, got {out_format!r}"))
-    rows = [["COMPONENT", "REVISION", "RELEASE", "STATE", "STARTED", "FINISHED", "REASON"]]
-    for item in items:
-        rows.append(
-            [
-                item.component,
-                str(item.revision),
-                item.release or "-",
-                item.state,
-                item.started_at,
-                item.finished_at or "-",
-                item.reason or "",
-            ]
-        )
-    out.print(output.align(rows), markup=False)
+    listing = output.Listing(
+        items=[wire.dump(i) for i in _fetch(ctx, target).items],
+        columns=HISTORY_COLUMNS,
+        wide=HISTORY_WIDE,
+        name=lambda d: f"revision/{d['tenant']}/{d['component']}/{d['revision']}",
+        empty="no revisions recorded yet",
+    )
+    output.show(listing, out_format)
 
 
 @app.command()

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 
 from armillary import wire
 from armillary.cli import output
-from armillary.cli.console import call, fail, out
+from armillary.cli.console import call, out
 from armillary.client import Client
-from armillary.errors import Invalid
 
 app = typer.Typer(help="One schedule: run it now, list its runs.")
 FINAL = {"succeeded", "failed", "stopped"}
 WAIT_POLL_S = 0.2
 
 Name = Annotated[str, typer.Argument(help="A Schedule's name, or TENANT/NAME for an inline one.")]
-Format = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 
 
 def _moment(text: str | None) -> dt.datetime | None:
@@ -54,52 +52,40 @@ def _state(status: dict[str, Any], suspend: bool) -> str:
     return "Ready" if ready.get("status") == "True" else str(ready.get("reason", "NotReady"))
 
 
-def _print(value: Any, output_format: str) -> bool:
-    """Print `value` as json or yaml; False for table (the caller prints it)."""
-    if output_format == "json":
-        out.print(output.to_json(value), markup=False)
-    elif output_format == "yaml":
-        out.print(output.to_yaml(value), markup=False, end="")
-    elif output_format == "table":
-        return False
-    else:
-        fail(Invalid(f"--output: expected table, json or yaml, got {output_format!r}"))
-    return True
-
-
-def list_schedules(ctx: typer.Context, output_format: Format = "table") -> None:
+def list_schedules(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
     """Every schedule — Schedule resources and tenants' inline ones — with its last and
     next run."""
 
     async def work(api: Client) -> list[wire.ScheduledJob]:
         return await api.scheduled_jobs()
 
-    items = call(ctx, work)
-    if _print([wire.dump(i) for i in items], output_format):
-        return
-    if not items:
-        out.print("No schedules.")
-        return
     now = dt.datetime.now(dt.UTC)
-    rows = [["NAME", "TENANT", "COMPONENT", "CRON", "TIME ZONE", "POLICY", "ACTIVE"]]
-    rows[0] += ["LAST", "NEXT", "STATUS"]
-    for item in items:
-        status = item.status or {}
-        rows.append(
-            [
-                str(item.name),
-                str(item.tenant),
-                str(item.component),
-                str(item.cron),
-                str(item.time_zone),
-                str(item.concurrency_policy),
-                str(len(status.get("active", []))),
-                _relative(status.get("lastScheduleTime"), now=now),
-                _relative(status.get("nextScheduleTime"), now=now),
-                _state(status, bool(item.suspend)),
-            ]
-        )
-    out.print(output.align(rows), markup=False)
+    listing = output.Listing(
+        items=[wire.dump(i) for i in call(ctx, work)],
+        columns=_schedule_columns(now),
+        wide=[("SOURCE", lambda d: d["source"]), ("HISTORY", lambda d: str(d["historyLimit"]))],
+        name=lambda d: f"schedule/{d['name']}",
+        empty="No schedules.",
+    )
+    output.show(listing, output_format)
+
+
+def _schedule_columns(now: dt.datetime) -> list[output.Column]:
+    def status(d: dict[str, Any]) -> dict[str, Any]:
+        return d.get("status") or {}
+
+    return [
+        ("NAME", lambda d: str(d["name"])),
+        ("TENANT", lambda d: str(d["tenant"])),
+        ("COMPONENT", lambda d: str(d.get("component"))),
+        ("CRON", lambda d: str(d.get("cron"))),
+        ("TIME ZONE", lambda d: str(d.get("timeZone"))),
+        ("POLICY", lambda d: str(d.get("concurrencyPolicy"))),
+        ("ACTIVE", lambda d: str(len(status(d).get("active", [])))),
+        ("LAST", lambda d: _relative(status(d).get("lastScheduleTime"), now=now)),
+        ("NEXT", lambda d: _relative(status(d).get("nextScheduleTime"), now=now)),
+        ("STATUS", lambda d: _state(status(d), bool(d.get("suspend")))),
+    ]
 
 
 def _summary(run: wire.ScheduleRun) -> str:
@@ -132,7 +118,7 @@ def run_now(
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait until the run ends; exit 1 unless it succeeded.")
     ] = False,
-    output_format: Format = "table",
+    output_format: output.Output = output.Format.table,
 ) -> None:
     """Start a run of a schedule now (its concurrency policy applies)."""
 
@@ -141,45 +127,49 @@ def run_now(
         return await _until_done(api, run) if wait else run
 
     run = call(ctx, work)
-    if not _print(wire.dump(run), output_format):
+    if output_format in (output.Format.table, output.Format.wide):
         out.print(_summary(run), markup=False)
+    else:
+        output.show(replace(_runs([run]), document=True), output_format)
     if wait and run.state != "succeeded":
         raise typer.Exit(1)
 
 
 @app.command("runs")
-def runs(ctx: typer.Context, name: Name, output_format: Format = "table") -> None:
+def runs(
+    ctx: typer.Context, name: Name, output_format: output.Output = output.Format.table
+) -> None:
     """A schedule's runs still recorded (at most its history_limit finished), newest first."""
 
     async def work(api: Client) -> list[wire.ScheduleRun]:
         return await api.schedule_runs(name)
 
-    items = call(ctx, work)
-    if _print([wire.dump(i) for i in items], output_format):
-        return
-    if not items:
-        out.print(f"No runs of {name}.")
-        return
-    now = time.time()
-    rows = [["RUN", "TRIGGER", "SCHEDULED", "STATE", "NODE", "EXIT", "DURATION", "MESSAGE"]]
-    for run in items:
-        started, finished = _moment(run.started_at), _moment(run.finished_at)
-        end = finished or dt.datetime.fromtimestamp(now, dt.UTC)
-        duration = f"{(end - started).total_seconds():.1f}s" if started else "-"
-        exit_code = run.exit_code
-        rows.append(
-            [
-                run.id,
-                run.trigger,
-                run.scheduled_time,
-                run.state,
-                run.node or "-",
-                "-" if exit_code is None else str(exit_code),
-                duration,
-                (run.message or "")[:80],
-            ]
-        )
-    out.print(output.align(rows), markup=False)
+    listing = replace(_runs(call(ctx, work)), empty=f"No runs of {name}.")
+    output.show(listing, output_format)
+
+
+def _runs(items: list[wire.ScheduleRun]) -> output.Listing:
+    now = dt.datetime.now(dt.UTC)
+
+    def duration(d: dict[str, Any]) -> str:
+        started, finished = _moment(d.get("startedAt")), _moment(d.get("finishedAt"))
+        return f"{((finished or now) - started).total_seconds():.1f}s" if started else "-"
+
+    return output.Listing(
+        items=[wire.dump(i) for i in items],
+        columns=[
+            ("RUN", lambda d: d["id"]),
+            ("TRIGGER", lambda d: d["trigger"]),
+            ("SCHEDULED", lambda d: d["scheduledTime"]),
+            ("STATE", lambda d: d["state"]),
+            ("NODE", lambda d: d.get("node") or "-"),
+            ("EXIT", lambda d: "-" if d.get("exitCode") is None else str(d["exitCode"])),
+            ("DURATION", duration),
+            ("MESSAGE", lambda d: (d.get("message") or "")[:80]),
+        ],
+        wide=[("REASON", lambda d: d.get("reason") or "-"), ("TENANT", lambda d: d["tenant"])],
+        name=lambda d: f"run/{d['id']}",
+    )
 
 
 def register(root: typer.Typer) -> None:

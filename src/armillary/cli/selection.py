@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from armillary.cli.console import EXIT_INVALID, err
+from armillary.cli.console import fail
 from armillary.errors import Invalid, Issue
 from armillary.resources import selectors
 
@@ -28,7 +27,7 @@ Option = Annotated[
 
 
 def check(text: str | None, *, refuse_empty: str | None = None) -> selectors.Selector:
-    """`text` parsed; on a mistake, print where and exit with EXIT_INVALID. With
+    """`text` parsed; on a mistake, print where and exit 4 (invalid input). With
     `refuse_empty` (what the empty selector would do), one that selects everything
     is refused too."""
     try:
@@ -39,6 +38,4 @@ def check(text: str | None, *, refuse_empty: str | None = None) -> selectors.Sel
             )
         return chosen
     except Invalid as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error:[/red] {escape(str(issue))}")
-        raise typer.Exit(EXIT_INVALID) from None
+        fail(exc)  # exit 4, invalid input

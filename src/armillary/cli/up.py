@@ -6,14 +6,22 @@ tenants, their replicas and URLs, and stays until Ctrl-C — then stops the node
 (which stops every replica) and the server, leaving no process behind. `up -d`
 leaves them running in the background; `down` stops them. The node runs in DIR, so
 commands in the stack files may use paths relative to them.
+
+`up` registers its server as a context of the user (`userconfig`) and makes it
+current, so every command — `down` included — reaches it from any directory. It
+fails fast rather than wait out what it already knows: a port something listens on
+is refused before anything starts, and a crash-looping or failed replica ends the
+wait at once (`convergence`), with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,13 +30,12 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from armillary import wire
-from armillary.cli import context, output
+from armillary.cli import context, convergence, output, userconfig
 from armillary.cli.console import err, fail, out
 from armillary.client import Client
-from armillary.errors import ArmillaryError, Invalid, PermanentError
+from armillary.errors import ArmillaryError, Conflict, Invalid, PermanentError
 from armillary.resources import loader
 
 STATE_FILE = "up.json"
@@ -75,6 +82,14 @@ def up(
         bool, typer.Option("--detach", "-d", help="Leave it running; stop with `down`.")
     ] = False,
     port: Annotated[int, typer.Option(help="Server port.")] = 7400,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="Register the server as this context (default: DIR's name), made current.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a server and a local node, apply DIR, and wait until every tenant is Ready."""
     home = context.home().resolve()
@@ -89,6 +104,7 @@ def up(
         documents = loader.load_paths([str(directory)])
     except Invalid as exc:
         fail(exc)
+    _check_port_free(port)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ARMILLARY_HOME": str(home), "ARMILLARY_PORT": str(port)}
     server = _spawn(
@@ -99,7 +115,8 @@ def up(
     except KeyboardInterrupt:
         _stop({"server": server.pid}, home)
         raise typer.Exit(130) from None
-    token = context.resolve(url=url, token=None).token or ""
+    token = context.saved(home).get("token") or os.environ.get("ARMILLARY_TOKEN") or ""
+    _register(name or directory.resolve().name, url=url, token=token, home=home)
     node = _spawn(  # the token goes by environment: a command line is visible to every user
         [
             "node",
@@ -120,6 +137,40 @@ def up(
     _converge_and_serve(url, token, documents, children=(server, node), home=home, detach=detach)
 
 
+def _check_port_free(port: int) -> None:
+    """Refuse a port something already listens on, before starting anything: the server
+    would fail to bind while `up` talked to whatever answers there (another `up`,
+    whose token is not ours, so every request was refused as unauthenticated)."""
+    host = os.environ.get("ARMILLARY_HOST") or "127.0.0.1"
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                fail(Invalid(f"--port {port}: cannot listen on {host}:{port}: {exc.strerror}"))
+            fail(
+                Conflict(
+                    f"port {port} on {host} is already in use (another `armillary up`? "
+                    "`armillary context list` shows the servers `up` started, and "
+                    "`armillary --context NAME down` stops one); "
+                    "choose a free port with --port"
+                )
+            )
+
+
+def _register(name: str, *, url: str, token: str, home: Path) -> None:
+    """Record the server as the context `name` and make it current, so commands run
+    from any directory reach it; a contexts file that cannot be written only warns."""
+    entry = userconfig.Entry(server=url, token=token or None, home=str(home))
+    try:
+        where = userconfig.put(name, entry, make_current=True)
+    except (ArmillaryError, OSError) as exc:
+        err.print(f"[yellow]warning:[/yellow] could not record context {name!r}: {exc}")
+        return
+    out.print(f"Context {name!r} (current) in {where}")
+
+
 def _converge_and_serve(
     url: str,
     token: str,
@@ -138,12 +189,19 @@ def _converge_and_serve(
     pids = {"server": server.pid, "node": node.pid}
     serving = False
     try:
-        tenants = asyncio.run(_apply_and_wait(url, token, [d.raw for d in documents]))
+        tenants, problem = asyncio.run(_apply_and_wait(url, token, [d.raw for d in documents]))
         _summary(url, tenants, home)
-        if not all(_ready(t) for t in tenants):
-            err.print("not every tenant became Ready; see `armillary describe tenant NAME`")
-            if detach:
-                raise typer.Exit(1)
+        if problem is not None and detach:
+            err.print(
+                "Left running so you can look (`armillary ps`, `armillary logs "
+                "TENANT/COMPONENT`, `armillary describe tenant NAME`); "
+                "`armillary down` stops everything."
+            )
+            fail(problem)
+        if problem is not None:
+            err.print(f"Stopping everything; the server's and the node's logs are in {home}.")
+            _stop(pids, home)
+            fail(problem)
         if detach:
             out.print("Running in the background; `armillary down` stops everything.")
             return
@@ -165,7 +223,7 @@ def _converge_and_serve(
 
 async def _apply_and_wait(
     url: str, token: str, documents: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], ArmillaryError | None]:
     async with Client(url, token) as api:
         deadline = time.monotonic() + START_DEADLINE_S
         while not [n for n in await api.nodes() if n.connected]:
@@ -176,51 +234,12 @@ async def _apply_and_wait(
             await asyncio.sleep(0.05)
         for result in await api.apply(documents):
             out.print(f"{result.kind.lower()}/{result.name} {result.result}")
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("replicas ready", total=None)
-            deadline = time.monotonic() + READY_DEADLINE_S
-            while True:
-                tenants = [wire.dump(t) for t in await api.list_kind("Tenant")]
-                desired = sum(
-                    t.get("status", {}).get("replicas", {}).get("desired", 0) for t in tenants
-                )
-                ready = sum(
-                    t.get("status", {}).get("replicas", {}).get("ready", 0) for t in tenants
-                )
-                progress.update(task, total=desired or None, completed=ready)
-                if tenants and all(_ready(t) for t in tenants):
-                    return tenants
-                if time.monotonic() > deadline:
-                    for tenant in tenants:
-                        if not _ready(tenant):
-                            err.print(f"tenant/{tenant['metadata']['name']}: {_message(tenant)}")
-                    return tenants
-                await asyncio.sleep(0.05)
-
-
-def _ready(tenant: dict[str, Any]) -> bool:
-    for condition in tenant.get("status", {}).get("conditions", []):
-        if condition["type"] == "Ready":
-            return bool(condition["status"] == "True")
-    return False
-
-
-def _message(tenant: dict[str, Any]) -> str:
-    for condition in tenant.get("status", {}).get("conditions", []):
-        if condition["type"] == "Ready":
-            return str(condition.get("message", ""))
-    return "no status yet"
+        return await convergence.wait(api, console=err, deadline_s=READY_DEADLINE_S)
 
 
 def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
-    replicas = asyncio.run(_replicas(url, context.resolve(url=url, token=None).token))
+    token = context.saved(home).get("token") or os.environ.get("ARMILLARY_TOKEN")
+    replicas = asyncio.run(_replicas(url, token))
     rows = [["TENANT", "READY", "COMPONENT", "REPLICAS", "URLS"]]
     for tenant in tenants:
         name = tenant["metadata"]["name"]
@@ -235,7 +254,7 @@ def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
             rows.append(
                 [
                     name,
-                    "yes" if _ready(tenant) else "no",
+                    "yes" if convergence.ready(tenant) else "no",
                     component,
                     f"{seen.get('ready', 0)}/{seen.get('desired', 0)}",
                     " ".join(urls) or "-",
@@ -251,14 +270,30 @@ async def _replicas(url: str, token: str | None) -> list[wire.Replica]:
         return await api.replicas()
 
 
-def down() -> None:
+def down(ctx: typer.Context) -> None:
     """Stop what `armillary up -d` started: every replica, the node and the server."""
-    home = context.home().resolve()
+    home = _home_to_stop(ctx)
     path = home / STATE_FILE
     if not path.exists():
         out.print("Nothing is up here.")
         return
     _stop(json.loads(path.read_text()), home)
+
+
+def _home_to_stop(ctx: typer.Context) -> Path:
+    """This directory's `up` (ARMILLARY_HOME, ./.armillary), else the one that started
+    the selected context's server (`--context`, ARMILLARY_CONTEXT, the current one)."""
+    local = context.home().resolve()
+    if "ARMILLARY_HOME" in os.environ or (local / STATE_FILE).exists():
+        return local
+    options = ctx.obj or {}
+    try:
+        config = userconfig.load()
+        name = options.get("context") or os.environ.get(context.CONTEXT_ENV) or config.current
+        entry = config.entry(name) if name else None
+    except ArmillaryError as exc:
+        fail(exc)
+    return Path(entry.home) if entry is not None and entry.home else local
 
 
 def _stop(pids: dict[str, Any], home: Path) -> None:

@@ -10,7 +10,9 @@ decides which revisions the step's outcome ended. Both are pure and return the
 
 `Rollouts.choose` is the store's side of the first: one read of what the decision
 needs (`store.rollouts.read`), the pure decision, one write (`store.rollouts.save`),
-in one transaction, so the wave read and the new revision are one decision. The
+in one transaction, so the wave read and the new revision are one decision. (It
+looks first in a read transaction: a step that starts or ends nothing, as most do,
+never takes the write lock.) The
 tenant controller writes `judge`'s changes with the tenant's status, in one more. A
 server killed between them loses nothing: the next reconcile re-reads and carries on.
 """
@@ -58,6 +60,13 @@ class Rollouts:
             for t in desired.templates
             if t.type == "service" and t.release is not None
         }
+        # Decided on a read first: most steps start or end no revision and need not
+        # queue for the write lock. One that does decides again in its transaction.
+        async with self._db.read() as conn:
+            known = await rollouts.read(conn, tenant, releases=releases, lock=False)
+            plan = choose(tenant, desired, known, now=now)
+        if not plan.changes:
+            return plan
         async with self._db.write() as conn:
             known = await rollouts.read(conn, tenant, releases=releases)
             plan = choose(tenant, desired, known, now=now)

@@ -81,6 +81,8 @@ class ScheduleController:
             return await self.all_keys()
         if event.kind not in ("Tenant", "Allocation", "Node"):
             return set()  # agent runs, secrets, …: no read for what cannot matter
+        if event.kind == "Allocation" and event.run is None:
+            return set()  # a tenant's replica, not a run's: no read per report
         async with self._db.read() as conn:
             if event.kind == "Tenant":
                 return await schedule_targets.keys_of_tenant(conn, event.name)

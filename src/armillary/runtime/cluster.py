@@ -228,7 +228,7 @@ class Snapshot:
             self._index.add(_placed(new))
 
     def _heard(self, change: feed.Change) -> None:
-        if change.kind == "Allocation":
+        if change.kind == "Allocation" and not change.report:  # a report moves nothing
             self._dirty_allocations.add(change.name)
         elif change.kind == "Node":
             self._dirty_nodes.add(change.name)
@@ -242,7 +242,7 @@ class Snapshot:
 def _named(changes: list[feed.Change]) -> tuple[set[str], set[str]]:
     """The node names and allocation ids among `changes`."""
     names = {c.name for c in changes if c.kind == "Node"}
-    ids = {c.name for c in changes if c.kind == "Allocation"}
+    ids = {c.name for c in changes if c.kind == "Allocation" and not c.report}
     return names, ids
 
 

@@ -69,6 +69,15 @@ class NodesRuntime:
     async def converge(
         self, tenant: str, instance: Instance | None, *, now: dt.datetime
     ) -> Outcome:
+        # Most steps change nothing (a report came in, a resync): decided on a read,
+        # they never queue for the write lock. A step that will write decides again
+        # inside its write transaction, on what that sees.
+        async with self._db.read() as conn:
+            await self._cluster.refresh(conn)
+            held = _replicas(await allocations.for_tenant(conn, tenant))
+            plan = rollout.step(instance, [_current(a, self._cluster.addresses) for a in held])
+        if not plan.create and not plan.remove:
+            return Outcome(step=plan)
         async with self._db.write() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))

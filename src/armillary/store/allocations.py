@@ -70,7 +70,11 @@ def _announce(conn: AsyncConnection, allocation: Allocation) -> None:
     feed.record(
         conn.info,
         feed.Change(
-            kind="Allocation", name=allocation.id, tenant=allocation.tenant, node=allocation.node
+            kind="Allocation",
+            name=allocation.id,
+            tenant=allocation.tenant,
+            node=allocation.node,
+            run=allocation.schedule_run,
         ),
     )
 
@@ -220,26 +224,34 @@ async def record_reports(
     Only the rows reported on are read (a node reports what changed), and the changed
     ones are written in one statement."""
     latest = {str(r.get("id")): r for r in reports}  # the last word on each wins
-    owned: dict[str, tuple[str, dict[str, Any] | None]] = {}
+    owned: dict[str, tuple[str, dict[str, Any] | None, str | None]] = {}
+    columns = (allocations.c.id, allocations.c.tenant, allocations.c.report)
     for chunk in _chunks(latest):
         result = await conn.execute(
-            select(allocations.c.id, allocations.c.tenant, allocations.c.report).where(
+            select(*columns, allocations.c.schedule_run).where(
                 allocations.c.node == node, allocations.c.id.in_(chunk)
             )
         )
-        owned.update((row.id, (row.tenant, row.report)) for row in result)
+        owned.update((row.id, (row.tenant, row.report, row.schedule_run)) for row in result)
     rows: list[dict[str, Any]] = []
     changed: set[str] = set()
     for allocation_id, report in latest.items():
         held = owned.get(allocation_id)
         if held is None or held[1] == report:
             continue
-        tenant = held[0]
+        tenant, _, run = held
         rows.append({"allocation_id": allocation_id, "new_report": report})
         changed.add(tenant)
         feed.record(
             conn.info,
-            feed.Change(kind="Allocation", name=allocation_id, tenant=tenant, node=node),
+            feed.Change(
+                kind="Allocation",
+                name=allocation_id,
+                tenant=tenant,
+                node=node,
+                run=run,
+                report=True,
+            ),
         )
     if rows:
         await conn.execute(

@@ -35,14 +35,19 @@ their caller when they hear it (`api.security.until_refused`)."""
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
-    """Something of `kind` named `name` changed (`tenant` / `node` narrow it further).
-    `status` marks a status write: only the resource's status changed."""
+    """Something of `kind` named `name` changed (`tenant` / `node` narrow it further;
+    `run` marks the allocation of a schedule run, so a controller of runs need not
+    look up every replica's report; `report` marks a change of an allocation's report
+    alone, which neither its node's assignments nor placement care about). `status`
+    marks a status write: only the resource's status changed."""
 
     kind: str
     name: str
     tenant: str | None = None
     node: str | None = None
     status: bool = False
+    run: str | None = None  # an Allocation's: the schedule run it belongs to, if any
+    report: bool = False  # an Allocation's report alone changed (not where or what it is)
 
 
 class Feed:

@@ -87,17 +87,21 @@ class Changes:
         return bool(self.finished or self.started)
 
 
-async def read(conn: AsyncConnection, tenant: str, *, releases: Mapping[str, str]) -> Known:
+async def read(
+    conn: AsyncConnection, tenant: str, *, releases: Mapping[str, str], lock: bool = True
+) -> Known:
     """The tenant's revisions, and every other tenant's progressing or failed revisions
     of each `component → release` in `releases` that the tenant's newest revision of
     that component does not run (a release it may start: its wave matters). Those
-    releases are locked first on Postgres, until the transaction ends."""
+    releases are locked first on Postgres, until the transaction ends (unless `lock`
+    is False: a look before deciding whether to write at all)."""
     history = await _select(conn, rollouts.c.tenant == tenant)
     newest = {r.component: r.release for r in history}  # oldest first: the last wins
     starting = sorted((c, r) for c, r in releases.items() if newest.get(c, r) != r)
     if not starting:
         return Known(history=tuple(history), others=())
-    await _lock(conn, starting)
+    if lock:
+        await _lock(conn, starting)
     others = await _select(
         conn,
         rollouts.c.tenant != tenant,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from armillary import timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, reports
 from armillary.api.hub import Hub
 from armillary.api.security import Admin, Db, Viewer
 from armillary.store import allocations, nodes
@@ -20,8 +20,10 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "name": node.name,
         "address": node.address,
         "labels": node.labels,
-        "capacity": node.capacity,
-        "usage": node.usage,
+        "capacity": reports.document(node.capacity),
+        # Per-replica usage rides in the node's (one write per heartbeat); it is
+        # shown per replica, by /api/v1/replicas.
+        "usage": reports.document({k: v for k, v in node.usage.items() if k != "replicas"}),
         "connected": node.connected,
         "schedulable": node.schedulable,
         "replicas": replicas,

@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import protocol, timestamps, wire
-from armillary.api import openapi, security
+from armillary.api import openapi, reports, security
 from armillary.api.hub import Hub, Session
 from armillary.api.routes.resources import Selector
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
@@ -66,7 +66,7 @@ def replica_document(
         "type": spec.get("type"),
         "specHash": allocation.spec_hash,
         "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
-        "report": allocation.report,
+        "report": reports.document(allocation.report),
         "usage": usage,
         "createdAt": timestamps.iso(allocation.created_at),
     }

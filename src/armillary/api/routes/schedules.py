@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic.alias_generators import to_camel
 
 from armillary import timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, reports
 from armillary.api.security import Db, Developer, TenantChecked, visible
 from armillary.control.schedule_targets import inline_key, resolve
 from armillary.control.schedules import ScheduleController
@@ -32,13 +33,14 @@ def schedule_document(
     name: str, *, source: str, tenant: str, spec: dict[str, Any], status: dict[str, Any]
 ) -> dict[str, Any]:
     """One schedule as `armillary schedules` shows it: its timing with every default
-    spelled out, and the status the controller last wrote (empty before it has)."""
+    spelled out (camelCase, as every field the API answers; the resource's spec spells
+    them snake_case), and the status the controller last wrote (empty before it has)."""
     full = kinds.lookup("Schedule").expand({**spec, "tenant": tenant})
     return {
         "name": name,
         "source": source,  # Schedule | Tenant
         "tenant": tenant,
-        **{key: full.get(key) for key in (*_TIMING, *_MORE)},
+        **{to_camel(key): full.get(key) for key in (*_TIMING, *_MORE)},
         "status": status,
     }
 
@@ -62,7 +64,7 @@ def run_document(
         "createdAt": timestamps.iso(run.created_at),
         "startedAt": timestamps.iso_or_none(run.started_at),
         "finishedAt": timestamps.iso_or_none(run.finished_at),
-        "report": allocation.report if allocation is not None else None,
+        "report": reports.document(allocation.report) if allocation is not None else None,
     }
 
 
