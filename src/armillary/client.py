@@ -196,17 +196,34 @@ class Client:
         return (await self.replica_list(tenant=tenant, component=component)).items
 
     async def replica_list(
-        self, *, tenant: str | None = None, component: str | None = None
+        self,
+        *,
+        tenant: str | None = None,
+        component: str | None = None,
+        selector: str | None = None,
     ) -> wire.ReplicaList:
-        """The replicas placed (`items`) and those no node takes (`unplaced`)."""
-        params = {k: v for k, v in {"tenant": tenant, "component": component}.items() if v}
+        """The replicas placed (`items`) and those no node takes (`unplaced`); with
+        `selector`, of the tenants whose labels it matches."""
+        asked = {"tenant": tenant, "component": component, "selector": selector}
+        params = {k: v for k, v in asked.items() if v}
         return await self._answer(wire.ReplicaList, "GET", "/api/v1/replicas", params=params)
 
     async def logs(
-        self, replica_id: str, *, follow: bool, tail: int | None, since_s: float | None
+        self,
+        replica_id: str,
+        *,
+        follow: bool,
+        tail: int | None,
+        since_s: float | None,
+        previous: bool = False,
+        timestamps: bool = False,
     ) -> AsyncIterator[str]:
-        """A replica's output as it arrives."""
+        """A replica's output as it arrives (`previous`: its last finished run's)."""
         params: dict[str, Any] = {"follow": follow}
+        if previous:
+            params["previous"] = True
+        if timestamps:
+            params["timestamps"] = True
         if tail is not None:
             params["tail"] = tail
         if since_s is not None:

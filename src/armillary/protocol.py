@@ -242,20 +242,35 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaUsage:
+    """What one replica's process uses, measured by its node at a heartbeat."""
+
+    cpu_percent: float  # of one CPU, since the previous heartbeat (may pass 100)
+    memory_mb: float  # resident set size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
     usage: Usage
+    # allocation id → usage, of the replicas with a running process; optional, so a
+    # heartbeat without it is still version 2
+    replicas: dict[str, ReplicaUsage] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogsOpen:
     """Stream a replica's output: from `since_s` (unix time), the last `tail` lines,
-    or the start; `follow` keeps the stream open for what comes next."""
+    or the start; `follow` keeps the stream open for what comes next. `previous`:
+    the last finished run's output instead (between its restart markers; not
+    followed). `timestamps`: each line prefixed with when the node first saw it."""
 
     stream: str
     allocation: str
     follow: bool = False
     tail: int | None = None
     since_s: float | None = None
+    previous: bool = False
+    timestamps: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

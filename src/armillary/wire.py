@@ -198,6 +198,7 @@ class Replica(Answer):
     spec_hash: str
     ports: dict[str, Any]
     report: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None  # cpuPercent, memoryMb, measuredAt (its node's)
     created_at: str
 
 

@@ -201,8 +201,8 @@ def test_replicas_no_node_takes_are_pending_with_each_reason_counted_until_one_c
 
             code, out, _ = invoke(server, "ps", own_tenant)
             assert code == 0
-            rows = [line.split(None, 10) for line in out.splitlines()[1:]]  # 11 columns
-            assert [(r[1], r[3], r[5], r[10]) for r in rows if r[1] == "big"] == [
+            rows = [line.split(None, 13) for line in out.splitlines()[1:]]  # 14 columns
+            assert [(r[1], r[3], r[5], r[13]) for r in rows if r[1] == "big"] == [
                 ("big", "<none>", "Pending", f"Unschedulable: {why}")
             ] * 2, out
             code, out, _ = invoke(server, "describe", "tenant", own_tenant)

@@ -76,6 +76,8 @@ def test_apply_runs_every_replica_healthy_and_the_tenant_is_ready(
     assert code == 0 and "listening on" in out
     # Health checks keep writing to the log, so only the count of a tail is stable.
     code, out, _ = invoke(server, "logs", f"{name}/agent", "--tail", "2")
+    assert code == 0 and len(out.splitlines()) == 4, out  # of each of the 2 replicas
+    code, out, _ = invoke(server, "logs", f"{name}/agent", "--tail", "2", "-r", "0")
     assert code == 0 and len(out.splitlines()) == 2, out
 
     code, out, err = invoke(

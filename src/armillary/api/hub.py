@@ -314,7 +314,10 @@ class Hub:
                     await allocations.record_reports(conn, session.name, reports, now=_now())
             elif envelope.type == "heartbeat":
                 beat = protocol.decode(protocol.Heartbeat, envelope.payload)
-                self._beats[session.name] = (session, protocol.encode(beat.usage), _now())
+                usage = protocol.encode(beat.usage)
+                if beat.replicas:  # kept with the node's: one write per beat, as before
+                    usage["replicas"] = {k: protocol.encode(v) for k, v in beat.replicas.items()}
+                self._beats[session.name] = (session, usage, _now())
                 self._beat_arrived.set()
             elif envelope.type in protocol.STREAM_CHUNKS:
                 kind = protocol.STREAM_CHUNKS[envelope.type]

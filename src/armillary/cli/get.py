@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, selection
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -59,9 +59,7 @@ def get(
         str | None, typer.Argument(help="One resource; all of the kind when left out.")
     ] = None,
     output_format: output.Output = output.Format.table,
-    selector: Annotated[
-        str | None, typer.Option("--selector", "-l", help="Label filter: k=v,k2=v2.")
-    ] = None,
+    selector: selection.Option = None,
 ) -> None:
     """List resources of a kind, or show one."""
     found = _kind(kind)
@@ -69,6 +67,7 @@ def get(
         raise typer.BadParameter(
             "a label selector cannot be combined with a name", param_hint="--selector"
         )
+    selection.check(selector)
 
     async def work(api: Client) -> list[wire.Resource]:
         if name is not None:
@@ -106,7 +105,8 @@ def describe(ctx: typer.Context, kind: KindArg, name: str) -> None:
 def delete(
     ctx: typer.Context,
     kind: KindArg,
-    names: Annotated[list[str], typer.Argument(help="Names.")],
+    names: Annotated[list[str] | None, typer.Argument(help="Names.")] = None,
+    selector: selection.Option = None,
     cascade: Annotated[
         bool,
         typer.Option(
@@ -114,9 +114,27 @@ def delete(
         ),
     ] = False,
 ) -> None:
-    """Delete resources by kind and name, in order; stops at the first that fails.
-    An Org or a Stack that tenants use is kept (and they are named) unless `--cascade`."""
+    """Delete resources by kind and name, in order, or every one a label selector
+    matches (`-l`); stops at the first that fails. An Org or a Stack that tenants use
+    is kept (and they are named) unless `--cascade`."""
     found = _kind(kind)
+    if names and selector is not None:
+        raise typer.BadParameter(
+            "give names or a label selector, not both", param_hint="--selector"
+        )
+    if selector is not None:
+        # The empty selector matches everything: too easy to type by mistake.
+        selection.check(selector, refuse_empty=f"delete every {found.name.lower()}")
+
+        async def matching(api: Client) -> list[wire.Resource]:
+            return await api.list_kind(found.name, selector=selector)
+
+        names = [r.metadata.name for r in call(ctx, matching)]
+        if not names:
+            out.print(f"No {found.plural} match {selector!r}.")
+            return
+    elif not names:
+        raise typer.BadParameter("give the names to delete, or -l SELECTOR", param_hint="NAMES")
     for name in names:
 
         async def work(api: Client, name: str = name) -> wire.ResourceWritten:

@@ -3,19 +3,22 @@ command run inside one of them (its env and cwd, on its node)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from armillary import wire
-from armillary.cli import output
-from armillary.cli.console import call, fail
+from armillary.cli import output, selection
+from armillary.cli.console import EXIT_ERROR, call, err, fail
 from armillary.client import Client
-from armillary.errors import Invalid, NotFound
+from armillary.errors import ArmillaryError, Invalid, NotFound
 
 Target = Annotated[str, typer.Argument(help="TENANT/COMPONENT")]
 ReplicaIndex = Annotated[int, typer.Option("--replica", "-r", help="Which replica (0-based).")]
@@ -44,13 +47,18 @@ def ps(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
     output_format: output.Output = output.Format.table,
+    selector: selection.Option = None,
 ) -> None:
-    """List replicas: node, pid, state, health, restarts, uptime, ports, and why one
-    fails or is Pending (no node takes it)."""
+    """List replicas: node, pid, state, health, restarts, last exit code, revision,
+    CPU and memory, uptime, and why one fails or is Pending (no node takes it).
+    `-l` selects by the tenants' labels; `-o wide` adds ports, ids and hashes."""
     tenant, _, component = (target or "").partition("/")
+    selection.check(selector)
 
     async def work(api: Client) -> wire.ReplicaList:
-        found = await api.replica_list(tenant=tenant or None, component=component or None)
+        found = await api.replica_list(
+            tenant=tenant or None, component=component or None, selector=selector
+        )
         if tenant and not found.items and not found.unplaced:
             await require_tenant(api, tenant)
         return found
@@ -71,17 +79,30 @@ def ps(
 
 
 COLUMNS = ["TENANT", "COMPONENT", "REPLICA", "NODE", "PID", "STATE", "HEALTH", "RESTARTS"]
-COLUMNS += ["UPTIME", "PORTS", "MESSAGE"]
+COLUMNS += ["EXIT", "REVISION", "CPU", "MEMORY", "UPTIME", "MESSAGE"]
 WIDE: list[output.Column] = [
+    ("PORTS", lambda d: ",".join(f"{k}:{v}" for k, v in (d.get("ports") or {}).items()) or "-"),
     ("ID", lambda d: str(d.get("id") or "-")),
     ("SPEC HASH", lambda d: str(d.get("specHash") or "-")),
     ("CREATED", lambda d: str(d.get("createdAt") or "-")),
 ]
+REVISION_CHARS = 8
+"""Of the spec hash: enough to tell a rollout's old and new replica of a slot apart."""
 
 
 def _cell(index: int, *, now: dt.datetime) -> Callable[[dict[str, Any]], str]:
     """The column `index` of `_row`."""
     return lambda doc: _row(doc, now=now)[index]
+
+
+def _usage(doc: dict[str, Any]) -> list[str]:
+    """CPU (percent of one CPU) and memory (MiB) its node measured at its last beat."""
+    usage = doc.get("usage") or {}
+    cpu, memory = usage.get("cpuPercent"), usage.get("memoryMb")
+    return [
+        "-" if cpu is None else f"{float(cpu):.1f}%",
+        "-" if memory is None else f"{float(memory):.0f}Mi",
+    ]
 
 
 def _row(doc: dict[str, Any], *, now: dt.datetime) -> list[str]:
@@ -92,6 +113,7 @@ def _row(doc: dict[str, Any], *, now: dt.datetime) -> list[str]:
     state = report.get("state", "pending")
     if report.get("reason") and state in ("failed", "crashloop", "backoff"):
         state = f"{state}:{report['reason']}"
+    exit_code = report.get("exitCode")
     return [
         doc["tenant"],
         doc["component"],
@@ -101,15 +123,18 @@ def _row(doc: dict[str, Any], *, now: dt.datetime) -> list[str]:
         state,
         _health(report),
         str(report.get("restarts", 0)),
+        "-" if exit_code is None else str(exit_code),
+        str(doc.get("specHash") or "-")[:REVISION_CHARS],
+        *_usage(doc),
         _uptime(report, now),
-        ",".join(f"{k}:{v}" for k, v in (doc.get("ports") or {}).items()) or "-",
-        "-",
+        report.get("message") or "-",
     ]
 
 
 def _pending_row(unplaced: dict[str, Any]) -> list[str]:
     """A replica no node takes, as kubectl shows an unschedulable pod: Pending on
     <none>, and why in words with the nodes counted per reason."""
+    nothing = ["-"] * 5  # exit, revision, cpu, memory, uptime: no process, no allocation
     return [
         unplaced["tenant"],
         unplaced["component"],
@@ -119,8 +144,7 @@ def _pending_row(unplaced: dict[str, Any]) -> list[str]:
         unplaced["state"],
         "-",
         "0",
-        "-",
-        "-",
+        *nothing,
         f"{unplaced['reason']}: {unplaced['message']}",
     ]
 
@@ -142,35 +166,165 @@ async def _pick(api: Client, target: str, replica: int) -> wire.Replica:
     if not items:
         await require_tenant(api, tenant)
         raise NotFound(f"{target} has no replica {replica}")
-    running = [i for i in items if (i.report or {}).get("state") in ("running", "starting")]
-    return sorted(running or items, key=lambda i: i.created_at)[-1]
+    return _current(items)[0]
+
+
+def _current(items: list[wire.Replica]) -> list[wire.Replica]:
+    """One allocation per replica slot, in tenant, component, index order: during a
+    rolling update, the running one (else the newest)."""
+    slots: dict[tuple[str, str, int], list[wire.Replica]] = {}
+    for item in items:
+        slots.setdefault((item.tenant, item.component, item.replica), []).append(item)
+    chosen = []
+    for _, found in sorted(slots.items()):
+        running = [i for i in found if (i.report or {}).get("state") in ("running", "starting")]
+        chosen.append(sorted(running or found, key=lambda i: i.created_at)[-1])
+    return chosen
+
+
+async def _targets(
+    api: Client, target: str | None, *, replica: int | None, selector: str | None
+) -> tuple[list[wire.Replica], bool]:
+    """The replicas `logs` reads, and whether the target named a single one (a replica
+    name, or `-r`): TENANT/COMPONENT, a replica name as `ps` prints it, a TENANT, or
+    none (with `-l`)."""
+    single = replica is not None
+    if target is not None and "/" in target:
+        tenant, component = _split(target)
+        listed = await api.replica_list(tenant=tenant, component=component, selector=selector)
+        items = listed.items
+        if not items:
+            await require_tenant(api, tenant)
+            raise NotFound(f"{target} has no replicas")
+    else:
+        items = (await api.replica_list(selector=selector)).items
+        if target is not None:
+            named = [i for i in items if i.name == target]
+            single = single or bool(named)
+            items = named or [i for i in items if i.tenant == target]
+            if not items:
+                raise NotFound(f"no replica is named {target!r}, nor is it a tenant with replicas")
+    if replica is not None:
+        items = [i for i in items if i.replica == replica]
+        if not items:
+            raise NotFound(f"{target or selector} has no replica {replica}")
+    return _current(items), single
 
 
 def logs(
     ctx: typer.Context,
-    target: Target,
+    target: Annotated[
+        str | None,
+        typer.Argument(help="TENANT/COMPONENT, a replica name as ps prints it, or TENANT."),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new output.")
     ] = False,
-    tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines (of each).")] = None,
     since: Annotated[
         str | None, typer.Option(help="Only output from the last DURATION (30s, 5m, 2h), to ~2 s.")
     ] = None,
-    replica: ReplicaIndex = 0,
+    replica: Annotated[
+        int | None, typer.Option("--replica", "-r", help="Only replica N (0-based).")
+    ] = None,
+    selector: selection.Option = None,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", help="Prefix each line with when the node saw it (RFC 3339)."),
+    ] = False,
+    previous: Annotated[
+        bool, typer.Option("--previous", "-p", help="The last finished (crashed) run's output.")
+    ] = False,
+    prefix: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix/--no-prefix",
+            help="Prefix lines with the replica name (default: unless one replica is named).",
+        ),
+    ] = None,
 ) -> None:
-    """Print a replica's output (stdout and stderr, as written)."""
-    since_s = _duration(since) if since else None
+    """Print what replicas write (stdout and stderr, as written): every replica of a
+    component, each line prefixed with its name, or one replica."""
+    if target is None and selector is None:
+        raise typer.BadParameter("name a TENANT/COMPONENT or a replica, or give -l SELECTOR")
+    selection.check(selector)
+    reading = _Reading(
+        follow=follow and not previous,
+        tail=tail,
+        since_s=_duration(since) if since else None,
+        previous=previous,
+        timestamps=timestamps,
+    )
+    failed: list[str] = []
 
     async def work(api: Client) -> None:
-        chosen = await _pick(api, target, replica)
-        async for text in api.logs(chosen.id, follow=follow, tail=tail, since_s=since_s):
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        chosen, single = await _targets(api, target, replica=replica, selector=selector)
+        if not chosen:
+            err.print(f"No replicas match {selector!r}.")
+            return
+        width = max(len(str(c.name)) for c in chosen)
+        prefixed = prefix if prefix is not None else not single
+        leads = [f"{c.name!s:<{width}} | " if prefixed else "" for c in chosen]
+        if len(chosen) == 1:
+            await _print(api, chosen[0], lead=leads[0], reading=reading)
+            return
+
+        async def each(one: wire.Replica, lead: str) -> None:
+            try:
+                await _print(api, one, lead=lead, reading=reading)
+            except ArmillaryError as exc:  # say which, and let the others go on
+                err.print(f"[red]error:[/red] {escape(str(one.name))}: {escape(str(exc))}")
+                failed.append(str(one.name))
+
+        pairs = list(zip(chosen, leads, strict=True))
+        if reading.follow:  # interleaved, as they come
+            await asyncio.gather(*(each(c, lead) for c, lead in pairs))
+        else:  # one replica after the other, as kubectl prints pods
+            for c, lead in pairs:
+                await each(c, lead)
 
     try:
         call(ctx, work)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reading:
+    """What `logs` asks of each replica's stream."""
+
+    follow: bool
+    tail: int | None
+    since_s: float | None
+    previous: bool
+    timestamps: bool
+
+
+async def _print(api: Client, replica: wire.Replica, *, lead: str, reading: _Reading) -> None:
+    """Write one replica's output to stdout, each whole line after `lead`."""
+    pending = ""
+    async for text in api.logs(
+        replica.id,
+        follow=reading.follow,
+        tail=reading.tail,
+        since_s=reading.since_s,
+        previous=reading.previous,
+        timestamps=reading.timestamps,
+    ):
+        if not lead:
+            _write(text)
+            continue
+        *lines, pending = (pending + text).split("\n")
+        _write("".join(f"{lead}{line}\n" for line in lines))
+    if pending:
+        _write(f"{lead}{pending}\n")
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def exec_(

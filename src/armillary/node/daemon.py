@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection
 
 from armillary import protocol
 from armillary.errors import PermanentError, ProtocolError, SessionRefused
-from armillary.node import identity, logstream, process, tenancy
+from armillary.node import identity, logstream, meter, process, tenancy
 from armillary.node.supervisor import Supervisor
 
 log = logging.getLogger("armillary.node")
@@ -108,6 +108,7 @@ class Daemon:
             dynamic_ports=options.dynamic_ports,
         )
         self.checkpoints = logstream.Checkpoints()
+        self._meter = meter.Meter()
         self._streams: dict[str, asyncio.Task[None]] = {}
         self._seq = 0
         self._reconnect_s = RECONNECT_FIRST_S  # back to the first delay on each welcome
@@ -243,7 +244,9 @@ class Daemon:
                 memory_total_mb=memory.total // (1024 * 1024),
                 disk_used_percent=psutil.disk_usage(str(self.options.data_dir)).percent,
             )
-            await self._send(ws, "heartbeat", {"usage": protocol.encode(usage)})
+            pids = {r.id: r.pid for r in self.supervisor.reports() if r.pid is not None}
+            beat = protocol.Heartbeat(usage=usage, replicas=self._meter.measure(pids))
+            await self._send(ws, "heartbeat", protocol.encode(beat))
 
     async def _chunk(self, ws: ClientConnection, chunk: protocol.StreamChunk) -> None:
         await self._send(ws, protocol.STREAM_KINDS[type(chunk)], protocol.encode(chunk))
@@ -274,14 +277,58 @@ class Daemon:
         if not path.exists():
             await self._chunk(ws, protocol.LogsEnd(stream=stream, error="no output yet"))
             return
+        if opened.previous:
+            await self._previous_logs(ws, opened, path)
+            return
         if opened.since_s is not None:
             start = self.checkpoints.offset_since(allocation, opened.since_s)
         elif opened.tail is not None:
             start = logstream.tail_offset(path, opened.tail)
         else:
             start = 0
-        async for text in logstream.read(path, start=start, follow=opened.follow):
-            await self._chunk(ws, protocol.LogsData(stream=stream, data=text))
+        stamper = logstream.Stamper(partial(self._seen_at, allocation))
+        position = start
+        async for chunk, position in logstream.read_bytes(path, start=start, follow=opened.follow):
+            text = (
+                stamper.feed(chunk, end=position)
+                if opened.timestamps
+                else chunk.decode("utf-8", errors="replace")
+            )
+            if text:
+                await self._chunk(ws, protocol.LogsData(stream=stream, data=text))
+        if rest := stamper.flush(end=position):
+            await self._chunk(ws, protocol.LogsData(stream=stream, data=rest))
+        await self._chunk(ws, protocol.LogsEnd(stream=stream))
+
+    def _seen_at(self, allocation: str, offset: int) -> float:
+        seen = self.checkpoints.seen_at(allocation, offset)
+        return time.time() if seen is None else seen
+
+    async def _previous_logs(
+        self, ws: ClientConnection, opened: protocol.LogsOpen, path: Path
+    ) -> None:
+        """The last finished run's output (`logstream.previous_run`), then the end."""
+        stream = opened.stream
+        run = await asyncio.to_thread(logstream.previous_run, path)
+        if run is None:
+            error = "no previous run is kept: the replica has not restarted since its log began"
+            await self._chunk(ws, protocol.LogsEnd(stream=stream, error=error))
+            return
+        if opened.timestamps:
+            rotated = logstream.Stamper(lambda _: run.rotated_at)
+            live = logstream.Stamper(partial(self._seen_at, opened.allocation))
+            end = run.live_start + len(run.live)
+            text = rotated.feed(run.rotated, end=len(run.rotated))
+            text += rotated.flush(end=len(run.rotated)) + live.feed(run.live, end=end)
+            text += live.flush(end=end)
+        else:
+            text = (run.rotated + run.live).decode("utf-8", errors="replace")
+        if opened.tail is not None:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-opened.tail :] if opened.tail else [])
+        for at in range(0, len(text), logstream.CHUNK_BYTES // 4):  # ≤ 4 bytes a character
+            data = text[at : at + logstream.CHUNK_BYTES // 4]
+            await self._chunk(ws, protocol.LogsData(stream=stream, data=data))
         await self._chunk(ws, protocol.LogsEnd(stream=stream))
 
     async def _exec(self, ws: ClientConnection, opened: protocol.ExecOpen) -> None:

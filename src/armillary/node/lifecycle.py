@@ -107,6 +107,14 @@ class Lifecycle:
             run_as = self.run_as(held)
             fd = logfiles.open_append(self.log_path(spec.id))
             try:
+                if held.spawned:  # a run ended: say where the next begins, and why
+                    marker = logfiles.restart_marker(
+                        at_s=time.time(),
+                        restart=held.restarts + 1,
+                        exit_code=held.exit_code,
+                        why=held.message,
+                    )
+                    logfiles.write_marker(fd, self.log_path(spec.id), marker)
                 pid = process.spawn(
                     spec.command, env=env, cwd=cwd, stdout=fd, stderr=fd, run_as=run_as
                 )

@@ -9,11 +9,18 @@ to `keep`), then truncate in place. The child's fd is O_APPEND, so it keeps writ
 at the new end and never needs to reopen anything; the daemon holds no fd of its own.
 Lines written between the end of the copy and the truncate are lost (the known cost
 of copytruncate; the window is one syscall wide).
+
+Before it starts a replica's process again (a crash, a restart policy, a timeout),
+the daemon appends one marker line (`restart_marker`) through the fd the new process
+will inherit: `logs` shows where each run begins and why the last one ended, and
+`logs --previous` finds the last finished run between the last two markers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import logging
 import os
 import shutil
@@ -41,18 +48,44 @@ def open_append(log_path: Path) -> int:
     return os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def _numbered(log_path: Path, n: int) -> Path:
+MARKER = b"--- armillary: restarted "
+"""How every restart marker line begins (after a newline)."""
+
+
+def restart_marker(*, at_s: float, restart: int, exit_code: int | None, why: str | None) -> bytes:
+    """`--- armillary: restarted at 2026-12-06T23:10:00.123Z (restart 3; exited with
+    code 1; 3 in a row; restarting in 0.4s) ---`: the line written before a new run."""
+    moment = dt.datetime.fromtimestamp(at_s, dt.UTC).isoformat(timespec="milliseconds")
+    ended = why or ("exited" if exit_code is None else f"exited with code {exit_code}")
+    detail = f"restart {restart}; {ended}".replace("\n", " ")
+    return MARKER + f"at {moment.replace('+00:00', 'Z')} ({detail}) ---\n".encode()
+
+
+def write_marker(fd: int, log_path: Path, line: bytes) -> None:
+    """Append `line` through `fd` (O_APPEND), on a line of its own: after a newline if
+    the last run's output did not end with one."""
+    with contextlib.suppress(FileNotFoundError), log_path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+    os.write(fd, line)
+
+
+def numbered(log_path: Path, n: int) -> Path:
+    """The `n`th rotated copy of `log_path` (`.1` the newest)."""
     return log_path.with_name(f"{log_path.name}.{n}")
 
 
 def rotate(log_path: Path, *, keep: int) -> None:
     """Copy `log_path` to `.1` (shifting older copies, dropping past `keep`), then truncate."""
     for n in range(keep - 1, 0, -1):
-        older = _numbered(log_path, n)
+        older = numbered(log_path, n)
         if older.exists():
-            os.replace(older, _numbered(log_path, n + 1))
+            os.replace(older, numbered(log_path, n + 1))
     if keep > 0:
-        shutil.copyfile(log_path, _numbered(log_path, 1))  # copies up to the current end
+        shutil.copyfile(log_path, numbered(log_path, 1))  # copies up to the current end
     os.truncate(log_path, 0)
 
 

@@ -21,7 +21,9 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "address": node.address,
         "labels": node.labels,
         "capacity": reports.document(node.capacity),
-        "usage": reports.document(node.usage),
+        # Per-replica usage rides in the node's (one write per heartbeat); it is
+        # shown per replica, by /api/v1/replicas.
+        "usage": reports.document({k: v for k, v in node.usage.items() if k != "replicas"}),
         "connected": node.connected,
         "schedulable": node.schedulable,
         "replicas": replicas,

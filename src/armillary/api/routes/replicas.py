@@ -30,17 +30,32 @@ from pydantic import BaseModel, ConfigDict, Field
 from armillary import protocol, timestamps, wire
 from armillary.api import openapi, reports, security
 from armillary.api.hub import Hub, Session
+from armillary.api.routes.resources import Selector
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
 from armillary.config import Settings
 from armillary.errors import Invalid, NotFound
-from armillary.resources import naming
-from armillary.store import allocations, repository
+from armillary.resources import naming, selectors
+from armillary.store import allocations, nodes, repository
 
 router = APIRouter(prefix="/api/v1", tags=["replicas"])
 
 
-def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
+def replica_document(
+    allocation: allocations.Allocation, *, node: nodes.Node | None = None
+) -> dict[str, Any]:
+    """The replica as the API shows it; with its `node`, the usage that node measured
+    at its last heartbeat (`usage`: None until it has one)."""
     spec = allocation.spec
+    measured = ((node.usage if node else {}).get("replicas") or {}).get(allocation.id)
+    usage = (
+        {
+            "cpuPercent": measured.get("cpu_percent"),
+            "memoryMb": measured.get("memory_mb"),
+            "measuredAt": timestamps.iso_or_none(node.heartbeat_at),
+        }
+        if measured and node is not None
+        else None
+    )
     return {
         "id": allocation.id,
         "tenant": allocation.tenant,
@@ -52,6 +67,7 @@ def replica_document(allocation: allocations.Allocation) -> dict[str, Any]:
         "specHash": allocation.spec_hash,
         "ports": (allocation.report or {}).get("ports") or spec.get("ports", {}),
         "report": reports.document(allocation.report),
+        "usage": usage,
         "createdAt": timestamps.iso(allocation.created_at),
     }
 
@@ -70,7 +86,11 @@ async def list_replicas(
     component: Annotated[
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
+    selector: Selector = None,
 ) -> dict[str, Any]:
+    """With `selector`, only the replicas of tenants whose labels it matches: a
+    replica carries its tenant's labels, as a pod carries its template's."""
+    chosen = selectors.parse(selector)
     async with db.read() as conn:
         found = await (
             allocations.for_tenant(conn, tenant) if tenant else allocations.list_all(conn)
@@ -80,10 +100,14 @@ async def list_replicas(
             if tenant
             else await repository.list_kind(conn, "Tenant")
         )
+        by_name = {n.name: n for n in await nodes.list_all(conn)}
     if component:
         found = [a for a in found if a.component == component]
+    if chosen:
+        tenants = [t for t in tenants if selectors.matches(chosen, t.labels)]
+        found = [a for a in found if a.tenant in {t.name for t in tenants}]
     return {
-        "items": [replica_document(a) for a in found],
+        "items": [replica_document(a, node=by_name.get(a.node)) for a in found],
         "unplaced": [
             u
             for t in tenants
@@ -208,6 +232,12 @@ async def logs(
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
     since_s: Annotated[float | None, Query(ge=0)] = None,
+    previous: Annotated[
+        bool, Query(description="The last finished run's output instead (not followed)")
+    ] = False,
+    timestamps: Annotated[
+        bool, Query(description="Prefix each line with when the node first saw it (RFC 3339)")
+    ] = False,
 ) -> Response:
     allocation, session = await _locate(request, db, replica_id)
     visible(who, allocation.tenant)
@@ -215,7 +245,13 @@ async def logs(
     async def body() -> AsyncIterator[bytes]:
         def opening(stream: str) -> protocol.LogsOpen:
             return protocol.LogsOpen(
-                stream=stream, allocation=allocation.id, follow=follow, tail=tail, since_s=since_s
+                stream=stream,
+                allocation=allocation.id,
+                follow=follow and not previous,
+                tail=tail,
+                since_s=since_s,
+                previous=previous,
+                timestamps=timestamps,
             )
 
         async for item in _while_allowed(request, _relay(session, "logs.open", opening)):

@@ -15,51 +15,20 @@ from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_wri
 from armillary.control import apply as applying
 from armillary.control import references
 from armillary.errors import Conflict, Invalid, Issue, NotFound
-from armillary.resources import kinds, meta
+from armillary.resources import kinds, selectors
 from armillary.store import repository
 from armillary.store.database import Tx
 
 router = APIRouter(prefix="/api/v1", tags=["resources"])
 
 
-_LABEL_KEY = (
-    r"(?=[^=,]{1,253}=)([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-)
-_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
-_PAIR = f"{_LABEL_KEY}={_LABEL_VALUE}"
-SELECTOR = f"^({_PAIR}(,{_PAIR})*)?$"
-"""The label selector grammar, for the OpenAPI document: `key=value` pairs joined by
-',', keys and values as labels allow (`meta.check_label_key`, `check_label_value`;
-a key at most 253 characters, a value at most 63), no spaces. `parse_selector`
-checks the same, and says which part is wrong."""
-
-
-def parse_selector(selector: str | None) -> dict[str, str]:
-    """`team=a,tier=gold` → {"team": "a", "tier": "gold"}."""
-    if not selector:
-        return {}
-    labels: dict[str, str] = {}
-    for part in selector.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key:
-            raise Invalid(
-                [Issue(path="selector", message=f"expected key=value[,key=value], got {part!r}")]
-            )
-        try:
-            meta.check_label_key(key)
-            meta.check_label_value(value)
-        except ValueError as exc:
-            raise Invalid([Issue(path="selector", message=str(exc))]) from None
-        labels[key] = value
-    return labels
-
-
 Selector = Annotated[
     str | None,
     Query(
-        description="Label filter: `key=value[,key=value]`; only resources with every pair",
+        description="Label selector, Kubernetes grammar: `k=v`, `k==v`, `k!=v`, "
+        "`k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by `,` (all must hold)",
         max_length=4096,
-        json_schema_extra={"pattern": SELECTOR},
+        json_schema_extra={"pattern": selectors.PATTERN},
     ),
 ]
 ResourceVersion = Annotated[
@@ -114,9 +83,13 @@ def _register(kind: kinds.Kind) -> None:
     base = f"/{kind.plural}"
 
     async def list_resources(db: Db, _who: Viewer, selector: Selector = None) -> dict[str, Any]:
-        labels = parse_selector(selector)
+        chosen = selectors.parse(selector)
         async with db.read() as conn:
-            found = await repository.list_kind(conn, kind.name, labels=labels)
+            found = [
+                s
+                for s in await repository.list_kind(conn, kind.name)
+                if selectors.matches(chosen, s.labels)
+            ]
         return {
             "apiVersion": "armillary.dev/v1",
             "kind": "List",
