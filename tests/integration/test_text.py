@@ -353,8 +353,9 @@ def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
     server: ServerProcess, base: None, node: NodeProcess
 ) -> None:
     """The hub's own guard: a value that decrypts to text no frame can encode (sealed
-    by something other than this server's door) marks that one replica InvalidSpec;
-    the node's session and every other tenant's replicas go on."""
+    by something other than this server's door) marks that one replica InvalidSpec
+    when the hub next sends it — here in the whole set a new session starts with —
+    and the node's session and every other tenant's replicas go on."""
     database = sqlite_file(server)
     good, bad, later = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("good", "bad", "later"))
     secret = f"sec-{uuid.uuid4().hex[:8]}"
@@ -371,7 +372,13 @@ def test_a_secret_value_no_frame_can_carry_is_held_back_and_the_rest_served(
             (token, secret),
         ).rowcount
     assert changed == 1
-    apply(server, tenant(later))  # the node's set changes: the hub sends it again
+    # A new session: the daemon killed (its replicas keep running) and started again;
+    # it adopts them, and the hub sends it its whole set, resolved again.
+    assert node.process is not None
+    node.process.kill()
+    node.process.wait(timeout=30)
+    node.start()
+    apply(server, tenant(later))  # and the node's set changes after it: a delta
     wait_for(lambda: running_pid(server, later), timeout_s=60, what="later running")
 
     def held_back() -> dict[str, Any] | None:
