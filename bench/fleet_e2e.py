@@ -49,7 +49,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -60,7 +59,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import POSTGRES_URL, children, free_port, pg_admin, server_env, state_of, tagged
+from procs import (
+    POSTGRES_URL,
+    children,
+    free_port,
+    machine,
+    pg_admin,
+    server_env,
+    start_server,
+    state_of,
+    tagged,
+)
 
 API = "armillary.dev/v1"
 COMPONENTS = ("web", "worker", "cron")
@@ -187,14 +196,7 @@ class Fleet:
     def spawn_server(self) -> subprocess.Popen[bytes]:
         """Start `armillary server` on this fleet's home, store and port (again, after
         a restart: the same context file, so the same admin token)."""
-        with (self.home / "server.log").open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
-                env=self.env,
-                cwd=self.home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        return start_server(self.home, self.port, self.env)
 
     def client(self) -> httpx.Client:
         token = json.loads((self.home / "context.json").read_text())["token"]
@@ -521,12 +523,7 @@ def main() -> None:
     # replicas, the server stops, tagged leftovers are killed, the database dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "loadavg_before": os.getloadavg(),
-        },
+        "machine": machine(),
         "options": {k: str(v) for k, v in vars(args).items() if k != "json"},
         "runs": [],
     }

@@ -66,8 +66,6 @@ import itertools
 import json
 import multiprocessing
 import multiprocessing.synchronize
-import os
-import platform
 import queue
 import random
 import secrets
@@ -82,7 +80,7 @@ from typing import Any
 import httpx
 import psutil
 import websockets
-from procs import POSTGRES_URL, free_port, pg_admin, server_env
+from procs import POSTGRES_URL, free_port, machine, pg_admin, server_env, start_server
 
 from armillary.protocol import PROTOCOL_VERSION
 
@@ -484,14 +482,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = server_env(home, database_url, ARMILLARY_NODE_HEARTBEAT_S=str(heartbeat_s))
-        with (home / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
-                env=env,
-                cwd=home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_server(home, self.port, env)
         try:
             deadline = time.monotonic() + 60
             while not self._ready():
@@ -876,12 +867,7 @@ def main() -> None:
     sizes = args.ladder or [args.nodes]
     steps = [(n, round(args.tenants * n / args.nodes)) for n in sizes]
     results: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "loadavg_before": os.getloadavg(),
-        },
+        "machine": machine(),
         "options": {k: str(v) for k, v in vars(args).items() if k != "json"},
         "target": TARGET,
         "runs": [],

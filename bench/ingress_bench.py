@@ -38,7 +38,6 @@ import hashlib
 import hmac
 import json
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import POSTGRES_URL, free_port, pg_admin, server_env
+from procs import POSTGRES_URL, free_port, machine, pg_admin, server_env, start_server
 
 API = "armillary.dev/v1"
 SOURCE = "github-bench"
@@ -440,14 +439,7 @@ class Server:
         )
         if src is not None:  # another tree of the package, ahead of the installed one
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
-        with (home / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "armillary", "server", "--port", str(self.port)],
-                env=env,
-                cwd=home,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_server(home, self.port, env)
         try:
             self._prepare()
         except BaseException:
@@ -687,12 +679,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "loadavg_before": os.getloadavg(),
-        },
+        "machine": machine(),
         "tree": tree(args.src),
         "options": {k: str(v) for k, v in vars(args).items() if k not in ("json", "stub")},
     }

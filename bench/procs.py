@@ -1,12 +1,17 @@
 """What the benchmarks share: a free port, what /proc says of a process, the processes
-a run tagged, and the Postgres server's maintenance connection. Imported as `procs`
+a run tagged, the Postgres server's maintenance connection, a real server started,
+and the machine a result was measured on. Imported as `procs`
 (each benchmark runs as `python bench/<name>.py`, which puts bench/ on the path)."""
 
 from __future__ import annotations
 
 import os
+import platform
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 POSTGRES_URL = os.environ.get(
     "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -81,3 +86,26 @@ def server_env(home: Path, database_url: str | None = None, **extra: str) -> dic
     if database_url:
         env["ARMILLARY_DATABASE_URL"] = database_url
     return env
+
+
+def machine() -> dict[str, Any]:
+    """What a result file says of the machine it was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_before": os.getloadavg(),
+    }
+
+
+def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A real `armillary server` on 127.0.0.1:`port` in `home`, its output appended to
+    `home/server.log`."""
+    with (home / "server.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "armillary", "server", "--port", str(port)],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -142,18 +142,10 @@ class Supervisor:
         if not self._started or self._closed:
             raise RuntimeError("converge() needs a started, open Supervisor")
         async with self._converging:
-            self._desired = wanted = {spec.id: spec for spec in desired}
-            for held in list(self._replicas.values()):
-                if held.id not in wanted and not held.stopping:
-                    self._stop(held)
-            started = 0
-            for spec in wanted.values():
-                if spec.id not in self._replicas:
-                    self._start(spec)
-                    started += 1
-                    if started % SPAWN_BATCH == 0:
-                        await asyncio.sleep(0)
-            self._kill_orphans()
+            wanted = {spec.id: spec for spec in desired}
+            gone = [held.id for held in self._replicas.values() if held.id not in wanted]
+            self._desired = {}
+            await self._change(list(wanted.values()), gone)
 
     async def update(self, add: Sequence[AllocationSpec], remove: Sequence[str]) -> None:
         """Hold `add` too and let `remove` go: `converge` on a change of the set, at a
@@ -161,20 +153,25 @@ class Supervisor:
         if not self._started or self._closed:
             raise RuntimeError("update() needs a started, open Supervisor")
         async with self._converging:
-            for allocation_id in remove:
-                self._desired.pop(allocation_id, None)
-                held = self._replicas.get(allocation_id)
-                if held is not None and not held.stopping:
-                    self._stop(held)
-            started = 0
-            for spec in add:
-                self._desired[spec.id] = spec
-                if spec.id not in self._replicas:
-                    self._start(spec)
-                    started += 1
-                    if started % SPAWN_BATCH == 0:
-                        await asyncio.sleep(0)
-            self._kill_orphans()
+            await self._change(add, remove)
+
+    async def _change(self, add: Sequence[AllocationSpec], remove: Sequence[str]) -> None:
+        """Stop what `remove` names, start what `add` brings that is not held; yield to
+        the loop every `SPAWN_BATCH` spawns. Called under `_converging`."""
+        for allocation_id in remove:
+            self._desired.pop(allocation_id, None)
+            held = self._replicas.get(allocation_id)
+            if held is not None and not held.stopping:
+                self._stop(held)
+        started = 0
+        for spec in add:
+            self._desired[spec.id] = spec
+            if spec.id not in self._replicas:
+                self._start(spec)
+                started += 1
+                if started % SPAWN_BATCH == 0:
+                    await asyncio.sleep(0)
+        self._kill_orphans()
 
     def reports(self) -> list[ReplicaReport]:
         """The current state of every held allocation, stopping ones included."""
