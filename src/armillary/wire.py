@@ -116,9 +116,16 @@ class Resource(Answer):
     status: dict[str, Any] | None = None
 
 
+class ListMeta(Answer):
+    """Of a page (`?limit=`): where the next starts, when more may follow."""
+
+    continue_: str | None = Field(default=None, alias="continue")
+
+
 class ResourceList(Answer):
     api_version: str
     kind: Literal["List"]
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Resource]
 
 

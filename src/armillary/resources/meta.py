@@ -25,6 +25,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 NAME_MAX = 63
 SUBDOMAIN_MAX = 253
+SUBDOMAIN_PATTERN = _DNS_SUBDOMAIN.pattern  # every resource name matches it
 
 
 def check_name(value: str) -> str:

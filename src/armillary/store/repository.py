@@ -141,12 +141,21 @@ async def names(conn: AsyncConnection, kind: str) -> set[str]:
 
 
 async def list_kind(
-    conn: AsyncConnection, kind: str, *, labels: dict[str, str] | None = None
+    conn: AsyncConnection,
+    kind: str,
+    *,
+    labels: dict[str, str] | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[Stored]:
-    """Every resource of `kind` whose labels include `labels`, in name order."""
-    result = await conn.execute(
-        select(resources).where(resources.c.kind == kind).order_by(resources.c.name)
-    )
+    """Every resource of `kind` whose labels include `labels`, in name order; only
+    those named after `after`, and at most `limit` rows read, when given."""
+    query = select(resources).where(resources.c.kind == kind).order_by(resources.c.name)
+    if after is not None:
+        query = query.where(resources.c.name > after)
+    if limit is not None:
+        query = query.limit(limit)
+    result = await conn.execute(query)
     found = [_stored(row) for row in result]
     if labels:
         found = [s for s in found if all(s.labels.get(k) == v for k, v in labels.items())]

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from armillary import wire
-from armillary.api import audit, openapi
+from armillary.api import audit, openapi, paging
 from armillary.api.routes.secrets import Vaulted
 from armillary.api.security import Db, Developer, TenantChecked, Viewer, may_write, visible
 from armillary.control import apply as applying
@@ -29,6 +29,24 @@ Selector = Annotated[
         "`k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by `,` (all must hold)",
         max_length=4096,
         json_schema_extra={"pattern": selectors.PATTERN},
+    ),
+]
+Limit = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=paging.MAX_LIMIT,
+        description="At most this many items; `metadata.continue` then says where the "
+        "next page starts (give it back as `continue`). Without it, every item",
+    ),
+]
+Continue = Annotated[
+    str | None,
+    Query(
+        alias="continue",
+        description="Where to go on: the `metadata.continue` of the previous page",
+        max_length=paging.MAX_CURSOR,
+        pattern=paging.CURSOR_PATTERN,
     ),
 ]
 ResourceVersion = Annotated[
@@ -82,19 +100,35 @@ def _owner(stored: repository.Stored) -> str | None:
 def _register(kind: kinds.Kind) -> None:
     base = f"/{kind.plural}"
 
-    async def list_resources(db: Db, _who: Viewer, selector: Selector = None) -> dict[str, Any]:
+    async def list_resources(
+        db: Db,
+        _who: Viewer,
+        selector: Selector = None,
+        limit: Limit = None,
+        token: Continue = None,
+    ) -> dict[str, Any]:
         chosen = selectors.parse(selector)
+        page: list[repository.Stored] = []
+        cursor, more = token, False
         async with db.read() as conn:
-            found = [
-                s
-                for s in await repository.list_kind(conn, kind.name)
-                if selectors.matches(chosen, s.labels)
-            ]
-        return {
-            "apiVersion": "armillary.dev/v1",
-            "kind": "List",
-            "items": [s.document() for s in found],
-        }
+            while not more:
+                batch = await repository.list_kind(
+                    conn, kind.name, after=cursor, limit=None if limit is None else limit + 1
+                )
+                for stored in batch:
+                    if limit is not None and len(page) == limit:
+                        more = True  # a row is left: the next page starts after the cursor
+                        break
+                    cursor = stored.name
+                    if selectors.matches(chosen, stored.labels):
+                        page.append(stored)
+                if limit is None or len(batch) <= limit:
+                    break  # every row after the cursor was read
+        listed: dict[str, Any] = {"apiVersion": "armillary.dev/v1", "kind": "List"}
+        if more and cursor is not None:
+            listed["metadata"] = {"continue": cursor}
+        listed["items"] = [s.document() for s in page]
+        return listed
 
     async def get_resource(name: str, db: Db, who: TenantChecked) -> dict[str, Any]:
         async with db.read() as conn:
