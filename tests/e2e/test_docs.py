@@ -22,14 +22,13 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,49 +36,14 @@ import httpx
 import pytest
 
 from tests.support import tls, up
+from tests.support.markdown import ROOT, Block, blocks
 from tests.support.ports import free_port
 from tests.support.processes import alive
 from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]  # README last: `down`
-MARK = re.compile(r"^<!-- doc-test: (skip|prints): (.*?) -->$")
 BLOCK_DEADLINE_S = 120
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Block:
-    path: Path
-    line: int
-    body: str
-    skip: str | None = None
-    prints: tuple[str, ...] = field(default=())
-
-    @property
-    def name(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
-
-
-def blocks(path: Path) -> Iterator[Block]:
-    """The ```sh blocks of one Markdown file, with the marks just above each."""
-    lines = path.read_text().splitlines()
-    marks: list[tuple[str, str]] = []
-    i = 0
-    while i < len(lines):
-        text = lines[i].strip()
-        if found := MARK.match(text):
-            marks.append((found[1], found[2]))
-        elif text == "```sh":
-            end = lines.index("```", i + 1)
-            skip = next((why for kind, why in marks if kind == "skip"), None)
-            prints = tuple(what for kind, what in marks if kind == "prints")
-            body = "\n".join(lines[i + 1 : end])
-            yield Block(path=path, line=i + 1, body=body, skip=skip, prints=prints)
-            marks, i = [], end
-        elif text:
-            marks = []
-        i += 1
 
 
 ALL = [b for path in DOCS for b in blocks(path)]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_docs import ROOT, blocks
 from tests.support import up
 from tests.support.cli import run
+from tests.support.markdown import ROOT, blocks
 from tests.support.ports import bound_socket, free_port
 from tests.support.processes import alive
 from tests.support.servers import ServerProcess
