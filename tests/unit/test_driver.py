@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from armillary.control.driver import Driver, Result
+from armillary.control.driver import REPORT_GATHER_S, Driver, Result
 from armillary.errors import PermanentError, TemporaryError
 from armillary.store.feed import Change, Feed
 from tests.support.clock import Clock
@@ -171,3 +171,13 @@ async def test_a_later_resync_spreads_the_keys_over_its_period() -> None:
     await d.resync(spread_s=300.0)
     assert d.queue.ready() == ["a"]
     assert d.queue.delayed() == {"b": 175.0, "c": 250.0, "d": 325.0}
+
+
+async def test_a_report_brings_its_key_back_after_a_short_gather_a_spec_change_at_once() -> None:
+    clock, controller = Clock(100.0), Scripted()
+    d = driver(controller, clock)
+    await d.changed(Change(kind="Allocation", name="t", tenant="t", report=True))
+    assert d.queue.ready() == []
+    assert d.queue.delayed() == {"t": pytest.approx(100.0 + REPORT_GATHER_S)}
+    await d.changed(Change(kind="Tenant", name="t"))
+    assert d.queue.ready() == ["t"]

@@ -4,7 +4,7 @@ Keys arrive from the store's change feed (mapped by the controller's `keys_for`;
 driver watches specs only, so the statuses controllers write bring no key back) and
 from a resync of every key (`all_keys`): all at once when the driver starts, then
 every `resync_s` (5 minutes), spread evenly over that period, so a missed event only
-delays standing. The feed itself loses nothing, so the resync is a safety net,
+delays convergence. The feed itself loses nothing, so the resync is a safety net,
 not a heartbeat: at 5,000 tenants, all of them every 30 s at once was 166 reconciles
 a second of nothing to do, in bursts. Workers call `reconcile(key)`; a `Result` with
 `requeue_after_s` brings the key back later. What a failure asks for follows `errors.py`:
@@ -36,6 +36,10 @@ log = logging.getLogger("armillary.control")
 
 BACKOFF_FIRST_S = 0.1
 RESYNC_S = 300.0
+REPORT_GATHER_S = 0.05
+"""How long a key a replica's report brings back waits, so that the reports of its
+other replicas (which come in bursts: a tenant's replicas start together) are read by
+one reconcile, not one each."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,9 +100,10 @@ class Driver:
     async def changed(self, event: Change) -> None:
         """Queue the keys `event` concerns; a key stopped by a permanent failure starts
         again, since it (or something it uses) changed."""
+        delay_s = REPORT_GATHER_S if event.report else 0.0
         for key in await self.controller.keys_for(event):
             self.stopped.pop(key, None)
-            self.queue.add(key)
+            self.queue.add_after(key, delay_s)
 
     async def resync(self, *, spread_s: float = 0.0) -> None:
         """Queue every key, except those stopped by a permanent failure: now, or due
