@@ -114,9 +114,10 @@ def delete(
         ),
     ] = False,
 ) -> None:
-    """Delete resources by kind and name, in order, or every one a label selector
-    matches (`-l`); stops at the first that fails. An Org or a Stack that tenants use
-    is kept (and they are named) unless `--cascade`."""
+    """Delete resources by name, or every one a label selector matches (`-l`).
+
+    In order; stops at the first that fails. An Org or a Stack that tenants use is
+    kept (and they are named) unless `--cascade`."""
     found = _kind(kind)
     if names and selector is not None:
         raise typer.BadParameter(

@@ -105,8 +105,9 @@ def restart(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="TENANT[/COMPONENT]")],
 ) -> None:
-    """Replace the replicas of a tenant's component (of every component without one),
-    rolling, within the component's rollout budget."""
+    """Replace the replicas of a tenant's component, rolling, within its budget.
+
+    Without a component, those of every component of the tenant."""
     tenant, component = _target(target, component_required=False)
     now = timestamps.iso(dt.datetime.now(dt.UTC))
 

@@ -49,9 +49,11 @@ def ps(
     output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
 ) -> None:
-    """List replicas: node, pid, state, health, restarts, last exit code, revision,
-    CPU and memory, uptime, and why one fails or is Pending (no node takes it).
-    `-l` selects by the tenants' labels; `-o wide` adds ports, ids and hashes."""
+    """List replicas: where they run, their state and health, and why one fails.
+
+    Node, pid, state, health, restarts, last exit code, revision, CPU and memory,
+    uptime, and why one fails or is Pending (no node takes it). `-l` selects by the
+    tenants' labels; `-o wide` adds ports, ids and hashes."""
     tenant, _, component = (target or "").partition("/")
     selection.check(selector)
 
@@ -243,8 +245,10 @@ def logs(
         ),
     ] = None,
 ) -> None:
-    """Print what replicas write (stdout and stderr, as written): every replica of a
-    component, each line prefixed with its name, or one replica."""
+    """Print what replicas write: every replica of a component, or one.
+
+    Stdout and stderr as written; with several replicas, each line is prefixed with
+    its replica's name."""
     if target is None and selector is None:
         raise typer.BadParameter("name a TENANT/COMPONENT or a replica, or give -l SELECTOR")
     selection.check(selector)

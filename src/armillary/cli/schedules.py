@@ -53,8 +53,7 @@ def _state(status: dict[str, Any], suspend: bool) -> str:
 
 
 def list_schedules(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
-    """Every schedule — Schedule resources and tenants' inline ones — with its last and
-    next run."""
+    """Every schedule (Schedule resources and tenants' inline ones), last and next run."""
 
     async def work(api: Client) -> list[wire.ScheduledJob]:
         return await api.scheduled_jobs()
