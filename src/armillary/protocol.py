@@ -255,6 +255,9 @@ class Heartbeat:
     # allocation id → usage, of the replicas with a running process; optional, so a
     # heartbeat without it is still version 2
     replicas: dict[str, ReplicaUsage] = field(default_factory=dict)
+    # the node's clock (unix seconds) when it sent this: the server's clock minus it,
+    # at arrival, is the skew between them (plus the one-way latency); optional too
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,15 +11,19 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from websockets.sync.client import connect
 
+from armillary import protocol
 from armillary.auth import keys
 from armillary.auth import secrets as vaults
+from armillary.node.daemon import websocket_url
 from armillary.store.database import Database
 from tests.support.api import apply
 from tests.support.cli import invoke, run
@@ -148,13 +152,17 @@ def healthy(server: ServerProcess) -> dict[str, Any] | None:
 
 
 def test_a_healthy_setup_with_a_node_is_all_ok(server: ServerProcess, node: NodeProcess) -> None:
-    report = wait_for(lambda: healthy(server), timeout_s=30, what="doctor to find all ok")
+    def skew_known() -> dict[str, Any] | None:
+        report = healthy(server)
+        known = report is not None and by_name(report)["clock skew"]["status"] == "ok"
+        return report if known else None
+
+    report = wait_for(skew_known, timeout_s=30, what="doctor to find all ok, skew known")
     checks = by_name(report)
     assert "nodes" not in checks
     assert checks[f"node/{node.name}"]["status"] == "ok"
     assert "connected, heartbeat" in checks[f"node/{node.name}"]["finding"]
-    assert checks["clock skew"]["status"] == "n/a"
-    assert "unknown" in checks["clock skew"]["finding"]
+    assert "1 node(s) within" in checks["clock skew"]["finding"]
 
 
 def test_a_cordoned_node_warns(server: ServerProcess, node: NodeProcess) -> None:
@@ -208,3 +216,29 @@ def test_an_unreachable_server_fails_with_what_to_do(tmp_path: Path) -> None:
     report = json.loads(out)
     assert code == 1 and report["healthy"] is False
     assert [(c["name"], c["status"]) for c in report["checks"]] == [("server", "fail")]
+
+
+def test_a_node_clock_off_the_servers_warns_naming_it(server: ServerProcess) -> None:
+    """Last in the module: the probe node stays registered (disconnected) after it."""
+    hello = protocol.Hello(
+        node="probe-skewed",
+        token=server.token,
+        address="127.0.0.1",
+        capacity=protocol.Capacity(cpu_millicores=1000, memory_mb=512),
+    )
+    usage = protocol.Usage(
+        cpu_percent=1.0, memory_used_mb=1, memory_total_mb=2, disk_used_percent=1.0
+    )
+    with connect(websocket_url(server.url), open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "hello", "seq": 1, "payload": protocol.encode(hello)}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        beat = protocol.Heartbeat(usage=usage, sent_at=time.time() - 30)  # 30 s behind
+        ws.send(json.dumps({"type": "heartbeat", "seq": 2, "payload": protocol.encode(beat)}))
+
+        def warned() -> dict[str, Any] | None:
+            check = by_name(doctor(server)[1])["clock skew"]
+            return check if check["status"] == "warn" else None
+
+        check = wait_for(warned, timeout_s=30, what="doctor to find the skewed clock")
+    assert "probe-skewed +30" in check["finding"]
+    assert "NTP" in check["fix"]

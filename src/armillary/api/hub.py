@@ -317,7 +317,10 @@ class Hub:
                 usage = protocol.encode(beat.usage)
                 if beat.replicas:  # kept with the node's: one write per beat, as before
                     usage["replicas"] = {k: protocol.encode(v) for k, v in beat.replicas.items()}
-                self._beats[session.name] = (session, usage, _now())
+                arrived = _now()
+                if beat.sent_at is not None:  # how far the node's clock is behind ours
+                    usage["clock_skew_s"] = round(arrived.timestamp() - beat.sent_at, 3)
+                self._beats[session.name] = (session, usage, arrived)
                 self._beat_arrived.set()
             elif envelope.type in protocol.STREAM_CHUNKS:
                 kind = protocol.STREAM_CHUNKS[envelope.type]

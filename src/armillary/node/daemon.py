@@ -245,7 +245,9 @@ class Daemon:
                 disk_used_percent=psutil.disk_usage(str(self.options.data_dir)).percent,
             )
             pids = {r.id: r.pid for r in self.supervisor.reports() if r.pid is not None}
-            beat = protocol.Heartbeat(usage=usage, replicas=self._meter.measure(pids))
+            beat = protocol.Heartbeat(
+                usage=usage, replicas=self._meter.measure(pids), sent_at=time.time()
+            )
             await self._send(ws, "heartbeat", protocol.encode(beat))
 
     async def _chunk(self, ws: ClientConnection, chunk: protocol.StreamChunk) -> None:

@@ -34,6 +34,9 @@ router = APIRouter(prefix="/api/v1", tags=["health"])
 
 STALE_HEARTBEATS = 3
 """A connected node whose last heartbeat is older than this many intervals is stale."""
+MAX_CLOCK_SKEW_S = 1.0
+"""A node's clock further than this from the server's is worth fixing (NTP keeps
+machines within milliseconds)."""
 
 Check = dict[str, Any]
 
@@ -142,15 +145,43 @@ async def _nodes(db: Database, *, url: str, interval_s: float, now: dt.datetime)
     for node in found:
         checks.append(_node(node, stale_s=stale_s, now=now))
     if connected:
-        checks.append(
-            _check(
-                "clock skew",
-                "n/a",
-                f"unknown for {len(connected)} node(s): heartbeats (node protocol "
-                "1) carry no node clock; keep NTP on every machine (timedatectl status)",
-            )
-        )
+        checks.append(_skew(connected))
     return checks
+
+
+def _skew(connected: list[nodes.Node]) -> Check:
+    """How far each connected node's clock is from the server's, by its last heartbeat
+    (the server's clock at arrival minus the node's at sending: one-way latency
+    included, milliseconds on a network that works)."""
+    skews = {
+        n.name: float(n.usage["clock_skew_s"])
+        for n in connected
+        if isinstance(n.usage.get("clock_skew_s"), int | float)
+    }
+    unknown = len(connected) - len(skews)
+    off = {name: skew for name, skew in skews.items() if abs(skew) > MAX_CLOCK_SKEW_S}
+    if off:
+        listed = ", ".join(f"{name} {skew:+.1f}s" for name, skew in sorted(off.items()))
+        return _check(
+            "clock skew",
+            "warn",
+            f"{len(off)} node clock(s) more than {MAX_CLOCK_SKEW_S:g}s from the server's: {listed}",
+            "run NTP on every machine (timedatectl status; chrony or systemd-timesyncd): "
+            "heartbeat ages, log times and schedules compare these clocks",
+        )
+    if not skews:
+        return _check(
+            "clock skew",
+            "n/a",
+            f"unknown for {unknown} node(s): no heartbeat with the node's clock yet",
+        )
+    worst = max(abs(skew) for skew in skews.values())
+    more = f"; unknown for {unknown} (no heartbeat with its clock yet)" if unknown else ""
+    return _check(
+        "clock skew",
+        "ok",
+        f"{len(skews)} node(s) within {worst:.3f}s of the server's clock{more}",
+    )
 
 
 def _node(node: nodes.Node, *, stale_s: float, now: dt.datetime) -> Check:
