@@ -100,8 +100,8 @@ class Settings(BaseSettings):
         default=500, ge=1, le=100_000, description="rows removed per write transaction"
     )
     # Retention (control/retention.py): per kind a maximum age in days and a maximum
-    # count of rows, the newest kept; 0 turns that limit off. Unfinished runs, and
-    # events whose run is unfinished, are kept whatever their age.
+    # count of rows, the newest kept; 0 turns that limit off. Unfinished runs, and the
+    # events of runs still kept, stay whatever their age.
     retention_events_days: float = Field(
         default=30, ge=0, description="how long webhook events are kept (0: forever)"
     )

@@ -83,7 +83,7 @@ class Doctor(Answer):
 class RetentionKind(Answer):
     """One kept history in `GET /api/v1/retention`: its policy and what it holds now."""
 
-    kind: Literal["events", "agent-runs", "provisioning-runs", "schedule-runs", "audit"]
+    kind: Literal["agent-runs", "events", "provisioning-runs", "schedule-runs", "audit"]
     max_age_s: float | None = Field(description="Rows older than this go; null: no age limit")
     max_count: int | None = Field(description="Only the newest this many are kept; null: no cap")
     kept: int = Field(description="Rows held now")
@@ -100,8 +100,8 @@ class RetentionKind(Answer):
 
 
 class Retention(Answer):
-    """`GET /api/v1/retention`: what is kept and for how long. Only finished runs (and
-    events whose run is finished) expire; unfinished ones are kept whatever their age."""
+    """`GET /api/v1/retention`: what is kept and for how long. Only finished runs expire,
+    and an event only once no run made for it is kept."""
 
     enabled: bool = Field(description="Whether this server runs the retention pass")
     interval_s: float

@@ -1,5 +1,5 @@
 """Retention on SQLite and Postgres: finished history past its age or outside the newest
-N goes, newer rows and unfinished runs (and their events) stay; a long backlog goes
+N goes, newer rows, unfinished runs and the events of kept runs stay; a long backlog goes
 in batches of its own transactions while webhook intake keeps committing; a real
 server removes seeded old events while its webhook endpoint answers 202, and shows
 the policies and counts through `GET /api/v1/retention` and `armillary retention`.
@@ -241,6 +241,23 @@ async def test_unfinished_runs_and_the_events_they_serve_are_kept(store: Databas
         assert await _ids(conn, agent_runs.c.id) == {f"ar-{s}" for s in unfinished}
         assert await _ids(conn, provision_runs.c.id) == {"pr-pending", "pr-running"}
         assert await _ids(conn, schedule_runs.c.id) == {"sr-pending", "sr-running"}
+
+
+async def test_an_event_stays_while_its_run_does(store: Database) -> None:
+    await _seed(store, events_table, [_event(f"ev-{s}", days=100) for s in ("dead", "none")])
+    await _seed(
+        store, agent_runs, [_agent_run("ar-dead", days=100, state="dead", event_id="ev-dead")]
+    )
+    events_only = {"events": store_retention.Policy(max_age_s=DAY_S)}
+
+    await _pass(store, events_only)
+    async with store.read() as conn:  # a dead run may be retried: its call needs the event
+        assert await _ids(conn, events_table.c.id) == {"ev-dead"}
+
+    await _pass(store, {**events_only, "agent-runs": store_retention.Policy(max_age_s=DAY_S)})
+    async with store.read() as conn:  # the run went first, and its event in the same pass
+        assert await _ids(conn, events_table.c.id) == set()
+        assert await _ids(conn, agent_runs.c.id) == set()
 
 
 def _delivery() -> intake.Item:

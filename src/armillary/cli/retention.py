@@ -52,7 +52,7 @@ def _show(report: wire.Retention, *, now: dt.datetime) -> None:
     state = "runs here" if report.enabled else "is off on this server"
     out.print(
         f"\nRetention {state}: every {report.interval_s:g}s, {report.batch} rows per "
-        "transaction; unfinished runs (and their events) are kept whatever their age.",
+        "transaction; unfinished runs, and the events of kept runs, stay whatever their age.",
         markup=False,
     )
 

@@ -10,8 +10,11 @@ many went; the caller (control/retention.py) commits each batch on its own, so a
 backlog never holds SQLite's one writer for long.
 
 Only finished things go, whatever their age:
-- an agent run while `queued`, `running` or `failed` (due again) is kept, and so is the
-  event it was made for (`agent_runs.event_id`, no foreign key: checked here);
+- an agent run while `queued`, `running` or `failed` (due again) is kept;
+- an event is kept as long as a run made for it is (`agent_runs.event_id`, no
+  foreign key: checked here), finished or not: an operator may retry a dead run, and
+  the retried call carries the event. Runs are visited first, so an event whose run
+  expires goes in the same pass when it is past its own policy;
 - a provisioning run while `pending` or `running` is kept; its steps go with it
   (`provision_steps.run_id` references it);
 - a schedule run while `pending` or `running` is kept (its allocation still exists).
@@ -52,7 +55,7 @@ from armillary.store.tables import (
     schedule_runs,
 )
 
-KINDS = ("events", "agent-runs", "provisioning-runs", "schedule-runs", "audit")
+KINDS = ("agent-runs", "events", "provisioning-runs", "schedule-runs", "audit")
 """Every kept history, in the order a retention pass visits them and the route lists them."""
 
 AGENT_RUNS_FINISHED = ("succeeded", "dead")
@@ -99,11 +102,7 @@ _HISTORIES = {
 def _finished(kind: str) -> ColumnElement[bool]:
     """The rows of `kind` that may go once past the policy."""
     if kind == "events":
-        unfinished_run = exists().where(
-            agent_runs.c.event_id == events.c.id,
-            agent_runs.c.state.not_in(AGENT_RUNS_FINISHED),
-        )
-        return not_(unfinished_run)
+        return not_(exists().where(agent_runs.c.event_id == events.c.id))
     if kind == "agent-runs":
         return agent_runs.c.state.in_(AGENT_RUNS_FINISHED)
     if kind == "provisioning-runs":
