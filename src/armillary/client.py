@@ -180,6 +180,9 @@ class Client:
     async def doctor(self) -> wire.Doctor:
         return await self._answer(wire.Doctor, "GET", "/api/v1/doctor")
 
+    async def retention(self) -> wire.Retention:
+        return await self._answer(wire.Retention, "GET", "/api/v1/retention")
+
     async def version(self) -> wire.Version:
         return await self._answer(wire.Version, "GET", "/api/v1/version")
 

@@ -83,10 +83,56 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto are believed; none by default, so no client chooses its own address",
     )
     audit_retention_days: float = Field(
-        default=90, gt=0, description="how long audit log rows are kept"
+        default=90,
+        gt=0,
+        description="how long audit log rows are kept (older name of "
+        "retention_audit_days, which wins when set)",
     )
     audit_cleanup_interval_s: float = Field(
-        default=3600, gt=0, description="how often rows past the retention are removed"
+        default=3600, gt=0, description="how often the retention pass runs"
+    )
+    retention_enabled: bool = Field(
+        default=True,
+        description="whether this server removes history past its retention (safe on every "
+        "replica; turn it off on all but one to save the work)",
+    )
+    retention_batch: int = Field(
+        default=500, ge=1, le=100_000, description="rows removed per write transaction"
+    )
+    # Retention (control/retention.py): per kind a maximum age in days and a maximum
+    # count of rows, the newest kept; 0 turns that limit off. Unfinished runs, and the
+    # events of runs still kept, stay whatever their age.
+    retention_events_days: float = Field(
+        default=30, ge=0, description="how long webhook events are kept (0: forever)"
+    )
+    retention_events_max: int = Field(
+        default=0, ge=0, description="webhook events kept at most, the newest (0: no limit)"
+    )
+    retention_agent_runs_days: float = Field(
+        default=30, ge=0, description="how long finished agent runs are kept (0: forever)"
+    )
+    retention_agent_runs_max: int = Field(
+        default=0, ge=0, description="agent runs kept at most, the newest (0: no limit)"
+    )
+    retention_provisioning_runs_days: float = Field(
+        default=90, ge=0, description="how long finished provisioning runs are kept (0: forever)"
+    )
+    retention_provisioning_runs_max: int = Field(
+        default=0, ge=0, description="provisioning runs kept at most, the newest (0: no limit)"
+    )
+    retention_schedule_runs_days: float = Field(
+        default=30, ge=0, description="how long finished schedule runs are kept (0: forever)"
+    )
+    retention_schedule_runs_max: int = Field(
+        default=0, ge=0, description="schedule runs kept at most, the newest (0: no limit)"
+    )
+    retention_audit_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long audit log rows are kept (0: forever; unset: audit_retention_days)",
+    )
+    retention_audit_max: int = Field(
+        default=0, ge=0, description="audit log rows kept at most, the newest (0: no limit)"
     )
     agent_run_worker: bool = Field(
         default=True,

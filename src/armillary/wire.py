@@ -80,6 +80,36 @@ class Doctor(Answer):
     checks: list[DoctorCheck]
 
 
+class RetentionKind(Answer):
+    """One kept history in `GET /api/v1/retention`: its policy and what it holds now."""
+
+    kind: Literal["agent-runs", "events", "provisioning-runs", "schedule-runs", "audit"]
+    max_age_s: float | None = Field(description="Rows older than this go; null: no age limit")
+    max_count: int | None = Field(description="Only the newest this many are kept; null: no cap")
+    kept: int = Field(description="Rows held now")
+    oldest: str | None = Field(description="When the oldest row held was made")
+    last_removed: int | None = Field(
+        default=None, description="Rows this server's last pass removed"
+    )
+    removed_since_start: int = Field(
+        default=0, description="Rows this server's passes removed since it started"
+    )
+    batches_since_start: int = Field(
+        default=0, description="Write transactions those passes took (one per batch)"
+    )
+
+
+class Retention(Answer):
+    """`GET /api/v1/retention`: what is kept and for how long. Only finished runs expire,
+    and an event only once no run made for it is kept."""
+
+    enabled: bool = Field(description="Whether this server runs the retention pass")
+    interval_s: float
+    batch: int = Field(description="Rows removed per write transaction")
+    last_pass: str | None = Field(description="When this server's last pass ran")
+    kinds: list[RetentionKind]
+
+
 class Version(Answer):
     """`GET /api/v1/version`: the server's package version, the resource API version it
     serves, and the Python it runs on."""

@@ -50,6 +50,7 @@ def _expected() -> dict[tuple[str, str], str]:
         ("POST", "/api/v1/apply"): "developer",
         ("GET", "/api/v1/nodes"): "viewer",
         ("GET", "/api/v1/doctor"): "viewer",
+        ("GET", "/api/v1/retention"): "viewer",
         ("GET", "/api/v1/version"): "viewer",
         ("POST", "/api/v1/nodes/{name}/cordon"): "admin",
         ("POST", "/api/v1/nodes/{name}/uncordon"): "admin",

@@ -19,7 +19,9 @@ from sqlalchemy import select, text
 
 from armillary.api import audit as audit_api
 from armillary.api import problems
+from armillary.control import retention
 from armillary.store import audit
+from armillary.store import retention as store_retention
 from armillary.store.database import Database
 from armillary.store.tables import audit_log
 from tests.support import documents
@@ -416,15 +418,16 @@ async def _seed(db: Database, ages_days: list[float]) -> None:
 
 async def test_expire_removes_only_rows_past_the_retention(store: Database) -> None:
     await _seed(store, [100, 95, 91, 90.5, 89, 1, 0])
-    retention_s = 90 * 86400
-    removed = await audit_api.expire_all(store, now=T0, retention_s=retention_s, batch=2)
-    assert removed == 4
+    policy = {"audit": store_retention.Policy(max_age_s=90 * 86400)}
+    now = T0
+    loop = retention.Retention(store, policy, interval_s=3600, batch=2, clock=lambda: now)
+    assert (await loop.run_once()).removed["audit"] == 4
     async with store.read() as conn:
         left = await audit.search(conn, audit.Filter())
     assert [r.entry.outcome for r in left] == ["age-0", "age-1", "age-89"]
-    assert await audit_api.expire_all(store, now=T0, retention_s=retention_s) == 0
-    later = T0 + dt.timedelta(days=200)
-    assert await audit_api.expire_all(store, now=later, retention_s=retention_s) == 3
+    assert (await loop.run_once()).removed["audit"] == 0
+    now = T0 + dt.timedelta(days=200)
+    assert (await loop.run_once()).removed["audit"] == 3
 
 
 async def test_search_bounds_and_a_non_http_entry(store: Database) -> None:

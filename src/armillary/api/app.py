@@ -44,10 +44,14 @@ from armillary.api.routes import (
     webhooks,
 )
 from armillary.api.routes import docs as api_docs
+from armillary.api.routes import (
+    retention as retention_routes,
+)
 from armillary.api.routes import secrets as secret_routes
 from armillary.auth import keys, secrets, tokens
 from armillary.auth.sealing import Sealer
 from armillary.config import Settings
+from armillary.control import retention
 from armillary.control.driver import Driver
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
@@ -120,12 +124,14 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         tasks.append(asyncio.create_task(app.state.hub.record_heartbeats(), name="heartbeats"))
-        retention = audit_log.expire_forever(
+        app.state.retention = retention.Retention(
             db,
-            retention_s=settings.audit_retention_days * 86400,
+            retention.policies(settings),
             interval_s=settings.audit_cleanup_interval_s,
+            batch=settings.retention_batch,
         )
-        tasks.append(asyncio.create_task(retention, name="audit-retention"))
+        if settings.retention_enabled:
+            tasks.append(asyncio.create_task(app.state.retention.run(), name="retention"))
         app.state.catalog = catalog.Catalog(
             db, app.state.vault, max_age_s=settings.webhook_catalog_max_age_s
         )
@@ -202,6 +208,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(agent_runs.router)
     app.include_router(doctor.router)
+    app.include_router(retention_routes.router)
     app.include_router(version.router)
     app.include_router(api_docs.router)
     app.state.webhook_limits = webhooks.Limits()

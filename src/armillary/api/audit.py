@@ -18,13 +18,12 @@ and keys never reach the log.
 Webhook ingress and other callers without an API request record with
 `store.audit.record(conn, entry)` in their own transaction (see store/audit.py).
 
-`expire_forever` is the retention loop the app's lifespan runs: rows older than
-the retention are removed at start and then every interval, in small batches.
+Rows older than the retention are removed by the retention loop with every other
+kept history (control/retention.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import datetime as dt
 import logging
@@ -351,34 +350,3 @@ class AuditLog:
         except Exception:
             log.exception("audit row not written for %s %s", scope["method"], scope.get("path"))
             raise
-
-
-async def expire_all(
-    db: Database, *, now: dt.datetime, retention_s: float, batch: int = audit.EXPIRE_BATCH
-) -> int:
-    """Remove every row older than the retention, one short transaction per batch."""
-    total = 0
-    while True:
-        async with db.write() as conn:
-            removed = await audit.expire(conn, now=now, retention_s=retention_s, batch=batch)
-        total += removed
-        if removed < batch:
-            return total
-
-
-async def expire_forever(
-    db: Database,
-    *,
-    retention_s: float,
-    interval_s: float,
-    clock: Callable[[], dt.datetime] = _utcnow,
-) -> None:
-    """The retention loop: `expire_all` now and every `interval_s`, until cancelled."""
-    while True:
-        try:
-            removed = await expire_all(db, now=clock(), retention_s=retention_s)
-            if removed:
-                log.info("removed %d audit log rows past the retention", removed)
-        except Exception:
-            log.exception("audit log cleanup failed; trying again in %.0fs", interval_s)
-        await asyncio.sleep(interval_s)

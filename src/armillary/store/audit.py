@@ -7,7 +7,8 @@ event and its audit row commit together. Any other caller without an HTTP reques
 builds an `Entry` with an action name as its `verb` and records it the same way.
 
 The log is append-only: this module has no update and no delete of single rows.
-The one way out is `expire`, which removes whole rows older than the retention.
+The one way out is retention (store/retention.py), which removes whole rows older
+than the retention.
 Every filter value is a bound parameter; nothing a caller sends becomes SQL text.
 """
 
@@ -17,15 +18,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy import Connection, Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
 from armillary.store import bulk
 from armillary.store.tables import audit_log
-
-EXPIRE_BATCH = 5_000
-"""Rows removed per transaction, so a large backlog never holds the writer long."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,18 +137,6 @@ async def search(conn: AsyncConnection, wanted: Filter) -> list[Recorded]:
         query = query.where(c.id < wanted.before_id)
     rows = await conn.execute(query.order_by(c.id.desc()).limit(wanted.limit))
     return [_recorded(row) for row in rows]
-
-
-async def expire(
-    conn: AsyncConnection, *, now: dt.datetime, retention_s: float, batch: int = EXPIRE_BATCH
-) -> int:
-    """Remove up to `batch` of the oldest rows recorded more than `retention_s` before
-    `now`; how many went. Call again while it returns a full batch."""
-    cutoff = timestamps.utc(now) - dt.timedelta(seconds=retention_s)
-    c = audit_log.c
-    oldest = select(c.id).where(c.at < cutoff).order_by(c.id).limit(batch)
-    result = await conn.execute(delete(audit_log).where(c.id.in_(oldest.scalar_subquery())))
-    return int(result.rowcount)
 
 
 def _recorded(row: Row[Any]) -> Recorded:
