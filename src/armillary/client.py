@@ -153,6 +153,48 @@ class Client:
     async def _answer(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate(await self._call(method, path, **kwargs))
 
+    async def pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a paged list (api/paging.py), one page at a time: each asked
+        for with the `metadata.continue` of the one before, until the server says no
+        more follow or `limit` items (all, without it) have come. Pages hold at most
+        `page_size` items (a list may cap it lower)."""
+        token: str | None = None
+        had = 0
+        while limit is None or had < limit:
+            query = dict(params or {})
+            query["limit"] = page_size if limit is None else min(page_size, limit - had)
+            if token is not None:
+                query["continue"] = token
+            answer = await self._call("GET", path, params=query)
+            items: list[dict[str, Any]] = answer["items"]
+            had += len(items)
+            yield items
+            token = (answer.get("metadata") or {}).get("continue")
+            if token is None:
+                return
+
+    async def _paged(
+        self,
+        model: type[M],
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> list[M]:
+        """Every item of a paged list (or the first `limit`), as `model`."""
+        found: list[M] = []
+        async for page in self.pages(path, params, limit=limit, page_size=page_size):
+            found.extend(model.model_validate(i) for i in page)
+        return found
+
     async def list_kind(self, kind: str, *, selector: str | None = None) -> list[wire.Resource]:
         params = {"selector": selector} if selector else None
         path = f"/api/v1/{kinds.lookup(kind).plural}"
@@ -353,10 +395,13 @@ class Client:
             params["before_id"] = before_id
         return await self._answer(wire.AuditPage, "GET", "/api/v1/audit", params=params)
 
-    async def events(self, filters: dict[str, str | int | None]) -> list[wire.Event]:
-        """Inbound webhook events, newest first. Filters: source, tenant, state, limit."""
+    async def events(
+        self, filters: dict[str, str | None], *, limit: int | None = None
+    ) -> list[wire.Event]:
+        """Inbound webhook events, newest first: every one (or the first `limit`),
+        fetched page by page. Filters: source, tenant, state."""
         params = {k: v for k, v in filters.items() if v is not None}
-        return (await self._answer(wire.EventList, "GET", "/api/v1/events", params=params)).items
+        return await self._paged(wire.Event, "/api/v1/events", params, limit=limit)
 
     async def start_agent_run(
         self, tenant: str, *, input: dict[str, Any], component: str | None = None

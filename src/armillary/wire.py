@@ -463,6 +463,7 @@ class Event(Answer):
 
 
 class EventList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Event]
 
 
