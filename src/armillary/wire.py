@@ -191,6 +191,7 @@ class Node(Answer):
 
 
 class NodeList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Node]
 
 
@@ -222,6 +223,7 @@ class UnplacedReplica(Answer):
 
 
 class ReplicaList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Replica]
     unplaced: list[UnplacedReplica] = []
 
@@ -253,6 +255,7 @@ class ProvisionRun(Answer):
 
 
 class ProvisionRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ProvisionRun]
 
 
@@ -283,6 +286,7 @@ class Revision(Answer):
 class Rollouts(Answer):
     tenant: str
     status: dict[str, Any]
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Revision]
 
 
@@ -333,6 +337,7 @@ class NewApiKey(ApiKey):
 
 
 class ApiKeyList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ApiKey]
 
 
@@ -345,6 +350,7 @@ class User(Answer):
 
 
 class UserList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[User]
 
 
@@ -387,6 +393,7 @@ class ScheduledJob(Answer):
 
 
 class ScheduledJobList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ScheduledJob]
 
 
@@ -410,6 +417,7 @@ class ScheduleRun(Answer):
 
 
 class ScheduleRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ScheduleRun]
 
 
@@ -440,6 +448,7 @@ class AuditEntry(Answer):
 class AuditPage(Answer):
     """One page, newest first; `next` is the `before_id` of the page before, if any."""
 
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[AuditEntry]
     next: int | None = None
 
@@ -491,6 +500,7 @@ class AgentRun(Answer):
 
 
 class AgentRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[AgentRun]
 
 

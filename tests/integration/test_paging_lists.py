@@ -173,3 +173,159 @@ def test_the_cli_pages_through_events_and_shows_at_most_limit(
     code, out, err = cli("events", "--source", source, "--limit", "3", "-o", "json")
     assert code == 0, err
     assert [e["id"] for e in json.loads(out)] == newest[:3]
+
+
+@dataclass
+class World:
+    tenant: str
+    schedules: list[str]
+    runs: set[str]  # the agent runs the routed events started
+
+
+@pytest.fixture(scope="module")
+def world(server: ServerProcess, hooks: Hooks) -> World:
+    """A tenant with three Schedules, agent runs of routed events, three users and
+    three API keys: a few items in every list that does not need a node."""
+    mark = uuid.uuid4().hex[:6]
+    name, repo = f"pt-{mark}", f"acme/paged-{mark}"
+    schedules = [f"ps-{mark}-{n}" for n in range(3)]
+    apply(
+        server,
+        documents.ACME,
+        documents.stack(
+            f"ps-{mark}",
+            {"name": "agent", "command": ["sleep", "100000"], "replicas": 0},
+            {"name": "report", "command": ["true"], "replicas": 0},
+        ),
+        documents.tenant(name, f"ps-{mark}", routing={"github": [repo]}),
+        *(
+            {
+                "apiVersion": "armillary.dev/v1",
+                "kind": "Schedule",
+                "metadata": {"name": s},
+                "spec": {"tenant": name, "component": "report", "cron": "0 0 1 1 *"},
+            }
+            for s in schedules
+        ),
+    )
+    runs: set[str] = set()
+    with httpx.Client(base_url=server.url, timeout=30, verify=tls.CONTEXT) as http:
+        for _ in range(4):
+            push = {"ref": "main", "after": uuid.uuid4().hex, "repository": {"full_name": repo}}
+            body = json.dumps(push).encode()
+            digest = hmac.new(SECRET_VALUE.encode(), body, hashlib.sha256).hexdigest()
+            answer = http.post(
+                f"/webhooks/{hooks.source}",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": str(uuid.uuid4()),
+                    "X-Hub-Signature-256": f"sha256={digest}",
+                },
+            )
+            assert answer.status_code == 202, answer.text
+            runs.add(str(answer.json()["run"]))
+    with server.client() as http:
+        for n in range(3):
+            user = {"name": f"pu-{mark}-{n}", "password": "correct horse battery", "role": "viewer"}
+            assert http.post("/api/v1/users", json=user).status_code == 201
+            key = http.post("/api/v1/tokens", json={"role": "viewer", "description": f"k{n}"})
+            assert key.status_code in (200, 201), key.text
+    return World(tenant=name, schedules=schedules, runs=runs)
+
+
+def _ids(items: list[dict[str, Any]]) -> list[str]:
+    def one(item: dict[str, Any]) -> str:
+        if "metadata" in item:
+            return str(item["metadata"]["name"])
+        return str(item.get("id") or item.get("name") or json.dumps(item, sort_keys=True))
+
+    return [one(i) for i in items]
+
+
+# path, the query without a limit, how many the list must hold at least
+LISTS: list[tuple[str, dict[str, str], int]] = [
+    ("/api/v1/tokens", {}, 3),
+    ("/api/v1/users", {}, 3),
+    ("/api/v1/nodes", {}, 0),
+    ("/api/v1/replicas", {}, 0),
+    ("/api/v1/provision/runs", {}, 0),
+    ("/api/v1/scheduled-jobs", {}, 3),
+    ("/api/v1/runs", {"limit": "200"}, 4),
+    ("/api/v1/audit", {"limit": "1000", "verb": "POST"}, 5),  # not the 1,000 deliveries
+    ("/api/v1/tenants", {}, 1),
+]
+
+
+@pytest.mark.parametrize(("path", "whole_query", "least"), LISTS)
+def test_every_list_paged_one_or_two_at_a_time_equals_the_whole(
+    server: ServerProcess, world: World, path: str, whole_query: dict[str, str], least: int
+) -> None:
+    with server.client() as http:
+        answer = http.get(path, params=whole_query)
+    assert answer.status_code == 200, answer.text
+    assert not (answer.json().get("metadata") or {}).get("continue")
+    whole = _ids(answer.json()["items"])
+    assert len(whole) >= least
+    for limit in (1, 2):
+        filters = {k: v for k, v in whole_query.items() if k != "limit"}
+        pages = list(_pages(server, path, limit, **filters))
+        assert [i for page in pages for i in _ids(page)] == whole
+        assert len(pages) >= len(whole) // limit
+
+
+def test_a_schedules_runs_and_a_tenants_rollouts_page(server: ServerProcess, world: World) -> None:
+    with server.client() as http:
+        for _ in range(3):
+            started = http.post(f"/api/v1/schedules/{world.schedules[0]}/run")
+            assert started.status_code in (202, 409), started.text
+    for path in (
+        f"/api/v1/schedules/{world.schedules[0]}/runs",
+        f"/api/v1/tenants/{world.tenant}/rollouts",
+    ):
+        with server.client() as http:
+            whole = _ids(http.get(path).json()["items"])
+        for limit in (1, 2):
+            assert [i for p in _pages(server, path, limit) for i in _ids(p)] == whole
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/api/v1/runs", "nope"),
+        ("/api/v1/audit", "-1"),
+        ("/api/v1/nodes", "x" * 513),
+        ("/api/v1/users", "a\x00b"),
+    ],
+)
+def test_a_bad_continue_on_any_list_is_refused_naming_it(
+    server: ServerProcess, path: str, token: str
+) -> None:
+    with server.client() as http:
+        response = http.get(path, params={"continue": token})
+    assert response.status_code == 422, response.text
+    assert "continue" in response.text
+
+
+def test_the_cli_pages_through_lists_and_limits_them(
+    server: ServerProcess, world: World, cli: Cli
+) -> None:
+    with server.client() as http:
+        users = [u["name"] for u in http.get("/api/v1/users").json()["items"]]
+        runs = [r["id"] for r in http.get("/api/v1/runs", params={"limit": 200}).json()["items"]]
+    assert len(users) >= 3
+    code, out, err = cli("users", "list", "--limit", "2", "-o", "json")
+    assert code == 0, err
+    assert [u["name"] for u in json.loads(out)] == users[:2]
+    code, out, err = cli("runs", "--limit", "3", "-o", "json")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == runs[:3]
+    with server.client() as http:
+        tenants = [t["metadata"]["name"] for t in http.get("/api/v1/tenants").json()["items"]]
+    code, out, err = cli("get", "tenants", "--limit", "1", "-o", "name")
+    assert code == 0, err
+    assert out.split() == [f"tenant/{tenants[0]}"]
+    code, out, err = cli("token", "list", "-o", "json")
+    assert code == 0, err
+    assert len(json.loads(out)) >= 3

@@ -61,15 +61,7 @@ async def list_events(
         int,
         Query(ge=1, le=MAX_LIMIT, description="At most this many items on a page"),
     ] = 50,
-    token: Annotated[
-        str | None,
-        Query(
-            alias="continue",
-            description="Where to go on: the `metadata.continue` of the previous page",
-            max_length=paging.MAX_KEYSET,
-            pattern=paging.KEYSET_PATTERN,
-        ),
-    ] = None,
+    token: paging.KeysetContinue = None,
 ) -> dict[str, Any]:
     if who.role == "tenant":
         visible(who, tenant)  # `TenantQuery` admitted it for its own tenant only
