@@ -266,6 +266,8 @@ def test_every_list_paged_one_or_two_at_a_time_equals_the_whole(
         answer = http.get(path, params=whole_query)
     assert answer.status_code == 200, answer.text
     assert not (answer.json().get("metadata") or {}).get("continue")
+    with server.client() as http:  # a list that pages checks its cursor
+        assert http.get(path, params={"continue": "\x00"}).status_code == 422
     whole = _ids(answer.json()["items"])
     assert len(whole) >= least
     for limit in (1, 2):
@@ -286,6 +288,7 @@ def test_a_schedules_runs_and_a_tenants_rollouts_page(server: ServerProcess, wor
     ):
         with server.client() as http:
             whole = _ids(http.get(path).json()["items"])
+            assert http.get(path, params={"continue": "\x00"}).status_code == 422
         for limit in (1, 2):
             assert [i for p in _pages(server, path, limit) for i in _ids(p)] == whole
 
