@@ -53,6 +53,7 @@ _BY_STATUS: dict[int, type[ArmillaryError]] = {
 }
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 M = TypeVar("M", bound=BaseModel)
+PAGE = 500  # items per page of the lists read whole on the server (api/paging.py)
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -153,10 +154,55 @@ class Client:
     async def _answer(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate(await self._call(method, path, **kwargs))
 
-    async def list_kind(self, kind: str, *, selector: str | None = None) -> list[wire.Resource]:
+    async def pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a paged list (api/paging.py), one page at a time: each asked
+        for with the `metadata.continue` of the one before, until the server says no
+        more follow or `limit` items (all, without it) have come. Pages hold at most
+        `page_size` items (a list may cap it lower)."""
+        token: str | None = None
+        had = 0
+        while limit is None or had < limit:
+            query = dict(params or {})
+            query["limit"] = page_size if limit is None else min(page_size, limit - had)
+            if token is not None:
+                query["continue"] = token
+            answer = await self._call("GET", path, params=query)
+            items: list[dict[str, Any]] = answer["items"]
+            had += len(items)
+            yield items
+            token = (answer.get("metadata") or {}).get("continue")
+            if token is None:
+                return
+
+    async def _paged(
+        self,
+        model: type[M],
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> list[M]:
+        """Every item of a paged list (or the first `limit`), as `model`."""
+        found: list[M] = []
+        async for page in self.pages(path, params, limit=limit, page_size=page_size):
+            found.extend(model.model_validate(i) for i in page)
+        return found
+
+    async def list_kind(
+        self, kind: str, *, selector: str | None = None, limit: int | None = None
+    ) -> list[wire.Resource]:
+        """Every resource of `kind` (or the first `limit`), in name order, page by page."""
         params = {"selector": selector} if selector else None
         path = f"/api/v1/{kinds.lookup(kind).plural}"
-        return (await self._answer(wire.ResourceList, "GET", path, params=params)).items
+        return await self._paged(wire.Resource, path, params, limit=limit, page_size=PAGE)
 
     async def get(self, kind: str, name: str) -> wire.Resource:
         return await self._answer(wire.Resource, "GET", _path(kind, name))
@@ -186,8 +232,8 @@ class Client:
     async def version(self) -> wire.Version:
         return await self._answer(wire.Version, "GET", "/api/v1/version")
 
-    async def nodes(self) -> list[wire.Node]:
-        return (await self._answer(wire.NodeList, "GET", "/api/v1/nodes")).items
+    async def nodes(self, *, limit: int | None = None) -> list[wire.Node]:
+        return await self._paged(wire.Node, "/api/v1/nodes", limit=limit, page_size=PAGE)
 
     async def set_schedulable(self, node: str, *, schedulable: bool) -> wire.Node:
         verb = "uncordon" if schedulable else "cordon"
@@ -272,10 +318,12 @@ class Client:
         path = f"/api/v1/provision/runs/{quote(run_id, safe='')}/token"
         return await self._answer(wire.TenantKey, "POST", path)
 
-    async def provision_runs(self, *, tenant: str | None = None) -> list[wire.ProvisionRun]:
+    async def provision_runs(
+        self, *, tenant: str | None = None, limit: int | None = None
+    ) -> list[wire.ProvisionRun]:
         params = {"tenant": tenant} if tenant else None
         path = "/api/v1/provision/runs"
-        return (await self._answer(wire.ProvisionRunList, "GET", path, params=params)).items
+        return await self._paged(wire.ProvisionRun, path, params, limit=limit, page_size=PAGE)
 
     async def rollouts(self, tenant: str, *, component: str | None = None) -> wire.Rollouts:
         params = {"component": component} if component else None
@@ -288,19 +336,20 @@ class Client:
         path = f"/api/v1/tenants/{quote(tenant, safe='')}/rollouts/{quote(component, safe='')}/undo"
         return await self._answer(wire.Undone, "POST", path, json={"to_revision": to_revision})
 
-    async def scheduled_jobs(self) -> list[wire.ScheduledJob]:
+    async def scheduled_jobs(self, *, limit: int | None = None) -> list[wire.ScheduledJob]:
         """Every schedule (Schedule resources and tenants' inline ones) with its status."""
-        return (await self._answer(wire.ScheduledJobList, "GET", "/api/v1/scheduled-jobs")).items
+        path = "/api/v1/scheduled-jobs"
+        return await self._paged(wire.ScheduledJob, path, limit=limit, page_size=PAGE)
 
     async def run_schedule(self, name: str) -> wire.ScheduleRun:
         """Start a run of schedule `name` (`<tenant>/<name>` for an inline one) now."""
         path = f"/api/v1/schedules/{quote(name, safe='/')}/run"
         return await self._answer(wire.ScheduleRun, "POST", path)
 
-    async def schedule_runs(self, name: str) -> list[wire.ScheduleRun]:
+    async def schedule_runs(self, name: str, *, limit: int | None = None) -> list[wire.ScheduleRun]:
         """The runs of schedule `name` still recorded, newest first."""
         path = f"/api/v1/schedules/{quote(name, safe='/')}/runs"
-        return (await self._answer(wire.ScheduleRunList, "GET", path)).items
+        return await self._paged(wire.ScheduleRun, path, limit=limit, page_size=PAGE)
 
     async def create_key(
         self,
@@ -319,8 +368,8 @@ class Client:
             body["node"] = node
         return await self._answer(wire.NewApiKey, "POST", "/api/v1/tokens", json=body)
 
-    async def keys(self) -> list[wire.ApiKey]:
-        return (await self._answer(wire.ApiKeyList, "GET", "/api/v1/tokens")).items
+    async def keys(self, *, limit: int | None = None) -> list[wire.ApiKey]:
+        return await self._paged(wire.ApiKey, "/api/v1/tokens", limit=limit, page_size=PAGE)
 
     async def revoke_key(self, token_id: str) -> wire.ApiKey:
         path = f"/api/v1/tokens/{quote(token_id, safe='')}/revoke"
@@ -338,8 +387,8 @@ class Client:
         body = {"name": name, "password": password, "role": role}
         return await self._answer(wire.User, "POST", "/api/v1/users", json=body)
 
-    async def users(self) -> list[wire.User]:
-        return (await self._answer(wire.UserList, "GET", "/api/v1/users")).items
+    async def users(self, *, limit: int | None = None) -> list[wire.User]:
+        return await self._paged(wire.User, "/api/v1/users", limit=limit, page_size=PAGE)
 
     async def delete_user(self, name: str) -> wire.UserDeleted:
         path = f"/api/v1/users/{quote(name, safe='')}"
@@ -356,10 +405,13 @@ class Client:
             params["before_id"] = before_id
         return await self._answer(wire.AuditPage, "GET", "/api/v1/audit", params=params)
 
-    async def events(self, filters: dict[str, str | int | None]) -> list[wire.Event]:
-        """Inbound webhook events, newest first. Filters: source, tenant, state, limit."""
+    async def events(
+        self, filters: dict[str, str | None], *, limit: int | None = None
+    ) -> list[wire.Event]:
+        """Inbound webhook events, newest first: every one (or the first `limit`),
+        fetched page by page. Filters: source, tenant, state."""
         params = {k: v for k, v in filters.items() if v is not None}
-        return (await self._answer(wire.EventList, "GET", "/api/v1/events", params=params)).items
+        return await self._paged(wire.Event, "/api/v1/events", params, limit=limit)
 
     async def start_agent_run(
         self, tenant: str, *, input: dict[str, Any], component: str | None = None
@@ -370,10 +422,14 @@ class Client:
             body["component"] = component
         return await self._answer(wire.AgentRun, "POST", "/api/v1/agents/run", json=body)
 
-    async def agent_runs(self, filters: dict[str, str | int | None]) -> list[wire.AgentRun]:
-        """Agent runs, newest first. Filters: tenant, state, event, limit."""
+    async def agent_runs(
+        self, filters: dict[str, str | None], *, limit: int | None = None
+    ) -> list[wire.AgentRun]:
+        """Agent runs, newest first: every one (or the first `limit`), page by page.
+        Filters: tenant, state, event."""
         params = {k: v for k, v in filters.items() if v is not None}
-        return (await self._answer(wire.AgentRunList, "GET", "/api/v1/runs", params=params)).items
+        path = "/api/v1/runs"
+        return await self._paged(wire.AgentRun, path, params, limit=limit, page_size=200)
 
     async def agent_run(self, run_id: str) -> wire.AgentRun:
         return await self._answer(wire.AgentRun, "GET", f"/api/v1/runs/{quote(run_id, safe='')}")

@@ -221,6 +221,7 @@ class Node(Answer):
 
 
 class NodeList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Node]
 
 
@@ -252,6 +253,7 @@ class UnplacedReplica(Answer):
 
 
 class ReplicaList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Replica]
     unplaced: list[UnplacedReplica] = []
 
@@ -283,6 +285,7 @@ class ProvisionRun(Answer):
 
 
 class ProvisionRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ProvisionRun]
 
 
@@ -313,6 +316,7 @@ class Revision(Answer):
 class Rollouts(Answer):
     tenant: str
     status: dict[str, Any]
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Revision]
 
 
@@ -363,6 +367,7 @@ class NewApiKey(ApiKey):
 
 
 class ApiKeyList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ApiKey]
 
 
@@ -375,6 +380,7 @@ class User(Answer):
 
 
 class UserList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[User]
 
 
@@ -417,6 +423,7 @@ class ScheduledJob(Answer):
 
 
 class ScheduledJobList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ScheduledJob]
 
 
@@ -440,6 +447,7 @@ class ScheduleRun(Answer):
 
 
 class ScheduleRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[ScheduleRun]
 
 
@@ -470,6 +478,7 @@ class AuditEntry(Answer):
 class AuditPage(Answer):
     """One page, newest first; `next` is the `before_id` of the page before, if any."""
 
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[AuditEntry]
     next: int | None = None
 
@@ -493,6 +502,7 @@ class Event(Answer):
 
 
 class EventList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Event]
 
 
@@ -520,6 +530,7 @@ class AgentRun(Answer):
 
 
 class AgentRunList(Answer):
+    metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[AgentRun]
 
 

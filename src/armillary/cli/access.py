@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, paging
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -68,11 +68,15 @@ def create_key(
 
 
 @tokens.command("list")
-def list_keys(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
+def list_keys(
+    ctx: typer.Context,
+    output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
+) -> None:
     """List API keys: id, role, description, dates (never their values)."""
 
     async def work(api: Client) -> list[wire.ApiKey]:
-        return await api.keys()
+        return await api.keys(limit=limit)
 
     listing = output.Listing(
         items=[wire.dump(k) for k in call(ctx, work)],
@@ -165,11 +169,15 @@ def create_user(
 
 
 @users.command("list")
-def list_users(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
+def list_users(
+    ctx: typer.Context,
+    output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
+) -> None:
     """List dashboard users and whether they are locked out."""
 
     async def work(api: Client) -> list[wire.User]:
-        return await api.users()
+        return await api.users(limit=limit)
 
     listing = output.Listing(
         items=[wire.dump(u) for u in call(ctx, work)],

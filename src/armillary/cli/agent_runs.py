@@ -69,28 +69,26 @@ def list_runs(
         str | None, typer.Option(help="queued, running, succeeded, failed or dead.")
     ] = None,
     event: Annotated[str | None, typer.Option(help="The run of this event.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many.")] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many (newest first); without it, every one."),
+    ] = None,
     out_format: output.Output = output.Format.table,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C.")] = False,
 ) -> None:
     """List agent runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    filters: dict[str, str | int | None] = {
-        "tenant": tenant,
-        "state": state,
-        "event": event,
-        "limit": limit,
-    }
+    filters: dict[str, str | None] = {"tenant": tenant, "state": state, "event": event}
 
     def render(items: list[wire.AgentRun]) -> str:
         return output.render(listing(items), out_format)
 
     async def once(api: Client) -> str:
-        return render(await api.agent_runs(filters))
+        return render(await api.agent_runs(filters, limit=limit))
 
     async def forever(api: Client) -> None:
-        await _watch(api, filters, render)
+        await _watch(api, filters, limit, render)
 
     if not watch:
         out.print(call(ctx, once), markup=False)
@@ -101,21 +99,23 @@ def list_runs(
         raise typer.Exit(0) from None
 
 
-async def _watch(api: Client, filters: dict[str, str | int | None], render: Any) -> None:
+async def _watch(
+    api: Client, filters: dict[str, str | None], limit: int | None, render: Any
+) -> None:
     """Redraw in place on a terminal; elsewhere print the listing each time it changes."""
-    shown = render(await api.agent_runs(filters))
+    shown = render(await api.agent_runs(filters, limit=limit))
     if not out.is_terminal:
         out.print(shown, markup=False)
         while True:
             await asyncio.sleep(POLL_S)
-            fresh = render(await api.agent_runs(filters))
+            fresh = render(await api.agent_runs(filters, limit=limit))
             if fresh != shown:
                 out.print(fresh, markup=False)
                 shown = fresh
     with Live(Text(shown), console=out, auto_refresh=False) as live:
         while True:
             await asyncio.sleep(POLL_S)
-            live.update(Text(render(await api.agent_runs(filters))), refresh=True)
+            live.update(Text(render(await api.agent_runs(filters, limit=limit))), refresh=True)
 
 
 def describe(run: wire.AgentRun) -> str:

@@ -1,6 +1,7 @@
 """`armillary events`: the webhook events the server received, newest first.
 
-Filters go to `GET /api/v1/events` as they are. A tenant token must pass `--tenant`
+Filters go to `GET /api/v1/events` as they are; its pages are fetched one after the
+other until every event (or `--limit` of them) is had. A tenant token must pass `--tenant`
 with its own tenant. The table leaves bodies out; `-o json` and `-o yaml` have everything.
 """
 
@@ -36,19 +37,17 @@ def list_events(
     source: Annotated[str | None, typer.Option(help="The WebhookSource's name.")] = None,
     tenant: Annotated[str | None, typer.Option(help="The tenant it was routed to.")] = None,
     state: Annotated[str | None, typer.Option(help="routed or unrouted.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many.")] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many (newest first); without it, every one."),
+    ] = None,
     out_format: output.Output = output.Format.table,
 ) -> None:
     """List inbound webhook events: where they came from and which tenant got them."""
-    filters: dict[str, str | int | None] = {
-        "source": source,
-        "tenant": tenant,
-        "state": state,
-        "limit": limit,
-    }
+    filters: dict[str, str | None] = {"source": source, "tenant": tenant, "state": state}
 
     async def work(api: Client) -> list[wire.Event]:
-        return await api.events(filters)
+        return await api.events(filters, limit=limit)
 
     listing = output.Listing(
         items=[wire.dump(i) for i in call(ctx, work)],

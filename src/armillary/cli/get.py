@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output, selection
+from armillary.cli import output, paging, selection
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -60,8 +60,9 @@ def get(
     ] = None,
     output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
+    limit: paging.Limit = None,
 ) -> None:
-    """List resources of a kind, or show one."""
+    """List resources of a kind (every one, page by page), or show one."""
     found = _kind(kind)
     if name is not None and selector is not None:
         raise typer.BadParameter(
@@ -72,7 +73,7 @@ def get(
     async def work(api: Client) -> list[wire.Resource]:
         if name is not None:
             return [await api.get(found.name, name)]
-        return await api.list_kind(found.name, selector=selector)
+        return await api.list_kind(found.name, selector=selector, limit=limit)
 
     docs = [wire.dump(r) for r in call(ctx, work)]  # as the server sent them
     listing = output.Listing(

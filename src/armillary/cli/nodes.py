@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, paging
 from armillary.cli.console import call, out
 from armillary.client import Client
 
@@ -15,13 +15,17 @@ app = typer.Typer(help="Node daemons: list, cordon, uncordon.", invoke_without_c
 
 
 @app.callback()
-def nodes(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
+def nodes(
+    ctx: typer.Context,
+    output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
+) -> None:
     """List nodes with their state, capacity, usage and replica count."""
     if ctx.invoked_subcommand is not None:
         return
 
     async def work(api: Client) -> list[wire.Node]:
-        return await api.nodes()
+        return await api.nodes(limit=limit)
 
     items = call(ctx, work)
     listing = output.Listing(

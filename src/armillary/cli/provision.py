@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.text import Text
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, paging
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -201,11 +201,12 @@ def list_runs(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option()] = None,
     output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
 ) -> None:
     """Provisioning runs, oldest first."""
 
     async def work(api: Client) -> list[wire.ProvisionRun]:
-        return await api.provision_runs(tenant=tenant)
+        return await api.provision_runs(tenant=tenant, limit=limit)
 
     output.show(_listing(call(ctx, work)), output_format)
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import output, paging
 from armillary.cli.console import call, out
 from armillary.client import Client
 
@@ -52,11 +52,15 @@ def _state(status: dict[str, Any], suspend: bool) -> str:
     return "Ready" if ready.get("status") == "True" else str(ready.get("reason", "NotReady"))
 
 
-def list_schedules(ctx: typer.Context, output_format: output.Output = output.Format.table) -> None:
+def list_schedules(
+    ctx: typer.Context,
+    output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
+) -> None:
     """Every schedule (Schedule resources and tenants' inline ones), last and next run."""
 
     async def work(api: Client) -> list[wire.ScheduledJob]:
-        return await api.scheduled_jobs()
+        return await api.scheduled_jobs(limit=limit)
 
     now = dt.datetime.now(dt.UTC)
     listing = output.Listing(
@@ -136,12 +140,15 @@ def run_now(
 
 @app.command("runs")
 def runs(
-    ctx: typer.Context, name: Name, output_format: output.Output = output.Format.table
+    ctx: typer.Context,
+    name: Name,
+    output_format: output.Output = output.Format.table,
+    limit: paging.Limit = None,
 ) -> None:
     """A schedule's runs still recorded (at most its history_limit finished), newest first."""
 
     async def work(api: Client) -> list[wire.ScheduleRun]:
-        return await api.schedule_runs(name)
+        return await api.schedule_runs(name, limit=limit)
 
     listing = replace(_runs(call(ctx, work)), empty=f"No runs of {name}.")
     output.show(listing, output_format)

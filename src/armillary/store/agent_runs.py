@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
@@ -105,12 +105,14 @@ class Limits:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Filter:
-    """What `search` returns: every given field must match; newest first."""
+    """What `search` returns: every given field must match; newest first, by
+    (`created_at`, `id`), starting strictly after `after` (a page's last) if given."""
 
     tenant: str | None = None
     state: str | None = None
     event_id: str | None = None
     limit: int = 50
+    after: tuple[dt.datetime, str] | None = None
 
 
 def _run(row: Row[Any]) -> AgentRun:
@@ -194,15 +196,26 @@ async def get(conn: AsyncConnection, run_id: str) -> AgentRun:
 
 
 async def search(conn: AsyncConnection, wanted: Filter) -> list[AgentRun]:
-    """Runs matching `wanted`, newest first (every value a bound parameter)."""
+    """Runs matching `wanted`, newest first (every value a bound parameter); the order
+    is total, (`created_at`, `id`) both descending, so pages that each start after the
+    last run of the one before list every run once while new ones are queued."""
     query = select(agent_runs)
+    if wanted.after is not None:
+        at, last = timestamps.utc(wanted.after[0]), wanted.after[1]
+        query = query.where(
+            or_(
+                agent_runs.c.created_at < at,
+                and_(agent_runs.c.created_at == at, agent_runs.c.id < last),
+            )
+        )
     if wanted.tenant is not None:
         query = query.where(agent_runs.c.tenant == wanted.tenant)
     if wanted.state is not None:
         query = query.where(agent_runs.c.state == wanted.state)
     if wanted.event_id is not None:
         query = query.where(agent_runs.c.event_id == wanted.event_id)
-    query = query.order_by(agent_runs.c.created_at.desc(), agent_runs.c.id).limit(wanted.limit)
+    newest = (agent_runs.c.created_at.desc(), agent_runs.c.id.desc())
+    query = query.order_by(*newest).limit(wanted.limit)
     return [_run(row) for row in await conn.execute(query)]
 
 

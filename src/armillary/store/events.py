@@ -25,9 +25,11 @@ from sqlalchemy import (
     ClauseElement,
     Connection,
     Row,
+    and_,
     bindparam,
     insert,
     null,
+    or_,
     select,
     union_all,
 )
@@ -86,12 +88,14 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Filter:
-    """What `search` returns: every given field must match; newest first."""
+    """What `search` returns: every given field must match; newest first, by
+    (`received_at`, `id`), starting strictly after `after` (a page's last) if given."""
 
     source: str | None = None
     tenant: str | None = None
     state: str | None = None
     limit: int = 50
+    after: tuple[dt.datetime, str] | None = None
 
 
 def encode(body: bytes) -> tuple[str, str]:
@@ -251,15 +255,27 @@ def _event(row: Row[Any]) -> Event:
 
 
 async def search(conn: AsyncConnection, wanted: Filter) -> list[Event]:
-    """Events matching `wanted`, newest first (every value a bound parameter)."""
+    """Events matching `wanted`, newest first (every value a bound parameter). The
+    order is total — (`received_at`, `id`), both descending — so a page that starts
+    after the last row of the one before lists every older event exactly once, however
+    many arrive meanwhile (they are newer, or at most land after the cursor)."""
     query = select(events)
+    if wanted.after is not None:
+        at, last = wanted.after
+        at = timestamps.utc(at)
+        query = query.where(
+            or_(
+                events.c.received_at < at,
+                and_(events.c.received_at == at, events.c.id < last),
+            )
+        )
     if wanted.source is not None:
         query = query.where(events.c.source == wanted.source)
     if wanted.tenant is not None:
         query = query.where(events.c.tenant == wanted.tenant)
     if wanted.state is not None:
         query = query.where(events.c.state == wanted.state)
-    query = query.order_by(events.c.received_at.desc(), events.c.id).limit(wanted.limit)
+    query = query.order_by(events.c.received_at.desc(), events.c.id.desc()).limit(wanted.limit)
     return [_event(row) for row in await conn.execute(query)]
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ConfigDict, Field
 
 from armillary import timestamps, wire
-from armillary.api import audit, openapi
+from armillary.api import audit, openapi, paging
 from armillary.api.security import Admin, Db, Developer, TenantChecked, Viewer
 from armillary.auth import passwords, sessions, tenant_tokens, tokens
 from armillary.config import Settings
@@ -149,9 +149,16 @@ async def create_key(body: KeyRequest, request: Request, db: Db, _who: Admin) ->
 @router.get(
     "/tokens", summary="List API keys (never their values)", **openapi.answer(wire.ApiKeyList)
 )
-async def list_keys(db: Db, _who: Admin) -> dict[str, Any]:
+async def list_keys(
+    db: Db, _who: Admin, limit: paging.Limit = None, token: paging.Continue = None
+) -> dict[str, Any]:
+    """Oldest first, by (`createdAt`, `id`); pages by that key (api/paging.py)."""
     async with db.read() as conn:
-        return {"items": [_key_document(r) for r in await token_store.list_all(conn)]}
+        found = await token_store.list_all(conn)
+    taken, metadata = paging.page(
+        found, lambda r: f"{paging.instant(r.created_at)}_{r.id}", limit=limit, token=token
+    )
+    return paging.answer([_key_document(r) for r in taken], metadata)
 
 
 @router.post(
@@ -203,9 +210,14 @@ async def create_user(body: UserRequest, request: Request, db: Db, _who: Admin) 
 
 
 @router.get("/users", summary="List dashboard users", **openapi.answer(wire.UserList))
-async def list_users(db: Db, _who: Admin) -> dict[str, Any]:
+async def list_users(
+    db: Db, _who: Admin, limit: paging.Limit = None, token: paging.Continue = None
+) -> dict[str, Any]:
+    """In name order; pages by name (api/paging.py)."""
     async with db.read() as conn:
-        return {"items": [_user_document(u) for u in await users.list_all(conn)]}
+        found = await users.list_all(conn)
+    taken, metadata = paging.page(found, lambda u: u.name, limit=limit, token=token)
+    return paging.answer([_user_document(u) for u in taken], metadata)
 
 
 @router.delete(

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from armillary import timestamps, wire
-from armillary.api import audit, openapi
+from armillary.api import audit, openapi, paging
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.resources import text, validate
 from armillary.resources.meta import Name
@@ -112,14 +112,31 @@ async def list_runs(
     tenant: Text = None,
     state: Annotated[State | None, Query()] = None,
     event: Text = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="At most this many items on a page")
+    ] = 50,
+    token: paging.KeysetContinue = None,
 ) -> dict[str, Any]:
+    """Paged newest first by (`createdAt`, `id`): `metadata.continue` is a keyset
+    cursor on a page's last run, as for events."""
     if who.role == "tenant":
         visible(who, tenant)  # `TenantQuery` admitted it for its own tenant only
-    wanted = agent_runs.Filter(tenant=tenant, state=state, event_id=event, limit=limit)
+    wanted = agent_runs.Filter(
+        tenant=tenant,
+        state=state,
+        event_id=event,
+        limit=limit + 1,  # one more than the page: whether another follows
+        after=None if token is None else paging.after(token),
+    )
     async with db.read() as conn:
         found = await agent_runs.search(conn, wanted)
-    return {"items": [run_document(r) for r in found if who.sees(r.tenant)]}
+    taken = found[:limit]
+    metadata = (
+        {"continue": paging.keyset(taken[-1].created_at, taken[-1].id)}
+        if len(found) > limit
+        else {}
+    )
+    return paging.answer([run_document(r) for r in taken if who.sees(r.tenant)], metadata)
 
 
 @router.get(

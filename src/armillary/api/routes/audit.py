@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
 from armillary import timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, paging
 from armillary.api.security import Admin, Db
 from armillary.errors import Invalid, Issue
 from armillary.store import audit
@@ -96,7 +96,19 @@ async def list_audit(
     until: Instant = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    token: Annotated[
+        str | None,
+        Query(
+            alias="continue",
+            description="Where to go on: the `metadata.continue` of the previous page "
+            "(the rows older than that id)",
+            pattern=r"^[0-9]{1,18}$",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
+    """Newest first, by `id`. Pages either way: `metadata.continue` (as every list)
+    or the older `next`, passed back as `before_id`; both are the page's last id."""
+    older = [b for b in (before_id, None if token is None else int(token)) if b is not None]
     wanted = audit.Filter(
         principal=principal,
         kind=kind,
@@ -108,16 +120,18 @@ async def list_audit(
         request_id=request_id,
         since=_utc(since, "since"),
         until=_utc(until, "until"),
-        before_id=before_id,
-        limit=limit,
+        before_id=min(older) if older else None,
+        limit=limit + 1,  # one more than the page: whether another follows
     )
     async with db.read() as conn:
         found = await audit.search(conn, wanted)
-    more = len(found) == limit
-    return {
-        "items": [entry_document(r) for r in found],
-        "next": found[-1].id if more and found else None,
-    }
+    taken = found[:limit]
+    metadata = {"continue": str(taken[-1].id)} if len(found) > limit else {}
+    return paging.answer(
+        [entry_document(r) for r in taken],
+        metadata,
+        next=taken[-1].id if len(taken) == limit else None,
+    )
 
 
 def _utc(value: dt.datetime | None, field: str) -> dt.datetime | None:

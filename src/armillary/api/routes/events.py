@@ -1,5 +1,10 @@
 """`GET /api/v1/events`: inbound webhook events, newest first.
 
+Paged (api/paging.py): at most `limit` (default 50, at most 100 — bodies come with
+the events) and, when more may follow, `metadata.continue`, a keyset cursor on
+(`receivedAt`, `id`); the next page starts strictly after it, so an event stored
+before paging began is listed exactly once while new ones keep arriving.
+
 Viewers see every event; a tenant token must name its own tenant in `?tenant=` and
 sees only the events routed to it (`TenantQuery`), never unrouted ones. Each filter
 is an exact match passed to the store as a bound parameter. Events are written only
@@ -13,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from armillary import timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, paging
 from armillary.api.security import Db, TenantQuery, visible
 from armillary.store import events
 
@@ -52,11 +57,26 @@ async def list_events(
     source: Text = None,
     tenant: Text = None,
     state: Annotated[Literal["routed", "unrouted"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_LIMIT, description="At most this many items on a page"),
+    ] = 50,
+    token: paging.KeysetContinue = None,
 ) -> dict[str, Any]:
     if who.role == "tenant":
         visible(who, tenant)  # `TenantQuery` admitted it for its own tenant only
-    wanted = events.Filter(source=source, tenant=tenant, state=state, limit=limit)
+    wanted = events.Filter(
+        source=source,
+        tenant=tenant,
+        state=state,
+        limit=limit + 1,  # one more than the page: whether another follows
+        after=None if token is None else paging.after(token),
+    )
     async with db.read() as conn:
         found = await events.search(conn, wanted)
-    return {"items": [event_document(e) for e in found if who.sees(e.tenant)]}
+    page = found[:limit]
+    listed: dict[str, Any] = {}
+    if len(found) > limit:
+        listed["metadata"] = {"continue": paging.keyset(page[-1].received_at, page[-1].id)}
+    listed["items"] = [event_document(e) for e in page if who.sees(e.tenant)]
+    return listed

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from armillary import timestamps, wire
-from armillary.api import openapi, reports
+from armillary.api import openapi, paging, reports
 from armillary.api.hub import Hub
 from armillary.api.security import Admin, Db, Viewer
 from armillary.store import allocations, nodes
@@ -41,14 +41,18 @@ async def connect(websocket: WebSocket) -> None:
 
 
 @router.get("/nodes", summary="List nodes", **openapi.answer(wire.NodeList))
-async def list_nodes(db: Db, _who: Viewer) -> dict[str, Any]:
+async def list_nodes(
+    db: Db, _who: Viewer, limit: paging.Limit = None, token: paging.Continue = None
+) -> dict[str, Any]:
+    """In name order; pages by name (api/paging.py)."""
     async with db.read() as conn:
         found = await nodes.list_all(conn)
         held = await allocations.list_all(conn)
     counts: dict[str, int] = {}
     for allocation in held:
         counts[allocation.node] = counts.get(allocation.node, 0) + 1
-    return {"items": [node_document(n, counts.get(n.name, 0)) for n in found]}
+    taken, metadata = paging.page(found, lambda n: n.name, limit=limit, token=token)
+    return paging.answer([node_document(n, counts.get(n.name, 0)) for n in taken], metadata)
 
 
 async def _schedulable(db: Db, name: str, value: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ConfigDict, Field
 
 from armillary import timestamps, wire
-from armillary.api import openapi
+from armillary.api import openapi, paging
 from armillary.api.security import Db, Developer, TenantChecked, TenantQuery, visible
 from armillary.control.provisioning import Provisioner
 from armillary.errors import NotFound
@@ -134,10 +134,15 @@ async def list_runs(
     tenant: Annotated[
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
+    limit: paging.Limit = None,
+    token: paging.Continue = None,
 ) -> dict[str, Any]:
-    return {
-        "items": [run_document(r) for r in await provisioning_runs.list_runs(db, tenant=tenant)]
-    }
+    """Oldest first, by (`createdAt`, `id`); pages by that key (api/paging.py)."""
+    found = await provisioning_runs.list_runs(db, tenant=tenant)
+    taken, metadata = paging.page(
+        found, lambda r: f"{paging.instant(r.created_at)}_{r.id}", limit=limit, token=token
+    )
+    return paging.answer([run_document(r) for r in taken], metadata)
 
 
 @router.get(

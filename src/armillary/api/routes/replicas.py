@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import protocol, timestamps, wire
-from armillary.api import openapi, reports, security
+from armillary.api import openapi, paging, reports, security
 from armillary.api.hub import Hub, Session
 from armillary.api.routes.resources import Selector
 from armillary.api.security import Admin, Db, TenantChecked, TenantQuery, visible
@@ -87,9 +87,13 @@ async def list_replicas(
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
     selector: Selector = None,
+    limit: paging.Limit = None,
+    token: paging.Continue = None,
 ) -> dict[str, Any]:
     """With `selector`, only the replicas of tenants whose labels it matches: a
-    replica carries its tenant's labels, as a pod carries its template's."""
+    replica carries its tenant's labels, as a pod carries its template's. By tenant,
+    component, replica number (and id); pages by that key (`unplaced` is on every
+    page, whole)."""
     chosen = selectors.parse(selector)
     async with db.read() as conn:
         found = await (
@@ -106,8 +110,15 @@ async def list_replicas(
     if chosen:
         tenants = [t for t in tenants if selectors.matches(chosen, t.labels)]
         found = [a for a in found if a.tenant in {t.name for t in tenants}]
+    taken, metadata = paging.page(
+        found,
+        lambda a: f"{a.tenant} {a.component} {a.replica:09d} {a.id}",
+        limit=limit,
+        token=token,
+    )
     return {
-        "items": [replica_document(a, node=by_name.get(a.node)) for a in found],
+        **({"metadata": metadata} if metadata else {}),
+        "items": [replica_document(a, node=by_name.get(a.node)) for a in taken],
         "unplaced": [
             u
             for t in tenants

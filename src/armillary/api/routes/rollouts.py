@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import timestamps, wire
-from armillary.api import audit, openapi
+from armillary.api import audit, openapi, paging
 from armillary.api.security import Db, Developer, TenantPath
 from armillary.control import apply, revisions
 from armillary.control import rollouts as control_rollouts
@@ -54,15 +54,23 @@ async def list_rollouts(
     component: Annotated[
         str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     ] = None,
+    limit: paging.Limit = None,
+    token: paging.Continue = None,
 ) -> dict[str, Any]:
+    """Revisions by component, then revision number; pages by that key (`status` is on
+    every page)."""
     async with db.read() as conn:
         stored = await repository.require(conn, "Tenant", tenant)
         rows = await rollouts.history(conn, tenant, component)
-    return {
-        "tenant": tenant,
-        "status": stored.status.get("rollouts", {}),
-        "items": [revision_document(r) for r in rows],
-    }
+    taken, metadata = paging.page(
+        rows, lambda r: f"{r.component} {r.revision:018d}", limit=limit, token=token
+    )
+    return paging.answer(
+        [revision_document(r) for r in taken],
+        metadata,
+        tenant=tenant,
+        status=stored.status.get("rollouts", {}),
+    )
 
 
 class UndoRequest(BaseModel):

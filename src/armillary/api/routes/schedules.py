@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from pydantic.alias_generators import to_camel
 
 from armillary import timestamps, wire
-from armillary.api import openapi, reports
+from armillary.api import openapi, paging, reports
 from armillary.api.security import Db, Developer, TenantChecked, visible
 from armillary.control.schedule_targets import inline_key, resolve
 from armillary.control.schedules import ScheduleController
@@ -73,7 +73,10 @@ def run_document(
     summary="Every schedule, resource or inline, with last/next run",
     **openapi.answer(wire.ScheduledJobList),
 )
-async def list_schedules(db: Db, who: TenantChecked) -> dict[str, Any]:
+async def list_schedules(
+    db: Db, who: TenantChecked, limit: paging.Limit = None, token: paging.Continue = None
+) -> dict[str, Any]:
+    """In name order; pages by name (api/paging.py)."""
     async with db.read() as conn:
         states = {s.schedule: s.status for s in await schedule_runs.list_states(conn)}
         items = [
@@ -100,7 +103,8 @@ async def list_schedules(db: Db, who: TenantChecked) -> dict[str, Any]:
                     )
                 )
     mine = [i for i in items if who.sees(str(i["tenant"]))]  # a tenant token: its own
-    return {"items": sorted(mine, key=lambda i: str(i["name"]))}
+    taken, metadata = paging.page(mine, lambda i: str(i["name"]), limit=limit, token=token)
+    return paging.answer(taken, metadata)
 
 
 @router.post(
@@ -119,7 +123,14 @@ async def run_now(name: str, request: Request, _who: Developer) -> dict[str, Any
     summary="A schedule's runs, newest first",
     **openapi.answer(wire.ScheduleRunList, 404),
 )
-async def list_runs(name: str, db: Db, who: TenantChecked) -> dict[str, Any]:
+async def list_runs(
+    name: str,
+    db: Db,
+    who: TenantChecked,
+    limit: paging.Limit = None,
+    token: paging.Continue = None,
+) -> dict[str, Any]:
+    """Newest first, by (fire time, `id`); pages by that key (api/paging.py)."""
     async with db.read() as conn:
         found = await schedule_runs.runs_of(conn, name)
         target = await resolve(conn, name)
@@ -127,12 +138,19 @@ async def list_runs(name: str, db: Db, who: TenantChecked) -> dict[str, Any]:
         if tenant is None:
             raise NotFound(f"schedule {name!r} not found")
         visible(who, tenant)  # a tenant token sees its own tenant's schedules only
+        taken, metadata = paging.page(
+            found,
+            lambda r: f"{paging.instant(r.scheduled_at)}_{r.id}",
+            limit=limit,
+            token=token,
+            newest_first=True,
+        )
         documents = []
-        for run in reversed(found):
+        for run in taken:
             allocation = (
                 await allocations.get(conn, run.allocation_id)
                 if run.active and run.allocation_id
                 else None
             )
             documents.append(run_document(run, allocation))
-    return {"items": documents}
+    return paging.answer(documents, metadata)
