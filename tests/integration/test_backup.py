@@ -1,0 +1,247 @@
+"""`armillary backup` and `armillary restore` on a real store, SQLite and Postgres: a
+backup taken while a server takes a stream of webhook deliveries restores every event
+answered 202 before it started; a store holding rows is refused and left as it was; a
+damaged file is refused, naming where it is broken, and the store is left untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import hmac
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, inspect, select
+
+from armillary.store import tables
+from armillary.store.database import Database
+from tests.support import documents
+from tests.support.api import apply
+from tests.support.cli import Outcome, run
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
+
+SECRET_VALUE = "backup-signing-secret"
+API = "armillary.dev/v1"
+RATE_PER_S = 500
+SENDERS = 16
+
+
+@pytest.fixture(scope="module")
+def source(server: ServerProcess) -> str:
+    mark = uuid.uuid4().hex[:6]
+    apply(
+        server,
+        {
+            "apiVersion": API,
+            "kind": "Secret",
+            "metadata": {"name": f"hooks-{mark}"},
+            "spec": {"data": {"signing": SECRET_VALUE}},
+        },
+        documents.webhook_source(f"gh-{mark}", f"hooks-{mark}"),
+    )
+    return f"gh-{mark}"
+
+
+@dataclass
+class Deliveries:
+    """Signed deliveries sent from a thread at about RATE_PER_S, each 202 recorded with
+    the monotonic time its answer arrived."""
+
+    server: ServerProcess
+    source: str
+    answered: list[tuple[float, str]] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        asyncio.run(self._send_all())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _send_all(self) -> None:
+        async with httpx.AsyncClient(base_url=self.server.url, timeout=30) as http:
+            await asyncio.gather(*(self._sender(http, n) for n in range(SENDERS)))
+
+    async def _sender(self, http: httpx.AsyncClient, n: int) -> None:
+        interval_s = SENDERS / RATE_PER_S
+        next_at = time.monotonic() + n * interval_s / SENDERS
+        while not self._stop.is_set():
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval_s
+            body = json.dumps({"repository": {"full_name": "nobody/x"}, "n": uuid.uuid4().hex})
+            digest = hmac.new(SECRET_VALUE.encode(), body.encode(), hashlib.sha256).hexdigest()
+            headers = {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": f"sha256={digest}",
+            }
+            answer = await http.post(f"/webhooks/{self.source}", content=body, headers=headers)
+            if answer.status_code == 202:
+                self.answered.append((time.monotonic(), answer.json()["event"]))
+            else:
+                self.refused.append(answer.status_code)
+
+
+@pytest.fixture
+def deliveries(server: ServerProcess, source: str) -> Iterator[Deliveries]:
+    sending = Deliveries(server, source)
+    thread = threading.Thread(target=sending.run, daemon=True)
+    thread.start()
+    try:
+        yield sending
+    finally:
+        sending.stop()
+        thread.join(timeout=60)
+
+
+def store_env(url: str) -> dict[str, str | None]:
+    return {"ARMILLARY_DATABASE_URL": url}
+
+
+def backup(server: ServerProcess, path: Path) -> None:
+    """`armillary backup` in a process of its own, as an operator runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "armillary", "backup", str(path)],
+        env=server.env(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def restore(url: str, path: Path) -> Outcome:
+    return run("restore", str(path), env=store_env(url))
+
+
+async def _held(url: str) -> dict[str, int]:
+    db = await Database.open(url, migrate=False)
+    try:
+        async with db.read() as conn:
+
+            def count(sync: object) -> dict[str, int]:
+                present = set(inspect(sync).get_table_names())
+                return {
+                    t.name: int(sync.execute(select(func.count()).select_from(t)).scalar_one())  # type: ignore[attr-defined]
+                    for t in tables.metadata.sorted_tables
+                    if t.name in present
+                }
+
+            return await conn.run_sync(count)
+    finally:
+        await db.close()
+
+
+def held(url: str) -> dict[str, int]:
+    """Rows per table in the store at `url` (only tables that exist)."""
+    return asyncio.run(_held(url))
+
+
+async def _event_ids(url: str) -> set[str]:
+    db = await Database.open(url, migrate=False)
+    try:
+        async with db.read() as conn:
+            return set((await conn.execute(select(tables.events.c.id))).scalars())
+    finally:
+        await db.close()
+
+
+def test_a_backup_during_deliveries_restores_every_event_answered_before_it(
+    server: ServerProcess, deliveries: Deliveries, store_url: str, tmp_path: Path
+) -> None:
+    wait_for(lambda: len(deliveries.answered) >= 300, 120, what="300 deliveries answered 202")
+    started = time.monotonic()
+    backup(server, tmp_path / "store.backup")
+    finished = time.monotonic()
+    count = len(deliveries.answered)
+    wait_for(lambda: len(deliveries.answered) >= count + 50, 60, what="deliveries going on")
+    deliveries.stop()
+    assert deliveries.refused == []
+
+    code, out, err = restore(store_url, tmp_path / "store.backup")
+    assert code == 0, err
+    assert "restored" in out
+    restored = _event_ids_now(store_url)
+    before = {event for at, event in deliveries.answered if at < started}
+    assert before and before <= restored
+    after = {event for at, event in deliveries.answered if at > finished}
+    assert not after & restored  # answered after the snapshot: not in it
+    assert held(store_url)["api_tokens"] >= 1  # the rest of the store came along
+
+
+def _event_ids_now(url: str) -> set[str]:
+    return asyncio.run(_event_ids(url))
+
+
+def test_restore_into_a_store_with_rows_refuses_and_changes_nothing(
+    server: ServerProcess, source: str, store_url: str, tmp_path: Path
+) -> None:
+    backup(server, tmp_path / "store.backup")
+    assert restore(store_url, tmp_path / "store.backup")[0] == 0
+    rows = held(store_url)
+    events = _event_ids_now(store_url)
+
+    code, _out, err = restore(store_url, tmp_path / "store.backup")
+    err = " ".join(err.split())
+    assert code == 6, err
+    assert "the store is not empty" in err and "nothing was changed" in err
+    assert held(store_url) == rows and _event_ids_now(store_url) == events
+
+
+def _damaged(path: Path, change: str) -> Path:
+    data = path.read_bytes()
+    damaged = path.with_name(f"{change}.backup")
+    if change == "flipped":  # a byte in the middle of the compressed stream
+        middle = len(data) // 2
+        damaged.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    elif change == "truncated":
+        damaged.write_bytes(data[: len(data) * 2 // 3])
+    else:  # "edited": a row of events changed, the file compressed again
+        lines = gzip.decompress(data).split(b"\n")
+        at = lines.index(next(ln for ln in lines if ln.startswith(b'{"table":"events"'))) + 1
+        lines[at] = lines[at].replace(b"nobody/x", b"nobody/y")
+        damaged.write_bytes(gzip.compress(b"\n".join(lines)))
+    return damaged
+
+
+@pytest.mark.parametrize("change", ["flipped", "truncated", "edited"])
+def test_a_damaged_backup_is_refused_naming_where_and_changes_nothing(
+    server: ServerProcess, source: str, store_url: str, tmp_path: Path, change: str
+) -> None:
+    body = json.dumps({"repository": {"full_name": "nobody/x"}})
+    digest = hmac.new(SECRET_VALUE.encode(), body.encode(), hashlib.sha256).hexdigest()
+    with server.client(token=None) as http:
+        sent = http.post(
+            f"/webhooks/{source}",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": f"sha256={digest}",
+            },
+        )
+    assert sent.status_code in (200, 202), sent.text
+    backup(server, tmp_path / "store.backup")
+    damaged = _damaged(tmp_path / "store.backup", change)
+
+    code, _out, err = restore(store_url, damaged)
+    err = " ".join(err.split())
+    assert code == 4, err
+    assert re.search(rf"{re.escape(str(damaged))}: broken (at|after) line \d+", err), err
+    if change == "edited":
+        assert "(table events)" in err and "checksum" in err
+    assert not any(held(store_url).values())  # nothing written
