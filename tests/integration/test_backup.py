@@ -6,10 +6,12 @@ damaged file is refused, naming where it is broken, and the store is left untouc
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
 import hmac
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -292,3 +294,98 @@ def test_a_server_started_on_a_restored_store_serves_it_and_writes_after_it(
             assert written.status_code == 200, written.text
     finally:
         restored.stop()
+
+
+# --- export and import -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def declared(server: ServerProcess, source: str) -> str:
+    """A few resources of each kind on the module's server, a Secret among them."""
+    mark = uuid.uuid4().hex[:6]
+    labelled = documents.org(f"org-{mark}")
+    labelled["metadata"]["labels"] = {"team": "ops", "tier": "one"}
+    labelled["metadata"]["annotations"] = {"note": "exported"}
+    apply(
+        server,
+        labelled,
+        documents.secret(f"db-{mark}", {"password": "hunter2 ünï", "user": "app"}),
+        documents.stack(f"stack-{mark}", {"name": "web", "command": ["sleep", "100000"]}),
+        documents.tenant(f"tenant-{mark}", f"stack-{mark}", org=f"org-{mark}"),
+    )
+    return mark
+
+
+def other_server(store_url: str, tmp_path: Path) -> ServerProcess:
+    fresh = ServerProcess(home=tmp_path / "other", database_url=store_url)
+    fresh.start()
+    return fresh
+
+
+def on(server: ServerProcess, *args: str) -> Outcome:
+    return run(*args, env={"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token})
+
+
+def files(directory: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(directory.glob("*.yaml"))}
+
+
+def test_export_import_export_gives_the_same_files(
+    server: ServerProcess, declared: str, store_url: str, tmp_path: Path
+) -> None:
+    code, _out, err = on(server, "export", str(tmp_path / "first"), "--secrets", "--decrypt")
+    assert code == 0, err
+    first = files(tmp_path / "first")
+    assert {"orgs.yaml", "secrets.yaml", "stacks.yaml", "tenants.yaml"} <= set(first)
+    assert "hunter2 ünï" in first["secrets.yaml"] and "uid" not in first["tenants.yaml"]
+
+    other = other_server(store_url, tmp_path)
+    try:
+        code, out, err = on(other, "import", str(tmp_path / "first"))
+        assert code == 0, err
+        assert f"tenant/tenant-{declared} created" in out
+        code, _out, err = on(other, "export", str(tmp_path / "again"), "--secrets", "--decrypt")
+        assert code == 0, err
+    finally:
+        other.stop()
+    assert files(tmp_path / "again") == first
+
+
+def test_secrets_are_left_out_unless_asked_and_sealed_unless_decrypted(
+    server: ServerProcess, declared: str, store_url: str, tmp_path: Path
+) -> None:
+    assert on(server, "export", str(tmp_path / "plain"))[0] == 0
+    assert "secrets.yaml" not in files(tmp_path / "plain")
+
+    key = tmp_path / "export.key"
+    key.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    code, _out, err = on(
+        server, "export", str(tmp_path / "sealed"), "--secrets", "--key-file", str(key)
+    )
+    assert code == 0, err
+    sealed = files(tmp_path / "sealed")["secrets.yaml"]
+    assert "hunter2" not in sealed and "sealed:v1:" in sealed
+
+    other = other_server(store_url, tmp_path)
+    try:
+        code, _out, err = on(other, "import", str(tmp_path / "sealed"))
+        assert code == 4 and f"Secret db-{declared} holds sealed values" in " ".join(err.split())
+        code, _out, err = on(other, "import", str(tmp_path / "sealed"), "--key-file", str(key))
+        assert code == 0, err
+        with other.client() as http:
+            revealed = http.get(f"/api/v1/secrets/db-{declared}/reveal").json()
+    finally:
+        other.stop()
+    assert revealed["spec"]["data"] == {"password": "hunter2 ünï", "user": "app"}
+
+
+def test_only_an_admin_exports_secrets(
+    server: ServerProcess, declared: str, tmp_path: Path
+) -> None:
+    with server.client() as http:
+        made = http.post("/api/v1/tokens", json={"role": "viewer", "description": "export"})
+    assert made.status_code in (200, 201), made.text
+    viewer = {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": made.json()["token"]}
+    assert run("export", str(tmp_path / "plain"), env=viewer)[0] == 0
+    code, _out, err = run("export", str(tmp_path / "s"), "--secrets", "--decrypt", env=viewer)
+    assert code == 7, err
