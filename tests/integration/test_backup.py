@@ -29,7 +29,7 @@ from sqlalchemy import func, inspect, select
 
 from armillary.store import tables
 from armillary.store.database import Database
-from tests.support import documents
+from tests.support import documents, postgres
 from tests.support.api import apply
 from tests.support.cli import Outcome, run
 from tests.support.servers import ServerProcess
@@ -389,3 +389,32 @@ def test_only_an_admin_exports_secrets(
     assert run("export", str(tmp_path / "plain"), env=viewer)[0] == 0
     code, _out, err = run("export", str(tmp_path / "s"), "--secrets", "--decrypt", env=viewer)
     assert code == 7, err
+
+
+def test_a_backup_restores_into_the_other_backend(
+    server: ServerProcess,
+    source: str,
+    backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The file is the same for both backends: SQLite's restores into Postgres, and
+    Postgres's into SQLite, row for row."""
+    assert deliver_one(server, source).status_code == 202
+    backup(server, tmp_path / "store.backup")
+    if backend == "sqlite":
+        base = request.getfixturevalue("postgres_server")
+        target = postgres.fresh_database(base)
+        url = next(target)
+    else:
+        target = iter(())
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+    try:
+        code, _out, err = restore(url, tmp_path / "store.backup")
+        assert code == 0, err
+        with gzip.open(tmp_path / "store.backup") as file:
+            header = json.loads(file.readline())
+        assert held(url) == header["tables"]
+        assert _event_ids_now(url) == _event_ids_now(server.store_url)
+    finally:
+        next(target, None)
