@@ -27,6 +27,7 @@ row, and writes every row in one transaction: a refusal or a failure changes not
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
@@ -43,9 +44,10 @@ from typing import Any
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, DateTime, Table, create_engine, func, inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from armillary.errors import Conflict, Invalid
+from armillary.errors import Conflict, Invalid, TemporaryError
 from armillary.store import tables
 from armillary.store.database import Database, async_url
 
@@ -81,9 +83,11 @@ class Summary:
 async def take(url: str, path: Path) -> Summary:
     """Write a consistent snapshot of the store at `url` to `path`. The file appears
     whole or not at all (written beside it, then renamed)."""
+    if not path.parent.is_dir():
+        raise Invalid(f"{path.parent} is not a directory")
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with gzip.open(partial, "wb") as sink:
+        with _reaching(url), gzip.open(partial, "wb") as sink:
             if make_url(url).get_backend_name() == "sqlite":
                 summary = _take_sqlite(url, path.parent, sink)
             else:
@@ -92,6 +96,18 @@ async def take(url: str, path: Path) -> Summary:
     finally:
         partial.unlink(missing_ok=True)
     return summary
+
+
+@contextlib.contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """A store that cannot be reached, or a file that cannot be written, is an error
+    that says which, not a traceback (the URL's password left out)."""
+    try:
+        yield
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = getattr(exc, "orig", None) or exc
+        raise TemporaryError(f"the store at {shown}: {reason}") from None
 
 
 def _take_sqlite(url: str, workdir: Path, sink: gzip.GzipFile) -> Summary:
@@ -194,6 +210,12 @@ def check(path: Path) -> Summary:
 async def load(url: str, path: Path) -> Summary:
     """Restore the backup at `path` into the empty store at `url` (migrated first)."""
     summary = check(path)
+    with _reaching(url):
+        await _load_checked(url, path, summary)
+    return summary
+
+
+async def _load_checked(url: str, path: Path, summary: Summary) -> None:
     database = await Database.open(url, migrate=False)
     try:
         async with database.read() as conn:
@@ -214,7 +236,6 @@ async def load(url: str, path: Path) -> Summary:
         await database.write_sync(lambda conn: _insert_all(conn, path, summary))
     finally:
         await database.close()
-    return summary
 
 
 def _rows_held(conn: Connection) -> dict[str, int]:
