@@ -252,8 +252,8 @@ def _rows_held(conn: Connection) -> dict[str, int]:
 def _insert_all(conn: Connection, path: Path, summary: Summary) -> None:
     reader = _Reader(path)
     reader.header()
-    for section in reader.sections(summary, batch=lambda t, rows: _insert(conn, t, rows)):
-        del section
+    for _table in reader.sections(summary, batch=lambda t, rows: _insert(conn, t, rows)):
+        pass  # each section's rows were inserted, a batch at a time, as it was checked
     if conn.dialect.name == "postgresql":
         _reset_sequences(conn)
 
