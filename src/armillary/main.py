@@ -1,7 +1,8 @@
 """The composition root behind the `armillary` console script.
 
 The CLI package talks to servers only through the client; the commands that *run*
-Armillary in this process, `server` and `node`, are added here, so the CLI never
+Armillary in this process, `server` and `node`, and the two that open its store
+directly, `backup` and `restore`, are added here, so the CLI never
 imports the server side and the server side never imports the CLI. (`up` only starts
 them as child processes, so it lives in the CLI.)
 """
@@ -10,16 +11,21 @@ from __future__ import annotations
 
 import enum
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from armillary import launcher, logs
+from armillary.cli import console
 from armillary.cli.main import app
 from armillary.config import Settings
+from armillary.errors import ArmillaryError
 
 __all__ = ["app", "main"]
+
+T = TypeVar("T")
 
 HOST_HELP = "Address to listen on (default 127.0.0.1, or ARMILLARY_HOST)."
 PORT_HELP = "Port to listen on (default 7400, or ARMILLARY_PORT)."
@@ -203,6 +209,67 @@ def node(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(help="Where to write the backup (gzip'd JSON lines).")],
+) -> None:
+    """Take a consistent online snapshot of the store into FILE.
+
+    Reads the store directly (ARMILLARY_DATABASE_URL, or the SQLite file under
+    ARMILLARY_HOME), as `armillary server` finds it; the server may keep running.
+    Secret values stay encrypted: keep the secret key apart from the backup."""
+    import asyncio
+
+    from armillary.store import backup as backups
+
+    settings = _settings("backup")
+    summary = _run(lambda: asyncio.run(backups.take(settings.resolved_database_url(), file)))
+    typer.echo(
+        f"backed up {summary.total_rows} rows of {len(summary.rows)} tables "
+        f"(schema {summary.revision}, {summary.backend}) to {file}"
+    )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A file `armillary backup` wrote.")],
+) -> None:
+    """Load FILE into an empty store (ARMILLARY_DATABASE_URL or ARMILLARY_HOME).
+
+    Refuses a store holding any row, and a damaged file (naming where it is broken);
+    either way nothing is changed. Stop the server first; start it once restored."""
+    import asyncio
+
+    from armillary.store import backup as backups
+
+    settings = _settings("restore")
+    if not file.is_file():
+        typer.echo(f"armillary restore: no file {file}", err=True)
+        raise typer.Exit(console.EXIT_INVALID)
+    summary = _run(lambda: asyncio.run(backups.load(settings.resolved_database_url(), file)))
+    typer.echo(f"restored {summary.total_rows} rows of {len(summary.rows)} tables from {file}")
+
+
+def _settings(command: str) -> Settings:
+    import pydantic
+
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = "_".join(str(p) for p in error["loc"]).upper()
+            typer.echo(f"armillary {command}: ARMILLARY_{where}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(call: Callable[[], T]) -> T:
+    """`call`, with Armillary's errors printed and turned into their exit codes."""
+    try:
+        return call()
+    except ArmillaryError as exc:
+        console.fail(exc)
 
 
 def main() -> None:
