@@ -28,7 +28,7 @@ import psutil
 import pytest
 
 from armillary import errors
-from armillary.node import procfs
+from armillary.node import procfs, statefile
 from armillary.node.supervisor import Supervisor
 from armillary.protocol import (
     AllocationSpec,
@@ -830,3 +830,21 @@ async def test_logs_rotate_by_size_and_keep_growing(make: Make) -> None:
     await wait_for_async(lambda: size(second) > 2000, 15)  # the next rotation shifts .1 to .2
     assert not log.with_name("output.log.3").exists()
     assert set(first.read_text().splitlines()) == {line}
+
+
+async def test_persist_writes_what_changed_now_not_within_the_delay(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon persists before it reports: what the server hears of is on disk."""
+    monkeypatch.setattr("armillary.node.supervisor.STATE_WRITE_DELAY_S", 3600.0)
+    spec = make_spec(command=SLEEP)
+    supervisor, _ = make()
+    await supervisor.start()
+    supervisor.persist()  # what start() adopted (nothing), on disk
+    await supervisor.converge([spec])
+    await wait_for_async(lambda: current(supervisor, spec.id).pid is not None)
+    path = supervisor._state.path
+    assert [e.spec.id for e in statefile.load(path)] == []  # the write waits an hour
+    supervisor.persist()
+    [entry] = statefile.load(path)
+    assert entry.report.pid == current(supervisor, spec.id).pid

@@ -231,6 +231,7 @@ class Daemon:
             held = (self.supervisor.report(i) for i in sorted(dirty))
             reports = [protocol.encode(r) for r in held if r is not None]
             if reports:
+                self.supervisor.persist()  # on disk before the server hears of it
                 await self._send(ws, "report", {"replicas": reports})
 
     async def _heartbeat(self, ws: ClientConnection, interval_s: float) -> None:

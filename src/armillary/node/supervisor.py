@@ -14,7 +14,7 @@ Invariants:
 - every replica is a direct child of the daemon at spawn, in its own session and
   process group, writing straight to its log file, so killing the daemon disturbs none;
 - what the supervisor holds is on disk (node-state.json and its journal) within ~20 ms
-  of a change;
+  of a change, and before the daemon reports it (`persist`);
 - a process is adopted only if its pid, start time and boot match the record, so a
   reused pid is never adopted; processes writing to a replica's log that the state file
   missed (the daemon died within a write delay of spawning them) are adopted by the
@@ -172,6 +172,13 @@ class Supervisor:
                 if started % SPAWN_BATCH == 0:
                     await asyncio.sleep(0)
         self._kill_orphans()
+
+    def persist(self) -> None:
+        """Write what changed to the state file now, not within its delay: the daemon
+        calls it before it reports, so nothing the server has heard of (a replica's
+        pid, its ports) is missing from the file a restarted daemon adopts from."""
+        if self._started and not self._closed:
+            self._state.flush()
 
     def reports(self) -> list[ReplicaReport]:
         """The current state of every held allocation, stopping ones included."""
