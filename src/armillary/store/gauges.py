@@ -4,8 +4,8 @@ heartbeat age, agent runs, provisioning runs.
 
 Read at scrape time rather than counted as things happen: the store is the truth
 every server replica shares, so figures agree across replicas and survive a restart.
-A few GROUP BY queries and two narrow column reads (tenant statuses, allocation
-reports) in one read transaction: at 1,000 tenants and 3,000 replicas the whole
+A few GROUP BY queries in one read transaction, the JSON of tenant statuses and
+replica reports looked into by the database itself: at 1,000 tenants and 3,000 replicas the whole
 scrape stays well under 100 ms (docs/performance.md).
 """
 
@@ -14,9 +14,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.store.tables import agent_runs, allocations, nodes, provision_runs, resources
@@ -24,6 +23,22 @@ from armillary.store.tables import rollouts as rollouts_table
 
 UNREPORTED = "unreported"
 """The state of a replica its node has not reported on yet."""
+
+# Tenants by condition, counted by the database from the status JSON: nothing but
+# the counts crosses the wire (reading 1,000 statuses into Python took most of a scrape).
+_CONDITIONS = {
+    "sqlite": text(
+        "SELECT json_extract(c.value, '$.type'), json_extract(c.value, '$.status'), count(*) "
+        "FROM resources, json_each(resources.status, '$.conditions') AS c "
+        "WHERE resources.kind = 'Tenant' GROUP BY 1, 2"
+    ),
+    "postgresql": text(
+        "SELECT c.value ->> 'type', c.value ->> 'status', count(*) "
+        "FROM resources, jsonb_array_elements(CASE WHEN jsonb_typeof(resources.status -> "
+        "'conditions') = 'array' THEN resources.status -> 'conditions' ELSE '[]'::jsonb END) "
+        "AS c WHERE resources.kind = 'Tenant' GROUP BY 1, 2"
+    ),
+}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -44,18 +59,18 @@ class Fleet:
 
 async def read(conn: AsyncConnection, *, now: dt.datetime) -> Fleet:
     fleet = Fleet()
-    result = await conn.execute(select(resources.c.status).where(resources.c.kind == "Tenant"))
-    for (status,) in result:
-        fleet.tenants += 1
-        for condition in _conditions(status):
-            fleet.tenant_conditions[condition] += 1
-    result = await conn.execute(select(allocations.c.report))
-    for (report,) in result:
-        if not report:
-            fleet.replicas[UNREPORTED] += 1
-            continue
-        fleet.replicas[str(report.get("state", UNREPORTED))] += 1
-        fleet.restarts += int(report.get("restarts") or 0)
+    count = await conn.execute(select(func.count()).where(resources.c.kind == "Tenant"))
+    fleet.tenants = int(count.scalar_one())
+    result = await conn.execute(_CONDITIONS[conn.dialect.name])
+    for kind, status, n in result:
+        if isinstance(kind, str):
+            fleet.tenant_conditions[(kind, str(status or "Unknown").lower())] += n
+    state = allocations.c.report["state"].as_string()
+    restarts = func.coalesce(func.sum(allocations.c.report["restarts"].as_integer()), 0)
+    result = await conn.execute(select(state, func.count(), restarts).group_by(state))
+    for reported, n, restarted in result:
+        fleet.replicas[reported or UNREPORTED] += n
+        fleet.restarts += int(restarted or 0)
     result = await conn.execute(
         select(
             rollouts_table.c.state, func.count(), func.min(rollouts_table.c.started_at)
@@ -94,16 +109,6 @@ async def read(conn: AsyncConnection, *, now: dt.datetime) -> Fleet:
     )
     fleet.provisioning_runs.update({state: count for state, count in result})
     return fleet
-
-
-def _conditions(status: Any) -> list[tuple[str, ...]]:
-    if not isinstance(status, dict):
-        return []
-    found: list[tuple[str, ...]] = []
-    for condition in status.get("conditions") or ():
-        if isinstance(condition, dict) and isinstance(condition.get("type"), str):
-            found.append((condition["type"], str(condition.get("status", "Unknown")).lower()))
-    return found
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
