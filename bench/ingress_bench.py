@@ -655,30 +655,35 @@ def measured(results: dict[str, Any]) -> list[str]:
 
 
 def comparison(results: dict[str, Any]) -> list[str]:
-    """With --metrics both: 202/s with metrics on against off, per backend and
-    concurrency, each side summed over its rounds."""
-    sums: dict[tuple[str, int, bool], list[float]] = {}
+    """With --metrics both: metrics on against off, per backend and concurrency, each
+    side's mean over its rounds: 202/s, and the server's CPU per delivery (steadier
+    than 202/s on a machine something else also uses)."""
+    sums: dict[tuple[str, int, bool], list[tuple[float, float]]] = {}
     for key in measured(results):
         r = results[key]
         for run in r["runs"]:
+            w = run["webhooks"]
             sums.setdefault((r["backend"], run["concurrency"], r["metrics"]), []).append(
-                run["webhooks"]["ok_per_s"]
+                (w["ok_per_s"], w["server_cpu_ms_per_request"])
             )
     if not any(metrics is False for _, _, metrics in sums):
         return []
     out = [
         "",
-        "| metrics on vs off (same run) | 202/s off | 202/s on | on / off |",
-        "|---|---|---|---|",
+        "| metrics on vs off (same run) | 202/s off | 202/s on | on / off "
+        "| server CPU µs per delivery off | on | on / off |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (backend, concurrency, metrics), off in sorted(sums.items()):
         on = sums.get((backend, concurrency, True))
         if metrics or not on:
             continue
-        off_mean, on_mean = sum(off) / len(off), sum(on) / len(on)
+        rate_off, rate_on = (sum(x[0] for x in side) / len(side) for side in (off, on))
+        cpu_off, cpu_on = (sum(x[1] for x in side) / len(side) * 1000 for side in (off, on))
         out.append(
-            f"| {backend} c={concurrency} ({len(off)} rounds each) | {off_mean:,.0f} "
-            f"| {on_mean:,.0f} | {on_mean / off_mean:.1%} |"
+            f"| {backend} c={concurrency} ({len(off)} rounds each) | {rate_off:,.0f} "
+            f"| {rate_on:,.0f} | {rate_on / rate_off:.1%} | {cpu_off:.0f} | {cpu_on:.0f} "
+            f"| {cpu_on / cpu_off:.1%} |"
         )
     return out
 

@@ -13,6 +13,7 @@ from tests.support import prometheus
 from tests.support.api import apply
 from tests.support.documents import agent, stack, tenant
 from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 
 def _scrape(server: ServerProcess, token: str | None = None) -> httpx.Response:
@@ -67,6 +68,15 @@ def test_store_figures_read_at_scrape_time(server: ServerProcess) -> None:
     assert _value(text, "armillary_tenants") == before + 1
     assert _value(text, 'armillary_replicas{state="crashloop"}') is not None  # 0, not absent
     assert (_value(text, 'armillary_workqueue_adds_total{name="tenants"}') or 0) >= 1
+
+    def reconciled() -> float | None:
+        text = _scrape(server).text
+        done = 'armillary_controller_reconcile_total{controller="tenants",result="success"}'
+        return _value(text, done) and _value(
+            text, 'armillary_tenant_conditions{condition="Ready",status="false"}'
+        )
+
+    wait_for(reconciled, 30, every_s=0.2, what="a tenant reconciled and its Ready condition")
 
 
 def test_promtool_finds_the_exposition_clean(server: ServerProcess) -> None:

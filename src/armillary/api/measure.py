@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary import metrics
@@ -23,6 +24,9 @@ UNMATCHED = "other"
 class Measure:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The labelled children, looked up once per combination: `labels()` builds and
+        # checks its key under a lock each time, on the path of every delivery.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,10 +44,17 @@ class Measure:
         try:
             await self.app(scope, receive, measured_send)
         finally:
-            route = _template(scope)
+            elapsed = time.perf_counter() - began
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            metrics.HTTP_REQUESTS.labels(method, route, metrics.status_class(status)).inc()
-            metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - began)
+            key = (method, _template(scope), status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    metrics.HTTP_REQUESTS.labels(method, key[1], metrics.status_class(status)),
+                    metrics.HTTP_DURATION.labels(method, key[1]),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

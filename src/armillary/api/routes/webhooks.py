@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from armillary import ids, logs, metrics, wire
@@ -110,8 +111,15 @@ def count(source: str, result: Answer) -> None:
     if not metrics.enabled:
         return
     outcome = _outcome(result)
-    label = "" if outcome == "unknown_source" else source
-    metrics.WEBHOOK_DELIVERIES.labels(label, outcome).inc()
+    key = ("" if outcome == "unknown_source" else source, outcome)
+    child = _DELIVERIES.get(key)
+    if child is None:
+        child = _DELIVERIES[key] = metrics.WEBHOOK_DELIVERIES.labels(*key)
+    child.inc()
+
+
+_DELIVERIES: dict[tuple[str, str], Counter] = {}
+"""`armillary_webhook_deliveries_total`'s children, looked up once per source and outcome."""
 
 
 def _outcome(result: Answer) -> str:
