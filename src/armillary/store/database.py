@@ -71,14 +71,20 @@ def async_url(url: str) -> str:
 
 def _time_queries(engine: Engine, pool: str) -> None:
     """Observe every statement's duration on `engine` (armillary_db_query_duration_seconds):
-    two clock reads and a dict entry on the connection, nothing more."""
+    two clock reads, kept on the statement's execution context. Even so, SQLAlchemy's
+    event dispatch costs ~6 µs a statement (measured: a `SELECT 1` on SQLite 13.7 µs
+    untimed, 20.1 µs timed), so the group-commit writer's pool is not timed statement
+    by statement: each of its transactions is (armillary_intake_commit_duration_seconds),
+    and ingress pays nothing per delivery for this."""
     histogram = metrics.DB_QUERY.labels(pool)
 
-    def before(conn: Connection, *_: Any) -> None:
-        conn.info["armillary_query_began"] = time.perf_counter()
+    # (conn, cursor, statement, parameters, context, executemany)
+    def before(*call: Any) -> None:
+        if call[4] is not None:
+            call[4].armillary_began = time.perf_counter()
 
-    def after(conn: Connection, *_: Any) -> None:
-        began = conn.info.pop("armillary_query_began", None)
+    def after(*call: Any) -> None:
+        began = getattr(call[4], "armillary_began", None)
         if began is not None:
             histogram.observe(time.perf_counter() - began)
 
@@ -158,7 +164,8 @@ class Database:
         database = cls(reader=reader, writer=writer, sync_writer=sync_writer)
         if metrics.enabled:
             for pool, measured in database._pools().items():
-                _time_queries(measured, pool)
+                if pool != "batch":  # timed per transaction instead (see `_time_queries`)
+                    _time_queries(measured, pool)
         if migrate:
             await database.migrate()
         return database
