@@ -24,6 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from armillary import metrics
+from armillary.api import openapi
 from armillary.api.security import Viewer
 from armillary.errors import NotFound
 from armillary.protocol import ReplicaState
@@ -47,7 +48,13 @@ PROVISIONING_STATES = ("pending", "running", "succeeded", "failed", "rolled-back
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "The exposition"}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            "description": "The exposition",
+        },
+        **openapi.declared(404),
+    },
 )
 async def scrape(request: Request, _who: Viewer) -> Response:
     """Every Armillary metric in Prometheus's text format."""
