@@ -26,10 +26,12 @@ lint: $(BIN)/armillary
 	$(BIN)/lint-imports
 
 unit: $(BIN)/armillary
+	sh scripts/ensure-prometheus.sh
 	$(BIN)/pytest tests/unit -q
 
 integration: $(BIN)/armillary
 	sh scripts/ensure-postgres.sh
+	sh scripts/ensure-prometheus.sh
 	$(BIN)/pytest tests/integration -q
 
 # The suite runs on two xdist workers (TEST_WORKERS): most of its time is spent waiting
@@ -44,6 +46,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 # test processes' own Python code then runs at full speed; see pyproject.toml).
 test: lint
 	sh scripts/ensure-postgres.sh
+	sh scripts/ensure-prometheus.sh
 	rm -f .coverage .coverage.*
 ifdef NO_COVERAGE
 	$(PYTEST)
@@ -55,6 +58,7 @@ endif
 # their data here; COVERAGE_PROCESS_START starts the tracer in every Python child.
 coverage: $(BIN)/armillary
 	sh scripts/ensure-postgres.sh
+	sh scripts/ensure-prometheus.sh
 	rm -f .coverage .coverage.*
 	COVERAGE_FILE=$(CURDIR)/.coverage COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(PYTEST) --cov --cov-report=term
 

@@ -2,7 +2,8 @@
 
 Run:  .venv/bin/python bench/ingress_bench.py [--backend sqlite|postgres|both]
           [--duration-s 20] [--concurrency 1 4 16] [--generators 1] [--client raw|httpx]
-          [--body-bytes 1024] [--agent-worker off|on] [--src DIR] [--json FILE]
+          [--body-bytes 1024] [--agent-worker off|on] [--metrics on|off|both]
+          [--src DIR] [--json FILE]
 
 For each backend a real `python -m armillary server` (one uvicorn worker) starts in a
 temporary ARMILLARY_HOME (Postgres: a fresh database, dropped afterwards), with the
@@ -27,6 +28,11 @@ window: the server (all its threads), the generator, and the rest of the machine
 up there). After the last load the server is killed with SIGKILL and the store is
 counted directly (sqlite3 / asyncpg): the events and their audit rows must equal the
 202s answered.
+
+--metrics both measures each backend twice in the same run, a server with
+ARMILLARY_METRICS=false (no request layer, no query timing, no /metrics) and one with
+metrics on, alternating (off, on, off, on: --rounds 2) so that a slow patch of a
+shared machine falls on both; the last table compares their 202/s.
 """
 
 from __future__ import annotations
@@ -423,7 +429,13 @@ class Server:
     delivery checked by hand."""
 
     def __init__(
-        self, home: Path, database_url: str | None, src: Path | None, *, agent_worker: bool = True
+        self,
+        home: Path,
+        database_url: str | None,
+        src: Path | None,
+        *,
+        agent_worker: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.home = home
         self.port = free_port()
@@ -436,6 +448,7 @@ class Server:
             ARMILLARY_AGENT_RUN_MAX_ATTEMPTS="1",
             # off: an ingress replica, queueing runs for another replica to call agents
             ARMILLARY_AGENT_RUN_WORKER="true" if agent_worker else "false",
+            ARMILLARY_METRICS="true" if metrics else "false",
         )
         if src is not None:  # another tree of the package, ahead of the installed one
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
@@ -517,7 +530,7 @@ async def count_postgres(url: str) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- one backend
-def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_backend(backend: str, args: argparse.Namespace, *, metrics: bool = True) -> dict[str, Any]:
     database_url = dbname = None
     if backend == "postgres":
         dbname = f"armillary_bench_{secrets.token_hex(4)}"
@@ -528,7 +541,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="armillary-ingress-") as tmp:
             home = Path(tmp)
-            server = Server(home, database_url, args.src, agent_worker=args.agent_worker == "on")
+            server = Server(
+                home,
+                database_url,
+                args.src,
+                agent_worker=args.agent_worker == "on",
+                metrics=metrics,
+            )
             try:
                 common = {
                     "generators": args.generators,
@@ -559,6 +578,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
     return {
         "backend": backend,
+        "metrics": metrics,
         "calibration_ms": calibration_ms,
         "runs": runs,
         "warmup": {"ok": warm["ok"], "errors": warm["errors"]},
@@ -585,9 +605,7 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"| c={r['concurrency']} | {r['ok_per_s']:,.0f} | {r['p50_ms']:.1f} "
             f"| {r['p99_ms']:.1f} | {r['generator_cpu_pct']:.0f} / {r['server_cpu_pct']:.0f} |"
         )
-    for backend in ("sqlite", "postgres"):
-        if backend not in results:
-            continue
+    for backend in measured(results):
         out += [
             "",
             f"{backend}: CPU calibration {results[backend]['calibration_ms']:.0f} ms "
@@ -620,14 +638,54 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         "| durability (after SIGKILL) | answered 202 | events stored | audit rows | equal |",
         "|---|---|---|---|---|",
     ]
-    for backend in ("sqlite", "postgres"):
+    for backend in measured(results):
         if backend in results:
             d = results[backend]["durability"]
             out.append(
                 f"| {backend} | {d['answered_202']} | {d['events_stored']} "
                 f"| {d['audit_rows']} | {'yes' if d['ok'] else 'NO'} |"
             )
+    out += comparison(results)
     return "\n".join(out)
+
+
+def measured(results: dict[str, Any]) -> list[str]:
+    """The keys of the measured servers, in the order they ran."""
+    return [k for k, v in results.items() if isinstance(v, dict) and "durability" in v]
+
+
+def comparison(results: dict[str, Any]) -> list[str]:
+    """With --metrics both: metrics on against off, per backend and concurrency, each
+    side's mean over its rounds: 202/s, and the server's CPU per delivery (steadier
+    than 202/s on a machine something else also uses)."""
+    sums: dict[tuple[str, int, bool], list[tuple[float, float]]] = {}
+    for key in measured(results):
+        r = results[key]
+        for run in r["runs"]:
+            w = run["webhooks"]
+            sums.setdefault((r["backend"], run["concurrency"], r["metrics"]), []).append(
+                (w["ok_per_s"], w["server_cpu_ms_per_request"])
+            )
+    if not any(metrics is False for _, _, metrics in sums):
+        return []
+    out = [
+        "",
+        "| metrics on vs off (same run) | 202/s off | 202/s on | on / off "
+        "| server CPU µs per delivery off | on | on / off |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (backend, concurrency, metrics), off in sorted(sums.items()):
+        on = sums.get((backend, concurrency, True))
+        if metrics or not on:
+            continue
+        rate_off, rate_on = (sum(x[0] for x in side) / len(side) for side in (off, on))
+        cpu_off, cpu_on = (sum(x[1] for x in side) / len(side) * 1000 for side in (off, on))
+        out.append(
+            f"| {backend} c={concurrency} ({len(off)} rounds each) | {rate_off:,.0f} "
+            f"| {rate_on:,.0f} | {rate_on / rate_off:.1%} | {cpu_off:.0f} | {cpu_on:.0f} "
+            f"| {cpu_on / cpu_off:.1%} |"
+        )
+    return out
 
 
 def tree(src: Path | None) -> dict[str, Any]:
@@ -668,6 +726,15 @@ def main() -> None:
         help="whether the measured server also calls agents with the runs it queues (no "
         "agent answers here: each run fails once); off is an ingress-only replica",
     )
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off", "both"],
+        default="on",
+        help="ARMILLARY_METRICS of the measured server; both: off and on, alternating",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="with --metrics both: off/on pairs per backend"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: the stub server
     args = parser.parse_args()
@@ -691,11 +758,17 @@ def main() -> None:
         )
     results["stub"] = [stub_ceiling(args, c) for c in args.concurrency]
     for backend in backends:
-        results[backend] = run_backend(backend, args)
+        if args.metrics != "both":
+            results[backend] = run_backend(backend, args, metrics=args.metrics == "on")
+            continue
+        for i in range(args.rounds):
+            for metrics in (False, True):
+                key = f"{backend} metrics {'on' if metrics else 'off'} #{i + 1}"
+                results[key] = run_backend(backend, args, metrics=metrics)
     print(tables(results, args), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    failed = [b for b in backends if not results[b]["durability"]["ok"]]
+    failed = [b for b in measured(results) if not results[b]["durability"]["ok"]]
     if failed:
         sys.exit(f"durability check failed: {', '.join(failed)}")
 

@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     agent_run_poll_s: float = Field(
         default=1.0, gt=0, description="how often the worker looks for due runs"
     )
+    metrics: bool = Field(
+        default=True,
+        description="serve GET /metrics (to viewers) and count requests and queries for it; "
+        "false: neither (docs/metrics.md)",
+    )
     webhook_catalog_max_age_s: float = Field(
         default=2.0,
         gt=0,

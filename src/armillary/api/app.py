@@ -22,9 +22,19 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from armillary import __version__
+from armillary import __version__, metrics
 from armillary.api import audit as audit_log
-from armillary.api import context, gate, headers, limits, openapi, problems, ratelimit, security
+from armillary.api import (
+    context,
+    gate,
+    headers,
+    limits,
+    measure,
+    openapi,
+    problems,
+    ratelimit,
+    security,
+)
 from armillary.api.hub import Hub
 from armillary.api.routes import (
     access,
@@ -44,6 +54,9 @@ from armillary.api.routes import (
     webhooks,
 )
 from armillary.api.routes import docs as api_docs
+from armillary.api.routes import (
+    metrics as metrics_route,
+)
 from armillary.api.routes import (
     retention as retention_routes,
 )
@@ -68,6 +81,7 @@ log = logging.getLogger("armillary.api")
 
 def create_app(settings: Settings) -> FastAPI:
     """The API server for `settings`; the store opens when the app starts."""
+    metrics.enabled = settings.metrics  # before the store opens: its query timing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -210,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(doctor.router)
     app.include_router(retention_routes.router)
     app.include_router(version.router)
+    app.include_router(metrics_route.router)
     app.include_router(api_docs.router)
     app.state.webhook_limits = webhooks.Limits()
 
@@ -238,10 +253,12 @@ def create_server(settings: Settings) -> ASGIApp:
     which answers deliveries before FastAPI's own per-request layers (see
     `webhooks.Front`); everything else goes through to the app. Around both, the
     bounds every body is read within: the bytes all requests in flight hold, and the
-    time one body may take (`limits.BodyGuard`)."""
+    time one body may take (`limits.BodyGuard`); around everything, unless metrics are
+    off, the count and duration of every request (`measure.Measure`)."""
     front = webhooks.Front(create_app(settings), max_body_bytes=settings.max_body_bytes)
     budget = limits.Budget(max_bytes=settings.body_budget_bytes())
-    return limits.BodyGuard(front, budget=budget, timeout_s=settings.body_timeout_s)
+    guarded = limits.BodyGuard(front, budget=budget, timeout_s=settings.body_timeout_s)
+    return measure.Measure(guarded) if settings.metrics else guarded
 
 
 def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:

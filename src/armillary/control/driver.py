@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from armillary import metrics
 from armillary.control.queue import WorkQueue
 from armillary.errors import PermanentError, TemporaryError
 from armillary.store.feed import Change, Feed
@@ -75,7 +76,16 @@ class Driver:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.controller = controller
-        self.queue = WorkQueue(clock=clock)
+        self.queue = WorkQueue(clock=clock, name=controller.name)
+        name = controller.name
+        self._reconcile_time = metrics.RECONCILE_TIME.labels(name)
+        self._results = {
+            result: metrics.RECONCILES.labels(name, result)
+            for result in ("success", "requeue_after", "error")
+        }
+        self._errors = metrics.RECONCILE_ERRORS.labels(name)
+        self._retries = metrics.WORKQUEUE_RETRIES.labels(name)
+        self._work_time = metrics.WORKQUEUE_WORK_DURATION.labels(name)
         self._feed = feed
         self._workers = workers
         self._resync_s = resync_s
@@ -115,17 +125,29 @@ class Driver:
 
     async def process(self, key: str) -> None:
         """Reconcile `key` once and act on the outcome: requeue, back off, or stop."""
+        began = time.perf_counter()
         try:
             result = await self.controller.reconcile(key)
         except PermanentError as exc:
+            self._reconciled(began, "error")
             await self._stop(key, exc)
         except Exception as exc:
+            self._reconciled(began, "error")
             self._retry(key, exc)
         else:
+            self._reconciled(
+                began, "success" if result.requeue_after_s is None else "requeue_after"
+            )
             self._failures.pop(key, None)
             self.stopped.pop(key, None)
             if result.requeue_after_s is not None:
                 self.queue.add_after(key, result.requeue_after_s)
+
+    def _reconciled(self, began: float, result: str) -> None:
+        self._reconcile_time.observe(time.perf_counter() - began)
+        self._results[result].inc()
+        if result == "error":
+            self._errors.inc()
 
     async def _listen(self, events: asyncio.Queue[Change]) -> None:
         while True:
@@ -148,10 +170,12 @@ class Driver:
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
+            began = time.perf_counter()
             try:
                 await self.process(key)
             finally:
                 self.queue.done(key)
+                self._work_time.observe(time.perf_counter() - began)
 
     async def _stop(self, key: str, exc: PermanentError) -> None:
         reason = str(exc) or type(exc).__name__
@@ -167,6 +191,7 @@ class Driver:
     def _retry(self, key: str, exc: Exception) -> None:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
+        self._retries.inc()
         delay = exc.delay_s if isinstance(exc, TemporaryError) else self._delay(failures)
         log.warning(
             "%s: reconcile %r failed (attempt %d, retry in %.1fs): %s",

@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from armillary import logs
+from armillary import logs, metrics
 from armillary.auth import tokens
 from armillary.auth.sealing import Sealer
 from armillary.control import apply as applying
@@ -176,6 +177,8 @@ class Provisioner:
                     started_at=self._clock(),
                     error=None,
                 )
+                began = time.perf_counter()
+                step_time = metrics.PROVISIONING_STEP.labels
                 try:
                     detail = await do(context)
                 except asyncio.CancelledError:
@@ -186,6 +189,7 @@ class Provisioner:
                         if isinstance(exc, ArmillaryError)
                         else f"{type(exc).__name__}: {exc}"
                     )
+                    step_time(step.name, "failed").observe(time.perf_counter() - began)
                     if not isinstance(exc, ArmillaryError):
                         log.exception("run %s: step %s failed", run_id, step.name)
                     await provisioning_runs.set_step(
@@ -202,6 +206,7 @@ class Provisioner:
                         error=f"step {step.name} failed: {error}",
                     )
                     return
+                step_time(step.name, "succeeded").observe(time.perf_counter() - began)
                 await provisioning_runs.set_step(
                     self._db,
                     run_id,
@@ -213,6 +218,7 @@ class Provisioner:
             await provisioning_runs.set_run(
                 self._db, run_id, state="succeeded", finished_at=self._clock()
             )
+            metrics.PROVISIONING_RUNS.labels(run.action, "succeeded").inc()
             log.info("%s of tenant %s succeeded", run.action, tenant)
 
     async def _roll_back(
@@ -255,6 +261,7 @@ class Provisioner:
         await provisioning_runs.set_run(
             self._db, run.id, state=state, error=summary[:4000], finished_at=self._clock()
         )
+        metrics.PROVISIONING_RUNS.labels(run.action, state).inc()
         log.warning("%s of tenant %s %s: %s", run.action, run.tenant, state, summary)
 
     # --- validation --------------------------------------------------------------------

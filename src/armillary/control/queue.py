@@ -5,6 +5,9 @@ second worker — if it is added meanwhile it is marked dirty and queued again w
 the first worker calls `done`. `add_after` schedules a key for later (requeue and
 backoff); an earlier immediate `add` wins over a pending delay. The clock is
 injected so tests can drive time.
+
+With a `name`, the queue counts itself in controller-runtime's terms
+(`armillary_workqueue_depth`: keys due now; `armillary_workqueue_adds_total`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from armillary import metrics
+
 
 class WorkQueue:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, name: str = "") -> None:
         self._clock = clock
+        self._depth = metrics.WORKQUEUE_DEPTH.labels(name or "unnamed")
+        self._adds = metrics.WORKQUEUE_ADDS.labels(name or "unnamed")
         self._ready: deque[str] = deque()
         self._queued: set[str] = set()
         self._processing: set[str] = set()
@@ -44,12 +51,14 @@ class WorkQueue:
 
     def add(self, key: str) -> None:
         """Queue `key` now (once, however often it is added)."""
+        self._adds.inc()
         if key in self._processing:
             self._dirty.add(key)
             return
         if key not in self._queued:
             self._queued.add(key)
             self._ready.append(key)
+            self._depth.set(len(self._ready))
             self._wakeup.set()
 
     def add_after(self, key: str, delay_s: float) -> None:
@@ -66,6 +75,7 @@ class WorkQueue:
             self._promote()
             if self._ready:
                 key = self._ready.popleft()
+                self._depth.set(len(self._ready))
                 self._queued.discard(key)
                 self._processing.add(key)
                 return key

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from armillary import timestamps
+from armillary import metrics, timestamps
 from armillary.control import conditions, cron, firing, schedule_status, schedule_targets
 from armillary.control.driver import Result
 from armillary.errors import Conflict, NotFound
@@ -132,6 +132,8 @@ class ScheduleController:
             runs = [r for r in runs if r.id not in decision.prune]
             seen = _seen(opened, state, runs, next_at=decision.next_at, skipped=skipped)
             await self._write(conn, opened, state, seen, now=now)
+        if decision.due is not None:  # counted once committed
+            _count(decision)
         return Result(requeue_after_s=_requeue_after(decision, runs, now=now))
 
     async def _open(self, conn: Tx, key: str, *, now: dt.datetime) -> Opened | None:
@@ -499,3 +501,13 @@ def _run_name(component: str, tenant: str, scheduled_at: dt.datetime) -> str:
 
 def _iso(moment: dt.datetime) -> str:
     return timestamps.iso(moment)
+
+
+def _count(decision: firing.Decision) -> None:
+    """A fire time handled: started, missed past its deadline, or skipped."""
+    if decision.start:
+        metrics.SCHEDULE_FIRES.inc()
+    elif decision.outcome == "missed":
+        metrics.SCHEDULE_MISSES.inc()
+    else:
+        metrics.SCHEDULE_SKIPS.inc()

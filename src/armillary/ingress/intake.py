@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from armillary import metrics
 from armillary.errors import TemporaryError
 from armillary.store import agent_runs, audit, events
 from armillary.store.database import Database, SyncTx
@@ -127,6 +129,7 @@ class Intake:
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Stored]]]) -> None:
         items = [item for item, _ in batch]
+        began = time.perf_counter()
         try:
             stored = await self._db.write_sync(lambda conn: _write(conn, items))
         except Exception:
@@ -136,6 +139,8 @@ class Intake:
             for entry in batch:
                 await self._one(*entry)
             return
+        metrics.INTAKE_COMMIT.observe(time.perf_counter() - began)
+        metrics.INTAKE_BATCH_SIZE.observe(len(batch))
         self.batches += 1
         self.items += len(batch)
         for (_, done), outcome in zip(batch, stored, strict=True):

@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from armillary import logs, timestamps
+from armillary import logs, metrics, timestamps
 from armillary.auth import tenant_tokens
 from armillary.errors import PermanentError, TemporaryError
 from armillary.ingress import retry
@@ -192,6 +192,10 @@ class Runner:
                         next_attempt_at=verdict.next_attempt_at,
                         now=self._clock(),
                     )
+                outcome = "succeeded" if attempt.error is None else "failed"
+                metrics.AGENT_RUN_ATTEMPT.labels(outcome).observe(attempt.duration_ms / 1000)
+                if kept and verdict.state == "dead":
+                    metrics.AGENT_RUNS_DEAD.inc()
                 if not kept:
                     log.warning("agent run %s: claim lost before its answer was stored", run.id)
                 elif verdict.state != "succeeded":

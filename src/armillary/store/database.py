@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
+from armillary import metrics
 from armillary.resources import text as storable
 from armillary.store import feed
 
@@ -66,6 +67,29 @@ def async_url(url: str) -> str:
     else:
         raise ValueError(f"expected a sqlite:// or postgresql:// database URL, got {backend}://")
     return parsed.render_as_string(hide_password=False)
+
+
+def _time_queries(engine: Engine, pool: str) -> None:
+    """Observe every statement's duration on `engine` (armillary_db_query_duration_seconds):
+    two clock reads, kept on the statement's execution context. Even so, SQLAlchemy's
+    event dispatch costs ~6 µs a statement (measured: a `SELECT 1` on SQLite 13.7 µs
+    untimed, 20.1 µs timed), so the group-commit writer's pool is not timed statement
+    by statement: each of its transactions is (armillary_intake_commit_duration_seconds),
+    and ingress pays nothing per delivery for this."""
+    histogram = metrics.DB_QUERY.labels(pool)
+
+    # (conn, cursor, statement, parameters, context, executemany)
+    def before(*call: Any) -> None:
+        if call[4] is not None:
+            call[4].armillary_began = time.perf_counter()
+
+    def after(*call: Any) -> None:
+        began = getattr(call[4], "armillary_began", None)
+        if began is not None:
+            histogram.observe(time.perf_counter() - began)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
 
 
 class Database:
@@ -138,6 +162,10 @@ class Database:
             reader = writer
             sync_writer = None
         database = cls(reader=reader, writer=writer, sync_writer=sync_writer)
+        if metrics.enabled:
+            for pool, measured in database._pools().items():
+                if pool != "batch":  # timed per transaction instead (see `_time_queries`)
+                    _time_queries(measured, pool)
         if migrate:
             await database.migrate()
         return database
@@ -273,6 +301,24 @@ class Database:
             )
         head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
         return current, head
+
+    def _pools(self) -> dict[str, Engine]:
+        """The synchronous engines under this store's pools, by the name metrics use."""
+        found = {"writer": self._writer.sync_engine}
+        if self._reader is not self._writer:
+            found["reader"] = self._reader.sync_engine
+        if self._sync_writer is not None:
+            found["batch"] = self._sync_writer
+        return found
+
+    def pool_status(self) -> dict[str, tuple[int, int]]:
+        """Each pool's connections in use and idle, for `/metrics`."""
+        status: dict[str, tuple[int, int]] = {}
+        for name, engine in self._pools().items():
+            pool = engine.pool
+            if isinstance(pool, QueuePool):  # the async adapted pool is one too
+                status[name] = (pool.checkedout(), pool.checkedin())
+        return status
 
     async def close(self) -> None:
         if self._checkpointing is not None:

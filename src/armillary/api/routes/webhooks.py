@@ -37,9 +37,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
-from armillary import ids, logs, wire
+from armillary import ids, logs, metrics, wire
 from armillary.api import audit as audit_log
 from armillary.api import headers as security_headers
 from armillary.api import openapi, problems, ratelimit
@@ -102,6 +103,32 @@ class Answer:
     status: int
     document: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def count(source: str, result: Answer) -> None:
+    """`armillary_webhook_deliveries_total` for one answer. A source that does not
+    exist is counted under the empty name: a label a sender chooses is unbounded."""
+    if not metrics.enabled:
+        return
+    outcome = _outcome(result)
+    key = ("" if outcome == "unknown_source" else source, outcome)
+    child = _DELIVERIES.get(key)
+    if child is None:
+        child = _DELIVERIES[key] = metrics.WEBHOOK_DELIVERIES.labels(*key)
+    child.inc()
+
+
+_DELIVERIES: dict[tuple[str, str], Counter] = {}
+"""`armillary_webhook_deliveries_total`'s children, looked up once per source and outcome."""
+
+
+def _outcome(result: Answer) -> str:
+    status = result.status
+    if status == 202:
+        return "unrouted" if result.document.get("state") == "unrouted" else "accepted"
+    if status == 200:
+        return "duplicate" if result.document.get("duplicate") else "handshake"
+    return {401: "refused", 429: "rate_limited", 404: "unknown_source"}.get(status, "error")
 
 
 class ClientGone(Exception):
@@ -208,6 +235,7 @@ async def receive(source: str, request: Request) -> Response:
         client=request.client.host if request.client else None,
         request_id=getattr(request.state, "request_id", None),
     )
+    count(source, result)
     media = problems.MEDIA_TYPE if result.status >= 400 else None
     return JSONResponse(
         result.document, status_code=result.status, headers=result.headers, media_type=media
@@ -270,6 +298,7 @@ class Front:
             result = Answer(500, problems.document(500, "Internal error", "see the server log"))
         finally:
             audit_log.CURRENT_REQUEST.reset(bound)
+        count(source, result)
         await _send(send, result, request_id)
 
     def _reader(self, headers: Mapping[str, str], receive: Receive) -> BodyReader:
