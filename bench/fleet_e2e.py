@@ -65,6 +65,7 @@ from procs import (
     free_port,
     machine,
     pg_admin,
+    ready,
     server_env,
     start_server,
     state_of,
@@ -215,10 +216,7 @@ class Fleet:
             time.sleep(0.05)
 
     def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return ready(self.url)
 
     def log(self) -> str:
         out = []

@@ -80,7 +80,15 @@ from typing import Any
 import httpx
 import psutil
 import websockets
-from procs import POSTGRES_URL, free_port, machine, pg_admin, server_env, start_server
+from procs import (
+    POSTGRES_URL,
+    free_port,
+    machine,
+    pg_admin,
+    ready,
+    server_env,
+    start_server,
+)
 
 from armillary.protocol import PROTOCOL_VERSION
 
@@ -500,10 +508,7 @@ class Server:
             raise
 
     def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return ready(self.url)
 
     def log(self) -> str:
         path = self.home / "server.log"

@@ -59,7 +59,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import POSTGRES_URL, free_port, machine, pg_admin, server_env, start_server
+from procs import (
+    POSTGRES_URL,
+    free_port,
+    machine,
+    pg_admin,
+    ready,
+    server_env,
+    start_server,
+)
 
 API = "armillary.dev/v1"
 SOURCE = "github-bench"
@@ -482,10 +490,7 @@ class Server:
         self.queues_runs = "run" in probe.json()  # this tree starts an agent run per event
 
     def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return ready(self.url)
 
     def log(self) -> str:
         return (self.home / "server.log").read_text(errors="replace")[-4000:]

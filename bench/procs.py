@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 POSTGRES_URL = os.environ.get(
     "ARMILLARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -109,3 +111,11 @@ def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def ready(url: str) -> bool:
+    """Whether the server at `url` answers `/readyz` with 200 now."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

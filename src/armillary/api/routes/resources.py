@@ -31,15 +31,6 @@ Selector = Annotated[
         json_schema_extra={"pattern": selectors.PATTERN},
     ),
 ]
-Limit = Annotated[
-    int | None,
-    Query(
-        ge=1,
-        le=paging.MAX_LIMIT,
-        description="At most this many items; `metadata.continue` then says where the "
-        "next page starts (give it back as `continue`). Without it, every item",
-    ),
-]
 Continue = Annotated[
     str | None,
     Query(
@@ -104,7 +95,7 @@ def _register(kind: kinds.Kind) -> None:
         db: Db,
         _who: Viewer,
         selector: Selector = None,
-        limit: Limit = None,
+        limit: paging.Limit = None,
         token: Continue = None,
     ) -> dict[str, Any]:
         chosen = selectors.parse(selector)
