@@ -4,6 +4,7 @@ versions conflict, and only hashes of tokens are kept."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -155,3 +156,31 @@ async def test_a_starting_server_trusts_no_connected_flag(db: Database) -> None:
         await nodes.disconnect_all(conn)
     async with db.read() as conn:
         assert (await nodes.require(conn, name)).connected is False
+
+
+async def test_a_delete_retries_a_version_moved_under_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A controller's status write between a delete's read and its delete (Postgres,
+    read committed) moves the version: the delete reads again and deletes, as apply
+    retries; only a delete that names a version is refused."""
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    await _apply(db, name, {"description": "a"})
+    await _apply(db, name, {"description": "b"})
+    real = repository.require
+    reads = 0
+
+    async def moved_after_the_first_read(conn: Any, kind: str, name: str) -> repository.Stored:
+        nonlocal reads
+        reads += 1
+        found = await real(conn, kind, name)
+        if reads == 1:  # as read before another writer moved it
+            return dataclasses.replace(found, resource_version=found.resource_version - 1)
+        return found
+
+    monkeypatch.setattr(repository, "require", moved_after_the_first_read)
+    async with db.write() as conn:
+        gone = await repository.remove(conn, "Org", name)
+    assert reads == 2 and gone.spec == {"description": "b"}
+    async with db.read() as conn:
+        assert await repository.get(conn, "Org", name) is None

@@ -219,20 +219,27 @@ async def write_status(
 async def remove(
     conn: AsyncConnection, kind: str, name: str, *, expected_version: int | None = None
 ) -> Stored:
-    """Delete the resource and return what it was. `NotFound` if absent."""
-    current = await require(conn, kind, name)
-    check_version(current, kind, name, expected=expected_version)
-    result = await conn.execute(
-        delete(resources).where(
-            resources.c.kind == kind,
-            resources.c.name == name,
-            resources.c.resource_version == current.resource_version,
+    """Delete the resource and return what it was. `NotFound` if absent.
+
+    Without `expected_version`, a version moved by a concurrent write (a controller's
+    status, on Postgres between our read and our delete) is re-read and retried, as
+    `apply` does; with it, a moved version is the caller's Conflict."""
+    for _ in range(_RETRIES):
+        current = await require(conn, kind, name)
+        check_version(current, kind, name, expected=expected_version)
+        result = await conn.execute(
+            delete(resources).where(
+                resources.c.kind == kind,
+                resources.c.name == name,
+                resources.c.resource_version == current.resource_version,
+            )
         )
-    )
-    if result.rowcount != 1:
-        raise _moved(kind, name)
-    feed.record(conn.info, feed.Change(kind=kind, name=name))
-    return current
+        if result.rowcount == 1:
+            feed.record(conn.info, feed.Change(kind=kind, name=name))
+            return current
+        if expected_version is not None:
+            break
+    raise _moved(kind, name)
 
 
 async def _insert(conn: AsyncConnection, item: Canonical, *, now: dt.datetime) -> Stored:
