@@ -66,6 +66,8 @@ from procs import (
     machine,
     pg_admin,
     ready,
+    ready_tenants,
+    running_replicas,
     server_env,
     start_server,
     state_of,
@@ -246,19 +248,10 @@ class Fleet:
         return out
 
     def running(self) -> int:
-        items = self.http.get("/api/v1/replicas").json()["items"]
-        return sum(1 for r in items if (r.get("report") or {}).get("state") == "running")
+        return running_replicas(self.http)
 
     def ready(self) -> int:
-        items = self.http.get("/api/v1/tenants").json()["items"]
-        return sum(
-            1
-            for t in items
-            if any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (t.get("status") or {}).get("conditions", [])
-            )
-        )
+        return ready_tenants(self.http)
 
     def close(self) -> None:
         for process in (self.node, self.server):  # the node first: it stops its replicas

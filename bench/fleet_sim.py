@@ -86,6 +86,8 @@ from procs import (
     machine,
     pg_admin,
     ready,
+    ready_tenants,
+    running_replicas,
     server_env,
     start_server,
 )
@@ -571,20 +573,11 @@ def parse_time(text: str) -> float:
 
 
 def running_in_api(server: Server) -> int:
-    items = server.http.get("/api/v1/replicas").json()["items"]
-    return sum(1 for r in items if (r.get("report") or {}).get("state") == "running")
+    return running_replicas(server.http)
 
 
 def ready_in_api(server: Server) -> int:
-    items = server.http.get("/api/v1/tenants").json()["items"]
-    return sum(
-        1
-        for t in items
-        if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (t.get("status") or {}).get("conditions", [])
-        )
-    )
+    return ready_tenants(server.http)
 
 
 def measure(server: Server, nodes: int, tenants: int, args: argparse.Namespace) -> dict[str, Any]:

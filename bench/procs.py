@@ -119,3 +119,22 @@ def ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def running_replicas(http: httpx.Client) -> int:
+    """How many replicas `GET /api/v1/replicas` reports `running`."""
+    items = http.get("/api/v1/replicas").json()["items"]
+    return sum(1 for r in items if (r.get("report") or {}).get("state") == "running")
+
+
+def ready_tenants(http: httpx.Client) -> int:
+    """How many tenants `GET /api/v1/tenants` shows with `Ready` `True`."""
+    items = http.get("/api/v1/tenants").json()["items"]
+    return sum(
+        1
+        for t in items
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (t.get("status") or {}).get("conditions", [])
+        )
+    )
