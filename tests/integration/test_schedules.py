@@ -28,11 +28,11 @@ from sqlalchemy import Connection
 
 from armillary.control import apply as applying
 from armillary.control.driver import Result
-from armillary.control.expand import expand
 from armillary.control.schedules import ScheduleController
 from armillary.errors import Conflict
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
+from armillary.runtime.expand import expand
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import allocations, nodes, repository, schedule_runs
 from armillary.store.database import MIGRATIONS, Database

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
-from armillary.control.expand import expand
 from armillary.resources import loader
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
+from armillary.runtime.expand import expand
 from armillary.runtime.instance import template_from_json, template_to_json
 
 STACK = textwrap.dedent("""\

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from armillary.auth import keys
 from armillary.auth.secrets import Vault, seal
 from armillary.control import plan, references
-from armillary.control.expand import expand
 from armillary.errors import Invalid, PermanentError
 from armillary.resources import kinds, loader
 from armillary.resources.canonical import Canonical
 from armillary.resources.secret import REDACTED, Secret
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
+from armillary.runtime.expand import expand
 from armillary.runtime.instance import SecretEnv, template_from_json, template_to_json
 from armillary.store.repository import Stored
 

@@ -8,10 +8,10 @@ by the schedule controller for each run, so it reads by name, never whole kinds.
 
 from __future__ import annotations
 
-from armillary.control import expand
 from armillary.resources.release import Release, release_name
 from armillary.resources.stack import Stack
 from armillary.resources.tenant import Tenant
+from armillary.runtime import expand
 from armillary.runtime.instance import Instance
 from armillary.store import repository
 from armillary.store import secrets as secret_store

@@ -3,6 +3,7 @@
     tenant_hash(tenant_id)            = base32(sha256(utf-8(tenant_id)))[:10], lower-case
     instance_name(component, tenant)  = f"{component}-{tenant_hash(tenant)}"
     replica_name(component, tenant, i)= f"{instance_name(component, tenant)}-{i}"
+    namespace_name(tenant)            = f"armillary-{tenant_hash(tenant)}"
 
 The tenant id is the Tenant's `metadata.name`. The alphabet of base32 (a-z, 2-7) is
 DNS-safe, and a component name is at most 48 characters, so an instance name is a
@@ -37,3 +38,8 @@ def replica_name(component: str, tenant_id: str, index: int) -> str:
     if index < 0:
         raise ValueError(f"expected a replica index ≥ 0, got {index}")
     return f"{instance_name(component, tenant_id)}-{index}"
+
+
+def namespace_name(tenant_id: str) -> str:
+    """The Kubernetes namespace of a tenant, e.g. `armillary-3li2ylakmg` (20 characters)."""
+    return f"armillary-{tenant_hash(tenant_id)}"

@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
+from armillary.resources import quantity
 from armillary.resources.meta import Document, Model, Name
 from armillary.resources.schedule import ScheduleTiming
 from armillary.resources.stack import ComponentName, Env, Loc, ReleaseRef
@@ -32,9 +33,34 @@ RoutingKey = Annotated[str, Field(min_length=1, max_length=512)]
 EnvPrefix = Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
 
 
+class TenantQuota(Model):
+    """What each tenant of an org may use in all, per resource. Enforced on the
+    Kubernetes runtime (a ResourceQuota in each tenant's namespace); the nodes runtime
+    does not enforce it yet."""
+
+    cpu: float | str | None = None
+    memory: int | str | None = None
+    pods: Annotated[int, Field(ge=0, le=100000)] | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: float | str | None) -> float | str | None:
+        if value is not None:
+            quantity.cpu_millicores(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            quantity.memory_mb(value)
+        return value
+
+
 class OrgSpec(Model):
     display_name: str = ""
     description: str = ""
+    tenant_quota: TenantQuota | None = None
 
 
 class Org(Document[OrgSpec]):

@@ -1,6 +1,6 @@
 """What a runtime is asked to run for one tenant: its component templates.
 
-Built by control/expand.py from a Tenant and its Stack; read by every runtime
+Built by runtime/expand.py from a Tenant and its Stack; read by every runtime
 driver. Pure data: `spec_hash` covers everything that shapes a process, so a
 changed hash means "replace the replicas" and an unchanged one "leave them".
 """
@@ -61,6 +61,10 @@ class Template:
     policy: Policy = field(default_factory=lambda: Policy())  # not part of spec_hash
     secrets: tuple[SecretEnv, ...] = ()  # env from Secrets, later ones win
     node_labels: dict[str, str] = field(default_factory=dict)  # a node must carry them all
+    # The container image a container runtime runs (`image:`, or a release's image
+    # artifact, `@sha256:` pinned when the record has its digest); None for processes.
+    image: str | None = None
+    exposure: str = "internal"  # public | internal; not part of spec_hash
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""
@@ -81,6 +85,8 @@ class Template:
             shape["secrets"] = [[s.secret, s.prefix, s.version] for s in self.secrets]
         if self.node_labels:  # likewise; a new selector moves the replicas to nodes it matches
             shape["node_labels"] = self.node_labels
+        if self.image is not None:  # likewise
+            shape["image"] = self.image
         text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -8,7 +8,9 @@ A component that runs a release (`release: agent@1.2.0` in the stack, or a tenan
 pin in its override, which wins) takes the command of the Release record's process
 artifact and runs from an immutable checkout of its tag; `ARMILLARY_RELEASE` tells
 the process which one. A release that is not recorded, an image artifact or an inline
-`image` (both need a container runtime) come back with a `problem` instead.
+`image` (both need a container runtime) come back with a `problem` instead; the image
+is kept on the template (`image`) for a container runtime, which reads it and not the
+nodes runtime's problem.
 
 The Secrets a tenant names (`Tenant.spec.secrets`) become references on the
 templates of the components they apply to, never values: the server resolves them
@@ -66,8 +68,10 @@ def _template(
     cwd = component.cwd
     checkout: tuple[str, str] | None = None
     command: tuple[str, ...] = ()
+    image = component.image
     if reference is not None:
         command, cwd, checkout, problem = _from_release(reference, component, releases)
+        image = _image_of(reference, releases)
         if problem is None:
             env["ARMILLARY_RELEASE"] = reference
     elif isinstance(component.command, str) and component.args:
@@ -114,7 +118,20 @@ def _template(
         policy=Policy(**component.rollout.model_dump()),
         secrets=secret_env,
         node_labels=dict(component.node_labels),
+        image=image,
+        exposure=component.exposure,
     )
+
+
+def _image_of(reference: str, releases: Mapping[str, Release]) -> str | None:
+    """The image reference of a recorded release's image artifact, pinned to its digest
+    when the record has one; None for a process artifact or an unrecorded release."""
+    record = releases.get(release_name(*reference.split("@", 1)))
+    artifact = record.spec.artifact.image if record is not None else None
+    if artifact is None:
+        return None
+    image = f"{artifact.registry}/{artifact.repository}:{artifact.tag}"
+    return f"{image}@{artifact.digest}" if artifact.digest else image
 
 
 def _secret_env(
