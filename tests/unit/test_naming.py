@@ -41,6 +41,13 @@ def test_instance_and_replica_name_vectors(tenant_id: str, expected: str) -> Non
     assert naming.replica_name("agent", tenant_id, 999) == f"agent-{expected}-999"
 
 
+@pytest.mark.parametrize(("tenant_id", "expected"), VECTORS)
+def test_namespace_name_vectors(tenant_id: str, expected: str) -> None:
+    name = naming.namespace_name(tenant_id)
+    assert name == f"armillary-{expected}"
+    assert DNS_LABEL.fullmatch(name) and len(name) == 20
+
+
 def test_longest_component_and_highest_index_fill_exactly_63_characters() -> None:
     name = naming.replica_name("c" * 48, "acme-support", 999)
 
