@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
+from ruamel.yaml import YAML
 
 from armillary.resources import loader, naming
 from armillary.resources.meta import Document
@@ -250,3 +254,35 @@ def test_jobs_are_annotated_in_depends_on_order() -> None:
         "1",
         "2",
     ]
+
+
+def yaml_load(text: str) -> list[Any]:
+    return list(YAML(typ="safe", pure=True).load_all(text))
+
+
+def test_a_yaml_parser_reads_back_exactly_the_rendered_objects() -> None:
+    objects = rendered(documents(EVERY_FIELD), HTTPROUTE)
+    assert yaml_load(manifest.to_yaml(objects)) == objects
+    assert json.loads(manifest.to_json(objects))["items"] == objects
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.text(),
+    st.sampled_from(
+        ["true", "No", "null", "~", "8080", "1e3", "0x1F", "08:00", "-", "- a", "a: b"]
+    ),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.dictionaries(st.text(), VALUES, min_size=1, max_size=5), min_size=1, max_size=3))
+def test_yaml_round_trips_any_json_data(objects: list[dict[str, Any]]) -> None:
+    assert yaml_load(manifest.to_yaml(objects)) == objects

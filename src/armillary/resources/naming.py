@@ -17,15 +17,20 @@ them, so the contract cannot drift.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 HASH_LENGTH = 10
 
 
+@functools.lru_cache(maxsize=65536)
 def tenant_hash(tenant_id: str) -> str:
     """The short, stable, DNS-safe hash of a tenant id."""
     digest = hashlib.sha256(tenant_id.encode("utf-8")).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:HASH_LENGTH]
+    # base32 turns each 5 bytes into 8 characters on their own, so the first 10 bytes
+    # give the same first 16 characters as the whole digest, at a third of the work
+    # (rendering computes this for every object of every tenant).
+    return base64.b32encode(digest[:10]).decode("ascii").lower()[:HASH_LENGTH]
 
 
 def instance_name(component: str, tenant_id: str) -> str:
