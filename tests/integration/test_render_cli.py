@@ -119,3 +119,24 @@ def test_an_invalid_kubernetes_name_is_refused_at_its_file_and_path(tmp_path: Pa
     assert code == 4 and out == ""
     assert f"{tmp_path / 'stack.yaml'}:11: Stack/s spec.components[0].name:" in err
     assert "DNS-1035" in err
+
+
+def test_a_tenant_whose_stack_is_missing_is_refused_and_others_still_render(
+    tmp_path: Path,
+) -> None:
+    for name in ("stack.yaml", "release.yaml", "tenants.yaml"):
+        (tmp_path / name).write_text((ROOT / "examples" / "kubernetes" / name).read_text())
+    (tmp_path / "lost.yaml").write_text(
+        "apiVersion: armillary.dev/v1\n"
+        "kind: Tenant\n"
+        "metadata: {name: lost}\n"
+        "spec: {org: initech, stack: nowhere}\n"
+    )
+    code, out, err = render("-f", str(tmp_path), "--target", "kubernetes")
+    assert code == 4 and out == ""
+    assert (
+        f"{tmp_path / 'lost.yaml'}:1: Tenant/lost spec.stack: Stack 'nowhere' is not among" in err
+    )
+    code, out, err = render("-f", str(tmp_path), "--target", "kubernetes", "-t", "initech-support")
+    assert (code, err) == (0, "")
+    assert out == (GOLDEN / "every-field.yaml").read_text()

@@ -89,7 +89,7 @@ def render(
     loaded = _load(filename, recursive)
     views, refusals = inputs.views([doc.resource for doc in loaded])
     if tenant:
-        known = sorted(v.tenant for v in views)
+        known = sorted(d.resource.metadata.name for d in loaded if d.resource.kind == "Tenant")
         unknown = [t for t in tenant if t not in known]
         if unknown:
             raise typer.BadParameter(
@@ -97,6 +97,8 @@ def render(
                 param_hint="'--tenant'",
             )
         views = [v for v in views if v.tenant in tenant]
+        # Another tenant's problems do not stop this one's manifests.
+        refusals = [r for r in refusals if r.kind != "Tenant" or r.name in tenant]
     try:
         if refusals:
             raise Unrenderable(refusals)
