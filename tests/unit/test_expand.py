@@ -92,3 +92,32 @@ def test_node_labels_reach_the_template_and_a_new_selector_moves_the_hash() -> N
     assert eu.node_labels == {"zone": "eu"}
     assert eu.spec_hash() != plain.spec_hash()  # a new selector moves the replicas
     assert template_from_json(template_to_json(eu)) == eu
+
+
+RELEASE = textwrap.dedent("""\
+    apiVersion: armillary.dev/v1
+    kind: Release
+    metadata: {name: agent-1.0.0}
+    spec:
+      component: agent
+      version: 1.0.0
+      git: {tag: agent/v1.0.0, commit: 0123456789abcdef}
+      artifact:
+        image: {registry: r.example, repository: t/agent, tag: 1.0.0%s}
+    """)
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_the_image_stays_on_the_template_for_a_container_runtime() -> None:
+    stack = load(STACK)
+    assert isinstance(stack, Stack)
+    img = expand(tenant(), stack).templates[2]
+    assert img.image == "registry.example/agent:1" and img.exposure == "internal"
+    assert expand(tenant(), stack).templates[0].image is None  # a process
+    assert template_from_json(template_to_json(img)) == img
+    for suffix, expected in (("", "r.example/t/agent:1.0.0"), (f", digest: '{DIGEST}'", None)):
+        record = load(RELEASE % suffix)
+        pinned = expand(tenant("{agent: {release: agent@1.0.0}}"), stack, {"agent-1.0.0": record})  # type: ignore[dict-item]
+        agent = pinned.templates[0]
+        assert agent.problem is not None  # the nodes runtime still cannot run it
+        assert agent.image == (expected or f"r.example/t/agent:1.0.0@{DIGEST}")
