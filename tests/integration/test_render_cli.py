@@ -117,7 +117,7 @@ def test_an_invalid_kubernetes_name_is_refused_at_its_file_and_path(tmp_path: Pa
     )
     code, out, err = render("-f", str(tmp_path), "--target", "kubernetes")
     assert code == 4 and out == ""
-    assert f"{tmp_path / 'stack.yaml'}:11: Stack/s spec.components[0].name:" in err
+    assert f"{tmp_path / 'stack.yaml'}:16: Stack/s spec.components[0].name:" in err  # its line
     assert "DNS-1035" in err
 
 
@@ -135,7 +135,7 @@ def test_a_tenant_whose_stack_is_missing_is_refused_and_others_still_render(
     code, out, err = render("-f", str(tmp_path), "--target", "kubernetes")
     assert code == 4 and out == ""
     assert (
-        f"{tmp_path / 'lost.yaml'}:1: Tenant/lost spec.stack: Stack 'nowhere' is not among" in err
+        f"{tmp_path / 'lost.yaml'}:4: Tenant/lost spec.stack: Stack 'nowhere' is not among" in err
     )
     code, out, err = render("-f", str(tmp_path), "--target", "kubernetes", "-t", "initech-support")
     assert (code, err) == (0, "")

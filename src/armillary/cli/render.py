@@ -25,6 +25,7 @@ from armillary.runtime.kubernetes.model import Cluster, Refusal, Unrenderable
 from armillary.runtime.kubernetes.render import render as render_views
 
 _SIZE = re.compile(r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)$")
+_PART = re.compile(r"[^.\[\]]+")  # spec.components[0].name -> spec, components, 0, name
 
 
 class Target(StrEnum):
@@ -144,17 +145,16 @@ def _cluster(
 
 
 def _issue(refusal: Refusal, loaded: list[loader.Loaded]) -> Issue:
-    """A refusal at the file and line of the document it concerns."""
+    """A refusal at the file and line of the field it concerns (of its document when
+    the field cannot be found, as for a document read from stdin)."""
+    path = f"{refusal.kind}/{refusal.name} {refusal.path}"
     for doc in loaded:
         resource = doc.resource
         if resource.kind == refusal.kind and resource.metadata.name == refusal.name:
-            return Issue(
-                path=f"{refusal.kind}/{refusal.name} {refusal.path}",
-                message=refusal.message,
-                file=doc.file,
-                line=doc.line,
-            )
-    return Issue(path=f"{refusal.kind}/{refusal.name} {refusal.path}", message=refusal.message)
+            loc = tuple(int(p) if p.isdigit() else p for p in _PART.findall(refusal.path))
+            line = loader.line_of(doc.file, kind=refusal.kind, name=refusal.name, loc=loc)
+            return Issue(path=path, message=refusal.message, file=doc.file, line=line or doc.line)
+    return Issue(path=path, message=refusal.message)
 
 
 def register(app: typer.Typer) -> None:

@@ -248,3 +248,18 @@ def _line_of(node: Any, loc: tuple[str | int, ...]) -> int | None:
     if line is None and loc == () and hasattr(node, "lc"):
         return int(node.lc.line) + 1
     return line
+
+
+def line_of(file: str, *, kind: str, name: str, loc: tuple[str | int, ...]) -> int | None:
+    """The line of the field at `loc` in the document of `kind`/`name` in `file`, for a
+    problem found after loading (re-reads the file; meant for error paths only)."""
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+        documents = list(YAML(typ="rt", pure=True).load_all(io.StringIO(text)))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return None
+    for node in documents:
+        metadata = node.get("metadata") if isinstance(node, CommentedMap) else None
+        if isinstance(metadata, dict) and node.get("kind") == kind and metadata.get("name") == name:
+            return _line_of(node, loc)
+    return None
