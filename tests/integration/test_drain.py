@@ -271,3 +271,27 @@ def test_bad_drains_say_what_is_wrong_and_change_nothing(
     code, _, said = invoke(server, "nodes", "drain", A, "--deadline", "soon")
     assert code != 0 and "--deadline" in said and "'soon'" in said
     assert (_node(server, A)["schedulable"], _node(server, A)["drain"]) == (True, None)
+
+
+def test_a_drain_carries_on_after_the_server_restarts(
+    server: ServerProcess, daemons: list[NodeProcess], on_a: None
+) -> None:
+    """Two replicas on drain-a, drain-b cordoned: the drain can move nothing yet. The
+    server restarts; once drain-b is uncordoned the drain, read back from the store,
+    moves both and ends Drained. (Last in the module: it restarts the shared server.)"""
+    name = "restarted"
+    apply(server, stack(name, agent("web", replicas=2)), tenant(name, name))
+    wait_for(lambda: _running(server, name, "web") == [A] * 2, timeout_s=60, what="2 on drain-a")
+    _post(server, f"/api/v1/nodes/{A}/drain", {"deadline_s": 3600})
+    assert _node(server, A)["drain"]["state"] == "draining"
+
+    server.stop()
+    server.start()
+    for daemon in daemons:
+        wait_for(daemon.connected, timeout_s=60, what=f"node {daemon.name} to connect again")
+    assert _node(server, A)["drain"]["state"] == "draining"
+    _post(server, f"/api/v1/nodes/{B}/uncordon")
+    wait_for(lambda: _node(server, A)["drain"]["state"] == "drained", timeout_s=60)
+    assert _running(server, name, "web") == [B] * 2
+    delete(server, "tenants", name)
+    wait_for(lambda: not replicas(server, name), timeout_s=30, what="the tenant's replicas gone")
