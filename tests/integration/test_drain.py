@@ -11,6 +11,7 @@ stopped at once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -217,6 +218,12 @@ def test_a_drain_moves_four_replicas_within_the_budget_and_the_node_ends_drained
     assert drained["drain"]["state"] == "drained" and drained["drain"]["drainedAt"]
     code, listing, _ = invoke(server, "nodes")
     assert code == 0 and f"{A}" in listing and "Ready,Drained" in listing
+    code, report, _ = invoke(server, "doctor", "-o", "json")
+    check = next(c for c in json.loads(report)["checks"] if c["name"] == f"node/{A}")
+    assert check["status"] == "warn" and "drained: empty" in check["finding"]
+    with server.client() as http:
+        metrics = http.get("/metrics").text
+    assert 'armillary_nodes{state="drained"} 1.0' in metrics
 
     code, said, _ = invoke(server, "nodes", "uncordon", A)
     assert code == 0 and said.strip() == f"node/{A} uncordoned"

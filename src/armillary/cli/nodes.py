@@ -91,6 +91,7 @@ COLUMNS: list[output.Column] = [
 WIDE: list[output.Column] = [
     ("REGISTERED", lambda d: d.get("registeredAt") or "-"),
     ("HEARTBEAT", lambda d: d.get("heartbeatAt") or "-"),
+    ("DRAIN DEADLINE", lambda d: (d.get("drain") or {}).get("deadlineAt") or "-"),
 ]
 
 
