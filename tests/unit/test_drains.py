@@ -53,7 +53,9 @@ def test_deadline_durations(text: str, seconds: int) -> None:
     assert nodes_cli.deadline_s(text) == seconds
 
 
-def replica(node: str, replica: int, state: str, *, component: str = "web") -> wire.Replica:
+def replica(
+    node: str, replica: int, state: str, *, component: str = "web", type: str = "service"
+) -> wire.Replica:
     return wire.Replica.model_validate(
         {
             "id": f"{node}-{component}-{replica}-{state}",
@@ -61,6 +63,7 @@ def replica(node: str, replica: int, state: str, *, component: str = "web") -> w
             "component": component,
             "replica": replica,
             "node": node,
+            "type": type,
             "specHash": "h",
             "ports": {},
             "report": {"state": state},
@@ -76,8 +79,9 @@ def test_progress_counts_what_is_left_moved_and_waiting() -> None:
         replica("b", 0, "starting"),
         replica("a", 1, "running"),  # left, no successor yet
         replica("b", 2, "running"),  # moved
-        replica("b", 3, "starting"),  # waiting
-        replica("a", 0, "succeeded", component="seed"),  # a finished job: not left
+        replica("b", 3, "starting"),  # waiting (its old one failed on a: left too)
+        replica("a", 0, "succeeded", component="seed", type="job"),  # finished: not left
+        replica("a", 3, "failed"),  # a service that failed there is moved all the same
         replica("b", 9, "running", component="other"),  # not one of the drain's
     ]
-    assert nodes_cli.progress("a", before, now) == nodes_cli.Progress(left=2, moved=1, waiting=1)
+    assert nodes_cli.progress("a", before, now) == nodes_cli.Progress(left=3, moved=1, waiting=2)

@@ -164,7 +164,7 @@ class Progress:
     were on the node when it started."""
 
     left: int  # still on the node (finished jobs aside)
-    moved: int  # running elsewhere
+    moved: int  # running elsewhere, and gone from the node
     waiting: int  # placed elsewhere, not running (healthy) yet
 
     def line(self, name: str) -> str:
@@ -184,15 +184,15 @@ def progress(name: str, before: set[Slot], replicas: list[wire.Replica]) -> Prog
     placed: set[Slot] = set()
     for r in replicas:
         slot = (r.tenant, r.component, r.replica)
-        state = (r.report or {}).get("state")
-        if r.node == name and state not in FINISHED:
+        if r.node == name and not _finished(r):
             left.add(slot)
         elif r.node != name and slot in before:
-            (running if state == "running" else placed).add(slot)
+            running_now = (r.report or {}).get("state") == "running"
+            (running if running_now else placed).add(slot)
     return Progress(
         left=len(left),
         moved=len(running - left),
-        waiting=len(placed - running - left),
+        waiting=len(placed - running),  # successors not ready yet, the old one there or not
     )
 
 
@@ -200,8 +200,13 @@ async def _on_node(api: Client, name: str) -> set[Slot]:
     return {
         (r.tenant, r.component, r.replica)
         for r in await api.replicas()
-        if r.node == name and (r.report or {}).get("state") not in FINISHED
+        if r.node == name and not _finished(r)
     }
+
+
+def _finished(replica: wire.Replica) -> bool:
+    """A job that has ended holds no process: the drain does not wait for it."""
+    return replica.type == "job" and (replica.report or {}).get("state") in FINISHED
 
 
 async def _follow(api: Client, name: str, before: set[Slot]) -> wire.Node:
