@@ -239,6 +239,12 @@ class Client:
         verb = "uncordon" if schedulable else "cordon"
         return await self._answer(wire.Node, "POST", f"/api/v1/nodes/{quote(node, safe='')}/{verb}")
 
+    async def drain(self, node: str, *, deadline_s: int | None) -> wire.Node:
+        """Cordon `node` and move its replicas away; what still runs there after
+        `deadline_s` (None: never) is stopped."""
+        path = f"/api/v1/nodes/{quote(node, safe='')}/drain"
+        return await self._answer(wire.Node, "POST", path, json={"deadline_s": deadline_s})
+
     async def replicas(
         self, *, tenant: str | None = None, component: str | None = None
     ) -> list[wire.Replica]:

@@ -201,6 +201,18 @@ class Applied(Answer):
 # Nodes and replicas ------------------------------------------------------------------
 
 
+class NodeDrain(Answer):
+    """A drain of a node: its replicas are moved away, its jobs left to finish until
+    the deadline, which stops what is left."""
+
+    state: Literal["draining", "drained"]
+    started_at: str
+    deadline_at: str | None = Field(
+        default=None, description="When what still runs there is stopped (null: never)"
+    )
+    drained_at: str | None = Field(default=None, description="When the node was found empty")
+
+
 class Node(Answer):
     name: str
     address: str
@@ -218,6 +230,9 @@ class Node(Answer):
     )
     registered_at: str | None = None
     heartbeat_at: str | None = None
+    drain: NodeDrain | None = Field(
+        default=None, description="The node's drain, while one is on (uncordon ends it)"
+    )
 
 
 class NodeList(Answer):

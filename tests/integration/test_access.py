@@ -55,6 +55,7 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/metrics"): "viewer",  # Prometheus scrapes with a viewer key
         ("POST", "/api/v1/nodes/{name}/cordon"): "admin",
         ("POST", "/api/v1/nodes/{name}/uncordon"): "admin",
+        ("POST", "/api/v1/nodes/{name}/drain"): "admin",
         ("GET", "/api/v1/replicas"): "tenant-query",
         ("GET", "/api/v1/replicas/{replica_id}/logs"): "tenant-own",
         ("POST", "/api/v1/replicas/{replica_id}/exec"): "admin",

@@ -40,6 +40,7 @@ Join = st.tuples(
 )
 Leave = st.tuples(st.just("leave"), st.sampled_from(NODES))
 Cordon = st.tuples(st.just("cordon"), st.sampled_from(NODES), st.booleans())
+Drain = st.tuples(st.just("drain"), st.sampled_from(NODES))
 Create = st.tuples(
     st.just("create"),
     st.integers(0, 99),  # which registered node
@@ -53,7 +54,9 @@ Report = st.tuples(st.just("report"), st.integers(0, 999))
 # In one transaction: remove some, add one, refresh and place there, maybe roll back.
 Own = st.tuples(st.just("own"), st.integers(0, 999), st.integers(0, 99), st.booleans())
 Refresh = st.tuples(st.just("refresh"))
-Steps = st.lists(st.one_of(Join, Leave, Cordon, Create, Delete, Report, Own, Refresh), max_size=20)
+Steps = st.lists(
+    st.one_of(Join, Leave, Cordon, Drain, Create, Delete, Report, Own, Refresh), max_size=20
+)
 
 
 def allocation(node: str, tenant: str, component: str, size: int | None) -> allocations.Allocation:
@@ -90,6 +93,8 @@ async def apply(db: Database, snapshot: cluster.Snapshot, step: tuple[Any, ...])
             await nodes.disconnect(conn, step[1])
         elif kind == "cordon" and step[1] in known:
             await nodes.set_schedulable(conn, step[1], schedulable=step[2])
+        elif kind == "drain" and step[1] in known:
+            await nodes.drain(conn, step[1], deadline_at=None, now=NOW)
         elif kind == "create" and known:
             _, at, tenant, component, count, size = step
             node = known[at % len(known)]
@@ -150,6 +155,8 @@ async def check(db: Database, snapshot: cluster.Snapshot) -> None:
         fresh = await cluster.read(conn)
     assert snapshot.content() == fresh
     assert snapshot.addresses == {name: t.address for name, t in fresh.nodes.items()}
+    draining = {name: "draining" for name, t in fresh.nodes.items() if t.draining}
+    assert snapshot.node_states == draining
 
 
 @settings(

@@ -64,7 +64,7 @@ from armillary.api.routes import secrets as secret_routes
 from armillary.auth import keys, secrets, tokens
 from armillary.auth.sealing import Sealer
 from armillary.config import Settings
-from armillary.control import retention
+from armillary.control import drains, retention
 from armillary.control.driver import Driver
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
@@ -138,6 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         tasks.append(asyncio.create_task(app.state.hub.record_heartbeats(), name="heartbeats"))
+        tasks.append(asyncio.create_task(drains.Drains(db).run(), name=drains.Drains.name))
         app.state.retention = retention.Retention(
             db,
             retention.policies(settings),

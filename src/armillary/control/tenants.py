@@ -12,7 +12,7 @@ replicas removed. Every event (the tenant's spec, its stack, a release, its
 allocations' reports, a node) only brings the key back here; the status written here
 does not (the driver watches specs only).
 
-A node's change (joined, left, cordoned) brings back the tenants with replicas on it
+A node's change (joined, left, cordoned, drained) brings back the tenants with replicas on it
 and those the last step left waiting for a node; a revision of a release that ends,
 the tenants the last step saw holding a change behind that release's wave. Both sets
 are kept from what each reconcile saw, in memory: a fleet of 2,000 nodes saying hello

@@ -81,6 +81,7 @@ class Snapshot:
     ) -> None:
         self._nodes: dict[str, nodes.Target] = {}
         self._addresses: dict[str, str] = {}
+        self._states: dict[str, str] = {}  # nodes that are not plainly ready: "draining"
         self._allocations: dict[str, allocations.Share] = {}
         self._index = scheduler.NodeIndex.build([], [])
         self._dirty_nodes: set[str] = set()
@@ -103,6 +104,12 @@ class Snapshot:
     def addresses(self) -> Mapping[str, str]:
         """Node name → address, for URLs of replicas (kept, not built per call)."""
         return self._addresses
+
+    @property
+    def node_states(self) -> Mapping[str, str]:
+        """Node name → `draining` for the nodes being drained; a node not there is
+        `ready` as far as a step's moves go (`rollout.Current.node_state`)."""
+        return self._states
 
     def content(self) -> Content:
         """A copy of what the snapshot holds, comparable with `read(conn)`."""
@@ -152,6 +159,7 @@ class Snapshot:
             self._keep_dirty(own)
         self._nodes, self._allocations, self._index = fresh.nodes, fresh.allocations, fresh.index
         self._addresses = {name: t.address for name, t in fresh.nodes.items()}
+        self._states = {name: "draining" for name, t in fresh.nodes.items() if t.draining}
         self._stale = False
         self.loads += 1
 
@@ -201,11 +209,16 @@ class Snapshot:
         if target is None:
             if self._nodes.pop(name, None) is not None:
                 del self._addresses[name]
+                self._states.pop(name, None)
                 self._index.drop_node(name)
             return
         if self._nodes.get(name) != target:
             self._nodes[name] = target
             self._addresses[name] = target.address
+            if target.draining:
+                self._states[name] = "draining"
+            else:
+                self._states.pop(name, None)
             self._index.put_node(_info(target))
 
     def _apply_allocation(self, allocation: str, share: allocations.Share | None) -> None:

@@ -75,14 +75,17 @@ class NodesRuntime:
         async with self._db.read() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            plan = rollout.step(instance, [_current(a, self._cluster.addresses) for a in held])
+            states = self._cluster.node_states
+            plan = rollout.step(
+                instance, [_current(a, self._cluster.addresses, states) for a in held]
+            )
         if not plan.create and not plan.remove:
             return Outcome(step=plan)
         async with self._db.write() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            addresses = self._cluster.addresses
-            current = [_current(a, addresses) for a in held]
+            addresses, states = self._cluster.addresses, self._cluster.node_states
+            current = [_current(a, addresses, states) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
             await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
@@ -227,7 +230,11 @@ def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
     return {"secrets": [{"secret": s.secret, "prefix": s.prefix} for s in template.secrets]}
 
 
-def _current(allocation: allocations.Allocation, addresses: Mapping[str, str]) -> rollout.Current:
+def _current(
+    allocation: allocations.Allocation,
+    addresses: Mapping[str, str],
+    node_states: Mapping[str, str] | None = None,
+) -> rollout.Current:
     report = allocation.report or {}
     url = url_of(allocation, addresses)
     return rollout.Current(
@@ -241,6 +248,7 @@ def _current(allocation: allocations.Allocation, addresses: Mapping[str, str]) -
         reason=report.get("reason"),
         message=report.get("message"),
         restarts=int(report.get("restarts", 0)),
+        node_state=(node_states or {}).get(allocation.node, "ready"),
     )
 
 

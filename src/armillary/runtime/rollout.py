@@ -12,7 +12,12 @@ desired state one safe move at a time:
   surge-first — its successor is created, and only once that successor is ready is
   the old one removed — one replica of a component at a time;
 - replicas beyond `replicas`, and every replica of a component or tenant no longer
-  wanted, are removed.
+  wanted, are removed;
+- a service replica on a node being drained (`Current.node_state == "draining"`) is
+  moved like a changed one: its successor, of the same spec, goes to another node
+  (the drained node is cordoned), and it is removed once that successor is ready,
+  within the same budgets. A job's replica there is left to finish (the drain's
+  deadline stops it, `control.drains`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Current:
     reason: str | None = None
     message: str | None = None
     restarts: int = 0
+    node_state: str = "ready"  # of its node: ready | draining | lost
 
     @property
     def ready(self) -> bool:
@@ -145,11 +151,13 @@ def _component(
     fresh = [c for c in mine if c.spec_hash == spec_hash]
     stale = [c for c in mine if c.spec_hash != spec_hash]
     problems = tuple(_problem(c) for c in mine if c.state in _TROUBLED)
-    ready = sorted((c for c in fresh if c.ready), key=lambda c: c.replica)
+    # A replica being moved off a drained node and its successor share a slot and a
+    # spec: counted once, and the successor's URL preferred once it is ready.
+    ready = sorted((c for c in fresh if c.ready), key=lambda c: (c.replica, _leaving(c, template)))
     observed = Observed(
         desired=desired,
-        ready=len(ready),
-        updated=len(fresh),
+        ready=len({c.replica for c in ready}),
+        updated=len({c.replica for c in fresh}),
         total=len(mine),
         waiting_for=waiting,
         problems=problems,
@@ -164,6 +172,9 @@ def _component(
     url = first[0].url if first else None
     if waiting:
         return observed, url  # nothing new until dependencies are ready; keep what runs
+    # Fresh replicas leaving a drained node are replaced as stale ones are.
+    stale += [c for c in fresh if _leaving(c, template)]
+    fresh = [c for c in fresh if not _leaving(c, template)]
     by_slot = {c.replica: c for c in sorted(fresh, key=lambda c: c.id)}
     # Beyond the desired count: remove (fresh duplicates of a slot too).
     result.remove.extend(c.id for c in fresh if c.replica >= desired or by_slot[c.replica] is not c)
@@ -224,6 +235,12 @@ def _replace(
             ready -= losing
         else:
             break  # in slot order: later slots wait their turn
+
+
+def _leaving(current: Current, template: Template) -> bool:
+    """A service replica on a node being drained: to be moved elsewhere. (A job's is
+    left to finish where it runs.)"""
+    return current.node_state == "draining" and template.type != "job"
 
 
 def _create(template: Template, slot: int, spec_hash: str, extra_env: dict[str, str]) -> Create:

@@ -3,6 +3,12 @@
 A node row is upserted on every `hello`; `connected` and `heartbeat_at` say whether
 it is there now. `epoch` moves whenever the node's set of allocations changes, so an
 assignment message can say which version of the set it carries.
+
+A drain (`drain`) cordons the node and records when it started and its deadline;
+the tenant controller moves the node's replicas away, and `control.drains` marks it
+drained once nothing runs there (or stops what is left at the deadline). Uncordon
+(`set_schedulable(..., schedulable=True)`) ends a drain: the three columns go back
+to null together.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from armillary import timestamps
 from armillary.errors import NotFound
 from armillary.store import feed
 from armillary.store.tables import nodes
@@ -35,6 +42,16 @@ class Node:
     registered_at: dt.datetime
     heartbeat_at: dt.datetime | None
     isolation: str = "shared-user"  # per-tenant-user | shared-user
+    drain_started_at: dt.datetime | None = None  # None: not draining
+    drain_deadline_at: dt.datetime | None = None  # None: no deadline
+    drained_at: dt.datetime | None = None  # None: not (yet) empty
+
+    @property
+    def drain(self) -> str | None:
+        """`draining`, `drained`, or None when no drain is on."""
+        if self.drain_started_at is None:
+            return None
+        return "drained" if self.drained_at is not None else "draining"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +67,7 @@ class Target:
     memory_mb: int
     connected: bool
     schedulable: bool
+    draining: bool = False  # a drain is on: its replicas are moved away
 
 
 def _node(row: Row[Any]) -> Node:
@@ -65,7 +83,15 @@ def _node(row: Row[Any]) -> Node:
         registered_at=row.registered_at,
         heartbeat_at=row.heartbeat_at,
         isolation=row.isolation,
+        drain_started_at=_utc(row.drain_started_at),
+        drain_deadline_at=_utc(row.drain_deadline_at),
+        drained_at=_utc(row.drained_at),
     )
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands datetimes back without their zone: compared with aware ones."""
+    return None if value is None else timestamps.utc(value)
 
 
 def _changed(conn: AsyncConnection, name: str) -> None:
@@ -99,6 +125,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
         nodes.c.capacity,
         nodes.c.connected,
         nodes.c.schedulable,
+        nodes.c.drain_started_at,
     ).order_by(nodes.c.name)
     if names is None:
         rows = list(await conn.execute(query))
@@ -117,6 +144,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
             memory_mb=int(row.capacity.get("memory_mb", 0)),
             connected=row.connected,
             schedulable=row.schedulable,
+            draining=row.drain_started_at is not None,
         )
         for row in rows
     ]
@@ -178,10 +206,55 @@ async def disconnect_all(conn: AsyncConnection) -> None:
 
 
 async def set_schedulable(conn: AsyncConnection, name: str, *, schedulable: bool) -> Node:
+    """Cordon (False) or uncordon (True); uncordon also ends a drain."""
     await require(conn, name)
-    await conn.execute(update(nodes).where(nodes.c.name == name).values(schedulable=schedulable))
+    values: dict[str, Any] = {"schedulable": schedulable}
+    if schedulable:
+        values.update(drain_started_at=None, drain_deadline_at=None, drained_at=None)
+    await conn.execute(update(nodes).where(nodes.c.name == name).values(**values))
     _changed(conn, name)
     return await require(conn, name)
+
+
+async def drain(
+    conn: AsyncConnection, name: str, *, deadline_at: dt.datetime | None, now: dt.datetime
+) -> Node:
+    """Cordon the node and start draining it, or give a drain that is on a new
+    deadline (`None`: none); it keeps its start, and stays drained if it was."""
+    found = await require(conn, name)
+    await conn.execute(
+        update(nodes)
+        .where(nodes.c.name == name)
+        .values(
+            schedulable=False,
+            drain_started_at=found.drain_started_at or now,
+            drain_deadline_at=deadline_at,
+        )
+    )
+    _changed(conn, name)  # wakes the tenants with replicas there: they move them
+    return await require(conn, name)
+
+
+async def draining(conn: AsyncConnection) -> list[Node]:
+    """The nodes whose drain is on and not yet done."""
+    query = select(nodes).where(nodes.c.drain_started_at.is_not(None), nodes.c.drained_at.is_(None))
+    return [_node(row) for row in await conn.execute(query.order_by(nodes.c.name))]
+
+
+async def mark_drained(conn: AsyncConnection, name: str, *, now: dt.datetime) -> bool:
+    """Record that the draining node `name` is empty; False if its drain ended meanwhile."""
+    done = await conn.execute(
+        update(nodes)
+        .where(
+            nodes.c.name == name,
+            nodes.c.drain_started_at.is_not(None),
+            nodes.c.drained_at.is_(None),
+        )
+        .values(drained_at=now)
+    )
+    if done.rowcount:
+        _changed(conn, name)
+    return bool(done.rowcount)
 
 
 async def bump_epoch(conn: AsyncConnection, name: str) -> None:

@@ -81,6 +81,11 @@ nodes = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     # per-tenant-user | shared-user: how the node keeps tenants apart (its hello says)
     Column("isolation", String(32), nullable=False, server_default="shared-user"),
+    # A drain: when it started (null: none), when what is left is stopped (null: never),
+    # when the node was found empty (null: not yet). Uncordon clears all three.
+    Column("drain_started_at", DateTime(timezone=True), nullable=True),
+    Column("drain_deadline_at", DateTime(timezone=True), nullable=True),
+    Column("drained_at", DateTime(timezone=True), nullable=True),
 )
 
 allocations = Table(

@@ -204,6 +204,14 @@ def _node(node: nodes.Node, *, stale_s: float, now: dt.datetime) -> Check:
             f"{stale_s / STALE_HEARTBEATS:g}s)",
             "look at the node daemon's log and the machine's load; restart the daemon if it hangs",
         )
+    if node.drain is not None:
+        doing = "its replicas are being moved away" if node.drain == "draining" else "empty"
+        return _check(
+            name,
+            "warn",
+            f"connected, heartbeat {last}, {node.drain}: {doing}; no new replica is placed on it",
+            f"when it is back in service: armillary nodes uncordon {node.name}",
+        )
     if not node.schedulable:
         return _check(
             name,
