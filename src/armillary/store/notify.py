@@ -91,10 +91,12 @@ def decode(payload: str) -> tuple[str, list[Change]]:
 
 def _change(row: list[Any]) -> Change:
     kind, name, tenant, node, flags, run = [*row, *_DEFAULTS[len(row) :]][:6]
+    if not (isinstance(kind, str) and isinstance(name, str)):
+        raise TypeError(f"a change needs a kind and a name, got {row!r}")
     flags = int(flags or 0)
     return Change(
-        kind=str(kind),
-        name=str(name),
+        kind=kind,
+        name=name,
         tenant=tenant,
         node=node,
         status=bool(flags & _STATUS),
