@@ -12,6 +12,7 @@ to start, naming the lock file and the pid holding it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Iterator
@@ -84,6 +85,14 @@ def is_ready(server: ServerProcess, name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def three_one_leading(server: ServerProcess) -> bool:
+    return len(listed(server)) == 3 and leader(server) is not None
+
+
+def converged(server: ServerProcess, name: str, count: int) -> bool:
+    return len(running(server, name)) == count and is_ready(server, name)
+
+
 @pytest.fixture
 def database(postgres_server: str) -> Iterator[str]:
     yield from postgres.fresh_database(postgres_server)
@@ -107,7 +116,7 @@ def test_three_replicas_one_leader_apply_through_one_converge_through_the_others
             node.start()
         for server in servers:  # every replica lists all three, one of them leading
             wait_for(
-                lambda s=server: len(listed(s)) == 3 and leader(s) is not None,
+                functools.partial(three_one_leading, server),
                 timeout_s=DEADLINE_S,
                 what=f"{server.url} to list three replicas, one leading",
             )
@@ -127,7 +136,7 @@ def test_three_replicas_one_leader_apply_through_one_converge_through_the_others
         )
         for server in servers[1:]:  # read where the nodes are not necessarily
             wait_for(
-                lambda s=server: len(running(s, name)) == 4 and is_ready(s, name),
+                functools.partial(converged, server, name, 4),
                 timeout_s=DEADLINE_S,
                 what=f"4 replicas running and Ready, read from {server.url}",
             )
