@@ -159,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.audit_cleanup_interval_s,
             batch=settings.retention_batch,
         )
+        app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
         background: dict[str, asyncio.Task[None]] = {}
         app.state.leadership = Leadership(
             Election(db),
@@ -187,8 +188,6 @@ def create_app(settings: Settings) -> FastAPI:
         tasks.append(asyncio.create_task(app.state.presence.run(), name="presence"))
         background.update({task.get_name(): task for task in tasks})
         app.state.background = background  # what runs here (leader tasks come and go)
-        app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
-        await app.state.provisioner.recover()
         # Everything made while starting (the app, its routes and models, SQLAlchemy's
         # metadata: most of the heap) lives as long as the process: out of the cyclic
         # collector's sight, so its full collections stop pausing the event loop. And
@@ -311,6 +310,9 @@ def _leader_tasks(
     ]
     if settings.retention_enabled:
         tasks.append(LeaderTask(name="retention", make=app.state.retention.run))
+    # Runs a dead replica was executing: rolled back by the next leader (it waits for
+    # each run's tenant lock, which a live executor holds).
+    tasks.append(LeaderTask(name="provisioning-recovery", make=app.state.provisioner.recover))
     return tasks
 
 
