@@ -66,7 +66,10 @@ class Election:
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
-            got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
+            got = await asyncio.wait_for(
+                self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key),
+                timeout=CHECK_TIMEOUT_S * 5,  # a connection that hangs is dropped, not waited on
+            )
         except Exception as exc:
             log.warning("could not try for the leader lock: %s", exc)
             await self._drop()
