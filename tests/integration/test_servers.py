@@ -23,7 +23,7 @@ import pytest
 
 from armillary.store import feed, listen
 from armillary.store.database import Database
-from tests.support import postgres
+from tests.support import cli, postgres
 from tests.support.api import apply
 from tests.support.documents import ACME, agent, stack, tenant
 from tests.support.nodes import NodeProcess
@@ -122,6 +122,18 @@ def test_three_replicas_one_leader_apply_through_one_converge_through_the_others
             )
         heads = {leader(s) for s in servers}
         assert len(heads) == 1
+        code, out, _ = cli.invoke(servers[2], "servers", "-o", "json")
+        assert code == 0
+        shown = json.loads(out)
+        assert [s["name"] for s in shown] == ["s1", "s2", "s3"]
+        assert [s["name"] for s in shown if s["leader"]] == list(heads)
+        code, out, _ = cli.invoke(servers[2], "servers")
+        assert code == 0 and out.splitlines()[0].split()[:4] == [
+            "NAME",
+            "ADDRESS",
+            "VERSION",
+            "LEADER",
+        ]
         with servers[0].client() as http:
             held = {n["name"]: n["server"] for n in http.get("/api/v1/nodes").json()["items"]}
         assert held == {"node-a": "s2", "node-b": "s3"}

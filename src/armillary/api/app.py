@@ -206,6 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in tasks:  # leadership first: the lead is handed over at once
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await app.state.leadership.stop()
             with contextlib.suppress(Exception):  # gone from `servers` (a crash leaves it stale)
                 await app.state.presence.remove()
             await db.close()

@@ -72,8 +72,13 @@ class Leadership:
                 await self._election.hold()  # returns once the lead is lost
                 await self._end()
         finally:
-            await self._end()
-            await self._election.release()
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the leader tasks and give the lead back at once (a clean stop); also
+        when `run` was cancelled before it ever ran. Idempotent."""
+        await self._end()
+        await self._election.release()
 
     def _begin(self) -> None:
         self.leader = True

@@ -114,7 +114,9 @@ class Election:
     async def _connect(self) -> Any:
         import asyncpg
 
-        conn = await asyncpg.connect(self._db.dsn(), timeout=10)
+        conn = await asyncpg.connect(
+            self._db.dsn(), timeout=10, server_settings={"application_name": "armillary leader"}
+        )
         # The server's side of the socket: a leader cut off by the network loses the
         # lock once Postgres notices (idle + interval × count), after it stepped down.
         await conn.execute(

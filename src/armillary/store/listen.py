@@ -50,7 +50,11 @@ class Listener:
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self._db.dsn(), timeout=10)
+                conn = await asyncpg.connect(
+                    self._db.dsn(),
+                    timeout=10,
+                    server_settings={"application_name": "armillary listener"},
+                )
                 await conn.add_listener(notify.CHANNEL, self._heard)
                 if self.ready.is_set():  # a reconnect: what was sent meanwhile is lost
                     self._db.feed.publish([feed.Change(kind=feed.RESYNC, name="*")])
