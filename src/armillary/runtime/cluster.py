@@ -14,7 +14,7 @@ holds no epochs.
 
 The snapshot is rebuilt from scratch (`load`) whenever it is in doubt:
 - on first use, so it is built lazily, in the first step's transaction. The server
-  marks every node disconnected at start (`nodes.disconnect_all`, which announces
+  marks the nodes it held disconnected at start (`nodes.disconnect_all`, which announces
   nothing) before it makes its runtime, so the first load sees that;
 - when more rows are dirty than `REBUILD_FRACTION` of what it holds (and more than
   `REBUILD_MIN`): one full read is then cheaper than many small ones;
