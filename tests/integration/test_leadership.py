@@ -1,19 +1,23 @@
 """The election and the cross-replica feed against a real Postgres, in-process: two
 `Election`s on one database — one leads, the other waits, and takes over once the
 first gives the lead back; a leader whose lock connection is killed steps down
-(its leader tasks cancelled) and leads again once it wins the lock back; a listener
+(its leader tasks cancelled) and leads again once it wins the lock back; a leader
+that lost its lock but has not noticed yet cannot place (the fence); a listener
 whose connection is killed reconnects and tells its subscribers to resync."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy import text
 
 from armillary.api.leadership import Leadership, LeaderTask
-from armillary.store import feed, listen
+from armillary.errors import TemporaryError
+from armillary.store import allocations, feed, listen, nodes
 from armillary.store.database import Database
 from armillary.store.leader import Election
 from tests.support import postgres
@@ -109,6 +113,56 @@ async def test_a_leader_whose_lock_connection_dies_steps_down_then_leads_again(
         await asyncio.gather(running, return_exceptions=True)
         await lead.stop()
     assert not work.running
+
+
+def _allocation(allocation_id: str) -> allocations.Allocation:
+    return allocations.Allocation(
+        id=allocation_id,
+        tenant="t",
+        component="web",
+        replica=0,
+        node="node-a",
+        spec_hash=allocation_id,
+        spec={},
+        report=None,
+        created_at=dt.datetime.now(dt.UTC),
+        reported_at=None,
+    )
+
+
+async def test_a_leader_that_lost_its_lock_unnoticed_cannot_place(db: Database) -> None:
+    election = Election(db)
+    assert await election.try_acquire()
+    try:
+        now = dt.datetime.now(dt.UTC)
+        async with db.write() as conn:
+            await nodes.register(
+                conn, name="node-a", address="127.0.0.1", labels={}, capacity={}, now=now
+            )
+            await allocations.add(conn, [_allocation("placed-while-leading")])
+        lock_pid = db.fence_pid
+        assert lock_pid is not None
+        async with db.write() as conn:  # the lock's session ends; nobody checked it yet
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lock_pid})
+
+        async def gone() -> bool:
+            async with db.read() as conn:
+                query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                return not (await conn.execute(query, {"pid": lock_pid})).scalar()
+
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        while not await gone():
+            assert asyncio.get_running_loop().time() < deadline, "the session never ended"
+            await asyncio.sleep(0.02)
+        with pytest.raises(TemporaryError, match="no longer leads"):
+            async with db.write() as conn:
+                await allocations.add(conn, [_allocation("placed-after-losing")])
+        async with db.read() as conn:
+            held = {a.id for a in await allocations.list_all(conn)}
+        assert held == {"placed-while-leading"}
+    finally:
+        await election.release()
+    assert db.fence_pid is None
 
 
 async def test_a_listener_that_lost_its_connection_says_resync(db: Database) -> None:

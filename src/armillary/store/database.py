@@ -44,7 +44,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from armillary import metrics
 from armillary.resources import text as storable
-from armillary.store import feed, notify
+from armillary.store import feed, fence, notify
 
 T = TypeVar("T")
 
@@ -120,6 +120,9 @@ class Database:
         self.feed = feed.Feed()
         self.url = ""
         """The plain URL this store was opened with (`dsn()` for a raw connection)."""
+        self.fence_pid: int | None = None
+        """The Postgres backend pid of the leader lock's session while this replica
+        believes it leads (`store.fence`); None otherwise."""
         self.sender = ""
         """This replica's id in the NOTIFY payloads it sends (`store.notify`); set by
         whoever opens the store for a server. Empty: no NOTIFY is sent (tools, tests)."""
@@ -282,6 +285,7 @@ class Database:
             # `conn.info` would then try to reconnect outside the event loop's reach.
             info = conn.info
             events = feed.begin(info)
+            fence.mark(info, self.fence_pid)
             try:
                 async with conn.begin():
                     yield conn
@@ -289,6 +293,7 @@ class Database:
                         await self._notify(conn, events)
             finally:
                 feed.end(info)
+                fence.mark(info, None)
         self.feed.publish(events)
 
     async def _notify(self, conn: AsyncConnection, events: list[feed.Change]) -> None:

@@ -74,6 +74,8 @@ class Election:
             log.warning("could not try for the leader lock: %s", exc)
             await self._drop()
             return False
+        if got:  # this replica's placements commit only while this session holds it
+            self._db.fence_pid = self._conn.get_server_pid()
         return bool(got)
 
     async def acquire(self) -> None:
@@ -127,6 +129,7 @@ class Election:
         return conn
 
     async def _drop(self) -> None:
+        self._db.fence_pid = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()
