@@ -213,9 +213,19 @@ def test_kill_9_of_the_leader_mid_rollout_another_leads_and_it_completes_once(
         stop_all(node, *servers)
 
 
-def test_a_clean_stop_hands_the_lead_over(database: str, tmp_path: Path) -> None:
+def node_connected(server: ServerProcess) -> dict[str, Any]:
+    with server.client() as http:
+        items = http.get("/api/v1/nodes").json()["items"]
+    return {n["name"]: (n["connected"], n["server"]) for n in items}
+
+
+def test_a_clean_stop_hands_the_lead_over_and_a_restart_leaves_others_nodes_alone(
+    database: str, tmp_path: Path
+) -> None:
     servers = start_replicas(database, tmp_path, 2)
+    node = NodeProcess(server=servers[1], data_dir=tmp_path / "node-a", name="node-a")
     try:
+        node.start()
         assert leader(servers[1]) == "s1"
         servers[0].stop()
         wait_for(
@@ -224,8 +234,11 @@ def test_a_clean_stop_hands_the_lead_over(database: str, tmp_path: Path) -> None
             what="the other replica to lead",
         )
         assert [s["name"] for s in listed(servers[1])] == ["s2"]  # a clean stop leaves no row
+        servers[0].start()  # resets the sessions it held, none of s2's
+        assert node_connected(servers[0]) == {"node-a": (True, "s2")}
+        assert leader(servers[0]) == "s2"  # a replica that starts does not take the lead
     finally:
-        stop_all(*servers)
+        stop_all(node, *servers)
 
 
 async def test_notify_delivers_a_change_to_another_replica(database: str) -> None:
