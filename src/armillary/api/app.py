@@ -14,6 +14,7 @@ import datetime as dt
 import gc
 import logging
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO
@@ -113,7 +114,9 @@ def create_app(settings: Settings) -> FastAPI:
         name = settings.replica_name()
         shared = db.dialect == "postgresql"
         if shared:
-            db.sender = name  # the other replicas hear this one's writes (LISTEN/NOTIFY)
+            # The other replicas hear this one's writes (LISTEN/NOTIFY); an id of this
+            # process, so two replicas given one name by mistake still hear each other.
+            db.sender = f"{name}/{uuid.uuid4().hex[:12]}"
         try:  # a wrong key stops the start here, before anything is served
             app.state.vault = await secrets.unlock(db, ring, now=dt.datetime.now(dt.UTC))
         except PermanentError as exc:
