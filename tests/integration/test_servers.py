@@ -68,6 +68,14 @@ def leader(server: ServerProcess) -> str | None:
     return leading[0] if len(leading) == 1 else None
 
 
+def leading_metric(server: ServerProcess) -> float:
+    with server.client() as http:
+        text = http.get("/metrics").text
+    return next(
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("armillary_leader ")
+    )
+
+
 def running(server: ServerProcess, name: str) -> list[dict[str, Any]]:
     with server.client() as http:
         items = http.get("/api/v1/replicas", params={"tenant": name}).json()["items"]
@@ -122,6 +130,7 @@ def test_three_replicas_one_leader_apply_through_one_converge_through_the_others
             )
         heads = {leader(s) for s in servers}
         assert len(heads) == 1
+        assert sum(leading_metric(s) for s in servers) == 1  # armillary_leader
         code, out, _ = cli.invoke(servers[2], "servers", "-o", "json")
         assert code == 0
         shown = json.loads(out)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from armillary import metrics
 from armillary.store.leader import Election
 
 log = logging.getLogger("armillary.api")
@@ -83,6 +84,7 @@ class Leadership:
     def _begin(self) -> None:
         self.leader = True
         self.since = time.monotonic()
+        metrics.LEADER.set(1)
         log.warning("this server leads: starting %s", ", ".join(t.name for t in self._tasks))
         for task in self._tasks:
             running = asyncio.create_task(task.make(), name=task.name)
@@ -96,6 +98,7 @@ class Leadership:
             return
         self.leader = False
         self.since = None
+        metrics.LEADER.set(0)
         running, self._running = self._running, []
         for task in running:
             task.cancel()
