@@ -232,6 +232,9 @@ class Client:
     async def version(self) -> wire.Version:
         return await self._answer(wire.Version, "GET", "/api/v1/version")
 
+    async def servers(self) -> list[wire.Server]:
+        return (await self._answer(wire.ServerList, "GET", "/api/v1/servers")).items
+
     async def nodes(self, *, limit: int | None = None) -> list[wire.Node]:
         return await self._paged(wire.Node, "/api/v1/nodes", limit=limit, page_size=PAGE)
 

@@ -4,6 +4,7 @@ defaults live. The CLI's own settings (server URL, token) live in cli/context.py
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -134,6 +135,13 @@ class Settings(BaseSettings):
     retention_audit_max: int = Field(
         default=0, ge=0, description="audit log rows kept at most, the newest (0: no limit)"
     )
+    server_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="this replica's name among the servers sharing a Postgres store "
+        "(armillary servers); unset: <hostname>:<port>. Keep it the same across restarts: "
+        "a replica resets only the node sessions recorded under its own name",
+    )
     agent_run_worker: bool = Field(
         default=True,
         description="whether this server replica calls agents with queued runs (false: it "
@@ -202,6 +210,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.sqlite_path().resolve()}"
+
+    def replica_name(self) -> str:
+        """This server replica's name (`server_name`, or `<hostname>:<port>`)."""
+        return self.server_name or f"{socket.gethostname()}:{self.port}"
 
     def public_url(self) -> str:
         """Where a CLI on this machine reaches the server."""

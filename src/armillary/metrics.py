@@ -52,6 +52,10 @@ HTTP_DURATION = Histogram(
     buckets=FAST_BUCKETS,
 )
 
+LEADER = Gauge(
+    "armillary_leader",
+    "1 on the server replica that leads (runs the controllers), 0 on the others",
+)
 WORKQUEUE_DEPTH = Gauge(
     "armillary_workqueue_depth", "Keys due in a controller's work queue", ["name"]
 )

@@ -228,6 +228,11 @@ class Node(Answer):
         "root and runs each tenant's replicas as an unprivileged user of that tenant alone) or "
         "`shared-user` (every tenant's replicas run as the daemon's own user)",
     )
+    server: str | None = Field(
+        default=None,
+        description="The server replica its daemon is connected to (several servers on "
+        "Postgres; see GET /api/v1/servers)",
+    )
     registered_at: str | None = None
     heartbeat_at: str | None = None
     drain: NodeDrain | None = Field(
@@ -238,6 +243,25 @@ class Node(Answer):
 class NodeList(Answer):
     metadata: ListMeta | None = None  # only on a page that more may follow
     items: list[Node]
+
+
+class Server(Answer):
+    """A server replica sharing the store, as it last said of itself."""
+
+    name: str = Field(description="The replica's name (ARMILLARY_SERVER_NAME, or host:port)")
+    address: str = Field(description="Where it serves the API")
+    version: str
+    leader: bool = Field(description="Whether it runs the controllers (exactly one replica)")
+    state: Literal["live", "stale"] = Field(
+        description="`stale`: not seen for 10 s (stopped without saying so, or cut off); "
+        "its row is removed an hour later"
+    )
+    started_at: str
+    seen_at: str
+
+
+class ServerList(Answer):
+    items: list[Server]
 
 
 class Replica(Answer):

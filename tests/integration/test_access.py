@@ -52,6 +52,7 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/api/v1/doctor"): "viewer",
         ("GET", "/api/v1/retention"): "viewer",
         ("GET", "/api/v1/version"): "viewer",
+        ("GET", "/api/v1/servers"): "viewer",
         ("GET", "/metrics"): "viewer",  # Prometheus scrapes with a viewer key
         ("POST", "/api/v1/nodes/{name}/cordon"): "admin",
         ("POST", "/api/v1/nodes/{name}/uncordon"): "admin",

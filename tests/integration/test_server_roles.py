@@ -1,5 +1,6 @@
-"""What a server runs beside its API, from its settings: every server runs the
-controllers and the retention loop (unless ARMILLARY_RETENTION_ENABLED is false); the agent run worker only where
+"""What a server runs beside its API, from its settings: the leader (a SQLite server
+always is one) runs the controllers and the retention loop (unless
+ARMILLARY_RETENTION_ENABLED is false); the agent run worker only where
 ARMILLARY_AGENT_RUN_WORKER is not false (an ingress replica queues runs for
 another replica to work off). The real app and its lifespan, on SQLite, in-process."""
 
@@ -20,5 +21,5 @@ async def test_the_agent_run_worker_runs_only_where_it_is_wanted(
     app = create_app(Settings(home=tmp_path, agent_run_worker=worker))
     async with app.router.lifespan_context(app):
         running = {name for name, task in app.state.background.items() if not task.done()}
-    assert {"retention"} <= running
+    assert {"retention", "tenants", "schedules", "drains", "leadership", "presence"} <= running
     assert ("agent-runs" in running) is worker

@@ -9,12 +9,15 @@ redirects to `/api/v1/<rest>` (see `VersionRedirect`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import IO
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -31,11 +34,13 @@ from armillary.api import (
     limits,
     measure,
     openapi,
+    presence,
     problems,
     ratelimit,
     security,
 )
 from armillary.api.hub import Hub
+from armillary.api.leadership import Leadership, LeaderTask
 from armillary.api.routes import (
     access,
     agent_runs,
@@ -50,6 +55,7 @@ from armillary.api.routes import (
     resources,
     rollouts,
     schedules,
+    servers,
     version,
     webhooks,
 )
@@ -73,8 +79,10 @@ from armillary.errors import PermanentError
 from armillary.ingress import catalog, intake, runner
 from armillary.runtime.nodes import NodesRuntime
 from armillary.store import agent_runs as agent_runs_store
+from armillary.store import exclusive, listen
 from armillary.store import nodes as nodes_store
 from armillary.store.database import Database
+from armillary.store.leader import Election
 
 log = logging.getLogger("armillary.api")
 
@@ -101,7 +109,14 @@ def create_app(settings: Settings) -> FastAPI:
             )
         app.state.keys = ring
         app.state.settings = settings
+        claim = _claim(settings)  # one server per SQLite file: before anything opens it
         db = await Database.open(settings.resolved_database_url())
+        name = settings.replica_name()
+        shared = db.dialect == "postgresql"
+        if shared:
+            # The other replicas hear this one's writes (LISTEN/NOTIFY); an id of this
+            # process, so two replicas given one name by mistake still hear each other.
+            db.sender = f"{name}/{uuid.uuid4().hex[:12]}"
         try:  # a wrong key stops the start here, before anything is served
             app.state.vault = await secrets.unlock(db, ring, now=dt.datetime.now(dt.UTC))
         except PermanentError as exc:
@@ -110,8 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         async with db.write() as conn:
             minted = await tokens.bootstrap_admin(conn, now=dt.datetime.now(dt.UTC))
-            # One server replica for now: a node is connected only once it says hello here.
-            await nodes_store.disconnect_all(conn)
+            # No node is connected to this replica yet; the sessions of others are theirs.
+            await nodes_store.disconnect_all(conn, server=name if shared else None)
         path = context.write(
             settings.home, url=settings.public_url(), token=minted.token if minted else None
         )
@@ -128,25 +143,40 @@ def create_app(settings: Settings) -> FastAPI:
             )
         app.state.db = db
         app.state.hub = Hub(
-            db, vault=app.state.vault, heartbeat_interval_s=settings.node_heartbeat_s
+            db,
+            vault=app.state.vault,
+            heartbeat_interval_s=settings.node_heartbeat_s,
+            server=name if shared else None,
         )
+        tasks: list[asyncio.Task[None]] = []
+        if shared:  # the others' writes, into this replica's feed, before serving
+            listener = listen.Listener(db)
+            tasks.append(asyncio.create_task(listener.run(), name="listener"))
+            await asyncio.wait_for(listener.ready.wait(), timeout=30)
         runtime = NodesRuntime(db)
         app.state.schedules = ScheduleController(db, runtime)
-        controllers = [
-            Driver(TenantController(db, runtime), db.feed),
-            Driver(app.state.schedules, db.feed),
-        ]
-        tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         tasks.append(asyncio.create_task(app.state.hub.record_heartbeats(), name="heartbeats"))
-        tasks.append(asyncio.create_task(drains.Drains(db).run(), name=drains.Drains.name))
         app.state.retention = retention.Retention(
             db,
             retention.policies(settings),
             interval_s=settings.audit_cleanup_interval_s,
             batch=settings.retention_batch,
         )
-        if settings.retention_enabled:
-            tasks.append(asyncio.create_task(app.state.retention.run(), name="retention"))
+        app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
+        background: dict[str, asyncio.Task[None]] = {}
+        app.state.leadership = Leadership(
+            Election(db),
+            _leader_tasks(app, db, runtime, settings),
+            background=background,
+            on_change=lambda _leading: app.state.presence.poke(),
+        )
+        app.state.presence = presence.Presence(
+            db,
+            name=name,
+            address=settings.public_url(),
+            version=__version__,
+            leading=lambda: bool(app.state.leadership.leader),
+        )
         app.state.catalog = catalog.Catalog(
             db, app.state.vault, max_age_s=settings.webhook_catalog_max_age_s
         )
@@ -155,9 +185,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.runner = _runner(db, settings, token_key=ring.derive("tenant-tokens"))
         if settings.agent_run_worker:
             tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
-        app.state.background = {task.get_name(): task for task in tasks}  # what runs here
-        app.state.provisioner = Provisioner(db, sealer=Sealer(ring, purpose="provisioning-tokens"))
-        await app.state.provisioner.recover()
+        await app.state.leadership.start()  # the first replica leads before it serves
+        await app.state.presence.announce()
+        tasks.append(asyncio.create_task(app.state.leadership.run(), name="leadership"))
+        tasks.append(asyncio.create_task(app.state.presence.run(), name="presence"))
+        background.update({task.get_name(): task for task in tasks})
+        app.state.background = background  # what runs here (leader tasks come and go)
         # Everything made while starting (the app, its routes and models, SQLAlchemy's
         # metadata: most of the heap) lives as long as the process: out of the cyclic
         # collector's sight, so its full collections stop pausing the event loop. And
@@ -173,10 +206,15 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.provisioner.close()
             await app.state.intake.drain()  # every delivery taken in is written
             app.state.catalog.close()
-            for task in tasks:
+            for task in tasks:  # leadership first: the lead is handed over at once
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await app.state.leadership.stop()
+            with contextlib.suppress(Exception):  # gone from `servers` (a crash leaves it stale)
+                await app.state.presence.remove()
             await db.close()
+            if claim is not None:
+                claim.close()
 
     app = FastAPI(
         title="Armillary",
@@ -225,6 +263,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(doctor.router)
     app.include_router(retention_routes.router)
     app.include_router(version.router)
+    app.include_router(servers.router)
     app.include_router(metrics_route.router)
     app.include_router(api_docs.router)
     app.state.webhook_limits = webhooks.Limits()
@@ -260,6 +299,35 @@ def create_server(settings: Settings) -> ASGIApp:
     budget = limits.Budget(max_bytes=settings.body_budget_bytes())
     guarded = limits.BodyGuard(front, budget=budget, timeout_s=settings.body_timeout_s)
     return measure.Measure(guarded) if settings.metrics else guarded
+
+
+def _leader_tasks(
+    app: FastAPI, db: Database, runtime: NodesRuntime, settings: Settings
+) -> list[LeaderTask]:
+    """What only the leader runs, each term afresh: the controllers (each behind its
+    driver), the drain loop and the retention loop. Loops added later go here too."""
+    tasks = [
+        LeaderTask(
+            name="tenants", make=lambda: Driver(TenantController(db, runtime), db.feed).run()
+        ),
+        LeaderTask(name="schedules", make=lambda: Driver(app.state.schedules, db.feed).run()),
+        LeaderTask(name=drains.Drains.name, make=lambda: drains.Drains(db).run()),
+    ]
+    if settings.retention_enabled:
+        tasks.append(LeaderTask(name="retention", make=app.state.retention.run))
+    # Runs a dead replica was executing: rolled back by the next leader (it waits for
+    # each run's tenant lock, which a live executor holds).
+    tasks.append(LeaderTask(name="provisioning-recovery", make=app.state.provisioner.recover))
+    return tasks
+
+
+def _claim(settings: Settings) -> IO[str] | None:
+    """Hold the SQLite file for this process, or say who does and stop."""
+    try:
+        return exclusive.claim(settings.resolved_database_url())
+    except PermanentError as exc:
+        _tell(settings, logging.ERROR, str(exc))
+        raise
 
 
 def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:

@@ -105,6 +105,10 @@ class Session:
         feed: quick, no I/O); the session's watcher acts on it."""
         if event.kind == feed.CREDENTIAL:
             self.recheck_due = True
+        elif event.kind == feed.RESYNC:  # changes may have been missed: all of it again
+            self.recheck_due = True
+            self.sent = None
+            self.push_due = True
         elif event.kind == "Allocation":
             if event.report:
                 return  # a report: nothing to send back
@@ -160,8 +164,10 @@ class Hub:
         *,
         vault: secrets.Vault,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+        server: str | None = None,
     ) -> None:
         self._db = db
+        self._server = server  # this replica's name, recorded with each node it holds
         self._vault = vault
         self._heartbeat_interval_s = heartbeat_interval_s
         self.sessions: dict[str, Session] = {}
@@ -173,7 +179,7 @@ class Hub:
         db.feed.watch(self._route)
 
     def _route(self, event: feed.Change) -> None:
-        if event.kind == feed.CREDENTIAL:
+        if event.kind in (feed.CREDENTIAL, feed.RESYNC):
             for session in self.sessions.values():
                 session.heard(event)
         elif event.node is not None and event.kind in ("Allocation", "Node", "Assignments"):
@@ -234,7 +240,7 @@ class Hub:
             if self.sessions.get(hello.node) is session:
                 del self.sessions[hello.node]
                 async with self._db.write() as conn:
-                    await nodes.disconnect(conn, hello.node)
+                    await nodes.disconnect(conn, hello.node, server=self._server)
 
     async def _receive_hello(self, websocket: WebSocket) -> protocol.Hello:
         envelope = await asyncio.wait_for(_receive(websocket), timeout=HELLO_TIMEOUT_S)
@@ -294,6 +300,7 @@ class Hub:
                 capacity=protocol.encode(hello.capacity),
                 now=_now(),
                 isolation=hello.isolation,
+                server=self._server,
             )
             await allocations.record_reports(
                 conn, hello.node, [protocol.encode(r) for r in hello.running], now=_now()

@@ -116,7 +116,7 @@ async def _authenticate(request: Request) -> access.Principal:
     return who
 
 
-_ENDS_CREDENTIALS = frozenset({feed.CREDENTIAL, "Tenant"})
+_ENDS_CREDENTIALS = frozenset({feed.CREDENTIAL, "Tenant", feed.RESYNC})
 """Feed kinds after which a credential may be refused: revocations, users and sessions
 (`feed.CREDENTIAL`), and tenants (a tenant token or key dies with its tenant)."""
 

@@ -89,6 +89,7 @@ COLUMNS: list[output.Column] = [
     ("LABELS", lambda d: ",".join(f"{k}={v}" for k, v in d["labels"].items()) or "<none>"),
 ]
 WIDE: list[output.Column] = [
+    ("SERVER", lambda d: d.get("server") or "-"),
     ("REGISTERED", lambda d: d.get("registeredAt") or "-"),
     ("HEARTBEAT", lambda d: d.get("heartbeatAt") or "-"),
     ("DRAIN DEADLINE", lambda d: (d.get("drain") or {}).get("deadlineAt") or "-"),

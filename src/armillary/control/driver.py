@@ -31,7 +31,7 @@ from typing import Protocol
 from armillary import metrics
 from armillary.control.queue import WorkQueue
 from armillary.errors import PermanentError, TemporaryError
-from armillary.store.feed import Change, Feed
+from armillary.store.feed import RESYNC, Change, Feed
 
 log = logging.getLogger("armillary.control")
 
@@ -109,7 +109,11 @@ class Driver:
 
     async def changed(self, event: Change) -> None:
         """Queue the keys `event` concerns; a key stopped by a permanent failure starts
-        again, since it (or something it uses) changed."""
+        again, since it (or something it uses) changed. A `RESYNC` (changes may have
+        been missed) queues every key."""
+        if event.kind == RESYNC:
+            await self.resync()
+            return
         delay_s = REPORT_GATHER_S if event.report else 0.0
         for key in await self.controller.keys_for(event):
             self.stopped.pop(key, None)

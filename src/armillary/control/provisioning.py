@@ -132,7 +132,9 @@ class Provisioner:
         return run, created
 
     async def recover(self) -> None:
-        """At start: roll back runs a crash interrupted; start runs still pending."""
+        """At start, and on the leader at each term: roll back runs a crash interrupted;
+        start runs still pending. Each waits for its tenant's lock first: a run another
+        live replica is executing holds it, and is found ended once it is free."""
         for run in await provisioning_runs.list_runs(self._db, states={"running", "pending"}):
             self._start(run.id, interrupted=run.state == "running")
 
@@ -159,7 +161,9 @@ class Provisioner:
         # Tenant names are unique across orgs, so the tenant's name is the lock's.
         async with locks.hold(self._db, f"tenant:{tenant}", owner=run_id):
             run = await provisioning_runs.get(self._db, run_id)
-            if interrupted:
+            if run.state not in ("pending", "running"):
+                return  # another server replica ran it while this one waited for the lock
+            if interrupted or run.state == "running":  # whoever ran it is gone: the lock is ours
                 await self._roll_back(run, failed_at=None, error="interrupted by a server restart")
                 return
             await provisioning_runs.set_run(

@@ -8,11 +8,10 @@ so a batch is kept small (500 rows by default, a few milliseconds) and intake's
 writes take turns with the batches instead of waiting for the whole backlog
 (`asyncio.Lock` hands the lock to waiters in order).
 
-Run by one server? There is no leader election yet: every server with
-`retention_enabled` runs the loop. That is safe — each batch picks rows and deletes
-them by key in one transaction, so two servers racing remove each row once between
-them, and a row one already removed is not found by the other — only wasteful. Turn
-it off on all but one server (`ARMILLARY_RETENTION_ENABLED=false`) to save the work.
+Run by one server: the loop is a leader task (`api.leadership`), so of several
+replicas on Postgres only the leader runs it. Were two to race anyway (a failover's
+moment), it stays safe — each batch picks rows and deletes them by key in one
+transaction, so each row is removed once between them.
 
 What the last pass removed (`last`), and every pass since the server started
 (`removed_total`, `batches_total`), is shown by `GET /api/v1/retention`.

@@ -35,11 +35,11 @@ from armillary.ingress import routing
 from armillary.resources.webhook import WebhookSource, WebhookSourceSpec
 from armillary.store import repository
 from armillary.store.database import Database
-from armillary.store.feed import Change
+from armillary.store.feed import RESYNC, Change
 
 log = logging.getLogger("armillary.webhooks")
 
-WATCHED = frozenset({"WebhookSource", "Secret", "Tenant"})
+WATCHED = frozenset({"WebhookSource", "Secret", "Tenant", RESYNC})
 """The kinds whose change makes the next delivery read the catalog again."""
 
 

@@ -14,7 +14,7 @@ holds no epochs.
 
 The snapshot is rebuilt from scratch (`load`) whenever it is in doubt:
 - on first use, so it is built lazily, in the first step's transaction. The server
-  marks every node disconnected at start (`nodes.disconnect_all`, which announces
+  marks the nodes it held disconnected at start (`nodes.disconnect_all`, which announces
   nothing) before it makes its runtime, so the first load sees that;
 - when more rows are dirty than `REBUILD_FRACTION` of what it holds (and more than
   `REBUILD_MIN`): one full read is then cheaper than many small ones;
@@ -28,7 +28,8 @@ whether it commits or not. Its own refresh leaves them unread (a full load canno
 and reads them as that transaction sees them, for that short while); `place`
 counts them for that transaction's own placements only.
 
-In-process, like the feed: one server replica. The index counts committed
+The feed carries the other server replicas' writes too (`store.listen`); when it may
+have missed some it says `RESYNC`, and the snapshot is rebuilt. The index counts committed
 allocations only; what a step places is counted once its transaction has committed
 and the next refresh has read it, as when every step read the whole store.
 """
@@ -245,6 +246,8 @@ class Snapshot:
             self._dirty_allocations.add(change.name)
         elif change.kind == "Node":
             self._dirty_nodes.add(change.name)
+        elif change.kind == feed.RESYNC:  # changes of other replicas may have been missed
+            self.invalidate()
 
     def _keep_dirty(self, changes: list[feed.Change]) -> None:
         """Rows the reading transaction wrote itself: read them again next time."""

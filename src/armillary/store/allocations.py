@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from armillary.store import feed, nodes
+from armillary.store import feed, fence, nodes
 from armillary.store.tables import allocations
 
 
@@ -179,9 +179,12 @@ async def tenants(conn: AsyncConnection, *, node: str | None = None) -> set[str]
 
 
 async def add(conn: AsyncConnection, batch: Sequence[Allocation]) -> None:
-    """Insert allocations in one statement; each touched node's epoch moves once."""
+    """Insert allocations in one statement; each touched node's epoch moves once.
+    Refused (`TemporaryError`) if the writer believes it leads and has lost the lead
+    (`store.fence`): two leaders never both place."""
     if not batch:
         return
+    await fence.check(conn)
     await conn.execute(
         insert(allocations),
         [

@@ -44,7 +44,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from armillary import metrics
 from armillary.resources import text as storable
-from armillary.store import feed
+from armillary.store import feed, fence, notify
 
 T = TypeVar("T")
 
@@ -54,6 +54,7 @@ WAL_RESET_FRAMES = 16_384  # pages in the WAL (64 MiB of 4 KiB pages) before it 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x41524D4C  # "ARML": the advisory lock id taken while migrating
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 def async_url(url: str) -> str:
@@ -117,6 +118,14 @@ class Database:
         self._checkpointing: asyncio.Future[None] | None = None
         self._checkpointed_at = time.monotonic()
         self.feed = feed.Feed()
+        self.url = ""
+        """The plain URL this store was opened with (`dsn()` for a raw connection)."""
+        self.fence_pid: int | None = None
+        """The Postgres backend pid of the leader lock's session while this replica
+        believes it leads (`store.fence`); None otherwise."""
+        self.sender = ""
+        """This replica's id in the NOTIFY payloads it sends (`store.notify`); set by
+        whoever opens the store for a server. Empty: no NOTIFY is sent (tools, tests)."""
 
     @property
     def dialect(self) -> str:
@@ -162,6 +171,7 @@ class Database:
             reader = writer
             sync_writer = None
         database = cls(reader=reader, writer=writer, sync_writer=sync_writer)
+        database.url = url
         if metrics.enabled:
             for pool, measured in database._pools().items():
                 if pool != "batch":  # timed per transaction instead (see `_time_queries`)
@@ -275,12 +285,25 @@ class Database:
             # `conn.info` would then try to reconnect outside the event loop's reach.
             info = conn.info
             events = feed.begin(info)
+            fence.mark(info, self.fence_pid)
             try:
                 async with conn.begin():
                     yield conn
+                    if events and self.sender:  # delivered to the others only on commit
+                        await self._notify(conn, events)
             finally:
                 feed.end(info)
+                fence.mark(info, None)
         self.feed.publish(events)
+
+    async def _notify(self, conn: AsyncConnection, events: list[feed.Change]) -> None:
+        for payload in notify.encode(events, sender=self.sender):
+            await conn.execute(_NOTIFY, {"channel": notify.CHANNEL, "payload": payload})
+
+    def dsn(self) -> str:
+        """This store's Postgres URL for a raw asyncpg connection (the listener's, the
+        leader lock's), outside SQLAlchemy's pool."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def connection(self) -> AsyncConnection:
         """A connection of the writer pool outside `write()`, for session-level state

@@ -14,8 +14,11 @@ woken by the status it has just written itself, which would re-queue the same ke
 for nothing. Whoever waits on what controllers report (a provisioning run waiting
 for Ready) subscribes to both.
 
-In-process only: one server replica. Several replicas sharing Postgres will need
-LISTEN/NOTIFY here; the subscribers do not change.
+Across server replicas (Postgres): each write transaction also sends its changes with
+NOTIFY (`store.notify`), and each replica's listener (`store.listen`) publishes the
+changes of the others into its own feed, so subscribers do not change. When the
+listener may have missed some (its connection dropped), it publishes one `RESYNC`
+change: every subscriber re-lists what it watches.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ CREDENTIAL = "Credential"
 revoked, a user changed or removed, a session closed. Its `name` says which one
 (`token:<id>`, `tenant:<name>`, `user:<name>`, `session`); open streams re-check
 their caller when they hear it (`api.security.until_refused`)."""
+
+
+RESYNC = "Resync"
+"""The kind of a change that stands for every change: changes may have been missed
+(the listener of another replica's changes reconnected), so whoever watches re-reads
+all it cares about (controllers resync every key; the node hub pushes each connected
+node its whole set)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -45,6 +45,7 @@ class Node:
     drain_started_at: dt.datetime | None = None  # None: not draining
     drain_deadline_at: dt.datetime | None = None  # None: no deadline
     drained_at: dt.datetime | None = None  # None: not (yet) empty
+    server: str | None = None  # the server replica holding its session (Postgres)
 
     @property
     def drain(self) -> str | None:
@@ -86,6 +87,7 @@ def _node(row: Row[Any]) -> Node:
         drain_started_at=_utc(row.drain_started_at),
         drain_deadline_at=_utc(row.drain_deadline_at),
         drained_at=_utc(row.drained_at),
+        server=row.server,
     )
 
 
@@ -159,9 +161,12 @@ async def register(
     capacity: dict[str, int],
     now: dt.datetime,
     isolation: str = "shared-user",
+    server: str | None = None,
 ) -> Node:
-    """Insert or refresh the node as connected (schedulable state is kept)."""
+    """Insert or refresh the node as connected (schedulable state is kept), its
+    session held by the server replica `server`."""
     values = {
+        "server": server,
         "address": address,
         "labels": labels,
         "capacity": capacity,
@@ -195,14 +200,41 @@ async def heartbeats(
     )
 
 
-async def disconnect(conn: AsyncConnection, name: str) -> None:
-    await conn.execute(update(nodes).where(nodes.c.name == name).values(connected=False))
-    _changed(conn, name)
+async def disconnect(conn: AsyncConnection, name: str, *, server: str | None = None) -> None:
+    """The session of node `name` on replica `server` ended: not connected, unless its
+    daemon has meanwhile said hello to another replica (which holds it now)."""
+    query = update(nodes).where(nodes.c.name == name)
+    if server is not None:
+        query = query.where(nodes.c.server == server)
+    if (await conn.execute(query.values(connected=False))).rowcount:
+        _changed(conn, name)
 
 
-async def disconnect_all(conn: AsyncConnection) -> None:
-    """At server start no node is connected to this server yet, whatever the rows say."""
-    await conn.execute(update(nodes).where(nodes.c.connected.is_(True)).values(connected=False))
+async def disconnect_all(conn: AsyncConnection, *, server: str | None = None) -> None:
+    """At the start of replica `server`, none of the sessions it held before is still
+    there, whatever the rows say; those of other replicas are theirs (None: every
+    session, for the sole server of a SQLite store)."""
+    query = update(nodes).where(nodes.c.connected.is_(True))
+    if server is not None:
+        query = query.where((nodes.c.server == server) | nodes.c.server.is_(None))
+    await conn.execute(query.values(connected=False))
+
+
+async def disconnect_orphans(conn: AsyncConnection, *, live: Collection[str]) -> list[str]:
+    """Mark not connected the nodes whose session is held by a replica not in `live`
+    (it died without saying so); their names."""
+    rows = await conn.execute(
+        select(nodes.c.name).where(
+            nodes.c.connected.is_(True),
+            nodes.c.server.is_not(None),
+            nodes.c.server.not_in(list(live)),
+        )
+    )
+    names = [row.name for row in rows]
+    for name in names:
+        await conn.execute(update(nodes).where(nodes.c.name == name).values(connected=False))
+        _changed(conn, name)
+    return names
 
 
 async def set_schedulable(conn: AsyncConnection, name: str, *, schedulable: bool) -> Node:

@@ -86,6 +86,9 @@ nodes = Table(
     Column("drain_started_at", DateTime(timezone=True), nullable=True),
     Column("drain_deadline_at", DateTime(timezone=True), nullable=True),
     Column("drained_at", DateTime(timezone=True), nullable=True),
+    # The server replica holding the node's session (store.servers): a replica that
+    # starts resets only its own stale sessions, never those of the others.
+    Column("server", String(253), nullable=True),
 )
 
 allocations = Table(
@@ -144,6 +147,17 @@ locks = Table(
     Column("name", String(300), primary_key=True),
     Column("owner", String(100), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+servers = Table(
+    "servers",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("address", String(253), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("leader", Boolean, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
 rollouts = Table(

@@ -37,6 +37,7 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "schedulable": node.schedulable,
         "replicas": replicas,
         "isolation": node.isolation,
+        "server": node.server,
         "registeredAt": timestamps.iso_or_none(node.registered_at),
         "heartbeatAt": timestamps.iso_or_none(node.heartbeat_at),
         "drain": _drain_document(node),

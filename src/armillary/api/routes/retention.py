@@ -2,7 +2,8 @@
 
 Per kept history (store/retention.py `KINDS`): its policy from the settings, how many
 rows it holds now and the time of the oldest, and what this server's last retention
-pass removed (every server runs its own pass; see control/retention.py). Viewers may
+pass removed (the leader runs the passes: on another replica nothing is shown as
+removed; see control/retention.py). Viewers may
 read it: it names no tenant and no secret, only counts and times.
 """
 
