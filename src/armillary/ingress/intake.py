@@ -9,7 +9,11 @@ brings more (the requests being read right now), up to `max_batch`, and writes, 
 one transaction (`Database.write_sync`), their events (`store.events.record_many`:
 replays found in one query, new events in one insert), the agent run each new
 routed event starts (`store.agent_runs`) and an audit row per delivery. Batches grow
-with the load and no delivery waits for a timer.
+with the load and no delivery waits for a timer. A batch goes through
+`Database.write_batch`: on Postgres its replay lookup and then one statement holding
+every insert (two round trips, where a transaction took eight, each waiting for a
+turn of the busy loop); a delivery stored meanwhile by another replica makes that
+statement fail on the unique constraints, and the batch is retried one by one.
 
 Invariants: a delivery's `Stored` is returned only after its rows committed, so an
 acknowledged event and its run survive a kill the moment after; a failed batch (a
@@ -131,7 +135,7 @@ class Intake:
         items = [item for item, _ in batch]
         began = time.perf_counter()
         try:
-            stored = await self._db.write_sync(lambda conn: _write(conn, items))
+            stored = await self._db.write_batch(lambda conn: _write(conn, items))
         except Exception:
             # One by one, each with its own savepoint: a delivery committed meanwhile by
             # another replica is then a duplicate, and a bad one fails alone.

@@ -18,11 +18,23 @@ the transaction takes (SQLite in WAL mode with synchronous=NORMAL does not wait 
 the disk at commit), which costs less than the turns and GIL handoffs a thread would.
 A lock shared with `write()` keeps the two writers from ever meeting at SQLite's
 lock. On Postgres it runs on the async pool (`run_sync`).
+
+`write_batch(fn)` is `write_sync` for a function whose writes are all
+`bulk.insert_rows` calls after its reads (the intake's batch). On SQLite it is
+`write_sync`. On Postgres every round trip of a transaction waits for a turn of a busy
+event loop (a checkout's ping, BEGIN, each statement, COMMIT, the reset at checkin: a
+batch took eight), so `fn` runs on one connection kept for it in autocommit mode: its
+reads go out at once, each a statement of its own, its inserts are collected and sent
+at the end as one statement (`bulk.flush`), which commits alone and atomically. A
+read and the insert that follows are then not one transaction: what the reads decided
+must be checked again by the insert (the intake's replay lookup is, by the unique
+constraints of `events`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -44,7 +56,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from armillary import metrics
 from armillary.resources import text as storable
-from armillary.store import feed
+from armillary.store import bulk, feed
 
 T = TypeVar("T")
 
@@ -109,6 +121,8 @@ class Database:
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
         self._sync_conn: Connection | None = None
+        self._batch_conn: AsyncConnection | None = None  # Postgres: `write_batch`'s own
+        self._batch_lock = asyncio.Lock()
         self._checkpointer = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
             if sync_writer is not None
@@ -207,6 +221,33 @@ class Database:
             result, events = self._run_sync(fn)
         self.feed.publish(events)
         self._maybe_checkpoint()
+        return result
+
+    async def write_batch(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, whose writes are `bulk.insert_rows` calls made after its reads, and
+        return what it returns once its rows committed, all or none (see the module's
+        docstring: on Postgres, its reads are not in the transaction of its writes)."""
+        if self._sync_writer is not None:
+            return await self.write_sync(fn)
+        async with self._batch_lock:
+            conn = self._batch_conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = await self._writer.connect()
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._batch_conn = conn
+            info = conn.info
+            events = feed.begin(info)
+            try:
+                result = await conn.run_sync(_batched, fn)
+                await conn.commit()  # autocommit: nothing is sent; ends SQLAlchemy's own
+            except BaseException:
+                self._batch_conn = None
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
+            finally:
+                feed.end(info)
+        self.feed.publish(events)
         return result
 
     def _maybe_checkpoint(self) -> None:
@@ -325,6 +366,9 @@ class Database:
             await asyncio.wait([self._checkpointing])
         if self._checkpointer is not None:
             self._checkpointer.shutdown()
+        if self._batch_conn is not None:
+            await self._batch_conn.close()
+            self._batch_conn = None
         if self._sync_conn is not None:
             self._sync_conn.close()
             self._sync_conn = None
@@ -333,6 +377,17 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+def _batched(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """`fn` on `conn` with its bulk inserts collected, then written in one statement."""
+    pending = bulk.deferred(conn.info)
+    try:
+        result = fn(conn)
+        bulk.flush(conn, pending)
+    finally:
+        bulk.discard(conn.info)
+    return result
 
 
 def _upgrade(connection: Connection, to: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,3 +284,11 @@ async def get(conn: AsyncConnection, event_id: str) -> Event | None:
     """The event `event_id`, if it is stored."""
     row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
     return None if row is None else _event(row)
+
+
+async def get_many(conn: AsyncConnection, event_ids: Collection[str]) -> dict[str, Event]:
+    """The stored events among `event_ids`, by id (the run worker's batch of runs)."""
+    if not event_ids:
+        return {}
+    rows = await conn.execute(select(events).where(events.c.id.in_(sorted(event_ids))))
+    return {row.id: _event(row) for row in rows}
