@@ -109,7 +109,7 @@ class Runner:
         # Claimed and not yet recorded: counted against the limits, leases renewed.
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._answered: list[agent_runs.Outcome] = []  # waiting for the recorder
-        self._claim_min = max(1, config.limits.total // 4)
+        self._claim_min = max(1, config.limits.total // 2)
         self._to_record = asyncio.Event()
 
     async def run(self) -> None:
@@ -144,8 +144,9 @@ class Runner:
             self._wake.clear()
             free = self._config.limits.total - len(self._inflight)
             claimed: list[agent_runs.AgentRun] = []
-            # A claim costs a transaction whatever it takes: under load, wait until a
-            # quarter of the slots are free, so that each one claims many runs.
+            # A claim (and the read of its runs' targets) costs about the same whatever
+            # it takes: under load, wait until half the slots are free, so that each
+            # claims many runs.
             if free > 0 and (polled or not self._inflight or free >= self._claim_min):
                 try:
                     claimed = await self._db.write_sync(
@@ -295,7 +296,7 @@ class Runner:
         try:
             async with self._db.read() as conn:
                 tenants = await repository.get_many(conn, "Tenant", {r.tenant for r in runs})
-                held = {t: await allocations.for_tenant(conn, t) for t in tenants}
+                held = await allocations.for_tenants(conn, tenants)
                 known = {n.name: n.address for n in await nodes.list_all(conn)}
                 stored = await events.get_many(conn, {r.event_id for r in runs if r.event_id})
         except Exception as exc:
@@ -309,7 +310,7 @@ class Runner:
                 if tenant is None:
                     raise PermanentError(f"tenant {run.tenant!r} no longer exists")
                 event = stored.get(run.event_id) if run.event_id else None
-                found[run.id] = self._target(run, tenant, held[run.tenant], known, event)
+                found[run.id] = self._target(run, tenant, held.get(run.tenant, []), known, event)
             except (PermanentError, TemporaryError) as exc:
                 found[run.id] = exc
         return found

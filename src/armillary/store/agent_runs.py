@@ -244,12 +244,10 @@ def claim(
     picked = _pick(due, running, limits=limits, free=free)
     if len(picked) < free and len(due) >= window:
         full = {t for t, n in running.items() if n >= limits.per_tenant}
-        full |= {r.tenant for r in picked if running.get(r.tenant, 0) >= limits.per_tenant}
+        taken = {r.id for r in picked}
+        more = _due_by_tenant(conn, now=now, skip=full, limits=limits)
         picked += _pick(
-            _due_by_tenant(conn, now=now, skip=full | {r.tenant for r in picked}, limits=limits),
-            running,
-            limits=limits,
-            free=free - len(picked),
+            [r for r in more if r.id not in taken], running, limits=limits, free=free - len(picked)
         )
     if not picked:
         return []
@@ -278,6 +276,10 @@ class Due:
     created_at: dt.datetime
 
 
+def _due_of(row: Row[Any, Any, Any, Any]) -> Due:
+    return Due(id=row[0], tenant=row[1], next_attempt_at=row[2], created_at=row[3])
+
+
 def _window(free: int) -> int:
     return 2 * free + 16
 
@@ -299,7 +301,7 @@ def _due(conn: Connection, *, now: dt.datetime, window: int) -> list[Due]:
             .limit(window)
             .with_for_update(skip_locked=True)
         )
-        found += [Due(**row._mapping) for row in conn.execute(query)]
+        found += [_due_of(row) for row in conn.execute(query)]
     return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at))
 
 
@@ -326,7 +328,7 @@ def _due_by_tenant(
             .limit(limits.per_tenant)
             .with_for_update(skip_locked=True)
         )
-        found += [Due(**row._mapping) for row in conn.execute(query)]
+        found += [_due_of(row) for row in conn.execute(query)]
     return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at))
 
 
