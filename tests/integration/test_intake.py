@@ -193,3 +193,23 @@ async def test_rows_of_a_batch_written_in_one_statement_read_back_as_core_rows(
     for row in found:
         row.pop("id")
     assert len(found) == 3 and found[0] == found[1] == found[2]
+
+
+async def test_batches_committing_at_once_store_a_delivery_once(store: Database) -> None:
+    # One delivery per batch, four batches at once: the same delivery in two of them
+    # meets the other's row (on Postgres at the unique index, waiting for its commit)
+    # and is answered as its duplicate.
+    taken = intake.Intake(store, max_batch=1, in_flight=4)
+    taken.start()
+    try:
+        outcomes = await asyncio.gather(
+            taken.submit(item(delivery_id="same")),
+            taken.submit(item(delivery_id="same")),
+            *(taken.submit(item()) for _ in range(10)),
+        )
+    finally:
+        await taken.drain()
+    first, again = outcomes[0], outcomes[1]
+    assert {first.duplicate, again.duplicate} == {False, True} and first.id == again.id
+    assert taken.batches >= 12
+    assert await counts(store) == (11, 11, 12)

@@ -23,12 +23,12 @@ lock. On Postgres it runs on the async pool (`run_sync`).
 `bulk.insert_rows` calls after its reads (the intake's batch). On SQLite it is
 `write_sync`. On Postgres every round trip of a transaction waits for a turn of a busy
 event loop (a checkout's ping, BEGIN, each statement, COMMIT, the reset at checkin: a
-batch took eight), so `fn` runs on one connection kept for it in autocommit mode: its
-reads go out at once, each a statement of its own, its inserts are collected and sent
-at the end as one statement (`bulk.flush`), which commits alone and atomically. A
-read and the insert that follows are then not one transaction: what the reads decided
-must be checked again by the insert (the intake's replay lookup is, by the unique
-constraints of `events`).
+batch took eight), so `fn` runs on a connection kept for it in autocommit mode (one
+per batch committing at once): its reads go out at once, each a statement of its own,
+its inserts are collected and sent at the end as one statement (`bulk.flush`), which
+commits alone and atomically. A read and the insert that follows are then not one
+transaction: what the reads decided must be checked again by the insert (the
+intake's replay lookup is, by the unique constraints of `events`).
 """
 
 from __future__ import annotations
@@ -121,8 +121,7 @@ class Database:
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
         self._sync_conn: Connection | None = None
-        self._batch_conn: AsyncConnection | None = None  # Postgres: `write_batch`'s own
-        self._batch_lock = asyncio.Lock()
+        self._batch_conns: list[AsyncConnection] = []  # Postgres: `write_batch`'s own, idle
         self._checkpointer = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
             if sync_writer is not None
@@ -229,24 +228,26 @@ class Database:
         docstring: on Postgres, its reads are not in the transaction of its writes)."""
         if self._sync_writer is not None:
             return await self.write_sync(fn)
-        async with self._batch_lock:
-            conn = self._batch_conn
-            if conn is None or conn.closed or conn.invalidated:
-                conn = await self._writer.connect()
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                self._batch_conn = conn
-            info = conn.info
-            events = feed.begin(info)
-            try:
-                result = await conn.run_sync(_batched, fn)
-                await conn.commit()  # autocommit: nothing is sent; ends SQLAlchemy's own
-            except BaseException:
-                self._batch_conn = None
-                with contextlib.suppress(Exception):
-                    await conn.close()
-                raise
-            finally:
-                feed.end(info)
+        conn = None
+        while self._batch_conns and conn is None:
+            conn = self._batch_conns.pop()
+            if conn.closed or conn.invalidated:
+                conn = None
+        if conn is None:
+            conn = await self._writer.connect()
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        info = conn.info
+        events = feed.begin(info)
+        try:
+            result = await conn.run_sync(_batched, fn)
+            await conn.commit()  # autocommit: nothing is sent; ends SQLAlchemy's own
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        finally:
+            feed.end(info)
+        self._batch_conns.append(conn)
         self.feed.publish(events)
         return result
 
@@ -366,9 +367,8 @@ class Database:
             await asyncio.wait([self._checkpointing])
         if self._checkpointer is not None:
             self._checkpointer.shutdown()
-        if self._batch_conn is not None:
-            await self._batch_conn.close()
-            self._batch_conn = None
+        while self._batch_conns:
+            await self._batch_conns.pop().close()
         if self._sync_conn is not None:
             self._sync_conn.close()
             self._sync_conn = None
