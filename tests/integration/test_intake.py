@@ -1,11 +1,13 @@
 """The webhook intake and its bulk writes on a real store, SQLite and Postgres, with no
 server: many deliveries committed together, replays found inside a batch and across
-batches, a bad delivery failing alone, a drain writing what was submitted, and rows
-written in bulk reading back as rows written with Core."""
+batches, a bad delivery failing alone (its event not kept when its run could not be
+written: a batch is all or none), a drain writing what was submitted, and rows written
+in bulk, or in one statement by `write_batch`, reading back as rows written with Core."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -151,3 +153,63 @@ async def test_rows_written_in_bulk_read_back_as_rows_written_with_core(store: D
     assert by_bulk == by_core
     assert by_bulk["detail"] == entry.detail
     assert by_bulk["at"].replace(tzinfo=dt.UTC) == at
+
+
+async def test_a_batch_is_written_all_or_none_and_a_failure_is_retried_one_by_one(
+    store: Database,
+) -> None:
+    # Its event would insert; its run cannot (NOT NULL): on Postgres the batch's one
+    # statement fails whole, and written one by one only that delivery fails.
+    bad = dataclasses.replace(item(), max_attempts=None)  # type: ignore[arg-type]
+    taken = intake.Intake(store)
+    taken.start()
+    try:
+        outcomes = await asyncio.gather(
+            taken.submit(item()), taken.submit(bad), taken.submit(item()), return_exceptions=True
+        )
+    finally:
+        await taken.drain()
+    assert isinstance(outcomes[1], TemporaryError)
+    assert await counts(store) == (2, 2, 2)  # nothing of the bad delivery, not its event
+
+
+async def test_rows_of_a_batch_written_in_one_statement_read_back_as_core_rows(
+    store: Database,
+) -> None:
+    entry = audit.Entry(
+        at=dt.datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=dt.UTC),
+        verb="receive",
+        outcome="routed",
+        tenant="t",
+        status=202,
+        detail={"event": "e", "nested": {"list": [1, "two", None]}, "text": "ünï"},
+    )
+    values = audit._values(entry)
+    await store.write_batch(lambda conn: bulk.insert_rows(conn, audit_log, [values, values]))
+    await store.write_sync(lambda conn: conn.execute(insert(audit_log), [values]))
+    async with store.read() as conn:
+        rows = (await conn.execute(select(audit_log).order_by(audit_log.c.id))).all()
+    found = [dict(row._mapping) for row in rows]
+    for row in found:
+        row.pop("id")
+    assert len(found) == 3 and found[0] == found[1] == found[2]
+
+
+async def test_batches_committing_at_once_store_a_delivery_once(store: Database) -> None:
+    # One delivery per batch, four batches at once: the same delivery in two of them
+    # meets the other's row (on Postgres at the unique index, waiting for its commit)
+    # and is answered as its duplicate.
+    taken = intake.Intake(store, max_batch=1, in_flight=4)
+    taken.start()
+    try:
+        outcomes = await asyncio.gather(
+            taken.submit(item(delivery_id="same")),
+            taken.submit(item(delivery_id="same")),
+            *(taken.submit(item()) for _ in range(10)),
+        )
+    finally:
+        await taken.drain()
+    first, again = outcomes[0], outcomes[1]
+    assert {first.duplicate, again.duplicate} == {False, True} and first.id == again.id
+    assert taken.batches >= 12
+    assert await counts(store) == (11, 11, 12)

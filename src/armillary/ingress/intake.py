@@ -9,7 +9,15 @@ brings more (the requests being read right now), up to `max_batch`, and writes, 
 one transaction (`Database.write_sync`), their events (`store.events.record_many`:
 replays found in one query, new events in one insert), the agent run each new
 routed event starts (`store.agent_runs`) and an audit row per delivery. Batches grow
-with the load and no delivery waits for a timer.
+with the load and no delivery waits for a timer. A batch goes through
+`Database.write_batch`: on Postgres its replay lookup and then one statement holding
+every insert (two round trips, where a transaction took eight, each waiting for a
+turn of the busy loop); a delivery stored meanwhile by another replica makes that
+statement fail on the unique constraints, and the batch is retried one by one.
+
+On Postgres up to `POSTGRES_IN_FLIGHT` batches commit at once, each on a connection
+of its own: a commit waits for the WAL's flush with the loop idle, and commits that
+wait together share one flush. A batch forms while every slot is busy.
 
 Invariants: a delivery's `Stored` is returned only after its rows committed, so an
 acknowledged event and its run survive a kill the moment after; a failed batch (a
@@ -35,6 +43,7 @@ from armillary.store.database import Database, SyncTx
 
 log = logging.getLogger("armillary.webhooks")
 
+POSTGRES_IN_FLIGHT = 4  # batches committing at once on Postgres
 AGENT_COMPONENT = "agent"
 """The component of the routed tenant's stack that a routed event's run calls."""
 
@@ -68,13 +77,20 @@ class Closed(TemporaryError):
 class Intake:
     """The group-commit writer of one server process."""
 
-    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, in_flight: int | None = None) -> None:
         self._db = db
         self._max_batch = max_batch
         self._waiting: asyncio.Queue[tuple[Item, asyncio.Future[Stored]]] = asyncio.Queue()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[tuple[Item, asyncio.Future[Stored]]] = []
+        # Batches committing at once. SQLite has one writer, and its commit does not
+        # wait on the disk: one. On Postgres a commit waits for the WAL's flush, the
+        # loop idle meanwhile; concurrent commits share flushes (group commit).
+        if in_flight is None:
+            in_flight = POSTGRES_IN_FLIGHT if db.dialect == "postgresql" else 1
+        self._slots = asyncio.Semaphore(in_flight)
+        self._commits: set[asyncio.Task[None]] = set()
+        self._inflight: dict[int, list[tuple[Item, asyncio.Future[Stored]]]] = {}
         self.batches = 0  # committed transactions, for the benchmark and tests
         self.items = 0
 
@@ -102,6 +118,9 @@ class Intake:
     async def _run(self) -> None:
         try:
             while True:
+                # A free slot first: what arrives while every slot commits joins the
+                # next batch, so batches grow with the load.
+                await self._slots.acquire()
                 batch = [await self._waiting.get()]
                 while len(batch) < self._max_batch:
                     if self._waiting.empty():
@@ -113,25 +132,39 @@ class Intake:
                     batch.append(self._waiting.get_nowait())
                 pending = [entry for entry in batch if entry is not _STOP]
                 if pending:
-                    self._inflight = pending
-                    await self._commit(pending)
-                    self._inflight = []
+                    commit = asyncio.create_task(self._commit_in_slot(pending))
+                    self._commits.add(commit)
+                    commit.add_done_callback(self._commits.discard)
+                else:
+                    self._slots.release()
                 if len(pending) < len(batch):  # nothing is queued after the stop
+                    await asyncio.gather(*self._commits)
                     return
         finally:  # cancelled: nobody waits for ever
             self._closed = True
-            left = list(self._inflight)
+            for commit in list(self._commits):
+                commit.cancel()
+            left = [entry for batch in self._inflight.values() for entry in batch]
             while not self._waiting.empty():
                 left.append(self._waiting.get_nowait())
             for entry in left:
                 if entry is not _STOP and not entry[1].done():
                     entry[1].set_exception(Closed("the server is stopping; deliver again"))
 
+    async def _commit_in_slot(self, batch: list[tuple[Item, asyncio.Future[Stored]]]) -> None:
+        key = id(batch)
+        self._inflight[key] = batch
+        try:
+            await self._commit(batch)
+        finally:
+            del self._inflight[key]
+            self._slots.release()
+
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Stored]]]) -> None:
         items = [item for item, _ in batch]
         began = time.perf_counter()
         try:
-            stored = await self._db.write_sync(lambda conn: _write(conn, items))
+            stored = await self._db.write_batch(lambda conn: _write(conn, items))
         except Exception:
             # One by one, each with its own savepoint: a delivery committed meanwhile by
             # another replica is then a duplicate, and a bad one fails alone.

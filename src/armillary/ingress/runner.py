@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -41,16 +42,16 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import orjson
 
 from armillary import logs, metrics, timestamps
 from armillary.auth import tenant_tokens
 from armillary.errors import PermanentError, TemporaryError
-from armillary.ingress import retry
+from armillary.ingress import agent_http, retry
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import agent_runs, allocations, events, nodes, repository
 from armillary.store.database import Database
@@ -61,6 +62,7 @@ ANSWER_MAX_BYTES = 64 * 1024
 REDACTED = "[redacted: the run's token]"
 MIN_REDACTED_PREFIX = 12  # a cut-off token at the end of a clipped answer, from this length
 TOKEN_MARGIN_S = 60  # the run's token outlives the call by this much
+RECORD_MAX = 512  # attempts recorded in one transaction, at most
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,24 +106,28 @@ class Runner:
         self._draw = draw
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
+        # Claimed and not yet recorded: counted against the limits, leases renewed.
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._answered: list[agent_runs.Outcome] = []  # waiting for the recorder
+        self._claim_min = max(1, config.limits.total // 2)
+        self._to_record = asyncio.Event()
 
     async def run(self) -> None:
         """Claim, call and record until cancelled (in-flight calls are cancelled too;
         their claims lapse with their leases and are tried again)."""
         feed = self._db.feed.subscribe()
-        # No proxies or .netrc from the environment: nothing but what we send leaves.
-        timeout = httpx.Timeout(self._config.timeout_s)
+        # Kept-alive connections, up to one per call in flight: a connect per call
+        # would cost a handshake (and a TIME_WAIT socket) per run.
+        http = agent_http.Client(keep=self._config.limits.total)
         try:
-            async with (
-                httpx.AsyncClient(timeout=timeout, trust_env=False) as http,
-                asyncio.TaskGroup() as group,
-            ):
+            async with asyncio.TaskGroup() as group:
                 group.create_task(self._listen(feed))
                 group.create_task(self._heartbeat())
+                group.create_task(self._record_forever())
                 await self._claim_forever(group, http)
         finally:
             self._db.feed.unsubscribe(feed)
+            await http.aclose()
 
     async def _listen(self, feed: asyncio.Queue[Any]) -> None:
         while True:
@@ -129,26 +135,43 @@ class Runner:
             if event.kind == "AgentRun":
                 self._wake.set()
 
-    async def _claim_forever(self, group: asyncio.TaskGroup, http: httpx.AsyncClient) -> None:
+    async def _claim_forever(self, group: asyncio.TaskGroup, http: agent_http.Client) -> None:
+        """Claim as many runs as there are free slots, in one transaction, and start
+        their calls; again when the recorder frees slots, a run is queued, or every
+        `poll_s` (runs queued by another replica, retries coming due)."""
+        polled = True
         while True:
             self._wake.clear()
-            try:
-                async with self._db.write() as conn:
-                    claimed = await agent_runs.claim(
-                        conn,
-                        worker=self.worker,
-                        now=self._clock(),
-                        lease_s=self._config.lease_s,
-                        limits=self._config.limits,
+            free = self._config.limits.total - len(self._inflight)
+            claimed: list[agent_runs.AgentRun] = []
+            # A claim (and the read of its runs' targets) costs about the same whatever
+            # it takes: under load, wait until half the slots are free, so that each
+            # claims many runs.
+            if free > 0 and (polled or not self._inflight or free >= self._claim_min):
+                try:
+                    claimed = await self._db.write_sync(
+                        functools.partial(
+                            agent_runs.claim,
+                            worker=self.worker,
+                            now=self._clock(),
+                            lease_s=self._config.lease_s,
+                            limits=self._config.limits,
+                            most=free,
+                        )
                     )
-            except Exception:
-                log.exception("agent runs: claiming failed")
-                claimed = []
-            for run in claimed:
-                self._inflight[run.id] = group.create_task(self._attempt(run, http))
-            with contextlib.suppress(TimeoutError):
+                except Exception:
+                    log.exception("agent runs: claiming failed")
+            if claimed:
+                targets = await self._targets(claimed)
+                for run in claimed:
+                    call = self._attempt(run, http, targets[run.id])
+                    self._inflight[run.id] = group.create_task(call)
+            polled = False
+            try:
                 async with asyncio.timeout(self._config.poll_s):
                     await self._wake.wait()
+            except TimeoutError:
+                polled = True
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs in flight, three times per lease."""
@@ -164,12 +187,15 @@ class Runner:
             except Exception:
                 log.exception("agent runs: renewing %d leases failed", len(held))
 
-    async def _attempt(self, run: agent_runs.AgentRun, http: httpx.AsyncClient) -> None:
-        """One attempt of `run`, recorded; never raises (a loop boundary)."""
+    async def _attempt(
+        self, run: agent_runs.AgentRun, http: agent_http.Client, target: Target | Exception
+    ) -> None:
+        """One attempt of `run`, handed to the recorder; never raises (a loop boundary).
+        The run stays in flight, its lease renewed, until the recorder wrote it."""
         # Every line logged about the run carries its ids (logs.py).
         with logs.bound(tenant=run.tenant, event_id=run.event_id, run_id=run.id):
             try:
-                attempt, permanent = await self._outcome(run, http)
+                attempt, permanent = await self._outcome(run, http, target)
                 verdict = retry.decide(
                     ok=attempt.error is None,
                     permanent=permanent,
@@ -182,32 +208,51 @@ class Runner:
                     now=self._clock(),
                     draw=self._draw(),
                 )
-                async with self._db.write() as conn:
-                    kept = await agent_runs.finish(
-                        conn,
-                        run,
-                        attempt,
-                        worker=self.worker,
-                        state=verdict.state,
-                        next_attempt_at=verdict.next_attempt_at,
-                        now=self._clock(),
-                    )
-                outcome = "succeeded" if attempt.error is None else "failed"
-                metrics.AGENT_RUN_ATTEMPT.labels(outcome).observe(attempt.duration_ms / 1000)
-                if kept and verdict.state == "dead":
-                    metrics.AGENT_RUNS_DEAD.inc()
-                if not kept:
-                    log.warning("agent run %s: claim lost before its answer was stored", run.id)
-                elif verdict.state != "succeeded":
-                    log.warning("agent run %s attempt %d: %s", run.id, run.attempts, attempt.error)
             except Exception:
-                log.exception("agent run %s: recording attempt %d failed", run.id, run.attempts)
-            finally:
-                self._inflight.pop(run.id, None)
-            self._wake.set()  # a slot is free
+                log.exception("agent run %s: attempt %d failed", run.id, run.attempts)
+                self._inflight.pop(run.id, None)  # its lease lapses: it is tried again
+                self._wake.set()
+                return
+        self._answered.append(
+            agent_runs.Outcome(
+                run=run,
+                attempt=attempt,
+                state=verdict.state,
+                next_attempt_at=verdict.next_attempt_at,
+            )
+        )
+        self._to_record.set()
+
+    async def _record_forever(self) -> None:
+        """Record the attempts answered, many in one transaction: whatever arrived
+        while the last one was written, and what arrives while the loop turns."""
+        while True:
+            await self._to_record.wait()
+            seen = -1
+            while len(self._answered) != seen and len(self._answered) < RECORD_MAX:
+                seen = len(self._answered)
+                await asyncio.sleep(0)  # let the calls answering right now join
+            self._to_record.clear()
+            batch, self._answered = self._answered, []
+            try:
+                kept = await self._db.write_sync(
+                    functools.partial(
+                        agent_runs.finish, outcomes=batch, worker=self.worker, now=self._clock()
+                    )
+                )
+            except Exception:
+                # Not recorded: the runs stay `running` until their leases lapse, then
+                # they are tried again (at least once, with the same Idempotency-Key).
+                log.exception("agent runs: recording %d attempts failed", len(batch))
+                kept = None
+            for outcome in batch:
+                self._inflight.pop(outcome.run.id, None)
+                if kept is not None:
+                    _report(outcome, kept=outcome.run.id in kept)
+            self._wake.set()  # slots are free
 
     async def _outcome(
-        self, run: agent_runs.AgentRun, http: httpx.AsyncClient
+        self, run: agent_runs.AgentRun, http: agent_http.Client, target: Target | Exception
     ) -> tuple[agent_runs.Attempt, bool]:
         """What calling the agent came to, and whether the failure is permanent."""
         started, began = self._clock(), time.monotonic()
@@ -216,7 +261,8 @@ class Runner:
         error: str | None = None
         permanent = False
         try:
-            target = await self._target(run)
+            if isinstance(target, Exception):
+                raise target
             status, answer = await _post(http, target, run_id=run.id, timeout_s=self._timeout_s)
             answer = redact(answer, target.token)
             if not 200 <= status < 300:
@@ -227,8 +273,8 @@ class Runner:
             error = str(exc)
         except TimeoutError:
             error = f"timed out after {self._timeout_s:g} s"
-        except httpx.HTTPError as exc:
-            error = f"calling the agent failed: {type(exc).__name__}: {exc}"
+        except agent_http.CallError as exc:
+            error = f"calling the agent failed: {exc}"
         duration_ms = int((time.monotonic() - began) * 1000)
         attempt = agent_runs.Attempt(
             started_at=started,
@@ -243,16 +289,42 @@ class Runner:
     def _timeout_s(self) -> float:
         return self._config.timeout_s
 
-    async def _target(self, run: agent_runs.AgentRun) -> Target:
-        """Re-read what the call needs; `PermanentError` if the tenant is gone,
+    async def _targets(self, runs: list[agent_runs.AgentRun]) -> dict[str, Target | Exception]:
+        """Re-read what the calls of `runs` need, in one read for them all: per run its
+        `Target`, or `PermanentError` if the tenant is gone, `TemporaryError` if no
+        replica of the component is up and healthy (or the store could not be read)."""
+        try:
+            async with self._db.read() as conn:
+                tenants = await repository.get_many(conn, "Tenant", {r.tenant for r in runs})
+                held = await allocations.for_tenants(conn, tenants)
+                known = {n.name: n.address for n in await nodes.list_all(conn)}
+                stored = await events.get_many(conn, {r.event_id for r in runs if r.event_id})
+        except Exception as exc:
+            log.exception("agent runs: reading the targets of %d runs failed", len(runs))
+            failed = TemporaryError(f"reading the run's tenant failed: {type(exc).__name__}")
+            return {r.id: failed for r in runs}
+        found: dict[str, Target | Exception] = {}
+        for run in runs:
+            tenant = tenants.get(run.tenant)
+            try:
+                if tenant is None:
+                    raise PermanentError(f"tenant {run.tenant!r} no longer exists")
+                event = stored.get(run.event_id) if run.event_id else None
+                found[run.id] = self._target(run, tenant, held.get(run.tenant, []), known, event)
+            except (PermanentError, TemporaryError) as exc:
+                found[run.id] = exc
+        return found
+
+    def _target(
+        self,
+        run: agent_runs.AgentRun,
+        tenant: repository.Stored,
+        held: list[allocations.Allocation],
+        known: Mapping[str, str],
+        event: events.Event | None,
+    ) -> Target:
+        """Where `run` is sent and with what, from what `_targets` read;
         `TemporaryError` if no replica of the component is up and healthy."""
-        async with self._db.read() as conn:
-            tenant = await repository.get(conn, "Tenant", run.tenant)
-            if tenant is None:
-                raise PermanentError(f"tenant {run.tenant!r} no longer exists")
-            held = await allocations.for_tenant(conn, run.tenant)
-            known = {n.name: n.address for n in await nodes.list_all(conn)}
-            event = await events.get(conn, run.event_id) if run.event_id else None
         urls = sorted(
             url
             for a in held
@@ -290,6 +362,20 @@ class Runner:
         return Target(url=f"{url}/run", payload=payload, token=token)
 
 
+def _report(outcome: agent_runs.Outcome, *, kept: bool) -> None:
+    """Metrics and log lines of a recorded attempt."""
+    run, attempt = outcome.run, outcome.attempt
+    with logs.bound(tenant=run.tenant, event_id=run.event_id, run_id=run.id):
+        result = "succeeded" if attempt.error is None else "failed"
+        metrics.AGENT_RUN_ATTEMPT.labels(result).observe(attempt.duration_ms / 1000)
+        if kept and outcome.state == "dead":
+            metrics.AGENT_RUNS_DEAD.inc()
+        if not kept:
+            log.warning("agent run %s: claim lost before its answer was stored", run.id)
+        elif outcome.state != "succeeded":
+            log.warning("agent run %s attempt %d: %s", run.id, run.attempts, attempt.error)
+
+
 def redact(answer: str, token: str) -> str:
     """`answer` with every copy of `token` replaced by `REDACTED`, and the start of one
     cut off at the end (an answer is clipped at `ANSWER_MAX_BYTES`) as well. Pure."""
@@ -309,22 +395,22 @@ def _serving(allocation: allocations.Allocation) -> bool:
 
 
 async def _post(
-    http: httpx.AsyncClient, target: Target, *, run_id: str, timeout_s: float
+    http: agent_http.Client, target: Target, *, run_id: str, timeout_s: float
 ) -> tuple[int, str]:
     """POST the run; the status and the body's first `ANSWER_MAX_BYTES` as text.
-    The whole exchange is bounded by `timeout_s` (httpx's own is per operation)."""
-    async with (
-        asyncio.timeout(timeout_s),
-        http.stream(
-            "POST", target.url, json=target.payload, headers={"Idempotency-Key": run_id}
-        ) as response,
-    ):
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body.extend(chunk[: ANSWER_MAX_BYTES - len(body)])
-            if len(body) >= ANSWER_MAX_BYTES:
-                break
-    return response.status_code, body.decode("utf-8", errors="replace")
+    The whole exchange is bounded by `timeout_s`."""
+    try:
+        body = orjson.dumps(target.payload)
+    except orjson.JSONEncodeError as exc:
+        raise PermanentError(f"the run's payload is not JSON: {exc}") from exc
+    async with asyncio.timeout(timeout_s):
+        answer = await http.post(
+            target.url,
+            body,
+            headers={"Idempotency-Key": run_id, "User-Agent": "armillary-agent-runs"},
+            max_bytes=ANSWER_MAX_BYTES,
+        )
+    return answer.status, answer.body.decode("utf-8", errors="replace")
 
 
 def _event_document(event: events.Event) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import timestamps
@@ -219,43 +219,41 @@ async def search(conn: AsyncConnection, wanted: Filter) -> list[AgentRun]:
     return [_run(row) for row in await conn.execute(query)]
 
 
-async def claim(
-    conn: AsyncConnection, *, worker: str, now: dt.datetime, lease_s: float, limits: Limits
+def claim(
+    conn: Connection, *, worker: str, now: dt.datetime, lease_s: float, limits: Limits, most: int
 ) -> list[AgentRun]:
-    """Recover expired claims, then claim due runs for `worker` within `limits`, the
-    tenants whose oldest due run has waited longest first. Call in a write transaction."""
+    """Recover expired claims, then claim up to `most` due runs for `worker` within
+    `limits`, the oldest due first: the tenant whose oldest due run has waited longest
+    is served first. Call in a write transaction (`Database.write_sync`).
+
+    The due runs are read oldest first through the index on (state, next_attempt_at),
+    a window of `_window(free)` rows per claimable state, not every due run: a claim's
+    cost depends on the runs it claims, not on the depth of the queue. When that window
+    ends with a tenant at its limit and slots left over (one tenant's backlog filling
+    the head of the queue), the other tenants' oldest due runs are looked up by tenant."""
     now = timestamps.utc(now)
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CLAIM_LOCK})
-    await recover(conn, now=now)
-    running = await _running_by_tenant(conn)
-    free = limits.total - sum(running.values())
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CLAIM_LOCK})
+    recover(conn, now=now)
+    running = _running_by_tenant(conn)
+    free = min(most, limits.total - sum(running.values()))
     if free <= 0:
         return []
-    full = [t for t, n in running.items() if n >= limits.per_tenant]
-    due = agent_runs.c.state.in_(CLAIMABLE) & (agent_runs.c.next_attempt_at <= now)
-    first = func.min(agent_runs.c.next_attempt_at).label("first")
-    tenants = select(agent_runs.c.tenant, first).where(due).group_by(agent_runs.c.tenant)
-    if full:
-        tenants = tenants.where(agent_runs.c.tenant.not_in(full))
-    picked: list[str] = []
-    for row in await conn.execute(tenants.order_by(first).limit(free)):
-        room = min(limits.per_tenant - running.get(row.tenant, 0), free - len(picked))
-        if room <= 0:
-            break
-        ids = (
-            select(agent_runs.c.id)
-            .where(due, agent_runs.c.tenant == row.tenant)
-            .order_by(agent_runs.c.next_attempt_at, agent_runs.c.created_at)
-            .limit(room)
-            .with_for_update(skip_locked=True)
+    window = _window(free)
+    due = _due(conn, now=now, window=window)
+    picked = _pick(due, running, limits=limits, free=free)
+    if len(picked) < free and len(due) >= window:
+        full = {t for t, n in running.items() if n >= limits.per_tenant}
+        taken = {r.id for r in picked}
+        more = _due_by_tenant(conn, now=now, skip=full, limits=limits)
+        picked += _pick(
+            [r for r in more if r.id not in taken], running, limits=limits, free=free - len(picked)
         )
-        picked.extend((await conn.execute(ids)).scalars())
     if not picked:
         return []
-    await conn.execute(
+    claimed = conn.execute(
         update(agent_runs)
-        .where(agent_runs.c.id.in_(picked), agent_runs.c.state.in_(CLAIMABLE))
+        .where(agent_runs.c.id.in_([r.id for r in picked]), agent_runs.c.state.in_(CLAIMABLE))
         .values(
             state="running",
             claimed_by=worker,
@@ -263,23 +261,101 @@ async def claim(
             attempts=agent_runs.c.attempts + 1,
             started_at=func.coalesce(agent_runs.c.started_at, now),
         )
+        .returning(*agent_runs.c)
     )
-    claimed = select(agent_runs).where(
-        agent_runs.c.id.in_(picked), agent_runs.c.claimed_by == worker
-    )
-    return [_run(row) for row in await conn.execute(claimed.order_by(agent_runs.c.created_at))]
+    return sorted((_run(row) for row in claimed), key=lambda r: (r.created_at, r.id))
 
 
-async def _running_by_tenant(conn: AsyncConnection) -> dict[str, int]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Due:
+    """A claimable run as the claim sees it."""
+
+    id: str
+    tenant: str
+    next_attempt_at: dt.datetime
+    created_at: dt.datetime
+
+
+def _due_of(row: Row[Any, Any, Any, Any]) -> Due:
+    return Due(id=row[0], tenant=row[1], next_attempt_at=row[2], created_at=row[3])
+
+
+def _window(free: int) -> int:
+    return 2 * free + 16
+
+
+def _due(conn: Connection, *, now: dt.datetime, window: int) -> list[Due]:
+    """The `window` oldest due runs of each claimable state, oldest first (one ordered
+    index range per state: an IN over both would have the store sort every due run)."""
+    found: list[Due] = []
+    for state in CLAIMABLE:
+        query = (
+            select(
+                agent_runs.c.id,
+                agent_runs.c.tenant,
+                agent_runs.c.next_attempt_at,
+                agent_runs.c.created_at,
+            )
+            .where(agent_runs.c.state == state, agent_runs.c.next_attempt_at <= now)
+            .order_by(agent_runs.c.next_attempt_at)
+            .limit(window)
+            .with_for_update(skip_locked=True)
+        )
+        found += [_due_of(row) for row in conn.execute(query)]
+    return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at))
+
+
+def _due_by_tenant(
+    conn: Connection, *, now: dt.datetime, skip: set[str], limits: Limits
+) -> list[Due]:
+    """The oldest due runs of every tenant but `skip`, at most `limits.per_tenant`
+    each, oldest first (the slow path of `claim`: it reads every due run's tenant)."""
+    due = agent_runs.c.state.in_(CLAIMABLE) & (agent_runs.c.next_attempt_at <= now)
+    tenants = select(agent_runs.c.tenant).where(due).group_by(agent_runs.c.tenant)
+    if skip:
+        tenants = tenants.where(agent_runs.c.tenant.not_in(sorted(skip)))
+    found: list[Due] = []
+    for tenant in list(conn.execute(tenants).scalars())[: limits.total]:
+        query = (
+            select(
+                agent_runs.c.id,
+                agent_runs.c.tenant,
+                agent_runs.c.next_attempt_at,
+                agent_runs.c.created_at,
+            )
+            .where(due, agent_runs.c.tenant == tenant)
+            .order_by(agent_runs.c.next_attempt_at, agent_runs.c.created_at)
+            .limit(limits.per_tenant)
+            .with_for_update(skip_locked=True)
+        )
+        found += [_due_of(row) for row in conn.execute(query)]
+    return sorted(found, key=lambda d: (d.next_attempt_at, d.created_at))
+
+
+def _pick(due: list[Due], running: dict[str, int], *, limits: Limits, free: int) -> list[Due]:
+    """The runs of `due` (oldest first) to claim: at most `free`, and no tenant past
+    `limits.per_tenant` counting `running` (updated with what is picked). Pure."""
+    picked: list[Due] = []
+    for run in due:
+        if len(picked) >= free:
+            break
+        held = running.get(run.tenant, 0)
+        if held < limits.per_tenant:
+            running[run.tenant] = held + 1
+            picked.append(run)
+    return picked
+
+
+def _running_by_tenant(conn: Connection) -> dict[str, int]:
     query = (
         select(agent_runs.c.tenant, func.count().label("n"))
         .where(agent_runs.c.state == "running")
         .group_by(agent_runs.c.tenant)
     )
-    return {row.tenant: int(row.n) for row in await conn.execute(query)}
+    return {row.tenant: int(row.n) for row in conn.execute(query)}
 
 
-async def recover(conn: AsyncConnection, *, now: dt.datetime) -> list[str]:
+def recover(conn: Connection, *, now: dt.datetime) -> list[str]:
     """Claims whose lease ran out go back to `queued` (or `dead`, when that was their
     last attempt), the lost attempt noted in their history; the ids recovered."""
     now = timestamps.utc(now)
@@ -289,12 +365,12 @@ async def recover(conn: AsyncConnection, *, now: dt.datetime) -> list[str]:
         .with_for_update(skip_locked=True)
     )
     recovered = []
-    for row in (await conn.execute(expired)).all():
+    for row in conn.execute(expired).all():
         run = _run(row)
         error = f"lease expired: worker {run.claimed_by} stopped renewing its claim"
         dead = run.attempts >= run.max_attempts
         entry = {"attempt": run.attempts, "worker": run.claimed_by, "error": error}
-        await conn.execute(
+        conn.execute(
             update(agent_runs)
             .where(agent_runs.c.id == run.id, agent_runs.c.claimed_by == run.claimed_by)
             .values(
@@ -329,51 +405,75 @@ async def renew(
     return int(result.rowcount)
 
 
-async def finish(
-    conn: AsyncConnection,
-    run: AgentRun,
-    attempt: Attempt,
-    *,
-    worker: str,
-    state: str,
-    next_attempt_at: dt.datetime | None,
-    now: dt.datetime,
-) -> bool:
-    """Record `attempt` of `run` and move it to `state` (succeeded, failed or dead);
-    False, and nothing written, when `worker` no longer holds the claim."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """An attempt to record (`finish`): the state it moves its run to, and when the
+    run is due again if it failed."""
+
+    run: AgentRun
+    attempt: Attempt
+    state: str  # succeeded | failed | dead
+    next_attempt_at: dt.datetime | None
+
+
+def finish(
+    conn: Connection, *, outcomes: Sequence[Outcome], worker: str, now: dt.datetime
+) -> set[str]:
+    """Record each of `outcomes` and move its run to its state, in one read and one
+    update of many rows (call in a write transaction: `Database.write_sync`); the ids
+    of the runs recorded. A run `worker` no longer holds (its lease lapsed and it was
+    recovered or claimed again) is left as it is."""
+    if not outcomes:
+        return set()
     now = timestamps.utc(now)
-    current = await get(conn, run.id)
-    if current.state != "running" or current.claimed_by != worker:
-        return False
-    entry = {
-        "attempt": current.attempts,
-        "worker": worker,
-        "startedAt": timestamps.iso(attempt.started_at),
-        "durationMs": attempt.duration_ms,
-        "status": attempt.status_code,
-        "error": _clip(attempt.error, ERROR_MAX_CHARS),
-    }
-    result = await conn.execute(
-        update(agent_runs)
-        .where(
-            agent_runs.c.id == run.id,
-            agent_runs.c.claimed_by == worker,
-            agent_runs.c.state == "running",
-        )
-        .values(
-            state=state,
-            claimed_by=None,
-            lease_until=None,
-            next_attempt_at=timestamps.utc(next_attempt_at or now),
-            finished_at=now if state in ("succeeded", "dead") else None,
-            status_code=attempt.status_code,
-            answer=_clip(attempt.answer, ANSWER_MAX_CHARS),
-            duration_ms=attempt.duration_ms,
-            error=_clip(attempt.error, ERROR_MAX_CHARS),
-            history=_appended(current.history, entry),
-        )
+    ids = [o.run.id for o in outcomes]
+    current = select(agent_runs.c.id, agent_runs.c.attempts, agent_runs.c.history).where(
+        agent_runs.c.id.in_(ids),
+        agent_runs.c.claimed_by == worker,
+        agent_runs.c.state == "running",
     )
-    return bool(result.rowcount)
+    if conn.dialect.name == "postgresql":  # held until the update: no recovery between
+        current = current.with_for_update()
+    held = {row.id: (row.attempts, row.history) for row in conn.execute(current)}
+    rows: list[dict[str, Any]] = []
+    for o in outcomes:
+        if o.run.id not in held:
+            continue
+        attempts, history = held[o.run.id]
+        error = _clip(o.attempt.error, ERROR_MAX_CHARS)
+        entry = {
+            "attempt": attempts,
+            "worker": worker,
+            "startedAt": timestamps.iso(o.attempt.started_at),
+            "durationMs": o.attempt.duration_ms,
+            "status": o.attempt.status_code,
+            "error": error,
+        }
+        rows.append(
+            {
+                "b_id": o.run.id,
+                "b_worker": worker,
+                "state": o.state,
+                "next_attempt_at": timestamps.utc(o.next_attempt_at or now),
+                "finished_at": now if o.state in ("succeeded", "dead") else None,
+                "status_code": o.attempt.status_code,
+                "answer": _clip(o.attempt.answer, ANSWER_MAX_CHARS),
+                "duration_ms": o.attempt.duration_ms,
+                "error": error,
+                "history": _appended(list(history), entry),
+            }
+        )
+    if rows:
+        conn.execute(_FINISH.values(claimed_by=None, lease_until=None), rows)
+    return {str(row["b_id"]) for row in rows}
+
+
+# The values of each row are bound by column name; the conditions repeat the read's.
+_FINISH = update(agent_runs).where(
+    agent_runs.c.id == bindparam("b_id"),
+    agent_runs.c.claimed_by == bindparam("b_worker"),
+    agent_runs.c.state == "running",
+)
 
 
 async def retry(conn: AsyncConnection, run_id: str, *, now: dt.datetime) -> AgentRun:

@@ -13,6 +13,14 @@ bind parameters named in `values`) the same way: compiled once per `key` and
 dialect, then handed to the driver as text and parameters (a tuple for positional
 paramstyles, the mapping for named ones).
 
+`deferred(info)` makes the `insert_rows` calls on a connection collect their rows
+instead of sending them, and `flush(conn, pending)` then writes every table's rows in
+one statement: on Postgres one INSERT per table, chained as data-modifying CTEs, each
+reading its columns from `unnest` of one array parameter per column. One statement is
+one round trip and, outside an explicit transaction, one atomic transaction of its
+own: `Database.write_batch` uses this so that the webhook intake's batch (its
+events, runs and audit rows) costs two round trips on Postgres, not eight.
+
 Invariant: a row written here reads back exactly as one written with Core (the
 round trip is tested on SQLite and Postgres). Use it only where rows are many and
 the columns plain; every other statement goes through Core.
@@ -32,6 +40,10 @@ _compiled: dict[tuple[Any, str, str], _Compiled] = {}
 _processors: dict[tuple[str, tuple[str, ...], str, str], tuple[Callable[[Any], Any] | None, ...]]
 _processors = {}
 MAX_STATEMENTS = 4096  # distinct statements kept; past it the oldest is compiled again
+_DEFERRED = "armillary.bulk.deferred"  # in a connection's `info`: rows not sent yet
+
+Pending = list[tuple[Table, tuple[str, ...], list[tuple[Any, ...]]]]
+"""Rows `insert_rows` collected: per call, the table, its columns, the rows' values."""
 
 
 def select_rows(
@@ -70,10 +82,80 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         )
         for row in rows
     ]
+    pending: Pending | None = conn.info.get(_DEFERRED)
+    if pending is not None:
+        pending.append((table, names, values))
+        return
     if order is None:  # a named paramstyle: the driver takes mappings
         conn.exec_driver_sql(sql, [dict(zip(names, v, strict=True)) for v in values])
     else:
         conn.exec_driver_sql(sql, values)
+
+
+def deferred(info: dict[Any, Any]) -> Pending:
+    """From now on, `insert_rows` on the connection owning `info` collects into the list
+    returned (until `flush`)."""
+    pending: Pending = []
+    info[_DEFERRED] = pending
+    return pending
+
+
+def discard(info: dict[Any, Any]) -> None:
+    """Stop collecting on the connection owning `info`; what was collected is dropped."""
+    info.pop(_DEFERRED, None)
+
+
+def flush(conn: Connection, pending: Pending) -> None:
+    """Stop collecting on `conn` and write `pending`: on Postgres in one statement (one
+    round trip); elsewhere one executemany per table, in order."""
+    discard(conn.info)
+    if not pending:
+        return
+    if conn.dialect.name != "postgresql":
+        for table, names, values in pending:
+            insert_rows(conn, table, [dict(zip(names, v, strict=True)) for v in values])
+        return
+    shape = tuple((table.name, names) for table, names, _ in pending)
+    key = ("chained", shape, conn.dialect.name, conn.dialect.driver)
+    sql = _chained.get(key)
+    if sql is None:
+        sql = _chained[key] = _chained_insert(conn.dialect, pending)
+    parameters: list[list[Any]] = []
+    for _, _, values in pending:
+        parameters.extend(list(column) for column in zip(*values, strict=True))
+    conn.exec_driver_sql(sql, tuple(parameters))
+
+
+_chained: dict[Any, str] = {}
+
+
+def _chained_insert(dialect: Dialect, pending: Pending) -> str:
+    """One Postgres statement inserting each table's rows from arrays, one per column
+    ($1, $2, … in `pending`'s order): JSON travels as text and is cast back."""
+    parts: list[str] = []
+    n = 0
+    for table, names, _ in pending:
+        arrays, selected = [], []
+        for name in names:
+            n += 1
+            column_type = table.c[name].type.dialect_impl(dialect)
+            quoted = f'"{name}"'
+            if isinstance(table.c[name].type, JSON):
+                arrays.append(f"${n}::text[]")
+                selected.append(f"{quoted}::{column_type.compile(dialect=dialect)}")
+            else:
+                arrays.append(f"${n}::{column_type.compile(dialect=dialect)}[]")
+                selected.append(quoted)
+        columns = ", ".join(f'"{name}"' for name in names)
+        # Names of our own tables and columns only; every value is a bound array.
+        parts.append(
+            f'INSERT INTO "{table.name}" ({columns}) SELECT {", ".join(selected)} '  # noqa: S608
+            f"FROM unnest({', '.join(arrays)}) AS t({columns})"
+        )
+    *first, last = parts
+    if not first:
+        return last
+    return "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(first)) + " " + last
 
 
 def _compile(conn: Connection, key: Any, build: Callable[[], ClauseElement]) -> _Compiled:

@@ -18,11 +18,23 @@ the transaction takes (SQLite in WAL mode with synchronous=NORMAL does not wait 
 the disk at commit), which costs less than the turns and GIL handoffs a thread would.
 A lock shared with `write()` keeps the two writers from ever meeting at SQLite's
 lock. On Postgres it runs on the async pool (`run_sync`).
+
+`write_batch(fn)` is `write_sync` for a function whose writes are all
+`bulk.insert_rows` calls after its reads (the intake's batch). On SQLite it is
+`write_sync`. On Postgres every round trip of a transaction waits for a turn of a busy
+event loop (a checkout's ping, BEGIN, each statement, COMMIT, the reset at checkin: a
+batch took eight), so `fn` runs on a connection kept for it in autocommit mode (one
+per batch committing at once): its reads go out at once, each a statement of its own,
+its inserts are collected and sent at the end as one statement (`bulk.flush`), which
+commits alone and atomically. A read and the insert that follows are then not one
+transaction: what the reads decided must be checked again by the insert (the
+intake's replay lookup is, by the unique constraints of `events`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -44,7 +56,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from armillary import metrics
 from armillary.resources import text as storable
-from armillary.store import feed, fence, notify
+from armillary.store import bulk, feed, fence, notify
 
 T = TypeVar("T")
 
@@ -110,6 +122,7 @@ class Database:
         # SQLite only: one writer at a time, whether `write()` or `write_sync()`.
         self._write_lock = asyncio.Lock() if sync_writer is not None else None
         self._sync_conn: Connection | None = None
+        self._batch_conns: list[AsyncConnection] = []  # Postgres: `write_batch`'s own, idle
         self._checkpointer = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="armillary-wal")
             if sync_writer is not None
@@ -217,6 +230,35 @@ class Database:
             result, events = self._run_sync(fn)
         self.feed.publish(events)
         self._maybe_checkpoint()
+        return result
+
+    async def write_batch(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, whose writes are `bulk.insert_rows` calls made after its reads, and
+        return what it returns once its rows committed, all or none (see the module's
+        docstring: on Postgres, its reads are not in the transaction of its writes)."""
+        if self._sync_writer is not None:
+            return await self.write_sync(fn)
+        conn = None
+        while self._batch_conns and conn is None:
+            conn = self._batch_conns.pop()
+            if conn.closed or conn.invalidated:
+                conn = None
+        if conn is None:
+            conn = await self._writer.connect()
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        info = conn.info
+        events = feed.begin(info)
+        try:
+            result = await conn.run_sync(_batched, fn)
+            await conn.commit()  # autocommit: nothing is sent; ends SQLAlchemy's own
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        finally:
+            feed.end(info)
+        self._batch_conns.append(conn)
+        self.feed.publish(events)
         return result
 
     def _maybe_checkpoint(self) -> None:
@@ -348,6 +390,8 @@ class Database:
             await asyncio.wait([self._checkpointing])
         if self._checkpointer is not None:
             self._checkpointer.shutdown()
+        while self._batch_conns:
+            await self._batch_conns.pop().close()
         if self._sync_conn is not None:
             self._sync_conn.close()
             self._sync_conn = None
@@ -356,6 +400,17 @@ class Database:
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
+
+
+def _batched(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """`fn` on `conn` with its bulk inserts collected, then written in one statement."""
+    pending = bulk.deferred(conn.info)
+    try:
+        result = fn(conn)
+        bulk.flush(conn, pending)
+    finally:
+        bulk.discard(conn.info)
+    return result
 
 
 def _upgrade(connection: Connection, to: str) -> None:

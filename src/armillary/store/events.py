@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    any_,
     bindparam,
     insert,
     null,
@@ -188,6 +190,20 @@ def _seen_query(ids: int, hashes: int) -> ClauseElement:
     return halves[0] if len(halves) == 1 else union_all(*halves)
 
 
+def _seen_arrays_query() -> ClauseElement:
+    """`_seen_query` for Postgres, its ids and hashes each one array parameter: the
+    same statement whatever their number, where a list of parameters would be a new
+    statement to parse, plan and prepare (a round trip) for nearly every batch."""
+    c = events.c
+    by_id = select(c.id, c.delivery_id, null().label("replay_hash")).where(
+        c.source == bindparam("source"), c.delivery_id == any_(bindparam("ids"))
+    )
+    by_hash = select(c.id, null().label("delivery_id"), c.replay_hash).where(
+        c.source == bindparam("source"), c.replay_hash == any_(bindparam("hashes"))
+    )
+    return union_all(by_id, by_hash)
+
+
 def _seen(conn: Connection, deliveries: list[Delivery]) -> dict[tuple[str, str, str], str]:
     """The stored events any of `deliveries` repeats, by replay key (one statement per
     source, compiled once per number of ids and hashes: `bulk.select_rows`)."""
@@ -199,14 +215,20 @@ def _seen(conn: Connection, deliveries: list[Delivery]) -> dict[tuple[str, str, 
         if delivery.replay_hash is not None:
             hashes.add(delivery.replay_hash)
     found: dict[tuple[str, str, str], str] = {}
+    arrays = conn.dialect.name == "postgresql"
     for source, (ids, hashes) in wanted.items():
         if not ids and not hashes:
             continue
         values: dict[str, Any] = {"source": source}
-        values.update({f"i{n}": v for n, v in enumerate(ids)})
-        values.update({f"h{n}": v for n, v in enumerate(hashes)})
-        key = ("events.seen", len(ids), len(hashes))
-        build = functools.partial(_seen_query, len(ids), len(hashes))
+        if arrays:  # one statement for every batch: prepared once per connection
+            values.update({"ids": sorted(ids), "hashes": sorted(hashes)})
+            key: tuple[Any, ...] = ("events.seen.arrays",)
+            build = _seen_arrays_query
+        else:
+            values.update({f"i{n}": v for n, v in enumerate(ids)})
+            values.update({f"h{n}": v for n, v in enumerate(hashes)})
+            key = ("events.seen", len(ids), len(hashes))
+            build = functools.partial(_seen_query, len(ids), len(hashes))
         for row in bulk.select_rows(conn, key, build, values):
             event_id, delivery_id, replay_hash = row[0], row[1], row[2]
             if delivery_id is not None and delivery_id in ids:
@@ -283,3 +305,11 @@ async def get(conn: AsyncConnection, event_id: str) -> Event | None:
     """The event `event_id`, if it is stored."""
     row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
     return None if row is None else _event(row)
+
+
+async def get_many(conn: AsyncConnection, event_ids: Collection[str]) -> dict[str, Event]:
+    """The stored events among `event_ids`, by id (the run worker's batch of runs)."""
+    if not event_ids:
+        return {}
+    rows = await conn.execute(select(events).where(events.c.id.in_(sorted(event_ids))))
+    return {row.id: _event(row) for row in rows}
