@@ -66,6 +66,7 @@ from armillary.auth.sealing import Sealer
 from armillary.config import Settings
 from armillary.control import retention
 from armillary.control.driver import Driver
+from armillary.control.node_loss import NodeLoss
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
@@ -138,6 +139,9 @@ def create_app(settings: Settings) -> FastAPI:
         ]
         tasks = [asyncio.create_task(c.run(), name=c.controller.name) for c in controllers]
         tasks.append(asyncio.create_task(app.state.hub.record_heartbeats(), name="heartbeats"))
+        # Leader-only once servers elect one; one server for now.
+        app.state.node_loss = NodeLoss(db, lost_after_s=settings.node_lost_after_s)
+        tasks.append(asyncio.create_task(app.state.node_loss.run(), name=NodeLoss.name))
         app.state.retention = retention.Retention(
             db,
             retention.policies(settings),

@@ -48,7 +48,7 @@ def nodes(
 
 
 def _status(doc: dict[str, Any]) -> str:
-    status = "Ready" if doc["connected"] else "NotReady"
+    status = doc.get("status") or ("Ready" if doc["connected"] else "NotReady")
     return status if doc["schedulable"] else status + ",SchedulingDisabled"
 
 
@@ -75,6 +75,7 @@ COLUMNS: list[output.Column] = [
 WIDE: list[output.Column] = [
     ("REGISTERED", lambda d: d.get("registeredAt") or "-"),
     ("HEARTBEAT", lambda d: d.get("heartbeatAt") or "-"),
+    ("LOST", lambda d: d.get("lostAt") or "-"),
 ]
 
 

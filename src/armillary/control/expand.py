@@ -114,6 +114,7 @@ def _template(
         policy=Policy(**component.rollout.model_dump()),
         secrets=secret_env,
         node_labels=dict(component.node_labels),
+        on_node_lost=component.on_node_lost,
     )
 
 

@@ -61,6 +61,9 @@ class Template:
     policy: Policy = field(default_factory=lambda: Policy())  # not part of spec_hash
     secrets: tuple[SecretEnv, ...] = ()  # env from Secrets, later ones win
     node_labels: dict[str, str] = field(default_factory=dict)  # a node must carry them all
+    # replace | wait: a replica on a lost node moves at once, or waits for its node
+    # (not part of spec_hash: changing it restarts nothing)
+    on_node_lost: str = "replace"
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""

@@ -75,14 +75,13 @@ class NodesRuntime:
         async with self._db.read() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            plan = rollout.step(instance, [_current(a, self._cluster.addresses) for a in held])
+            plan = rollout.step(instance, [_current(a, self._cluster) for a in held])
         if not plan.create and not plan.remove:
             return Outcome(step=plan)
         async with self._db.write() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            addresses = self._cluster.addresses
-            current = [_current(a, addresses) for a in held]
+            current = [_current(a, self._cluster) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
             await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
@@ -105,8 +104,8 @@ class NodesRuntime:
         each dependency whose replica 0 is ready (it does not wait for the others)."""
         await self._cluster.refresh(conn)
         held = _replicas(await allocations.for_tenant(conn, tenant))
-        addresses = self._cluster.addresses
-        ready = [c for c in (_current(a, addresses) for a in held) if c.replica == 0 and c.ready]
+        seen = (_current(a, self._cluster) for a in held)
+        ready = [c for c in seen if c.replica == 0 and c.ready]
         urls = {c.component: c.url for c in ready}
         extra_env = {url_variable(d): u for d in template.depends_on if (u := urls.get(d))}
         extra_env.update(env)
@@ -227,9 +226,9 @@ def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
     return {"secrets": [{"secret": s.secret, "prefix": s.prefix} for s in template.secrets]}
 
 
-def _current(allocation: allocations.Allocation, addresses: Mapping[str, str]) -> rollout.Current:
+def _current(allocation: allocations.Allocation, snapshot: cluster.Snapshot) -> rollout.Current:
     report = allocation.report or {}
-    url = url_of(allocation, addresses)
+    url = url_of(allocation, snapshot.addresses)
     return rollout.Current(
         id=allocation.id,
         component=allocation.component,
@@ -241,6 +240,8 @@ def _current(allocation: allocations.Allocation, addresses: Mapping[str, str]) -
         reason=report.get("reason"),
         message=report.get("message"),
         restarts=int(report.get("restarts", 0)),
+        node=allocation.node,
+        node_state=snapshot.node_state(allocation.node),
     )
 
 

@@ -2,7 +2,10 @@
 
 A node row is upserted on every `hello`; `connected` and `heartbeat_at` say whether
 it is there now. `epoch` moves whenever the node's set of allocations changes, so an
-assignment message can say which version of the set it carries.
+assignment message can say which version of the set it carries. `lost_at` is set by
+the node-loss controller (`mark_lost`) when the node has been silent too long, and
+cleared by the node's next hello or heartbeat; both are announced on the feed, so
+placement and the tenants with replicas there look again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,22 @@ class Node:
     registered_at: dt.datetime
     heartbeat_at: dt.datetime | None
     isolation: str = "shared-user"  # per-tenant-user | shared-user
+    lost_at: dt.datetime | None = None  # declared lost (silent too long) at; None: not lost
+
+    @property
+    def status(self) -> str:
+        """Lost, Ready (connected) or NotReady: what `nodes` shows."""
+        if self.lost_at is not None:
+            return "Lost"
+        return "Ready" if self.connected else "NotReady"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    """A node not (yet) declared lost, as the node-loss controller judges it."""
+
+    name: str
+    heartbeat_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +69,7 @@ class Target:
     memory_mb: int
     connected: bool
     schedulable: bool
+    lost: bool = False  # declared lost: placement never takes it
 
 
 def _node(row: Row[Any]) -> Node:
@@ -65,6 +85,7 @@ def _node(row: Row[Any]) -> Node:
         registered_at=row.registered_at,
         heartbeat_at=row.heartbeat_at,
         isolation=row.isolation,
+        lost_at=row.lost_at,
     )
 
 
@@ -99,6 +120,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
         nodes.c.capacity,
         nodes.c.connected,
         nodes.c.schedulable,
+        nodes.c.lost_at,
     ).order_by(nodes.c.name)
     if names is None:
         rows = list(await conn.execute(query))
@@ -117,6 +139,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
             memory_mb=int(row.capacity.get("memory_mb", 0)),
             connected=row.connected,
             schedulable=row.schedulable,
+            lost=row.lost_at is not None,
         )
         for row in rows
     ]
@@ -132,7 +155,8 @@ async def register(
     now: dt.datetime,
     isolation: str = "shared-user",
 ) -> Node:
-    """Insert or refresh the node as connected (schedulable state is kept)."""
+    """Insert or refresh the node as connected, and no longer lost (schedulable state
+    is kept)."""
     values = {
         "address": address,
         "labels": labels,
@@ -140,6 +164,7 @@ async def register(
         "isolation": isolation,
         "connected": True,
         "heartbeat_at": now,
+        "lost_at": None,
     }
     if await get(conn, name) is None:
         await conn.execute(
@@ -155,16 +180,61 @@ async def register(
 
 async def heartbeats(
     conn: AsyncConnection, beats: Sequence[tuple[str, dict[str, Any], dt.datetime]]
-) -> None:
-    """Store many heartbeats (node name, usage, when it arrived) in one statement."""
+) -> list[str]:
+    """Store many heartbeats (node name, usage, when it arrived) in one statement. A
+    node that was declared lost and beats again is found again: `lost_at` cleared and
+    the change announced (the names of those nodes are returned)."""
     if not beats:
-        return
+        return []
     await conn.execute(
         update(nodes)
         .where(nodes.c.name == bindparam("node_name"))
         .values(usage=bindparam("new_usage"), heartbeat_at=bindparam("beat_at")),
         [{"node_name": n, "new_usage": u, "beat_at": at} for n, u, at in beats],
     )
+    found: list[str] = []
+    listed = sorted({n for n, _, _ in beats})
+    for at in range(0, len(listed), IN_BATCH):
+        chunk = listed[at : at + IN_BATCH]
+        query = select(nodes.c.name).where(nodes.c.name.in_(chunk), nodes.c.lost_at.is_not(None))
+        found.extend(row.name for row in await conn.execute(query))
+    if found:
+        await conn.execute(update(nodes).where(nodes.c.name.in_(found)).values(lost_at=None))
+        for name in found:
+            _changed(conn, name)
+    return found
+
+
+async def silent(conn: AsyncConnection) -> list[Silence]:
+    """Every node not declared lost, with its last heartbeat (name and time only)."""
+    query = (
+        select(nodes.c.name, nodes.c.heartbeat_at)
+        .where(nodes.c.lost_at.is_(None))
+        .order_by(nodes.c.name)
+    )
+    return [Silence(name=r.name, heartbeat_at=r.heartbeat_at) for r in await conn.execute(query)]
+
+
+async def mark_lost(
+    conn: AsyncConnection, name: str, *, silent_since: dt.datetime | None, now: dt.datetime
+) -> Node | None:
+    """Declare `name` lost at `now`, unless it beat (or said hello) after
+    `silent_since`, the heartbeat the decision saw, or is lost already: the node as
+    marked, or None when it was not (a write conditional on what was read)."""
+    heard = (
+        nodes.c.heartbeat_at.is_(None)
+        if silent_since is None
+        else (nodes.c.heartbeat_at.is_(None) | (nodes.c.heartbeat_at <= silent_since))
+    )
+    result = await conn.execute(
+        update(nodes)
+        .where(nodes.c.name == name, nodes.c.lost_at.is_(None), heard)
+        .values(lost_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    _changed(conn, name)
+    return await require(conn, name)
 
 
 async def disconnect(conn: AsyncConnection, name: str) -> None:

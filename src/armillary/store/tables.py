@@ -81,6 +81,8 @@ nodes = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     # per-tenant-user | shared-user: how the node keeps tenants apart (its hello says)
     Column("isolation", String(32), nullable=False, server_default="shared-user"),
+    # when the node-loss controller declared it lost (silent too long); NULL: not lost
+    Column("lost_at", DateTime(timezone=True), nullable=True),
 )
 
 allocations = Table(
