@@ -137,12 +137,17 @@ def send(processes: list[psutil.Process], sig: signal.Signals) -> None:
             continue
 
 
+@pytest.mark.parametrize("comes_back", ["resumes", "restarts"])
 @pytest.mark.parametrize("on_a", [{"replicas": 2}], indirect=True)
 def test_a_stopped_machine_s_replicas_run_on_the_survivor_and_its_stale_copies_stop(
-    server: ServerProcess, pair: dict[str, NodeProcess], on_a: tuple[str, str]
+    server: ServerProcess, pair: dict[str, NodeProcess], on_a: tuple[str, str], comes_back: str
 ) -> None:
+    """`resumes`: SIGCONT, the daemon goes on on its old socket, which stayed open;
+    `restarts`: its daemon is killed while stopped and a new one starts, adopting the
+    stale copies from its state file and reporting them in its hello."""
     name, mark = on_a
     stale = {r["id"]: r["report"]["pid"] for r in replicas(server, name)}
+    losses, finds = len(audited(server, "lost", A)), len(audited(server, "found", A))
     stopped = machine(pair[A], mark)
     assert set(stale.values()) <= {p.pid for p in stopped}
     send(stopped, signal.SIGSTOP)
@@ -159,25 +164,58 @@ def test_a_stopped_machine_s_replicas_run_on_the_survivor_and_its_stale_copies_s
         code, out, _ = invoke(server, "nodes")
         assert code == 0
         assert any(line.split()[:2] == [A, "Lost"] for line in out.splitlines()), out
-        assert len(audited(server, "lost", A)) == 1
+        assert len(audited(server, "lost", A)) == losses + 1
+        if comes_back == "restarts":
+            pair[A].kill()  # a stopped process takes SIGKILL
     finally:
         send(stopped, signal.SIGCONT)
+    if comes_back == "restarts":
+        pair[A].start()
 
-    # The machine resumes on its old, still open socket: the copies replaced
-    # elsewhere stop, nothing it says of them is recorded, and it is Ready again.
+    # The stale copies stop, nothing the node says of them is recorded, and it is
+    # Ready again.
     wait_for(
         lambda: not any(alive(pid) for pid in stale.values()),
         timeout_s=60,
-        what="the stale copies on the resumed node to stop",
+        what="the stale copies on the returning node to stop",
     )
     wait_for(lambda: node(server, A)["status"] == "Ready", timeout_s=30, what=f"{A} Ready")
     assert node(server, A)["lostAt"] is None
-    assert len(audited(server, "found", A)) >= 1
+    assert len(audited(server, "found", A)) == finds + 1
     wait_for(lambda: component(server, name).get("ready") == 2, timeout_s=30, what="2 ready")
     seen = component(server, name)
     assert (seen["desired"], seen["ready"], seen["updated"]) == (2, 2, 2), seen
     assert running_on(server, name, 2, B) is not None
     assert len(processes_marked(mark)) == 2
+
+
+@pytest.mark.parametrize("on_a", [{"replicas": 1}], indirect=True)
+def test_a_lost_node_s_replica_no_other_node_takes_stays_and_is_adopted_on_return(
+    server: ServerProcess, pair: dict[str, NodeProcess], on_a: tuple[str, str]
+) -> None:
+    """With B cordoned nothing can take the successor: the old allocation is kept
+    (the only copy there may be), the status says why, and the node that comes back
+    goes on running it, same allocation, same process."""
+    name, mark = on_a
+    [before] = replicas(server, name)
+    invoke(server, "nodes", "cordon", B)
+    stopped = machine(pair[A], mark)
+    send(stopped, signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: "1 node(s) lost" in str(component(server, name).get("unplaced")),
+            timeout_s=60,
+            what="the tenant's status to say no node takes the replica",
+        )
+        assert node(server, A)["status"] == "Lost"
+        assert [r["id"] for r in replicas(server, name)] == [before["id"]]
+    finally:
+        send(stopped, signal.SIGCONT)
+        invoke(server, "nodes", "uncordon", B)
+    wait_for(lambda: component(server, name).get("ready") == 1, timeout_s=30, what="Ready again")
+    [after] = replicas(server, name)
+    assert (after["id"], after["report"]["pid"]) == (before["id"], before["report"]["pid"])
+    assert node(server, A)["status"] == "Ready"
 
 
 @pytest.mark.parametrize("on_a", [{"replicas": 1, "on_node_lost": "wait"}], indirect=True)

@@ -15,6 +15,10 @@ controller's transaction. Its allocation is marked with the run (`schedule_run`)
 and `converge` leaves marked allocations out: a run is not a replica of the stack,
 so a tenant's step neither counts it nor removes it.
 
+A replica on a node declared lost is removed in the step that places its successor
+elsewhere; while no node takes the successor, the old allocation stays (the step's
+`unplaced` says why), so a lone node that comes back keeps its replicas.
+
 An allocation that takes env from Secrets carries only their names (`secrets`, beside
 the protocol's fields): the node hub reads and decrypts the values when it sends the
 allocation to its node, so the allocations table never holds a value.
@@ -84,8 +88,16 @@ class NodesRuntime:
             current = [_current(a, self._cluster) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
-            await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
+            removing = rollout.unique(plan.remove)
+            # A replica on a lost node goes once its successor has a node: while none
+            # takes it, the old one may still be the only copy (a lone node that comes
+            # back then keeps its replicas, adopted, instead of restarting them).
+            lost = {c.id: (c.component, c.replica) for c in current if c.node_state == "lost"}
+            await allocations.remove(conn, [by_id[i] for i in removing if i not in lost])
             unplaced = await self._create(conn, tenant, plan.create, now=now) if plan.create else {}
+            stranded = {(c, r) for c, u in unplaced.items() for r in u.replicas}
+            gone = [by_id[i] for i in removing if i in lost and lost[i] not in stranded]
+            await allocations.remove(conn, gone)
         return Outcome(step=plan, unplaced=unplaced)
 
     async def place_run(
