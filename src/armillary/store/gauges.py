@@ -81,12 +81,20 @@ async def read(conn: AsyncConnection, *, now: dt.datetime) -> Fleet:
         if state == "progressing" and oldest is not None:
             fleet.oldest_progressing_s = max(0.0, (now - _aware(oldest)).total_seconds())
     result = await conn.execute(
-        select(nodes.c.name, nodes.c.connected, nodes.c.schedulable, nodes.c.heartbeat_at)
+        select(
+            nodes.c.name,
+            nodes.c.connected,
+            nodes.c.schedulable,
+            nodes.c.heartbeat_at,
+            nodes.c.lost_at,
+        )
     )
-    for name, connected, schedulable, heartbeat_at in result:
+    for name, connected, schedulable, heartbeat_at, lost_at in result:
         fleet.nodes["connected" if connected else "disconnected"] += 1
         if not schedulable:
             fleet.nodes["cordoned"] += 1
+        if lost_at is not None:
+            fleet.nodes["lost"] += 1
         fleet.node_connected[name] = bool(connected)
         if heartbeat_at is not None:
             age = (now - _aware(heartbeat_at)).total_seconds()
