@@ -21,6 +21,9 @@ one more entry):
          answer until they run on `b` — what a replacement costs once the loss is
          known. failover − window − floor is what detection adds beyond its window.
 
+A server that starts gives every node its window plus `START_GRACE_S` (10 s) to
+reconnect: rounds start after that.
+
 Every process is stopped at the end (the daemons stop their replicas on exit; any
 process left carrying this run's BENCH_TAG is killed and counted).
 """
@@ -56,6 +59,8 @@ from procs import (
     tagged,
 )
 
+from armillary.control import node_loss
+
 POLL_S = 0.05
 NODE_SETTINGS = {
     "default": {},
@@ -72,6 +77,7 @@ class Cluster:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = server_env(home, database_url, **env)
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.started = time.monotonic()
         self.server = start_server(home, int(self.url.rsplit(":", 1)[1]), self.env)
         try:
             wait(lambda: ready(self.url), 60, "server ready")
@@ -260,6 +266,10 @@ def node_scenario(args: argparse.Namespace, database_url: str | None) -> list[di
             try:
                 cluster.start_node("a")
                 cluster.start_node("b")
+                # A server that starts gives every node a grace to reconnect: no round
+                # may fall in it, or it would time the grace.
+                grace_s = node_loss.START_GRACE_S + 1 - (time.monotonic() - cluster.started)
+                time.sleep(max(0.0, grace_s))
                 rounds = []
                 for i in range(args.rounds):
                     rounds.append(node_round(cluster, args.replicas, run_tag))

@@ -70,7 +70,7 @@ async def test_a_check_declares_the_silent_node_lost_in_one_write(store: Databas
         )
     heard: list[feed.Change] = []
     store.feed.watch(heard.append)
-    loss = NodeLoss(store, lost_after_s=6, clock=clock)
+    loss = NodeLoss(store, lost_after_s=6, start_grace_s=0, clock=clock)
     assert await loss.check() == []  # the watch starts: no node is judged before a window
     for second in range(1, 8):  # b beats every second, a never again
         await _beat(store, "b", at=clock.at(second))
@@ -100,6 +100,23 @@ async def test_a_check_declares_the_silent_node_lost_in_one_write(store: Databas
     assert any(c.kind == "Node" and c.name == "a" for c in heard)
 
 
+async def test_a_server_that_starts_gives_every_node_a_grace_to_reconnect(
+    store: Database,
+) -> None:
+    clock = Clock()
+    for name in ("a", "b"):
+        await _node(store, name, at=T0 - dt.timedelta(hours=1))  # before the server's start
+    loss = NodeLoss(store, lost_after_s=2, start_grace_s=10, clock=clock)
+    for tenth in range(0, 125, 5):  # b reconnects and beats; a does not come back
+        clock.at(tenth / 10)
+        if tenth >= 80:
+            await _beat(store, "b", at=clock.now)
+        assert await loss.check() == [], tenth
+    clock.at(12.5)
+    await _beat(store, "b", at=clock.now)
+    assert await loss.check() == ["a"]
+
+
 async def test_a_heartbeat_after_the_judged_one_wins(store: Database) -> None:
     await _node(store, "a", at=T0)
     async with store.read() as conn:
@@ -118,7 +135,7 @@ async def test_every_node_silent_at_once_is_none_lost(store: Database) -> None:
     clock = Clock()
     for name in ("a", "b"):
         await _node(store, name, at=T0)
-    loss = NodeLoss(store, lost_after_s=2, clock=clock)
+    loss = NodeLoss(store, lost_after_s=2, start_grace_s=0, clock=clock)
     for tenth in range(0, 40, 4):
         clock.at(tenth / 10)
         assert await loss.check() == []

@@ -55,6 +55,8 @@ def test_a_stalled_watch_starts_counting_again() -> None:
     assert watching_from(at(0), previous_check=at(4.5), now=at(5), lost_after_s=6) == at(0)
     # Four seconds without a check (more than half the window): heartbeats went unheard.
     assert watching_from(at(0), previous_check=at(1), now=at(5), lost_after_s=6) == at(5)
+    # A grace given at start (a time ahead) is kept through checks and stalls alike.
+    assert watching_from(at(20), previous_check=at(1), now=at(5), lost_after_s=6) == at(20)
 
 
 # --- rollout.step with lost nodes ------------------------------------------------------

@@ -67,9 +67,10 @@ def watching_from(
     now: dt.datetime,
     lost_after_s: float,
 ) -> dt.datetime:
-    """When the watch counts from after a check at `now`: the same as before, unless
-    the previous check was more than half a window ago (the loop, or the server, was
-    stalled and heartbeats went unheard): then from `now`."""
+    """When the watch counts from after a check at `now`: the same as before (which
+    may lie ahead: a grace given at start), unless the previous check was more than
+    half a window ago (the loop, or the server, was stalled and heartbeats went
+    unheard): then from `now` at the earliest."""
     if previous_check is None or (now - previous_check).total_seconds() > lost_after_s / 2:
-        return now
+        return max(now, watching_since)
     return watching_since

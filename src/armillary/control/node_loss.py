@@ -17,6 +17,8 @@ and it is Ready again. Fencing is the assignments' job: a replaced replica's
 allocation is gone, so the node's set no longer holds it and the node stops it; its
 reports about allocations that are not its own are ignored by the store.
 
+A server that starts gives every node its window plus `START_GRACE_S` (daemons
+reconnect on their own schedule), so a server restart alone declares no node lost.
 One server runs this loop for now (started by the app's lifespan); it keeps no state
 a successor would need beyond when it started watching.
 """
@@ -37,6 +39,10 @@ log = logging.getLogger("armillary.node_loss")
 
 CHECK_MAX_S = 0.5
 """The longest pause between two checks; shorter for a short `lost_after_s`."""
+START_GRACE_S = 10.0
+"""What a server that starts adds to every node's window: its daemons reconnect on
+their own schedule (retries up to every 5 s, jittered ×1.5), and a node still
+waiting for its next attempt is not silent."""
 
 
 def _utc_now() -> dt.datetime:
@@ -53,10 +59,12 @@ class NodeLoss:
         db: Database,
         *,
         lost_after_s: float,
+        start_grace_s: float = START_GRACE_S,
         clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         self._db = db
         self.lost_after_s = lost_after_s
+        self.start_grace_s = start_grace_s
         self.check_s = min(CHECK_MAX_S, lost_after_s / 4)
         self._clock = clock
         self._watching_since: dt.datetime | None = None
@@ -75,12 +83,15 @@ class NodeLoss:
     async def check(self) -> list[str]:
         """One check: the names of the nodes it declared lost."""
         now = self._clock()
-        since = liveness.watching_from(
-            self._watching_since or now,
-            previous_check=self._previous_check,
-            now=now,
-            lost_after_s=self.lost_after_s,
-        )
+        if self._watching_since is None:  # the first check: every node gets its grace
+            since = now + dt.timedelta(seconds=self.start_grace_s)
+        else:
+            since = liveness.watching_from(
+                self._watching_since,
+                previous_check=self._previous_check,
+                now=now,
+                lost_after_s=self.lost_after_s,
+            )
         self._watching_since, self._previous_check = since, now
         async with self._db.read() as conn:
             silent = await nodes.silent(conn)
