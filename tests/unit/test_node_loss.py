@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pydantic
+import pytest
+
+from armillary.config import Settings
 from armillary.control.liveness import Heard, judge, silent_s, watching_from
 from armillary.runtime.rollout import step
 from tests.support.rollouts import current, instance, template
@@ -57,6 +61,13 @@ def test_a_stalled_watch_starts_counting_again() -> None:
     assert watching_from(at(0), previous_check=at(1), now=at(5), lost_after_s=6) == at(5)
     # A grace given at start (a time ahead) is kept through checks and stalls alike.
     assert watching_from(at(20), previous_check=at(1), now=at(5), lost_after_s=6) == at(20)
+
+
+def test_heartbeats_must_fit_twice_in_the_window() -> None:
+    assert Settings().node_heartbeat_s * 2 <= Settings().node_lost_after_s
+    Settings(node_heartbeat_s=1, node_lost_after_s=2)
+    with pytest.raises(pydantic.ValidationError, match="ARMILLARY_NODE_HEARTBEAT_S"):
+        Settings(node_heartbeat_s=5, node_lost_after_s=6)
 
 
 # --- rollout.step with lost nodes ------------------------------------------------------
