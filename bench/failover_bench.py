@@ -77,10 +77,10 @@ class Cluster:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = server_env(home, database_url, **env)
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
-        self.started = time.monotonic()
         self.server = start_server(home, int(self.url.rsplit(":", 1)[1]), self.env)
         try:
             wait(lambda: ready(self.url), 60, "server ready")
+            self.started = time.monotonic()  # its node-loss watch began before this
             token = json.loads((home / "context.json").read_text())["token"]
             self.http = httpx.Client(
                 base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
