@@ -240,10 +240,14 @@ class Hub:
             await session.close(protocol.CLOSE_TRY_AGAIN, _reason(group.exceptions[0]))
         finally:
             session.end_all()
-            if self.sessions.get(hello.node) is session:
-                del self.sessions[hello.node]
-                async with self._db.write() as conn:
-                    await nodes.disconnect(conn, hello.node)
+            # Under the hello lock: a daemon restarted at once may say hello while this
+            # session ends; unserialised, this write could land after its registration
+            # and leave a connected node marked disconnected (found on Postgres).
+            async with self._hellos:
+                if self.sessions.get(hello.node) is session:
+                    del self.sessions[hello.node]
+                    async with self._db.write() as conn:
+                        await nodes.disconnect(conn, hello.node)
 
     async def _receive_hello(self, websocket: WebSocket) -> protocol.Hello:
         envelope = await asyncio.wait_for(_receive(websocket), timeout=HELLO_TIMEOUT_S)
