@@ -1,204 +1,378 @@
-"""Failover: how long the cluster goes without what a dead part did.
+"""Benchmark: how long failures take to heal, per scenario, median of N rounds.
 
-    python bench/failover_bench.py [--scenario leader] [--trials 10] [--json FILE]
+Run:  .venv/bin/python bench/failover_bench.py [--scenario node leader] [--rounds 10]
+          [--backend sqlite|postgres] [--replicas 2] [--poll-s 0.02] [--json FILE]
 
-Scenarios (a registry: each is a function of the parsed arguments returning its rows):
+Scenarios (`SCENARIOS`; each is a function that returns table rows, so another is
+one more entry):
 
-- `leader`: two `armillary server` replicas on one fresh Postgres database. Each
-  trial kills the leader with kill -9 (then, in a second series, stops it cleanly with
-  SIGTERM) and times, from the signal, until the survivor's first act as leader: the
-  `servers` row it writes the moment it wins, read back through its own API
-  (`GET /api/v1/servers`, polled every `--poll-s`). The killed replica is started
-  again as a follower before the next trial, so the roles alternate. The floor is
-  measured in the same run: one round trip of that poll to a live server, which bounds
-  how finely the harness can see anything. Median and max of `--trials`.
+  node   A machine dies: a real server and two real node daemons (`a`, `b`) on
+         loopback; a tenant with --replicas `sleep` replicas placed on `a` (`b`
+         cordoned while they are placed). The machine's death is SIGSTOP of `a`'s
+         daemon and of every replica process on it (its socket stays open, nothing is
+         said). Timed: from the SIGSTOP until GET /api/v1/replicas shows every
+         replica `running` on `b` (polled every 50 ms). Then SIGCONT, `a` must come
+         back Ready and its stale copies must end before the next round. Run once per
+         setting: `default` (the server's defaults: node_lost_after_s 6, heartbeats
+         every 1 s) and `fastest` (the fastest documented: node_lost_after_s 2,
+         heartbeats every 0.5 s), each on a fresh server.
+         The floor, in the same run and on the same server: the same replicas applied
+         as a new tenant with `b` the only node that takes work, from the apply's
+         answer until they run on `b` — what a replacement costs once the loss is
+         known. failover − window − floor is what detection adds beyond its window.
 
-Prints a table; `--json FILE` writes the raw figures.
+  leader Two server replicas on one fresh Postgres database: kill -9 of the leader
+         (then a clean stop), timed until the survivor's first act as leader. It
+         lives in bench/leader_failover.py; its table is printed on its own.
+
+A server that starts gives every node its window plus `START_GRACE_S` (10 s) to
+reconnect: rounds start after that.
+
+Every process is stopped at the end (the daemons stop their replicas on exit; any
+process left carrying this run's BENCH_TAG is killed and counted).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import secrets
-import shutil
+import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import procs
+import leader_failover
+from procs import (
+    POSTGRES_URL,
+    children,
+    free_port,
+    machine,
+    pg_admin,
+    ready,
+    server_env,
+    start_server,
+    tagged,
+)
 
-SECRET_KEY = "Z4j0tS9o6m3Vq2l8kR1xW7yH5cN0bP4eD6fG8hJ2kL0="  # noqa: S105 - a bench's own
-START_TIMEOUT_S = 60.0
+from armillary.control import node_loss
 
-
-class Replica:
-    """One server replica of the bench: its home, port, name and process."""
-
-    def __init__(self, root: Path, name: str, database_url: str) -> None:
-        self.name = name
-        self.home = root / name
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.port = procs.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = procs.server_env(
-            self.home,
-            database_url,
-            ARMILLARY_SECRET_KEY=SECRET_KEY,
-            ARMILLARY_SERVER_NAME=name,
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = procs.start_server(self.home, self.port, self.env)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not procs.ready(self.url):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start: see {self.home}/server.log")
-            time.sleep(0.05)
-
-    def signal(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def reap(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-        if self.process is not None:
-            self.process.wait(timeout=30)
+POLL_S = 0.05
+NODE_SETTINGS = {
+    "default": {},
+    "fastest": {"ARMILLARY_NODE_LOST_AFTER_S": "2", "ARMILLARY_NODE_HEARTBEAT_S": "0.5"},
+}
+WINDOWS_S = {"default": 6.0, "fastest": 2.0}
 
 
-def leader_of(http: httpx.Client) -> str | None:
-    items = http.get("/api/v1/servers").json()["items"]
-    leading = [s["name"] for s in items if s["leader"] and s["state"] == "live"]
-    return leading[0] if len(leading) == 1 else None
+class Cluster:
+    """A real server and named node daemons in `home`; `close()` stops them all."""
 
-
-def wait_leader(http: httpx.Client, name: str, *, poll_s: float, timeout_s: float) -> float:
-    """Seconds (monotonic) at which `http`'s server first lists `name` as leader."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def __init__(self, home: Path, database_url: str | None, env: dict[str, str]) -> None:
+        self.home = home
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.env = server_env(home, database_url, **env)
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.server = start_server(home, int(self.url.rsplit(":", 1)[1]), self.env)
         try:
-            if leader_of(http) == name:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        time.sleep(poll_s)
-    raise TimeoutError(f"{name} did not lead within {timeout_s}s")
+            wait(lambda: ready(self.url), 60, "server ready")
+            self.started = time.monotonic()  # its node-loss watch began before this
+            token = json.loads((home / "context.json").read_text())["token"]
+            self.http = httpx.Client(
+                base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            )
+        except BaseException:
+            self.close()
+            raise
 
+    def start_node(self, name: str) -> None:
+        token = json.loads((self.home / "context.json").read_text())["token"]
+        token_file = self.home / f"{name}.token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        node_env = {k: v for k, v in self.env.items() if not k.startswith("ARMILLARY_")}
+        with (self.home / f"{name}.log").open("ab") as log:
+            self.nodes[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "armillary",
+                    "node",
+                    "--server",
+                    self.url,
+                    "--token-file",
+                    str(token_file),
+                    "--name",
+                    name,
+                    "--data-dir",
+                    str(self.home / name),
+                    "--tenant-uids",
+                    "off",
+                    "--stop-workloads-on-exit",
+                ],
+                env=node_env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait(lambda: self.node(name).get("status") == "Ready", 60, f"node {name} Ready")
 
-def leader_trials(
-    replicas: list[Replica], token: str, *, sig: int, trials: int, poll_s: float
-) -> list[float]:
-    took: list[float] = []
-    headers = {"Authorization": f"Bearer {token}"}
-    for _ in range(trials):
-        with httpx.Client(base_url=replicas[0].url, headers=headers, timeout=5) as http:
-            current = leader_of(http)
-        dying = next(r for r in replicas if r.name == current)
-        survivor = next(r for r in replicas if r is not dying)
-        with httpx.Client(base_url=survivor.url, headers=headers, timeout=5) as http:
-            began = time.monotonic()
-            dying.signal(sig)
+    def node(self, name: str) -> dict[str, Any]:
+        items = self.http.get("/api/v1/nodes").json()["items"]
+        return next((n for n in items if n["name"] == name), {})
+
+    def schedulable(self, name: str, value: bool) -> None:
+        verb = "uncordon" if value else "cordon"
+        self.http.post(f"/api/v1/nodes/{name}/{verb}").raise_for_status()
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        self.http.post("/api/v1/apply", json={"documents": list(documents)}).raise_for_status()
+
+    def running_on(self, tenant: str, count: int, node: str) -> bool:
+        items = self.http.get("/api/v1/replicas", params={"tenant": tenant}).json()["items"]
+        return len(items) == count and all(
+            r["node"] == node and (r.get("report") or {}).get("state") == "running" for r in items
+        )
+
+    def pids(self, tenant: str) -> list[int]:
+        items = self.http.get("/api/v1/replicas", params={"tenant": tenant}).json()["items"]
+        return [r["report"]["pid"] for r in items if (r.get("report") or {}).get("pid")]
+
+    def close(self) -> None:
+        for process in [*self.nodes.values(), self.server]:  # nodes first: they stop replicas
+            if process.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
             try:
-                led_at = wait_leader(http, survivor.name, poll_s=poll_s, timeout_s=60)
-            except TimeoutError:
-                print((survivor.home / "server.log").read_text()[-3000:], file=sys.stderr)
-                print(http.get("/api/v1/servers").text, file=sys.stderr)
-                raise
-            took.append(led_at - began)
-        dying.reap()
-        dying.start()  # back as a follower, for the next trial
-    return took
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        with contextlib.suppress(AttributeError):
+            self.http.close()
 
 
-def poll_floor(replica: Replica, token: str, *, trials: int) -> list[float]:
-    headers = {"Authorization": f"Bearer {token}"}
-    took = []
-    with httpx.Client(base_url=replica.url, headers=headers, timeout=5) as http:
-        for _ in range(trials * 5):
-            began = time.monotonic()
-            leader_of(http)
-            took.append(time.monotonic() - began)
-    return took
+def wait(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s} s")
+        time.sleep(POLL_S)
 
 
-def scenario_leader(args: argparse.Namespace) -> list[dict[str, Any]]:
-    name = f"armillary_failover_{secrets.token_hex(4)}"
-    asyncio.run(procs.pg_admin(f'CREATE DATABASE "{name}"'))
-    database_url = procs.POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    root = Path(tempfile.mkdtemp(prefix="failover-"))
-    replicas = [Replica(root, f"s{i}", database_url) for i in (1, 2)]
+def documents(tenant: str, replicas: int, tag: str) -> list[dict[str, Any]]:
+    api = "armillary.dev/v1"
+    component = {
+        "name": "web",
+        "command": ["sleep", "100000"],
+        "replicas": replicas,
+        "stop_grace_s": 1,
+    }
+    return [
+        {"apiVersion": api, "kind": "Org", "metadata": {"name": "bench"}, "spec": {}},
+        {
+            "apiVersion": api,
+            "kind": "Stack",
+            "metadata": {"name": f"s-{tenant}"},
+            "spec": {"components": [component]},
+        },
+        {
+            "apiVersion": api,
+            "kind": "Tenant",
+            "metadata": {"name": tenant},
+            "spec": {"org": "bench", "stack": f"s-{tenant}", "env": {"BENCH_TAG": tag}},
+        },
+    ]
+
+
+def remove(cluster: Cluster, tenant: str, tag: str) -> None:
+    cluster.http.delete(f"/api/v1/tenants/{tenant}").raise_for_status()
+    wait(lambda: not tagged(tag), 60, f"{tenant}'s processes to end")
+
+
+# ------------------------------------------------------------------------------- node
+def node_round(cluster: Cluster, replicas: int, run_tag: str) -> dict[str, float]:
+    """One machine death on `a`: the failover time, then the floor on `b`."""
+    tenant, tag = f"t-{uuid.uuid4().hex[:6]}", f"{run_tag}-{uuid.uuid4().hex[:6]}"
+    cluster.schedulable("b", False)
+    cluster.apply(*documents(tenant, replicas, tag))
+    wait(lambda: cluster.running_on(tenant, replicas, "a"), 60, "replicas on a")
+    cluster.schedulable("b", True)
+    stale = cluster.pids(tenant)
+    daemon = cluster.nodes["a"].pid
+    stopped = {daemon, *_descendants(daemon), *tagged(tag)}
+    t0 = time.monotonic()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     try:
-        replicas[0].start()
-        token = json.loads((replicas[0].home / "context.json").read_text())["token"]
-        (replicas[1].home / "context.json").write_text(json.dumps({"token": token}))
-        replicas[1].start()
-        floor = poll_floor(replicas[0], token, trials=args.trials)
-        rows = [_row("floor: one poll of GET /api/v1/servers", floor)]
-        for label, sig in (
-            ("kill -9 of the leader", signal.SIGKILL),
-            ("clean stop", signal.SIGTERM),
-        ):
-            took = leader_trials(replicas, token, sig=sig, trials=args.trials, poll_s=args.poll_s)
-            rows.append(_row(f"{label} → new leader's first write", took))
-        return rows
+        wait(lambda: cluster.running_on(tenant, replicas, "b"), 120, "replicas on b")
+        failover_s = time.monotonic() - t0
     finally:
-        for replica in replicas:
-            replica.reap()
-        asyncio.run(procs.pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        shutil.rmtree(root, ignore_errors=True)
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    wait(lambda: cluster.node("a").get("status") == "Ready", 60, "a Ready again")
+    wait(lambda: not any(_alive(p) for p in stale), 60, "stale copies stopped")
+    remove(cluster, tenant, tag)
+    # The floor: the same replicas placed on `b` as new work, `a` cordoned.
+    floor_tenant, floor_tag = f"f-{uuid.uuid4().hex[:6]}", f"{run_tag}-{uuid.uuid4().hex[:6]}"
+    cluster.schedulable("a", False)
+    try:
+        t1 = time.monotonic()
+        cluster.apply(*documents(floor_tenant, replicas, floor_tag))
+        wait(lambda: cluster.running_on(floor_tenant, replicas, "b"), 60, "floor on b")
+        floor_s = time.monotonic() - t1
+    finally:
+        cluster.schedulable("a", True)
+    remove(cluster, floor_tenant, floor_tag)
+    return {"failover_s": failover_s, "floor_s": floor_s}
 
 
-def _row(what: str, took: list[float]) -> dict[str, Any]:
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def node_scenario(args: argparse.Namespace, database_url: str | None) -> list[dict[str, Any]]:
+    rows = []
+    for setting, env in NODE_SETTINGS.items():
+        run_tag = f"failover-{uuid.uuid4().hex[:6]}"
+        with tempfile.TemporaryDirectory(prefix="armillary-failover-") as home:
+            url = database_url
+            if url is not None:  # a fresh database per setting: nothing carried over
+                name = f"failover_{uuid.uuid4().hex[:8]}"
+                asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
+                url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+            cluster = Cluster(Path(home), url, env)
+            try:
+                cluster.start_node("a")
+                cluster.start_node("b")
+                # A server that starts gives every node a grace to reconnect: no round
+                # may fall in it, or it would time the grace.
+                grace_s = node_loss.START_GRACE_S + 1 - (time.monotonic() - cluster.started)
+                time.sleep(max(0.0, grace_s))
+                rounds = []
+                for i in range(args.rounds):
+                    rounds.append(node_round(cluster, args.replicas, run_tag))
+                    print(f"  node/{setting} round {i + 1}: {rounds[-1]}", file=sys.stderr)
+            finally:
+                cluster.close()
+                leftovers = tagged(run_tag)
+                for pid in leftovers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                if url is not None and database_url is not None:
+                    asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"'))
+        rows.append(_row("node", setting, WINDOWS_S[setting], rounds, leftovers=len(leftovers)))
+    return rows
+
+
+def _row(
+    scenario: str, setting: str, window_s: float, rounds: list[dict[str, float]], **extra: Any
+) -> dict[str, Any]:
+    times = [r["failover_s"] for r in rounds]
+    floors = [r["floor_s"] for r in rounds]
+    median = statistics.median(times)
+    floor = statistics.median(floors)
     return {
-        "scenario": "leader",
-        "what": what,
-        "median_s": round(statistics.median(took), 3),
-        "max_s": round(max(took), 3),
-        "samples_s": [round(t, 3) for t in took],
+        "scenario": scenario,
+        "setting": setting,
+        "rounds": len(rounds),
+        "window_s": window_s,
+        "median_s": round(median, 3),
+        "min_s": round(min(times), 3),
+        "max_s": round(max(times), 3),
+        "floor_s": round(floor, 3),
+        "beyond_window_s": round(median - window_s - floor, 3),
+        "raw": rounds,
+        **extra,
     }
 
 
-SCENARIOS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
-    "leader": scenario_leader,
+def leader_scenario(args: argparse.Namespace, _database_url: str | None) -> list[dict[str, Any]]:
+    """Always on Postgres: several servers need it."""
+    args.trials = args.rounds
+    return leader_failover.scenario_leader(args)
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace, str | None], list[dict[str, Any]]]] = {
+    "node": node_scenario,
+    "leader": leader_scenario,
 }
+TABLES: dict[str, Callable[[list[dict[str, Any]]], str]] = {"leader": leader_failover.table}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'scenario':<9} {'what':<52} {'median s':>9} {'max s':>7} {'n':>3}"]
-    for row in rows:
+    header = ["scenario", "setting", "rounds", "window", "median", "min", "max", "floor", "beyond"]
+    lines = [header]
+    for r in rows:
         lines.append(
-            f"{row['scenario']:<9} {row['what']:<52} {row['median_s']:>9.3f} "
-            f"{row['max_s']:>7.3f} {len(row['samples_s']):>3}"
+            [
+                r["scenario"],
+                r["setting"],
+                str(r["rounds"]),
+                f"{r['window_s']:g} s",
+                f"{r['median_s']:.2f} s",
+                f"{r['min_s']:.2f} s",
+                f"{r['max_s']:.2f} s",
+                f"{r['floor_s']:.2f} s",
+                f"{r['beyond_window_s']:+.2f} s",
+            ]
         )
-    return "\n".join(lines)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=["leader"])
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--poll-s", type=float, default=0.02, help="harness poll interval")
+    parser.add_argument(
+        "--scenario", choices=sorted(SCENARIOS), nargs="+", default=["node", "leader"]
+    )
+    parser.add_argument("--rounds", "--trials", type=int, default=10)
+    parser.add_argument("--poll-s", type=float, default=0.02, help="leader: poll interval")
+    parser.add_argument("--replicas", type=int, default=2, help="replicas on the dying node")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results: dict[str, Any] = {"machine": procs.machine(), "options": vars(args) | {"json": None}}
-    rows: list[dict[str, Any]] = []
-    for scenario in args.scenario:
-        rows.extend(SCENARIOS[scenario](args))
-    results["rows"] = rows
-    print(table(rows), flush=True)
+    database_url = POSTGRES_URL if args.backend == "postgres" else None
+    before = machine()
+    rows = []
+    for name in args.scenario:
+        got = SCENARIOS[name](args, database_url)
+        rows.extend(got)
+        if name == "node":
+            print(f"node: backend {args.backend}, {args.replicas} replica(s) on the dying node")
+        print(TABLES.get(name, table)(got), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        args.json.write_text(
+            json.dumps({"machine": before, "backend": args.backend, "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -491,7 +491,14 @@ class Server:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = server_env(home, database_url, ARMILLARY_NODE_HEARTBEAT_S=str(heartbeat_s))
+        # A node-loss window of six heartbeats (the server wants at least two): a
+        # simulated node whose loop lags under load is not declared lost.
+        env = server_env(
+            home,
+            database_url,
+            ARMILLARY_NODE_HEARTBEAT_S=str(heartbeat_s),
+            ARMILLARY_NODE_LOST_AFTER_S=str(max(6.0, 6 * heartbeat_s)),
+        )
         self.process = start_server(home, self.port, env)
         try:
             deadline = time.monotonic() + 60

@@ -53,7 +53,18 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="the server's own log: text lines, or one JSON object a line"
     )
-    node_heartbeat_s: float = Field(default=5.0, gt=0, description="how often nodes report usage")
+    node_heartbeat_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often nodes send a heartbeat (with their usage); a node is judged "
+        "by its heartbeats' age, so keep it well under node_lost_after_s",
+    )
+    node_lost_after_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="how long a node may be silent (no heartbeat) before it is declared lost "
+        "and its replicas are started elsewhere (those with on_node_lost: replace)",
+    )
     mode: Literal["dev", "production"] = Field(
         default="dev", description="production refuses to start without a secret key"
     )
@@ -193,6 +204,16 @@ class Settings(BaseSettings):
                 f"ARMILLARY_MAX_BODY_BYTES_IN_FLIGHT ({self.max_body_bytes_in_flight}) is "
                 f"less than ARMILLARY_MAX_BODY_BYTES ({self.max_body_bytes}): the largest "
                 "body allowed could never be read"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_window(self) -> Settings:
+        if self.node_heartbeat_s * 2 > self.node_lost_after_s:
+            raise ValueError(
+                f"ARMILLARY_NODE_HEARTBEAT_S ({self.node_heartbeat_s:g}) is more than half of "
+                f"ARMILLARY_NODE_LOST_AFTER_S ({self.node_lost_after_s:g}): one late heartbeat "
+                "would declare a live node lost; expected at least two heartbeats per window"
             )
         return self
 

@@ -219,6 +219,12 @@ class Node(Answer):
     labels: dict[str, str]
     capacity: dict[str, Any]
     usage: dict[str, Any] | None = None
+    status: Literal["Ready", "NotReady", "Lost"] = Field(
+        default="Ready",
+        description="`Lost`: silent for longer than the server's `node_lost_after_s` (its "
+        "replicas with `on_node_lost: replace` run elsewhere) until it is heard again; "
+        "`Ready`: connected; `NotReady`: not connected, within the window",
+    )
     connected: bool
     schedulable: bool
     replicas: int
@@ -238,6 +244,7 @@ class Node(Answer):
     drain: NodeDrain | None = Field(
         default=None, description="The node's drain, while one is on (uncordon ends it)"
     )
+    lost_at: str | None = Field(default=None, description="when it was declared lost, if it is")
 
 
 class NodeList(Answer):

@@ -21,5 +21,13 @@ async def test_the_agent_run_worker_runs_only_where_it_is_wanted(
     app = create_app(Settings(home=tmp_path, agent_run_worker=worker))
     async with app.router.lifespan_context(app):
         running = {name for name, task in app.state.background.items() if not task.done()}
-    assert {"retention", "tenants", "schedules", "drains", "leadership", "presence"} <= running
+    assert {
+        "retention",
+        "tenants",
+        "schedules",
+        "drains",
+        "node-loss",
+        "leadership",
+        "presence",
+    } <= running
     assert ("agent-runs" in running) is worker

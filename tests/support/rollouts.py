@@ -3,7 +3,7 @@ tenant's instance, and a replica as the runtime currently has it."""
 
 from __future__ import annotations
 
-from armillary.runtime.instance import Instance, Template
+from armillary.runtime.instance import Instance, Policy, Template
 from armillary.runtime.rollout import Current
 
 
@@ -16,6 +16,8 @@ def template(
     depends_on: tuple[str, ...] = (),
     ports: tuple[tuple[str, int | None], ...] = (("http", None),),
     problem: str | None = None,
+    on_node_lost: str = "replace",
+    max_surge: int = 1,
 ) -> Template:
     return Template(
         component=name,
@@ -33,6 +35,8 @@ def template(
         cpu_millicores=0,
         memory_mb=0,
         problem=problem,
+        on_node_lost=on_node_lost,
+        policy=Policy(max_surge=max_surge, max_unavailable=0 if max_surge else 1),
     )
 
 
@@ -49,6 +53,8 @@ def current(
     spec_hash: str | None = None,
     url: str | None = None,
     extra: dict[str, str] | None = None,
+    node: str = "n1",
+    node_state: str = "ready",
 ) -> Current:
     return Current(
         id=id or f"{t.component}-{replica}-{state}",
@@ -57,4 +63,6 @@ def current(
         spec_hash=spec_hash or t.spec_hash(extra),
         state=state,
         url=url,
+        node=node,
+        node_state=node_state,
     )

@@ -56,6 +56,32 @@ def test_infeasible_nodes_are_explained_per_reason() -> None:
     assert "1 node(s) cordoned" in placement.explain("x")
 
 
+def test_a_lost_node_takes_nothing_and_says_so_first() -> None:
+    """A node declared lost is infeasible whatever else it is (still connected, as a
+    stopped machine's socket stays open; room to spare), and "lost" is its reason."""
+    infos = [
+        NodeInfo(name="a", cpu_millicores=4000, memory_mb=4000, lost=True),
+        NodeInfo(name="b", cpu_millicores=4000, memory_mb=4000, lost=True, ready=False),
+    ]
+    demands = [Demand(key="x", group="g", memory_mb=100)]
+    for strategy in ("spread", "binpack"):
+        placement = place(NodeIndex.build(infos, []), demands, strategy)
+        assert placement.assigned == {}
+        assert placement.unplaced["x"] == {"lost": 2}
+        assert placement.explain("x") == "no node fits: 2 node(s) lost"
+    survivor = [*infos, NodeInfo(name="c", cpu_millicores=1000, memory_mb=1000)]
+    assert place(NodeIndex.build(survivor, []), demands).assigned == {"x": "c"}
+
+
+def test_a_node_found_again_takes_work_again() -> None:
+    index = NodeIndex.build(
+        [NodeInfo(name="a", cpu_millicores=1000, memory_mb=1000, lost=True)], []
+    )
+    assert index.eligible == []
+    index.put_node(NodeInfo(name="a", cpu_millicores=1000, memory_mb=1000))
+    assert place(index, [Demand(key="x", group="g")]).assigned == {"x": "a"}
+
+
 def test_labels_constrain_placement() -> None:
     infos = [
         NodeInfo(name="a", cpu_millicores=1, memory_mb=1),
@@ -122,6 +148,7 @@ node_strategy = st.builds(
     labels=zone,
     ready=st.sampled_from([True, True, True, False]),
     schedulable=st.sampled_from([True, True, True, False]),
+    lost=st.sampled_from([False, False, False, True]),
 )
 placed_strategy = st.builds(
     Placed,

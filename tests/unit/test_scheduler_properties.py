@@ -77,6 +77,7 @@ def fleets(draw: st.DrawFn) -> list[NodeInfo]:
             labels=draw(label_sets),
             ready=draw(st.sampled_from([True] * 7 + [False])),
             schedulable=draw(st.sampled_from([True] * 7 + [False])),
+            lost=draw(st.sampled_from([False] * 7 + [True])),
         )
         for name in names
     ]
@@ -146,6 +147,8 @@ class Oracle:
     def reason(self, node: NodeInfo, demand: Demand) -> str | None:
         """Why `node` cannot take `demand` now (the first reason, in the documented
         order), or None when it can."""
+        if node.lost:
+            return "lost"
         if not node.ready:
             return "not ready"
         if not node.schedulable:

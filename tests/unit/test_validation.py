@@ -156,6 +156,18 @@ CASES = [
         id="unknown-field-deep-in-spec",
     ),
     pytest.param(
+        stack(
+            """\
+            - name: db
+              command: [postgres]
+              on_node_lost: never  # <-
+            """
+        ),
+        "spec.components[0].on_node_lost",
+        "'replace' or 'wait'",
+        id="on-node-lost-not-replace-or-wait",
+    ),
+    pytest.param(
         ORG.replace("name: acme", "name: Acme  # <-"),
         "metadata.name",
         "expected a DNS-1123 name (a-z, 0-9 and '-'",

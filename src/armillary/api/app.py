@@ -72,6 +72,7 @@ from armillary.auth.sealing import Sealer
 from armillary.config import Settings
 from armillary.control import drains, retention
 from armillary.control.driver import Driver
+from armillary.control.node_loss import NodeLoss
 from armillary.control.provisioning import Provisioner
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
@@ -305,13 +306,20 @@ def _leader_tasks(
     app: FastAPI, db: Database, runtime: NodesRuntime, settings: Settings
 ) -> list[LeaderTask]:
     """What only the leader runs, each term afresh: the controllers (each behind its
-    driver), the drain loop and the retention loop. Loops added later go here too."""
+    driver), the node-loss check, the drain loop and the retention loop. Loops added
+    later go here too."""
     tasks = [
         LeaderTask(
             name="tenants", make=lambda: Driver(TenantController(db, runtime), db.feed).run()
         ),
         LeaderTask(name="schedules", make=lambda: Driver(app.state.schedules, db.feed).run()),
         LeaderTask(name=drains.Drains.name, make=lambda: drains.Drains(db).run()),
+        # Afresh each term: a new leader gives every node its start grace again, as the
+        # daemons of a replica that died are reconnecting to the others meanwhile.
+        LeaderTask(
+            name=NodeLoss.name,
+            make=lambda: NodeLoss(db, lost_after_s=settings.node_lost_after_s).run(),
+        ),
     ]
     if settings.retention_enabled:
         tasks.append(LeaderTask(name="retention", make=app.state.retention.run))

@@ -12,6 +12,13 @@ Log and exec requests from API clients travel to the node as streams with ids;
 chunks come back to the waiting request's queue. On disconnect the node is marked
 not connected; its replicas keep running and it re-reports when it returns.
 
+A node the node-loss controller declared lost (silent too long) is found again by
+its next heartbeat or hello: `lost_at` cleared, an audit entry `found`. Its replicas
+that were replaced meanwhile are no longer in its set, so the push the removal
+caused (still queued on a socket that stayed open while the machine was stopped) or
+the full set of a new session makes it stop them; whatever it says of them is
+ignored, as reports of allocations not its own always are.
+
 Every frame is decoded strictly (`protocol.parse`, `protocol.decode`). A session the
 hub ends on purpose closes with `protocol.close_code(error)`: fatal codes for what
 the daemon must change (its token, its messages), `CLOSE_TRY_AGAIN` for what may
@@ -61,11 +68,13 @@ from armillary.store.database import Database, Tx
 
 log = logging.getLogger("armillary.hub")
 HELLO_TIMEOUT_S = 10.0
-HEARTBEAT_INTERVAL_S = 5.0
+HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_BATCH_S = 0.05
 """How long the heartbeat writer gathers before it writes what arrived, in one
-transaction: a fleet of 2,000 nodes beating every 5 s is 400 heartbeats a second,
-which one by one would be 400 write transactions a second."""
+transaction: a fleet of 2,000 nodes beating every second is 2,000 heartbeats a
+second, which one by one would be 2,000 write transactions a second; batched, at
+most 20, and a stored `heartbeat_at` is at most this much older than its beat (what
+the node-loss controller judges by)."""
 _SPEC_FIELDS = {f.name for f in dataclasses.fields(protocol.AllocationSpec)}
 
 
@@ -237,10 +246,14 @@ class Hub:
             await session.close(protocol.CLOSE_TRY_AGAIN, _reason(group.exceptions[0]))
         finally:
             session.end_all()
-            if self.sessions.get(hello.node) is session:
-                del self.sessions[hello.node]
-                async with self._db.write() as conn:
-                    await nodes.disconnect(conn, hello.node, server=self._server)
+            # Under the hello lock: a daemon restarted at once may say hello while this
+            # session ends; unserialised, this write could land after its registration
+            # and leave a connected node marked disconnected (found on Postgres).
+            async with self._hellos:
+                if self.sessions.get(hello.node) is session:
+                    del self.sessions[hello.node]
+                    async with self._db.write() as conn:
+                        await nodes.disconnect(conn, hello.node, server=self._server)
 
     async def _receive_hello(self, websocket: WebSocket) -> protocol.Hello:
         envelope = await asyncio.wait_for(_receive(websocket), timeout=HELLO_TIMEOUT_S)
@@ -292,6 +305,10 @@ class Hub:
                         detail={"address": hello.address},
                     ),
                 )
+            known = await nodes.get(conn, hello.node)
+            if known is not None and known.lost_at is not None:
+                await audit.record(conn, _found(hello.node, how="hello"))
+                log.warning("node %s, declared lost, says hello again: Ready", hello.node)
             await nodes.register(
                 conn,
                 name=hello.node,
@@ -379,7 +396,9 @@ class Hub:
                     refused.append((session, reason))
                 else:
                     rows.append((name, usage, at))
-            await nodes.heartbeats(conn, rows)
+            for name in await nodes.heartbeats(conn, rows):
+                await audit.record(conn, _found(name, how="heartbeat"))
+                log.warning("node %s, declared lost, is heard again: Ready", name)
         return refused
 
     async def _watch(self, session: Session) -> None:
@@ -461,6 +480,22 @@ def _audited(
         name=name,
         source=source,
         detail=detail,
+    )
+
+
+def _found(node: str, *, how: str) -> audit.Entry:
+    """The audit entry of a lost node heard again (by its `heartbeat` or `hello`): the
+    counterpart of the node-loss controller's `lost`."""
+    return audit.Entry(
+        at=_now(),
+        verb="found",
+        outcome="ok",
+        principal=f"node:{node}",
+        principal_kind="node",
+        path="/api/v1/nodes/connect",
+        kind="Node",
+        name=node,
+        detail={"by": how},
     )
 
 

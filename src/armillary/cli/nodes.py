@@ -61,7 +61,7 @@ def nodes(
 
 
 def _status(doc: dict[str, Any]) -> str:
-    status = "Ready" if doc["connected"] else "NotReady"
+    status = doc.get("status") or ("Ready" if doc["connected"] else "NotReady")
     drain = (doc.get("drain") or {}).get("state")
     if drain is not None:  # a drain cordons: its state says more than SchedulingDisabled
         return f"{status},{drain.capitalize()}"
@@ -93,6 +93,7 @@ WIDE: list[output.Column] = [
     ("REGISTERED", lambda d: d.get("registeredAt") or "-"),
     ("HEARTBEAT", lambda d: d.get("heartbeatAt") or "-"),
     ("DRAIN DEADLINE", lambda d: (d.get("drain") or {}).get("deadlineAt") or "-"),
+    ("LOST", lambda d: d.get("lostAt") or "-"),
 ]
 
 

@@ -194,6 +194,13 @@ class Component(Model):
     stop_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    on_node_lost: Literal["replace", "wait"] = Field(
+        default="replace",
+        description="What becomes of a replica whose node is declared lost (silent for the "
+        "server's `node_lost_after_s`): `replace` starts it on another node at once; `wait` "
+        "keeps it where it was until the node comes back, for a sole writer that must never "
+        "run twice. Changing it restarts nothing",
+    )
 
     @model_validator(mode="after")
     def _one_artifact(self) -> Component:

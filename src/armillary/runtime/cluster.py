@@ -6,11 +6,11 @@ allocation each time made a step cost as much as the fleet; the snapshot makes i
 cost what changed since the last step. The store stays the truth: the feed only
 says *which* rows to look at again (`Allocation` changes name the allocation, adds,
 removes and reports alike; `Node` changes name the node: register, disconnect,
-cordon), the callback marks them dirty, and `refresh(conn)`, at the start of a step
-and inside its transaction, re-reads just those rows and applies what it finds. A
-row that is gone is removed. `Assignments` changes (a node's epoch moved) are not
-watched: an epoch moves only with Allocation changes of its own, and the snapshot
-holds no epochs.
+cordon, lost, found again), the callback marks them dirty, and `refresh(conn)`, at
+the start of a step and inside its transaction, re-reads just those rows and
+applies what it finds. A row that is gone is removed. `Assignments` changes (a
+node's epoch moved) are not watched: an epoch moves only with Allocation changes of
+its own, and the snapshot holds no epochs.
 
 The snapshot is rebuilt from scratch (`load`) whenever it is in doubt:
 - on first use, so it is built lazily, in the first step's transaction. The server
@@ -106,11 +106,14 @@ class Snapshot:
         """Node name → address, for URLs of replicas (kept, not built per call)."""
         return self._addresses
 
-    @property
-    def node_states(self) -> Mapping[str, str]:
-        """Node name → `draining` for the nodes being drained; a node not there is
-        `ready` as far as a step's moves go (`rollout.Current.node_state`)."""
-        return self._states
+    def node_state(self, name: str) -> str:
+        """Where a replica's node stands for `rollout.step`: "lost" when it was declared
+        lost, "draining" while a drain is on, else "ready" (a node the snapshot does not
+        know is judged by its rows' absence elsewhere, not here)."""
+        target = self._nodes.get(name)
+        if target is not None and target.lost:
+            return "lost"
+        return self._states.get(name, "ready")
 
     def content(self) -> Content:
         """A copy of what the snapshot holds, comparable with `read(conn)`."""
@@ -270,6 +273,7 @@ def _info(target: nodes.Target) -> scheduler.NodeInfo:
         labels=target.labels,
         ready=target.connected,
         schedulable=target.schedulable,
+        lost=target.lost,
     )
 
 

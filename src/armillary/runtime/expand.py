@@ -120,6 +120,7 @@ def _template(
         node_labels=dict(component.node_labels),
         image=image,
         exposure=component.exposure,
+        on_node_lost=component.on_node_lost,
     )
 
 

@@ -65,6 +65,9 @@ class Template:
     # artifact, `@sha256:` pinned when the record has its digest); None for processes.
     image: str | None = None
     exposure: str = "internal"  # public | internal; not part of spec_hash
+    # replace | wait: a replica on a lost node moves at once, or waits for its node
+    # (not part of spec_hash: changing it restarts nothing)
+    on_node_lost: str = "replace"
 
     def spec_hash(self, extra_env: dict[str, str] | None = None) -> str:
         """A digest of everything that shapes the process (the replica count excluded)."""

@@ -15,6 +15,10 @@ controller's transaction. Its allocation is marked with the run (`schedule_run`)
 and `converge` leaves marked allocations out: a run is not a replica of the stack,
 so a tenant's step neither counts it nor removes it.
 
+A replica on a node declared lost is removed in the step that places its successor
+elsewhere; while no node takes the successor, the old allocation stays (the step's
+`unplaced` says why), so a lone node that comes back keeps its replicas.
+
 An allocation that takes env from Secrets carries only their names (`secrets`, beside
 the protocol's fields): the node hub reads and decrypts the values when it sends the
 allocation to its node, so the allocations table never holds a value.
@@ -75,21 +79,25 @@ class NodesRuntime:
         async with self._db.read() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            states = self._cluster.node_states
-            plan = rollout.step(
-                instance, [_current(a, self._cluster.addresses, states) for a in held]
-            )
+            plan = rollout.step(instance, [_current(a, self._cluster) for a in held])
         if not plan.create and not plan.remove:
             return Outcome(step=plan)
         async with self._db.write() as conn:
             await self._cluster.refresh(conn)
             held = _replicas(await allocations.for_tenant(conn, tenant))
-            addresses, states = self._cluster.addresses, self._cluster.node_states
-            current = [_current(a, addresses, states) for a in held]
+            current = [_current(a, self._cluster) for a in held]
             plan = rollout.step(instance, current)
             by_id = {a.id: a for a in held}
-            await allocations.remove(conn, [by_id[i] for i in rollout.unique(plan.remove)])
+            removing = rollout.unique(plan.remove)
+            # A replica on a lost node goes once its successor has a node: while none
+            # takes it, the old one may still be the only copy (a lone node that comes
+            # back then keeps its replicas, adopted, instead of restarting them).
+            lost = {c.id: (c.component, c.replica) for c in current if c.node_state == "lost"}
+            await allocations.remove(conn, [by_id[i] for i in removing if i not in lost])
             unplaced = await self._create(conn, tenant, plan.create, now=now) if plan.create else {}
+            stranded = {(c, r) for c, u in unplaced.items() for r in u.replicas}
+            gone = [by_id[i] for i in removing if i in lost and lost[i] not in stranded]
+            await allocations.remove(conn, gone)
         return Outcome(step=plan, unplaced=unplaced)
 
     async def place_run(
@@ -108,8 +116,8 @@ class NodesRuntime:
         each dependency whose replica 0 is ready (it does not wait for the others)."""
         await self._cluster.refresh(conn)
         held = _replicas(await allocations.for_tenant(conn, tenant))
-        addresses = self._cluster.addresses
-        ready = [c for c in (_current(a, addresses) for a in held) if c.replica == 0 and c.ready]
+        seen = (_current(a, self._cluster) for a in held)
+        ready = [c for c in seen if c.replica == 0 and c.ready]
         urls = {c.component: c.url for c in ready}
         extra_env = {url_variable(d): u for d in template.depends_on if (u := urls.get(d))}
         extra_env.update(env)
@@ -230,13 +238,9 @@ def _secret_refs(template: Template) -> dict[str, list[dict[str, str]]]:
     return {"secrets": [{"secret": s.secret, "prefix": s.prefix} for s in template.secrets]}
 
 
-def _current(
-    allocation: allocations.Allocation,
-    addresses: Mapping[str, str],
-    node_states: Mapping[str, str] | None = None,
-) -> rollout.Current:
+def _current(allocation: allocations.Allocation, snapshot: cluster.Snapshot) -> rollout.Current:
     report = allocation.report or {}
-    url = url_of(allocation, addresses)
+    url = url_of(allocation, snapshot.addresses)
     return rollout.Current(
         id=allocation.id,
         component=allocation.component,
@@ -248,7 +252,8 @@ def _current(
         reason=report.get("reason"),
         message=report.get("message"),
         restarts=int(report.get("restarts", 0)),
-        node_state=(node_states or {}).get(allocation.node, "ready"),
+        node=allocation.node,
+        node_state=snapshot.node_state(allocation.node),
     )
 
 

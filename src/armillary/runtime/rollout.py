@@ -18,6 +18,12 @@ desired state one safe move at a time:
   (the drained node is cordoned), and it is removed once that successor is ready,
   within the same budgets. A job's replica there is left to finish (the drain's
   deadline stops it, `control.drains`).
+- a replica whose node was declared lost (`node_state == "lost"`) is never ready. With
+  `on_node_lost: replace` it is removed and its successor created in the same step —
+  not surge-first: the old copy is dead, or fenced off (its node stops it when it comes
+  back, as it is no longer in its set); a job that has succeeded there is kept. With
+  `wait` its slot is held: nothing is created for it and it is not removed to make room
+  (a successor could run beside it), until its node comes back.
 """
 
 from __future__ import annotations
@@ -42,11 +48,16 @@ class Current:
     reason: str | None = None
     message: str | None = None
     restarts: int = 0
+    node: str = ""
     node_state: str = "ready"  # of its node: ready | draining | lost
 
     @property
     def ready(self) -> bool:
-        return self.state in ("running", "succeeded") and self.healthy is not False
+        return (
+            self.state in ("running", "succeeded")
+            and self.healthy is not False
+            and self.node_state != "lost"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +152,7 @@ def _component(
 ) -> tuple[Observed, str | None]:
     desired = template.replicas
     waiting = tuple(d for d in template.depends_on if d not in satisfied)
+    mine, held = _lost(template, mine, result)
     if template.problem is not None:
         result.remove.extend(c.id for c in mine)
         return Observed(
@@ -150,7 +162,7 @@ def _component(
     spec_hash = template.spec_hash(extra_env)
     fresh = [c for c in mine if c.spec_hash == spec_hash]
     stale = [c for c in mine if c.spec_hash != spec_hash]
-    problems = tuple(_problem(c) for c in mine if c.state in _TROUBLED)
+    problems = tuple(_problem(c) for c in mine if c.state in _TROUBLED or c.node_state == "lost")
     # A replica being moved off a drained node and its successor share a slot and a
     # spec: counted once, and the successor's URL preferred once it is ready.
     ready = sorted((c for c in fresh if c.ready), key=lambda c: (c.replica, _leaving(c, template)))
@@ -179,6 +191,7 @@ def _component(
     # Beyond the desired count: remove (fresh duplicates of a slot too).
     result.remove.extend(c.id for c in fresh if c.replica >= desired or by_slot[c.replica] is not c)
     result.remove.extend(c.id for c in stale if c.replica >= desired)
+    moves = len(result.create), len(result.remove)
     _replace(
         template,
         desired,
@@ -188,7 +201,42 @@ def _component(
         spec_hash,
         extra_env,
     )
+    if held:
+        _hold(held, desired, fresh, result, since=moves)
     return observed, url
+
+
+def _lost(
+    template: Template, mine: list[Current], result: Step
+) -> tuple[list[Current], list[Current]]:
+    """Replicas on lost nodes: with `replace`, removed now (not those of a job that has
+    succeeded: it is done) and left out of what the step sees, so their slots are
+    filled at once; with `wait`, returned as held. The replicas the step goes on with,
+    and the held ones."""
+    lost = [c for c in mine if c.node_state == "lost" and c.state != "succeeded"]
+    if not lost:
+        return mine, []
+    if template.on_node_lost == "wait":
+        return mine, lost
+    result.remove.extend(c.id for c in lost)
+    gone = {c.id for c in lost}
+    return [c for c in mine if c.id not in gone], []
+
+
+def _hold(
+    held: list[Current], desired: int, fresh: list[Current], result: Step, *, since: tuple[int, int]
+) -> None:
+    """`on_node_lost: wait`: undo what this component's moves (from index `since` on)
+    would do to a held replica's slot — no successor created, the held replica not
+    removed — unless the slot is going away or a ready successor already runs
+    elsewhere (then two copies exist already, and removing the held one stops one)."""
+    slots = {c.replica for c in held if c.replica < desired}
+    covered = {c.replica for c in fresh if c.ready}
+    frozen = slots - covered
+    creates, removes = since
+    result.create[creates:] = [c for c in result.create[creates:] if c.replica not in frozen]
+    keep = {c.id for c in held if c.replica in frozen}
+    result.remove[removes:] = [i for i in result.remove[removes:] if i not in keep]
 
 
 def _replace(
@@ -248,6 +296,8 @@ def _create(template: Template, slot: int, spec_hash: str, extra_env: dict[str, 
 
 
 def _problem(current: Current) -> str:
+    if current.node_state == "lost":
+        return f"replica {current.replica} waits for node {current.node} (lost)"
     what = current.reason or current.state or "unknown"
     if current.state in ("backoff", "crashloop"):
         # Messages there count crashes and seconds; status must not change on every crash.

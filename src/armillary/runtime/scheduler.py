@@ -1,7 +1,7 @@
 """Placement of replicas onto nodes: pure, deterministic, explainable, and cheap at fleet size.
 
-`place(index, demands, strategy)` runs each demand through feasibility (node ready
-and schedulable, labels required, CPU and memory left) and then scoring, on a
+`place(index, demands, strategy)` runs each demand through feasibility (node not
+lost, ready and schedulable, labels required, CPU and memory left) and then scoring, on a
 `NodeIndex` — free capacity per node and replicas per node and per group, which
 the caller builds once (`NodeIndex.build`) or keeps current (`add` and `remove` as
 allocations come and go, `put_node` and `drop_node` as nodes join, change or leave) —
@@ -49,6 +49,12 @@ class NodeInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     ready: bool = True  # connected and heartbeating
     schedulable: bool = True  # not cordoned
+    lost: bool = False  # declared lost (silent too long): its replicas move away
+
+    @property
+    def takes_work(self) -> bool:
+        """Whether new replicas may be placed here at all (capacity aside)."""
+        return self.ready and self.schedulable and not self.lost
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +98,7 @@ class NodeIndex:
     does not know are counted and never placed on."""
 
     nodes: dict[str, NodeInfo]
-    eligible: list[str]  # ready and uncordoned, by name: the nodes `spread` walks
+    eligible: list[str]  # ready, uncordoned, not lost, by name: the nodes `spread` walks
     free_cpu: dict[str, int]
     free_memory: dict[str, int]
     replicas: dict[str, int]  # node → replicas on it
@@ -104,7 +110,7 @@ class NodeIndex:
         known = {n.name: n for n in sorted(nodes, key=lambda n: n.name)}
         index = cls(
             nodes=known,
-            eligible=[n.name for n in known.values() if n.ready and n.schedulable],
+            eligible=[n.name for n in known.values() if n.takes_work],
             free_cpu={n.name: n.cpu_millicores for n in known.values()},
             free_memory={n.name: n.memory_mb for n in known.values()},
             replicas=dict.fromkeys(known, 0),
@@ -133,7 +139,7 @@ class NodeIndex:
         self.free_cpu[info.name] = info.cpu_millicores - used_cpu
         self.free_memory[info.name] = info.memory_mb - used_memory
         self.replicas.setdefault(info.name, 0)
-        if info.ready and info.schedulable:
+        if info.takes_work:
             bisect.insort(self.eligible, info.name)
             bisect.insort(self.by_room, self._room(info.name))
 
@@ -155,14 +161,14 @@ class NodeIndex:
     def _unlist(self, name: str) -> None:
         """Take a node out of `eligible` and `by_room` if it is there."""
         node = self.nodes.get(name)
-        if node is None or not (node.ready and node.schedulable):
+        if node is None or not node.takes_work:
             return
         self.eligible.pop(bisect.bisect_left(self.eligible, name))
         self.by_room.pop(bisect.bisect_left(self.by_room, self._room(name)))
 
     def _move(self, placed: Placed, sign: int) -> None:
         node = self.nodes.get(placed.node)
-        listed = node is not None and node.ready and node.schedulable
+        listed = node is not None and node.takes_work
         if listed:
             self.by_room.pop(bisect.bisect_left(self.by_room, self._room(placed.node)))
         self._count(placed.node, placed.group, placed.cpu_millicores, placed.memory_mb, sign)
@@ -319,6 +325,8 @@ def _reasons(index: NodeIndex, draft: _Draft, demand: Demand) -> dict[str, int]:
 
 
 def _infeasible(node: NodeInfo, demand: Demand, *, cpu_free: int, memory_free: int) -> str | None:
+    if node.lost:
+        return "lost"
     if not node.ready:
         return "not ready"
     if not node.schedulable:

@@ -88,14 +88,17 @@ async def read(conn: AsyncConnection, *, now: dt.datetime) -> Fleet:
             nodes.c.heartbeat_at,
             nodes.c.drain_started_at,
             nodes.c.drained_at,
+            nodes.c.lost_at,
         )
     )
-    for name, connected, schedulable, heartbeat_at, drain_started_at, drained_at in result:
+    for name, connected, schedulable, heartbeat_at, drain_started_at, drained_at, lost_at in result:
         fleet.nodes["connected" if connected else "disconnected"] += 1
         if not schedulable:
             fleet.nodes["cordoned"] += 1
         if drain_started_at is not None:
             fleet.nodes["drained" if drained_at is not None else "draining"] += 1
+        if lost_at is not None:
+            fleet.nodes["lost"] += 1
         fleet.node_connected[name] = bool(connected)
         if heartbeat_at is not None:
             age = (now - _aware(heartbeat_at)).total_seconds()

@@ -9,6 +9,10 @@ the tenant controller moves the node's replicas away, and `control.drains` marks
 drained once nothing runs there (or stops what is left at the deadline). Uncordon
 (`set_schedulable(..., schedulable=True)`) ends a drain: the three columns go back
 to null together.
+
+`lost_at` is set by the node-loss controller (`mark_lost`) when the node has been
+silent too long, and cleared by the node's next hello or heartbeat; both are
+announced on the feed, so placement and the tenants with replicas there look again.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Node:
     drain_deadline_at: dt.datetime | None = None  # None: no deadline
     drained_at: dt.datetime | None = None  # None: not (yet) empty
     server: str | None = None  # the server replica holding its session (Postgres)
+    lost_at: dt.datetime | None = None  # declared lost (silent too long) at; None: not lost
 
     @property
     def drain(self) -> str | None:
@@ -53,6 +58,21 @@ class Node:
         if self.drain_started_at is None:
             return None
         return "drained" if self.drained_at is not None else "draining"
+
+    @property
+    def status(self) -> str:
+        """Lost, Ready (connected) or NotReady: what `nodes` shows."""
+        if self.lost_at is not None:
+            return "Lost"
+        return "Ready" if self.connected else "NotReady"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    """A node not (yet) declared lost, as the node-loss controller judges it."""
+
+    name: str
+    heartbeat_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +89,7 @@ class Target:
     connected: bool
     schedulable: bool
     draining: bool = False  # a drain is on: its replicas are moved away
+    lost: bool = False  # declared lost: placement never takes it
 
 
 def _node(row: Row[Any]) -> Node:
@@ -88,6 +109,7 @@ def _node(row: Row[Any]) -> Node:
         drain_deadline_at=_utc(row.drain_deadline_at),
         drained_at=_utc(row.drained_at),
         server=row.server,
+        lost_at=row.lost_at,
     )
 
 
@@ -128,6 +150,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
         nodes.c.connected,
         nodes.c.schedulable,
         nodes.c.drain_started_at,
+        nodes.c.lost_at,
     ).order_by(nodes.c.name)
     if names is None:
         rows = list(await conn.execute(query))
@@ -147,6 +170,7 @@ async def targets(conn: AsyncConnection, names: Collection[str] | None = None) -
             connected=row.connected,
             schedulable=row.schedulable,
             draining=row.drain_started_at is not None,
+            lost=row.lost_at is not None,
         )
         for row in rows
     ]
@@ -165,6 +189,8 @@ async def register(
 ) -> Node:
     """Insert or refresh the node as connected (schedulable state is kept), its
     session held by the server replica `server`."""
+    """Insert or refresh the node as connected, and no longer lost (schedulable state
+    is kept)."""
     values = {
         "server": server,
         "address": address,
@@ -173,6 +199,7 @@ async def register(
         "isolation": isolation,
         "connected": True,
         "heartbeat_at": now,
+        "lost_at": None,
     }
     if await get(conn, name) is None:
         await conn.execute(
@@ -188,16 +215,61 @@ async def register(
 
 async def heartbeats(
     conn: AsyncConnection, beats: Sequence[tuple[str, dict[str, Any], dt.datetime]]
-) -> None:
-    """Store many heartbeats (node name, usage, when it arrived) in one statement."""
+) -> list[str]:
+    """Store many heartbeats (node name, usage, when it arrived) in one statement. A
+    node that was declared lost and beats again is found again: `lost_at` cleared and
+    the change announced (the names of those nodes are returned)."""
     if not beats:
-        return
+        return []
     await conn.execute(
         update(nodes)
         .where(nodes.c.name == bindparam("node_name"))
         .values(usage=bindparam("new_usage"), heartbeat_at=bindparam("beat_at")),
         [{"node_name": n, "new_usage": u, "beat_at": at} for n, u, at in beats],
     )
+    found: list[str] = []
+    listed = sorted({n for n, _, _ in beats})
+    for at in range(0, len(listed), IN_BATCH):
+        chunk = listed[at : at + IN_BATCH]
+        query = select(nodes.c.name).where(nodes.c.name.in_(chunk), nodes.c.lost_at.is_not(None))
+        found.extend(row.name for row in await conn.execute(query))
+    if found:
+        await conn.execute(update(nodes).where(nodes.c.name.in_(found)).values(lost_at=None))
+        for name in found:
+            _changed(conn, name)
+    return found
+
+
+async def silent(conn: AsyncConnection) -> list[Silence]:
+    """Every node not declared lost, with its last heartbeat (name and time only)."""
+    query = (
+        select(nodes.c.name, nodes.c.heartbeat_at)
+        .where(nodes.c.lost_at.is_(None))
+        .order_by(nodes.c.name)
+    )
+    return [Silence(name=r.name, heartbeat_at=r.heartbeat_at) for r in await conn.execute(query)]
+
+
+async def mark_lost(
+    conn: AsyncConnection, name: str, *, silent_since: dt.datetime | None, now: dt.datetime
+) -> Node | None:
+    """Declare `name` lost at `now`, unless it beat (or said hello) after
+    `silent_since`, the heartbeat the decision saw, or is lost already: the node as
+    marked, or None when it was not (a write conditional on what was read)."""
+    heard = (
+        nodes.c.heartbeat_at.is_(None)
+        if silent_since is None
+        else (nodes.c.heartbeat_at.is_(None) | (nodes.c.heartbeat_at <= silent_since))
+    )
+    result = await conn.execute(
+        update(nodes)
+        .where(nodes.c.name == name, nodes.c.lost_at.is_(None), heard)
+        .values(lost_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    _changed(conn, name)
+    return await require(conn, name)
 
 
 async def disconnect(conn: AsyncConnection, name: str, *, server: str | None = None) -> None:

@@ -89,6 +89,8 @@ nodes = Table(
     # The server replica holding the node's session (store.servers): a replica that
     # starts resets only its own stale sessions, never those of the others.
     Column("server", String(253), nullable=True),
+    # when the node-loss controller declared it lost (silent too long); NULL: not lost
+    Column("lost_at", DateTime(timezone=True), nullable=True),
 )
 
 allocations = Table(

@@ -38,7 +38,7 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 REPLICA_STATES = (*typing.get_args(ReplicaState), gauges.UNREPORTED)
 ROLLOUT_STATES = ("progressing", "complete", "failed", "superseded")
-NODE_STATES = ("connected", "disconnected", "cordoned", "draining", "drained")
+NODE_STATES = ("connected", "disconnected", "cordoned", "draining", "drained", "lost")
 CONDITIONS = tuple((c, s) for c in ("Ready", "Progressing", "Degraded") for s in ("true", "false"))
 PROVISIONING_STATES = ("pending", "running", "succeeded", "failed", "rolled-back")
 """Series answered even at 0, so a rule or a panel sees 0 rather than nothing."""
@@ -115,7 +115,8 @@ class FleetCollector(Collector):
         )
         yield _gauge(
             "armillary_nodes",
-            "Nodes by state (connected, disconnected; cordoned, draining and drained count again)",
+            "Nodes by state (connected, disconnected; cordoned, draining, drained and lost count "
+            "again)",
             ["state"],
             _by_state(f.nodes, NODE_STATES),
         )

@@ -33,6 +33,7 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         # Per-replica usage rides in the node's (one write per heartbeat); it is
         # shown per replica, by /api/v1/replicas.
         "usage": reports.document({k: v for k, v in node.usage.items() if k != "replicas"}),
+        "status": node.status,
         "connected": node.connected,
         "schedulable": node.schedulable,
         "replicas": replicas,
@@ -40,6 +41,7 @@ def node_document(node: nodes.Node, replicas: int) -> dict[str, Any]:
         "server": node.server,
         "registeredAt": timestamps.iso_or_none(node.registered_at),
         "heartbeatAt": timestamps.iso_or_none(node.heartbeat_at),
+        "lostAt": timestamps.iso_or_none(node.lost_at),
         "drain": _drain_document(node),
     }
 
