@@ -106,6 +106,11 @@ class Snapshot:
         """Node name → address, for URLs of replicas (kept, not built per call)."""
         return self._addresses
 
+    @property
+    def node_states(self) -> Mapping[str, str]:
+        """Node name → `draining` for the nodes being drained (lost ones: `node_state`)."""
+        return self._states
+
     def node_state(self, name: str) -> str:
         """Where a replica's node stands for `rollout.step`: "lost" when it was declared
         lost, "draining" while a drain is on, else "ready" (a node the snapshot does not
