@@ -58,6 +58,7 @@ class Client:
             skip_auto_headers=("Accept-Encoding",),
             trust_env=False,
             raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # an agent's cookies are not kept
         )
 
     async def post(
@@ -98,6 +99,9 @@ class Client:
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             raise _Stale(str(exc) or type(exc).__name__) from exc
         try:
+            length = response.content_length
+            if length is not None and length <= max_bytes:
+                return Answer(status=response.status, body=await response.read())
             content = response.content
             kept = bytearray()
             while len(kept) < max_bytes and (chunk := await content.read(max_bytes - len(kept))):
