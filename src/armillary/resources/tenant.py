@@ -12,12 +12,11 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field
 
-from armillary.resources import quantity
 from armillary.resources.meta import Document, Model, Name
 from armillary.resources.schedule import ScheduleTiming
-from armillary.resources.stack import ComponentName, Env, Loc, ReleaseRef
+from armillary.resources.stack import ComponentName, Env, Loc, ReleaseRef, Resources
 
 _KEY_SPACE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -33,28 +32,13 @@ RoutingKey = Annotated[str, Field(min_length=1, max_length=512)]
 EnvPrefix = Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
 
 
-class TenantQuota(Model):
-    """What each tenant of an org may use in all, per resource. Enforced on the
-    Kubernetes runtime (a ResourceQuota in each tenant's namespace); the nodes runtime
-    does not enforce it yet."""
+class TenantQuota(Resources):
+    """What each tenant of an org may use in all, per resource: CPU and memory as a
+    replica's `resources` are written, and pods. Enforced on the Kubernetes runtime (a
+    ResourceQuota in each tenant's namespace); the nodes runtime does not enforce it
+    yet."""
 
-    cpu: float | str | None = None
-    memory: int | str | None = None
     pods: Annotated[int, Field(ge=0, le=100000)] | None = None
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: float | str | None) -> float | str | None:
-        if value is not None:
-            quantity.cpu_millicores(value)
-        return value
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: int | str | None) -> int | str | None:
-        if value is not None:
-            quantity.memory_mb(value)
-        return value
 
 
 class OrgSpec(Model):

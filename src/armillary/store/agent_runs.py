@@ -284,18 +284,22 @@ def _window(free: int) -> int:
     return 2 * free + 16
 
 
+_DUE_COLUMNS = (
+    agent_runs.c.id,
+    agent_runs.c.tenant,
+    agent_runs.c.next_attempt_at,
+    agent_runs.c.created_at,
+)
+"""What a claim reads of each due run (`Due`)."""
+
+
 def _due(conn: Connection, *, now: dt.datetime, window: int) -> list[Due]:
     """The `window` oldest due runs of each claimable state, oldest first (one ordered
     index range per state: an IN over both would have the store sort every due run)."""
     found: list[Due] = []
     for state in CLAIMABLE:
         query = (
-            select(
-                agent_runs.c.id,
-                agent_runs.c.tenant,
-                agent_runs.c.next_attempt_at,
-                agent_runs.c.created_at,
-            )
+            select(*_DUE_COLUMNS)
             .where(agent_runs.c.state == state, agent_runs.c.next_attempt_at <= now)
             .order_by(agent_runs.c.next_attempt_at)
             .limit(window)
@@ -317,12 +321,7 @@ def _due_by_tenant(
     found: list[Due] = []
     for tenant in list(conn.execute(tenants).scalars())[: limits.total]:
         query = (
-            select(
-                agent_runs.c.id,
-                agent_runs.c.tenant,
-                agent_runs.c.next_attempt_at,
-                agent_runs.c.created_at,
-            )
+            select(*_DUE_COLUMNS)
             .where(due, agent_runs.c.tenant == tenant)
             .order_by(agent_runs.c.next_attempt_at, agent_runs.c.created_at)
             .limit(limits.per_tenant)
