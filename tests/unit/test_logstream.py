@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from armillary.node import logfiles
-from armillary.node.logstream import Checkpoints, Run, Stamper, previous_run, read, tail_offset
+from armillary.node.logstream import (
+    Checkpoints,
+    Run,
+    Stamper,
+    previous_run,
+    read,
+    read_bytes,
+    tail_offset,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,7 +32,20 @@ from armillary.node.logstream import Checkpoints, Run, Stamper, previous_run, re
 def test_tail_offset(tmp_path: Path, content: bytes, lines: int, expected: bytes) -> None:
     path = tmp_path / "output.log"
     path.write_bytes(content)
-    assert content[tail_offset(path, lines) :] == expected
+    start, end = tail_offset(path, lines)
+    assert (content[start:], end) == (expected, len(content))
+
+
+async def test_a_tail_not_followed_ends_where_it_was_counted(tmp_path: Path) -> None:
+    """A replica writing on while its tail is read (a health check's log line) adds
+    nothing to `--tail 2`: two lines, not three."""
+    path = tmp_path / "output.log"
+    path.write_bytes(b"a\nb\nc\n")
+    start, end = tail_offset(path, 2)
+    with path.open("ab") as f:
+        f.write(b"d\n")
+    read_ = [chunk async for chunk, _ in read_bytes(path, start=start, follow=False, until=end)]
+    assert b"".join(read_) == b"b\nc\n"
 
 
 def test_checkpoints_give_the_offset_a_while_ago_and_forget_across_rotation(tmp_path: Path) -> None:

@@ -283,15 +283,17 @@ class Daemon:
         if opened.previous:
             await self._previous_logs(ws, opened, path)
             return
+        until: int | None = None  # a tail not followed ends where it was counted
         if opened.since_s is not None:
             start = self.checkpoints.offset_since(allocation, opened.since_s)
         elif opened.tail is not None:
-            start = logstream.tail_offset(path, opened.tail)
+            start, until = logstream.tail_offset(path, opened.tail)
         else:
             start = 0
         stamper = logstream.Stamper(partial(self._seen_at, allocation))
         position = start
-        async for chunk, position in logstream.read_bytes(path, start=start, follow=opened.follow):
+        chunks = logstream.read_bytes(path, start=start, follow=opened.follow, until=until)
+        async for chunk, position in chunks:
             text = (
                 stamper.feed(chunk, end=position)
                 if opened.timestamps

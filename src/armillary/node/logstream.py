@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from armillary.node import logfiles
 
@@ -77,21 +78,28 @@ class Checkpoints:
         return offset
 
 
-def tail_offset(path: Path, lines: int) -> int:
-    """The offset where the last `lines` lines of the file start."""
+def tail_offset(path: Path, lines: int) -> tuple[int, int]:
+    """Where the last `lines` lines of the file start, and where the file ended when
+    they were counted: a replica that writes on, meanwhile, must not add lines to a
+    tail that is not followed (read it with `until=` the end)."""
     with path.open("rb") as f:
         end = f.seek(0, os.SEEK_END)
-        if lines <= 0:
-            return end
-        buffer = b""
-        position = end
-        while position > 0:
-            step = min(CHUNK_BYTES, position)
-            position -= step
-            f.seek(position)
-            buffer = f.read(step) + buffer
-            if buffer.rstrip(b"\n").count(b"\n") >= lines:
-                break
+        return _tail_start(f, end, lines), end
+
+
+def _tail_start(f: BinaryIO, end: int, lines: int) -> int:
+    """The offset where the last `lines` lines before `end` start, reading backwards."""
+    if lines <= 0:
+        return end
+    buffer = b""
+    position = end
+    while position > 0:
+        step = min(CHUNK_BYTES, position)
+        position -= step
+        f.seek(position)
+        buffer = f.read(step) + buffer
+        if buffer.rstrip(b"\n").count(b"\n") >= lines:
+            break
     body = buffer[:-1] if buffer.endswith(b"\n") else buffer  # the final newline ends a line
     index = len(body)
     for _ in range(lines):
@@ -108,20 +116,25 @@ async def read(path: Path, *, start: int, follow: bool) -> AsyncIterator[str]:
         yield chunk.decode("utf-8", errors="replace")
 
 
-async def read_bytes(path: Path, *, start: int, follow: bool) -> AsyncIterator[tuple[bytes, int]]:
-    """As `read`, in bytes, each chunk with the file offset where it ends."""
+async def read_bytes(
+    path: Path, *, start: int, follow: bool, until: int | None = None
+) -> AsyncIterator[tuple[bytes, int]]:
+    """As `read`, in bytes, each chunk with the file offset where it ends; without
+    `follow`, no further than `until` (when given)."""
     position = start
     while True:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             size = 0
+        if until is not None and not follow:
+            size = min(size, until)
         if size < position:
             position = 0  # rotated: the live file starts over
         if size > position:
             with path.open("rb") as f:
                 f.seek(position)
-                while chunk := f.read(CHUNK_BYTES):
+                while position < size and (chunk := f.read(min(CHUNK_BYTES, size - position))):
                     position += len(chunk)
                     yield chunk, position
         elif not follow:
