@@ -51,7 +51,16 @@ from typing import Any
 
 import httpx
 from ingress_bench import RawHttp, cpu_s, machine_busy_s
-from procs import POSTGRES_URL, free_port, machine, pg_admin, ready, server_env, start_server
+from procs import (
+    POSTGRES_URL,
+    free_port,
+    machine,
+    pg_admin,
+    ready,
+    server_env,
+    start_server,
+    stop,
+)
 
 API = "armillary.dev/v1"
 SOURCE = "github-runs"
@@ -306,14 +315,7 @@ class World:
         return "\n".join(out)
 
     def close(self) -> None:
-        for p in (self.node, self.server):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(self.node, self.server, timeout_s=30)
 
 
 # --------------------------------------------------------------------------- the store

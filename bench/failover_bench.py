@@ -61,6 +61,7 @@ from procs import (
     ready,
     server_env,
     start_server,
+    stop,
     tagged,
 )
 
@@ -148,17 +149,7 @@ class Cluster:
         return [r["report"]["pid"] for r in items if (r.get("report") or {}).get("pid")]
 
     def close(self) -> None:
-        for process in [*self.nodes.values(), self.server]:  # nodes first: they stop replicas
-            if process.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(*self.nodes.values(), self.server, resume=True)  # nodes first: they stop replicas
         with contextlib.suppress(AttributeError):
             self.http.close()
 

@@ -71,6 +71,7 @@ from procs import (
     server_env,
     start_server,
     state_of,
+    stop,
     tagged,
 )
 
@@ -254,15 +255,7 @@ class Fleet:
         return ready_tenants(self.http)
 
     def close(self) -> None:
-        for process in (self.node, self.server):  # the node first: it stops its replicas
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(self.node, self.server)  # the node first: it stops its replicas
         with contextlib.suppress(AttributeError):
             self.http.close()
 

@@ -5,8 +5,10 @@ and the machine a result was measured on. Imported as `procs`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +113,26 @@ def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop(
+    *processes: subprocess.Popen[bytes] | None, resume: bool = False, timeout_s: float = 60
+) -> None:
+    """Stop each process still running, in the order given (node daemons before the
+    server: they stop their replicas): SIGTERM, then SIGKILL after `timeout_s`.
+    `resume`: SIGCONT first, for a process a bench stopped."""
+    for process in processes:
+        if process is None or process.poll() is not None:
+            continue
+        if resume:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def ready(url: str) -> bool:
