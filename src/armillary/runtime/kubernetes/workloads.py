@@ -38,8 +38,11 @@ def component_labels(view: TenantView, template: Template, *, role: str) -> dict
     )
 
 
+SPEC_HASH = "armillary.dev/spec-hash"
+
+
 def _annotations(template: Template) -> dict[str, str]:
-    notes = {}
+    notes = {SPEC_HASH: template.spec_hash()}
     if template.release:
         notes["armillary.dev/release"] = template.release
     if template.depends_on:
@@ -47,11 +50,16 @@ def _annotations(template: Template) -> dict[str, str]:
     return notes
 
 
+def _pod_annotations(template: Template) -> dict[str, str]:
+    """Pods carry the spec hash of the template they were made from: status counts a
+    pod as on the current spec by it (`status.observe`)."""
+    return {SPEC_HASH: template.spec_hash()}
+
+
 def deployment(view: TenantView, ns: str, template: Template, urls: Mapping[str, str]) -> Obj:
     object_labels = component_labels(view, template, role="service")
     metadata = tenancy.meta(template.component, ns, object_labels)
-    if notes := _annotations(template):
-        metadata["annotations"] = notes
+    metadata["annotations"] = _annotations(template)
     policy = template.policy
     return {
         "apiVersion": "apps/v1",
@@ -69,7 +77,10 @@ def deployment(view: TenantView, ns: str, template: Template, urls: Mapping[str,
             },
             "progressDeadlineSeconds": pods.seconds(policy.progress_deadline_s),
             "template": {
-                "metadata": {"labels": dict(object_labels)},
+                "metadata": {
+                    "labels": dict(object_labels),
+                    "annotations": _pod_annotations(template),
+                },
                 "spec": pods.pod_spec(view, template, urls, restart="Always"),
             },
         },
@@ -83,7 +94,10 @@ def job_spec(view: TenantView, template: Template, urls: Mapping[str, str]) -> O
         if policy == "never"
         else int(template.restart.get("crash_loop_after", 5)),
         "template": {
-            "metadata": {"labels": component_labels(view, template, role="job")},
+            "metadata": {
+                "labels": component_labels(view, template, role="job"),
+                "annotations": _pod_annotations(template),
+            },
             "spec": pods.pod_spec(view, template, urls, restart=_RESTART[policy]),
         },
     }
