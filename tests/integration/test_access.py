@@ -30,7 +30,7 @@ from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
 SLEEPER = {"name": "agent", "command": ["sleep", "100000"]}
-ADMIN_WRITES = {"webhooksources", "secrets"}
+ADMIN_WRITES = {"webhooksources", "secrets", "clusters"}
 
 
 def _expected() -> dict[tuple[str, str], str]:

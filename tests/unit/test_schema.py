@@ -90,6 +90,18 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "routing": {"key_space": "slack", "pointer": "/team_id"},
         },
     },
+    "Cluster": {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Cluster",
+        "metadata": {"name": "prod-eu"},
+        "spec": {
+            "kubeconfig": {"secret": "prod-eu-kubeconfig", "key": "KUBECONFIG"},
+            "ingress": "httproute",
+            "domain": "apps.example.com",
+            "storage_class": "fast",
+            "access_mode": "ReadWriteMany",
+        },
+    },
     "Secret": {
         "apiVersion": "armillary.dev/v1",
         "kind": "Secret",

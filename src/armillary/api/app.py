@@ -74,6 +74,7 @@ from armillary.control import drains, retention
 from armillary.control.driver import Driver
 from armillary.control.node_loss import NodeLoss
 from armillary.control.provisioning import Provisioner
+from armillary.control.runtimes import Runtimes
 from armillary.control.schedules import ScheduleController
 from armillary.control.tenants import TenantController
 from armillary.errors import PermanentError
@@ -310,7 +311,10 @@ def _leader_tasks(
     later go here too."""
     tasks = [
         LeaderTask(
-            name="tenants", make=lambda: Driver(TenantController(db, runtime), db.feed).run()
+            name="tenants",
+            make=lambda: Driver(
+                TenantController(db, Runtimes(db, runtime, vault=app.state.vault)), db.feed
+            ).run(),
         ),
         LeaderTask(name="schedules", make=lambda: Driver(app.state.schedules, db.feed).run()),
         LeaderTask(name=drains.Drains.name, make=lambda: drains.Drains(db).run()),

@@ -30,8 +30,9 @@ route's `tenant` path or query parameter names its own tenant; `handler`, the
 handler checks each thing it looks up (`Principal.sees`)."""
 
 
-ADMIN_KINDS = frozenset({"WebhookSource", "Secret"})
-"""Kinds only admins may write: where events come in, and what is secret."""
+ADMIN_KINDS = frozenset({"WebhookSource", "Secret", "Cluster"})
+"""Kinds only admins may write: where events come in, what is secret, and where
+tenants' replicas run (a Cluster names the Secret that reaches it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

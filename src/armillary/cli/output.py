@@ -169,6 +169,11 @@ COLUMNS: dict[str, list[Column]] = {
         ("TENANT", lambda d: _spec(d, "tenant") or "<any>"),
         ("KEYS", lambda d: ",".join(sorted(d["spec"].get("data", {})))),
     ],
+    "Cluster": [
+        ("REACHED BY", lambda d: "in-cluster" if _spec(d, "in_cluster") else "kubeconfig"),
+        ("INGRESS", lambda d: _spec(d, "ingress") or "ingress"),
+        ("DOMAIN", lambda d: _spec(d, "domain") or "example.com"),
+    ],
     "WebhookSource": [
         ("TYPE", lambda d: _spec(d, "type")),
         ("KEY SPACE", lambda d: _spec(d, "routing", "key_space")),

@@ -26,7 +26,7 @@ from typing import Any
 
 from armillary import timestamps
 from armillary.control import revisions, tenant_status
-from armillary.runtime import nodes as nodes_runtime
+from armillary.runtime.base import Outcome
 from armillary.runtime.instance import Instance, Template, template_from_json, template_to_json
 from armillary.store import rollouts
 from armillary.store.database import Database
@@ -111,9 +111,7 @@ def choose(tenant: str, desired: Instance, known: rollouts.Known, *, now: dt.dat
     )
 
 
-def judge(
-    tenant: str, plan: Plan, outcome: nodes_runtime.Outcome, *, now: dt.datetime
-) -> rollouts.Changes:
+def judge(tenant: str, plan: Plan, outcome: Outcome, *, now: dt.datetime) -> rollouts.Changes:
     """The revisions the step's outcome ended (a failed one is rolled back at once). Pure."""
     finished: list[rollouts.Finished] = []
     for component, decided in plan.components.items():

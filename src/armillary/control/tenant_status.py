@@ -196,6 +196,33 @@ def failed(*, generation: int, reason: str) -> TenantStatus:
     return _stopped(generation, reason="ReconcileFailed", message=reason)
 
 
+def blocked(*, generation: int, reason: str, message: str) -> TenantStatus:
+    """The status of a tenant its runtime cannot act for (its cluster cannot be
+    reached, its stack cannot run there): `reason` names why; counts are kept."""
+    return _stopped(generation, reason=reason, message=message)
+
+
+def moving(*, generation: int, message: str, problem: str | None = None) -> TenantStatus:
+    """The status of a tenant moving between runtimes, while the old one removes its
+    replicas (`problem`: why it cannot, then Degraded)."""
+    return TenantStatus(
+        observed_generation=generation,
+        ready=Condition(type="Ready", value=False, reason="MovingRuntime", message=message),
+        progressing=Condition(
+            type="Progressing",
+            value=problem is None,
+            reason=problem or "MovingRuntime",
+            message=message,
+        ),
+        degraded=Condition(
+            type="Degraded",
+            value=problem is not None,
+            reason=problem or "None",
+            message=message if problem else "no problems",
+        ),
+    )
+
+
 def _stopped(generation: int, *, reason: str, message: str) -> TenantStatus:
     return TenantStatus(
         observed_generation=generation,

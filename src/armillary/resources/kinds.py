@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from armillary.resources.cluster import Cluster
 from armillary.resources.meta import Document
 from armillary.resources.release import Release
 from armillary.resources.schedule import Schedule
@@ -60,6 +61,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(name="Stack", plural="stacks", model=Stack),
     Kind(name="Release", plural="releases", model=Release, short=("rel",)),
     Kind(name="Secret", plural="secrets", model=Secret, sensitive="data"),
+    Kind(name="Cluster", plural="clusters", model=Cluster),
     Kind(name="Tenant", plural="tenants", model=Tenant),
     Kind(name="Schedule", plural="schedules", model=Schedule, short=("cronjobs",)),
     Kind(name="WebhookSource", plural="webhooksources", model=WebhookSource, short=("ws",)),

@@ -4,6 +4,8 @@ A tenant names its org and stack, overrides env, replicas and release pins per
 component, lists the routing keys inbound events are matched on (per key space:
 `slack`, `github`, `pagerduty`, or any name a WebhookSource uses), and declares
 its schedules inline, and names the Secrets its replicas receive as env (`secrets`).
+`runtime` says where its replicas run: `nodes` (the default) or
+`{kubernetes: {cluster: NAME}}`; left out, the Org's `runtime` applies.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from armillary.resources.cluster import RuntimeChoice
 from armillary.resources.meta import Document, Model, Name
 from armillary.resources.schedule import ScheduleTiming
 from armillary.resources.stack import ComponentName, Env, Loc, ReleaseRef, Resources
@@ -45,6 +48,7 @@ class OrgSpec(Model):
     display_name: str = ""
     description: str = ""
     tenant_quota: TenantQuota | None = None
+    runtime: RuntimeChoice | None = None  # its tenants' runtime unless they name one
 
 
 class Org(Document[OrgSpec]):
@@ -81,6 +85,7 @@ class TenantSpec(Model):
     routing: dict[KeySpace, list[RoutingKey]] = Field(default_factory=dict)
     schedules: list[TenantSchedule] = Field(default_factory=list)
     secrets: list[SecretUse] = Field(default_factory=list)
+    runtime: RuntimeChoice | None = None  # None: the Org's, else nodes
 
     def issues(self) -> Iterator[tuple[Loc, str]]:
         uses: set[tuple[str, str]] = set()

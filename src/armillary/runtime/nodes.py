@@ -29,33 +29,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from armillary import protocol
 from armillary.resources import naming
 from armillary.runtime import cluster, rollout, scheduler
+from armillary.runtime.base import Outcome, Unplaced
 from armillary.runtime.instance import Instance, Template, url_variable
 from armillary.store import allocations
 from armillary.store.database import Database, Tx
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unplaced:
-    """A component's replicas no node took in this step, and why (the scheduler's
-    counts per reason): they stay Pending until a node can take them."""
-
-    reason: str
-    replicas: tuple[int, ...]  # their indices, in the order the step tried them
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    step: rollout.Step
-    unplaced: dict[str, Unplaced] = field(default_factory=dict)  # by component
-
-
 class NodesRuntime:
     """Realises instances as allocations; one step per call, safe to repeat."""
+
+    name = "nodes"
 
     def __init__(
         self,
@@ -197,6 +184,9 @@ class NodesRuntime:
         # Fixed ports as declared; 0 asks the node to pick a free one (only the node can
         # see what is really free on its machine) and report it back.
         return {name: fixed or 0 for name, fixed in create.template.ports}
+
+
+__all__ = ["NodesRuntime", "Outcome", "Unplaced", "url_of"]
 
 
 def _spec(

@@ -1,0 +1,421 @@
+"""The kubernetes runtime: one tenant's stack instance as objects on a cluster.
+
+`converge(tenant, instance)` renders the tenant (`render.render_tenant`, the same
+objects `armillary render` prints), server-side applies each object that changed
+(field manager `armillary`, forced: Armillary owns what it renders), prunes what is
+no longer rendered, and observes the tenant from the watch cache
+(`status.observe`). `instance=None` deletes everything the tenant's ApplySet holds,
+then its namespace; the step is idle once nothing is left.
+
+Requests per step. What was applied last is kept per tenant as a digest of each
+object; an object whose digest did not change is not sent again, so a step that
+changes nothing costs no request, and a tenant's first apply costs one request per
+object plus one read of its ApplySet parent. Pruning follows KEP-3659: an object no
+longer rendered is deleted by name when this process applied it; after a restart
+(nothing remembered) the parent's `applyset.kubernetes.io/contains-group-kinds` says
+which kinds to list, by the `applyset.kubernetes.io/part-of` label, and what the
+render no longer holds is deleted. `requests` counts them per tenant.
+
+Observation. One watch per kind (Deployments, ReplicaSets, Pods, Jobs, CronJobs,
+label `app.kubernetes.io/managed-by=armillary`, all namespaces) keeps an in-memory
+copy per namespace; each event publishes a `Workload` change for the tenant the
+object's `armillary.dev/tenant` label names, which brings the tenant's controller
+back. A watch that breaks is started again after a pause; the copy is kept meanwhile.
+
+Failures stay with the tenant: an unreadable kubeconfig, an unreachable API server
+or a refused object come back as `Outcome.problem`, never as an exception, so the
+tenant's status says which Cluster and why, and other tenants go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import orjson
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError, ConfigError
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
+from lightkube.resources.batch_v1 import CronJob, Job
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from armillary.resources import naming
+from armillary.resources.cluster import ClusterSpec
+from armillary.resources.tenant import Org, Tenant
+from armillary.runtime import rollout
+from armillary.runtime.base import Outcome, Problem
+from armillary.runtime.instance import Instance
+from armillary.runtime.kubernetes import render, status, tenancy
+from armillary.runtime.kubernetes.model import Cluster, TenantView
+from armillary.store import repository
+from armillary.store.database import Database
+from armillary.store.feed import Change
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "armillary"
+WORKLOAD = "Workload"
+"""The feed kind a watch event publishes: `tenant` names the tenant to reconcile."""
+MANAGED: dict[str, Any] = {"app.kubernetes.io/managed-by": tenancy.MANAGED_BY}
+WATCHED: tuple[Any, ...] = (Deployment, ReplicaSet, Pod, Job, CronJob)
+WATCH_RETRY_S = 2.0
+TIMEOUT_S = 10.0
+
+HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+Key = tuple[str, str, str]  # (apiVersion/kind, namespace, name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Access:
+    """How to reach the cluster: a kubeconfig's text, or the pod's service account."""
+
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+
+    def config(self) -> KubeConfig:
+        """The client's configuration; `ValueError` says what is wrong with it."""
+        if self.in_cluster:
+            try:
+                return KubeConfig.from_service_account()
+            except (ConfigError, OSError) as exc:
+                raise ValueError(f"no in-cluster service account here ({exc})") from None
+        try:
+            data = YAML(typ="safe", pure=True).load(self.kubeconfig or "")
+        except YAMLError as exc:  # never quoted: it may hold credentials
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            raise ValueError(f"the kubeconfig is not YAML{at}") from None
+        if not isinstance(data, dict) or not data.get("clusters"):
+            raise ValueError("the kubeconfig has no clusters (expected a kubeconfig mapping)")
+        try:
+            return KubeConfig.from_dict(data)
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the kubeconfig is not usable ({type(exc).__name__})") from None
+
+
+class KubernetesRuntime:
+    """Realises instances as Kubernetes objects on one cluster (see the docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cluster: str,
+        settings: Cluster,
+        access: Access,
+        publish: Callable[[Change], None] | None = None,
+    ) -> None:
+        self.name = f"kubernetes/{cluster}"
+        self.cluster = cluster
+        self._db = db
+        self._settings = settings
+        self._access = access
+        self._publish = publish if publish is not None else (lambda c: db.feed.publish([c]))
+        self._client: AsyncClient | None = None
+        self._applied: dict[str, dict[Key, str]] = {}  # tenant → object → digest applied
+        self._cache: dict[str, dict[Key, dict[str, Any]]] = {}  # namespace → watched objects
+        self._watches: list[asyncio.Task[None]] = []
+        self.requests: dict[str, int] = {}  # tenant → API requests of its last step
+
+    async def close(self) -> None:
+        for task in self._watches:
+            task.cancel()
+        for task in self._watches:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._watches.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+
+    async def converge(
+        self, tenant: str, instance: Instance | None, *, now: dt.datetime
+    ) -> Outcome:
+        try:
+            client = self._connect()
+        except ValueError as exc:
+            return self._problem("ClusterConfigInvalid", str(exc))
+        counter = _Counter()
+        try:
+            if instance is None:
+                return await self._remove(client, tenant, counter)
+            return await self._apply(client, tenant, instance, counter, now=now)
+        except httpx2.TransportError as exc:
+            return self._problem("ClusterUnreachable", f"{type(exc).__name__}: {exc}".rstrip(": "))
+        except ApiError as exc:
+            return self._problem("ApiRefused", _api_message(exc))
+        except httpx2.HTTPStatusError as exc:
+            return self._problem("ApiRefused", f"HTTP {exc.response.status_code}")
+        finally:
+            self.requests[tenant] = counter.count
+
+    def _problem(self, reason: str, message: str) -> Outcome:
+        return Outcome(
+            step=rollout.Step(),
+            problem=Problem(reason=reason, message=f"cluster {self.cluster!r}: {message}"),
+        )
+
+    def _connect(self) -> AsyncClient:
+        if self._client is None:
+            config = self._access.config()
+            self._client = AsyncClient(
+                config=config, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(TIMEOUT_S)
+            )
+        if not self._watches:
+            client = self._client
+            self._watches = [
+                asyncio.create_task(self._watch(client, kind), name=f"watch-{kind.__name__}")
+                for kind in WATCHED
+            ]
+        return self._client
+
+    # --- apply ------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        client: AsyncClient,
+        tenant: str,
+        instance: Instance,
+        counter: _Counter,
+        *,
+        now: dt.datetime,
+    ) -> Outcome:
+        view = await self._view(tenant, instance)
+        refusals = list(render.refuse(view, cluster=self._settings))
+        if refusals:
+            return Outcome(
+                step=rollout.Step(),
+                problem=Problem(
+                    reason="Unrenderable",
+                    message=f"cannot run on cluster {self.cluster!r}: "
+                    + "; ".join(str(r) for r in dict.fromkeys(refusals)),
+                ),
+            )
+        objects = render.render_tenant(view, cluster=self._settings)
+        wanted = {_key(o): (_digest(o), o) for o in objects}
+        ns = naming.namespace_name(tenant)
+        applied = self._applied.get(tenant)
+        if applied is None:  # nothing remembered: what does the cluster hold already?
+            applied = await self._members(client, ns, counter)
+        done: dict[Key, str] = {k: d for k, d in applied.items() if k in wanted}
+        changed = 0
+        for key, (digest, obj) in wanted.items():
+            if applied.get(key) == digest:
+                continue
+            counter.count += 1
+            await client.apply(_resource(obj), force=True)
+            done[key] = digest
+            changed += 1
+            self._applied[tenant] = done  # what reached the cluster, if a later one fails
+        for key in applied.keys() - wanted.keys():
+            changed += await _delete(client, key, counter)
+        self._applied[tenant] = done
+        observed = status.observe(
+            instance.templates, list(self._cache.get(ns, {}).values()), now=now
+        )
+        return Outcome(step=rollout.Step(components=observed), changed=changed)
+
+    async def _members(self, client: AsyncClient, ns: str, counter: _Counter) -> dict[Key, str]:
+        """The objects the tenant's ApplySet holds on the cluster (digest unknown: ''),
+        as its parent names their kinds; empty when there is no parent."""
+        counter.count += 1
+        try:
+            parent = await client.get(ConfigMap, tenancy.PARENT_NAME, namespace=ns)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return {}
+            raise
+        annotations = parent.metadata.annotations or {} if parent.metadata else {}
+        kinds = str(annotations.get("applyset.kubernetes.io/contains-group-kinds", ""))
+        held: dict[Key, str] = {("v1/ConfigMap", ns, tenancy.PARENT_NAME): ""}
+        part_of = tenancy.applyset_id(ns)
+        for group_kind in filter(None, kinds.split(",")):
+            resource = _by_group_kind(group_kind)
+            if resource is None:
+                continue
+            counter.count += 1
+            async for item in client.list(
+                resource, namespace=ns, labels={"applyset.kubernetes.io/part-of": part_of}
+            ):
+                data = _plain(item)
+                labels = (data.get("metadata") or {}).get("labels") or {}
+                if labels.get("applyset.kubernetes.io/part-of") == part_of:  # (a fake may ignore
+                    held[_key(data)] = ""  # the selector)
+        return held
+
+    # --- remove -----------------------------------------------------------------------
+
+    async def _remove(self, client: AsyncClient, tenant: str, counter: _Counter) -> Outcome:
+        ns = naming.namespace_name(tenant)
+        held = self._applied.pop(tenant, None)
+        if held is None:
+            held = await self._members(client, ns, counter)
+        removed = 0
+        for key in sorted(held, key=lambda k: k[0].endswith("/Namespace")):
+            if not key[0].endswith("/Namespace"):
+                removed += await _delete(client, key, counter)
+        counter.count += 1
+        try:
+            space = await client.get(Namespace, ns)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            self._cache.pop(ns, None)
+            return Outcome(step=rollout.Step(), changed=removed)
+        if not (space.metadata and space.metadata.deletionTimestamp):
+            removed += await _delete(client, ("v1/Namespace", "", ns), counter)
+        else:
+            removed += 1  # still terminating: not gone yet
+        return Outcome(step=rollout.Step(), changed=removed)
+
+    # --- what the renderer needs beyond the instance ---------------------------------
+
+    async def _view(self, tenant: str, instance: Instance) -> TenantView:
+        async with self._db.read() as conn:
+            stored = await repository.get(conn, "Tenant", tenant)
+            document = Tenant.model_validate(stored.document()) if stored is not None else None
+            org_row = await repository.get(conn, "Org", document.spec.org) if document else None
+        org = Org.model_validate(org_row.document()) if org_row is not None else None
+        return TenantView(
+            tenant=tenant,
+            org=document.spec.org if document is not None else "",
+            stack=document.spec.stack if document is not None else "",
+            instance=instance,
+            quota=org.spec.tenant_quota if org is not None else None,
+        )
+
+    # --- watches ----------------------------------------------------------------------
+
+    async def _watch(self, client: AsyncClient, kind: Any) -> None:
+        while True:
+            try:
+                async for event, item in client.watch(kind, namespace="*", labels=MANAGED):
+                    self._seen(str(event), _plain(item))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken watch is started again; the copy is kept
+                log.info("cluster %s: %s watch ended (%s); again", self.cluster, kind.__name__, exc)
+            await asyncio.sleep(WATCH_RETRY_S)
+
+    def _seen(self, event: str, obj: dict[str, Any]) -> None:
+        metadata = obj.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if labels.get("app.kubernetes.io/managed-by") != tenancy.MANAGED_BY:
+            return  # (a fake API server may not filter by label)
+        ns = str(metadata.get("namespace") or "")
+        objects = self._cache.setdefault(ns, {})
+        if event == "DELETED":
+            objects.pop(_key(obj), None)
+        else:
+            objects[_key(obj)] = obj
+        tenant = labels.get("armillary.dev/tenant")
+        if tenant:
+            self._publish(Change(kind=WORKLOAD, name=str(tenant), tenant=str(tenant)))
+
+    def cached(self, tenant: str) -> list[dict[str, Any]]:
+        """What the watches hold for the tenant's namespace now."""
+        return list(self._cache.get(naming.namespace_name(tenant), {}).values())
+
+
+@dataclass(slots=True)
+class _Counter:
+    count: int = 0
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    return (
+        f"{obj.get('apiVersion')}/{obj.get('kind')}",
+        str(metadata.get("namespace") or ""),
+        str(metadata.get("name")),
+    )
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _resource(obj: Mapping[str, Any]) -> Any:
+    return _kind(str(obj["apiVersion"]), str(obj["kind"])).from_dict(dict(obj))
+
+
+def _kind(api_version: str, kind: str) -> Any:
+    """The lightkube resource class of `apiVersion` and `kind` (HTTPRoute included)."""
+    return resource_registry.load(api_version, kind)
+
+
+def _plain(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    data: dict[str, Any] = item.to_dict()
+    kind = getattr(item, "kind", None) or type(item).__name__
+    data.setdefault("kind", kind)
+    data.setdefault("apiVersion", getattr(item, "apiVersion", None) or _API_VERSION.get(kind, "v1"))
+    return data
+
+
+_API_VERSION = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Pod": "v1",
+}
+
+
+def _by_group_kind(group_kind: str) -> Any:
+    """The lightkube resource of `Deployment.apps`, `Service`, ... (None if unknown).
+    Every group Armillary renders into serves `v1`."""
+    kind, _, group = group_kind.partition(".")
+    try:
+        return _kind(f"{group}/v1" if group else "v1", kind)
+    except Exception:  # a kind this version of Armillary does not render
+        return None
+
+
+async def _delete(client: AsyncClient, key: Key, counter: _Counter) -> int:
+    """Delete one object by its key; 1 if the request was made (gone already counts)."""
+    api_version_kind, ns, name = key
+    api_version, _, kind = api_version_kind.rpartition("/")
+    resource = _kind(api_version, kind)
+    counter.count += 1
+    try:
+        if ns:
+            await client.delete(resource, name, namespace=ns)
+        else:
+            await client.delete(resource, name)
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise
+    return 1
+
+
+def _api_message(exc: ApiError) -> str:
+    status_ = exc.status
+    return f"{status_.reason or 'refused'} ({status_.code}): {status_.message or ''}".rstrip(": ")
+
+
+def settings_of(spec: ClusterSpec) -> Cluster:
+    """A Cluster resource's spec → the render settings (`model.Cluster`)."""
+    return Cluster(
+        ingress=spec.ingress,
+        domain=spec.domain,
+        ingress_class=spec.ingress_class,
+        gateway=spec.gateway,
+        gateway_namespace=spec.gateway_namespace,
+        storage_class=spec.storage_class,
+        access_mode=spec.access_mode,
+        data_size=spec.data_size,
+    )
