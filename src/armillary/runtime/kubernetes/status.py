@@ -126,8 +126,14 @@ class _Index:
 
 def _component(template: Template, index: _Index, now: dt.datetime) -> Observed:
     is_job = template.type == "job"
-    if template.problem is not None:
-        return Observed(desired=template.replicas, job=is_job, problems=(template.problem,))
+    if template.image is None:
+        # Nothing to run here: a process (or a release not recorded, or whose artifact is
+        # a process). With an image, `problem` is the nodes runtime's and is not ours.
+        problem = template.problem or (
+            f"component {template.component!r} runs a process; the kubernetes runtime runs "
+            "container images"
+        )
+        return Observed(desired=template.replicas, job=is_job, problems=(problem,))
     spec_hash = template.spec_hash()
     troubles = _Troubles()
     role = "job" if is_job else "service"
