@@ -111,7 +111,11 @@ class Runtimes:
         if kept is not None:
             await kept[1].close()
         made = kubernetes.KubernetesRuntime(
-            self._db, cluster=cluster, settings=kubernetes.settings_of(spec), access=access
+            cluster=cluster,
+            settings=kubernetes.settings_of(spec),
+            access=access,
+            view=kubernetes.store_views(self._db),
+            publish=lambda change: self._db.feed.publish([change]),
         )
         self._clusters[cluster] = (fingerprint, made)
         return Chosen(name=name, runtime=made)

@@ -34,14 +34,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 import orjson
 from lightkube import AsyncClient, KubeConfig
-from lightkube.core.exceptions import ApiError, ConfigError
+from lightkube.core.exceptions import ConfigError
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
@@ -74,6 +74,8 @@ TIMEOUT_S = 10.0
 
 HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 Key = tuple[str, str, str]  # (apiVersion/kind, namespace, name)
+ViewOf = Callable[[str, Instance], Awaitable[TenantView]]
+"""The tenant as the renderer sees it, from its name and instance."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,19 +111,19 @@ class KubernetesRuntime:
 
     def __init__(
         self,
-        db: Database,
         *,
         cluster: str,
         settings: Cluster,
         access: Access,
-        publish: Callable[[Change], None] | None = None,
+        view: ViewOf,
+        publish: Callable[[Change], None],
     ) -> None:
         self.name = f"kubernetes/{cluster}"
         self.cluster = cluster
-        self._db = db
         self._settings = settings
         self._access = access
-        self._publish = publish if publish is not None else (lambda c: db.feed.publish([c]))
+        self._view = view
+        self._publish = publish
         self._client: AsyncClient | None = None
         self._applied: dict[str, dict[Key, str]] = {}  # tenant → object → digest applied
         self._cache: dict[str, dict[Key, dict[str, Any]]] = {}  # namespace → watched objects
@@ -154,10 +156,8 @@ class KubernetesRuntime:
             return await self._apply(client, tenant, instance, counter, now=now)
         except httpx2.TransportError as exc:
             return self._problem("ClusterUnreachable", f"{type(exc).__name__}: {exc}".rstrip(": "))
-        except ApiError as exc:
-            return self._problem("ApiRefused", _api_message(exc))
         except httpx2.HTTPStatusError as exc:
-            return self._problem("ApiRefused", f"HTTP {exc.response.status_code}")
+            return self._problem("ApiRefused", _api_message(exc))
         finally:
             self.requests[tenant] = counter.count
 
@@ -233,8 +233,8 @@ class KubernetesRuntime:
         counter.count += 1
         try:
             parent = await client.get(ConfigMap, tenancy.PARENT_NAME, namespace=ns)
-        except ApiError as exc:
-            if exc.status.code == 404:
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
                 return {}
             raise
         annotations = parent.metadata.annotations or {} if parent.metadata else {}
@@ -269,8 +269,8 @@ class KubernetesRuntime:
         counter.count += 1
         try:
             space = await client.get(Namespace, ns)
-        except ApiError as exc:
-            if exc.status.code != 404:
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
                 raise
             self._cache.pop(ns, None)
             return Outcome(step=rollout.Step(), changed=removed)
@@ -279,22 +279,6 @@ class KubernetesRuntime:
         else:
             removed += 1  # still terminating: not gone yet
         return Outcome(step=rollout.Step(), changed=removed)
-
-    # --- what the renderer needs beyond the instance ---------------------------------
-
-    async def _view(self, tenant: str, instance: Instance) -> TenantView:
-        async with self._db.read() as conn:
-            stored = await repository.get(conn, "Tenant", tenant)
-            document = Tenant.model_validate(stored.document()) if stored is not None else None
-            org_row = await repository.get(conn, "Org", document.spec.org) if document else None
-        org = Org.model_validate(org_row.document()) if org_row is not None else None
-        return TenantView(
-            tenant=tenant,
-            org=document.spec.org if document is not None else "",
-            stack=document.spec.stack if document is not None else "",
-            instance=instance,
-            quota=org.spec.tenant_quota if org is not None else None,
-        )
 
     # --- watches ----------------------------------------------------------------------
 
@@ -327,6 +311,26 @@ class KubernetesRuntime:
     def cached(self, tenant: str) -> list[dict[str, Any]]:
         """What the watches hold for the tenant's namespace now."""
         return list(self._cache.get(naming.namespace_name(tenant), {}).values())
+
+
+def store_views(db: Database) -> ViewOf:
+    """What the renderer needs beyond the instance (org, stack, quota), read from `db`."""
+
+    async def view(tenant: str, instance: Instance) -> TenantView:
+        async with db.read() as conn:
+            stored = await repository.get(conn, "Tenant", tenant)
+            document = Tenant.model_validate(stored.document()) if stored is not None else None
+            org_row = await repository.get(conn, "Org", document.spec.org) if document else None
+        org = Org.model_validate(org_row.document()) if org_row is not None else None
+        return TenantView(
+            tenant=tenant,
+            org=document.spec.org if document is not None else "",
+            stack=document.spec.stack if document is not None else "",
+            instance=instance,
+            quota=org.spec.tenant_quota if org is not None else None,
+        )
+
+    return view
 
 
 @dataclass(slots=True)
@@ -396,15 +400,24 @@ async def _delete(client: AsyncClient, key: Key, counter: _Counter) -> int:
             await client.delete(resource, name, namespace=ns)
         else:
             await client.delete(resource, name)
-    except ApiError as exc:
-        if exc.status.code != 404:
+    except httpx2.HTTPStatusError as exc:
+        if exc.response.status_code != 404:
             raise
     return 1
 
 
-def _api_message(exc: ApiError) -> str:
-    status_ = exc.status
-    return f"{status_.reason or 'refused'} ({status_.code}): {status_.message or ''}".rstrip(": ")
+def _api_message(exc: httpx2.HTTPStatusError) -> str:
+    """The API server's Status, in words. (Read from the body: lightkube makes an
+    `ApiError` only of a response typed exactly `application/json`.)"""
+    code = exc.response.status_code
+    try:
+        body = exc.response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return f"HTTP {code}"
+    reason, message = body.get("reason") or "refused", str(body.get("message") or "")
+    return f"{reason} ({code}): {message[:300]}".rstrip(": ")
 
 
 def settings_of(spec: ClusterSpec) -> Cluster:
