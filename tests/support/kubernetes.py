@@ -31,6 +31,7 @@ the emulator's own listening socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import re
@@ -135,9 +136,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         return [
             copy.deepcopy(obj.raw)
             for (resource, ns, _), obj in list(self.objects.items())
-            if resource == wanted
-            and not obj.deleted
-            and (namespace is None or ns == namespace)
+            if resource == wanted and not obj.deleted and (namespace is None or ns == namespace)
         ]
 
 
@@ -178,7 +177,8 @@ class Controllers:
                     "conditions": [{"type": "Complete", "status": "True"}],
                 }
                 await self._patch(
-                    http, f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}",
+                    http,
+                    f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}",
                     {"status": status},
                 )
 

@@ -148,6 +148,7 @@ class TenantController:
         if chosen.runtime is None:
             assert chosen.problem is not None
             return await self._blocked(key, stored, chosen.name, chosen.problem, now=now)
+        instance = chosen.runtime.prepare(instance)
         plan = await self._rollouts.choose(key, instance, now=now)
         outcome = await chosen.runtime.converge(key, plan.instance, now=now)
         if outcome.problem is not None:

@@ -5,7 +5,9 @@ daemons, objects on a Kubernetes cluster). The controllers know it only through
 `Runtime.converge(tenant, instance, now=)`: take one step toward `instance` (apply
 what must change, remove what is no longer wanted) and say what each component
 looks like now (`Outcome.step.components`, the `rollout.Observed` the rollouts
-judge). `instance=None` removes everything the runtime holds for the tenant; a step
+judge). `prepare(instance)` first makes each template's `problem` this runtime's (an
+image is one for nodes, a process for kubernetes), before the rollouts decide.
+`instance=None` removes everything the runtime holds for the tenant; a step
 that found nothing left to do is `idle`. Safe to repeat: a step decides from what it
 sees, never from what it did last.
 
@@ -61,6 +63,11 @@ class Runtime(Protocol):
     @property
     def name(self) -> str:
         """`nodes`, or `kubernetes/<cluster>`: what a tenant's status says it runs on."""
+        ...
+
+    def prepare(self, instance: Instance) -> Instance:
+        """`instance` with each template's `problem` this runtime's: what it cannot run
+        here is not rolled out, and its status says why."""
         ...
 
     async def converge(

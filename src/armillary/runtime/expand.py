@@ -86,9 +86,12 @@ def _template(
             f"image {component.image}: the nodes runtime runs processes; "
             "images need a container runtime"
         )
+    # An image is a problem for the nodes runtime only: a container runtime clears it
+    # (`image_problem`). A missing Secret is one for every runtime, so it comes first.
+    image_problem = image is not None and problem is not None
     secret_env, missing = _secret_env(tenant, component, secrets)
-    if missing is not None and problem is None:
-        problem = missing
+    if missing is not None and (problem is None or image_problem):
+        problem, image_problem = missing, False
     restart = component.restart.model_dump(mode="json")
     if restart["policy"] is None:
         restart["policy"] = "always" if component.type == "service" else "on-failure"
@@ -119,6 +122,7 @@ def _template(
         secrets=secret_env,
         node_labels=dict(component.node_labels),
         image=image,
+        image_problem=image_problem,
         exposure=component.exposure,
         on_node_lost=component.on_node_lost,
     )

@@ -64,6 +64,7 @@ class Template:
     # The container image a container runtime runs (`image:`, or a release's image
     # artifact, `@sha256:` pinned when the record has its digest); None for processes.
     image: str | None = None
+    image_problem: bool = False  # `problem` only says the nodes runtime runs no images
     exposure: str = "internal"  # public | internal; not part of spec_hash
     # replace | wait: a replica on a lost node moves at once, or waits for its node
     # (not part of spec_hash: changing it restarts nothing)

@@ -57,6 +57,9 @@ class NodesRuntime:
         # the fleet. Built at the first step, so after the server's `disconnect_all`.
         self._cluster = cluster.Snapshot(db.feed)
 
+    def prepare(self, instance: Instance) -> Instance:
+        return instance  # expansion writes the nodes runtime's problems
+
     async def converge(
         self, tenant: str, instance: Instance | None, *, now: dt.datetime
     ) -> Outcome:

@@ -24,7 +24,8 @@ back. A watch that breaks is started again after a pause; the copy is kept meanw
 
 Failures stay with the tenant: an unreadable kubeconfig, an unreachable API server
 or a refused object come back as `Outcome.problem`, never as an exception, so the
-tenant's status says which Cluster and why, and other tenants go on.
+tenant's status says which Cluster and why, and other tenants go on. A component
+that runs a process (no image) is a problem on that component; the others run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx2
@@ -55,7 +56,7 @@ from armillary.resources.cluster import ClusterSpec
 from armillary.resources.tenant import Org, Tenant
 from armillary.runtime import rollout
 from armillary.runtime.base import Outcome, Problem
-from armillary.runtime.instance import Instance
+from armillary.runtime.instance import Instance, Template
 from armillary.runtime.kubernetes import render, status, tenancy
 from armillary.runtime.kubernetes.model import Cluster, TenantView
 from armillary.store import repository
@@ -142,6 +143,13 @@ class KubernetesRuntime:
                 await self._client.close()
             self._client = None
 
+    def prepare(self, instance: Instance) -> Instance:
+        """Images run here (the nodes runtime's problem with them is cleared); a process
+        does not (a problem on its component)."""
+        return Instance(
+            tenant=instance.tenant, templates=tuple(_here(t) for t in instance.templates)
+        )
+
     async def converge(
         self, tenant: str, instance: Instance | None, *, now: dt.datetime
     ) -> Outcome:
@@ -192,7 +200,16 @@ class KubernetesRuntime:
         *,
         now: dt.datetime,
     ) -> Outcome:
-        view = await self._view(tenant, instance)
+        # A component with a problem here (a process: no image; a Secret it may not
+        # have) is left out of the render and its problem shown on it, as the nodes
+        # runtime does. The rest of the stack runs.
+        runnable = Instance(
+            tenant=tenant,
+            templates=tuple(
+                t for t in instance.templates if t.image is not None and t.problem is None
+            ),
+        )
+        view = await self._view(tenant, runnable)
         refusals = list(render.refuse(view, cluster=self._settings))
         if refusals:
             return Outcome(
@@ -225,6 +242,13 @@ class KubernetesRuntime:
         observed = status.observe(
             instance.templates, list(self._cache.get(ns, {}).values()), now=now
         )
+        for template in instance.templates:
+            if template.problem is not None:
+                observed[template.component] = rollout.Observed(
+                    desired=template.replicas,
+                    job=template.type == "job",
+                    problems=(template.problem,),
+                )
         return Outcome(step=rollout.Step(components=observed), changed=changed)
 
     async def _members(self, client: AsyncClient, ns: str, counter: _Counter) -> dict[Key, str]:
@@ -311,6 +335,22 @@ class KubernetesRuntime:
     def cached(self, tenant: str) -> list[dict[str, Any]]:
         """What the watches hold for the tenant's namespace now."""
         return list(self._cache.get(naming.namespace_name(tenant), {}).values())
+
+
+def _here(template: Template) -> Template:
+    if template.image is not None and template.image_problem:
+        env = dict(template.env)
+        if template.release is not None:
+            env["ARMILLARY_RELEASE"] = template.release
+        return replace(template, problem=None, image_problem=False, env=env)
+    if template.image is None and template.problem is None:
+        problem = (
+            f"component {template.component!r} runs a process (command); the kubernetes "
+            "runtime runs container images: give it an `image:` or a release with an image "
+            "artifact"
+        )
+        return replace(template, problem=problem)
+    return template
 
 
 def store_views(db: Database) -> ViewOf:
