@@ -267,7 +267,8 @@ class Controllers:
 class FakeCluster:
     """The emulator and the controllers on a loop in a thread (see the docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, controllers: bool = True) -> None:
+        self._play = controllers  # False: objects are stored, nothing acts on them
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -297,12 +298,12 @@ class FakeCluster:
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self.controllers = Controllers(emulator, self.url)
-            playing = asyncio.create_task(self.controllers.run())
+            playing = [asyncio.create_task(self.controllers.run())] if self._play else []
             self._ready.set()
             await self._stop.wait()
-            playing.cancel()
-            with_cancel = asyncio.gather(playing, return_exceptions=True)
-            await with_cancel
+            for task in playing:
+                task.cancel()
+            await asyncio.gather(*playing, return_exceptions=True)
 
     def call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
