@@ -31,6 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the emulator lives with the tests' support code
 
+from tests.support.kubernetes import FakeCluster  # noqa: E402
+
 from armillary.resources import loader  # noqa: E402
 from armillary.resources.schedule import Schedule  # noqa: E402
 from armillary.resources.tenant import Tenant  # noqa: E402
@@ -39,7 +41,6 @@ from armillary.runtime.kubernetes import inputs  # noqa: E402
 from armillary.runtime.kubernetes.model import Cluster, TenantView  # noqa: E402
 from armillary.runtime.kubernetes.render import render_tenant  # noqa: E402
 from armillary.runtime.kubernetes.runtime import Access, KubernetesRuntime  # noqa: E402
-from tests.support.kubernetes import FakeCluster  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "kubernetes"
 

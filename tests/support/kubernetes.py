@@ -77,14 +77,14 @@ def _not_found(what: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(status, status=404)
 
 
-class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with server-side apply creating, and Namespaces."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.namespaces: dict[str, dict[str, Any]] = {}
         for plural in RESOURCES:
-            self.resources[plural] = {}
+            self.resources[plural] = kmock.ResourceInfo()
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         match = _NAMESPACE.fullmatch(request.url.path)
@@ -110,8 +110,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 else:
                     created = False
             if created:  # the update is served as the emulator would, on the new object
-                return await super(kmock.KubernetesEmulator, self)._handle(request)  # type: ignore[no-any-return]
-        return await super()._handle(request)  # type: ignore[no-any-return]
+                return await super(kmock.KubernetesEmulator, self)._handle(request)
+        return await super()._handle(request)
 
     async def _namespace(self, request: rendering.Request, name: str) -> aiohttp.web.Response:
         if request.method == "PATCH":
@@ -152,10 +152,8 @@ class Controllers:
         headers = {"User-Agent": HARNESS_AGENT}
         async with aiohttp.ClientSession(base_url=self._url, headers=headers) as http:
             while True:
-                try:
-                    await self._pass(http)
-                except (aiohttp.ClientError, KeyError, ValueError):  # raced a delete
-                    pass
+                with contextlib.suppress(aiohttp.ClientError, KeyError, ValueError):
+                    await self._pass(http)  # (a pass that raced a delete is done again)
                 await asyncio.sleep(0.1)
 
     async def _pass(self, http: aiohttp.ClientSession) -> None:
