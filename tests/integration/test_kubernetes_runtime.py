@@ -351,3 +351,36 @@ def test_a_tenant_apply_takes_at_most_one_request_per_object_plus_one(
     ) + 1  # fmt: skip  # the Namespace
     assert objects == 9  # namespace, parent, claim, policy, 2 services, 2 deployments, job
     assert len(made) <= objects + 1, made
+
+
+# --- names Kubernetes would refuse ------------------------------------------------------
+
+
+def test_a_name_kubernetes_refuses_is_refused_at_apply_for_a_tenant_on_a_cluster(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("nm")
+    long_port = {"name": "agent", "image": f"{IMAGE}:1.0.0"}
+    long_port["ports"] = [{"name": "metrics-exporter-port", "port": 9100}]
+    documents = [stack(f"s-{mark}", long_port), tenant(name, f"s-{mark}", runtime=ON_CLUSTER)]
+    with server.client() as http:
+        refused = http.post("/api/v1/apply", json={"documents": documents})
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["path"] == "spec.components[0].ports[0].name" and error["document"] == 0
+        assert "'metrics-exporter-port' cannot name a Kubernetes container port" in error["message"]
+        assert f"cluster {CLUSTER!r}" in error["message"]
+        assert http.get(f"/api/v1/tenants/{name}").status_code == 404  # nothing written
+
+        # On nodes the same name is fine: Kubernetes' rules apply where it runs.
+        documents[1] = tenant(name, f"s-{mark}", runtime="nodes")
+        accepted = http.post("/api/v1/apply", json={"documents": documents})
+        assert accepted.status_code == 200, accepted.text
+        # And moving that tenant to the cluster is refused at its Tenant, naming the Stack.
+        moving = http.post(
+            "/api/v1/apply", json={"documents": [tenant(name, f"s-{mark}", runtime=ON_CLUSTER)]}
+        )
+        assert moving.status_code == 422, moving.text
+        [error] = moving.json()["errors"]
+        assert error["path"] == "spec.stack"
+        assert f"Stack/s-{mark}: spec.components[0].ports[0].name" in error["message"]

@@ -19,14 +19,21 @@ from typing import Any, Literal
 
 from armillary import errors
 from armillary.auth import secrets
-from armillary.control import plan, references
+from armillary.control import plan, references, runtimes
 from armillary.errors import Invalid, Issue
 from armillary.resources import canonical, validate
+from armillary.resources.cluster import Cluster
 from armillary.resources.secret import Secret
+from armillary.resources.stack import Stack
+from armillary.resources.tenant import Org, Tenant
+from armillary.runtime import expand
+from armillary.runtime.kubernetes import model, render
+from armillary.runtime.kubernetes import runtime as kubernetes
 from armillary.store import repository
 from armillary.store.database import Database, Tx
 
 Result = Literal["created", "configured", "unchanged", "deleted"]
+API = "armillary.dev/v1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,8 +160,61 @@ async def _check_references(conn: Tx, parsed: Sequence[Parsed]) -> None:
             if found is not None:
                 components[name] = [str(c["name"]) for c in found.spec.get("components", [])]
         issues += references.unknown_components(items, stored=components)
+    issues += await _check_kubernetes(conn, items)
     if issues:
         raise Invalid(issues)
+
+
+async def _check_kubernetes(conn: Tx, items: Sequence[canonical.Canonical]) -> list[Issue]:
+    """What would not make valid Kubernetes objects, for each Tenant of the set that
+    runs on a Cluster (its own `runtime`, else its Org's), at the field that says it.
+    A component that runs a process is not refused here: the runtime says so in the
+    tenant's status, and the rest of the stack runs."""
+    index = {(item.kind, item.name): i for i, item in enumerate(items)}
+
+    async def document(kind: str, name: str) -> dict[str, Any] | None:
+        if (kind, name) in index:
+            item = items[index[(kind, name)]]
+            return {"apiVersion": API, "kind": kind, "metadata": {"name": name}, "spec": item.spec}
+        row = await repository.get(conn, kind, name)
+        return row.document() if row is not None else None
+
+    issues: list[Issue] = []
+    for i, item in enumerate(items):
+        if item.kind != "Tenant":
+            continue
+        tenant = Tenant.model_validate(await document("Tenant", item.name))
+        org_document = await document("Org", tenant.spec.org)
+        org = Org.model_validate(org_document) if org_document is not None else None
+        chosen = runtimes.wanted(tenant, org)
+        stack_document = await document("Stack", tenant.spec.stack)
+        if not chosen.startswith(runtimes.PREFIX) or stack_document is None:
+            continue
+        cluster = chosen.removeprefix(runtimes.PREFIX)
+        cluster_document = await document("Cluster", cluster)
+        settings = (
+            kubernetes.settings_of(Cluster.model_validate(cluster_document).spec)
+            if cluster_document is not None
+            else model.Cluster()
+        )
+        usable = {use.name: "apply" for use in tenant.spec.secrets}
+        view = model.TenantView(
+            tenant=tenant.metadata.name,
+            org=tenant.spec.org,
+            stack=tenant.spec.stack,
+            instance=expand.expand(tenant, Stack.model_validate(stack_document), {}, usable),
+            quota=org.spec.tenant_quota if org is not None else None,
+        )
+        for refusal in render.refuse(view, cluster=settings):
+            if refusal.path.endswith((".command", ".release")):
+                continue  # a process: a problem in status, not an invalid object
+            message = f"on cluster {cluster!r} (tenant {tenant.metadata.name!r}): {refusal.message}"
+            where = index.get((refusal.kind, refusal.name))
+            if where is not None:
+                issues.append(Issue(path=refusal.path, message=message, document=where))
+            else:  # the Stack is stored: said at the Tenant, naming the Stack's field
+                issues.append(Issue(path="spec.stack", message=f"{refusal}: {message}", document=i))
+    return list(dict.fromkeys(issues))
 
 
 async def _check_pruned(conn: Tx, parsed: Sequence[Parsed], changes: Sequence[plan.Change]) -> None:
