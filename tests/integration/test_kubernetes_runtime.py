@@ -360,7 +360,7 @@ def test_a_name_kubernetes_refuses_is_refused_at_apply_for_a_tenant_on_a_cluster
     server: ServerProcess, cluster: FakeCluster
 ) -> None:
     name, mark = fresh("nm")
-    long_port = {"name": "agent", "image": f"{IMAGE}:1.0.0"}
+    long_port: dict[str, Any] = {"name": "agent", "image": f"{IMAGE}:1.0.0"}
     long_port["ports"] = [{"name": "metrics-exporter-port", "port": 9100}]
     documents = [stack(f"s-{mark}", long_port), tenant(name, f"s-{mark}", runtime=ON_CLUSTER)]
     with server.client() as http:
