@@ -126,7 +126,7 @@ CASES = [
     pytest.param(
         ORG.replace("kind: Org", "kind: Pod  # <-"),
         "kind",
-        "unknown kind 'Pod'; expected one of Org, Stack, Release, Secret, Tenant, Schedule, WebhookSource",
+        "unknown kind 'Pod'; expected one of Org, Stack, Release, Secret, Cluster, Tenant, Schedule, WebhookSource",
         id="unknown-kind",
     ),
     pytest.param(

@@ -303,6 +303,14 @@ def create_server(settings: Settings) -> ASGIApp:
     return measure.Measure(guarded) if settings.metrics else guarded
 
 
+async def _tenants(db: Database, runtimes: Runtimes) -> None:
+    """The tenant controller for one term: the clusters' watches end with it."""
+    try:
+        await Driver(TenantController(db, runtimes), db.feed).run()
+    finally:
+        await runtimes.close()
+
+
 def _leader_tasks(
     app: FastAPI, db: Database, runtime: NodesRuntime, settings: Settings
 ) -> list[LeaderTask]:
@@ -312,9 +320,7 @@ def _leader_tasks(
     tasks = [
         LeaderTask(
             name="tenants",
-            make=lambda: Driver(
-                TenantController(db, Runtimes(db, runtime, vault=app.state.vault)), db.feed
-            ).run(),
+            make=lambda: _tenants(db, Runtimes(db, runtime, vault=app.state.vault)),
         ),
         LeaderTask(name="schedules", make=lambda: Driver(app.state.schedules, db.feed).run()),
         LeaderTask(name=drains.Drains.name, make=lambda: drains.Drains(db).run()),
