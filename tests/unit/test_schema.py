@@ -72,6 +72,7 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "overrides": {"agent": {"replicas": 2}},
             "routing": {"slack": ["T01ABC"]},
             "schedules": [{"name": "nightly", "component": "seed", "cron": "0 3 * * *"}],
+            "runtime": {"kubernetes": {"cluster": "prod-eu"}},
         },
     },
     "Schedule": {

@@ -549,6 +549,35 @@ CASES = [
         "type generic-hmac needs hmac: {header, algorithm, encoding}",
         id="generic-hmac-without-hmac",
     ),
+    # --- Cluster, and where a tenant runs ----------------------------------------------
+    pytest.param(
+        "apiVersion: armillary.dev/v1\nkind: Cluster\nmetadata:\n  name: c\n"
+        "spec:  # <-\n  domain: apps.example.com\n",
+        "spec.kubeconfig",
+        "say how to reach the cluster: a kubeconfig in a Secret",
+        id="cluster-unreachable-by-nothing",
+    ),
+    pytest.param(
+        "apiVersion: armillary.dev/v1\nkind: Cluster\nmetadata:\n  name: c\n"
+        "spec:\n  kubeconfig: {secret: k}\n  in_cluster: true  # <-\n",
+        "spec.in_cluster",
+        "give either kubeconfig or in_cluster: true, not both",
+        id="cluster-reached-two-ways",
+    ),
+    pytest.param(
+        "apiVersion: armillary.dev/v1\nkind: Cluster\nmetadata:\n  name: c\n"
+        "spec:\n  in_cluster: true\n  domain: Bad_Domain  # <-\n",
+        "spec.domain",
+        "expected a DNS domain like 'apps.example.com'",
+        id="cluster-domain",
+    ),
+    pytest.param(
+        "apiVersion: armillary.dev/v1\nkind: Tenant\nmetadata:\n  name: t\n"
+        "spec:\n  org: a\n  stack: s\n  runtime: docker  # <-\n",
+        "spec.runtime",
+        "input should be 'nodes'",
+        id="tenant-runtime",
+    ),
 ]
 
 

@@ -102,7 +102,9 @@ class Access:
         if not isinstance(data, dict) or not data.get("clusters"):
             raise ValueError("the kubeconfig has no clusters (expected a kubeconfig mapping)")
         try:
-            return KubeConfig.from_dict(data)
+            config = KubeConfig.from_dict(data)
+            config.get()  # its current context must name a cluster and a user
+            return config
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"the kubeconfig is not usable ({type(exc).__name__})") from None
 
