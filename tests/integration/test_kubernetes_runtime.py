@@ -384,3 +384,31 @@ def test_a_name_kubernetes_refuses_is_refused_at_apply_for_a_tenant_on_a_cluster
         [error] = moving.json()["errors"]
         assert error["path"] == "spec.stack"
         assert f"Stack/s-{mark}: spec.components[0].ports[0].name" in error["message"]
+
+
+# --- agent calls -----------------------------------------------------------------------
+
+
+def test_an_agent_run_for_a_tenant_on_a_cluster_ends_saying_it_is_not_supported(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("ag")
+    apply(
+        server,
+        org("acme"),
+        stack(f"s-{mark}", image_agent()),
+        tenant(name, f"s-{mark}", runtime=ON_CLUSTER),
+    )
+    wait_for(lambda: is_ready(server, name), timeout_s=60, what="tenant Ready")
+    with server.client() as http:
+        started = http.post("/api/v1/agents/run", json={"tenant": name, "input": {}})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+
+        def ended() -> dict[str, Any] | None:
+            run: dict[str, Any] = http.get(f"/api/v1/runs/{run_id}").json()
+            return run if run["state"] in ("failed", "dead") else None
+
+        run = wait_for(ended, timeout_s=60, what="the run to end")
+    assert f"runs on kubernetes/{CLUSTER}" in run["error"]
+    assert "not supported yet" in run["error"]

@@ -324,7 +324,15 @@ class Runner:
         event: events.Event | None,
     ) -> Target:
         """Where `run` is sent and with what, from what `_targets` read;
-        `TemporaryError` if no replica of the component is up and healthy."""
+        `TemporaryError` if no replica of the component is up and healthy,
+        `PermanentError` if the tenant runs on a Kubernetes cluster (calls there, by
+        cluster DNS or the API server's service proxy, are not built)."""
+        runtime = str(tenant.status.get("runtime") or "nodes")
+        if runtime != "nodes":
+            raise PermanentError(
+                f"tenant {run.tenant!r} runs on {runtime}: agent calls to a tenant on a "
+                "Kubernetes cluster are not supported yet"
+            )
         urls = sorted(
             url
             for a in held
