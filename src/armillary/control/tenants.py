@@ -175,18 +175,20 @@ class TenantController:
         """A deleted tenant: every runtime removes what it holds of it."""
         async with self._db.read() as conn:
             everywhere = await self._runtimes.every(conn)
-        idle = True
+        idle, blocked = True, False
         for chosen in everywhere:
             if chosen.runtime is None:
                 continue
             outcome = await chosen.runtime.converge(key, None, now=now)
-            if outcome.problem is not None:  # told in that cluster's other tenants' status
+            if outcome.problem is not None:  # what it holds there is removed once it answers
                 log.warning("deleted tenant %s: %s", key, outcome.problem.message)
+                blocked = True
+                continue
             idle = idle and outcome.idle
-        if idle:
+        if idle and not blocked:
             await self._rollouts.forget(key)
             return Result()
-        return Result(requeue_after_s=1.0)
+        return Result(requeue_after_s=PROBLEM_RECHECK_S if idle else 1.0)
 
     async def _move_away(
         self,
