@@ -182,10 +182,19 @@ def test_a_tenant_moves_from_nodes_to_kubernetes_and_back(
 
     wait_for(settled_on_nodes, timeout_s=60, what="agent running on nodes")
     assert len(replicas(server, name)) == 1 and deployments(cluster, name) == []
+    said: list[tuple[str, str]] = []  # (status.runtime, Ready's reason) as seen on the way
+
+    def seen() -> None:
+        status = status_of(server, name)
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        step = (str(status.get("runtime")), str(ready.get("reason")))
+        if not said or said[-1] != step:
+            said.append(step)
 
     apply(server, tenant(name, f"s-{mark}", mark, runtime=ON_CLUSTER))
 
     def settled_on_cluster() -> bool:
+        seen()
         status = status_of(server, name)
         components = status.get("components", {})
         return (
@@ -195,13 +204,22 @@ def test_a_tenant_moves_from_nodes_to_kubernetes_and_back(
         )
 
     wait_for(settled_on_cluster, timeout_s=60, what="web running on the cluster")
+    # While the nodes runtime removed its replica, status said so, naming it.
+    assert ("nodes", "MovingRuntime") in said, said
     assert replicas(server, name) == []  # the nodes runtime removed its replica first
     assert [d["metadata"]["name"] for d in deployments(cluster, name)] == ["web"]
     degraded = conditions(server, name)["Degraded"]
     assert degraded["status"] == "True" and "agent" in degraded["message"]
 
+    said.clear()
     apply(server, tenant(name, f"s-{mark}", mark, runtime="nodes"))
-    wait_for(settled_on_nodes, timeout_s=60, what="agent running on nodes again")
+
+    def back_on_nodes() -> bool:
+        seen()
+        return settled_on_nodes()
+
+    wait_for(back_on_nodes, timeout_s=60, what="agent running on nodes again")
+    assert (f"kubernetes/{CLUSTER}", "MovingRuntime") in said, said
     wait_for(lambda: gone_from_cluster(cluster, name), timeout_s=60, what="cluster objects removed")
     assert len(replicas(server, name)) == 1
 
