@@ -186,7 +186,9 @@ def test_a_tenant_moves_from_nodes_to_kubernetes_and_back(
 
     def seen() -> None:
         status = status_of(server, name)
-        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        ready: dict[str, Any] = next(
+            (c for c in status.get("conditions", []) if c["type"] == "Ready"), {}
+        )
         step = (str(status.get("runtime")), str(ready.get("reason")))
         if not said or said[-1] != step:
             said.append(step)
