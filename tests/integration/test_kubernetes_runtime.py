@@ -432,3 +432,48 @@ def test_an_agent_run_for_a_tenant_on_a_cluster_ends_saying_it_is_not_supported(
         run = wait_for(ended, timeout_s=60, what="the run to end")
     assert f"runs on kubernetes/{CLUSTER}" in run["error"]
     assert "not supported yet" in run["error"]
+
+
+# --- the Secrets a tenant uses ---------------------------------------------------------
+
+
+def test_the_secrets_a_tenant_uses_are_written_to_its_namespace_and_referenced(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("sec")
+    value = f"s3cr3t-{mark}"
+    apply(
+        server,
+        org("acme"),
+        {
+            **secret(f"db-{mark}", {"PASSWORD": value}),
+            "spec": {"tenant": name, "data": {"PASSWORD": value}},
+        },
+        stack(f"s-{mark}", image_agent()),
+        tenant(
+            name, f"s-{mark}", runtime=ON_CLUSTER, secrets=[{"name": f"db-{mark}", "prefix": "DB_"}]
+        ),
+    )
+    wait_for(lambda: is_ready(server, name), timeout_s=60, what="tenant Ready")
+    ns = naming.namespace_name(name)
+    [written] = cluster.live("v1/secrets", ns)
+    assert written["metadata"]["name"] == f"db-{mark}"
+    assert written["stringData"] == {"PASSWORD": value}
+    assert written["metadata"]["labels"]["armillary.dev/tenant"] == name
+    container = deployments(cluster, name)[0]["spec"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert refs["DB_PASSWORD"] == {"secretKeyRef": {"name": f"db-{mark}", "key": "PASSWORD"}}
+    [parent] = [
+        c
+        for c in cluster.live("v1/configmaps", ns)
+        if c["metadata"]["name"] == "armillary-applyset"
+    ]
+    assert "Secret" in parent["metadata"]["annotations"][
+        "applyset.kubernetes.io/contains-group-kinds"
+    ].split(",")
+    with server.client() as http:
+        assert value not in http.get(f"/api/v1/tenants/{name}").text
+
+    # No longer used: pruned with the rest of what is no longer rendered.
+    apply(server, tenant(name, f"s-{mark}", runtime=ON_CLUSTER))
+    wait_for(lambda: cluster.live("v1/secrets", ns) == [], timeout_s=60, what="the Secret pruned")

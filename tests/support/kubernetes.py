@@ -49,6 +49,7 @@ FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures" / "kubernetes"
 HARNESS_AGENT = "armillary-test-controllers"
 RESOURCES = (
     "v1/configmaps",
+    "v1/secrets",
     "v1/services",
     "v1/persistentvolumeclaims",
     "v1/resourcequotas",

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 from armillary.auth import secrets as secret_values
 from armillary.auth.secrets import Vault
+from armillary.errors import PermanentError
 from armillary.resources.cluster import Cluster, KubernetesRuntime, RuntimeChoice
 from armillary.resources.tenant import Org, Tenant
 from armillary.runtime.base import Problem, Runtime
 from armillary.runtime.kubernetes import runtime as kubernetes
 from armillary.store import repository
+from armillary.store import secrets as secret_store
 from armillary.store.database import Database, Tx
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class Runtimes:
             access=access,
             view=kubernetes.store_views(self._db),
             publish=lambda change: self._db.feed.publish([change]),
+            secrets=self._secret_values,
         )
         self._clusters[cluster] = (fingerprint, made)
         return Chosen(name=name, runtime=made)
@@ -125,6 +128,22 @@ class Runtimes:
         found = [Chosen(name=NODES, runtime=self._nodes)]
         for cluster in sorted(await repository.names(conn, "Cluster")):
             found.append(await self.by_name(conn, PREFIX + cluster))
+        return found
+
+    async def _secret_values(self, tenant: str, names: list[str]) -> dict[str, dict[str, str]]:
+        """The values of those of `names` that `tenant` may use (its own or shared),
+        for the kubernetes runtime to write into its namespace. Never logged."""
+        if self._vault is None:
+            return {}
+        found: dict[str, dict[str, str]] = {}
+        async with self._db.read() as conn:
+            for sealed in await secret_store.list_all(conn, names):
+                if sealed.tenant not in (None, tenant) or sealed.ciphertext is None:
+                    continue
+                try:
+                    found[sealed.name] = self._vault.open(sealed.ciphertext, name=sealed.name)
+                except PermanentError as exc:  # names the Secret, never a value
+                    log.error("%s", exc)
         return found
 
     def built(self, cluster: str) -> kubernetes.KubernetesRuntime | None:

@@ -26,6 +26,11 @@ Failures stay with the tenant: an unreadable kubeconfig, an unreachable API serv
 or a refused object come back as `Outcome.problem`, never as an exception, so the
 tenant's status says which Cluster and why, and other tenants go on. A component
 that runs a process (no image) is a problem on that component; the others run.
+
+Secrets. The Secrets a tenant's components use (those it may use: its own or
+shared) are read from the store when it is applied and written to its namespace as
+Kubernetes Secrets (`stringData`), members of its ApplySet; their values are held
+in memory for the apply only, and what is kept is a digest of each object.
 """
 
 from __future__ import annotations
@@ -77,6 +82,9 @@ HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPR
 Key = tuple[str, str, str]  # (apiVersion/kind, namespace, name)
 ViewOf = Callable[[str, Instance], Awaitable[TenantView]]
 """The tenant as the renderer sees it, from its name and instance."""
+SecretsOf = Callable[[str, list[str]], Awaitable[dict[str, dict[str, str]]]]
+"""The values of those of the named Secrets the tenant may use, by name (in memory
+only: they are written to the cluster as Secrets, never logged or kept)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,12 +128,14 @@ class KubernetesRuntime:
         access: Access,
         view: ViewOf,
         publish: Callable[[Change], None],
+        secrets: SecretsOf | None = None,
     ) -> None:
         self.name = f"kubernetes/{cluster}"
         self.cluster = cluster
         self._settings = settings
         self._access = access
         self._view = view
+        self._secrets = secrets
         self._publish = publish
         self._client: AsyncClient | None = None
         self._applied: dict[str, dict[Key, str]] = {}  # tenant → object → digest applied
@@ -212,6 +222,10 @@ class KubernetesRuntime:
             ),
         )
         view = await self._view(tenant, runnable)
+        names = sorted({use.secret for t in runnable.templates for use in t.secrets})
+        values = await self._secrets(tenant, names) if self._secrets is not None and names else {}
+        if values:  # known keys: one secretKeyRef each, so a Secret wins as on nodes
+            view = replace(view, secret_keys={n: tuple(sorted(v)) for n, v in values.items()})
         refusals = list(render.refuse(view, cluster=self._settings))
         if refusals:
             return Outcome(
@@ -222,9 +236,11 @@ class KubernetesRuntime:
                     + "; ".join(str(r) for r in dict.fromkeys(refusals)),
                 ),
             )
-        objects = render.render_tenant(view, cluster=self._settings)
-        wanted = {_key(o): (_digest(o), o) for o in objects}
         ns = naming.namespace_name(tenant)
+        objects = _with_secrets(
+            render.render_tenant(view, cluster=self._settings), view, ns, values
+        )
+        wanted = {_key(o): (_digest(o), o) for o in objects}
         applied = self._applied.get(tenant)
         if applied is None:  # nothing remembered: what does the cluster hold already?
             applied = await self._members(client, ns, counter)
@@ -337,6 +353,49 @@ class KubernetesRuntime:
     def cached(self, tenant: str) -> list[dict[str, Any]]:
         """What the watches hold for the tenant's namespace now."""
         return list(self._cache.get(naming.namespace_name(tenant), {}).values())
+
+
+def _with_secrets(
+    objects: list[dict[str, Any]],
+    view: TenantView,
+    ns: str,
+    values: Mapping[str, Mapping[str, str]],
+) -> list[dict[str, Any]]:
+    """The rendered objects plus the tenant's Secrets (members of its ApplySet, so
+    pruned like the rest), after the parent, whose group-kinds then name Secret."""
+    if not values:
+        return objects
+    part_of = tenancy.applyset_id(ns)
+    secrets = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {
+                    **tenancy.tenant_labels(view),
+                    "applyset.kubernetes.io/part-of": part_of,
+                },
+            },
+            "type": "Opaque",
+            "stringData": dict(values[name]),
+        }
+        for name in sorted(values)
+    ]
+    out: list[dict[str, Any]] = []
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == tenancy.PARENT_NAME:
+            annotations = obj["metadata"]["annotations"]
+            kinds = set(annotations["applyset.kubernetes.io/contains-group-kinds"].split(","))
+            annotations["applyset.kubernetes.io/contains-group-kinds"] = ",".join(
+                sorted(kinds | {"Secret"})
+            )
+            out.append(obj)
+            out.extend(secrets)
+        else:
+            out.append(obj)
+    return out
 
 
 def _here(template: Template) -> Template:
