@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from hypothesis import strategies as st
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
 from ruamel.yaml import YAML
 
-from armillary.resources import loader, naming
+from armillary.resources import loader, naming, stack
 from armillary.resources.meta import Document
-from armillary.runtime.kubernetes import inputs, manifest, tenancy
+from armillary.runtime.kubernetes import inputs, manifest, names, tenancy
 from armillary.runtime.kubernetes.model import Cluster, Refusal, Unrenderable
 from armillary.runtime.kubernetes.render import render
 
@@ -214,6 +215,95 @@ spec: {{tenant: acme-support, component: job, cron: "@daily"}}
     [refusal] = refusals_of(docs)
     assert (refusal.kind, refusal.name, refusal.path) == ("Schedule", name, "metadata.name")
     assert "at most 52" in refusal.message
+
+
+def test_a_schedule_named_like_one_of_the_tenants_inline_schedules_is_refused() -> None:
+    inline = (
+        "spec: {org: acme, stack: s, schedules: [{name: nightly, component: job, cron: '@daily'}]}"
+    )
+    extra = """---
+apiVersion: armillary.dev/v1
+kind: Schedule
+metadata: {name: nightly}
+spec: {tenant: acme-support, component: job, cron: "@hourly"}
+"""
+    text = BASE.replace("spec: {org: acme, stack: s}", inline)
+    docs = [
+        i.resource
+        for i in loader.load_text(text + "    - {name: job, type: job, image: x/y:1}\n" + extra)
+    ]
+    [refusal] = refusals_of(
+        docs
+    )  # two CronJobs `nightly` in one namespace: one would replace the other
+    assert (refusal.kind, refusal.name, refusal.path) == ("Schedule", "nightly", "metadata.name")
+    assert "Tenant/acme-support spec.schedules[0].name" in refusal.message
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(rf"{_DNS_LABEL.pattern}(\.{_DNS_LABEL.pattern})*")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# What the API server checks of a name, per kind (the rest: a DNS-1123 subdomain of at
+# most 253): a Job's name is also the `job-name` label of its pods, a CronJob's Jobs
+# add 11 characters to its own.
+_NAME_RULES = {
+    "Namespace": (_DNS_LABEL, 63),
+    "Service": (_DNS_1035, 63),
+    "Job": (_SUBDOMAIN, 63),
+    "CronJob": (_SUBDOMAIN, 52),
+}
+
+
+def _name_problems(obj: dict[str, Any]) -> list[str]:
+    """Where an object breaks the API server's rules for names and label values."""
+    where = f"{obj['kind']}/{obj['metadata']['name']}"
+    pattern, limit = _NAME_RULES.get(obj["kind"], (_SUBDOMAIN, 253))
+    name = obj["metadata"]["name"]
+    problems = [] if pattern.fullmatch(name) and len(name) <= limit else [f"{where}: name"]
+    spec = obj.get("spec", {})
+    templates = [spec.get("template"), spec.get("jobTemplate", {}).get("spec", {}).get("template")]
+    for metadata in [obj["metadata"], *(t["metadata"] for t in templates if t)]:
+        for key, value in metadata.get("labels", {}).items():
+            if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+                problems.append(f"{where}: label {key}={value}")
+    for template in (t for t in templates if t):
+        for container in template["spec"]["containers"]:
+            if len(container["name"]) > 63 or not _DNS_LABEL.fullmatch(container["name"]):
+                problems.append(f"{where}: container {container['name']}")
+    return problems
+
+
+def test_the_longest_names_armillary_accepts_make_valid_kubernetes_names() -> None:
+    longest = stack.COMPONENT_NAME_MAX
+    service, job, portless = "s" * longest, "j" * longest, "9" + "p" * (longest - 1)
+    tenant, org, stack_name, schedule = "t" * 63, "o" * 63, "k" * 63, "n" * names.CRONJOB_NAME_MAX
+    text = f"""
+apiVersion: armillary.dev/v1
+kind: Org
+metadata: {{name: {org}}}
+spec: {{}}
+---
+apiVersion: armillary.dev/v1
+kind: Tenant
+metadata: {{name: {tenant}}}
+spec:
+  org: {org}
+  stack: {stack_name}
+  schedules: [{{name: {schedule}, component: {job}, cron: "@daily"}}]
+---
+apiVersion: armillary.dev/v1
+kind: Stack
+metadata: {{name: {stack_name}}}
+spec:
+  components:
+    - {{name: {service}, image: x/y:1, ports: [{{name: http}}], exposure: public}}
+    - {{name: {job}, type: job, image: x/y:1, depends_on: [{service}]}}
+    - {{name: {portless}, image: x/y:1}}
+"""
+    docs = [i.resource for i in loader.load_text(text, file="stack.yaml")]
+    objects = rendered(docs, Cluster(domain="example.com"))
+    assert {o["kind"] for o in objects} >= {"Deployment", "Job", "CronJob", "Service", "Ingress"}
+    assert [p for o in objects for p in _name_problems(o)] == []
 
 
 def test_an_org_quota_needs_requests_on_every_component() -> None:

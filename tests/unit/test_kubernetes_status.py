@@ -254,6 +254,39 @@ def test_crash_loop_back_off_fails_only_after_crash_loop_after_restarts_unless_t
     )
 
 
+def test_a_missing_secret_fails_the_revision_and_a_refused_pod_is_a_problem() -> None:
+    pod = fixture(
+        "pod-imagepullbackoff.json"
+    )  # the same pod, its image pulled, its Secret not there
+    pod["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {
+            "message": 'secret "support-db" not found',
+            "reason": "CreateContainerConfigError",
+        }
+    }
+    text = 'pod agent-5f6b7d9c88-p7w4n CreateContainerConfigError (secret "support-db" not found)'
+    assert status.observe([new_agent()], [pod], now=NOW)["agent"].failing == (text,)
+    # The Deployment page's example of a quota refusing pods (kubernetes.io, "Failed Deployment").
+    refused = fixture("deployment-progressing.json")
+    refused["status"]["conditions"].append(
+        {
+            "lastTransitionTime": "2026-11-30T10:00:01Z",
+            "lastUpdateTime": "2026-11-30T10:00:01Z",
+            "message": 'Error creating: pods "agent-5f6b7d9c88-" is forbidden: exceeded quota: '
+            "tenant-quota, requested: pods=1, used: pods=40, limited: pods=40",
+            "reason": "FailedCreate",
+            "status": "True",
+            "type": "ReplicaFailure",
+        }
+    )
+    observed = status.observe([new_agent()], [refused], now=NOW)["agent"]
+    assert observed.failing == ()
+    assert observed.problems == (
+        'deployment agent FailedCreate (Error creating: pods "agent-5f6b7d9c88-" is forbidden: '
+        "exceeded quota: tenant-quota, requested: pods=1, used: pods=40, limited: pods=40)",
+    )
+
+
 def test_a_pod_not_yet_ready_within_its_probes_time_is_not_unhealthy() -> None:
     # agent's probe: 30 s start period + 5 s interval × 4 failures = 50 s; started 10:00:04.
     early = dt.datetime(2026, 11, 30, 10, 0, 40, tzinfo=dt.UTC)

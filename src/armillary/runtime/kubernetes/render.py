@@ -20,7 +20,13 @@ from typing import Any
 from armillary.resources import naming
 from armillary.runtime.instance import Template
 from armillary.runtime.kubernetes import names, network, pods, tenancy, workloads
-from armillary.runtime.kubernetes.model import Cluster, Refusal, TenantView, Unrenderable
+from armillary.runtime.kubernetes.model import (
+    Cluster,
+    Refusal,
+    Scheduled,
+    TenantView,
+    Unrenderable,
+)
 
 Obj = dict[str, Any]
 
@@ -124,8 +130,16 @@ def refuse(view: TenantView, *, cluster: Cluster) -> Iterator[Refusal]:
             yield Refusal(
                 kind="Stack", name=view.stack, path=f"spec.components[{i}]{path}", message=message
             )
+    first: dict[str, Scheduled] = {}
     for schedule in view.schedules:
         problem = names.cronjob_name(schedule.name)
+        earlier = first.setdefault(schedule.name, schedule)
+        if problem is None and earlier is not schedule:
+            problem = (
+                f"tenant {view.tenant!r} already has a schedule {schedule.name!r} "
+                f"({earlier.kind}/{earlier.document} {earlier.path}); both would be the "
+                "CronJob of that name in its namespace: rename one"
+            )
         target = by_name.get(schedule.timing.component)
         if problem is None and (target is None or target.type != "job"):
             component = schedule.timing.component

@@ -80,7 +80,10 @@ def observe(
 ) -> dict[str, Observed]:
     """Each component's replicas as the namespace's `objects` show them, by component
     name, in the templates' order. `now` (aware) decides whether a pod not yet Ready
-    has had the time its readiness probe needs."""
+    has had the time its readiness probe needs.
+
+    Every object needs its `kind`: watch events and `kubectl get -o json` carry it, but
+    the items of a LIST answer do not — set it from the list's kind first."""
     index = _Index(objects)
     seen = {t.component: _component(t, index, now) for t in templates}
     by_name = {t.component: t for t in templates}

@@ -41,8 +41,8 @@ def component_labels(view: TenantView, template: Template, *, role: str) -> dict
 SPEC_HASH = "armillary.dev/spec-hash"
 
 
-def _annotations(template: Template) -> dict[str, str]:
-    notes = {SPEC_HASH: template.spec_hash()}
+def _annotations(template: Template, spec_hash: str) -> dict[str, str]:
+    notes = {SPEC_HASH: spec_hash}
     if template.release:
         notes["armillary.dev/release"] = template.release
     if template.depends_on:
@@ -50,16 +50,17 @@ def _annotations(template: Template) -> dict[str, str]:
     return notes
 
 
-def _pod_annotations(template: Template) -> dict[str, str]:
+def _pod_annotations(spec_hash: str) -> dict[str, str]:
     """Pods carry the spec hash of the template they were made from: status counts a
     pod as on the current spec by it (`status.observe`)."""
-    return {SPEC_HASH: template.spec_hash()}
+    return {SPEC_HASH: spec_hash}
 
 
 def deployment(view: TenantView, ns: str, template: Template, urls: Mapping[str, str]) -> Obj:
     object_labels = component_labels(view, template, role="service")
     metadata = tenancy.meta(template.component, ns, object_labels)
-    metadata["annotations"] = _annotations(template)
+    spec_hash = template.spec_hash()  # once per object: rendering 1,000 tenants counts it
+    metadata["annotations"] = _annotations(template, spec_hash)
     policy = template.policy
     return {
         "apiVersion": "apps/v1",
@@ -79,7 +80,7 @@ def deployment(view: TenantView, ns: str, template: Template, urls: Mapping[str,
             "template": {
                 "metadata": {
                     "labels": dict(object_labels),
-                    "annotations": _pod_annotations(template),
+                    "annotations": _pod_annotations(spec_hash),
                 },
                 "spec": pods.pod_spec(view, template, urls, restart="Always"),
             },
@@ -87,7 +88,7 @@ def deployment(view: TenantView, ns: str, template: Template, urls: Mapping[str,
     }
 
 
-def job_spec(view: TenantView, template: Template, urls: Mapping[str, str]) -> Obj:
+def job_spec(view: TenantView, template: Template, urls: Mapping[str, str], spec_hash: str) -> Obj:
     policy = str(template.restart.get("policy") or "on-failure")
     spec: Obj = {
         "backoffLimit": 0
@@ -96,7 +97,7 @@ def job_spec(view: TenantView, template: Template, urls: Mapping[str, str]) -> O
         "template": {
             "metadata": {
                 "labels": component_labels(view, template, role="job"),
-                "annotations": _pod_annotations(template),
+                "annotations": _pod_annotations(spec_hash),
             },
             "spec": pods.pod_spec(view, template, urls, restart=_RESTART[policy]),
         },
@@ -109,14 +110,18 @@ def job_spec(view: TenantView, template: Template, urls: Mapping[str, str]) -> O
 def job(
     view: TenantView, ns: str, template: Template, urls: Mapping[str, str], *, order: int
 ) -> Obj:
-    name = f"{template.component}-{template.spec_hash()[:8]}"
+    spec_hash = template.spec_hash()
+    name = f"{template.component}-{spec_hash[:8]}"
     metadata = tenancy.meta(name, ns, component_labels(view, template, role="job"))
-    metadata["annotations"] = {**_annotations(template), "armillary.dev/order": str(order)}
+    metadata["annotations"] = {
+        **_annotations(template, spec_hash),
+        "armillary.dev/order": str(order),
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata,
-        "spec": job_spec(view, template, urls),
+        "spec": job_spec(view, template, urls, spec_hash),
     }
 
 
@@ -134,7 +139,7 @@ def cronjob(
         "failedJobsHistoryLimit": timing.history_limit,
         "jobTemplate": {
             "metadata": {"labels": dict(object_labels)},
-            "spec": job_spec(view, template, urls),
+            "spec": job_spec(view, template, urls, template.spec_hash()),
         },
     }
     if timing.starting_deadline_s is not None:
