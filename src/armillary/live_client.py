@@ -3,10 +3,11 @@
 One `Live` is one WebSocket: `subscribe(channel, **filters)` sends a subscribe frame
 and returns a `Subscription`, an async iterator of that subscription's `Frame`s
 (system frames that name it, `subscribed` aside, come through too: an `error` ends
-it). The reader task answers the server's pings and hands each frame to the queue of
-its subscription, so several subscriptions share the socket. A closed socket ends
-every subscription with `Closed` (its code and reason: 4001 not authenticated, 4008
-too slow).
+it with `LiveError`). A server message may hold several frames, one a line. The
+reader task answers the server's pings and hands each frame to the queue of its
+subscription, so several subscriptions share the socket. A closed socket ends every
+subscription with `Closed` (its code and reason: 4001 not authenticated, 4008 too
+slow).
 
     async with Live.connect(url, token=token) as live:
         async for frame in live.subscribe("resources", kinds=["Tenant"]):
@@ -182,7 +183,7 @@ class Live:
             text = await asyncio.wait_for(self._ws.recv(), timeout=timeout_s)
         except websockets.ConnectionClosed as exc:
             raise _closed(exc) from None
-        frame = parse(text)
+        frame = parse(_lines(text)[0])
         if frame.channel != "system" or frame.type != "connected":
             raise Closed(None, f"expected the connected frame, got {frame.type!r}")
         self.connected = frame
@@ -215,23 +216,9 @@ class Live:
     async def _read(self) -> None:
         error: BaseException = Closed(None, "the connection ended")
         try:
-            async for text in self._ws:
-                frame = parse(text)
-                if frame.channel == "system":
-                    if frame.type == "ping":
-                        await self.send("system", "pong", None)
-                        continue
-                    if frame.type == "subscribed":
-                        continue
-                    if frame.type == "unsubscribed" and frame.id in self._subs:
-                        self._subs.pop(frame.id)._put(_END)
-                        continue
-                    if frame.type == "error" and frame.id is None:
-                        self.errors.append(frame)
-                        continue
-                sub = self._subs.get(frame.id or "")
-                if sub is not None:
-                    sub._put(frame)
+            async for message in self._ws:
+                for line in _lines(message):
+                    await self._dispatch(parse(line))
             error = _closed_now(self._ws)
         except websockets.ConnectionClosed as exc:
             error = _closed(exc)
@@ -243,6 +230,23 @@ class Live:
             sub._put(error)
         self._subs.clear()
 
+    async def _dispatch(self, frame: Frame) -> None:
+        if frame.channel == "system":
+            if frame.type == "ping":
+                await self.send("system", "pong", None)
+                return
+            if frame.type == "subscribed":
+                return
+            if frame.type == "unsubscribed" and frame.id in self._subs:
+                self._subs.pop(frame.id)._put(_END)
+                return
+            if frame.type == "error" and frame.id is None:
+                self.errors.append(frame)
+                return
+        sub = self._subs.get(frame.id or "")
+        if sub is not None:
+            sub._put(frame)
+
     async def __aenter__(self) -> Live:  # pragma: no cover - connect() is the way in
         return self
 
@@ -253,6 +257,12 @@ class Live:
         _tb: TracebackType | None,
     ) -> None:
         await self._ws.close()
+
+
+def _lines(message: str | bytes) -> list[str]:
+    """The frames of one server message: one JSON frame a line."""
+    text = message.decode() if isinstance(message, bytes) else message
+    return [line for line in text.split("\n") if line]
 
 
 def _wire_name(name: str) -> str:
