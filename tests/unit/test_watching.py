@@ -130,7 +130,7 @@ async def test_a_dropped_connection_resumes_from_the_last_resource_version() -> 
             frame("MODIFIED", tenant("a", 7)),
             OSError("reset"),
         ],
-        [system("subscribed"), frame("MODIFIED", tenant("a", 9))],
+        [system("subscribed"), synced(8), frame("MODIFIED", tenant("a", 9))],
     )
     said: list[str] = []
     updates = await take(server, RESOURCES, 3, said)
@@ -189,6 +189,9 @@ def run_watch(relist: Callable[[], Awaitable[list[dict[str, Any]]]], **kwargs: A
     )
 
 
+runs_synced = {"channel": "runs", "type": "SYNCED", "id": "a", "payload": {"resourceVersion": "1"}}
+
+
 def run_frame(kind: str, **run: Any) -> dict[str, Any]:
     return {"channel": "runs", "type": kind, "id": "a", "payload": {"kind": "agent", "run": run}}
 
@@ -203,8 +206,8 @@ async def test_other_channels_list_over_http_once_subscribed_and_again_after_a_d
         return lists.pop(0)
 
     server = Server(
-        [system("subscribed"), run_frame("MODIFIED", id="1", state="running"), Dropped("gone")],
-        [system("subscribed")],
+        [runs_synced, run_frame("MODIFIED", id="1", state="running"), Dropped("gone")],
+        [runs_synced],
     )
     first, running, *after = await take(server, run_watch(relist, forgets=False), 4)
     assert first.items == ({"id": "1", "state": "queued"}, {"id": "2", "state": "queued"})
@@ -222,7 +225,7 @@ async def test_an_item_that_stops_matching_a_client_side_filter_leaves() -> None
 
     server = Server(
         [
-            system("subscribed"),
+            runs_synced,
             run_frame("MODIFIED", id="2", state="failed"),
             run_frame("MODIFIED", id="1", state="queued"),
             run_frame("ADDED", id="9", state="queued"),  # never matched: not seen
@@ -242,7 +245,7 @@ async def test_an_item_that_stops_matching_a_client_side_filter_leaves() -> None
 def test_a_heartbeat_amends_the_node_s_usage() -> None:
     node = {"name": "n1", "usage": {"cpuPercent": 1.0, "memoryUsedMb": 10}, "replicas": 2}
     beat: dict[str, Any] = {"channel": "nodes", "type": "heartbeat", "id": "a"}
-    beat["payload"] = {"name": "n1", "cpu": 42.5, "memory": 300, "disk": 1, "at": "T"}
+    beat["payload"] = {"name": "n1", "cpu": 42.5, "memory": 3, "memoryUsedMb": 300, "at": "T"}
     change = watching.decode_node(beat, {"n1": node})
     assert change == Change(
         type="MODIFIED",
@@ -272,3 +275,22 @@ def test_the_differences_of_a_relist_turn_what_was_known_into_it(
             now[key] = change.item
     assert now == listed
     assert watching.differences(listed, listed) == []
+
+
+async def test_the_present_state_of_a_listing_channel_gives_way_to_its_http_list() -> None:
+    async def relist() -> list[dict[str, Any]]:
+        return [{"id": "1", "state": "running"}]
+
+    old = {"channel": "replicas", "type": "ADDED", "id": "a"}
+    old["payload"] = {"run": {"id": "1", "state": "starting"}, "resourceVersion": "1"}
+    server = Server(
+        [
+            old,
+            runs_synced,
+            run_frame("MODIFIED", id="1", state="running"),
+            run_frame("MODIFIED", id="1", state="failed"),
+        ]
+    )
+    first, failed = await take(server, run_watch(relist), 2)
+    assert first.items == ({"id": "1", "state": "running"},)  # not the older present state
+    assert failed.change == Change(type="MODIFIED", item={"id": "1", "state": "failed"})

@@ -1,37 +1,30 @@
 """The CLI's side of `/api/v1/ws`: `connect(api)` is the `watching.Connect` every `-w`
-uses, and `run(ctx, work)` runs a watch until Ctrl-C (exit 0, no traceback) or an error
-(printed, with its exit code, as `console.call` does).
+uses (through `armillary.live_client`), and `run(ctx, work)` runs a watch until Ctrl-C
+(exit 0, no traceback) or an error (printed, with its exit code, as `console.call`
+does).
 
-One socket per watch, one subscription on it; the socket answers the server's pings.
-A close the server explains (4001 unauthenticated, 4008 too slow) becomes the matching
-error or a `Dropped` to reconnect from; any other loss is a `Dropped`.
+One socket per watch, one subscription on it (the client answers the server's pings).
+A close the server explains becomes the matching error (4001: `Unauthorized`, exit 7)
+or a `Dropped` to reconnect from (4008 too slow, 1001 shutting down, a broken socket);
+a subscription's `error` frame is handed on as the frame it was, for `watching` to
+judge (Expired: list again; Invalid, Forbidden: the end).
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import typer
 import websockets
-from websockets.asyncio.client import connect as open_socket
 
+from armillary import live_client
 from armillary.cli import live, output, watching
 from armillary.cli.console import call, err
 from armillary.client import Client
 from armillary.errors import Unauthorized
 
-PATH = "/api/v1/ws"
 CLOSE_UNAUTHENTICATED = 4001
-
-
-def url_of(api: Client) -> str:
-    """ws:// or wss:// of the API's server."""
-    base = api.url
-    scheme = "wss" if base.startswith("https:") else "ws"
-    return f"{scheme}:{base.split(':', 1)[1]}{PATH}"
 
 
 def connect(api: Client) -> watching.Connect:
@@ -39,46 +32,40 @@ def connect(api: Client) -> watching.Connect:
     headers = {"Authorization": api.authorization} if api.authorization else {}
 
     async def frames(subscription: watching.Subscription) -> AsyncIterator[watching.Frame]:
-        ident = uuid.uuid4().hex[:8]
         try:
-            async with open_socket(
-                url_of(api), additional_headers=headers, max_size=None, open_timeout=30
-            ) as socket:
-                request = {
-                    "channel": subscription.channel,
-                    "type": "subscribe",
-                    "id": ident,
-                    "payload": dict(subscription.payload),
-                }
-                await socket.send(json.dumps(request))
-                async for raw in socket:
-                    frame: dict[str, Any] = json.loads(raw)
-                    if frame.get("channel") == "system" and frame.get("type") == "ping":
-                        await socket.send(json.dumps(_pong()))
-                        continue
-                    if frame.get("id") in (ident, None):
-                        yield frame
-        except websockets.ConnectionClosed as exc:
-            _closed(exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else "")
+            async with live_client.Live.connect(api.url, headers=headers) as socket:
+                found = await socket.subscribe(subscription.channel, **subscription.payload)
+                async for frame in found:
+                    yield _dict(frame)
+        except live_client.LiveError as exc:
+            yield {"channel": "system", "type": "error", "id": None, "payload": _error(exc)}
+        except live_client.Closed as exc:
+            if exc.code == CLOSE_UNAUTHENTICATED:
+                raise Unauthorized(f"the server refused the watch: {exc.reason}") from None
             raise watching.Dropped(str(exc)) from None
         except websockets.InvalidStatus as exc:
-            if exc.response.status_code in (401, 403):
-                raise Unauthorized("the server refused the token for its WebSocket") from None
-            raise watching.Dropped(f"the server answered {exc.response.status_code}") from None
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            raise _refused(exc.response.status_code) from None
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:
             raise watching.Dropped(str(exc) or type(exc).__name__) from None
-        raise watching.Dropped("the server closed the connection")
+        raise watching.Dropped("the server ended the subscription")
 
     return frames
 
 
-def _pong() -> dict[str, Any]:
-    return {"channel": "system", "type": "pong", "id": None, "payload": {}}
+def _dict(frame: live_client.Frame) -> dict[str, Any]:
+    return {"channel": frame.channel, "type": frame.type, "id": frame.id, "payload": frame.payload}
 
 
-def _closed(code: int | None, reason: str) -> None:
-    if code == CLOSE_UNAUTHENTICATED:
-        raise Unauthorized(reason or "the server refused the token (close 4001)")
+def _error(exc: live_client.LiveError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "field": exc.field}
+
+
+def _refused(status: int) -> Exception:
+    if status in (401, 403):
+        return Unauthorized("the server refused the token for its WebSocket")
+    if status == 404:
+        return watching.Dropped("the server has no /api/v1/ws (is it older than this CLI?)")
+    return watching.Dropped(f"the server answered {status} to the WebSocket")
 
 
 def run(ctx: typer.Context, work: Callable[[Client], Awaitable[None]]) -> None:

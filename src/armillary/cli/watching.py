@@ -12,9 +12,11 @@ here are tested without a server:
   the last one seen, and when the server answers Expired (too old) it subscribes again
   without one and the new list is diffed against what was shown, as a Kubernetes
   reflector relists.
-- the other channels (replicas, nodes, events, runs, rollouts) carry no resourceVersion:
-  once the server says `subscribed`, the command lists over HTTP (changes after that
-  point wait in the socket), and after a reconnect it lists again and diffs.
+- on the other channels (replicas, nodes, events, runs, rollouts) the command lists
+  over HTTP once the server says SYNCED (its subscription is in place: changes after
+  that point wait in the socket), as docs/api.md advises, since `ps` shows Pending
+  replicas no frame carries and events and runs have no present state on the socket;
+  after a reconnect it lists again and diffs.
 - a server error (Invalid, Forbidden, ...) ends the watch with that error, so the
   command prints it and exits with its code; a dropped connection is retried with a
   capped backoff, a bounded number of times in a row, each said on stderr.
@@ -46,7 +48,7 @@ class Subscription:
 
 Connect = Callable[[Subscription], AsyncIterator[Frame]]
 """Opens a socket, subscribes, and yields every frame of that subscription (its own
-and the system frames about it, `subscribed` and `error` included); raises `Dropped`
+and the system `error` frame about it); raises `Dropped`
 (or simply ends) when the connection is lost."""
 
 
@@ -167,7 +169,7 @@ class _State:
     started: bool = False
     resource_version: str | None = None
     listing: dict[str, Doc] | None = None  # a list under way (resources: until SYNCED)
-    failures: int = 0  # reconnects in a row that did not get as far as `subscribed`
+    failures: int = 0  # reconnects in a row that did not get as far as SYNCED
 
 
 async def updates(
@@ -201,12 +203,14 @@ async def updates(
 
 
 async def _session(connect: Connect, watch: Watch, state: _State) -> AsyncIterator[Update]:
-    """One connection: subscribe, list (HTTP or the channel's own), then changes."""
+    """One connection: subscribe; the channel's present state until SYNCED (kept on
+    `resources`; on the others the HTTP list read after SYNCED stands in for it, as it
+    is at least as new); then changes. Resuming `resources` skips the list."""
     payload = dict(watch.subscription.payload)
-    if watch.relist is None and state.resource_version is not None:
+    resuming = watch.relist is None and state.resource_version is not None
+    if resuming:
         payload["resourceVersion"] = state.resource_version
-    elif watch.relist is None:
-        state.listing = {}
+    state.listing = None if resuming else {}
     frames = connect(Subscription(channel=watch.subscription.channel, payload=payload))
     async for frame in frames:
         kind = frame.get("type")
@@ -214,33 +218,42 @@ async def _session(connect: Connect, watch: Watch, state: _State) -> AsyncIterat
         if frame.get("channel") == "system":
             if kind == "error":
                 raise error(body)
-            if kind == "subscribed":
-                state.failures = 0
-            if kind == "subscribed" and watch.relist is not None:
-                listed = {watch.key(d): d for d in await watch.relist() if watch.keep(d)}
-                for update in _listed(state, listed, deletes=watch.forgets):
-                    yield update
             continue
         if kind == "SYNCED":
-            state.resource_version = str(body.get("resourceVersion") or state.resource_version)
-            listed, state.listing = state.listing or {}, None
-            for update in _listed(state, listed, deletes=watch.forgets):
+            for update in await _synced(watch, state, body):
                 yield update
             continue
         change = watch.decode(frame, state.known)
         if change is None:
             continue
-        rv = body.get("resourceVersion")
-        if rv is not None:
-            state.resource_version = str(rv)
-        if state.listing is not None:  # part of the list the server sends first
-            if watch.keep(change.item):
+        if body.get("resourceVersion") is not None:
+            state.resource_version = str(body["resourceVersion"])
+        if state.listing is not None:  # the present state, before SYNCED
+            if watch.relist is None and watch.keep(change.item):
                 state.listing[watch.key(change.item)] = change.item
             continue
         held = _held(change, state.known, watch)
-        if held is not None:
-            _apply(state.known, watch.key(held.item), held)
-            yield Update(items=tuple(state.known.values()), change=held)
+        if held is None:
+            continue
+        key = watch.key(held.item)
+        if held.type != "DELETED" and state.known.get(key) == held.item:
+            continue  # a change that changes nothing (the list had it already)
+        _apply(state.known, key, held)
+        yield Update(items=tuple(state.known.values()), change=held)
+
+
+async def _synced(watch: Watch, state: _State, body: Mapping[str, Any]) -> list[Update]:
+    """SYNCED: the list is complete (the channel's, or now read over HTTP)."""
+    state.failures = 0
+    if body.get("resourceVersion") is not None:
+        state.resource_version = str(body["resourceVersion"])
+    if state.listing is None:  # resumed: no list came
+        return []
+    listed = state.listing
+    state.listing = None
+    if watch.relist is not None:
+        listed = {watch.key(d): d for d in await watch.relist() if watch.keep(d)}
+    return _listed(state, listed, deletes=watch.forgets)
 
 
 def _listed(state: _State, listed: dict[str, Doc], *, deletes: bool) -> list[Update]:
@@ -292,7 +305,7 @@ def decode_node(frame: Frame, known: Mapping[str, Doc]) -> Change | None:
     if node is None:
         return None
     usage = dict(node.get("usage") or {})
-    for ours, theirs in (("cpuPercent", "cpu"), ("memoryUsedMb", "memory")):
+    for ours, theirs in (("cpuPercent", "cpu"), ("memoryUsedMb", "memoryUsedMb")):
         if isinstance(beat.get(theirs), int | float):
             usage[ours] = beat[theirs]
     heartbeat_at = beat.get("at") or node.get("heartbeatAt")
