@@ -281,7 +281,7 @@ async def test_the_present_state_of_a_listing_channel_gives_way_to_its_http_list
     async def relist() -> list[dict[str, Any]]:
         return [{"id": "1", "state": "running"}]
 
-    old = {"channel": "replicas", "type": "ADDED", "id": "a"}
+    old: dict[str, Any] = {"channel": "replicas", "type": "ADDED", "id": "a"}
     old["payload"] = {"run": {"id": "1", "state": "starting"}, "resourceVersion": "1"}
     server = Server(
         [
