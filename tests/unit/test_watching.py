@@ -4,7 +4,7 @@ relists diffed on the other channels, server errors, and the backoff's cap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from armillary.cli import watching
-from armillary.cli.watching import Change, Dropped, Subscription, Update, Watch
+from armillary.cli.watching import Change, Dropped, Frame, Subscription, Update, Watch
 from armillary.errors import Forbidden, Invalid
 
 Script = Sequence[dict[str, Any] | BaseException]
@@ -53,7 +53,7 @@ class Server:
         self.scripts = list(scripts)
         self.asked: list[Subscription] = []
 
-    async def connect(self, subscription: Subscription) -> AsyncIterator[dict[str, Any]]:
+    async def connect(self, subscription: Subscription) -> AsyncGenerator[Frame, None]:
         self.asked.append(subscription)
         if not self.scripts:
             raise Dropped("no more scripts")

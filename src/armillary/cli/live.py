@@ -17,7 +17,8 @@ widths are those of the command without `-w`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 import typer
@@ -180,10 +181,11 @@ def pick(view: View, fmt: output.Format, *, redraw: bool = False, events: bool =
     return Lines(view, fmt, events=events)
 
 
-async def show(updates: AsyncIterator[Update], renderer: Renderer) -> None:
+async def show(updates: AsyncGenerator[Update, None], renderer: Renderer) -> None:
     """Feed every update to `renderer` until the watch ends (Ctrl-C, or an error)."""
     try:
-        async for update in updates:
-            renderer.update(update)
+        async with contextlib.aclosing(updates) as feed:
+            async for update in feed:
+                renderer.update(update)
     finally:
         renderer.close()

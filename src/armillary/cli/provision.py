@@ -7,6 +7,7 @@ WebSocket (cli/watching.py); nothing here polls."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import replace
@@ -90,15 +91,15 @@ async def _follow(api: Client, run: wire.ProvisionRun) -> wire.ProvisionRun:
     try:
         if live is not None:
             live.start()
-        async for update in watching.updates(
-            subscribe.connect(api), _one_run(api, run), said=subscribe.say
-        ):
-            if update.items:
-                run = wire.ProvisionRun.model_validate(update.items[0])
-            if live is not None:
-                live.update(Text(timeline(run)), refresh=True)
-            if run.state in DONE:
-                break
+        updates = watching.updates(subscribe.connect(api), _one_run(api, run), said=subscribe.say)
+        async with contextlib.aclosing(updates) as feed:
+            async for update in feed:
+                if update.items:
+                    run = wire.ProvisionRun.model_validate(update.items[0])
+                if live is not None:
+                    live.update(Text(timeline(run)), refresh=True)
+                if run.state in DONE:
+                    break
     finally:
         if live is not None:
             live.stop()

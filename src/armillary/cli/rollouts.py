@@ -134,13 +134,15 @@ async def _settled(api: Client, tenant: str, *, timeout_s: float) -> standing.St
 
     async def follow() -> None:
         nonlocal last
-        async for update in watching.updates(subscribe.connect(api), watch, said=subscribe.say):
-            now = judged(tenant, update.items)
-            if now != last:
-                standing.to_stderr(now)
-                last = now
-            if now.state != "progressing":
-                return
+        updates = watching.updates(subscribe.connect(api), watch, said=subscribe.say)
+        async with contextlib.aclosing(updates) as feed:
+            async for update in feed:
+                now = judged(tenant, update.items)
+                if now != last:
+                    standing.to_stderr(now)
+                    last = now
+                if now.state != "progressing":
+                    return
 
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(follow(), timeout_s)

@@ -12,7 +12,7 @@ judge (Expired: list again; Invalid, Forbidden: the end).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import typer
@@ -31,7 +31,9 @@ def connect(api: Client) -> watching.Connect:
     """Frames of one subscription on a socket of its own, for `api`'s server and token."""
     headers = {"Authorization": api.authorization} if api.authorization else {}
 
-    async def frames(subscription: watching.Subscription) -> AsyncIterator[watching.Frame]:
+    async def frames(
+        subscription: watching.Subscription,
+    ) -> AsyncGenerator[watching.Frame, None]:
         try:
             async with live_client.Live.connect(api.url, headers=headers) as socket:
                 found = await socket.subscribe(subscription.channel, **subscription.payload)

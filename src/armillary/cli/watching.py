@@ -25,7 +25,8 @@ here are tested without a server:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +47,7 @@ class Subscription:
     payload: Mapping[str, Any]
 
 
-Connect = Callable[[Subscription], AsyncIterator[Frame]]
+Connect = Callable[[Subscription], AsyncGenerator[Frame, None]]
 """Opens a socket, subscribes, and yields every frame of that subscription (its own
 and the system `error` frame about it); raises `Dropped`
 (or simply ends) when the connection is lost."""
@@ -185,8 +186,9 @@ async def updates(
     state, policy = _State(), backoff or Backoff()
     while True:
         try:
-            async for update in _session(connect, watch, state):
-                yield update
+            async with contextlib.aclosing(_session(connect, watch, state)) as session:
+                async for update in session:
+                    yield update
             raise Dropped("the server ended the subscription")
         except Expired:
             state.resource_version = None  # list again, at once
@@ -202,7 +204,7 @@ async def updates(
             await sleep(delay_s)
 
 
-async def _session(connect: Connect, watch: Watch, state: _State) -> AsyncIterator[Update]:
+async def _session(connect: Connect, watch: Watch, state: _State) -> AsyncGenerator[Update, None]:
     """One connection: subscribe; the channel's present state until SYNCED (kept on
     `resources`; on the others the HTTP list read after SYNCED stands in for it, as it
     is at least as new); then changes. Resuming `resources` skips the list."""
@@ -211,7 +213,16 @@ async def _session(connect: Connect, watch: Watch, state: _State) -> AsyncIterat
     if resuming:
         payload["resourceVersion"] = state.resource_version
     state.listing = None if resuming else {}
-    frames = connect(Subscription(channel=watch.subscription.channel, payload=payload))
+    subscription = Subscription(channel=watch.subscription.channel, payload=payload)
+    async with contextlib.aclosing(connect(subscription)) as frames:
+        async for update in _updates(frames, watch, state):
+            yield update
+
+
+async def _updates(
+    frames: AsyncGenerator[Frame, None], watch: Watch, state: _State
+) -> AsyncGenerator[Update, None]:
+    """The updates the frames of one subscription make."""
     async for frame in frames:
         kind = frame.get("type")
         body: Mapping[str, Any] = frame.get("payload") or {}
