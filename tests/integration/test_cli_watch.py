@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -243,6 +245,67 @@ def test_ps_w_prints_a_line_when_a_replica_is_added(
     )
     stopped(watch)
     delete(server, "tenants", name)
+
+
+def test_ps_w_on_a_terminal_redraws_the_table_in_place(server: ServerProcess, world: World) -> None:
+    name = f"t-{world.mark}"
+    apply(server, documents.tenant(name, world.stack, world.mark))
+    wait_for(lambda: any(ready_replica(r) for r in replicas(server, name)), timeout_s=60)
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
+    env |= {"ARMILLARY_URL": server.url, "ARMILLARY_TOKEN": server.token}
+    env |= {"TERM": "xterm", "COLUMNS": "400", "LINES": "50"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "armillary", "ps", name, "-w"],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(secondary)
+    screen: list[bytes] = []
+
+    def shown() -> str:
+        return b"".join(screen).decode(errors="replace")
+
+    reader = threading.Thread(target=_drain, args=(primary, screen), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: name in shown() and "running" in shown(), what="the table")
+        scaled = documents.tenant(
+            name, world.stack, world.mark, overrides={"agent": {"replicas": 2}}
+        )
+        apply(server, scaled)
+        wait_for(lambda: re.search(r"agent-\S+-1\s", shown()), what="the second replica")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+        assert process.stderr is not None
+        err = process.stderr.read().decode()
+        process.stderr.close()
+    assert "Traceback" not in err, err
+    assert "\x1b[" in shown()  # the cursor moved back: redrawn, not appended
+    assert shown().count("TENANT") >= 2  # the header redrawn with each change
+    delete(server, "tenants", name)
+
+
+def ready_replica(replica: dict[str, Any]) -> bool:
+    return (replica.get("report") or {}).get("state") == "running"
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        into.append(chunk)
+    os.close(fd)
 
 
 def test_nodes_w_shows_a_cordon(
