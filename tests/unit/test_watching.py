@@ -165,6 +165,18 @@ async def test_a_server_error_ends_the_watch_with_it(code: str, error: type[Exce
         assert "payload.kinds[0]" in str(raised.value)
 
 
+async def test_a_slow_consumer_reconnects_and_lists_again() -> None:
+    slow = system("error", code="SlowConsumer", message="the queue is full", field=None)
+    server = Server(
+        [frame("ADDED", tenant("a", 1)), synced(1), slow],
+        [system("subscribed"), frame("MODIFIED", tenant("a", 2))],
+    )
+    said: list[str] = []
+    updates = await take(server, RESOURCES, 2, said)
+    assert updates[1].change == Change(type="MODIFIED", item=tenant("a", 2))
+    assert server.asked[1].payload["resourceVersion"] == "1" and "too slow" in said[0]
+
+
 async def test_no_server_at_the_start_is_an_error_at_once() -> None:
     with pytest.raises(Dropped):
         await take(Server([OSError("refused")]), RESOURCES, 1)

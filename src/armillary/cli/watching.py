@@ -113,11 +113,14 @@ class Backoff:
 
 
 def error(payload: Mapping[str, Any]) -> ArmillaryError | Expired:
-    """A system `error` frame's payload → the exception the CLI reports (Expired: relist)."""
+    """A system `error` frame's payload → the exception the CLI reports (Expired: list
+    again; SlowConsumer, before the server closes a socket that fell behind: reconnect)."""
     code, message = str(payload.get("code")), str(payload.get("message") or "refused")
     where = payload.get("field")
     if code == "Expired":
         return Expired(message)
+    if code == "SlowConsumer":
+        return Dropped(f"the server found this watch too slow: {message}")
     if code == "Invalid":
         return Invalid([Issue(path=str(where or "subscribe"), message=message)])
     if code == "Forbidden":
