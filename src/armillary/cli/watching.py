@@ -3,9 +3,9 @@
 what a command shows: first the whole state (`Update` with no `change`), then one
 `Update` per change, with the state after it.
 
-It does not open sockets: `Connect` opens one for a `Subscription` and yields its frames
-(`connect.py` adapts the client; the unit tests hand in lists of frames), so the rules
-here are tested without a server:
+It does not open sockets: `Connect` opens one for a `Subscription` and yields its
+frames (`subscribe.py` adapts `armillary.live_client`; the unit tests hand in lists of
+frames), so the rules here are tested without a server:
 
 - `resources` lists itself (ADDED for each object, then SYNCED) and every change
   carries a resourceVersion; after a dropped connection the subscription resumes from
@@ -49,13 +49,13 @@ class Subscription:
 
 Connect = Callable[[Subscription], AsyncGenerator[Frame, None]]
 """Opens a socket, subscribes, and yields every frame of that subscription (its own
-and the system `error` frame about it); raises `Dropped`
-(or simply ends) when the connection is lost."""
+and the system `error` frame about it); raises `Dropped` (or simply ends) when the
+connection is lost."""
 
 
 class Dropped(Unreachable):
-    """The connection ended without the server saying why: reconnect (and, when it
-    cannot be had again, the CLI's "unavailable" exit code 8)."""
+    """The connection ended (or the server dropped a watch that fell behind):
+    reconnect; when it cannot be had again, the CLI's "unavailable" exit code 8."""
 
 
 class Expired(Exception):
@@ -146,12 +146,6 @@ def differences(
     return changes
 
 
-def resource_version(doc: Mapping[str, Any]) -> str | None:
-    meta = doc.get("metadata")
-    found = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-    return None if found is None else str(found)
-
-
 def _held(change: Change, known: Mapping[str, Doc], watch: Watch) -> Change | None:
     """`change` as the command sees it: an item that stops matching `keep` leaves
     (DELETED), one that never matched is not seen at all."""
@@ -193,8 +187,11 @@ async def updates(
                 async for update in session:
                     yield update
             raise Dropped("the server ended the subscription")
-        except Expired:
+        except Expired as exc:
             state.resource_version = None  # list again, at once
+            state.failures += 1  # a list that keeps expiring must not spin for ever
+            if state.failures > policy.attempts:
+                raise Dropped(f"the server keeps answering Expired: {exc}") from exc
             continue
         except (Dropped, OSError) as exc:
             state.failures += 1
