@@ -5,13 +5,13 @@ WebSocket), `runs show ID` prints one with its attempts, `runs retry ID` queues 
 failed or dead run again, and `agents run TENANT --input JSON` queues a run of a
 tenant's agent (with `--wait`, it prints each change of the run until it ends, and
 exits 1 if the run ends dead). All through the API (`/api/v1/runs`,
-`/api/v1/agents/run`); the server polls nothing on the CLI's behalf; `--wait` polls
-the run.
+`/api/v1/agents/run`); `-w` and `--wait` follow the `runs` channel of its WebSocket
+(cli/watching.py): nothing polls.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import replace
@@ -30,7 +30,6 @@ runs_app = typer.Typer(
 )
 agents_app = typer.Typer(help="Tenants' agents: start a run.")
 ENDED = {"succeeded", "dead"}
-POLL_S = 0.5
 
 
 COLUMNS: list[output.Column] = [
@@ -197,16 +196,34 @@ def _change(run: wire.AgentRun) -> str:
 
 
 async def _follow(api: Client, run: wire.AgentRun) -> wire.AgentRun:
+    """Print a line per change of `run` (state, attempt) until it ends, from the `runs`
+    channel of the server's WebSocket (relisted over HTTP after a reconnect)."""
+
+    async def relist() -> list[dict[str, Any]]:
+        return [wire.dump(await api.agent_run(run.id))]
+
+    watch = watching.Watch(
+        subscription=watching.Subscription(
+            channel="runs", payload={"tenant": run.tenant, "kind": "agent"}
+        ),
+        key=watching.by("id"),
+        decode=decode,
+        relist=relist,
+        keep=lambda d: d.get("id") == run.id,
+    )
     seen = None
-    while True:
-        mark = (run.state, run.attempts)
-        if mark != seen:
-            out.print(_change(run), markup=False)
-            seen = mark
-        if run.state in ENDED:
-            return run
-        await asyncio.sleep(POLL_S)
-        run = await api.agent_run(run.id)
+    updates = watching.updates(subscribe.connect(api), watch, said=subscribe.say)
+    async with contextlib.aclosing(updates) as feed:
+        async for update in feed:
+            if update.items:
+                run = wire.AgentRun.model_validate(update.items[0])
+            mark = (run.state, run.attempts)
+            if mark != seen:
+                out.print(_change(run), markup=False)
+                seen = mark
+            if run.state in ENDED:
+                break
+    return run
 
 
 @agents_app.command("run")
@@ -230,7 +247,10 @@ def run_agent(
         out.print(f"run {run.id} queued", markup=False)
         return await _follow(api, run) if wait else run
 
-    run = call(ctx, work)
+    try:
+        run = call(ctx, work)
+    except KeyboardInterrupt:  # stops following, not the run
+        raise typer.Exit(0) from None
     if run.answer is not None and run.state in ENDED:
         out.print(run.answer, markup=False)
     if run.state == "dead":
