@@ -8,8 +8,9 @@
   then one per change (`{"type", "object"}` with `--output-watch-events`); YAML
   documents start with `---`, so the stream is one YAML stream.
 - `Redraw`, as `pm2 monit` or `watch`: the whole table redrawn in place (Rich Live) on
-  every change — for the views that are a picture of now (`ps`, `nodes`) — when stdout
-  is a terminal; elsewhere those views print `Lines`, as no pipe wants cursor moves.
+  every change and every second (ages, uptimes) — for the views that are a picture of
+  now (`ps`, `nodes`) — when stdout is a terminal; elsewhere those views print
+  `Lines`, as no pipe wants cursor moves.
 
 `pick` chooses one; `show` drives it. Rendering is `output`'s, so columns, `-o` and
 widths are those of the command without `-w`.
@@ -17,6 +18,7 @@ widths are those of the command without `-w`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Annotated, Any, Protocol
@@ -32,6 +34,7 @@ from armillary.cli.watching import Doc, Update
 View = Callable[[list[Doc]], output.Listing]
 """The command's listing of some items (its columns, its order)."""
 TABLES = (output.Format.table, output.Format.wide)
+TICK_S = 1.0
 
 WatchOption = Annotated[
     bool,
@@ -49,6 +52,9 @@ EventsOption = Annotated[
 
 class Renderer(Protocol):
     def update(self, update: Update) -> None: ...
+
+    def tick(self) -> None:
+        """Once a second: what the clock changes (ages, uptimes), redrawn."""
 
     def close(self) -> None: ...
 
@@ -121,6 +127,9 @@ class Lines:
         text, self.widths = aligned(cells, self.widths)
         self.write("\n".join([*lines, text]))
 
+    def tick(self) -> None:
+        return None  # a line printed stays as it was
+
     def close(self) -> None:
         return None
 
@@ -151,21 +160,31 @@ class Documents:
         else:
             self.write("---\n" + output.to_yaml(value).rstrip("\n"))
 
+    def tick(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
 
 class Redraw:
-    """The whole table, redrawn in place on each change (a terminal only)."""
+    """The whole table, redrawn in place on each change and each second, for its ages
+    and uptimes (a terminal only)."""
 
     def __init__(self, view: View, fmt: output.Format) -> None:
         self.view, self.fmt = view, fmt
+        self.items: list[Doc] | None = None
         self.live = Live(Text(""), console=out, auto_refresh=False)
         self.live.start()
 
     def update(self, update: Update) -> None:
-        text = output.render(self.view(list(update.items)), self.fmt)
-        self.live.update(Text(text), refresh=True)
+        self.items = list(update.items)
+        self.tick()
+
+    def tick(self) -> None:
+        if self.items is not None:
+            text = output.render(self.view(self.items), self.fmt)
+            self.live.update(Text(text), refresh=True)
 
     def close(self) -> None:
         self.live.stop()
@@ -182,10 +201,21 @@ def pick(view: View, fmt: output.Format, *, redraw: bool = False, events: bool =
 
 
 async def show(updates: AsyncGenerator[Update, None], renderer: Renderer) -> None:
-    """Feed every update to `renderer` until the watch ends (Ctrl-C, or an error)."""
+    """Feed every update to `renderer` until the watch ends (Ctrl-C, or an error),
+    and tick it every `TICK_S`."""
+    ticker = asyncio.create_task(_tick(renderer), name="watch-ticker")
     try:
         async with contextlib.aclosing(updates) as feed:
             async for update in feed:
                 renderer.update(update)
     finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
         renderer.close()
+
+
+async def _tick(renderer: Renderer) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        renderer.tick()
