@@ -112,6 +112,12 @@ class Client:
             base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
         )
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header every request carries (the WebSocket's too)."""
+        found: str | None = self._http.headers.get("Authorization")
+        return found
+
     async def __aenter__(self) -> Client:
         return self
 

@@ -1,26 +1,26 @@
 """`armillary runs …` and `armillary agents run`: the agent run queue from the terminal.
 
-`runs` lists runs (`-w` keeps redrawing until Ctrl-C), `runs show ID` prints one with
-its attempts, `runs retry ID` queues a failed or dead run again, and
-`agents run TENANT --input JSON` queues a run of a tenant's agent (with `--wait`, it
-prints each change of the run until it ends, and exits 1 if the run ends dead). All
-through the API (`/api/v1/runs`, `/api/v1/agents/run`); the server polls nothing on
-the CLI's behalf, the CLI polls the run.
+`runs` lists runs (`-w` then prints a line per change, read from the server's
+WebSocket), `runs show ID` prints one with its attempts, `runs retry ID` queues a
+failed or dead run again, and `agents run TENANT --input JSON` queues a run of a
+tenant's agent (with `--wait`, it prints each change of the run until it ends, and
+exits 1 if the run ends dead). All through the API (`/api/v1/runs`,
+`/api/v1/agents/run`); `-w` and `--wait` follow the `runs` channel of its WebSocket
+(cli/watching.py): nothing polls.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.text import Text
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import live, output, subscribe, watching
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -30,7 +30,6 @@ runs_app = typer.Typer(
 )
 agents_app = typer.Typer(help="Tenants' agents: start a run.")
 ENDED = {"succeeded", "dead"}
-POLL_S = 0.5
 
 
 COLUMNS: list[output.Column] = [
@@ -74,9 +73,11 @@ def list_runs(
         typer.Option(min=1, help="At most this many (newest first); without it, every one."),
     ] = None,
     out_format: output.Output = output.Format.table,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C.")] = False,
+    watch: live.WatchOption = False,
+    watch_events: live.EventsOption = False,
 ) -> None:
-    """List agent runs, newest first."""
+    """List agent runs, newest first; with -w, then a line for each run that starts or
+    changes state."""
     if ctx.invoked_subcommand is not None:
         return
     filters: dict[str, str | None] = {"tenant": tenant, "state": state, "event": event}
@@ -87,35 +88,49 @@ def list_runs(
     async def once(api: Client) -> str:
         return render(await api.agent_runs(filters, limit=limit))
 
-    async def forever(api: Client) -> None:
-        await _watch(api, filters, limit, render)
-
     if not watch:
         out.print(call(ctx, once), markup=False)
         return
-    try:
-        call(ctx, forever)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    _watch(ctx, filters, limit=limit, fmt=out_format, events=watch_events)
 
 
-async def _watch(
-    api: Client, filters: dict[str, str | None], limit: int | None, render: Any
+def _watch(
+    ctx: typer.Context,
+    filters: dict[str, str | None],
+    *,
+    limit: int | None,
+    fmt: output.Format,
+    events: bool,
 ) -> None:
-    """Redraw in place on a terminal; elsewhere print the listing each time it changes."""
-    shown = render(await api.agent_runs(filters, limit=limit))
-    if not out.is_terminal:
-        out.print(shown, markup=False)
-        while True:
-            await asyncio.sleep(POLL_S)
-            fresh = render(await api.agent_runs(filters, limit=limit))
-            if fresh != shown:
-                out.print(fresh, markup=False)
-                shown = fresh
-    with Live(Text(shown), console=out, auto_refresh=False) as live:
-        while True:
-            await asyncio.sleep(POLL_S)
-            live.update(Text(render(await api.agent_runs(filters, limit=limit))), refresh=True)
+    """`runs -w`: the `runs` channel, agent runs of one tenant or all."""
+    payload: dict[str, Any] = {"kind": "agent"}
+    if filters.get("tenant"):
+        payload["tenant"] = filters["tenant"]
+
+    def watch(api: Client) -> watching.Watch:
+        async def relist() -> list[dict[str, Any]]:
+            return [wire.dump(i) for i in await api.agent_runs(filters, limit=limit)]
+
+        return watching.Watch(
+            subscription=watching.Subscription(channel="runs", payload=payload),
+            key=watching.by("id"),
+            decode=decode,
+            relist=relist,
+            keep=watching.matching(filters),
+            forgets=False,
+        )
+
+    def view(items: list[dict[str, Any]]) -> output.Listing:
+        return replace(listing([]), items=items)
+
+    subscribe.follow(ctx, watch, view, fmt, events=events)
+
+
+def decode(frame: watching.Frame, known: Mapping[str, watching.Doc]) -> watching.Change | None:
+    """An agent run's frame on the `runs` channel (provisioning runs share it)."""
+    if (frame.get("payload") or {}).get("kind") != "agent":
+        return None
+    return watching.wrapped("run")(frame, known)
 
 
 def describe(run: wire.AgentRun) -> str:
@@ -181,16 +196,34 @@ def _change(run: wire.AgentRun) -> str:
 
 
 async def _follow(api: Client, run: wire.AgentRun) -> wire.AgentRun:
+    """Print a line per change of `run` (state, attempt) until it ends, from the `runs`
+    channel of the server's WebSocket (relisted over HTTP after a reconnect)."""
+
+    async def relist() -> list[dict[str, Any]]:
+        return [wire.dump(await api.agent_run(run.id))]
+
+    watch = watching.Watch(
+        subscription=watching.Subscription(
+            channel="runs", payload={"tenant": run.tenant, "kind": "agent"}
+        ),
+        key=watching.by("id"),
+        decode=decode,
+        relist=relist,
+        keep=lambda d: d.get("id") == run.id,
+    )
     seen = None
-    while True:
-        mark = (run.state, run.attempts)
-        if mark != seen:
-            out.print(_change(run), markup=False)
-            seen = mark
-        if run.state in ENDED:
-            return run
-        await asyncio.sleep(POLL_S)
-        run = await api.agent_run(run.id)
+    updates = watching.updates(subscribe.connect(api), watch, said=subscribe.say)
+    async with contextlib.aclosing(updates) as feed:
+        async for update in feed:
+            if update.items:
+                run = wire.AgentRun.model_validate(update.items[0])
+            mark = (run.state, run.attempts)
+            if mark != seen:
+                out.print(_change(run), markup=False)
+                seen = mark
+            if run.state in ENDED:
+                break
+    return run
 
 
 @agents_app.command("run")
@@ -214,7 +247,10 @@ def run_agent(
         out.print(f"run {run.id} queued", markup=False)
         return await _follow(api, run) if wait else run
 
-    run = call(ctx, work)
+    try:
+        run = call(ctx, work)
+    except KeyboardInterrupt:  # stops following, not the run
+        raise typer.Exit(0) from None
     if run.answer is not None and run.state in ENDED:
         out.print(run.answer, markup=False)
     if run.state == "dead":

@@ -7,12 +7,12 @@ with its own tenant. The table leaves bodies out; `-o json` and `-o yaml` have e
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from armillary import wire
-from armillary.cli import output
+from armillary.cli import live, output, subscribe, watching
 from armillary.cli.console import call
 from armillary.client import Client
 
@@ -42,21 +42,57 @@ def list_events(
         typer.Option(min=1, help="At most this many (newest first); without it, every one."),
     ] = None,
     out_format: output.Output = output.Format.table,
+    watch: live.WatchOption = False,
+    watch_events: live.EventsOption = False,
 ) -> None:
-    """List inbound webhook events: where they came from and which tenant got them."""
+    """List inbound webhook events: where they came from and which tenant got them.
+    With -w, then print a line for each event that arrives or changes."""
     filters: dict[str, str | None] = {"source": source, "tenant": tenant, "state": state}
+    if watch:
+        _watch(ctx, filters, limit=limit, fmt=out_format, events=watch_events)
+        return
 
     async def work(api: Client) -> list[wire.Event]:
         return await api.events(filters, limit=limit)
 
-    listing = output.Listing(
-        items=[wire.dump(i) for i in call(ctx, work)],
+    output.show(view([wire.dump(i) for i in call(ctx, work)]), out_format)
+
+
+def view(items: list[dict[str, Any]]) -> output.Listing:
+    return output.Listing(
+        items=items,
         columns=COLUMNS,
         wide=WIDE,
         name=lambda d: f"event/{d['id']}",
         empty="no events match",
     )
-    output.show(listing, out_format)
+
+
+def _watch(
+    ctx: typer.Context,
+    filters: dict[str, str | None],
+    *,
+    limit: int | None,
+    fmt: output.Format,
+    events: bool,
+) -> None:
+    """`events -w`: the `events` channel (tenant and source filtered by the server)."""
+    payload = {k: v for k, v in filters.items() if k in ("tenant", "source") and v is not None}
+
+    def watch(api: Client) -> watching.Watch:
+        async def relist() -> list[dict[str, Any]]:
+            return [wire.dump(i) for i in await api.events(filters, limit=limit)]
+
+        return watching.Watch(
+            subscription=watching.Subscription(channel="events", payload=payload),
+            key=watching.by("id"),
+            decode=watching.wrapped("event"),
+            relist=relist,
+            keep=watching.matching(filters),
+            forgets=False,
+        )
+
+    subscribe.follow(ctx, watch, view, fmt, events=events)
 
 
 def register(main: typer.Typer) -> None:

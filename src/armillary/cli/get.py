@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output, paging, selection
+from armillary.cli import live, output, paging, selection, subscribe, watching
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -61,14 +61,24 @@ def get(
     output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
     limit: paging.Limit = None,
+    watch: live.WatchOption = False,
+    watch_events: live.EventsOption = False,
 ) -> None:
-    """List resources of a kind (every one, page by page), or show one."""
+    """List resources of a kind (every one, page by page), or show one. With -w, then
+    print a line (or a document) for each change, as `kubectl get -w` does."""
     found = _kind(kind)
     if name is not None and selector is not None:
         raise typer.BadParameter(
             "a label selector cannot be combined with a name", param_hint="--selector"
         )
     selection.check(selector)
+    if watch:
+        if limit is not None:
+            raise typer.BadParameter("-w shows every one; leave --limit out", param_hint="--limit")
+        _watch(ctx, found, name=name, selector=selector, fmt=output_format, events=watch_events)
+        return
+    if watch_events:
+        raise typer.BadParameter("only with -w", param_hint="--output-watch-events")
 
     async def work(api: Client) -> list[wire.Resource]:
         if name is not None:
@@ -86,6 +96,38 @@ def get(
         envelope=_list,
     )
     output.show(listing, output_format)
+
+
+def _watch(
+    ctx: typer.Context,
+    found: kinds.Kind,
+    *,
+    name: str | None,
+    selector: str | None,
+    fmt: output.Format,
+    events: bool,
+) -> None:
+    """`get -w`: the `resources` channel, one kind, by name or label selector."""
+    payload: dict[str, Any] = {"kinds": [found.name]}
+    if name is not None:
+        payload["name"] = name
+    if selector is not None:
+        payload["selector"] = selector
+    watch = watching.Watch(
+        subscription=watching.Subscription(channel="resources", payload=payload),
+        key=watching.resource_key,
+        decode=watching.decode_resource,
+    )
+
+    def view(items: list[dict[str, Any]]) -> output.Listing:
+        return output.Listing(
+            items=items,
+            columns=output.resource_columns(found.name, now=dt.datetime.now(dt.UTC)),
+            wide=output.WIDE,
+            name=output.resource_name,
+        )
+
+    subscribe.follow(ctx, lambda _api: watch, view, fmt, events=events)
 
 
 def _list(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from armillary import wire
-from armillary.cli import output, paging
+from armillary.cli import live, output, paging, subscribe, watching
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
 from armillary.errors import Conflict, Invalid
@@ -32,23 +32,30 @@ def nodes(
     ctx: typer.Context,
     output_format: output.Output = output.Format.table,
     limit: paging.Limit = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Keep the table current (state, usage) until Ctrl-C; redrawn on a terminal.",
+        ),
+    ] = False,
+    watch_events: live.EventsOption = False,
 ) -> None:
-    """List nodes with their state, capacity, usage and replica count."""
+    """List nodes with their state, capacity, usage and replica count. With -w the table
+    is redrawn on each change and heartbeat (a line per change when stdout is not a
+    terminal)."""
     if ctx.invoked_subcommand is not None:
+        return
+    if watch:
+        _watch(ctx, limit=limit, fmt=output_format, events=watch_events)
         return
 
     async def work(api: Client) -> list[wire.Node]:
         return await api.nodes(limit=limit)
 
     items = call(ctx, work)
-    listing = output.Listing(
-        items=[wire.dump(n) for n in items],
-        columns=COLUMNS,
-        wide=WIDE,
-        name=lambda d: f"node/{d['name']}",
-        empty="No nodes. Start one with: armillary node --server URL --token TOKEN",
-    )
-    output.show(listing, output_format)
+    output.show(view([wire.dump(n) for n in items]), output_format)
     shared = [n.name for n in items if n.isolation == "shared-user"]
     tabular = output_format in (output.Format.table, output.Format.wide)
     if shared and tabular:  # said every time: it is a property of the node, not a passing event
@@ -58,6 +65,33 @@ def nodes(
             "See docs/security.md.",
             markup=False,
         )
+
+
+def view(items: list[dict[str, Any]]) -> output.Listing:
+    return output.Listing(
+        items=items,
+        columns=COLUMNS,
+        wide=WIDE,
+        name=lambda d: f"node/{d['name']}",
+        empty="No nodes. Start one with: armillary node --server URL --token TOKEN",
+    )
+
+
+def _watch(ctx: typer.Context, *, limit: int | None, fmt: output.Format, events: bool) -> None:
+    """`nodes -w`: the `nodes` channel, its changes and heartbeats."""
+
+    def watch(api: Client) -> watching.Watch:
+        async def relist() -> list[dict[str, Any]]:
+            return [wire.dump(n) for n in await api.nodes(limit=limit)]
+
+        return watching.Watch(
+            subscription=watching.Subscription(channel="nodes", payload={}),
+            key=watching.by("name"),
+            decode=watching.decode_node,
+            relist=relist,
+        )
+
+    subscribe.follow(ctx, watch, view, fmt, redraw=True, events=events)
 
 
 def _status(doc: dict[str, Any]) -> str:

@@ -79,10 +79,21 @@ def render(listing: Listing, fmt: Format) -> str:
         return "\n".join(listing.name(d) for d in items)
     if not items:
         return listing.empty
-    columns = [*listing.columns, *(listing.wide if fmt is Format.wide else ())]
-    rows = [[title for title, _ in columns]]
-    rows += [[cell(doc) for _, cell in columns] for doc in items]
-    return align(rows)
+    return align([header(listing, fmt), *(row(listing, fmt, doc) for doc in items)])
+
+
+def _columns(listing: Listing, fmt: Format) -> list[Column]:
+    return [*listing.columns, *(listing.wide if fmt is Format.wide else ())]
+
+
+def header(listing: Listing, fmt: Format) -> list[str]:
+    """The titles of the table `fmt` (table or wide) prints."""
+    return [title for title, _ in _columns(listing, fmt)]
+
+
+def row(listing: Listing, fmt: Format, doc: Doc) -> list[str]:
+    """One document's cells in the table `fmt` (table or wide) prints."""
+    return [cell(doc) for _, cell in _columns(listing, fmt)]
 
 
 def show(listing: Listing, fmt: Format) -> None:

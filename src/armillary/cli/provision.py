@@ -1,10 +1,15 @@
 """`armillary provision …` and `armillary deprovision`: onboard or remove a tenant as a
-recorded run, and watch its step timeline live."""
+recorded run, and watch its step timeline live.
+
+Following a run (`provision tenant`, `deprovision`, `provision watch RUN`, `provision
+status RUN -w`) and `provision runs -w` read the `runs` channel of the server's
+WebSocket (cli/watching.py); nothing here polls."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +19,8 @@ from rich.live import Live
 from rich.text import Text
 
 from armillary import wire
-from armillary.cli import output, paging
+from armillary.cli import live as lives
+from armillary.cli import output, paging, subscribe, watching
 from armillary.cli.console import call, err, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -75,18 +81,56 @@ def timeline(run: wire.ProvisionRun) -> str:
 
 
 async def _follow(api: Client, run: wire.ProvisionRun) -> wire.ProvisionRun:
-    if not out.is_terminal:  # a pipe or a file: no live redraws, the final timeline once
-        while run.state not in DONE:
-            await asyncio.sleep(0.2)
-            run = await api.provision_run(run.id)
-        out.print(timeline(run), markup=False)
+    """Follow `run` on the `runs` channel until it ends: its timeline redrawn on each
+    change on a terminal; elsewhere (a pipe, a file) the final timeline once."""
+    if run.state in DONE:
+        if not out.is_terminal:
+            out.print(timeline(run), markup=False)
         return run
-    with Live(Text(timeline(run)), console=out, auto_refresh=False) as live:
-        while run.state not in DONE:
-            await asyncio.sleep(0.2)
-            run = await api.provision_run(run.id)
-            live.update(Text(timeline(run)), refresh=True)
+    live = Live(Text(timeline(run)), console=out, auto_refresh=False) if out.is_terminal else None
+    try:
+        if live is not None:
+            live.start()
+        updates = watching.updates(subscribe.connect(api), _one_run(api, run), said=subscribe.say)
+        async with contextlib.aclosing(updates) as feed:
+            async for update in feed:
+                if update.items:
+                    run = wire.ProvisionRun.model_validate(update.items[0])
+                if live is not None:
+                    live.update(Text(timeline(run)), refresh=True)
+                if run.state in DONE:
+                    break
+    finally:
+        if live is not None:
+            live.stop()
+    if live is None:
+        out.print(timeline(run), markup=False)
     return run
+
+
+def _one_run(api: Client, run: wire.ProvisionRun) -> watching.Watch:
+    """One provisioning run on the `runs` channel (filtered to its tenant by the server,
+    to its id here), listed again over HTTP after a reconnect."""
+
+    async def relist() -> list[dict[str, Any]]:
+        return [wire.dump(await api.provision_run(run.id))]
+
+    return watching.Watch(
+        subscription=watching.Subscription(
+            channel="runs", payload={"tenant": run.tenant, "kind": "provision"}
+        ),
+        key=watching.by("id"),
+        decode=decode,
+        relist=relist,
+        keep=lambda d: d.get("id") == run.id,
+    )
+
+
+def decode(frame: watching.Frame, known: Mapping[str, watching.Doc]) -> watching.Change | None:
+    """A provisioning run's frame on the `runs` channel (agent runs share it)."""
+    if (frame.get("payload") or {}).get("kind") != "provision":
+        return None
+    return watching.wrapped("run")(frame, known)
 
 
 def _finish(run: wire.ProvisionRun) -> None:
@@ -173,8 +217,15 @@ def status(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     output_format: output.Output = output.Format.table,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Follow the run until it ends (as `watch`).")
+    ] = False,
 ) -> None:
-    """A run's step timeline, as it stands (the table formats print the timeline)."""
+    """A run's step timeline, as it stands (the table formats print the timeline). With
+    -w, follow it until it ends (as `provision watch RUN`; exit 1 unless it succeeded)."""
+    if watch:
+        watch_run(ctx, run_id)
+        return
 
     async def work(api: Client) -> wire.ProvisionRun:
         return await api.provision_run(run_id)
@@ -186,14 +237,18 @@ def status(
     output.show(replace(_listing([run]), document=True), output_format)
 
 
-@app.command()
-def watch(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
+@app.command("watch")
+def watch_run(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar="RUN")]) -> None:
     """Follow a run live until it ends; exit 1 unless it succeeded."""
 
     async def work(api: Client) -> wire.ProvisionRun:
         return await _follow(api, await api.provision_run(run_id))
 
-    _finish(call(ctx, work))
+    try:
+        run = call(ctx, work)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    _finish(run)
 
 
 @app.command("runs")
@@ -202,13 +257,45 @@ def list_runs(
     tenant: Annotated[str | None, typer.Option()] = None,
     output_format: output.Output = output.Format.table,
     limit: paging.Limit = None,
+    watch: lives.WatchOption = False,
+    watch_events: lives.EventsOption = False,
 ) -> None:
-    """Provisioning runs, oldest first."""
+    """Provisioning runs, oldest first; with -w, then a line for each run that starts
+    or changes state."""
+    if watch:
+        _watch_runs(ctx, tenant=tenant, limit=limit, fmt=output_format, events=watch_events)
+        return
 
     async def work(api: Client) -> list[wire.ProvisionRun]:
         return await api.provision_runs(tenant=tenant, limit=limit)
 
     output.show(_listing(call(ctx, work)), output_format)
+
+
+def _watch_runs(
+    ctx: typer.Context, *, tenant: str | None, limit: int | None, fmt: output.Format, events: bool
+) -> None:
+    payload: dict[str, Any] = {"kind": "provision"}
+    if tenant is not None:
+        payload["tenant"] = tenant
+
+    def watch(api: Client) -> watching.Watch:
+        async def relist() -> list[dict[str, Any]]:
+            return [wire.dump(r) for r in await api.provision_runs(tenant=tenant, limit=limit)]
+
+        return watching.Watch(
+            subscription=watching.Subscription(channel="runs", payload=payload),
+            key=watching.by("id"),
+            decode=decode,
+            relist=relist,
+            keep=watching.matching({"tenant": tenant}),
+            forgets=False,
+        )
+
+    def view(items: list[dict[str, Any]]) -> output.Listing:
+        return replace(_listing([]), items=items)
+
+    subscribe.follow(ctx, watch, view, fmt, events=events)
 
 
 def _listing(items: list[wire.ProvisionRun]) -> output.Listing:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from armillary import wire
-from armillary.cli import output, selection
+from armillary.cli import live, output, selection, subscribe, watching
 from armillary.cli.console import EXIT_ERROR, call, err, fail
 from armillary.client import Client
 from armillary.errors import ArmillaryError, Invalid, NotFound
@@ -48,36 +48,109 @@ def ps(
     target: Annotated[str | None, typer.Argument(help="TENANT or TENANT/COMPONENT.")] = None,
     output_format: output.Output = output.Format.table,
     selector: selection.Option = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Keep the table current until Ctrl-C (redrawn on a terminal)."
+        ),
+    ] = False,
+    watch_events: live.EventsOption = False,
 ) -> None:
     """List replicas: where they run, their state and health, and why one fails.
 
     Node, pid, state, health, restarts, last exit code, revision, CPU and memory,
     uptime, and why one fails or is Pending (no node takes it). `-l` selects by the
-    tenants' labels; `-o wide` adds ports, ids and hashes."""
+    tenants' labels; `-o wide` adds ports, ids and hashes. With -w the table is redrawn
+    in place on each change (a line per change when stdout is not a terminal)."""
     tenant, _, component = (target or "").partition("/")
     selection.check(selector)
-
-    async def work(api: Client) -> wire.ReplicaList:
-        found = await api.replica_list(
-            tenant=tenant or None, component=component or None, selector=selector
+    if watch:
+        _watch(
+            ctx,
+            tenant=tenant or None,
+            component=component or None,
+            selector=selector,
+            fmt=output_format,
+            events=watch_events,
         )
-        if tenant and not found.items and not found.unplaced:
-            await require_tenant(api, tenant)
-        return found
+        return
 
-    listed = call(ctx, work)
-    placed = [wire.dump(i) for i in listed.items]
-    waiting = [{**wire.dump(u), "node": None} for u in listed.unplaced]
-    docs = sorted([*placed, *waiting], key=lambda d: (d["tenant"], d["component"], d["replica"]))
+    async def work(api: Client) -> list[dict[str, Any]]:
+        return await _listed(
+            api, tenant=tenant or None, component=component or None, selector=selector
+        )
+
+    output.show(view(call(ctx, work)), output_format)
+
+
+async def _listed(
+    api: Client, *, tenant: str | None, component: str | None, selector: str | None
+) -> list[dict[str, Any]]:
+    """The replicas `ps` shows, placed and Pending, as documents."""
+    found = await api.replica_list(tenant=tenant, component=component, selector=selector)
+    if tenant and not found.items and not found.unplaced:
+        await require_tenant(api, tenant)
+    placed = [wire.dump(i) for i in found.items]
+    return [*placed, *({**wire.dump(u), "node": None} for u in found.unplaced)]
+
+
+def view(items: list[dict[str, Any]]) -> output.Listing:
+    """`ps`'s table of `items`: by tenant, component and replica; a Pending row only
+    while no node runs its slot."""
+    placed = {_slot(d) for d in items if d["node"] is not None}
+    shown = [d for d in items if d["node"] is not None or _slot(d) not in placed]
     now = dt.datetime.now(dt.UTC)
-    listing = output.Listing(
-        items=docs,
+    return output.Listing(
+        items=sorted(shown, key=lambda d: (d["tenant"], d["component"], d["replica"])),
         columns=[(title, _cell(i, now=now)) for i, title in enumerate(COLUMNS)],
         wide=WIDE,
         name=lambda d: f"replica/{d['name']}",
         empty="No replicas.",
     )
-    output.show(listing, output_format)
+
+
+def _slot(doc: dict[str, Any]) -> tuple[str, str, int]:
+    return (doc["tenant"], doc["component"], int(doc["replica"]))
+
+
+def _key(doc: dict[str, Any]) -> str:
+    """A placed replica by its id; a Pending one by its slot (it has no id yet)."""
+    if doc.get("node") is None:
+        return "pending/" + "/".join(str(p) for p in _slot(doc))
+    return str(doc["id"])
+
+
+def _watch(
+    ctx: typer.Context,
+    *,
+    tenant: str | None,
+    component: str | None,
+    selector: str | None,
+    fmt: output.Format,
+    events: bool,
+) -> None:
+    """`ps -w`: the `replicas` channel; with `-l`, the tenants the selector matched at
+    the last list (the channel filters by tenant, not by label)."""
+    payload = {k: v for k, v in (("tenant", tenant), ("component", component)) if v}
+    selected: set[str] = set()
+
+    def watch(api: Client) -> watching.Watch:
+        async def relist() -> list[dict[str, Any]]:
+            if selector is not None:
+                tenants = await api.list_kind("Tenant", selector=selector)
+                selected.clear()
+                selected.update(t.metadata.name for t in tenants)
+            return await _listed(api, tenant=tenant, component=component, selector=selector)
+
+        return watching.Watch(
+            subscription=watching.Subscription(channel="replicas", payload=payload),
+            key=_key,
+            decode=watching.wrapped("replica"),
+            relist=relist,
+            keep=lambda d: selector is None or d["tenant"] in selected,
+        )
+
+    subscribe.follow(ctx, watch, view, fmt, redraw=True, events=events)
 
 
 COLUMNS = ["TENANT", "COMPONENT", "REPLICA", "NODE", "PID", "STATE", "HEALTH", "RESTARTS"]

@@ -7,13 +7,16 @@ component to an earlier revision's release, like `kubectl rollout undo`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
 from armillary import wire
-from armillary.cli import output, standing
+from armillary.cli import output, standing, subscribe, watching
 from armillary.cli.console import call, fail, out
 from armillary.client import Client
 from armillary.errors import Invalid
@@ -63,7 +66,8 @@ def status(
     timeout: Annotated[str, typer.Option(help="How long -w waits (exit 8 after it).")] = "10m",
 ) -> None:
     """The current revision of each component: its release, state, and why. With -w,
-    first wait (progress on stderr) until the tenant is Ready or its rollout failed."""
+    first follow the tenant (progress on stderr, as it changes) until it is Ready or
+    its rollout failed; exit 1 if it failed, 8 if --timeout passed first."""
     if watch:
         _watch(ctx, target, timeout=timeout)
     found = _fetch(ctx, target)
@@ -105,14 +109,51 @@ def _watch(ctx: typer.Context, target: str, *, timeout: str) -> None:
 
     async def work(api: Client) -> list[standing.Standing]:
         await api.get("Tenant", tenant)  # NotFound now rather than "deleted" later
-        return await standing.wait(
-            api, {tenant: None}, timeout_s=timeout_s, report=standing.to_stderr
-        )
+        return [await _settled(api, tenant, timeout_s=timeout_s)]
 
-    standings = call(ctx, work)
+    try:
+        standings = call(ctx, work)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
     if standing.outcome(standings) != "ready":
         status(ctx, target)
         standing.finish(standings, timeout_s=timeout_s)
+
+
+async def _settled(api: Client, tenant: str, *, timeout_s: float) -> standing.Standing:
+    """Follow the tenant on the `resources` channel until it is Ready or failed (or
+    `timeout_s` passes), saying each change of its standing on stderr."""
+    watch = watching.Watch(
+        subscription=watching.Subscription(
+            channel="resources", payload={"kinds": ["Tenant"], "name": tenant}
+        ),
+        key=watching.resource_key,
+        decode=watching.decode_resource,
+    )
+    last = standing.Standing(tenant=tenant, state="progressing", message="waiting for the server")
+
+    async def follow() -> None:
+        nonlocal last
+        updates = watching.updates(subscribe.connect(api), watch, said=subscribe.say)
+        async with contextlib.aclosing(updates) as feed:
+            async for update in feed:
+                now = judged(tenant, update.items)
+                if now != last:
+                    standing.to_stderr(now)
+                    last = now
+                if now.state != "progressing":
+                    return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(follow(), timeout_s)
+    return last
+
+
+def judged(tenant: str, items: Sequence[watching.Doc]) -> standing.Standing:
+    """Where the watched tenant stands (deleted: failed)."""
+    if not items:
+        return standing.Standing(tenant=tenant, state="failed", message="the tenant was deleted")
+    return standing.judge(items[0])
 
 
 @app.command()
