@@ -385,6 +385,15 @@ class Session(Answer):
     expires_at: str
 
 
+class LoginLink(Answer):
+    """A one-time dashboard login link: open the server's URL + `path` within its life."""
+
+    user: str
+    created: bool = Field(description="Whether the user was created (an admin, no password)")
+    path: str = Field(description="`/#login=CODE`: the code stays in the fragment")
+    expires_at: str
+
+
 class LoggedOut(Answer):
     logged_out: bool
 
