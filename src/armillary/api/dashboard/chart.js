@@ -34,10 +34,17 @@ export function sparkline(series, { label, max = 100, width = 120, height = 28, 
   const path = document.createElementNS(SVG, "polyline");
   path.setAttribute("fill", "none");
   svg.append(path);
+  const figure = document.createElement("span");
+  figure.className = "spark-wrap";
+  const reading = document.createElement("span");
+  reading.className = "reading";
+  reading.setAttribute("aria-hidden", "true");
+  figure.append(svg, reading);
   const draw = () => {
-    const values = series.values;
+    // one sample is drawn as a level line, so a fresh chart is not blank
+    const values = series.values.length === 1 ? [series.values[0], series.values[0]] : series.values;
     const step = width / Math.max(series.limit - 1, 1);
-    const offset = series.limit - values.length;
+    const offset = Math.max(series.limit - values.length, 0);
     const points = values.map((v, i) => {
       const x = (offset + i) * step;
       const y = height - 1 - (Math.min(Math.max(v, 0), max) / max) * (height - 2);
@@ -48,10 +55,11 @@ export function sparkline(series, { label, max = 100, width = 120, height = 28, 
     const text = `${label}: ${last === null ? "no data" : `${last.toFixed(1)}%`}`;
     title.textContent = text;
     svg.setAttribute("aria-label", text);
+    reading.textContent = last === null ? "-" : `${last.toFixed(1)}%`;
   };
   draw();
-  svg.redraw = draw;
-  return svg;
+  figure.redraw = draw;
+  return figure;
 }
 
 /** The node's CPU and memory percentages from a heartbeat or a node's `usage`. */

@@ -1,5 +1,5 @@
 // The live feed: one WebSocket (/api/v1/ws) shared by every page, with channels
-// subscribed by id as docs/api.md describes. Pages call `subscribe(channel, filters,
+// subscribed by id as docs/api.md ("Live channels") describes. Pages call `subscribe(channel, filters,
 // onFrame)` and get back a function that unsubscribes; when the socket drops, it is
 // opened again (with a growing delay) and every subscription still held is sent again,
 // and pages are told (`onStatus`) so they can list afresh. There is no polling
@@ -43,13 +43,17 @@ function open() {
   socket = ws;
   setStatus("connecting");
   ws.addEventListener("message", (message) => {
-    let frame;
-    try {
-      frame = JSON.parse(message.data);
-    } catch {
-      return;
+    // One message may carry several frames, one JSON document a line.
+    for (const line of String(message.data).split("\n")) {
+      if (!line) continue;
+      let frame;
+      try {
+        frame = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      receive(ws, frame);
     }
-    receive(ws, frame);
   });
   ws.addEventListener("close", (event) => {
     if (socket !== ws) return;

@@ -1,8 +1,8 @@
 // Logs: pick a tenant's component (every replica, or one), follow its output live,
 // filter the lines shown, and download them. Lines come from the live feed's `logs`
-// channel (tagged stdout/stderr); while the feed is down, from the API's own followed
-// log stream (`GET /replicas/{id}/logs?follow=true`), which does not tell the streams
-// apart.
+// channel; while the feed is down, from the API's own followed log stream
+// (`GET /replicas/{id}/logs?follow=true`). A replica's stdout and stderr are one log
+// on its node (interleaved as written), so the page shows them together.
 
 import * as api from "./api.js";
 import * as live from "./live.js";
@@ -17,7 +17,6 @@ export async function render(view, ctx) {
   const tenantSelect = h("select", { id: "logs-tenant" }, tenants.map((t) => h("option", { value: t.metadata.name, selected: t.metadata.name === params.get("tenant") }, t.metadata.name)));
   const componentSelect = h("select", { id: "logs-component" });
   const replicaSelect = h("select", { id: "logs-replica" });
-  const streamSelect = h("select", { id: "logs-stream" }, ["both", "stdout", "stderr"].map((s) => h("option", { value: s, selected: s === (params.get("stream") || "both") }, s)));
   const search = h("input", { id: "logs-search", type: "search", placeholder: "show lines containing…" });
   const follow = h("input", { id: "logs-follow", type: "checkbox", checked: true });
   const download = h("a", { id: "logs-download", class: "button", href: "#", download: "logs.txt" }, "Download");
@@ -30,7 +29,6 @@ export async function render(view, ctx) {
       h("label", { for: "logs-tenant" }, "Tenant"), tenantSelect,
       h("label", { for: "logs-component" }, "Component"), componentSelect,
       h("label", { for: "logs-replica" }, "Replica"), replicaSelect,
-      h("label", { for: "logs-stream" }, "Stream"), streamSelect,
       h("label", { for: "logs-search" }, "Search"), search,
       h("label", { for: "logs-follow" }, follow, " follow"),
       download, state),
@@ -71,7 +69,6 @@ export async function render(view, ctx) {
     replace(lines);
     const chosen = replicas.filter((r) => r.component === componentSelect.value && (!replicaSelect.value || r.id === replicaSelect.value));
     const names = new Map(chosen.map((r) => [r.id, `${r.component}/${r.replica}`]));
-    const stream = streamSelect.value === "both" ? undefined : streamSelect.value;
     download.href = chosen.length === 1 ? api.href(`/api/v1/replicas/${encodeURIComponent(chosen[0].id)}/logs`, { tail: 100000 }) : "#";
     download.setAttribute("download", `${tenantSelect.value}-${componentSelect.value}.log`);
     if (!componentSelect.value) return;
@@ -79,10 +76,10 @@ export async function render(view, ctx) {
       state.textContent = "following (live)";
       const payload = { tenant: tenantSelect.value, component: componentSelect.value, tail: TAIL };
       if (replicaSelect.value) payload.replica = replicaSelect.value;
-      if (stream) payload.stream = stream;
       stopFollowing = live.subscribe("logs", payload, (frame) => {
-        if (frame.type === "line") add(names.get(frame.payload.replica) || frame.payload.replica, frame.payload.stream, frame.payload.line);
-        else if (frame.type === "error") add("armillary", "stderr", frame.payload.message);
+        if (frame.type === "line") add(names.get(frame.payload.replica) || frame.payload.replica, "", frame.payload.line);
+        else if (frame.type === "end" && frame.payload.error) add(names.get(frame.payload.replica) || "armillary", "error", frame.payload.error);
+        else if (frame.type === "error") add("armillary", "error", frame.payload.message);
       });
       return;
     }
@@ -110,7 +107,6 @@ export async function render(view, ctx) {
   tenantSelect.addEventListener("change", async () => { await loadReplicas(); start(); });
   componentSelect.addEventListener("change", () => { fillReplicas(); start(); });
   replicaSelect.addEventListener("change", start);
-  streamSelect.addEventListener("change", start);
   await loadReplicas();
   start();
 }

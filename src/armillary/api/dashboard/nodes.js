@@ -13,15 +13,15 @@ export async function render(view, ctx) {
   const charts = new Map();
   const draw = (nodes) => {
     replace(box, nodes.map((node) => {
-      const known = charts.get(node.name) || { cpu: new Series(), memory: new Series() };
+      const chart = charts.get(node.name) || { cpu: new Series(), memory: new Series() };
       if (!charts.has(node.name)) {
         const now = percentages(node.usage);
-        known.cpu.push(now.cpu);
-        known.memory.push(now.memory);
+        chart.cpu.push(now.cpu);
+        chart.memory.push(now.memory);
       }
-      known.cpuLine = sparkline(known.cpu, { label: `${node.name} CPU`, width: 320, height: 80 });
-      known.memoryLine = sparkline(known.memory, { label: `${node.name} memory`, width: 320, height: 80, tone: "line alt" });
-      charts.set(node.name, known);
+      chart.cpuLine = sparkline(chart.cpu, { label: `${node.name} CPU`, width: 320, height: 80 });
+      chart.memoryLine = sparkline(chart.memory, { label: `${node.name} memory`, width: 320, height: 80, tone: "line alt" });
+      charts.set(node.name, chart);
       const capacity = node.capacity || {};
       const action = node.schedulable ? "cordon" : "uncordon";
       return h("article", { class: "card", dataset: { node: node.name }, "aria-labelledby": `node-${node.name}` },
@@ -32,8 +32,8 @@ export async function render(view, ctx) {
           h("dt", {}, "Replicas"), h("dd", {}, String(node.replicas)),
           h("dt", {}, "Labels"), h("dd", {}, labels(node.labels)),
           h("dt", {}, "Heartbeat"), h("dd", {}, when(node.heartbeatAt))),
-        h("figure", {}, h("figcaption", {}, "CPU %"), known.cpuLine),
-        h("figure", {}, h("figcaption", {}, "Memory %"), known.memoryLine),
+        h("figure", {}, h("figcaption", {}, "CPU %"), chart.cpuLine),
+        h("figure", {}, h("figcaption", {}, "Memory %"), chart.memoryLine),
         ctx.can("admin") ? h("button", { type: "button", class: "mutating", onclick: () => toggle(node.name, action) }, action === "cordon" ? "Cordon" : "Uncordon") : null,
       );
     }));
@@ -42,13 +42,19 @@ export async function render(view, ctx) {
     try {
       await api.send("POST", `/api/v1/nodes/${encodeURIComponent(name)}/${action}`);
       replace(message, notice(`${name}: ${action}ed`, "ok"));
-      draw(await api.all("/api/v1/nodes"));
+      const fresh = await api.all("/api/v1/nodes");
+      known.clear();
+      for (const n of fresh) known.set(n.name, n);
+      redraw();
     } catch (error) {
       replace(message, notice(error.message));
     }
   };
-  draw(await api.all("/api/v1/nodes"));
-  ctx.cleanup(live.subscribe("nodes", {}, async (frame) => {
+  const known = new Map((await api.all("/api/v1/nodes")).map((n) => [n.name, n]));
+  const redraw = () => draw([...known.values()].sort((a, b) => a.name.localeCompare(b.name)));
+  redraw();
+  let synced = false;
+  ctx.cleanup(live.subscribe("nodes", {}, (frame) => {
     if (frame.type === "heartbeat") {
       const chart = charts.get(frame.payload.name);
       if (!chart) return;
@@ -57,8 +63,16 @@ export async function render(view, ctx) {
       chart.memory.push(now.memory);
       chart.cpuLine.redraw();
       chart.memoryLine.redraw();
-    } else if (frame.type !== "error") {
-      draw(await api.all("/api/v1/nodes"));
+    } else if (frame.type === "SYNCED") {
+      synced = true;
+      redraw();
+    } else if (frame.payload && frame.payload.node) {
+      const node = frame.payload.node;
+      if (frame.type === "DELETED") known.delete(node.name);
+      else known.set(node.name, node);
+      if (synced) redraw(); // the present state is drawn once, at SYNCED
+    } else if (frame.type === "reconnected") {
+      synced = false;
     }
   }));
 }

@@ -30,13 +30,3 @@ export function reason(tenant) {
   const found = condition(tenant, type);
   return found ? [found.reason, found.message].filter(Boolean).join(": ") : "";
 }
-
-/** The highest resourceVersion among `items`: where a watch resumes after a list. */
-export function newest(items) {
-  let best = 0n;
-  for (const item of items) {
-    const rv = item && item.metadata && item.metadata.resourceVersion;
-    if (rv && /^[0-9]+$/.test(rv) && BigInt(rv) > best) best = BigInt(rv);
-  }
-  return best ? best.toString() : null;
-}

@@ -29,7 +29,9 @@ export async function render(view, ctx, name) {
 
   const drawTenant = (t) => {
     const word = standing(t);
-    replace(heading, h("h1", {}, t.metadata.name), " ", badge(word, TONE[word]), " ", labels(t.metadata.labels));
+    const notes = Object.entries(t.metadata.annotations || {});
+    replace(heading, h("h1", {}, t.metadata.name), " ", badge(word, TONE[word]), " ", labels(t.metadata.labels),
+      notes.length ? h("dl", { class: "annotations", "aria-label": "Annotations" }, notes.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null);
     const conditions = (t.status && t.status.conditions) || [];
     replace(conditionsBox, table("Conditions", ["Type", "Status", "Reason", "Message", "Since"], conditions.map((c) => row([c.type, badge(c.status === "True" ? (c.type === "Degraded" ? "True" : "Ready") : c.status, c.type === "Degraded" ? (c.status === "True" ? "bad" : "ok") : c.status === "True" ? (c.type === "Ready" ? "ok" : "warn") : c.type === "Ready" ? "bad" : "idle"), c.reason || "-", c.message || "-", when(c.lastTransitionTime)]))));
     const components = Object.entries((t.status && t.status.components) || {});
@@ -78,9 +80,11 @@ export async function render(view, ctx, name) {
         replace(message, notice(error.message));
       }
     };
+    const newest = new Map();
+    for (const rev of answer.items || []) newest.set(rev.component, Math.max(newest.get(rev.component) || 0, rev.revision));
     replace(revisionsBox, table("Revision history", ["Component", "Revision", "Release", "State", "Started", "Finished", ""], (answer.items || []).map((rev) => row([
       rev.component, `#${rev.revision}`, rev.release || "-", badge(rev.state), when(rev.startedAt), when(rev.finishedAt),
-      ctx.can("developer") && rev.state !== "active" && rev.state !== "progressing" ? h("button", { type: "button", class: "mutating", onclick: undo(rev.component, rev.revision) }, `Undo to #${rev.revision}`) : "",
+      ctx.can("developer") && rev.revision < newest.get(rev.component) && rev.state === "complete" ? h("button", { type: "button", class: "mutating", onclick: undo(rev.component, rev.revision) }, `Undo to #${rev.revision}`) : "",
     ]))));
   };
 
@@ -113,7 +117,7 @@ export async function render(view, ctx, name) {
       return;
     }
     const r = frame.payload && frame.payload.replica;
-    if (!r || r.tenant !== name) return;
+    if (!r || r.tenant !== name) return; // SYNCED and errors carry no replica
     if (frame.type === "DELETED") {
       replicas.delete(r.id);
       drawReplicas();
@@ -124,7 +128,7 @@ export async function render(view, ctx, name) {
     if (existing) existing.replaceWith(drawReplica(r));
     else drawReplicas();
   }));
-  ctx.cleanup(live.subscribe("resources", { kinds: ["Tenant"], name, resourceVersion: tenant.metadata.resourceVersion }, (frame) => {
+  ctx.cleanup(live.subscribe("resources", { kinds: ["Tenant"], name }, (frame) => {
     const object = frame.payload && frame.payload.object;
     if (object && object.metadata.name === name && frame.type !== "DELETED") drawTenant(object);
   }));

@@ -1,13 +1,16 @@
-// A live list of resources: list once, then follow the `resources` channel from the
-// list's resourceVersion (as a Kubernetes informer does). An Expired error or a
-// reconnect lists again. `onChange(map)` is called at most once per animation frame.
+// A live list of resources, as a Kubernetes informer keeps one: listed once over HTTP
+// for the first paint, then held by the `resources` channel, whose subscription sends
+// the present state (ADDED per object, then SYNCED) and every change after it. The
+// present state replaces the list at SYNCED (so objects deleted meanwhile go), and a
+// reconnect or an Expired error subscribes afresh. `onChange(map)` runs at most once
+// per animation frame.
 
 import * as api from "./api.js";
 import * as live from "./live.js";
-import { newest } from "./tenancy.js";
 
-export async function watchKind(ctx, { kind, plural, selector, onChange }) {
-  const items = new Map();
+export async function watchKind(ctx, { kind, plural, selector, name, onChange }) {
+  let items = new Map();
+  let fresh = null; // the present state while a subscription sends it
   let pending = false;
   const changed = () => {
     if (pending) return;
@@ -17,30 +20,40 @@ export async function watchKind(ctx, { kind, plural, selector, onChange }) {
       onChange(items);
     });
   };
+  const payload = { kinds: [kind] };
+  if (selector) payload.selector = selector;
+  if (name) payload.name = name;
   let unsubscribe = () => {};
-  const list = async () => {
-    const found = await api.all(`/api/v1/${plural}`, { selector });
-    items.clear();
-    for (const item of found) items.set(item.metadata.name, item);
+  const follow = () => {
     unsubscribe();
-    const payload = { kinds: [kind] };
-    if (selector) payload.selector = selector;
-    const rv = newest(found);
-    if (rv) payload.resourceVersion = rv;
+    fresh = new Map();
     unsubscribe = live.subscribe("resources", payload, (frame) => {
-      if (frame.type === "reconnected" || (frame.type === "error" && frame.payload.code === "Expired")) {
-        list().catch(console.error);
+      if (frame.type === "reconnected") {
+        fresh = new Map();
+        return;
+      }
+      if (frame.type === "error") {
+        if (frame.payload.code === "Expired") follow();
+        return;
+      }
+      if (frame.type === "SYNCED") {
+        if (fresh) items = fresh;
+        fresh = null;
+        changed();
         return;
       }
       const object = frame.payload && frame.payload.object;
       if (!object || object.kind !== kind) return;
-      if (frame.type === "DELETED") items.delete(object.metadata.name);
-      else items.set(object.metadata.name, object);
-      changed();
+      const into = fresh || items;
+      if (frame.type === "DELETED") into.delete(object.metadata.name);
+      else into.set(object.metadata.name, object);
+      if (!fresh) changed();
     });
   };
   ctx.cleanup(() => unsubscribe());
-  await list();
+  const found = name ? [await api.get(`/api/v1/${plural}/${encodeURIComponent(name)}`)] : await api.all(`/api/v1/${plural}`, { selector });
+  for (const item of found) items.set(item.metadata.name, item);
+  follow();
   onChange(items);
   return items;
 }
