@@ -35,11 +35,13 @@ def dump(answer: BaseModel) -> dict[str, Any]:
 
 
 class ProblemIssue(Answer):
-    """One place a request was wrong: the field `path`, the `document` index in a batch."""
+    """One place a request was wrong: the field `path`, the `document` index in a batch,
+    the `line` of YAML text (plan and apply's `yaml`)."""
 
     path: str
     message: str
     document: int | None = None
+    line: int | None = None
 
 
 class Problem(Answer):

@@ -133,7 +133,12 @@ def logged_in(browser: Any, quickstart: Quickstart, role: str = "admin") -> Any:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dialog(opened: Any) -> None:  # a script that ran would open one: none may
+        dialogs.append(opened.message)
+        opened.dismiss()
+
+    page.on("dialog", dialog)
     page.dialogs = dialogs
     page.goto(quickstart.url + "/")
     page.wait_for_selector("#login-name")
@@ -209,9 +214,7 @@ def test_the_logs_page_shows_a_line_printed_after_it_opened(
         if r["component"] == "agent" and (r["report"] or {}).get("state") == "running"
     )
     page = logged_in(browser, quickstart)
-    page.goto(
-        f"{quickstart.url}/#/logs?tenant=acme-sre&component=agent&replica={agent['id']}"
-    )
+    page.goto(f"{quickstart.url}/#/logs?tenant=acme-sre&component=agent&replica={agent['id']}")
     page.wait_for_selector("#log-lines li")  # the tail is there: the page is following
     mark = f"dashboard-e2e-{uuid.uuid4().hex}"
     port = next(iter(agent["ports"].values()))

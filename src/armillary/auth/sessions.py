@@ -150,9 +150,7 @@ async def issue_link(
     return code, expires, created
 
 
-async def redeem(
-    conn: Tx, code: str, *, now: dt.datetime, ttl_s: float
-) -> Opened | LoginRefused:
+async def redeem(conn: Tx, code: str, *, now: dt.datetime, ttl_s: float) -> Opened | LoginRefused:
     """A fresh session for the user a login link names, or why not; a link found is
     used up (deleted) whatever the outcome, so the refusal is returned, not raised."""
     found = None if len(code) > MAX_COOKIE_LENGTH else await users.find_session(conn, _digest(code))

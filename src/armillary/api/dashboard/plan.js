@@ -16,7 +16,7 @@ function body(text) {
 }
 
 function problems(error) {
-  return [notice(error.message), error.errors && error.errors.length ? h("ul", { class: "issues" }, error.errors.map((e) => h("li", {}, `${e.path}: ${e.message}`))) : null];
+  return [notice(error.message), error.errors && error.errors.length ? h("ul", { class: "issues" }, error.errors.map((e) => h("li", {}, `${e.line ? `line ${e.line}, ` : ""}${e.path || "document"}: ${e.message}`))) : null];
 }
 
 export function render(view, ctx) {

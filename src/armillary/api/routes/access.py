@@ -3,8 +3,9 @@
 - `POST /auth/login` opens a session (HttpOnly, SameSite=Lax cookie; Secure behind
   TLS) and answers its CSRF token; `POST /auth/logout` closes it; `GET /auth/whoami`
   says who the caller is. `POST /auth/links` (admin) makes a one-time login link for
-  the dashboard (`armillary dashboard`), `POST /auth/redeem` turns it into a session. Login is rate limited per client address by the API's
-  limiter and locks a user out after repeated failures.
+  the dashboard (`armillary dashboard`), `POST /auth/redeem` turns it into a
+  session. Login is rate limited per client address by the API's limiter and locks
+  a user out after repeated failures.
 - `/tokens`: API keys (admin). A key is shown once, in the answer that creates it.
 - `/users`: dashboard users (admin).
 - `POST /tenants/{tenant}/tokens`: a short-lived token scoped to one tenant

@@ -51,6 +51,4 @@ async def asset(asset: str) -> FileResponse:
     found = ASSETS.get(asset)
     if found is None:
         raise NotFound(f"/ui/{asset}: no such dashboard asset")
-    return FileResponse(
-        found, media_type=TYPES[found.suffix], headers={"Cache-Control": CACHE}
-    )
+    return FileResponse(found, media_type=TYPES[found.suffix], headers={"Cache-Control": CACHE})
