@@ -86,6 +86,25 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="API requests per second per caller, sustained"
     )
     rate_limit_burst: int = Field(default=200, ge=1, description="API requests per caller, burst")
+    ws_ping_s: float = Field(
+        default=30.0, gt=0, description="how often the live socket (/api/v1/ws) pings its client"
+    )
+    ws_pong_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long a live client may take to answer a ping before it is closed (4000)",
+    )
+    ws_queue: int = Field(
+        default=1000,
+        ge=10,
+        description="frames a live client may have waiting to be sent; beyond, it is closed "
+        "as a slow consumer (4008)",
+    )
+    ws_history: int = Field(
+        default=10_000,
+        ge=100,
+        description="changes the live hub keeps for watches that resume from a resourceVersion",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API (CORS)"
     )

@@ -41,6 +41,7 @@ from armillary.api import (
 )
 from armillary.api.hub import Hub
 from armillary.api.leadership import Leadership, LeaderTask
+from armillary.api.live.hub import LiveHub
 from armillary.api.routes import (
     access,
     agent_runs,
@@ -50,6 +51,7 @@ from armillary.api.routes import (
     doctor,
     events,
     health,
+    live,
     nodes,
     provision,
     replicas,
@@ -150,6 +152,11 @@ def create_app(settings: Settings) -> FastAPI:
             heartbeat_interval_s=settings.node_heartbeat_s,
             server=name if shared else None,
         )
+        # Live channels (/api/v1/ws): fed by this replica's feed, the others' writes too.
+        app.state.live = LiveHub(
+            db, history=settings.ws_history, heartbeat_s=settings.node_heartbeat_s
+        )
+        app.state.live.start()
         tasks: list[asyncio.Task[None]] = []
         if shared:  # the others' writes, into this replica's feed, before serving
             listener = listen.Listener(db)
@@ -205,6 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.live.close()
             await app.state.provisioner.close()
             await app.state.intake.drain()  # every delivery taken in is written
             app.state.catalog.close()
@@ -253,6 +261,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(resources.router)
     app.include_router(apply.router)
     app.include_router(nodes.router)
+    app.include_router(live.router)
     app.include_router(replicas.router)
     app.include_router(provision.router)
     app.include_router(rollouts.router)

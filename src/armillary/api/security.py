@@ -31,6 +31,7 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from armillary.api import problems
 from armillary.auth import access, sessions, tenant_tokens, tokens
@@ -71,12 +72,12 @@ TENANT_TOKEN_PURPOSE = "tenant-tokens"  # noqa: S105 (a label, not a secret)
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` in a worker
 # thread, two thread switches per request for an attribute read.
-async def database(request: Request) -> Database:
+async def database(request: HTTPConnection) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-async def key_ring(request: Request) -> KeyRing:
+async def key_ring(request: HTTPConnection) -> KeyRing:
     ring: KeyRing = request.app.state.keys
     return ring
 
@@ -86,13 +87,14 @@ async def identify(request: Request) -> access.Principal:
     known: access.Principal | None = getattr(request.state, "principal", None)
     if known is not None:
         return known
-    who = await _authenticate(request)
+    who = await authenticate(request)
     request.state.principal = who
     return who
 
 
-async def _authenticate(request: Request) -> access.Principal:
-    """Who the request's credential names now, read afresh from the store."""
+async def authenticate(request: HTTPConnection) -> access.Principal:
+    """Who the request's (or WebSocket handshake's) credential names now, read afresh
+    from the store. A handshake has no method: it counts as a GET (it changes nothing)."""
     now = dt.datetime.now(dt.UTC)
     db = await database(request)
     header = request.headers.get("authorization")
@@ -112,7 +114,8 @@ async def _authenticate(request: Request) -> access.Principal:
             raise Unauthorized("missing 'Authorization: Bearer <token>' header")
         async with db.read() as conn:
             who, csrf = await sessions.authenticate(conn, cookie, now=now)
-        if request.method not in SAFE_METHODS and not sessions.csrf_matches(
+        method = str(request.scope.get("method", "GET"))
+        if method not in SAFE_METHODS and not sessions.csrf_matches(
             csrf, request.headers.get(sessions.CSRF_HEADER)
         ):
             raise Forbidden("missing or wrong X-CSRF-Token for a request made with a session")
@@ -124,7 +127,7 @@ _ENDS_CREDENTIALS = frozenset({feed.CREDENTIAL, "Tenant", feed.RESYNC})
 (`feed.CREDENTIAL`), and tenants (a tenant token or key dies with its tenant)."""
 
 
-async def until_refused(request: Request, *, recheck_s: float) -> str:
+async def until_refused(request: HTTPConnection, *, recheck_s: float) -> str:
     """Wait until the credential `request` was identified with is refused (revoked,
     expired, its tenant or user gone, its role changed); why. Re-checks when the feed
     announces a change that may end it, and every `recheck_s` seconds."""
@@ -143,7 +146,7 @@ async def until_refused(request: Request, *, recheck_s: float) -> str:
                 await asyncio.wait_for(wake.wait(), timeout=recheck_s)
             wake.clear()
             try:
-                now = await _authenticate(request)
+                now = await authenticate(request)
             except (Unauthorized, Forbidden) as exc:
                 return str(exc)
             except Exception:  # a store hiccup: the stream goes on, the next check decides

@@ -148,6 +148,12 @@ def _announce(conn: AsyncConnection | Connection, run_id: str, tenant: str) -> N
     feed.record(conn.info, feed.Change(kind="AgentRun", name=run_id, tenant=tenant))
 
 
+def _progressed(conn: AsyncConnection | Connection, run_id: str, tenant: str) -> None:
+    """A run claimed or finished, on the feed's status topic: for the live channel
+    `runs` (api/live), never a wake-up of the workers, which hear specs alone."""
+    feed.record(conn.info, feed.Change(kind="AgentRun", name=run_id, tenant=tenant, status=True))
+
+
 async def create(conn: AsyncConnection, request: Request, *, now: dt.datetime) -> str:
     """Queue a run on `conn` (committed with the caller's transaction); its id."""
     (run_id,) = await conn.run_sync(create_many, [request], now=now)
@@ -263,7 +269,10 @@ def claim(
         )
         .returning(*agent_runs.c)
     )
-    return sorted((_run(row) for row in claimed), key=lambda r: (r.created_at, r.id))
+    runs = sorted((_run(row) for row in claimed), key=lambda r: (r.created_at, r.id))
+    for run in runs:
+        _progressed(conn, run.id, run.tenant)
+    return runs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -464,6 +473,9 @@ def finish(
         )
     if rows:
         conn.execute(_FINISH.values(claimed_by=None, lease_until=None), rows)
+        tenants = {o.run.id: o.run.tenant for o in outcomes}
+        for row in rows:
+            _progressed(conn, str(row["b_id"]), tenants[str(row["b_id"])])
     return {str(row["b_id"]) for row in rows}
 
 

@@ -251,6 +251,12 @@ class Database:
         try:
             result = await conn.run_sync(_batched, fn)
             await conn.commit()  # autocommit: nothing is sent; ends SQLAlchemy's own
+            if events and self.sender:  # committed: now the other replicas may hear of it
+                try:
+                    await self._notify(conn, events)
+                    await conn.commit()
+                except Exception:  # the rows are in: a lost notice is not a lost write
+                    log.warning("telling the other replicas of a batch failed", exc_info=True)
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.close()

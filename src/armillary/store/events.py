@@ -39,8 +39,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary import ids, timestamps
-from armillary.store import bulk
+from armillary.store import bulk, feed
 from armillary.store.tables import events
+
+KIND = "Event"
+"""The feed kind of a new event (its `name` the event's id, `tenant` where it goes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +124,7 @@ def record(conn: Connection, delivery: Delivery) -> Recorded:
     try:
         with conn.begin_nested():
             conn.execute(insert(events).values(**_values(event_id, delivery)))
+            _announce(conn, event_id, delivery)
     except IntegrityError:  # the same delivery, committed meanwhile by another request
         again = _earlier(conn, delivery)
         if again is None:
@@ -146,10 +150,19 @@ def record_many(conn: Connection, deliveries: list[Delivery]) -> list[Recorded]:
         event_id = ids.new_id()
         earlier.update(dict.fromkeys(keys, event_id))
         rows.append(_values(event_id, delivery))
+        _announce(conn, event_id, delivery)
         recorded.append(Recorded(id=event_id, duplicate=False))
     if rows:
         bulk.insert_rows(conn, events, rows)
     return recorded
+
+
+def _announce(conn: Connection, event_id: str, delivery: Delivery) -> None:
+    """A new event, on the feed's status topic once it commits (no controller watches
+    events): for the live channel `events` (api/live)."""
+    feed.record(
+        conn.info, feed.Change(kind=KIND, name=event_id, tenant=delivery.tenant, status=True)
+    )
 
 
 def _earlier(conn: Connection, delivery: Delivery) -> str | None:

@@ -122,6 +122,7 @@ async def create(
                     for i, name in enumerate(steps)
                 ],
             )
+            _progressed(conn, run_id, tenant)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -192,7 +193,15 @@ async def set_run(db: Database, run_id: str, **values: Any) -> None:
         await conn.execute(
             update(provision_runs).where(provision_runs.c.id == run_id).values(**values)
         )
-        feed.record(conn.info, feed.Change(kind="ProvisionRun", name=run_id, status=True))
+        _progressed(conn, run_id)
+
+
+def _progressed(conn: AsyncConnection, run_id: str, tenant: str | None = None) -> None:
+    """A run created, or its run or a step changed, on the status topic (no controller
+    watches it): for whoever follows the run, the live channel `runs` among them."""
+    feed.record(
+        conn.info, feed.Change(kind="ProvisionRun", name=run_id, tenant=tenant, status=True)
+    )
 
 
 async def set_step(db: Database, run_id: str, position: int, **values: Any) -> None:
@@ -202,6 +211,7 @@ async def set_step(db: Database, run_id: str, position: int, **values: Any) -> N
             .where(provision_steps.c.run_id == run_id, provision_steps.c.position == position)
             .values(**values)
         )
+        _progressed(conn, run_id)
 
 
 async def take_from_detail(db: Database, run_id: str, position: int, key: str) -> Any:

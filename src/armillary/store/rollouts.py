@@ -146,6 +146,11 @@ async def save(conn: AsyncConnection, changes: Changes, *, now: dt.datetime) -> 
             )
     if changes.started:
         await conn.execute(insert(rollouts), [_values(r) for r in changes.started])
+        for r in changes.started:  # for the live channel `rollouts`; no controller wakes
+            feed.record(
+                conn.info,
+                feed.Change(kind="Rollout", name=r.release or "", tenant=r.tenant, status=True),
+            )
         await conn.execute(
             delete(rollouts).where(
                 rollouts.c.tenant == bindparam("b_tenant"),

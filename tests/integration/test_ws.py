@@ -1,0 +1,477 @@
+"""The live channels (`/api/v1/ws`) of a real server with a real node, on both backends,
+through the typed client the CLI uses (`armillary.live_client`) and, where a client
+must misbehave (never read, never answer a ping), a raw WebSocket.
+
+Each channel lists and follows what changes; a watch resumes from a position, and one
+too old (or of another server) is `Expired` and lists again; a caller without a valid
+credential, or with a session cookie from another site, is closed 4001; a tenant's
+token sees nothing of another tenant on any channel; a client that stops reading is
+closed 4008 while a fast one receives every change in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from armillary.live_client import Closed, Frame, Live, LiveError, Subscription, ws_url
+from tests.support import documents
+from tests.support.api import apply
+from tests.support.nodes import NodeProcess
+from tests.support.servers import ServerProcess
+
+SERVER_ENV = {"ARMILLARY_WS_QUEUE": "50", "ARMILLARY_WS_HISTORY": "100"}
+SIGNING = "live-channel-signing-key"
+TICKER = [
+    "python3",
+    "-u",
+    "-c",
+    "import time\nwhile True:\n print('tick', flush=True)\n time.sleep(0.2)",
+]
+WAIT_S = 60.0
+
+
+@dataclass
+class World:
+    mark: str
+    stack: str
+    source: str
+    tenant_a: str
+    tenant_b: str
+    repo_a: str
+    repo_b: str
+    token_a: str
+
+
+def _tenant(name: str, stack: str, repo: str, **labels: str) -> dict[str, Any]:
+    doc = documents.tenant(name, stack, routing={"github": [repo]})
+    doc["metadata"]["labels"] = labels
+    return doc
+
+
+@pytest.fixture(scope="module")
+def world(server: ServerProcess, node: NodeProcess) -> World:
+    mark = uuid.uuid4().hex[:6]
+    stack, source = f"live-{mark}", f"gh-{mark}"
+    w = World(
+        mark=mark,
+        stack=stack,
+        source=source,
+        tenant_a=f"a-{mark}",
+        tenant_b=f"b-{mark}",
+        repo_a=f"acme/a-{mark}",
+        repo_b=f"acme/b-{mark}",
+        token_a="",
+    )
+    apply(
+        server,
+        documents.secret(source, {"signing": SIGNING}),
+        documents.webhook_source(source, source),
+        documents.stack(
+            stack,
+            {"name": "agent", "command": TICKER},
+            {"name": "job", "type": "job", "command": ["true"]},
+        ),
+        _tenant(w.tenant_a, stack, w.repo_a, side="a"),
+        _tenant(w.tenant_b, stack, w.repo_b, side="b"),
+    )
+    with server.client() as http:
+        w.token_a = http.post(f"/api/v1/tenants/{w.tenant_a}/tokens", json={}).json()["token"]
+    return w
+
+
+@contextlib.asynccontextmanager
+async def live(server: ServerProcess, token: str | None = "admin") -> AsyncIterator[Live]:
+    async with Live.connect(server.url, token=server.token if token == "admin" else token) as it:
+        yield it
+
+
+async def take(
+    sub: Subscription, until: Callable[[Frame], bool], *, timeout_s: float = WAIT_S
+) -> list[Frame]:
+    """The subscription's frames up to and with the first that `until` accepts."""
+    seen: list[Frame] = []
+
+    async def collect() -> None:
+        async for frame in sub:
+            seen.append(frame)
+            if until(frame):
+                return
+        raise AssertionError(f"the subscription ended; frames: {seen}")
+
+    try:
+        await asyncio.wait_for(collect(), timeout_s)
+    except TimeoutError:
+        raise AssertionError(f"no frame came that was awaited; frames: {seen[-20:]}") from None
+    return seen
+
+
+def synced(frame: Frame) -> bool:
+    return frame.type == "SYNCED"
+
+
+def position(frame: Frame) -> int:
+    value = frame.resource_version
+    assert value is not None, frame
+    return int(value.rpartition(".")[2])
+
+
+async def put(server: ServerProcess, *docs: dict[str, Any]) -> None:
+    """`apply`, in a thread: the test's own clients keep reading meanwhile."""
+    await asyncio.to_thread(apply, server, *docs)
+
+
+def org(name: str, **labels: str) -> dict[str, Any]:
+    doc = documents.org(name)
+    doc["metadata"]["labels"] = labels
+    return doc
+
+
+def deliver(server: ServerProcess, source: str, repo: str) -> None:
+    body = json.dumps(
+        {"ref": "refs/heads/main", "after": uuid.uuid4().hex, "repository": {"full_name": repo}}
+    ).encode()
+    digest = hmac.new(SIGNING.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={digest}",
+    }
+    with server.client(token=None) as http:
+        response = http.post(f"/webhooks/{source}", content=body, headers=headers)
+    assert response.status_code in (200, 202), response.text
+
+
+def start_run(server: ServerProcess, tenant: str) -> str:
+    with server.client() as http:
+        response = http.post("/api/v1/agents/run", json={"tenant": tenant, "input": {"n": 1}})
+    assert response.status_code in (200, 201, 202), response.text
+    return str(response.json()["id"])
+
+
+async def test_resources_list_then_follow_with_a_selector(
+    server: ServerProcess, world: World
+) -> None:
+    team = f"t-{world.mark}"
+    await put(server, org(f"x1-{world.mark}", team=team), org(f"x2-{world.mark}", team=team))
+    await put(server, org(f"other-{world.mark}", team="other"))
+    async with live(server) as client:
+        sub = await client.subscribe("resources", kinds=["Org"], selector=f"team={team}")
+        listed = await take(sub, synced)
+        assert [f.type for f in listed] == ["ADDED", "ADDED", "SYNCED"]
+        names = {f.payload["object"]["metadata"]["name"] for f in listed[:2]}
+        assert names == {f"x1-{world.mark}", f"x2-{world.mark}"}
+        await put(server, org(f"x1-{world.mark}", team=team, more="yes"))
+        await put(server, org(f"x2-{world.mark}", team="elsewhere"))  # leaves the selector
+        await put(server, org(f"x3-{world.mark}", team=team))
+        with server.client() as http:
+            assert http.delete(f"/api/v1/orgs/x1-{world.mark}").status_code == 200
+        frames = await take(
+            sub,
+            lambda f: (
+                f.type == "DELETED" and f.payload["object"]["metadata"]["name"].startswith("x1")
+            ),
+        )
+    seen = [(f.type, f.payload["object"]["metadata"]["name"][:2]) for f in frames]
+    assert seen == [("MODIFIED", "x1"), ("DELETED", "x2"), ("ADDED", "x3"), ("DELETED", "x1")]
+    assert frames[0].payload["object"]["metadata"]["labels"]["more"] == "yes"
+    versions = [position(f) for f in [*listed[-1:], *frames]]
+    assert versions == sorted(set(versions)), "positions rise across objects"
+
+
+async def test_a_watch_resumes_from_its_position_and_one_too_old_lists_again(
+    server: ServerProcess, world: World
+) -> None:
+    name = f"resume-{world.mark}"
+    async with live(server) as client:
+        first = await client.subscribe("resources", kinds=["Org"], name=name)
+        [mark] = await take(first, synced)
+        await put(server, org(name, step="1"))
+        await put(server, org(name, step="2"))
+        live_frames = await take(
+            first, lambda f: f.payload["object"]["metadata"]["labels"]["step"] == "2"
+        )
+        await first.unsubscribe()
+        again = await client.subscribe(
+            "resources", kinds=["Org"], name=name, resource_version=mark.resource_version
+        )
+        frames = await take(again, synced)
+        # Exactly what a watcher saw after that position, at the same positions.
+        assert [(f.type, f.resource_version) for f in frames[:-1]] == [
+            (f.type, f.resource_version) for f in live_frames
+        ]
+        assert frames[0].type == "ADDED" and position(mark) < position(frames[0])
+        # More changes than the server keeps (ARMILLARY_WS_HISTORY=100): too old.
+        await put(server, *(org(f"flood-{world.mark}-{i}") for i in range(120)))
+        stale = await client.subscribe(
+            "resources", kinds=["Org"], name=name, resource_version=mark.resource_version
+        )
+        with pytest.raises(LiveError) as expired:
+            await take(stale, synced)
+        assert expired.value.code == "Expired" and expired.value.field == "payload.resourceVersion"
+        foreign = await client.subscribe("resources", kinds=["Org"], resource_version="0000.1")
+        with pytest.raises(LiveError, match="Expired"):
+            await take(foreign, synced)
+        relisted = await take(await client.subscribe("resources", kinds=["Org"], name=name), synced)
+    assert [f.type for f in relisted] == ["ADDED", "SYNCED"]
+    assert relisted[0].payload["object"]["metadata"]["labels"]["step"] == "2"
+
+
+async def test_bad_filters_are_named(server: ServerProcess, world: World) -> None:
+    async with live(server) as client:
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            ("resources", {"kinds": ["Tenant", "Nope"]}, "payload.kinds[1]"),
+            ("resources", {"kinds": ["Tenant"], "selector": "a in"}, "payload.selector"),
+            ("replicas", {"colour": "red"}, "payload.colour"),
+            ("logs", {"tenant": world.tenant_a}, "payload.component"),
+            ("runs", {"kind": "other"}, "payload.kind"),
+        ]
+        for channel, filters, field in cases:
+            sub = await client.subscribe(channel, **filters)
+            with pytest.raises(LiveError) as refused:
+                await take(sub, synced)
+            assert (refused.value.code, refused.value.field) == ("Invalid", field)
+
+
+async def test_nodes_replicas_and_rollouts_follow_a_new_tenant(
+    server: ServerProcess, node: NodeProcess, world: World
+) -> None:
+    fresh = f"c-{world.mark}"
+    async with live(server) as client:
+        nodes = await client.subscribe("nodes")
+        listed = await take(nodes, synced)
+        assert any(f.type == "ADDED" and f.payload["node"]["connected"] for f in listed)
+        beat = (await take(nodes, lambda f: f.type == "heartbeat"))[-1].payload
+        assert {"name", "cpu", "memory", "disk", "at"} <= set(beat)
+        assert isinstance(beat["cpu"], (int, float)) and beat["at"]
+        replicas = await client.subscribe("replicas", tenant=fresh)
+        rollouts = await client.subscribe("rollouts", tenant=fresh)
+        assert [f.type for f in await take(replicas, synced)] == ["SYNCED"]
+        await take(rollouts, synced)
+        await put(server, _tenant(fresh, world.stack, f"acme/c-{world.mark}"))
+        added = await take(replicas, lambda f: f.type == "ADDED")
+        assert added[-1].payload["replica"]["tenant"] == fresh
+        rollout = (await take(rollouts, lambda f: f.type in ("ADDED", "MODIFIED")))[-1]
+        assert rollout.payload["rollout"]["tenant"] == fresh
+        with server.client() as http:
+            assert http.delete(f"/api/v1/tenants/{fresh}").status_code == 200
+        gone = await take(replicas, lambda f: f.type == "DELETED")
+    assert gone[-1].payload["replica"]["tenant"] == fresh
+
+
+async def test_logs_events_and_runs_follow(server: ServerProcess, world: World) -> None:
+    async with live(server) as client:
+        logs = await client.subscribe("logs", tenant=world.tenant_a, component="agent", tail=1)
+        line = (await take(logs, lambda f: f.type == "line"))[-1].payload
+        assert line["line"] == "tick" and line["at"] and line["replica"]
+        events = await client.subscribe("events", source=world.source)
+        agent_runs = await client.subscribe("runs", kind="agent", tenant=world.tenant_a)
+        provisions = await client.subscribe("runs", kind="provision")
+        for sub in (events, agent_runs, provisions):
+            await take(sub, synced)
+        await asyncio.to_thread(deliver, server, world.source, world.repo_a)
+        event = (await take(events, lambda f: f.type == "ADDED"))[-1].payload["event"]
+        assert (event["source"], event["tenant"]) == (world.source, world.tenant_a)
+        run_id = await asyncio.to_thread(start_run, server, world.tenant_a)
+        moved = await take(
+            agent_runs, lambda f: f.payload["run"]["id"] == run_id and f.type == "MODIFIED"
+        )
+        assert [f.payload["kind"] for f in moved] == ["agent"] * len(moved)
+        body = {"org": "acme", "tenant": f"p-{world.mark}", "stack": world.stack}
+        with server.client() as http:
+            started = http.post("/api/v1/provision/tenants", json=body)
+        assert started.status_code in (200, 201, 202), started.text
+        done = await take(provisions, lambda f: f.payload["run"]["state"] == "succeeded")
+    assert done[0].type == "ADDED" and done[-1].payload["kind"] == "provision"
+    assert done[-1].payload["run"]["steps"], "a provisioning run comes with its steps"
+
+
+async def test_a_tenant_token_sees_nothing_of_another_tenant(
+    server: ServerProcess, world: World
+) -> None:
+    a, b = world.tenant_a, world.tenant_b
+    async with live(server, world.token_a) as client:
+        assert client.connected is not None
+        assert client.connected.payload["who"]["tenant"] == a
+        resources = await client.subscribe(
+            "resources",
+            kinds=["Org", "Stack", "Tenant", "Schedule", "WebhookSource", "Secret", "Release"],
+        )
+        listed = await take(resources, synced)
+        assert [f.payload["object"]["metadata"]["name"] for f in listed[:-1]] == [a]
+        subs = {
+            channel: await client.subscribe(channel)
+            for channel in ("replicas", "events", "runs", "rollouts")
+        }
+        for sub in subs.values():
+            await take(sub, synced)
+        refusals: list[tuple[str, dict[str, str]]] = [
+            ("nodes", {}),
+            ("replicas", {"tenant": b}),
+            ("events", {"tenant": b}),
+            ("logs", {"tenant": b, "component": "agent"}),
+            ("logs", {"tenant": f"nobody-{world.mark}", "component": "agent"}),
+        ]
+        for channel, filters in refusals:
+            with pytest.raises(LiveError) as refused:
+                await take(await client.subscribe(channel, **filters), synced)
+            assert refused.value.code == "Forbidden", (channel, filters)
+        # B changes on every channel first, then A: A's changes arrive, B's never.
+        await put(server, _tenant(b, world.stack, world.repo_b, side="b", touched="1"))
+        await asyncio.to_thread(deliver, server, world.source, world.repo_b)
+        await asyncio.to_thread(start_run, server, b)
+        await put(server, _tenant(a, world.stack, world.repo_a, side="a", touched="1"))
+        await asyncio.to_thread(deliver, server, world.source, world.repo_a)
+        run_a = await asyncio.to_thread(start_run, server, a)
+        seen = await take(
+            resources, lambda f: f.payload["object"]["metadata"]["labels"].get("touched") == "1"
+        )
+        seen += await take(subs["events"], lambda f: f.type == "ADDED")
+        seen += await take(subs["runs"], lambda f: f.payload["run"]["id"] == run_a)
+    text = json.dumps([f.payload for f in seen])
+    assert b not in text and world.repo_b not in text
+
+
+async def test_unauthenticated_callers_are_closed_4001(server: ServerProcess, world: World) -> None:
+    with server.client() as http:
+        node_key = http.post("/api/v1/tokens", json={"role": "node"}).json()["token"]
+        viewer = http.post("/api/v1/tokens", json={"role": "viewer"}).json()
+    for token in (None, "arm_nope_nope", node_key):
+        with pytest.raises(Closed) as closed:
+            async with live(server, token):
+                pass
+        assert closed.value.code == 4001, token
+    # A session cookie works from this server's own pages, not from another site's.
+    name = f"ws-{world.mark}"
+    with server.client() as http:
+        made = http.post(
+            "/api/v1/users",
+            json={"name": name, "password": "correct horse battery", "role": "viewer"},
+        )
+        assert made.status_code == 201, made.text
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as browser:
+        login = await browser.post(
+            "/api/v1/auth/login", json={"name": name, "password": "correct horse battery"}
+        )
+        assert login.status_code == 200, login.text
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    own = {"Cookie": cookie, "Origin": server.url}
+    async with Live.connect(server.url, headers=own) as client:
+        assert client.connected is not None and client.connected.payload["who"]["id"] == name
+    foreign = {"Cookie": cookie, "Origin": "https://evil.example"}
+    with pytest.raises(Closed) as closed:
+        async with Live.connect(server.url, headers=foreign):
+            pass
+    assert closed.value.code == 4001 and "Origin" in closed.value.reason
+    # A key revoked while its socket is open closes it.
+    async with live(server, viewer["token"]) as client:
+        sub = await client.subscribe("resources", kinds=["Org"])
+        await take(sub, synced)
+        with server.client() as http:
+            assert http.post(f"/api/v1/tokens/{viewer['id']}/revoke").status_code == 200
+        with pytest.raises(Closed) as closed:
+            await take(sub, lambda f: False)
+    assert closed.value.code == 4001
+
+
+def _tiny_socket(server: ServerProcess) -> socket.socket:
+    """A connected socket that takes little in before the sender must wait."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_a_slow_client_is_closed_while_a_fast_one_gets_every_change_in_order(
+    server: ServerProcess, world: World
+) -> None:
+    team = f"slow-{world.mark}"
+    wide = {f"label-{i:02d}": "v" * 63 for i in range(24)}  # ~2 KiB a frame
+    subscribe = {
+        "channel": "resources",
+        "type": "subscribe",
+        "id": "s",
+        "payload": {"kinds": ["Org"], "selector": f"team={team}"},
+    }
+    headers = {"Authorization": f"Bearer {server.token}"}
+    async with (
+        websockets.connect(
+            ws_url(server.url),
+            sock=_tiny_socket(server),
+            additional_headers=headers,
+            max_queue=1,
+            max_size=None,
+        ) as slow,
+        live(server) as fast,
+    ):
+        await slow.send(json.dumps(subscribe))
+        sub = await fast.subscribe("resources", kinds=["Org"], selector=f"team={team}")
+        await take(sub, synced)
+        total = 0
+        for batch in range(4):  # ~8 MiB in all: more than the kernel buffers between them
+            names = [f"{team}-{batch}-{i:04d}" for i in range(1000)]
+            await put(server, *(org(n, team=team, **wide) for n in names))
+            total += len(names)
+        got = await take(sub, lambda f: f.payload["object"]["metadata"]["name"] == f"{team}-3-0999")
+        assert [f.type for f in got] == ["ADDED"] * total
+        versions = [position(f) for f in got]
+        assert versions == sorted(versions) and len(set(versions)) == total
+        # The slow one, reading at last, finds it was told and closed.
+        codes: list[str] = []
+        with pytest.raises(websockets.ConnectionClosed) as ended:
+            async with asyncio.timeout(WAIT_S):
+                while True:
+                    for line in str(await slow.recv()).split("\n"):
+                        frame = json.loads(line)
+                        if frame["channel"] == "system" and frame["type"] == "error":
+                            codes.append(frame["payload"]["code"])
+    assert ended.value.rcvd is not None and ended.value.rcvd.code == 4008
+    assert codes in ([], ["SlowConsumer"])  # best effort: sent if it could be
+
+
+@pytest.fixture(scope="module")
+def pinging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of its own that pings every 0.2 s and waits 0.5 s for the pong."""
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("pinging"),
+        database_url=None,
+        extra_env={"ARMILLARY_WS_PING_S": "0.2", "ARMILLARY_WS_PONG_S": "0.5"},
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_a_client_that_does_not_answer_pings_is_closed_4000(pinging: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {pinging.token}"}
+    async with live(pinging) as answering:
+        async with websockets.connect(ws_url(pinging.url), additional_headers=headers) as mute:
+            types: list[str] = []
+            with pytest.raises(websockets.ConnectionClosed) as ended:
+                async with asyncio.timeout(WAIT_S):
+                    while True:
+                        types += [
+                            json.loads(line)["type"] for line in str(await mute.recv()).split("\n")
+                        ]
+            assert ended.value.rcvd is not None and ended.value.rcvd.code == 4000
+            assert "ping" in types
+        # The one that answers (the client does it) is still served.
+        sub = await answering.subscribe("resources", kinds=["Org"])
+        assert (await take(sub, synced))[-1].type == "SYNCED"
