@@ -21,6 +21,7 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from armillary.api.app import create_app
+from armillary.api.routes import dashboard
 from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
@@ -433,6 +434,8 @@ def test_the_dashboard_is_served_with_a_policy_that_runs_no_inline_script(
     assert script.headers["content-type"].startswith("text/javascript")
     assert "innerHTML" not in script.text
     assert missing.status_code == 404 and walked.status_code == 404
+    modules = {name for name in dashboard.ASSETS if name.endswith(".js")} - {"app.js"}
+    assert all(f'<link rel="modulepreload" href="/ui/{m}">' in page.text for m in modules)
 
 
 def test_repeated_wrong_passwords_lock_the_user_out(server: ServerProcess) -> None:

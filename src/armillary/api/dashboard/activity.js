@@ -84,7 +84,7 @@ export async function runs(view, ctx) {
   const show = async (id) => {
     const run = await api.get(`/api/v1/runs/${encodeURIComponent(id)}`);
     const attempts = (run.history || []).map((attempt, i) => h("details", { open: i === (run.history.length - 1) },
-      h("summary", {}, `Attempt ${attempt.attempt ?? i + 1}: `, badge(attempt.state || attempt.outcome || (attempt.error ? "failed" : "done")), ` ${attempt.statusCode ?? attempt.status_code ?? ""}`),
+      h("summary", {}, `Attempt ${attempt.attempt ?? i + 1}: `, badge(attempt.state || attempt.outcome || (attempt.error ? "failed" : "done")), ` ${attempt.status ?? ""}`),
       pre(JSON.stringify(attempt, null, 2))));
     replace(inspector, h("h2", {}, `Run ${run.id}`),
       h("dl", {}, h("dt", {}, "Agent"), h("dd", {}, `${run.tenant}/${run.component}`), h("dt", {}, "State"), h("dd", {}, badge(run.state)), h("dt", {}, "Attempts"), h("dd", {}, `${run.attempts}/${run.maxAttempts}`), h("dt", {}, "Event"), h("dd", {}, run.event ? link(`#/events?id=${encodeURIComponent(run.event)}`, run.event) : "-"), h("dt", {}, "Requested by"), h("dd", {}, run.requestedBy), h("dt", {}, "Error"), h("dd", {}, run.error || "-")),

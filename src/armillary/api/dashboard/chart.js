@@ -41,15 +41,16 @@ export function sparkline(series, { label, max = 100, width = 120, height = 28, 
   reading.setAttribute("aria-hidden", "true");
   figure.append(svg, reading);
   const draw = () => {
-    // one sample is drawn as a level line, so a fresh chart is not blank
-    const values = series.values.length === 1 ? [series.values[0], series.values[0]] : series.values;
+    const values = series.values;
     const step = width / Math.max(series.limit - 1, 1);
-    const offset = Math.max(series.limit - values.length, 0);
+    // the newest sample at the right edge; a single one is a level line across
+    const offset = values.length === 1 ? 0 : Math.max(series.limit - values.length, 0);
     const points = values.map((v, i) => {
       const x = (offset + i) * step;
       const y = height - 1 - (Math.min(Math.max(v, 0), max) / max) * (height - 2);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     });
+    if (values.length === 1) points.push(`${width},${points[0].split(",")[1]}`);
     path.setAttribute("points", points.join(" "));
     const last = series.last();
     const text = `${label}: ${last === null ? "no data" : `${last.toFixed(1)}%`}`;
