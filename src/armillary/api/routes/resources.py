@@ -7,7 +7,6 @@ import datetime as dt
 from typing import Annotated, Any
 
 import orjson
-
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from armillary import wire
