@@ -134,9 +134,12 @@ def logged_in(browser: Any, quickstart: Quickstart, role: str = "admin") -> Any:
     page = context.new_page()
     dialogs: list[str] = []
 
-    def dialog(opened: Any) -> None:  # a script that ran would open one: none may
+    def dialog(opened: Any) -> None:  # recorded: a script that ran would open one
         dialogs.append(opened.message)
-        opened.dismiss()
+        if opened.type == "confirm":  # "Apply these documents?"
+            opened.accept()
+        else:
+            opened.dismiss()
 
     page.on("dialog", dialog)
     page.dialogs = dialogs
@@ -299,6 +302,28 @@ def test_markup_a_tenant_carries_is_shown_as_text(
     assert page.dialogs == []
     csp = httpx.get(quickstart.url + "/").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    page.context.close()
+
+
+def test_the_plan_page_shows_the_diff_of_pasted_yaml_and_applies_it(
+    browser: Any, quickstart: Quickstart, shots: Path
+) -> None:
+    org = f"org-{uuid.uuid4().hex[:6]}"
+    text = f"apiVersion: armillary.dev/v1\nkind: Org\nmetadata:\n  name: {org}\nspec: {{}}\n"
+    page = logged_in(browser, quickstart, role="developer")
+    page.goto(f"{quickstart.url}/#/plan")
+    page.fill("#plan-text", text.replace("spec: {}", "spec: {display_name: [1]}"))
+    page.click("button:text-is('Plan')")
+    page.wait_for_selector("ul.issues li:has-text('line 5')")  # the server's words, with the line
+    page.fill("#plan-text", text)
+    page.click("button:text-is('Plan')")
+    page.wait_for_selector(f"td:text-is('{org}')")
+    page.screenshot(path=str(shots / "plan-diff.png"), full_page=True)
+    assert quickstart.api("GET", f"/api/v1/orgs/{org}").status_code == 404  # a plan writes nothing
+    page.click("button.mutating:text('Apply')")
+    page.wait_for_selector("td .badge:text('created')")
+    assert quickstart.api("GET", f"/api/v1/orgs/{org}").status_code == 200
+    page.screenshot(path=str(shots / "plan-applied.png"), full_page=True)
     page.context.close()
 
 
