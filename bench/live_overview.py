@@ -3,7 +3,8 @@ and the time until the page is usable in Chromium.
 
 Run:  .venv/bin/python bench/live_overview.py [--tenants 1000] [--samples 50]
           [--loads 10] [--json FILE]
-Also called by bench/live_bench.py (`--scenario overview`) through `run(...)`.
+  or  .venv/bin/python bench/live_bench.py --scenario overview [--json FILE]
+(which calls `run(args)`: the defaults here for what its options do not say).
 
 A real `armillary server` (SQLite in a temporary directory, no node) is given an Org,
 a Stack whose component runs 0 replicas, and `--tenants` tenants applied through the
@@ -196,7 +197,20 @@ def summary(times: list[float]) -> dict[str, float]:
     }
 
 
-def run(*, tenants: int = 1000, samples: int = 50, loads: int = 10) -> dict[str, Any]:
+def run(args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """bench/live_bench.py's `--scenario overview`: measure with the options `args`
+    has (`tenants`, `samples`, `loads`; the defaults otherwise), print the table,
+    and return the result for its `--json`."""
+    result = measure(
+        tenants=getattr(args, "tenants", 1000),
+        samples=getattr(args, "samples", 50),
+        loads=getattr(args, "loads", 10),
+    )
+    print(table(result))
+    return result
+
+
+def measure(*, tenants: int = 1000, samples: int = 50, loads: int = 10) -> dict[str, Any]:
     """Start a server, fill it, measure; the result as `--json` writes it."""
     before = machine()
     with tempfile.TemporaryDirectory(prefix="live-overview-") as tmp:
@@ -271,8 +285,7 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    result = run(tenants=args.tenants, samples=args.samples, loads=args.loads)
-    print(table(result))
+    result = run(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

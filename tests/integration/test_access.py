@@ -150,7 +150,7 @@ def routes() -> Iterator[tuple[str, str, Any]]:
     app = create_app(Settings())
     for route in walk(app.routes):
         if isinstance(route, APIWebSocketRoute):
-            continue  # the node protocol authenticates in its hello: test_runtime.py
+            continue  # node sessions authenticate in their hello (test_runtime.py), live sockets in their handshake (test_ws.py)
         for method in sorted(getattr(route, "methods", None) or []):
             if method != "HEAD":
                 yield method, route.path.replace(":path}", "}"), route

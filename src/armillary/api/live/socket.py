@@ -46,7 +46,12 @@ log = logging.getLogger("armillary.api.live")
 MESSAGE_CHARS = 256 * 1024
 """A message gathers queued frames up to about this size."""
 CLOSE_DEADLINE_S = 2.0
-"""How long the last words to a closed client (its error, the close) may take."""
+"""How long closing a client refused at the handshake may take."""
+CLOSE_GRACE_S = 60.0
+"""How long a client being closed has to read what was sent before (its last frames,
+the error, the close frame) before the connection is dropped: a slow consumer that
+reads again learns why it was closed. What it holds meanwhile is what was already
+written for it (the socket's buffers), nothing more."""
 
 
 async def serve(websocket: WebSocket) -> None:
@@ -154,11 +159,15 @@ class Client:
             self._subs.clear()
         if self._end is not None:
             code, reason, error = self._end
-            if error is not None:  # best effort: a client that does not read never gets it
-                with contextlib.suppress(Exception):
-                    text = frames.error_frame(error, None)
-                    await asyncio.wait_for(self._ws.send_text(text), CLOSE_DEADLINE_S)
-            await _close(self._ws, code, reason)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._last_words(code, reason, error), CLOSE_GRACE_S)
+
+    async def _last_words(self, code: int, reason: str, error: Error | None) -> None:
+        """The error, then the close: they wait behind what the client has not read
+        yet, for at most `CLOSE_GRACE_S`; then the connection is dropped."""
+        if error is not None:
+            await self._ws.send_text(frames.error_frame(error, None))
+        await self._ws.close(code, reason[:120])
 
     async def _write(self) -> None:
         queue = self._queue
