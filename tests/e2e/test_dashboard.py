@@ -166,12 +166,19 @@ def test_login_then_the_overview_shows_both_quickstart_tenants_ready(
     page.goto(quickstart.url + "/")
     page.wait_for_selector("#login-name")
     page.screenshot(path=str(shots / "login.png"))
+    assert page.evaluate("document.activeElement.id") == "login-name"  # focus starts there
+    page.keyboard.press("Shift+Tab")  # backwards: the theme switch, then the skip link
+    assert page.evaluate("document.activeElement.id") == "theme"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
     page.fill("#login-name", user(quickstart, "admin"))
     page.fill("#login-password", "not the password")
     page.click("button[type=submit]")
     page.wait_for_selector("text=wrong user name or password")
     page.fill("#login-password", PASSWORD)
-    page.click("button[type=submit]")
+    page.press("#login-password", "Enter")  # the keyboard is enough
     for tenant in ("acme-sre", "acme-support"):
         row = page.wait_for_selector(f"#overview-tenants tr[data-tenant='{tenant}']")
         assert row is not None and "Ready" in row.inner_text()
