@@ -52,19 +52,23 @@ export async function releases(view, ctx) {
     list.push(release);
     byComponent.set(release.spec.component, list);
   }
-  const pinned = (release) => tenants.filter((t) => {
-    const pin = t.spec.overrides && t.spec.overrides[release.spec.component] && t.spec.overrides[release.spec.component].release;
-    return pin && (pin === release.spec.version || pin.version === release.spec.version || pin.name === release.metadata.name);
-  });
+  // A tenant pins a release per component of its stack: overrides.<component>.release
+  // is "<release component>@<version>". The wave: those tenants by rollout state.
+  const pinned = (release) => {
+    const ref = `${release.spec.component}@${release.spec.version}`;
+    return tenants.flatMap((t) => Object.entries(t.spec.overrides || {})
+      .filter(([, override]) => override && override.release === ref)
+      .map(([component]) => [t, component]));
+  };
   const sections = [...byComponent.entries()].sort().map(([component, list]) => section(`Component ${component}`,
     table(`Releases of ${component}`, ["Version", "Git tag", "Commit", "Artifact", "Tenants pinned", "Wave"], list.map((release) => {
       const users = pinned(release);
       const waves = {};
-      for (const t of users) {
-        const state = (t.status && t.status.rollouts && t.status.rollouts[component] && t.status.rollouts[component].state) || "pending";
+      for (const [t, used] of users) {
+        const state = (t.status && t.status.rollouts && t.status.rollouts[used] && t.status.rollouts[used].state) || "pending";
         waves[state] = (waves[state] || 0) + 1;
       }
-      return row([release.spec.version, release.spec.git.tag, (release.spec.git.commit || "").slice(0, 12), JSON.stringify(release.spec.artifact), users.length ? users.map((t) => link(`#/tenants/${encodeURIComponent(t.metadata.name)}`, `${t.metadata.name} `)) : "-", Object.entries(waves).map(([state, n]) => h("span", {}, badge(state), ` ${n} `))]);
+      return row([release.spec.version, release.spec.git.tag, (release.spec.git.commit || "").slice(0, 12), JSON.stringify(release.spec.artifact), users.length ? users.map(([t]) => link(`#/tenants/${encodeURIComponent(t.metadata.name)}`, `${t.metadata.name} `)) : "-", Object.entries(waves).map(([state, n]) => h("span", {}, badge(state), ` ${n} `))]);
     }))));
   replace(view, h("h1", {}, "Releases"), sections.length ? sections : h("p", { class: "muted" }, "No releases recorded (`armillary release`)."));
 }

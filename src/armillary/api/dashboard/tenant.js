@@ -39,7 +39,7 @@ export async function render(view, ctx, name) {
     replace(componentsBox, table("Components", ["Component", "Ready", "Updated", "Rollout", "Release pin"], components.map(([component, seen]) => {
       const rollout = t.status.rollouts && t.status.rollouts[component];
       const pin = overrides[component] && overrides[component].release;
-      return row([component, `${seen.ready}/${seen.desired}`, String(seen.updated ?? "-"), rollout ? h("span", {}, `#${rollout.revision} `, badge(rollout.state)) : "-", pin ? JSON.stringify(pin) : "-"]);
+      return row([component, `${seen.ready}/${seen.desired}`, String(seen.updated ?? "-"), rollout ? h("span", {}, `#${rollout.revision} `, badge(rollout.state)) : "-", pin || "-"]);
     })));
   };
 
