@@ -47,6 +47,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 test: lint
 	sh scripts/ensure-postgres.sh
 	sh scripts/ensure-prometheus.sh
+	sh scripts/ensure-chromium.sh
 	rm -f .coverage .coverage.*
 ifdef NO_COVERAGE
 	$(PYTEST)
@@ -59,6 +60,7 @@ endif
 coverage: $(BIN)/armillary
 	sh scripts/ensure-postgres.sh
 	sh scripts/ensure-prometheus.sh
+	sh scripts/ensure-chromium.sh
 	rm -f .coverage .coverage.*
 	COVERAGE_FILE=$(CURDIR)/.coverage COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(PYTEST) --cov --cov-report=term
 

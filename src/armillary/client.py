@@ -402,6 +402,10 @@ class Client:
         body = {"name": name, "password": password, "role": role}
         return await self._answer(wire.User, "POST", "/api/v1/users", json=body)
 
+    async def login_link(self, user: str) -> wire.LoginLink:
+        body = {"user": user}
+        return await self._answer(wire.LoginLink, "POST", "/api/v1/auth/links", json=body)
+
     async def users(self, *, limit: int | None = None) -> list[wire.User]:
         return await self._paged(wire.User, "/api/v1/users", limit=limit, page_size=PAGE)
 

@@ -35,11 +35,13 @@ def dump(answer: BaseModel) -> dict[str, Any]:
 
 
 class ProblemIssue(Answer):
-    """One place a request was wrong: the field `path`, the `document` index in a batch."""
+    """One place a request was wrong: the field `path`, the `document` index in a batch,
+    the `line` of YAML text (plan and apply's `yaml`)."""
 
     path: str
     message: str
     document: int | None = None
+    line: int | None = None
 
 
 class Problem(Answer):
@@ -382,6 +384,15 @@ class Session(Answer):
     user: str
     role: str
     csrf_token: str
+    expires_at: str
+
+
+class LoginLink(Answer):
+    """A one-time dashboard login link: open the server's URL + `path` within its life."""
+
+    user: str
+    created: bool = Field(description="Whether the user was created (an admin, no password)")
+    path: str = Field(description="`/#login=CODE`: the code stays in the fragment")
     expires_at: str
 
 

@@ -21,10 +21,12 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from armillary.api.app import create_app
+from armillary.api.routes import dashboard
 from armillary.api.security import PUBLIC, SIGNED, Allow
 from armillary.config import Settings
 from armillary.resources import kinds
 from tests.support.api import apply, provision, replicas
+from tests.support.cli import invoke
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
@@ -44,6 +46,10 @@ def _expected() -> dict[tuple[str, str], str]:
         ("GET", "/api/v1/docs/favicon.png"): "public",
         ("GET", "/docs/oauth2-redirect"): "public",
         ("POST", "/api/v1/auth/login"): "public",
+        ("POST", "/api/v1/auth/redeem"): "public",
+        ("POST", "/api/v1/auth/links"): "admin",
+        ("GET", "/"): "public",
+        ("GET", "/ui/{asset}"): "public",
         ("POST", "/api/v1/auth/logout"): "viewer",
         ("GET", "/api/v1/auth/whoami"): "tenant-any",
         ("POST", "/api/v1/plan"): "viewer",
@@ -144,7 +150,7 @@ def routes() -> Iterator[tuple[str, str, Any]]:
     app = create_app(Settings())
     for route in walk(app.routes):
         if isinstance(route, APIWebSocketRoute):
-            continue  # the node protocol authenticates in its hello: test_runtime.py
+            continue  # node sessions authenticate in their hello (test_runtime.py), live sockets in their handshake (test_ws.py)
         for method in sorted(getattr(route, "methods", None) or []):
             if method != "HEAD":
                 yield method, route.path.replace(":path}", "}"), route
@@ -266,6 +272,7 @@ def request_for(method: str, path: str, world: World) -> tuple[str, dict[str, st
         "component": "agent",
         "token_id": "nope",
         "source": world.webhook,
+        "asset": "app.js",
     }
     if path.startswith("/api/v1/provision/tenants/"):
         values["tenant"] = "nobody-here"
@@ -371,6 +378,64 @@ def test_a_session_needs_its_csrf_token_to_change_anything(server: ServerProcess
             "loggedOut": True
         }
         assert browser.get("/api/v1/auth/whoami").status_code == 401
+
+
+def test_a_login_link_opens_one_session_once(server: ServerProcess) -> None:
+    """`armillary dashboard`'s link: made by an admin for a user (created as an admin
+    when missing), redeemed once for a session with its own CSRF token; the code is
+    never a session cookie itself, and a second use is refused."""
+    name = f"link-{uuid.uuid4().hex[:6]}"
+    code, printed, _ = invoke(server, "dashboard", "--no-open", "--user", name)
+    assert code == 0, printed
+    assert f"{server.url}/#login=" in printed and f"for {name}" in printed
+    with server.client() as admin:
+        made = admin.post("/api/v1/auth/links", json={"user": name})
+        assert made.status_code == 201, made.text
+        assert made.json()["created"] is False  # the CLI's call created it
+        assert made.json()["path"].startswith("/#login=")
+        users = {u["name"]: u for u in admin.get("/api/v1/users").json()["items"]}
+        assert users[name]["role"] == "admin"
+        bad = admin.post("/api/v1/auth/links", json={"user": "Not A Name"})
+        assert bad.status_code == 422
+    link = made.json()["path"].removeprefix("/#login=")
+    with httpx.Client(base_url=server.url, timeout=30, cookies={"armillary_session": link}) as raw:
+        assert raw.get("/api/v1/auth/whoami").status_code == 401  # a link is no session
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        opened = browser.post("/api/v1/auth/redeem", json={"code": link})
+        assert opened.status_code == 200, opened.text
+        assert "httponly" in opened.headers["set-cookie"].lower()
+        assert browser.get("/api/v1/auth/whoami").json() == {
+            "kind": "user",
+            "id": name,
+            "role": "admin",
+            "tenant": None,
+        }
+        csrf = opened.json()["csrfToken"]
+        assert browser.post("/api/v1/plan", json={}, headers={"X-CSRF-Token": csrf}).is_success
+    with httpx.Client(base_url=server.url, timeout=30) as again:
+        used = again.post("/api/v1/auth/redeem", json={"code": link})
+        assert used.status_code == 401 and "armillary dashboard" in used.text
+        assert again.post("/api/v1/auth/redeem", json={"code": "x" * 43}).status_code == 401
+
+
+def test_the_dashboard_is_served_with_a_policy_that_runs_no_inline_script(
+    server: ServerProcess,
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as anyone:
+        page = anyone.get("/")
+        script = anyone.get("/ui/app.js")
+        missing = anyone.get("/ui/nothing.js")
+        walked = anyone.get("/ui/..%2Froutes%2Fdashboard.py")
+    assert page.status_code == 200 and '<script type="module" src="/ui/app.js">' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "innerHTML" not in script.text
+    assert missing.status_code == 404 and walked.status_code == 404
+    modules = {name for name in dashboard.ASSETS if name.endswith(".js")} - {"app.js"}
+    assert all(f'<link rel="modulepreload" href="/ui/{m}">' in page.text for m in modules)
 
 
 def test_repeated_wrong_passwords_lock_the_user_out(server: ServerProcess) -> None:

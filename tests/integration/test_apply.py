@@ -241,3 +241,24 @@ def test_stale_resource_version_is_a_conflict(
         response = http.put(f"/api/v1/stacks/{stack}", json=seen)
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_plan_and_apply_take_yaml_text_with_errors_naming_the_line(cli: Cli) -> None:
+    """The dashboard's plan page sends YAML as it was pasted (`yaml`): read as a file
+    is, so a bad field's error names its line, and applying it writes the documents."""
+    stack = unique("st")
+    text = stack_yaml(stack)
+    with cli.server.client() as http:
+        planned = http.post("/api/v1/plan", json={"yaml": text})
+        assert planned.status_code == 200, planned.text
+        assert [(c["action"], c["name"]) for c in planned.json()["changes"]] == [("create", stack)]
+        broken = text.replace("replicas: 1", "replicas: many")
+        refused = http.post("/api/v1/plan", json={"yaml": broken})
+        assert refused.status_code == 422
+        issue = refused.json()["errors"][0]
+        assert issue["path"] == "spec.components[0].replicas" and issue["line"] == 9
+        malformed = http.post("/api/v1/apply", json={"yaml": "kind: [unclosed"})
+        assert malformed.status_code == 422 and "malformed YAML" in malformed.text
+        applied = http.post("/api/v1/apply", json={"yaml": text})
+        assert applied.status_code == 200, applied.text
+        assert http.get(f"/api/v1/stacks/{stack}").status_code == 200

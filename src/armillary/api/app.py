@@ -47,6 +47,7 @@ from armillary.api.routes import (
     agent_runs,
     apply,
     audit,
+    dashboard,
     doctor,
     events,
     health,
@@ -277,6 +278,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(servers.router)
     app.include_router(metrics_route.router)
     app.include_router(api_docs.router)
+    app.include_router(dashboard.router)
     app.state.webhook_limits = webhooks.Limits()
 
     app.add_middleware(VersionRedirect)

@@ -2,8 +2,11 @@
 
 API answers are data, never documents to render: their Content-Security-Policy
 allows nothing, and no page may frame them. The interactive API docs page is the
-one HTML page the API serves; its policy allows the Swagger UI assets it loads, all
-from this server (api/routes/docs.py), and its inline start-up script.
+first HTML page the API serves; its policy allows the Swagger UI assets it loads, all
+from this server (api/routes/docs.py), and its inline start-up script. The
+dashboard (`/`, `/ui/…`, api/routes/dashboard.py) is stricter: scripts, styles and
+connections to this server only, nothing inline, so text a tenant wrote can never
+run as script there even if it reached the page as markup.
 Responses under /api/ are not cached by browsers or proxies (they may carry
 tenant data).
 """
@@ -16,6 +19,11 @@ API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-ac
 DOCS_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+)
+DASHBOARD_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; manifest-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    b"form-action 'none'"
 )
 COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -35,7 +43,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = DOCS_CSP if path.startswith("/api/v1/docs") else API_CSP
+        csp = _policy(path)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -48,3 +56,11 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _policy(path: str) -> bytes:
+    if path.startswith("/api/v1/docs"):
+        return DOCS_CSP
+    if path == "/" or path.startswith("/ui/"):
+        return DASHBOARD_CSP
+    return API_CSP

@@ -104,6 +104,8 @@ def _issue(issue: Issue) -> dict[str, Any]:
     out: dict[str, Any] = {"path": issue.path, "message": issue.message}
     if issue.document is not None:
         out["document"] = issue.document
+    if issue.line is not None:  # YAML text sent to plan/apply: the line in that text
+        out["line"] = issue.line
     return out
 
 

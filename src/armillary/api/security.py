@@ -54,6 +54,9 @@ PUBLIC = frozenset(
         "/api/v1/docs/favicon.png",
         "/docs/oauth2-redirect",
         "/api/v1/auth/login",
+        "/api/v1/auth/redeem",
+        "/",
+        "/ui/{asset}",
     }
 )
 """Routes anyone may call; every other route has an `Allow` or is `SIGNED`."""

@@ -7,6 +7,11 @@ session is a random cookie value (only its SHA-256 is stored) with an expiry and
 CSRF token; `authenticate` turns a cookie back into a principal. The CSRF check
 itself sits with the API's request handling (`api.security`), which knows the
 method and headers.
+
+A login link (`issue_link`, `redeem`: `armillary dashboard`) is a session row too,
+short-lived and marked by its CSRF value (`LINK_MARK`): it is never a session
+itself (`authenticate` refuses it), and redeeming it deletes it and opens a fresh
+session, so a link works once, on whichever server replica it reaches.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ CSRF_HEADER = "x-csrf-token"
 MAX_COOKIE_LENGTH = 128
 USER_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _USER_NAME = re.compile(USER_NAME)
+LINK_MARK = "link:"
+"""The CSRF column of a login link's row: no session's token starts so."""
+LINK_REFUSED = "this login link is unknown, used or expired; run `armillary dashboard` again"
 REFUSED = "wrong user name or password"
 """Every refused login's answer: a lockout is not told apart from a wrong password."""
 
@@ -112,11 +120,54 @@ async def authenticate(conn: Tx, cookie: str, *, now: dt.datetime) -> tuple[Prin
     session = await users.find_session(conn, _digest(cookie))
     if session is None or timestamps.utc(session.expires_at) <= now:
         raise Unauthorized("session expired or unknown; log in again")
+    if session.csrf_token.startswith(LINK_MARK):
+        raise Unauthorized("a login link is not a session; open it in the dashboard")
     user = await users.get(conn, session.user)
     if user is None or user.disabled_at is not None:
         raise Unauthorized("session expired or unknown; log in again")
     who = Principal(kind="user", id=user.name, role=_role(user.role), via_cookie=True)
     return who, session.csrf_token
+
+
+async def issue_link(
+    conn: Tx, *, user: str, now: dt.datetime, ttl_s: float
+) -> tuple[str, dt.datetime, bool]:
+    """A one-time login link's code for `user`, when it expires, and whether the user
+    was created: a missing user is made an admin whose password nobody knows (the
+    local admin of `armillary up` has a token, not a password; it logs in by link)."""
+    check_user_name(user)
+    created = await users.get(conn, user) is None
+    if created:
+        unknown = secrets.token_urlsafe(32)
+        hashed = passwords.hash_password(unknown)
+        await users.add(conn, name=user, password_hash=hashed, role="admin", now=now)
+    code = secrets.token_urlsafe(32)
+    expires = now + dt.timedelta(seconds=ttl_s)
+    mark = LINK_MARK + secrets.token_urlsafe(8)
+    await users.add_session(
+        conn, id_hash=_digest(code), user=user, csrf_token=mark, now=now, expires_at=expires
+    )
+    return code, expires, created
+
+
+async def redeem(conn: Tx, code: str, *, now: dt.datetime, ttl_s: float) -> Opened | LoginRefused:
+    """A fresh session for the user a login link names, or why not; a link found is
+    used up (deleted) whatever the outcome, so the refusal is returned, not raised."""
+    found = None if len(code) > MAX_COOKIE_LENGTH else await users.find_session(conn, _digest(code))
+    if found is None or not found.csrf_token.startswith(LINK_MARK):
+        return LoginRefused(reason=LINK_REFUSED)
+    await users.remove_session(conn, _digest(code))
+    user = await users.get(conn, found.user)
+    if timestamps.utc(found.expires_at) <= now or user is None or user.disabled_at is not None:
+        return LoginRefused(reason=LINK_REFUSED)
+    cookie = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    expires = now + dt.timedelta(seconds=ttl_s)
+    await users.add_session(
+        conn, id_hash=_digest(cookie), user=user.name, csrf_token=csrf, now=now, expires_at=expires
+    )
+    who = Principal(kind="user", id=user.name, role=_role(user.role), via_cookie=True)
+    return Opened(cookie=cookie, csrf_token=csrf, expires_at=expires, principal=who)
 
 
 async def logout(conn: Tx, cookie: str) -> None:

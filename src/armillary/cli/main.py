@@ -13,6 +13,7 @@ from armillary.cli import (
     apply,
     audit,
     contexts,
+    dashboard,
     doctor,
     events,
     export,
@@ -100,5 +101,6 @@ for module in (
     top,
     version,
     contexts,
+    dashboard,
 ):
     module.register(app)

@@ -262,6 +262,7 @@ def _summary(url: str, tenants: list[dict[str, Any]], home: Path) -> None:
             )
     out.print(output.align(rows), markup=False)
     out.print(f"\nServer: {url}  (API docs {url}/api/v1/docs; token in {home / 'context.json'})")
+    out.print(f"Dashboard: {url}/  (`armillary dashboard` opens it, logged in as the admin)")
     out.print("Logs: armillary logs TENANT/COMPONENT -f    Replicas: armillary ps")
 
 

@@ -2,8 +2,10 @@
 
 - `POST /auth/login` opens a session (HttpOnly, SameSite=Lax cookie; Secure behind
   TLS) and answers its CSRF token; `POST /auth/logout` closes it; `GET /auth/whoami`
-  says who the caller is. Login is rate limited per client address by the API's
-  limiter and locks a user out after repeated failures.
+  says who the caller is. `POST /auth/links` (admin) makes a one-time login link for
+  the dashboard (`armillary dashboard`), `POST /auth/redeem` turns it into a
+  session. Login is rate limited per client address by the API's limiter and locks
+  a user out after repeated failures.
 - `/tokens`: API keys (admin). A key is shown once, in the answer that creates it.
 - `/users`: dashboard users (admin).
 - `POST /tenants/{tenant}/tokens`: a short-lived token scoped to one tenant
@@ -64,6 +66,15 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
         )
     if isinstance(opened, sessions.LoginRefused):
         raise Unauthorized(opened.reason)
+    return _session(opened, name=body.name, request=request, response=response)
+
+
+def _session(
+    opened: sessions.Opened, *, name: str, request: Request, response: Response
+) -> dict[str, Any]:
+    """The cookie of an opened session on `response`, and the answer that tells the
+    dashboard its CSRF token."""
+    settings: Settings = request.app.state.settings
     request.state.principal = opened.principal
     response.set_cookie(
         sessions.COOKIE,
@@ -75,11 +86,66 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
         path="/",
     )
     return {
-        "user": body.name,
+        "user": name,
         "role": opened.principal.role,
         "csrfToken": opened.csrf_token,
         "expiresAt": timestamps.iso(opened.expires_at),
     }
+
+
+LINK_TTL_S = 120.0
+"""How long a login link may wait to be opened."""
+
+
+class LinkRequest(Strict):
+    # the pattern `sessions.check_user_name` checks, with its own message
+    user: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": sessions.USER_NAME})
+    ]
+
+
+@router.post(
+    "/auth/links",
+    summary="Make a one-time dashboard login link",
+    status_code=201,
+    **openapi.answer(wire.LoginLink),
+)
+async def make_link(body: LinkRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
+    """For `user`, created as an admin without a usable password when missing (the local
+    admin of `armillary up` holds a token, not a password). The code travels in the
+    URL's fragment, which browsers never send to a server or put in a Referer."""
+    audit.note(request, kind="User", name=body.user)  # never the code
+    async with db.write() as conn:
+        code, expires, created = await sessions.issue_link(
+            conn, user=body.user, now=_now(), ttl_s=LINK_TTL_S
+        )
+    return {
+        "user": body.user,
+        "created": created,
+        "path": f"/#login={code}",
+        "expiresAt": timestamps.iso(expires),
+    }
+
+
+class RedeemRequest(Strict):
+    code: Annotated[str, Field(min_length=1, max_length=sessions.MAX_COOKIE_LENGTH)]
+
+
+@router.post(
+    "/auth/redeem",
+    summary="Open a dashboard session with a login link",
+    **openapi.answer(wire.Session, 401),
+)
+async def redeem_link(
+    body: RedeemRequest, request: Request, response: Response, db: Db
+) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    async with db.write() as conn:
+        opened = await sessions.redeem(conn, body.code, now=_now(), ttl_s=settings.session_ttl_s)
+    if isinstance(opened, sessions.LoginRefused):
+        raise Unauthorized(opened.reason)
+    audit.note(request, kind="User", name=opened.principal.id)
+    return _session(opened, name=opened.principal.id, request=request, response=response)
 
 
 @router.post(

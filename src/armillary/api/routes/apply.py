@@ -1,7 +1,10 @@
 """`POST /api/v1/apply` and `POST /api/v1/plan`: a set of documents at once.
 
 Both validate every document first. `plan` reports what would change and writes
-nothing; `apply` writes all of it in one transaction or none of it.
+nothing; `apply` writes all of it in one transaction or none of it. The documents
+come as JSON (`documents`), or as YAML text (`yaml`: what the dashboard's plan page
+sends, so a browser needs no YAML parser), read as `armillary apply -f` reads a
+file, with errors naming the document's line.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from armillary import wire
 from armillary.api import audit, openapi
@@ -20,6 +23,7 @@ from armillary.config import Settings
 from armillary.control import apply as applying
 from armillary.control import plan
 from armillary.errors import Issue, TooLarge
+from armillary.resources import loader
 
 router = APIRouter(prefix="/api/v1", tags=["apply"])
 
@@ -27,17 +31,27 @@ router = APIRouter(prefix="/api/v1", tags=["apply"])
 class DocumentSet(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    documents: list[Any]
+    documents: list[Any] = Field(default_factory=list)
+    yaml: str | None = Field(
+        default=None,
+        description="YAML text of more documents (`---` between them), added after `documents`",
+    )
     prune: bool = False
 
+    def every(self) -> list[Any]:
+        """`documents`, then those of `yaml` (`Invalid` naming the line of a bad one)."""
+        if self.yaml is None:
+            return self.documents
+        return [*self.documents, *(d.raw for d in loader.load_text(self.yaml, file="yaml"))]
 
-def _check_count(body: DocumentSet, request: Request) -> None:
+
+def _check_count(documents: list[Any], request: Request) -> None:
     """Refuse a set larger than one transaction should write (413), naming the setting."""
     settings: Settings = request.app.state.settings
     most = settings.max_apply_documents
-    if len(body.documents) > most:
+    if len(documents) > most:
         message = (
-            f"{len(body.documents)} documents; one apply takes at most {most} "
+            f"{len(documents)} documents; one apply takes at most {most} "
             "(ARMILLARY_MAX_APPLY_DOCUMENTS): split them into several applies"
         )
         raise TooLarge([Issue(path="documents", message=message)])
@@ -63,8 +77,9 @@ def _change(change: plan.Change) -> dict[str, Any]:
 async def plan_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Viewer
 ) -> dict[str, Any]:
-    _check_count(body, request)
-    parsed = applying.parse_documents(body.documents, vault=keys)
+    documents = body.every()
+    _check_count(documents, request)
+    parsed = applying.parse_documents(documents, vault=keys)
     # Only those who may write a Secret may plan one: "unchanged" would confirm a guess.
     may_write(who, [p.desired.kind for p in parsed if p.desired.kind == "Secret"])
     changes = await applying.compute_plan(db, parsed, prune=body.prune)
@@ -79,8 +94,9 @@ async def plan_documents(
 async def apply_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Developer
 ) -> dict[str, Any]:
-    _check_count(body, request)
-    parsed = applying.parse_documents(body.documents, vault=keys)
+    documents = body.every()
+    _check_count(documents, request)
+    parsed = applying.parse_documents(documents, vault=keys)
     may_write(who, [p.desired.kind for p in parsed])
     now = dt.datetime.now(dt.UTC)
     applied = await applying.apply(db, parsed, prune=body.prune, now=now, vault=keys)
