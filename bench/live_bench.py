@@ -15,8 +15,9 @@ arrived. Delivery latency is arrival minus the moment the round's apply was answ
 0: a lower bound, as a busy server answers late; and arrival minus the moment the
 apply was sent (`sent→`): an upper bound, the write's own time included (`apply
 p99`). Every subscriber checks its sequence: positions rising by exactly one (no
-gap, nothing twice), and one frame per change. The server's RSS is read before the load (subscribers connected) and after.
-The same measurement with one subscriber, in the same run, is the floor.
+gap, nothing twice), and one frame per change. The server's RSS is read before the
+load (subscribers connected) and after. The same measurement with one subscriber,
+in the same run, is the floor.
 
 Scenario `overview` is the dashboard's (bench/live_overview.py, imported only when
 asked for).
