@@ -116,7 +116,9 @@ async def _worker(url: str, token: str, side: str, count: int) -> None:
     expected, deadline_s = (float(x) for x in line.split())
     for stats in all_stats:
         stats["expected"] = expected
-    await asyncio.wait(tasks, timeout=deadline_s)
+    waiting = [t for t, st in zip(tasks, all_stats, strict=True) if st["frames"] < expected]
+    if waiting:  # those that have every change already are done
+        await asyncio.wait(waiting, timeout=deadline_s)
     for task in tasks:
         task.cancel()
     merged: Counter[tuple[int, int]] = Counter()
