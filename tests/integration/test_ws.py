@@ -500,15 +500,21 @@ async def test_a_client_that_does_not_answer_pings_is_closed_4000(pinging: Serve
     headers = {"Authorization": f"Bearer {pinging.token}"}
     async with live(pinging) as answering:
         async with websockets.connect(ws_url(pinging.url), additional_headers=headers) as mute:
+            await mute.send("not json")  # refused, named; the socket stays open
+            await mute.send(b"\x00binary")
             types: list[str] = []
+            codes: list[str] = []
             with pytest.raises(websockets.ConnectionClosed) as ended:
                 async with asyncio.timeout(WAIT_S):
                     while True:
-                        types += [
-                            json.loads(line)["type"] for line in str(await mute.recv()).split("\n")
-                        ]
+                        for line in str(await mute.recv()).split("\n"):
+                            frame = json.loads(line)
+                            types.append(frame["type"])
+                            if frame["type"] == "error":
+                                codes.append(frame["payload"]["code"])
             assert ended.value.rcvd is not None and ended.value.rcvd.code == 4000
             assert "ping" in types
+            assert codes == ["Invalid", "Invalid"]
         # The one that answers (the client does it) is still served.
         sub = await answering.subscribe("resources", kinds=["Org"])
         assert (await take(sub, synced))[-1].type == "SYNCED"

@@ -189,8 +189,13 @@ class Client:
     async def _read(self) -> None:
         try:
             while True:
-                text = await self._ws.receive_text()
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return  # the client left
                 try:
+                    text = message.get("text")
+                    if text is None:
+                        raise Error("Invalid", "expected a text message holding one JSON frame")
                     await self._handle(frames.read(text))
                 except Error as exc:
                     self.offer(frames.error_frame(exc, None), counted=False)
