@@ -252,6 +252,10 @@ class Client:
             self._subs[ident] = sub
         except Error as exc:
             self.offer(frames.error_frame(exc, ident), counted=False)
+        except Exception:  # the store did not answer: this subscription fails, not the socket
+            log.warning("live: a subscription could not be made", exc_info=True)
+            error = Error("Unavailable", "the store could not be read; subscribe again")
+            self.offer(frames.error_frame(error, ident), counted=False)
 
     def _unsubscribe(self, request: frames.Request) -> None:
         ident = request.id
