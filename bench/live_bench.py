@@ -9,12 +9,15 @@ different Org of a pool, so no two changes of one Org fall in one burst; the poo
 starts outside the subscribers' selector, so a subscription starts empty and an
 Org's first change is its ADDED).
 
-Each change carries the moment its apply was sent (a label); each subscriber notes
-when the frame arrived: delivery latency is arrival minus that moment, the write's
-own time included (`apply p99` says how much of it that is). Every subscriber checks
-its sequence: positions strictly rising with no gap, and exactly one frame per
-change. The server's RSS is read before the load (subscribers connected) and after.
-The same measurement with one subscriber, in the same run, is the floor.
+Each change carries its round (a label); each subscriber notes when each frame
+arrived. Delivery latency is arrival minus the moment the round's apply was answered
+(its commit: the feed publishes at commit, before the answer is written), clamped at
+0: a lower bound, as a busy server answers late; and arrival minus the moment the
+apply was sent (`sent→`): an upper bound, the write's own time included (`apply
+p99`). Every subscriber checks its sequence: positions rising by exactly one (no
+gap, nothing twice), and one frame per change. The server's RSS is read before the
+load (subscribers connected) and after. The same measurement with one subscriber,
+in the same run, is the floor.
 
 Scenario `overview` is the dashboard's (bench/live_overview.py, imported only when
 asked for).
@@ -45,7 +48,9 @@ import websockets
 
 API = "armillary.dev/v1"
 POOL = 5000  # Orgs relabelled in turn: one Org changes once every POOL changes
-_TAIL = re.compile(r'"name":"lb-(\d+)".*"t":"([0-9.]+)".*"resourceVersion":"[0-9a-f]+\.(\d+)"\}\}$')
+_POSITION = re.compile(r'"resourceVersion":"[0-9a-f]+\.(\d+)"\}\}$')
+_STEP = re.compile(r'"step":"(\d+)"')
+_STAMP = re.compile(r'"t":"([0-9.]+)"')
 
 
 # --- the subscribers (each worker process runs some)
@@ -75,15 +80,19 @@ async def _subscriber(
                     if '"type":"error"' in line:
                         stats["errors"].append(line[:300])
                     continue
-                found = _TAIL.search(line)
-                if found is None:
+                found, step, stamp = _POSITION.search(line), _STEP.search(line), _STAMP.search(line)
+                if found is None or step is None or stamp is None:
                     continue
-                seq = int(found.group(3))
+                seq = int(found.group(1))
                 if last >= 0 and seq != last + 1:
                     stats["gaps"] += 1
                 last = seq
                 stats["frames"] += 1
-                stats["latency"][round((now - float(found.group(2))) * 1000, 1)] += 1
+                # (round, ms since its apply was sent): the round's own write time is
+                # taken off by the harness, which knows it
+                stats["latency"][
+                    (int(step.group(1)), round((now - float(stamp.group(1))) * 1000))
+                ] += 1
                 if stats["frames"] >= stats["expected"]:
                     return
 
@@ -107,14 +116,16 @@ async def _worker(url: str, token: str, side: str, count: int) -> None:
     expected, deadline_s = (float(x) for x in line.split())
     for stats in all_stats:
         stats["expected"] = expected
-    await asyncio.wait(tasks, timeout=deadline_s)
+    waiting = [t for t, st in zip(tasks, all_stats, strict=True) if st["frames"] < expected]
+    if waiting:  # those that have every change already are done
+        await asyncio.wait(waiting, timeout=deadline_s)
     for task in tasks:
         task.cancel()
-    out = [
-        {**s, "latency": {str(k): v for k, v in s["latency"].items()}, "expected": expected}
-        for s in all_stats
-    ]
-    print(json.dumps(out), flush=True)
+    merged: Counter[tuple[int, int]] = Counter()
+    for stats in all_stats:
+        merged.update(stats.pop("latency"))
+    latency = [[step, ms, n] for (step, ms), n in merged.items()]
+    print(json.dumps({"subscribers": all_stats, "latency": latency}), flush=True)
 
 
 # --- the load and the measurement
@@ -155,14 +166,20 @@ async def _load(
             answer.raise_for_status()
             took.append((time.monotonic() - sent) * 1000)
         elapsed = time.monotonic() - start
+    per_round = list(took)
     took.sort()
     return {
+        "took_ms": per_round,
         "changes": rounds * batch,
         "achieved_per_s": round(rounds * batch / elapsed),
         "apply_p50_ms": round(took[len(took) // 2], 1),
         "apply_p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))], 1),
         "rounds_behind": behind,
     }
+
+
+def _say(text: str) -> None:
+    print(f"live_bench: {text}", file=sys.stderr, flush=True)
 
 
 def _rss_mb(pid: int) -> float:
@@ -202,9 +219,11 @@ async def measure(
             "--worker",
             ws_url,
             token,
+            side,
             str(n),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            limit=1 << 26,  # a worker's figures come as one JSON line
         )
         for n in shares
     ]
@@ -215,25 +234,37 @@ async def measure(
             if line.strip() != b"READY":
                 raise RuntimeError(f"a subscriber worker did not start: {line!r}")
         rss_before = _rss_mb(pid)
+        _say(f"{subscribers} subscribers ready; applying changes")
         load = await _load(url, token, side, args.rate, args.seconds, args.batch)
         deadline_s = 60.0
         for child in children:
             assert child.stdin is not None
             child.stdin.write(f"{load['changes']} {deadline_s}\n".encode())
             await child.stdin.drain()
-        results: list[dict[str, Any]] = []
-        for child in children:
+        _say(f"{load['changes']} changes applied; collecting")
+
+        async def figures(child: asyncio.subprocess.Process) -> dict[str, Any]:
             assert child.stdout is not None
-            results += json.loads(await asyncio.wait_for(child.stdout.readline(), deadline_s + 60))
+            found: dict[str, Any] = json.loads(await child.stdout.readline())
+            return found
+
+        parts = await asyncio.wait_for(
+            asyncio.gather(*(figures(c) for c in children)), deadline_s + 60
+        )
         rss_after = _rss_mb(pid)
     finally:
         for child in children:
             if child.returncode is None:
                 child.kill()
             await child.wait()
-    histogram: Counter[float] = Counter()
-    for r in results:
-        histogram.update({float(k): v for k, v in r["latency"].items()})
+    results = [r for part in parts for r in part["subscribers"]]
+    took = load.pop("took_ms")
+    histogram: Counter[float] = Counter()  # ms from the apply's answer (its commit)
+    sent: Counter[float] = Counter()  # ms from the apply's request: the write included
+    for part in parts:
+        for step, ms, n in part["latency"]:
+            histogram[round(max(0.0, ms - took[step]), 1)] += n
+            sent[float(ms)] += n
     missed = sum(1 for r in results if r["frames"] != load["changes"] or r["gaps"])
     return {
         "subscribers": subscribers,
@@ -244,6 +275,8 @@ async def measure(
         "delivery_p50_ms": _percentile(histogram, 0.50),
         "delivery_p99_ms": _percentile(histogram, 0.99),
         "delivery_max_ms": max(histogram) if histogram else math.nan,
+        "from_sent_p50_ms": _percentile(sent, 0.50),
+        "from_sent_p99_ms": _percentile(sent, 0.99),
         "rss_before_mb": rss_before,
         "rss_after_mb": rss_after,
     }
@@ -297,9 +330,11 @@ COLUMNS = [
     ("subscribers", "subs"),
     ("achieved_per_s", "changes/s"),
     ("apply_p99_ms", "apply p99 ms"),
-    ("delivery_p50_ms", "p50 ms"),
-    ("delivery_p99_ms", "p99 ms"),
+    ("delivery_p50_ms", "commit→p50 ms"),
+    ("delivery_p99_ms", "commit→p99 ms"),
     ("delivery_max_ms", "max ms"),
+    ("from_sent_p50_ms", "sent→p50 ms"),
+    ("from_sent_p99_ms", "sent→p99 ms"),
     ("frames", "frames"),
     ("subscribers_missing_events", "missed"),
     ("rss_before_mb", "RSS before MB"),

@@ -22,6 +22,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +30,8 @@ import pytest
 import websockets
 
 from armillary.live_client import Closed, Frame, Live, LiveError, Subscription, ws_url
-from tests.support import documents
+from tests.integration.test_servers import start_replicas
+from tests.support import documents, postgres
 from tests.support.api import apply
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
@@ -498,15 +500,55 @@ async def test_a_client_that_does_not_answer_pings_is_closed_4000(pinging: Serve
     headers = {"Authorization": f"Bearer {pinging.token}"}
     async with live(pinging) as answering:
         async with websockets.connect(ws_url(pinging.url), additional_headers=headers) as mute:
+            await mute.send("not json")  # refused, named; the socket stays open
+            await mute.send(b"\x00binary")
             types: list[str] = []
+            codes: list[str] = []
             with pytest.raises(websockets.ConnectionClosed) as ended:
                 async with asyncio.timeout(WAIT_S):
                     while True:
-                        types += [
-                            json.loads(line)["type"] for line in str(await mute.recv()).split("\n")
-                        ]
+                        for line in str(await mute.recv()).split("\n"):
+                            frame = json.loads(line)
+                            types.append(frame["type"])
+                            if frame["type"] == "error":
+                                codes.append(frame["payload"]["code"])
             assert ended.value.rcvd is not None and ended.value.rcvd.code == 4000
             assert "ping" in types
+            assert codes == ["Invalid", "Invalid"]
         # The one that answers (the client does it) is still served.
         sub = await answering.subscribe("resources", kinds=["Org"])
         assert (await take(sub, synced))[-1].type == "SYNCED"
+
+
+@pytest.fixture
+def shared_database(postgres_server: str) -> Iterator[str]:
+    yield from postgres.fresh_database(postgres_server)
+
+
+async def test_a_socket_on_one_replica_sees_writes_made_through_another(
+    shared_database: str, tmp_path: Path
+) -> None:
+    """Two server replicas on one Postgres: the second's live hub hears the first's
+    writes through LISTEN/NOTIFY, webhook events (written in a batch) included."""
+    first, second = start_replicas(shared_database, tmp_path, 2)
+    try:
+        source = f"gh-{uuid.uuid4().hex[:6]}"
+        async with live(second) as client:
+            orgs = await client.subscribe("resources", kinds=["Org"], name=f"{source}-org")
+            events = await client.subscribe("events", source=source)
+            await take(orgs, synced)
+            await take(events, synced)
+            await put(
+                first,
+                documents.secret(source, {"signing": SIGNING}),
+                documents.webhook_source(source, source),
+                org(f"{source}-org"),
+            )
+            added = await take(orgs, lambda f: f.type == "ADDED")
+            assert added[-1].payload["object"]["metadata"]["name"] == f"{source}-org"
+            await asyncio.to_thread(deliver, first, source, "acme/nowhere")
+            event = (await take(events, lambda f: f.type == "ADDED"))[-1].payload["event"]
+            assert event["source"] == source
+    finally:
+        for server in (first, second):
+            server.stop()

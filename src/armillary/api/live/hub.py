@@ -16,8 +16,8 @@ position is `EPOCH.SEQ`, EPOCH drawn at start: positions of another server, or o
 this one before a restart, or older than the history, are `Expired` and the client
 lists again. (Why a server-local sequence and not a global counter in the store:
 docs/architecture.md, "Live updates".) Other sources (events, runs, rollouts) keep a
-bounded record of the items they last sent, to tell ADDED from MODIFIED and to skip
-a re-read that changed nothing.
+bounded record of the items they last sent (a hash each), to tell ADDED from
+MODIFIED and to skip a re-read that changed nothing.
 
 On a `RESYNC` (another replica's changes may have been missed) every cached source is
 listed again and compared whole. Node heartbeats are not on the feed (one write per
@@ -51,7 +51,9 @@ log = logging.getLogger("armillary.api.live")
 GATHER_S = 0.005
 """How long the pump waits after the first change of a burst for the rest of it."""
 SEEN_MAX = 10_000
-"""Items an uncached source remembers (to tell ADDED from MODIFIED)."""
+"""Items an uncached source remembers, each as the hash of its text (to tell ADDED
+from MODIFIED, and skip a re-read that changed nothing): an event's body or a run's
+answer is never kept."""
 RETRY_S = 1.0
 YIELD_EVERY = 32
 
@@ -102,7 +104,7 @@ class LiveHub:
         self._caches: dict[str, dict[str, Item]] = {}
         self._since: dict[str, int] = {}  # a cached source's first sequence number
         self._loading: dict[str, asyncio.Task[None]] = {}
-        self._seen: dict[str, OrderedDict[str, Item]] = {}
+        self._seen: dict[str, OrderedDict[str, int]] = {}  # key → hash of its last text
         self._subs: dict[str, set[Subscription]] = {}
         self._pending: dict[str, set[str]] = {}
         self._resync = False
@@ -219,14 +221,17 @@ class LiveHub:
             return
         seen = self._seen.setdefault(source, OrderedDict())
         for new in items:
-            old = seen.get(new.key)
-            if old is not None and old.text == new.text:
+            digest = hash(new.text)
+            before = seen.get(new.key)
+            if before == digest:
                 continue
-            seen[new.key] = new
+            seen[new.key] = digest
             seen.move_to_end(new.key)
             if len(seen) > SEEN_MAX:
                 seen.popitem(last=False)
-            self._emit(source, old, new, keep=False)
+            # What these channels filter on (tenant, source, kind) never changes for
+            # an item: seen before, it was seen as it is now.
+            self._emit(source, None if before is None else new, new, keep=False)
             emitted += 1
             if emitted % YIELD_EVERY == 0:
                 await asyncio.sleep(0)

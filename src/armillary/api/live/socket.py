@@ -189,8 +189,13 @@ class Client:
     async def _read(self) -> None:
         try:
             while True:
-                text = await self._ws.receive_text()
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return  # the client left
                 try:
+                    text = message.get("text")
+                    if text is None:
+                        raise Error("Invalid", "expected a text message holding one JSON frame")
                     await self._handle(frames.read(text))
                 except Error as exc:
                     self.offer(frames.error_frame(exc, None), counted=False)
@@ -247,6 +252,10 @@ class Client:
             self._subs[ident] = sub
         except Error as exc:
             self.offer(frames.error_frame(exc, ident), counted=False)
+        except Exception:  # the store did not answer: this subscription fails, not the socket
+            log.warning("live: a subscription could not be made", exc_info=True)
+            error = Error("Unavailable", "the store could not be read; subscribe again")
+            self.offer(frames.error_frame(error, ident), counted=False)
 
     def _unsubscribe(self, request: frames.Request) -> None:
         ident = request.id
