@@ -13,7 +13,12 @@ over HTTP. What it lacks, handled here (listed in docs/kubernetes.md):
 - no resourceVersion, no label selectors (lists and watches return every object of
   the kind): the runtime filters by label itself, and nothing relies on versions;
 - a list of a kind no object of has ever existed is a 404: every kind the runtime
-  uses is declared up front.
+  uses is declared up front;
+- it has no service proxy (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`):
+  `Emulator` answers it by forwarding the request to the address a test gave for
+  that Service (`FakeCluster.proxy`), standing in for the Service's pods — when the
+  Service exists and has that port; otherwise 503, as the API server answers a
+  Service without endpoints.
 
 `Controllers` plays what the cluster would do with what is applied: for each
 Deployment it makes the Pods of its current template (named after the template's
@@ -63,6 +68,8 @@ RESOURCES = (
     "gateway.networking.k8s.io/v1/httproutes",
 )
 _NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)")
+_PROXY = re.compile(r"/api/v1/namespaces/([^/]+)/services/([^/:]+)(?::([^/]+))?/proxy(/.*)?")
+_FORWARDED = ("Content-Type", "Idempotency-Key", "User-Agent", "Authorization")
 SPEC_HASH = "armillary.dev/spec-hash"
 
 
@@ -78,12 +85,26 @@ def _not_found(what: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(status, status=404)
 
 
+def _unavailable(message: str) -> aiohttp.web.Response:
+    status = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": 503,
+        "reason": "ServiceUnavailable",
+        "message": message,
+    }
+    return aiohttp.web.json_response(status, status=503)
+
+
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with server-side apply creating, and Namespaces."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.namespaces: dict[str, dict[str, Any]] = {}
+        self.backends: dict[tuple[str, str], str] = {}  # (namespace, Service) → base URL
+        self.proxied: list[dict[str, Any]] = []  # what the service proxy forwarded
         for plural in RESOURCES:
             self.resources[plural] = kmock.ResourceInfo()
 
@@ -91,6 +112,10 @@ class Emulator(kmock.KubernetesEmulator):
         match = _NAMESPACE.fullmatch(request.url.path)
         if match is not None:
             return await self._namespace(request, match.group(1))
+        proxied = _PROXY.fullmatch(request.url.path)
+        if proxied is not None:
+            ns, service, port, path = proxied.groups()
+            return await self._proxy(request, ns, service, port, path or "/")
         if (
             request.resource is not None
             and request.action == enums.action.UPDATE
@@ -130,6 +155,34 @@ class Emulator(kmock.KubernetesEmulator):
                         await self._buses[key[0]].put(event)
             return aiohttp.web.json_response(gone)
         return aiohttp.web.json_response(self.namespaces[name])
+
+    async def _proxy(
+        self, request: rendering.Request, ns: str, service: str, port: str | None, path: str
+    ) -> aiohttp.web.Response:
+        """The service proxy: to the Service's stand-in, if the Service has that port."""
+        key = (kmock.resource("v1/services"), ns, service)
+        if key not in self.objects or self.objects[key].deleted:
+            return _not_found(f"services {service!r}")
+        found = self.objects[key]
+        ports = [p for p in found.raw.get("spec", {}).get("ports", [])]
+        if port is not None and not any(port in (str(p["port"]), p.get("name")) for p in ports):
+            return _unavailable(f"no service port {port!r} found for service {service!r}")
+        backend = self.backends.get((ns, service))
+        if backend is None:
+            return _unavailable(f'no endpoints available for service "{service}"')
+        headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
+        self.proxied.append(
+            {"namespace": ns, "service": service, "port": port, "path": path, "headers": headers}
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                request.method, backend + path, data=request.body, headers=headers
+            ) as answer,
+        ):
+            body = await answer.read()
+            kept = {"Content-Type": answer.headers.get("Content-Type", "application/octet-stream")}
+            return aiohttp.web.Response(status=answer.status, body=body, headers=kept)
 
     def live(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The objects of `plural` (`apps/v1/deployments`) there now, as plain dicts."""
@@ -336,6 +389,26 @@ class FakeCluster:
             return set(self.emulator.namespaces)
 
         result: set[str] = self.call(read())
+        return result
+
+    def proxy(self, namespace: str, service: str, url: str) -> None:
+        """The service proxy forwards calls to Service `namespace/service` to `url`
+        (a process of the test standing in for its pods)."""
+
+        async def note() -> None:
+            assert self.emulator is not None
+            self.emulator.backends[(namespace, service)] = url.rstrip("/")
+
+        self.call(note())
+
+    def proxied(self) -> list[dict[str, Any]]:
+        """What the service proxy forwarded, in order."""
+
+        async def read() -> list[dict[str, Any]]:
+            assert self.emulator is not None
+            return copy.deepcopy(self.emulator.proxied)
+
+        result: list[dict[str, Any]] = self.call(read())
         return result
 
     def crash(self, image: str) -> None:
