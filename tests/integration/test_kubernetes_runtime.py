@@ -10,7 +10,10 @@ installed here; docs/kubernetes.md). The nodes side runs a real node daemon.
   applied again), Degraded with the Kubernetes reason, the release's wave stopped;
 - a Cluster that cannot be reached or whose kubeconfig is not usable: the tenant's
   condition names the Cluster and why, other tenants go on;
-- API requests per tenant apply: at most one per object plus one.
+- API requests per tenant apply: at most one per object plus one;
+- seed Jobs applied in `depends_on` order (a Job waits until its dependency is done);
+- an agent run for a tenant on the cluster calls its Service through the service
+  proxy (the emulator's: tests/support/kubernetes.py).
 """
 
 from __future__ import annotations
@@ -411,6 +414,55 @@ def test_a_name_kubernetes_refuses_is_refused_at_apply_for_a_tenant_on_a_cluster
         [error] = moving.json()["errors"]
         assert error["path"] == "spec.stack"
         assert f"Stack/s-{mark}: spec.components[0].ports[0].name" in error["message"]
+
+
+# --- seed jobs -------------------------------------------------------------------------
+
+
+def test_seed_jobs_are_applied_in_depends_on_order(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("seq")
+    ns = naming.namespace_name(name)
+    first, second = f"migrate-{mark}", f"seed-{mark}"
+
+    def job(component: str, **extra: Any) -> dict[str, Any]:
+        return {"name": component, "type": "job", "image": f"{IMAGE}:1.0.0", **extra}
+
+    def jobs() -> set[str]:
+        return {
+            j["metadata"]["labels"]["app.kubernetes.io/name"]
+            for j in cluster.live("batch/v1/jobs", ns)
+        }
+
+    def components() -> dict[str, Any]:
+        found: dict[str, Any] = status_of(server, name).get("components", {})
+        return found
+
+    cluster.hold(first)  # its Job runs until let go
+    try:
+        apply(
+            server,
+            org("acme"),
+            stack(f"s-{mark}", job(first), job(second, depends_on=[first])),
+            tenant(name, f"s-{mark}", runtime=ON_CLUSTER),
+        )
+        wait_for(
+            lambda: components().get(second, {}).get("waitingFor") == [first],
+            timeout_s=60,
+            what=f"{second} waiting for {first}",
+        )
+        # The step that said so applied the first Job and held the second back.
+        assert jobs() == {first}
+    finally:
+        cluster.hold(first, held=False)
+    wait_for(lambda: jobs() == {first, second}, timeout_s=60, what="the second Job applied")
+    wait_for(
+        lambda: all(components().get(c, {}).get("ready") == 1 for c in (first, second)),
+        timeout_s=60,
+        what="both Jobs complete",
+    )
+    assert "waitingFor" not in components()[second]
 
 
 # --- agent calls -----------------------------------------------------------------------

@@ -25,8 +25,9 @@ Deployment it makes the Pods of its current template (named after the template's
 `armillary.dev/spec-hash`), Ready, or crash-looping when their image is in
 `crashing` (the Pod's status taken from the CrashLoopBackOff fixture in
 tests/unit/fixtures/kubernetes/), removes Pods of other templates, and writes the
-Deployment's status; a Job completes; Pods whose Deployment is gone go too (the
-garbage collector). It talks to the emulator over HTTP like any controller.
+Deployment's status; a Job completes (unless a test holds its component:
+`FakeCluster.hold`); Pods whose Deployment is gone go too (the garbage
+collector). It talks to the emulator over HTTP like any controller.
 
 `FakeCluster` runs both on a loop of its own in a thread, so that synchronous tests
 and the server process under test can use it; its port is the kernel's, bound by
@@ -201,6 +202,7 @@ class Controllers:
         self._emulator = emulator
         self._url = url
         self.crashing: set[str] = set()  # images whose containers crash-loop
+        self.holding: set[str] = set()  # components whose Jobs do not complete yet
 
     async def run(self) -> None:
         headers = {"User-Agent": HARNESS_AGENT}
@@ -222,8 +224,10 @@ class Controllers:
             if owner and (meta["namespace"], meta["name"]) not in kept:
                 await http.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
         for job in self._emulator.live("batch/v1/jobs"):
+            meta = job["metadata"]
+            if meta.get("labels", {}).get("app.kubernetes.io/name") in self.holding:
+                continue
             if not (job.get("status") or {}).get("conditions"):
-                meta = job["metadata"]
                 status = {
                     "succeeded": 1,
                     "conditions": [{"type": "Complete", "status": "True"}],
@@ -410,6 +414,18 @@ class FakeCluster:
 
         result: list[dict[str, Any]] = self.call(read())
         return result
+
+    def hold(self, component: str, *, held: bool = True) -> None:
+        """Jobs of `component` do not complete (`held=False`: they do again)."""
+
+        async def mark() -> None:
+            assert self.controllers is not None
+            if held:
+                self.controllers.holding.add(component)
+            else:
+                self.controllers.holding.discard(component)
+
+        self.call(mark())
 
     def crash(self, image: str) -> None:
         async def mark() -> None:

@@ -22,6 +22,12 @@ copy per namespace; each event publishes a `Workload` change for the tenant the
 object's `armillary.dev/tenant` label names, which brings the tenant's controller
 back. A watch that breaks is started again after a pause; the copy is kept meanwhile.
 
+Seed jobs run in `depends_on` order, sequenced by Armillary as on nodes: a Job
+whose dependencies are not ready (a service) or done (a job) in the watch cache is
+left out of the step (`held_back`; `status.observe` says what it waits for), and
+applied by the step a watch event on them brings. A Job already on the cluster is
+never pulled back.
+
 Failures stay with the tenant: an unreadable kubeconfig, an unreachable API server
 or a refused object come back as `Outcome.problem`, never as an exception, so the
 tenant's status says which Cluster and why, and other tenants go on. A component
@@ -240,10 +246,19 @@ class KubernetesRuntime:
         objects = _with_secrets(
             render.render_tenant(view, cluster=self._settings), view, ns, values
         )
-        wanted = {_key(o): (_digest(o), o) for o in objects}
         applied = self._applied.get(tenant)
         if applied is None:  # nothing remembered: what does the cluster hold already?
             applied = await self._members(client, ns, counter)
+        # Seed jobs in `depends_on` order, as on nodes: a Job whose dependencies are not
+        # ready (a service) or done (a job) yet is not applied; a watch event on them
+        # brings the tenant back, and it is applied then.
+        before = status.observe(instance.templates, list(self._cache.get(ns, {}).values()), now=now)
+        waiting = {name for name, seen in before.items() if seen.job and seen.waiting_for}
+        wanted = {
+            key: (_digest(o), o)
+            for o in objects
+            if (key := _key(o)) in applied or not held_back(o, waiting)
+        }
         done: dict[Key, str] = {k: d for k, d in applied.items() if k in wanted}
         changed = 0
         for key, (digest, obj) in wanted.items():
@@ -353,6 +368,15 @@ class KubernetesRuntime:
     def cached(self, tenant: str) -> list[dict[str, Any]]:
         """What the watches hold for the tenant's namespace now."""
         return list(self._cache.get(naming.namespace_name(tenant), {}).values())
+
+
+def held_back(obj: Mapping[str, Any], waiting: set[str]) -> bool:
+    """Whether `obj` is the Job of a component in `waiting` (its dependencies are
+    not ready or done yet): not applied until they are. Pure."""
+    if obj.get("kind") != "Job":
+        return False
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/name") in waiting
 
 
 def _with_secrets(
