@@ -11,6 +11,7 @@ installed here; docs/kubernetes.md). The nodes side runs a real node daemon.
 - a Cluster that cannot be reached or whose kubeconfig is not usable: the tenant's
   condition names the Cluster and why, other tenants go on;
 - API requests per tenant apply: at most one per object plus one;
+- a tenant's schedule applied as its CronJob (Armillary keeps its next fire time);
 - seed Jobs applied in `depends_on` order (a Job waits until its dependency is done);
 - an agent run for a tenant on the cluster calls its Service through the service
   proxy (the emulator's: tests/support/kubernetes.py).
@@ -463,6 +464,38 @@ def test_seed_jobs_are_applied_in_depends_on_order(
         what="both Jobs complete",
     )
     assert "waitingFor" not in components()[second]
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+def test_a_schedule_of_a_tenant_on_a_cluster_is_its_cronjob(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("cron")
+    ns = naming.namespace_name(name)
+    report = {"name": "report", "type": "job", "image": f"{IMAGE}:1.0.0"}
+    nightly = {"name": "nightly", "component": "report", "cron": "0 3 * * *"}
+    apply(
+        server,
+        org("acme"),
+        stack(f"s-{mark}", report),
+        tenant(name, f"s-{mark}", runtime=ON_CLUSTER, schedules=[nightly]),
+    )
+    [cronjob] = wait_for(
+        lambda: cluster.live("batch/v1/cronjobs", ns), timeout_s=60, what="the CronJob"
+    )
+    assert cronjob["metadata"]["name"] == "nightly"
+    assert (cronjob["spec"]["schedule"], cronjob["spec"]["timeZone"]) == ("0 3 * * *", "UTC")
+
+    def next_time() -> str | None:
+        with server.client() as http:
+            items = http.get("/api/v1/scheduled-jobs").json()["items"]
+        found = [i for i in items if i.get("tenant") == name]
+        return found[0]["status"].get("nextScheduleTime") if found else None
+
+    next_at = wait_for(next_time, timeout_s=60, what="the schedule's next fire time")
+    assert next_at.endswith("T03:00:00Z")
 
 
 # --- agent calls -----------------------------------------------------------------------

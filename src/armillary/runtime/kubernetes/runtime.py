@@ -64,11 +64,12 @@ from ruamel.yaml.error import YAMLError
 
 from armillary.resources import naming
 from armillary.resources.cluster import ClusterSpec
+from armillary.resources.schedule import Schedule
 from armillary.resources.tenant import Org, Tenant
 from armillary.runtime import rollout
 from armillary.runtime.base import Outcome, Problem
 from armillary.runtime.instance import Instance, Template
-from armillary.runtime.kubernetes import render, status, tenancy
+from armillary.runtime.kubernetes import inputs, render, status, tenancy
 from armillary.runtime.kubernetes.model import Cluster, TenantView
 from armillary.store import repository
 from armillary.store.database import Database
@@ -439,19 +440,35 @@ def _here(template: Template) -> Template:
 
 
 def store_views(db: Database) -> ViewOf:
-    """What the renderer needs beyond the instance (org, stack, quota), read from `db`."""
+    """What the renderer needs beyond the instance (org, stack, quota, schedules),
+    read from `db`. The schedules are those of jobs in the instance: the cluster's
+    CronJobs run them (the schedule controller places no run for such a tenant)."""
 
     async def view(tenant: str, instance: Instance) -> TenantView:
         async with db.read() as conn:
             stored = await repository.get(conn, "Tenant", tenant)
             document = Tenant.model_validate(stored.document()) if stored is not None else None
             org_row = await repository.get(conn, "Org", document.spec.org) if document else None
+            schedule_rows = await repository.list_kind(conn, "Schedule") if document else []
         org = Org.model_validate(org_row.document()) if org_row is not None else None
+        jobs = {t.component for t in instance.templates if t.type == "job"}
+        schedules = (
+            tuple(
+                s
+                for s in inputs.schedules_of(
+                    document, [Schedule.model_validate(r.document()) for r in schedule_rows]
+                )
+                if s.timing.component in jobs
+            )
+            if document is not None
+            else ()
+        )
         return TenantView(
             tenant=tenant,
             org=document.spec.org if document is not None else "",
             stack=document.spec.stack if document is not None else "",
             instance=instance,
+            schedules=schedules,
             quota=org.spec.tenant_quota if org is not None else None,
         )
 
