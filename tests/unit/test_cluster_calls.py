@@ -4,6 +4,7 @@ service proxy outside, at the Service's first port."""
 
 from __future__ import annotations
 
+from armillary.errors import TemporaryError
 from armillary.ingress import cluster_calls
 
 
@@ -28,3 +29,14 @@ def test_the_port_is_the_services_first() -> None:
     assert cluster_calls.first_port({"spec": {"ports": []}}) is None
     assert cluster_calls.first_port({"spec": {}}) is None
     assert cluster_calls.first_port([]) is None
+
+
+async def test_a_cluster_that_cannot_be_reached_fails_the_attempt_and_says_why() -> None:
+    clusters = cluster_calls.Clusters(None)
+    gone = TemporaryError("cluster 'emu' does not exist")
+    wanted = {("emu", "armillary-abc", "agent"), ("other", "armillary-def", "agent")}
+    found = await clusters.routes(wanted, {"emu": gone}, path="run")
+    assert found[("emu", "armillary-abc", "agent")] is gone
+    unread = found[("other", "armillary-def", "agent")]
+    assert isinstance(unread, TemporaryError) and "'other' was not read" in str(unread)
+    await clusters.aclose()

@@ -150,6 +150,14 @@ class Clusters:
         for key, route in zip(keys, found, strict=True):
             if isinstance(route, BaseException) and not isinstance(route, Exception):
                 raise route
+            if isinstance(route, Exception) and not isinstance(route, TemporaryError):
+                # Anything else (a malformed server URL, ...) fails the attempt too; it
+                # must not end the worker.
+                log.warning("agent runs: routing to %s/%s failed", key[1], key[2], exc_info=route)
+                route = TemporaryError(
+                    f"cluster {key[0]!r}: reaching Service {key[1]}/{key[2]} failed: "
+                    f"{type(route).__name__}"
+                )
             routes[key] = route
         return routes
 
