@@ -10,13 +10,22 @@ installed here; docs/kubernetes.md). The nodes side runs a real node daemon.
   applied again), Degraded with the Kubernetes reason, the release's wave stopped;
 - a Cluster that cannot be reached or whose kubeconfig is not usable: the tenant's
   condition names the Cluster and why, other tenants go on;
-- API requests per tenant apply: at most one per object plus one.
+- API requests per tenant apply: at most one per object plus one;
+- a tenant's schedule applied as its CronJob (Armillary keeps its next fire time);
+- seed Jobs applied in `depends_on` order (a Job waits until its dependency is done);
+- an agent run for a tenant on the cluster calls its Service through the service
+  proxy (the emulator's: tests/support/kubernetes.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +36,7 @@ from tests.support.documents import API, agent, org, secret, stack, tenant
 from tests.support.kubernetes import FakeCluster
 from tests.support.nodes import NodeProcess
 from tests.support.ports import free_port
+from tests.support.processes import http_ok
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -34,6 +44,7 @@ pytestmark = pytest.mark.long_running
 CLUSTER = "emu"
 ON_CLUSTER = {"kubernetes": {"cluster": CLUSTER}}
 IMAGE = "registry.example.com/support/agent"
+AGENT_APP = Path(__file__).with_name("agent_app.py")
 
 
 @pytest.fixture(scope="module")
@@ -406,13 +417,117 @@ def test_a_name_kubernetes_refuses_is_refused_at_apply_for_a_tenant_on_a_cluster
         assert f"Stack/s-{mark}: spec.components[0].ports[0].name" in error["message"]
 
 
+# --- seed jobs -------------------------------------------------------------------------
+
+
+def test_seed_jobs_are_applied_in_depends_on_order(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("seq")
+    ns = naming.namespace_name(name)
+    first, second = f"migrate-{mark}", f"seed-{mark}"
+
+    def job(component: str, **extra: Any) -> dict[str, Any]:
+        return {"name": component, "type": "job", "image": f"{IMAGE}:1.0.0", **extra}
+
+    def jobs() -> set[str]:
+        return {
+            j["metadata"]["labels"]["app.kubernetes.io/name"]
+            for j in cluster.live("batch/v1/jobs", ns)
+        }
+
+    def components() -> dict[str, Any]:
+        found: dict[str, Any] = status_of(server, name).get("components", {})
+        return found
+
+    cluster.hold(first)  # its Job runs until let go
+    try:
+        apply(
+            server,
+            org("acme"),
+            stack(f"s-{mark}", job(first), job(second, depends_on=[first])),
+            tenant(name, f"s-{mark}", runtime=ON_CLUSTER),
+        )
+        wait_for(
+            lambda: components().get(second, {}).get("waitingFor") == [first],
+            timeout_s=60,
+            what=f"{second} waiting for {first}",
+        )
+        # The step that said so applied the first Job and held the second back.
+        assert jobs() == {first}
+    finally:
+        cluster.hold(first, held=False)
+    wait_for(lambda: jobs() == {first, second}, timeout_s=60, what="the second Job applied")
+    wait_for(
+        lambda: all(components().get(c, {}).get("ready") == 1 for c in (first, second)),
+        timeout_s=60,
+        what="both Jobs complete",
+    )
+    assert "waitingFor" not in components()[second]
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+def test_a_schedule_of_a_tenant_on_a_cluster_is_its_cronjob(
+    server: ServerProcess, cluster: FakeCluster
+) -> None:
+    name, mark = fresh("cron")
+    ns = naming.namespace_name(name)
+    report = {"name": "report", "type": "job", "image": f"{IMAGE}:1.0.0"}
+    nightly = {"name": "nightly", "component": "report", "cron": "0 3 * * *"}
+    apply(
+        server,
+        org("acme"),
+        stack(f"s-{mark}", report),
+        tenant(name, f"s-{mark}", runtime=ON_CLUSTER, schedules=[nightly]),
+    )
+    [cronjob] = wait_for(
+        lambda: cluster.live("batch/v1/cronjobs", ns), timeout_s=60, what="the CronJob"
+    )
+    assert cronjob["metadata"]["name"] == "nightly"
+    assert (cronjob["spec"]["schedule"], cronjob["spec"]["timeZone"]) == ("0 3 * * *", "UTC")
+
+    def next_time() -> str | None:
+        with server.client() as http:
+            items = http.get("/api/v1/scheduled-jobs").json()["items"]
+        found = [i for i in items if i.get("tenant") == name]
+        return found[0]["status"].get("nextScheduleTime") if found else None
+
+    next_at = wait_for(next_time, timeout_s=60, what="the schedule's next fire time")
+    assert next_at.endswith("T03:00:00Z")
+
+
 # --- agent calls -----------------------------------------------------------------------
 
 
-def test_an_agent_run_for_a_tenant_on_a_cluster_ends_saying_it_is_not_supported(
-    server: ServerProcess, cluster: FakeCluster
+@pytest.fixture
+def agent_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real agent (tests/integration/agent_app.py) standing in for a Service's pods:
+    its URL and the directory it records its calls in."""
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "AGENT_RECORD_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(AGENT_APP)], env=env)
+    try:
+        wait_for(lambda: http_ok(port), timeout_s=30, what="the agent up")
+        yield f"http://127.0.0.1:{port}", tmp_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_ended(server: ServerProcess, run_id: str, *states: str) -> dict[str, Any] | None:
+    with server.client() as http:
+        run: dict[str, Any] = http.get(f"/api/v1/runs/{run_id}").json()
+    return run if run["state"] in states else None
+
+
+def test_an_agent_run_for_a_tenant_on_a_cluster_calls_its_service_through_the_proxy(
+    server: ServerProcess, cluster: FakeCluster, agent_process: tuple[str, Path]
 ) -> None:
+    url, record = agent_process
     name, mark = fresh("ag")
+    ns = naming.namespace_name(name)
     apply(
         server,
         org("acme"),
@@ -420,18 +535,38 @@ def test_an_agent_run_for_a_tenant_on_a_cluster_ends_saying_it_is_not_supported(
         tenant(name, f"s-{mark}", runtime=ON_CLUSTER),
     )
     wait_for(lambda: is_ready(server, name), timeout_s=60, what="tenant Ready")
+
+    # No pod answers yet (the API server's 503, no endpoints): the attempt fails, retried.
     with server.client() as http:
-        started = http.post("/api/v1/agents/run", json={"tenant": name, "input": {}})
+        started = http.post("/api/v1/agents/run", json={"tenant": name, "input": {"q": 1}})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
+    failed = wait_for(
+        lambda: (
+            (run := run_ended(server, run_id, "queued", "failed", "dead"))
+            and run["attempts"] >= 1
+            and run
+        ),
+        timeout_s=60,
+        what="a first attempt",
+    )
+    assert failed["statusCode"] == 503 and "no endpoints available" in failed["answer"]
 
-        def ended() -> dict[str, Any] | None:
-            run: dict[str, Any] = http.get(f"/api/v1/runs/{run_id}").json()
-            return run if run["state"] in ("failed", "dead") else None
-
-        run = wait_for(ended, timeout_s=60, what="the run to end")
-    assert f"runs on kubernetes/{CLUSTER}" in run["error"]
-    assert "not supported yet" in run["error"]
+    cluster.proxy(ns, "agent", url)
+    run = wait_for(
+        lambda: run_ended(server, run_id, "succeeded"), timeout_s=60, what="the run to succeed"
+    )
+    assert run["statusCode"] == 200 and run["error"] is None
+    said = json.loads(run["answer"])
+    assert said["tenant"] == name and said["input"] == {"q": 1}
+    assert said["whoami"]["role"] == "tenant" and said["whoami"]["tenant"] == name
+    # Through the API server's service proxy, to the Service's first port, as on nodes.
+    [call] = [c for c in cluster.proxied() if c["namespace"] == ns]
+    assert (call["service"], call["port"], call["path"]) == ("agent", "8080", "/run")
+    assert call["headers"]["Idempotency-Key"] == run_id
+    assert "Authorization" not in call["headers"]  # the emulator's kubeconfig has no user
+    calls = [json.loads(line) for line in (record / "calls.log").read_text().splitlines()]
+    assert [c["e"] for c in calls if c["run"] == run_id] == ["start", "done", "end"]
 
 
 # --- the Secrets a tenant uses ---------------------------------------------------------

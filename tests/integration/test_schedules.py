@@ -4,7 +4,8 @@ Two halves. The first drives the schedule controller itself with an injected clo
 against a real store (its own database, apart from the server's, so the server's
 controller never sees these schedules): cron times, missed runs across a "restart"
 (a new Database handle and a new controller), deadlines, policies, history, two
-controllers racing one fire time. No test waits for a wall-clock minute.
+controllers racing one fire time, a tenant on a Kubernetes cluster (its CronJob
+runs the schedule: no run here). No test waits for a wall-clock minute.
 
 The second half uses a real server and a real node daemon: `run-now` makes a run an
 allocation on the node, its process runs to completion and the outcome is recorded,
@@ -459,6 +460,34 @@ async def test_the_tenant_controller_neither_counts_nor_removes_runs(world: Worl
         assert await allocations.for_tenant(conn, world.tenant) == []
     ready = condition(await world.status(), "Ready")
     assert ready["reason"] == "TenantNotFound"
+
+
+async def test_a_schedule_of_a_tenant_on_a_cluster_places_no_run_and_keeps_its_status(
+    world: World,
+) -> None:
+    # The cluster's CronJob runs it (the kubernetes runtime applies it): nothing goes
+    # to nodes, and the next fire time is still this controller's to say.
+    await world.create()
+    await put(
+        world.db, tenant_doc(world.tenant, world.stack, runtime={"kubernetes": {"cluster": "emu"}})
+    )
+    await world.reconcile(at(10, 30))
+    await world.reconcile(at(11))
+    assert await world.runs() == []
+    async with world.db.read() as conn:
+        assert await allocations.for_tenant(conn, world.tenant) == []
+    status = await world.status()
+    assert status["nextScheduleTime"] == "2026-11-22T12:00:00Z"
+    assert "lastSkipped" not in status
+    with pytest.raises(Conflict, match="runs on kubernetes/emu, where its CronJob runs it"):
+        await world.controller.run_now(world.schedule)
+    assert await world.runs() == []
+
+    # Back on nodes, the next fire time places a run again.
+    await put(world.db, tenant_doc(world.tenant, world.stack, runtime="nodes"))
+    await world.reconcile(at(12))
+    [run] = await world.runs()
+    assert run.scheduled_at == at(12)
 
 
 async def test_a_tenants_inline_schedule_fires_as_tenant_slash_name(world: World) -> None:

@@ -13,15 +13,21 @@ over HTTP. What it lacks, handled here (listed in docs/kubernetes.md):
 - no resourceVersion, no label selectors (lists and watches return every object of
   the kind): the runtime filters by label itself, and nothing relies on versions;
 - a list of a kind no object of has ever existed is a 404: every kind the runtime
-  uses is declared up front.
+  uses is declared up front;
+- it has no service proxy (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`):
+  `Emulator` answers it by forwarding the request to the address a test gave for
+  that Service (`FakeCluster.proxy`), standing in for the Service's pods — when the
+  Service exists and has that port; otherwise 503, as the API server answers a
+  Service without endpoints.
 
 `Controllers` plays what the cluster would do with what is applied: for each
 Deployment it makes the Pods of its current template (named after the template's
 `armillary.dev/spec-hash`), Ready, or crash-looping when their image is in
 `crashing` (the Pod's status taken from the CrashLoopBackOff fixture in
 tests/unit/fixtures/kubernetes/), removes Pods of other templates, and writes the
-Deployment's status; a Job completes; Pods whose Deployment is gone go too (the
-garbage collector). It talks to the emulator over HTTP like any controller.
+Deployment's status; a Job completes (unless a test holds its component:
+`FakeCluster.hold`); Pods whose Deployment is gone go too (the garbage
+collector). It talks to the emulator over HTTP like any controller.
 
 `FakeCluster` runs both on a loop of its own in a thread, so that synchronous tests
 and the server process under test can use it; its port is the kernel's, bound by
@@ -63,6 +69,8 @@ RESOURCES = (
     "gateway.networking.k8s.io/v1/httproutes",
 )
 _NAMESPACE = re.compile(r"/api/v1/namespaces/([^/]+)")
+_PROXY = re.compile(r"/api/v1/namespaces/([^/]+)/services/([^/:]+)(?::([^/]+))?/proxy(/.*)?")
+_FORWARDED = ("Content-Type", "Idempotency-Key", "User-Agent", "Authorization")
 SPEC_HASH = "armillary.dev/spec-hash"
 
 
@@ -78,12 +86,26 @@ def _not_found(what: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(status, status=404)
 
 
+def _unavailable(message: str) -> aiohttp.web.Response:
+    status = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": 503,
+        "reason": "ServiceUnavailable",
+        "message": message,
+    }
+    return aiohttp.web.json_response(status, status=503)
+
+
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with server-side apply creating, and Namespaces."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.namespaces: dict[str, dict[str, Any]] = {}
+        self.backends: dict[tuple[str, str], str] = {}  # (namespace, Service) → base URL
+        self.proxied: list[dict[str, Any]] = []  # what the service proxy forwarded
         for plural in RESOURCES:
             self.resources[plural] = kmock.ResourceInfo()
 
@@ -91,6 +113,10 @@ class Emulator(kmock.KubernetesEmulator):
         match = _NAMESPACE.fullmatch(request.url.path)
         if match is not None:
             return await self._namespace(request, match.group(1))
+        proxied = _PROXY.fullmatch(request.url.path)
+        if proxied is not None:
+            ns, service, port, path = proxied.groups()
+            return await self._proxy(request, ns, service, port, path or "/")
         if (
             request.resource is not None
             and request.action == enums.action.UPDATE
@@ -131,6 +157,34 @@ class Emulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(gone)
         return aiohttp.web.json_response(self.namespaces[name])
 
+    async def _proxy(
+        self, request: rendering.Request, ns: str, service: str, port: str | None, path: str
+    ) -> aiohttp.web.Response:
+        """The service proxy: to the Service's stand-in, if the Service has that port."""
+        key = (kmock.resource("v1/services"), ns, service)
+        if key not in self.objects or self.objects[key].deleted:
+            return _not_found(f"services {service!r}")
+        found = self.objects[key]
+        ports = [p for p in found.raw.get("spec", {}).get("ports", [])]
+        if port is not None and not any(port in (str(p["port"]), p.get("name")) for p in ports):
+            return _unavailable(f"no service port {port!r} found for service {service!r}")
+        backend = self.backends.get((ns, service))
+        if backend is None:
+            return _unavailable(f'no endpoints available for service "{service}"')
+        headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
+        self.proxied.append(
+            {"namespace": ns, "service": service, "port": port, "path": path, "headers": headers}
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                request.method, backend + path, data=request.body, headers=headers
+            ) as answer,
+        ):
+            body = await answer.read()
+            kept = {"Content-Type": answer.headers.get("Content-Type", "application/octet-stream")}
+            return aiohttp.web.Response(status=answer.status, body=body, headers=kept)
+
     def live(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The objects of `plural` (`apps/v1/deployments`) there now, as plain dicts."""
         wanted = kmock.resource(plural)
@@ -148,6 +202,7 @@ class Controllers:
         self._emulator = emulator
         self._url = url
         self.crashing: set[str] = set()  # images whose containers crash-loop
+        self.holding: set[str] = set()  # components whose Jobs do not complete yet
 
     async def run(self) -> None:
         headers = {"User-Agent": HARNESS_AGENT}
@@ -169,8 +224,10 @@ class Controllers:
             if owner and (meta["namespace"], meta["name"]) not in kept:
                 await http.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
         for job in self._emulator.live("batch/v1/jobs"):
+            meta = job["metadata"]
+            if meta.get("labels", {}).get("app.kubernetes.io/name") in self.holding:
+                continue
             if not (job.get("status") or {}).get("conditions"):
-                meta = job["metadata"]
                 status = {
                     "succeeded": 1,
                     "conditions": [{"type": "Complete", "status": "True"}],
@@ -337,6 +394,38 @@ class FakeCluster:
 
         result: set[str] = self.call(read())
         return result
+
+    def proxy(self, namespace: str, service: str, url: str) -> None:
+        """The service proxy forwards calls to Service `namespace/service` to `url`
+        (a process of the test standing in for its pods)."""
+
+        async def note() -> None:
+            assert self.emulator is not None
+            self.emulator.backends[(namespace, service)] = url.rstrip("/")
+
+        self.call(note())
+
+    def proxied(self) -> list[dict[str, Any]]:
+        """What the service proxy forwarded, in order."""
+
+        async def read() -> list[dict[str, Any]]:
+            assert self.emulator is not None
+            return copy.deepcopy(self.emulator.proxied)
+
+        result: list[dict[str, Any]] = self.call(read())
+        return result
+
+    def hold(self, component: str, *, held: bool = True) -> None:
+        """Jobs of `component` do not complete (`held=False`: they do again)."""
+
+        async def mark() -> None:
+            assert self.controllers is not None
+            if held:
+                self.controllers.holding.add(component)
+            else:
+                self.controllers.holding.discard(component)
+
+        self.call(mark())
 
     def crash(self, image: str) -> None:
         async def mark() -> None:

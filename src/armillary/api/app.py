@@ -192,7 +192,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.intake = intake.Intake(db)
         app.state.intake.start()
-        app.state.runner = _runner(db, settings, token_key=ring.derive("tenant-tokens"))
+        app.state.runner = _runner(
+            db, settings, token_key=ring.derive("tenant-tokens"), vault=app.state.vault
+        )
         if settings.agent_run_worker:
             tasks.append(asyncio.create_task(app.state.runner.run(), name="agent-runs"))
         await app.state.leadership.start()  # the first replica leads before it serves
@@ -359,7 +361,9 @@ def _claim(settings: Settings) -> IO[str] | None:
         raise
 
 
-def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Runner:
+def _runner(
+    db: Database, settings: Settings, *, token_key: bytes, vault: secrets.Vault | None
+) -> runner.Runner:
     """The agent run worker of this server, configured from `ARMILLARY_AGENT_RUN_*`."""
     config = runner.Config(
         limits=agent_runs_store.Limits(
@@ -372,7 +376,7 @@ def _runner(db: Database, settings: Settings, *, token_key: bytes) -> runner.Run
         poll_s=settings.agent_run_poll_s,
         api_url=settings.public_url(),
     )
-    return runner.Runner(db, config, token_key=token_key)
+    return runner.Runner(db, config, token_key=token_key, vault=vault)
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ a `job` component the nodes runtime can run; `resolve_job` says why not otherwis
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -103,9 +104,10 @@ def _target(
     )
 
 
-async def resolve_job(conn: Tx, target: Target) -> Job:
+async def resolve_job(conn: Tx, target: Target, *, on_cluster: bool = False) -> Job:
     """The job a run of `target` runs: its tenant's stack's component, expanded for
-    the tenant. It must be a `job` component that can run on the nodes runtime."""
+    the tenant. It must be a `job` component that can run on the nodes runtime — or,
+    for a tenant on a Kubernetes cluster (`on_cluster`), one with an image."""
     stored = await repository.get(conn, "Tenant", target.tenant)
     if stored is None:
         return Job(
@@ -129,6 +131,8 @@ async def resolve_job(conn: Tx, target: Target) -> Job:
     if template.type != "job":
         message = f"{where} is a {template.type}; a schedule runs a component of type job"
         return Job(template=None, reason="NotAJob", message=message)
+    if on_cluster and template.image is not None and template.image_problem:
+        return Job(template=dataclasses.replace(template, problem=None, image_problem=False))
     if template.problem is not None:
         return Job(template=None, reason="CannotRun", message=f"{where}: {template.problem}")
     return Job(template=template)

@@ -15,6 +15,11 @@ time), places its allocation (`NodesRuntime.place_run`) and moves `handled_at` i
 that same transaction, so a fire time starts at most one run, across crashes,
 restarts and a concurrent `run-now`. A deleted schedule or tenant has its runs
 stopped and removed.
+
+A tenant on a Kubernetes cluster (its `spec.runtime`, or its Org's) has its schedules
+run by the CronJobs the kubernetes runtime applies: here their fire times are handled
+without a run (none is placed on nodes), and their status — the next fire time —
+stays this controller's.
 """
 
 from __future__ import annotations
@@ -27,10 +32,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from armillary import metrics, timestamps
-from armillary.control import conditions, cron, firing, schedule_status, schedule_targets
+from armillary.control import (
+    conditions,
+    cron,
+    firing,
+    runtimes,
+    schedule_status,
+    schedule_targets,
+)
 from armillary.control.driver import Result
 from armillary.errors import Conflict, NotFound
 from armillary.resources import naming
+from armillary.resources.tenant import Org, Tenant
 from armillary.runtime import nodes as nodes_runtime
 from armillary.runtime.instance import Template
 from armillary.store import allocations, repository, schedule_runs
@@ -56,6 +69,7 @@ class Opened:
     stored: schedule_runs.State  # the firing state as the store holds it
     state: schedule_runs.State  # the same, counting from where it counts now
     runs: list[schedule_runs.Run]
+    cluster: str | None = None  # `kubernetes/<cluster>`: its CronJob runs the schedule
 
 
 class ScheduleController:
@@ -121,7 +135,9 @@ class ScheduleController:
             skipped = state.status.get("lastSkipped")
             if decision.due is not None:
                 state = dataclasses.replace(state, handled_at=decision.due)
-                if decision.start:
+                if decision.start and opened.cluster is not None:
+                    log.debug("schedule %s: run by its CronJob on %s", key, opened.cluster)
+                elif decision.start:
                     state, runs = await self._fire(conn, opened, state, decision, now=now)
                 else:
                     skipped = schedule_status.skipped(
@@ -159,12 +175,15 @@ class ScheduleController:
             ),
             clock_hash=target.timing.clock_hash(),
         )
-        job = await schedule_targets.resolve_job(conn, target)
+        cluster = await _cluster(conn, target.tenant)
+        job = await schedule_targets.resolve_job(conn, target, on_cluster=cluster is not None)
         runs = await schedule_runs.runs_of(conn, key)
         if job.reason == "TenantNotFound":  # a deleted tenant's runs stop and go
             await _drop(conn, runs)
             runs = []
-        opened = Opened(target=target, job=job, stored=state, state=counting, runs=runs)
+        opened = Opened(
+            target=target, job=job, stored=state, state=counting, runs=runs, cluster=cluster
+        )
         return await self._settle(conn, opened, now=now)
 
     async def _settle(self, conn: Tx, opened: Opened, *, now: dt.datetime) -> Opened:
@@ -332,6 +351,12 @@ class ScheduleController:
                 raise NotFound(f"schedule {key!r} not found")
             if opened.job.template is None:
                 return Conflict(f"schedule {key!r} cannot run now: {opened.job.message}")
+            if opened.cluster is not None:
+                return Conflict(
+                    f"schedule {key!r} cannot run now: its tenant runs on {opened.cluster}, "
+                    "where its CronJob runs it; run-now there is not built (kubectl create "
+                    "job --from=cronjob/NAME starts one)"
+                )
             timing = opened.target.timing
             decision = firing.decide_manual(timing, runs=[_as_firing(r) for r in opened.runs])
             if not decision.start:
@@ -451,6 +476,19 @@ def _first_state(target: schedule_targets.Target, *, now: dt.datetime) -> schedu
         status={},
         updated_at=now,
     )
+
+
+async def _cluster(conn: Tx, tenant: str) -> str | None:
+    """The runtime (`kubernetes/<cluster>`) a tenant on a cluster asks for; None on
+    nodes (or when the tenant is gone)."""
+    row = await repository.get(conn, "Tenant", tenant)
+    if row is None:
+        return None
+    document = Tenant.model_validate(row.document())
+    org_row = await repository.get(conn, "Org", document.spec.org)
+    org = Org.model_validate(org_row.document()) if org_row is not None else None
+    wanted = runtimes.wanted(document, org)
+    return wanted if wanted.startswith(runtimes.PREFIX) else None
 
 
 def _seen(

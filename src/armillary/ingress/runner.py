@@ -11,6 +11,10 @@ tenant token for this run only, and sends
     {"run", "tenant", "component", "attempt", "maxAttempts", "event", "input",
      "context": {"org", "labels", "api"}, "token", "tokenExpiresAt"}
 
+A tenant on a Kubernetes cluster is called at its component's Service instead
+(ingress/cluster_calls.py): by cluster DNS when the server runs inside that cluster,
+through the API server's service proxy otherwise.
+
 A 2xx answer is success; any other answer, a timeout, a transport error or no healthy
 replica fails the attempt, retried with backoff (ingress/retry.py) until the run is
 dead; a tenant that no longer exists kills the run at once. The answer's status,
@@ -50,8 +54,10 @@ import orjson
 
 from armillary import logs, metrics, timestamps
 from armillary.auth import tenant_tokens
+from armillary.auth.secrets import Vault
 from armillary.errors import PermanentError, TemporaryError
-from armillary.ingress import agent_http, retry
+from armillary.ingress import agent_http, cluster_calls, retry
+from armillary.resources import naming
 from armillary.runtime import nodes as nodes_runtime
 from armillary.store import agent_runs, allocations, events, nodes, repository
 from armillary.store.database import Database
@@ -85,6 +91,7 @@ class Target:
     url: str
     payload: dict[str, Any]
     token: str  # the tenant token minted for this attempt, in `payload` too
+    via: str | None = None  # a cluster: `url` is a path on its API server (service proxy)
 
 
 class Runner:
@@ -96,6 +103,7 @@ class Runner:
         config: Config,
         *,
         token_key: bytes,
+        vault: Vault | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         draw: Callable[[], float] = random.random,
     ) -> None:
@@ -111,6 +119,7 @@ class Runner:
         self._answered: list[agent_runs.Outcome] = []  # waiting for the recorder
         self._claim_min = max(1, config.limits.total // 2)
         self._to_record = asyncio.Event()
+        self._clusters = cluster_calls.Clusters(vault)
 
     async def run(self) -> None:
         """Claim, call and record until cancelled (in-flight calls are cancelled too;
@@ -128,6 +137,7 @@ class Runner:
         finally:
             self._db.feed.unsubscribe(feed)
             await http.aclose()
+            await self._clusters.aclose()
 
     async def _listen(self, feed: asyncio.Queue[Any]) -> None:
         while True:
@@ -263,7 +273,9 @@ class Runner:
         try:
             if isinstance(target, Exception):
                 raise target
-            status, answer = await _post(http, target, run_id=run.id, timeout_s=self._timeout_s)
+            status, answer = await _post(
+                http, self._clusters, target, run_id=run.id, timeout_s=self._timeout_s
+            )
             answer = redact(answer, target.token)
             if not 200 <= status < 300:
                 error = f"the agent answered {status}"
@@ -292,17 +304,27 @@ class Runner:
     async def _targets(self, runs: list[agent_runs.AgentRun]) -> dict[str, Target | Exception]:
         """Re-read what the calls of `runs` need, in one read for them all: per run its
         `Target`, or `PermanentError` if the tenant is gone, `TemporaryError` if no
-        replica of the component is up and healthy (or the store could not be read)."""
+        replica of the component is up and healthy (or the store could not be read).
+        For tenants on a cluster, their Services are read after the store's read, one
+        request per (tenant, component), all at once (ingress/cluster_calls.py)."""
         try:
             async with self._db.read() as conn:
                 tenants = await repository.get_many(conn, "Tenant", {r.tenant for r in runs})
                 held = await allocations.for_tenants(conn, tenants)
                 known = {n.name: n.address for n in await nodes.list_all(conn)}
                 stored = await events.get_many(conn, {r.event_id for r in runs if r.event_id})
+                services = _services(runs, tenants)
+                clusters = {cluster for cluster, _, _ in services.values()}
+                reaches = await self._clusters.reach(conn, clusters) if clusters else {}
         except Exception as exc:
             log.exception("agent runs: reading the targets of %d runs failed", len(runs))
             failed = TemporaryError(f"reading the run's tenant failed: {type(exc).__name__}")
             return {r.id: failed for r in runs}
+        routes = (
+            await self._clusters.routes(set(services.values()), reaches, path="run")
+            if services
+            else {}
+        )
         found: dict[str, Target | Exception] = {}
         for run in runs:
             tenant = tenants.get(run.tenant)
@@ -310,7 +332,11 @@ class Runner:
                 if tenant is None:
                     raise PermanentError(f"tenant {run.tenant!r} no longer exists")
                 event = stored.get(run.event_id) if run.event_id else None
-                found[run.id] = self._target(run, tenant, held.get(run.tenant, []), known, event)
+                service = services.get((run.tenant, run.component))
+                route = routes.get(service) if service is not None else None
+                found[run.id] = self._target(
+                    run, tenant, held.get(run.tenant, []), known, event, route
+                )
             except (PermanentError, TemporaryError) as exc:
                 found[run.id] = exc
         return found
@@ -322,27 +348,29 @@ class Runner:
         held: list[allocations.Allocation],
         known: Mapping[str, str],
         event: events.Event | None,
+        route: cluster_calls.Route | Exception | None,
     ) -> Target:
-        """Where `run` is sent and with what, from what `_targets` read;
-        `TemporaryError` if no replica of the component is up and healthy,
-        `PermanentError` if the tenant runs on a Kubernetes cluster (calls there, by
-        cluster DNS or the API server's service proxy, are not built)."""
-        runtime = str(tenant.status.get("runtime") or "nodes")
-        if runtime != "nodes":
-            raise PermanentError(
-                f"tenant {run.tenant!r} runs on {runtime}: agent calls to a tenant on a "
-                "Kubernetes cluster are not supported yet"
+        """Where `run` is sent and with what, from what `_targets` read: on nodes a
+        healthy replica of the component (`TemporaryError` if none is up and healthy),
+        on a cluster its Service (`route`, or why not)."""
+        if isinstance(route, Exception):
+            raise route
+        url: str
+        via: str | None
+        if route is not None:
+            url, via = route.url, route.via
+        else:
+            urls = sorted(
+                replica
+                for a in held
+                if a.component == run.component and a.schedule_run is None and _serving(a)
+                if (replica := nodes_runtime.url_of(a, known)) is not None
             )
-        urls = sorted(
-            url
-            for a in held
-            if a.component == run.component and a.schedule_run is None and _serving(a)
-            if (url := nodes_runtime.url_of(a, known)) is not None
-        )
-        if not urls:
-            raise TemporaryError(f"no healthy replica of {run.tenant}/{run.component}")
-        # Spread runs over the replicas, and move a retry on to the next one.
-        url = urls[(zlib.crc32(run.id.encode()) + run.attempts) % len(urls)]
+            if not urls:
+                raise TemporaryError(f"no healthy replica of {run.tenant}/{run.component}")
+            # Spread runs over the replicas, and move a retry on to the next one.
+            url = f"{urls[(zlib.crc32(run.id.encode()) + run.attempts) % len(urls)]}/run"
+            via = None
         ttl_s = min(tenant_tokens.MAX_TTL_S, math.ceil(self._timeout_s) + TOKEN_MARGIN_S)
         token, claims = tenant_tokens.mint(
             key=self._token_key,
@@ -367,7 +395,24 @@ class Runner:
             "token": token,
             "tokenExpiresAt": timestamps.iso(claims.expires_at),
         }
-        return Target(url=f"{url}/run", payload=payload, token=token)
+        return Target(url=url, payload=payload, token=token, via=via)
+
+
+def _services(
+    runs: list[agent_runs.AgentRun], tenants: Mapping[str, repository.Stored]
+) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(tenant, component) → (cluster, namespace, Service) of the runs whose tenant
+    runs on a Kubernetes cluster (its status's `runtime`). Pure."""
+    found: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for run in runs:
+        tenant = tenants.get(run.tenant)
+        if tenant is None:
+            continue
+        cluster = cluster_calls.cluster_of(str(tenant.status.get("runtime") or "nodes"))
+        if cluster is not None:
+            namespace = naming.namespace_name(run.tenant)
+            found[(run.tenant, run.component)] = (cluster, namespace, run.component)
+    return found
 
 
 def _report(outcome: agent_runs.Outcome, *, kept: bool) -> None:
@@ -403,7 +448,12 @@ def _serving(allocation: allocations.Allocation) -> bool:
 
 
 async def _post(
-    http: agent_http.Client, target: Target, *, run_id: str, timeout_s: float
+    http: agent_http.Client,
+    clusters: cluster_calls.Clusters,
+    target: Target,
+    *,
+    run_id: str,
+    timeout_s: float,
 ) -> tuple[int, str]:
     """POST the run; the status and the body's first `ANSWER_MAX_BYTES` as text.
     The whole exchange is bounded by `timeout_s`."""
@@ -411,13 +461,13 @@ async def _post(
         body = orjson.dumps(target.payload)
     except orjson.JSONEncodeError as exc:
         raise PermanentError(f"the run's payload is not JSON: {exc}") from exc
+    headers = {"Idempotency-Key": run_id, "User-Agent": "armillary-agent-runs"}
     async with asyncio.timeout(timeout_s):
-        answer = await http.post(
-            target.url,
-            body,
-            headers={"Idempotency-Key": run_id, "User-Agent": "armillary-agent-runs"},
-            max_bytes=ANSWER_MAX_BYTES,
-        )
+        if target.via is not None:
+            route = cluster_calls.Route(url=target.url, via=target.via)
+            answer = await clusters.post(route, body, headers=headers, max_bytes=ANSWER_MAX_BYTES)
+        else:
+            answer = await http.post(target.url, body, headers=headers, max_bytes=ANSWER_MAX_BYTES)
     return answer.status, answer.body.decode("utf-8", errors="replace")
 
 

@@ -88,7 +88,7 @@ def _view(tenant: Tenant, index: _Index) -> TenantView | list[Refusal]:
         org=org.metadata.name,
         stack=stack.metadata.name,
         instance=expand.expand(tenant, stack, index.releases, usable),
-        schedules=tuple(_schedules(tenant, index.schedules)),
+        schedules=tuple(schedules_of(tenant, index.schedules)),
         quota=org.spec.tenant_quota,
         secret_keys={
             use.name: tuple(sorted(secrets[use.name].spec.data))
@@ -98,7 +98,8 @@ def _view(tenant: Tenant, index: _Index) -> TenantView | list[Refusal]:
     )
 
 
-def _schedules(tenant: Tenant, schedules: Sequence[Schedule]) -> Iterator[Scheduled]:
+def schedules_of(tenant: Tenant, schedules: Sequence[Schedule]) -> Iterator[Scheduled]:
+    """The tenant's inline schedules, then the Schedules among `schedules` naming it."""
     name = tenant.metadata.name
     for i, inline in enumerate(tenant.spec.schedules):
         yield Scheduled(

@@ -22,6 +22,12 @@ copy per namespace; each event publishes a `Workload` change for the tenant the
 object's `armillary.dev/tenant` label names, which brings the tenant's controller
 back. A watch that breaks is started again after a pause; the copy is kept meanwhile.
 
+Seed jobs run in `depends_on` order, sequenced by Armillary as on nodes: a Job
+whose dependencies are not ready (a service) or done (a job) in the watch cache is
+left out of the step (`held_back`; `status.observe` says what it waits for), and
+applied by the step a watch event on them brings. A Job already on the cluster is
+never pulled back.
+
 Failures stay with the tenant: an unreadable kubeconfig, an unreachable API server
 or a refused object come back as `Outcome.problem`, never as an exception, so the
 tenant's status says which Cluster and why, and other tenants go on. A component
@@ -58,11 +64,12 @@ from ruamel.yaml.error import YAMLError
 
 from armillary.resources import naming
 from armillary.resources.cluster import ClusterSpec
+from armillary.resources.schedule import Schedule
 from armillary.resources.tenant import Org, Tenant
 from armillary.runtime import rollout
 from armillary.runtime.base import Outcome, Problem
 from armillary.runtime.instance import Instance, Template
-from armillary.runtime.kubernetes import render, status, tenancy
+from armillary.runtime.kubernetes import inputs, render, status, tenancy
 from armillary.runtime.kubernetes.model import Cluster, TenantView
 from armillary.store import repository
 from armillary.store.database import Database
@@ -240,10 +247,19 @@ class KubernetesRuntime:
         objects = _with_secrets(
             render.render_tenant(view, cluster=self._settings), view, ns, values
         )
-        wanted = {_key(o): (_digest(o), o) for o in objects}
         applied = self._applied.get(tenant)
         if applied is None:  # nothing remembered: what does the cluster hold already?
             applied = await self._members(client, ns, counter)
+        # Seed jobs in `depends_on` order, as on nodes: a Job whose dependencies are not
+        # ready (a service) or done (a job) yet is not applied; a watch event on them
+        # brings the tenant back, and it is applied then.
+        before = status.observe(instance.templates, list(self._cache.get(ns, {}).values()), now=now)
+        waiting = {name for name, seen in before.items() if seen.job and seen.waiting_for}
+        wanted = {
+            key: (_digest(o), o)
+            for o in objects
+            if (key := _key(o)) in applied or not held_back(o, waiting)
+        }
         done: dict[Key, str] = {k: d for k, d in applied.items() if k in wanted}
         changed = 0
         for key, (digest, obj) in wanted.items():
@@ -355,6 +371,15 @@ class KubernetesRuntime:
         return list(self._cache.get(naming.namespace_name(tenant), {}).values())
 
 
+def held_back(obj: Mapping[str, Any], waiting: set[str]) -> bool:
+    """Whether `obj` is the Job of a component in `waiting` (its dependencies are
+    not ready or done yet): not applied until they are. Pure."""
+    if obj.get("kind") != "Job":
+        return False
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/name") in waiting
+
+
 def _with_secrets(
     objects: list[dict[str, Any]],
     view: TenantView,
@@ -415,19 +440,35 @@ def _here(template: Template) -> Template:
 
 
 def store_views(db: Database) -> ViewOf:
-    """What the renderer needs beyond the instance (org, stack, quota), read from `db`."""
+    """What the renderer needs beyond the instance (org, stack, quota, schedules),
+    read from `db`. The schedules are those of jobs in the instance: the cluster's
+    CronJobs run them (the schedule controller places no run for such a tenant)."""
 
     async def view(tenant: str, instance: Instance) -> TenantView:
         async with db.read() as conn:
             stored = await repository.get(conn, "Tenant", tenant)
             document = Tenant.model_validate(stored.document()) if stored is not None else None
             org_row = await repository.get(conn, "Org", document.spec.org) if document else None
+            schedule_rows = await repository.list_kind(conn, "Schedule") if document else []
         org = Org.model_validate(org_row.document()) if org_row is not None else None
+        jobs = {t.component for t in instance.templates if t.type == "job"}
+        schedules = (
+            tuple(
+                s
+                for s in inputs.schedules_of(
+                    document, [Schedule.model_validate(r.document()) for r in schedule_rows]
+                )
+                if s.timing.component in jobs
+            )
+            if document is not None
+            else ()
+        )
         return TenantView(
             tenant=tenant,
             org=document.spec.org if document is not None else "",
             stack=document.spec.stack if document is not None else "",
             instance=instance,
+            schedules=schedules,
             quota=org.spec.tenant_quota if org is not None else None,
         )
 
