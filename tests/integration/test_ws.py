@@ -547,6 +547,42 @@ async def test_a_slow_client_is_closed_while_a_fast_one_gets_every_change_in_ord
 
 
 @pytest.fixture(scope="module")
+def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of its own whose sockets may hold 64 KiB of frames, counted or not."""
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("budgeted"),
+        database_url=None,
+        extra_env={"ARMILLARY_WS_QUEUE_BYTES": "65536", "ARMILLARY_WS_PING_S": "3600"},
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_a_listing_beyond_the_byte_budget_closes_the_client_as_slow(
+    budgeted: ServerProcess,
+) -> None:
+    """A listing is not counted as frames, but its characters are: what a socket holds
+    is bounded whatever it asks for (here ~120 KiB of listing, 64 KiB allowed)."""
+    wide = {f"label-{i:02d}": "v" * 63 for i in range(40)}  # ~4 KiB a frame
+    await put(budgeted, *(org(f"budget-{i:02d}", **wide) for i in range(30)))
+    slow = await RawSocket.open(budgeted)
+    try:
+        subscribe = {"kinds": ["Org"]}
+        slow.send({"channel": "resources", "type": "subscribe", "id": "s", "payload": subscribe})
+        async with asyncio.timeout(WAIT_S):
+            found, code = await slow.frames_until_close()
+    finally:
+        slow.close()
+    assert code == 4008
+    assert [f["payload"]["code"] for f in found if f["type"] == "error"] == ["SlowConsumer"]
+    assert not [f for f in found if f["type"] == "SYNCED"]
+
+
+@pytest.fixture(scope="module")
 def pinging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of its own that pings every second and waits 8 s for the pong: long
     enough for the answering client on a loaded machine, short enough for the test."""
