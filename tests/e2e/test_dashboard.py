@@ -298,7 +298,7 @@ def test_a_viewer_sees_no_mutating_control_and_a_post_without_csrf_fails(
     for name, drawn in PAGES.items():
         viewer.goto(f"{quickstart.url}/#/{name}")
         viewer.wait_for_selector("main h1")
-        viewer.wait_for_selector(drawn, timeout=WAIT_MS)  # controls come with the data
+        viewer.wait_for_selector(drawn, state="attached", timeout=WAIT_MS)  # the data is drawn
         viewer.wait_for_selector("#live[data-status='live']", timeout=WAIT_MS)
         viewer.wait_for_load_state("networkidle")
         assert viewer.locator("button.mutating").count() == 0, name
