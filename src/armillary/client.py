@@ -402,8 +402,8 @@ class Client:
         body = {"name": name, "password": password, "role": role}
         return await self._answer(wire.User, "POST", "/api/v1/users", json=body)
 
-    async def login_link(self, user: str) -> wire.LoginLink:
-        body = {"user": user}
+    async def login_link(self, user: str, *, create: bool = False) -> wire.LoginLink:
+        body = {"user": user, "create": create}
         return await self._answer(wire.LoginLink, "POST", "/api/v1/auth/links", json=body)
 
     async def users(self, *, limit: int | None = None) -> list[wire.User]:

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         description="frames a live client may have waiting to be sent; beyond, it is closed "
         "as a slow consumer (4008)",
     )
+    ws_queue_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="characters a live client may have waiting to be sent, every frame counted "
+        "(a listing, errors and pings too); beyond, it is closed as a slow consumer (4008)",
+    )
     ws_history: int = Field(
         default=10_000,
         ge=100,

@@ -11,6 +11,7 @@ with a running replica and a provisioning run), so "allowed" means answered, and
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -385,7 +386,11 @@ def test_a_login_link_opens_one_session_once(server: ServerProcess) -> None:
     when missing), redeemed once for a session with its own CSRF token; the code is
     never a session cookie itself, and a second use is refused."""
     name = f"link-{uuid.uuid4().hex[:6]}"
-    code, printed, _ = invoke(server, "dashboard", "--no-open", "--user", name)
+    code, printed, err = invoke(server, "dashboard", "--no-open", "--user", name)
+    assert code != 0 and name in printed + err  # a mistyped name makes no admin
+    with server.client() as admin:
+        assert name not in {u["name"] for u in admin.get("/api/v1/users").json()["items"]}
+    code, printed, _ = invoke(server, "dashboard", "--no-open", "--user", name, "--create")
     assert code == 0, printed
     assert f"{server.url}/#login=" in printed and f"for {name}" in printed
     with server.client() as admin:
@@ -416,6 +421,14 @@ def test_a_login_link_opens_one_session_once(server: ServerProcess) -> None:
         used = again.post("/api/v1/auth/redeem", json={"code": link})
         assert used.status_code == 401 and "armillary dashboard" in used.text
         assert again.post("/api/v1/auth/redeem", json={"code": "x" * 43}).status_code == 401
+    with server.client() as admin:
+        rows = admin.get("/api/v1/audit", params={"name": name}).json()["items"]
+    redeemed = [r for r in rows if r["path"] == "/api/v1/auth/redeem" and r["status"] == 200]
+    assert redeemed and "linkIssuedBy" in json.dumps(redeemed[0]), redeemed
+    assert server.token.split("_")[1] in json.dumps(redeemed[0])  # the admin who made it
+
+
+MARKUP_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "srcdoc")
 
 
 def test_the_dashboard_is_served_with_a_policy_that_runs_no_inline_script(
@@ -432,8 +445,13 @@ def test_the_dashboard_is_served_with_a_policy_that_runs_no_inline_script(
     assert "frame-ancestors 'none'" in policy
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
-    assert "innerHTML" not in script.text
     assert missing.status_code == 404 and walked.status_code == 404
+    with httpx.Client(base_url=server.url, timeout=30) as anyone:
+        served = {name: anyone.get(f"/ui/{name}") for name in dashboard.ASSETS}
+    assert all(r.status_code == 200 for r in served.values())
+    for name, answer in served.items():  # no asset parses a string as markup
+        for sink in MARKUP_SINKS:
+            assert sink not in answer.text, (name, sink)
     modules = {name for name in dashboard.ASSETS if name.endswith(".js")} - {"app.js"}
     assert all(f'<link rel="modulepreload" href="/ui/{m}">' in page.text for m in modules)
 

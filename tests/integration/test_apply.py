@@ -262,3 +262,8 @@ def test_plan_and_apply_take_yaml_text_with_errors_naming_the_line(cli: Cli) -> 
         applied = http.post("/api/v1/apply", json={"yaml": text})
         assert applied.status_code == 200, applied.text
         assert http.get(f"/api/v1/stacks/{stack}").status_code == 200
+        # YAML is capped well under the body's cap: a large paste is refused, named
+        padded = text + "#" * (1024 * 1024)
+        large = http.post("/api/v1/plan", json={"yaml": padded})
+        assert large.status_code == 422, large.text
+        assert "yaml" in large.text and "1048576" in large.text

@@ -64,7 +64,7 @@ class Watch:
     def stdout(self) -> str:
         return "".join(self.out)
 
-    def shows(self, predicate: Callable[[str], bool], what: str, timeout_s: float = 30) -> None:
+    def shows(self, predicate: Callable[[str], bool], what: str, timeout_s: float = 60) -> None:
         """Wait until the output so far satisfies `predicate` (or the watch ended)."""
 
         def seen() -> bool:
@@ -87,12 +87,12 @@ class Watch:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         self._close()
 
     def _close(self) -> None:
         for reader in self.readers:
-            reader.join(timeout=10)
+            reader.join(timeout=30)
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
@@ -271,19 +271,21 @@ def test_ps_w_on_a_terminal_redraws_the_table_in_place(server: ServerProcess, wo
     reader = threading.Thread(target=_drain, args=(primary, screen), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: name in shown() and "running" in shown(), what="the table")
+        wait_for(lambda: name in shown() and "running" in shown(), what="the table", timeout_s=60)
         scaled = documents.tenant(
             name, world.stack, world.mark, overrides={"agent": {"replicas": 2}}
         )
         apply(server, scaled)
-        wait_for(lambda: re.search(r"agent-\S+-1\s", shown()), what="the second replica")
+        wait_for(
+            lambda: re.search(r"agent-\S+-1\s", shown()), what="the second replica", timeout_s=60
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=10)
+            process.wait(timeout=30)
+        reader.join(timeout=30)
         assert process.stderr is not None
         err = process.stderr.read().decode()
         process.stderr.close()

@@ -36,7 +36,13 @@ from tests.support.api import apply
 from tests.support.nodes import NodeProcess
 from tests.support.servers import ServerProcess
 
-SERVER_ENV = {"ARMILLARY_WS_QUEUE": "50", "ARMILLARY_WS_HISTORY": "100"}
+SERVER_ENV = {
+    "ARMILLARY_WS_QUEUE": "50",
+    "ARMILLARY_WS_HISTORY": "100",
+    # no ping during a test: a slow client is closed as slow (4008), never for a pong
+    # that a loaded machine delayed (pings have their own server: `pinging`)
+    "ARMILLARY_WS_PING_S": "3600",
+}
 SIGNING = "live-channel-signing-key"
 TICKER = [
     "python3",
@@ -120,6 +126,25 @@ async def take(
     except TimeoutError:
         raise AssertionError(f"no frame came that was awaited; frames: {seen[-20:]}") from None
     return seen
+
+
+async def arrived(sub: Subscription) -> list[Frame]:
+    """The frames the subscription has received by now, without waiting for more."""
+    found: list[Frame] = []
+    while True:
+        try:
+            found.append(await asyncio.wait_for(anext(sub), 0.05))
+        except TimeoutError:
+            return found
+
+
+def schedule(name: str, tenant: str, *, cron: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "armillary.dev/v1",
+        "kind": "Schedule",
+        "metadata": {"name": name},
+        "spec": {"tenant": tenant, "component": "job", "cron": cron},
+    }
 
 
 def synced(frame: Frame) -> bool:
@@ -320,8 +345,11 @@ async def test_a_tenant_token_sees_nothing_of_another_tenant(
             channel: await client.subscribe(channel)
             for channel in ("replicas", "events", "runs", "rollouts")
         }
+        seen: list[Frame] = []
         for sub in subs.values():
-            await take(sub, synced)
+            seen += await take(sub, synced)
+        listed_replicas = [f for f in seen if f.channel == "replicas" and f.type == "ADDED"]
+        assert all(f.payload["replica"]["tenant"] == a for f in listed_replicas)
         refusals: list[tuple[str, dict[str, str]]] = [
             ("nodes", {}),
             ("replicas", {"tenant": b}),
@@ -334,19 +362,55 @@ async def test_a_tenant_token_sees_nothing_of_another_tenant(
                 await take(await client.subscribe(channel, **filters), synced)
             assert refused.value.code == "Forbidden", (channel, filters)
         # B changes on every channel first, then A: A's changes arrive, B's never.
+        # A new tenant of B's side (replicas, a rollout) is seen through by an admin
+        # first: the hub offers a change to every socket at once, so A's was offered
+        # it then too, ahead of A's own changes awaited below.
+        other = f"b2-{world.mark}"
+        async with live(server) as admin:
+            replicas = await admin.subscribe("replicas", tenant=other)
+            rollouts = await admin.subscribe("rollouts", tenant=other)
+            await take(replicas, synced)
+            await take(rollouts, synced)
+            await put(server, _tenant(other, world.stack, f"acme/b2-{world.mark}"))
+            await take(replicas, lambda f: f.type == "ADDED")
+            await take(rollouts, lambda f: f.type in ("ADDED", "MODIFIED"))
         await put(server, _tenant(b, world.stack, world.repo_b, side="b", touched="1"))
         await asyncio.to_thread(deliver, server, world.source, world.repo_b)
         await asyncio.to_thread(start_run, server, b)
         await put(server, _tenant(a, world.stack, world.repo_a, side="a", touched="1"))
         await asyncio.to_thread(deliver, server, world.source, world.repo_a)
         run_a = await asyncio.to_thread(start_run, server, a)
-        seen = await take(
+        seen += await take(
             resources, lambda f: f.payload["object"]["metadata"]["labels"].get("touched") == "1"
         )
         seen += await take(subs["events"], lambda f: f.type == "ADDED")
         seen += await take(subs["runs"], lambda f: f.payload["run"]["id"] == run_a)
+        for channel in ("replicas", "rollouts"):
+            seen += await arrived(subs[channel])
+    with server.client() as http:
+        assert http.delete(f"/api/v1/tenants/{other}").status_code == 200
     text = json.dumps([f.payload for f in seen])
-    assert b not in text and world.repo_b not in text
+    assert b not in text and world.repo_b not in text and other not in text
+
+
+async def test_a_schedule_moved_to_another_tenant_leaves_its_old_one_as_it_was(
+    server: ServerProcess, world: World
+) -> None:
+    a, b = world.tenant_a, world.tenant_b
+    name = f"moved-{world.mark}"
+    await put(server, schedule(name, a, cron="0 * * * *"))
+    async with live(server, world.token_a) as client:
+        sub = await client.subscribe("resources", kinds=["Schedule"], name=name)
+        listed = await take(sub, synced)
+        assert [f.type for f in listed] == ["ADDED", "SYNCED"]
+        await put(server, schedule(name, b, cron="5 4 * * *"))
+        gone = await take(sub, lambda f: f.type == "DELETED")
+    with server.client() as http:
+        assert http.delete(f"/api/v1/schedules/{name}").status_code == 200
+    # (MODIFIED frames before it: the controller writes the schedule's status)
+    assert gone[-1].payload["object"]["spec"]["tenant"] == a  # as A last saw it
+    text = json.dumps([f.payload for f in gone])
+    assert b not in text and "5 4 * * *" not in text
 
 
 async def test_unauthenticated_callers_are_closed_4001(server: ServerProcess, world: World) -> None:
@@ -452,8 +516,10 @@ async def test_a_slow_client_is_closed_while_a_fast_one_gets_every_change_in_ord
     selector = f"team={team}"
     wide = {f"label-{i:02d}": "v" * 63 for i in range(40)}  # ~4 KiB a frame
     names = [f"{team}-{i:04d}" for i in range(3000)]
-    for start in range(0, len(names), 1000):  # ~12 MiB of listing: more than any buffer
-        await put(server, *(org(n, team=team, **wide) for n in names[start : start + 1000]))
+    # ~12 MiB of listing: more than any buffer. Small applies: each answers well
+    # within the client's deadline on a loaded machine.
+    for start in range(0, len(names), 250):
+        await put(server, *(org(n, team=team, **wide) for n in names[start : start + 250]))
     slow = await RawSocket.open(server)
     try:
         subscribe = {"kinds": ["Org"], "selector": selector}
@@ -481,12 +547,49 @@ async def test_a_slow_client_is_closed_while_a_fast_one_gets_every_change_in_ord
 
 
 @pytest.fixture(scope="module")
+def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of its own whose sockets may hold 64 KiB of frames, counted or not."""
+    proc = ServerProcess(
+        home=tmp_path_factory.mktemp("budgeted"),
+        database_url=None,
+        extra_env={"ARMILLARY_WS_QUEUE_BYTES": "65536", "ARMILLARY_WS_PING_S": "3600"},
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_a_listing_beyond_the_byte_budget_closes_the_client_as_slow(
+    budgeted: ServerProcess,
+) -> None:
+    """A listing is not counted as frames, but its characters are: what a socket holds
+    is bounded whatever it asks for (here ~120 KiB of listing, 64 KiB allowed)."""
+    wide = {f"label-{i:02d}": "v" * 63 for i in range(40)}  # ~4 KiB a frame
+    await put(budgeted, *(org(f"budget-{i:02d}", **wide) for i in range(30)))
+    slow = await RawSocket.open(budgeted)
+    try:
+        subscribe = {"kinds": ["Org"]}
+        slow.send({"channel": "resources", "type": "subscribe", "id": "s", "payload": subscribe})
+        async with asyncio.timeout(WAIT_S):
+            found, code = await slow.frames_until_close()
+    finally:
+        slow.close()
+    assert code == 4008
+    assert [f["payload"]["code"] for f in found if f["type"] == "error"] == ["SlowConsumer"]
+    assert not [f for f in found if f["type"] == "SYNCED"]
+
+
+@pytest.fixture(scope="module")
 def pinging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server of its own that pings every 0.2 s and waits 0.5 s for the pong."""
+    """A server of its own that pings every second and waits 8 s for the pong: long
+    enough for the answering client on a loaded machine, short enough for the test."""
     proc = ServerProcess(
         home=tmp_path_factory.mktemp("pinging"),
         database_url=None,
-        extra_env={"ARMILLARY_WS_PING_S": "0.2", "ARMILLARY_WS_PONG_S": "0.5"},
+        extra_env={"ARMILLARY_WS_PING_S": "1", "ARMILLARY_WS_PONG_S": "8"},
     )
     proc.start()
     try:

@@ -31,7 +31,7 @@ def test_a_selector_turns_label_changes_into_added_and_deleted() -> None:
     assert frames.verdict(spec, None, inside) == ("ADDED", inside)
     moved = frames.verdict(spec, inside, org("o", team="x", more="1"))
     assert moved is not None and moved[0] == "MODIFIED"
-    assert frames.verdict(spec, inside, outside) == ("DELETED", outside)
+    assert frames.verdict(spec, inside, outside) == ("DELETED", inside)  # as it was seen
     assert frames.verdict(spec, outside, inside) == ("ADDED", inside)
     assert frames.verdict(spec, inside, None) == ("DELETED", inside)
     assert frames.verdict(spec, outside, outside) is None
@@ -101,3 +101,10 @@ def test_a_data_frame_is_json_built_from_its_pieces() -> None:
     payload = frames.payload_text("resources", "resources:Org", thing, "e.7")
     text = frames.data_frame("resources", "ADDED", frames.dumps("s"), payload)
     assert frames.read(text).payload == {"object": thing.doc, "resourceVersion": "e.7"}
+
+
+def test_an_item_that_moves_to_another_tenant_is_deleted_as_it_was() -> None:
+    spec = frames.Spec(channel="resources", sources=("resources:Schedule",), tenant="a")
+    was = frames.item("resources:Schedule", "s", "a", {"spec": {"tenant": "a"}}, None)
+    now = frames.item("resources:Schedule", "s", "b", {"spec": {"tenant": "b", "x": 1}}, None)
+    assert frames.verdict(spec, was, now) == ("DELETED", was)

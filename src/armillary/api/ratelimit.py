@@ -29,6 +29,8 @@ from armillary.errors import RateLimited
 
 MAX_KEYS = 50_000
 LOGIN_PATH = "/api/v1/auth/login"
+REDEEM_PATH = "/api/v1/auth/redeem"
+"""A login link's code is guessed as a password would be: the same bucket."""
 
 
 @dataclass(slots=True)
@@ -100,7 +102,7 @@ class RateLimit:
         credential = _credential(scope)
         if credential is not None:
             waits.append(self._callers.take(credential, now_s))
-        if path == LOGIN_PATH:
+        if path in (LOGIN_PATH, REDEEM_PATH):
             waits.append(self._logins.take(f"login:{address}", now_s))
         wait_s = max((w for w in waits if w is not None), default=None)
         if wait_s is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from armillary import timestamps
 from armillary.auth import passwords
 from armillary.auth.access import STAFF, Principal, StaffRole
-from armillary.errors import Invalid, Unauthorized
+from armillary.errors import Invalid, NotFound, Unauthorized
 from armillary.store import users
 from armillary.store.database import Tx
 
@@ -36,7 +36,9 @@ MAX_COOKIE_LENGTH = 128
 USER_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _USER_NAME = re.compile(USER_NAME)
 LINK_MARK = "link:"
-"""The CSRF column of a login link's row: no session's token starts so."""
+"""The CSRF column of a login link's row: no session's token starts so. After it, who
+issued the link (`kind:id`, cut to fit the column)."""
+LINK_MARK_CHARS = 64
 LINK_REFUSED = "this login link is unknown, used or expired; run `armillary dashboard` again"
 REFUSED = "wrong user name or password"
 """Every refused login's answer: a lockout is not told apart from a wrong password."""
@@ -130,33 +132,61 @@ async def authenticate(conn: Tx, cookie: str, *, now: dt.datetime) -> tuple[Prin
 
 
 async def issue_link(
-    conn: Tx, *, user: str, now: dt.datetime, ttl_s: float
+    conn: Tx,
+    *,
+    user: str,
+    now: dt.datetime,
+    ttl_s: float,
+    create: bool = False,
+    issuer: str = "",
 ) -> tuple[str, dt.datetime, bool]:
     """A one-time login link's code for `user`, when it expires, and whether the user
-    was created: a missing user is made an admin whose password nobody knows (the
-    local admin of `armillary up` has a token, not a password; it logs in by link)."""
+    was created: a missing user is made an admin whose password nobody knows when
+    `create` says so (the local admin of `armillary up` has a token, not a password;
+    it logs in by link), else `NotFound` (a mistyped name makes no admin). `issuer`
+    (who asked) is kept with the link, for the audit of its use."""
     check_user_name(user)
     created = await users.get(conn, user) is None
+    if created and not create:
+        raise NotFound(f"no dashboard user {user!r}; pass create (`--create`) to make one")
     if created:
         unknown = secrets.token_urlsafe(32)
         hashed = passwords.hash_password(unknown)
         await users.add(conn, name=user, password_hash=hashed, role="admin", now=now)
     code = secrets.token_urlsafe(32)
     expires = now + dt.timedelta(seconds=ttl_s)
-    mark = LINK_MARK + secrets.token_urlsafe(8)
+    mark = (LINK_MARK + issuer)[:LINK_MARK_CHARS]
     await users.add_session(
         conn, id_hash=_digest(code), user=user, csrf_token=mark, now=now, expires_at=expires
     )
     return code, expires, created
 
 
-async def redeem(conn: Tx, code: str, *, now: dt.datetime, ttl_s: float) -> Opened | LoginRefused:
-    """A fresh session for the user a login link names, or why not; a link found is
-    used up (deleted) whatever the outcome, so the refusal is returned, not raised."""
-    found = None if len(code) > MAX_COOKIE_LENGTH else await users.find_session(conn, _digest(code))
-    if found is None or not found.csrf_token.startswith(LINK_MARK):
+async def is_link(conn: Tx, code: str) -> bool:
+    """Whether `code` is a login link's (read only: a wrong code takes no write lock)."""
+    if len(code) > MAX_COOKIE_LENGTH:
+        return False
+    found = await users.find_session(conn, _digest(code))
+    return found is not None and found.csrf_token.startswith(LINK_MARK)
+
+
+def link_issuer(session_mark: str) -> str:
+    """Who issued a login link, from its row's mark (`issue_link`)."""
+    return session_mark.removeprefix(LINK_MARK)
+
+
+async def redeem(
+    conn: Tx, code: str, *, now: dt.datetime, ttl_s: float
+) -> tuple[Opened, str] | LoginRefused:
+    """A fresh session for the user a login link names and who issued the link, or
+    why not. The link is taken (deleted and read in one statement), so of two
+    redeeming it at once exactly one gets it; a link found is used up whatever the
+    outcome, so the refusal is returned, not raised."""
+    found = None
+    if len(code) <= MAX_COOKIE_LENGTH:
+        found = await users.take_session(conn, _digest(code), prefix=LINK_MARK)
+    if found is None:
         return LoginRefused(reason=LINK_REFUSED)
-    await users.remove_session(conn, _digest(code))
     user = await users.get(conn, found.user)
     if timestamps.utc(found.expires_at) <= now or user is None or user.disabled_at is not None:
         return LoginRefused(reason=LINK_REFUSED)
@@ -167,7 +197,8 @@ async def redeem(conn: Tx, code: str, *, now: dt.datetime, ttl_s: float) -> Open
         conn, id_hash=_digest(cookie), user=user.name, csrf_token=csrf, now=now, expires_at=expires
     )
     who = Principal(kind="user", id=user.name, role=_role(user.role), via_cookie=True)
-    return Opened(cookie=cookie, csrf_token=csrf, expires_at=expires, principal=who)
+    opened = Opened(cookie=cookie, csrf_token=csrf, expires_at=expires, principal=who)
+    return opened, link_issuer(found.csrf_token)
 
 
 async def logout(conn: Tx, cookie: str) -> None:

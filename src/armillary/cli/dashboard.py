@@ -2,8 +2,9 @@
 
 With an admin's credential (the token `armillary up` saved for its local admin), it
 asks the server for a one-time login link (`POST /api/v1/auth/links`) for the
-dashboard user `--user` (default `admin`, created as an admin without a password
-when missing) and opens it; the code rides in the URL's fragment, which the browser
+dashboard user `--user` (default `admin`; the default user is created as an admin
+without a password when missing, another only with `--create`, so a mistyped name
+makes no admin) and opens it; the code rides in the URL's fragment, which the browser
 never sends to a server. `--no-open` prints the link instead (a remote shell, a
 browser on another machine). Without an admin credential it opens the login page.
 """
@@ -20,12 +21,19 @@ from armillary.cli.console import call, fail, out, resolve
 from armillary.client import Client
 from armillary.errors import ArmillaryError
 
+DEFAULT_USER = "admin"
+"""The local admin of `armillary up`, which holds a token and logs in by link."""
+
 
 def dashboard(
     ctx: typer.Context,
     user: Annotated[
-        str, typer.Option(help="The dashboard user to log in as (created as an admin if missing).")
-    ] = "admin",
+        str,
+        typer.Option(help="The dashboard user to log in as (`admin` is created if missing)."),
+    ] = DEFAULT_USER,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create --user as an admin when missing.")
+    ] = False,
     no_open: Annotated[
         bool, typer.Option("--no-open", help="Print the link; open no browser.")
     ] = False,
@@ -38,7 +46,7 @@ def dashboard(
     if target.token:
 
         async def work(api: Client) -> wire.LoginLink:
-            return await api.login_link(user)
+            return await api.login_link(user, create=create or user == DEFAULT_USER)
 
         link = call(ctx, work)
         url = target.url.rstrip("/") + link.path

@@ -114,6 +114,22 @@ async def find_session(conn: AsyncConnection, id_hash: str) -> Session | None:
     return Session(user=row.user, csrf_token=row.csrf_token, expires_at=row.expires_at)
 
 
+async def take_session(conn: AsyncConnection, id_hash: str, *, prefix: str) -> Session | None:
+    """Remove the session whose CSRF column starts with `prefix` and return it, in one
+    statement (`DELETE … RETURNING`): of two transactions taking the same row, at any
+    isolation level, exactly one gets it."""
+    taken = delete(sessions).where(
+        sessions.c.id_hash == id_hash, sessions.c.csrf_token.startswith(prefix, autoescape=True)
+    )
+    columns = (sessions.c.user, sessions.c.csrf_token, sessions.c.expires_at)
+    rows = (await conn.execute(taken.returning(*columns))).all()
+    if len(rows) != 1:
+        return None
+    _credential_changed(conn, "session")
+    row = rows[0]
+    return Session(user=row.user, csrf_token=row.csrf_token, expires_at=row.expires_at)
+
+
 async def remove_session(conn: AsyncConnection, id_hash: str) -> None:
     await conn.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
     _credential_changed(conn, "session")

@@ -1,6 +1,7 @@
 // Building the page without markup: every text goes in through textContent, so a
 // tenant's label or an event's body is shown as text, never parsed as HTML. Nothing
-// in the dashboard uses innerHTML; the Content-Security-Policy forbids inline script.
+// in the dashboard parses a string as markup (tests/integration/test_access.py checks
+// every asset); the Content-Security-Policy forbids inline script.
 
 /** h("tr", {class: "x", onclick: f}, "text", child) -> element */
 export function h(tag, attrs = {}, ...children) {

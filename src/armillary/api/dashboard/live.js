@@ -69,7 +69,9 @@ function open() {
 function receive(ws, frame) {
   if (frame.channel === "system") {
     if (frame.type === "connected") {
-      delayMs = 500;
+      // The back-off is reset only once a subscription is SYNCED (below): a server
+      // that accepts and then closes at once is not retried at full speed.
+      if (subscriptions.size === 0) delayMs = 500;
       setStatus("live");
       for (const [id, sub] of subscriptions) write(ws, sub.channel, "subscribe", id, sub.payload);
       for (const sub of subscriptions.values()) sub.onFrame({ channel: "system", type: "reconnected", payload: {} });
@@ -80,6 +82,7 @@ function receive(ws, frame) {
     }
     return;
   }
+  if (frame.type === "SYNCED") delayMs = 500;
   const sub = frame.id && subscriptions.get(frame.id);
   if (sub) sub.onFrame(frame);
 }

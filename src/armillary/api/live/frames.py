@@ -5,7 +5,8 @@ A client frame is read into a `Request`; a `subscribe` frame's payload into a `S
 naming the field (`payload.kinds[0]`). `verdict` decides what one change is to one
 subscription: ADDED when the item starts to match (or is new), MODIFIED while it
 matches, DELETED when it goes or stops matching (as a Kubernetes watch with a label
-selector does), nothing otherwise. A tenant's caller matches only its tenant's items.
+selector does; it carries the item as last seen, never what it has become), nothing
+otherwise. A tenant's caller matches only its tenant's items.
 
 Frames go out as text built from pieces encoded once: an item's JSON is encoded once
 per change whatever the number of subscribers, and only the subscription id differs
@@ -342,7 +343,9 @@ def verdict(spec: Spec, old: Item | None, new: Item | None) -> tuple[Type, Item]
     if now and new is not None:
         return ("MODIFIED" if was else "ADDED"), new
     if was and old is not None:
-        return "DELETED", new if new is not None else old
+        # the item as this subscription last saw it: what it is now is not its to see
+        # (it may have moved to another tenant)
+        return "DELETED", old
     return None
 
 

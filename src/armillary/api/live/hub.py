@@ -69,9 +69,18 @@ class Subscription:
     spec: Spec
     client: Subscriber
     id_text: str = field(init=False)
+    held: list[str] | None = field(default=None, init=False)
+    """While its present state is being sent: the live changes that come meanwhile,
+    sent after it (and its `SYNCED`)."""
 
     def __post_init__(self) -> None:
         self.id_text = frames.dumps(self.id)
+
+    def send(self, text: str, *, counted: bool) -> None:
+        if self.held is not None and counted:
+            self.held.append(text)
+        else:
+            self.client.offer(text, counted=counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +182,17 @@ class LiveHub:
                 await asyncio.sleep(RETRY_S)
                 self._wake.set()
                 continue
-            for source, items in whole.items():
-                if source in self._caches:
-                    keys = set(self._caches[source]) | {i.key for i in items}
-                    await self._apply(source, keys, items)
-            for source, items in found.items():
-                await self._apply(source, ready[source], items)
+            try:
+                for source, items in whole.items():
+                    if source in self._caches:
+                        keys = set(self._caches[source]) | {i.key for i in items}
+                        await self._apply(source, keys, items)
+                for source, items in found.items():
+                    await self._apply(source, ready[source], items)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad change never stops the pump for every client
+                log.error("live: applying a change failed; it was skipped", exc_info=True)
 
     async def _read(
         self, ready: dict[str, set[str]], *, resync: bool
@@ -266,9 +280,7 @@ class LiveHub:
             payload = payloads.get(id(thing))
             if payload is None:
                 payload = payloads[id(thing)] = frames.payload_text(channel, source, thing, where)
-            sub.client.offer(
-                frames.data_frame(channel, kind, sub.id_text, payload), counted=counted
-            )
+            sub.send(frames.data_frame(channel, kind, sub.id_text, payload), counted=counted)
 
     # --- subscriptions
 
@@ -281,23 +293,39 @@ class LiveHub:
         if cached:
             for source in spec.sources:
                 await self._ready(source)
-        # From here on, nothing awaits: the state sent and the changes that follow meet.
+        # The state to send is taken, and the subscription put in place, without
+        # awaiting: the state and the changes that follow meet. The changes that come
+        # while the state is sent (it yields every `YIELD_EVERY` frames, so a large
+        # listing does not starve the loop) are held and sent after its SYNCED.
         start = self._resume_from(spec) if cached and spec.resume is not None else None
         sub.client.offer(subscribed, counted=False)
+        at = self.position()
+        state: list[Delta] = []
         if start is not None:
-            for delta in self._history:
-                if delta.seq > start and delta.source in spec.sources:
-                    where = frames.position(self.epoch, delta.seq)
-                    self._fan_out([sub], delta.source, delta.old, delta.new, where, counted=False)
+            state = [d for d in self._history if d.seq > start and d.source in spec.sources]
         elif cached:
-            where = self.position()
-            for source in spec.sources:
-                for thing in self._caches[source].values():
-                    self._fan_out([sub], source, None, thing, where, counted=False)
-        synced = {"resourceVersion": self.position()}
-        sub.client.offer(frames.frame(spec.channel, "SYNCED", sub.id, synced), counted=False)
+            state = [
+                Delta(self.seq, source, None, thing)
+                for source in spec.sources
+                for thing in self._caches[source].values()
+            ]
+        sub.held = []
         for source in spec.sources:
             self._subs.setdefault(source, set()).add(sub)
+        try:
+            for i, delta in enumerate(state, 1):
+                where = frames.position(self.epoch, delta.seq)
+                self._fan_out([sub], delta.source, delta.old, delta.new, where, counted=False)
+                if i % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        held, sub.held = sub.held, None
+        synced = {"resourceVersion": at}
+        sub.client.offer(frames.frame(spec.channel, "SYNCED", sub.id, synced), counted=False)
+        for text in held:
+            sub.client.offer(text)
 
     def unsubscribe(self, sub: Subscription) -> None:
         for source in sub.spec.sources:
@@ -369,7 +397,9 @@ class LiveHub:
         probe = frames.item("nodes", node.name, None, {"name": node.name}, node.labels)
         for sub in subs:
             if frames.sees(sub.spec, probe):
-                sub.client.offer(frames.data_frame("nodes", "heartbeat", sub.id_text, payload))
+                sub.send(
+                    frames.data_frame("nodes", "heartbeat", sub.id_text, payload), counted=True
+                )
 
 
 def _report(task: asyncio.Task[None]) -> None:

@@ -13,10 +13,18 @@ several frames a message. The frames of live changes count against
 `SlowConsumer` (best effort, with a deadline) and closed with 4008, and the hub never
 waited for it. What a subscription starts with (its present state, bounded by what
 the server holds anyway) is queued without counting, so a large listing is not taken
-for a slow reader.
+for a slow reader. Every frame, counted or not (listings, errors, confirmations,
+pings), counts against `ARMILLARY_WS_QUEUE_BYTES`: past it the client is a slow
+consumer too, so what a socket holds is bounded whatever it asks for. While half of
+that waits, the client's own frames are not read (TCP pushes back on it), and its
+`subscribe` frames are paced (`SUBSCRIBE_RATE`), so asking again and again for a
+listing it never reads costs it, not the server.
 
 Log streams are per subscription: one node stream per replica, through the node hub
-(the same relay as `GET /replicas/{id}/logs?follow=true`), each chunk cut into lines.
+(the same relay as `GET /replicas/{id}/logs?follow=true`), each chunk cut into lines
+of at most `LINE_CHARS` (a longer one is cut and marked `truncated`). A chunk counts
+as one frame against `ARMILLARY_WS_QUEUE` however many lines it holds (a long tail is
+not taken for a slow reader); its characters count against the byte budget.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +54,14 @@ log = logging.getLogger("armillary.api.live")
 
 MESSAGE_CHARS = 256 * 1024
 """A message gathers queued frames up to about this size."""
+LINE_CHARS = 16 * 1024
+"""A log line longer than this is cut (and marked `truncated`): what waits for the
+end of a line is bounded."""
+SUBSCRIBE_RATE = 20.0
+"""`subscribe` frames a socket may send a second, sustained (`SUBSCRIBE_BURST` at once);
+beyond, the socket's frames wait (they are not refused)."""
+SUBSCRIBE_BURST = 50
+CLOSE_INTERNAL = 1011
 CLOSE_DEADLINE_S = 2.0
 """How long closing a client refused at the handshake may take."""
 CLOSE_GRACE_S = 60.0
@@ -103,24 +120,38 @@ class Client:
         self._queue: deque[tuple[str, bool]] = deque()
         self._counted = 0
         self._limit = settings.ws_queue
+        self._bytes = 0
+        self._budget = settings.ws_queue_bytes
+        self._room = asyncio.Event()
+        self._room.set()
+        self._bucket = Bucket(SUBSCRIBE_RATE, SUBSCRIBE_BURST)
         self._ready = asyncio.Event()
         self._ended = asyncio.Event()
         self._end: tuple[int, str, Error | None] | None = None
         self._subs: dict[str, Subscription] = {}
         self._logs: dict[str, asyncio.Task[None]] = {}
         self._pong = asyncio.Event()
+        self._ping_text = frames.frame("system", "ping", None, {})
+        self._ping_written = asyncio.Event()
 
     # --- what the hub calls
 
     def offer(self, text: str, *, counted: bool = True) -> None:
         if self._end is not None:
             return
-        if counted:
-            if self._counted >= self._limit:
-                message = f"more than {self._limit} frames waited to be sent: read faster"
-                self._finish(frames.CLOSE_SLOW, "slow consumer", Error("SlowConsumer", message))
-                return
-            self._counted += 1
+        too_much = overflow(
+            frames=self._counted + counted,
+            limit=self._limit,
+            chars=self._bytes + len(text),
+            budget=self._budget,
+        )
+        if too_much is not None:
+            self._finish(frames.CLOSE_SLOW, "slow consumer", Error("SlowConsumer", too_much))
+            return
+        self._counted += counted
+        self._bytes += len(text)
+        if self._bytes > self._budget // 2:
+            self._room.clear()
         self._queue.append((text, counted))
         self._ready.set()
 
@@ -129,6 +160,8 @@ class Client:
             self._end = (code, reason, error)
             self._queue.clear()
             self._counted = 0
+            self._bytes = 0
+            self._room.set()
             self._ended.set()
 
     # --- the socket's life
@@ -149,7 +182,12 @@ class Client:
         ]
         ended = asyncio.create_task(self._ended.wait())
         try:
-            await asyncio.wait([*tasks, ended], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*tasks, ended], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not ended and not task.cancelled() and task.exception() is not None:
+                    log.error("live: %s failed", task.get_name(), exc_info=task.exception())
+                    failed = Error("Unavailable", "the server failed serving this socket")
+                    self._finish(CLOSE_INTERNAL, "internal error", failed)
         finally:
             for task in [*tasks, ended, *self._logs.values()]:
                 task.cancel()
@@ -177,18 +215,24 @@ class Client:
             size = 0
             while queue and size < MESSAGE_CHARS:
                 text, counted = queue.popleft()
-                if counted:
-                    self._counted -= 1
+                self._counted -= counted
                 batch.append(text)
                 size += len(text)
             if not queue:
                 self._ready.clear()
             if batch:
                 await self._ws.send_text("\n".join(batch))
+                if self._end is None:
+                    self._bytes -= size
+                    if self._bytes <= self._budget // 2:
+                        self._room.set()
+                if any(text is self._ping_text for text in batch):
+                    self._ping_written.set()
 
     async def _read(self) -> None:
         try:
             while True:
+                await self._room.wait()  # over half the budget waits: read nothing more
                 message = await self._ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return  # the client left
@@ -196,18 +240,29 @@ class Client:
                     text = message.get("text")
                     if text is None:
                         raise Error("Invalid", "expected a text message holding one JSON frame")
-                    await self._handle(frames.read(text))
+                    request = frames.read(text)
+                    if request.type == "subscribe":
+                        await asyncio.sleep(self._bucket.take(time.monotonic()))
+                    await self._handle(request)
                 except Error as exc:
                     self.offer(frames.error_frame(exc, None), counted=False)
         except (WebSocketDisconnect, RuntimeError):
             return  # the client left
 
     async def _ping(self) -> None:
-        ping = frames.frame("system", "ping", None, {})
+        """The pong is awaited from when the ping was written, not queued: a ping
+        behind a large listing on a slow link is not taken for a dead client (a
+        client that reads nothing at all is bounded by the queue, not by this)."""
         while True:
             await asyncio.sleep(self._settings.ws_ping_s)
             self._pong.clear()
-            self.offer(ping, counted=False)
+            self._ping_written.clear()
+            self.offer(self._ping_text, counted=False)
+            try:
+                await asyncio.wait_for(self._ping_written.wait(), CLOSE_GRACE_S)
+            except TimeoutError:
+                self._finish(frames.CLOSE_PONG, "the ping was never read")
+                return
             try:
                 await asyncio.wait_for(self._pong.wait(), self._settings.ws_pong_s)
             except TimeoutError:
@@ -297,7 +352,19 @@ class Client:
                     "to this server",
                 ) from None
         self.offer(subscribed, counted=False)
-        self._logs[ident] = asyncio.create_task(self._relay_all(ident, spec, relays))
+        task = asyncio.create_task(self._relay_all(ident, spec, relays), name="live-logs")
+        self._logs[ident] = task
+        task.add_done_callback(lambda done: self._relay_done(ident, done))
+
+    def _relay_done(self, ident: str, task: asyncio.Task[None]) -> None:
+        """A finished log relay leaves the socket's subscriptions (its id is free
+        again); one that failed is said in the log and to the client."""
+        if self._logs.get(ident) is task:
+            del self._logs[ident]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("live: a log relay failed", exc_info=task.exception())
+            error = Error("Unavailable", "the log stream failed; subscribe again")
+            self.offer(frames.error_frame(error, ident), counted=False)
 
     def _live_db(self) -> Any:
         return self._ws.app.state.db
@@ -328,18 +395,18 @@ class Client:
                 if chunk.get("error"):
                     error = str(chunk["error"])
                     break
-                rest += str(chunk.get("data") or "")
-                *lines, rest = rest.split("\n")
-                for line in lines:
-                    payload = frames.dumps({"replica": replica, **_stamped(line)})
-                    self.offer(frames.data_frame("logs", "line", id_text, payload))
+                lines, rest = split_lines(rest, str(chunk.get("data") or ""), LINE_CHARS)
+                for i, (line, cut) in enumerate(lines):
+                    payload = frames.dumps({"replica": replica, **_stamped(line, cut)})
+                    # one chunk, one frame against the count (its characters all count)
+                    self.offer(frames.data_frame("logs", "line", id_text, payload), counted=i == 0)
         except Exception as exc:  # the node went away
             error = f"the stream ended: {exc}"
         finally:
             with contextlib.suppress(Exception):
                 await session.close_stream(stream)
         if rest:
-            payload = frames.dumps({"replica": replica, **_stamped(rest)})
+            payload = frames.dumps({"replica": replica, **_stamped(rest, False)})
             self.offer(frames.data_frame("logs", "line", id_text, payload))
         end: dict[str, Any] = {"replica": replica}
         if error:
@@ -347,9 +414,54 @@ class Client:
         self.offer(frames.data_frame("logs", "end", id_text, frames.dumps(end)), counted=False)
 
 
-def _stamped(line: str) -> dict[str, Any]:
-    """A line the node stamped (`<RFC 3339> <text>`) as `at` and `line`."""
+def overflow(*, frames: int, limit: int, chars: int, budget: int) -> str | None:
+    """Why a client whose queue would hold `frames` counted frames and `chars`
+    characters is a slow consumer; None while it is not."""
+    if frames > limit:
+        return f"more than {limit} frames waited to be sent: read faster"
+    if chars > budget:
+        return f"more than {budget} characters waited to be sent: read faster"
+    return None
+
+
+class Bucket:
+    """A token bucket: `take(now)` is how long to wait before the next frame may go."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at: float | None = None
+
+    def take(self, now: float) -> float:
+        if self.at is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+def split_lines(rest: str, data: str, limit: int) -> tuple[list[tuple[str, bool]], str]:
+    """The whole lines in `rest + data` (each with whether it was cut at `limit`
+    characters) and what is left for the next chunk (shorter than `limit`): a line
+    without its end is never held whole, and `data` is scanned once."""
+    text = rest + data
+    parts = text.split("\n")
+    tail = parts.pop()
+    lines: list[tuple[str, bool]] = [(p[:limit], len(p) > limit) for p in parts]
+    while len(tail) >= limit:
+        lines.append((tail[:limit], True))
+        tail = tail[limit:]
+    return lines, tail
+
+
+def _stamped(line: str, cut: bool) -> dict[str, Any]:
+    """A line the node stamped (`<RFC 3339> <text>`) as `at` and `line`; `truncated`
+    when it was cut at `LINE_CHARS`."""
     head, space, text = line.partition(" ")
+    stamped: dict[str, Any] = {"line": line, "at": None}
     if space and len(head) >= 20 and head[4:5] == "-" and head[10:11] == "T":
-        return {"line": text, "at": head}
-    return {"line": line, "at": None}
+        stamped = {"line": text, "at": head}
+    if cut:
+        stamped["truncated"] = True
+    return stamped

@@ -102,6 +102,11 @@ class LinkRequest(Strict):
     user: Annotated[
         str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": sessions.USER_NAME})
     ]
+    create: bool = Field(
+        default=False,
+        description="make the user (an admin without a usable password) when missing; "
+        "without it a missing user is 404",
+    )
 
 
 @router.post(
@@ -110,14 +115,20 @@ class LinkRequest(Strict):
     status_code=201,
     **openapi.answer(wire.LoginLink),
 )
-async def make_link(body: LinkRequest, request: Request, db: Db, _who: Admin) -> dict[str, Any]:
-    """For `user`, created as an admin without a usable password when missing (the local
-    admin of `armillary up` holds a token, not a password). The code travels in the
-    URL's fragment, which browsers never send to a server or put in a Referer."""
+async def make_link(body: LinkRequest, request: Request, db: Db, who: Admin) -> dict[str, Any]:
+    """For `user`, created as an admin without a usable password when missing and
+    `create` says so (the local admin of `armillary up` holds a token, not a password).
+    The code travels in the URL's fragment, which browsers never send to a server or
+    put in a Referer. Who issued it is kept with it: its use's audit names them."""
     audit.note(request, kind="User", name=body.user)  # never the code
     async with db.write() as conn:
         code, expires, created = await sessions.issue_link(
-            conn, user=body.user, now=_now(), ttl_s=LINK_TTL_S
+            conn,
+            user=body.user,
+            now=_now(),
+            ttl_s=LINK_TTL_S,
+            create=body.create,
+            issuer=f"{who.kind}:{who.id}",
         )
     return {
         "user": body.user,
@@ -140,11 +151,16 @@ async def redeem_link(
     body: RedeemRequest, request: Request, response: Response, db: Db
 ) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
+    async with db.read() as conn:  # a wrong code takes no write lock
+        known = await sessions.is_link(conn, body.code)
+    if not known:
+        raise Unauthorized(sessions.LINK_REFUSED)
     async with db.write() as conn:
-        opened = await sessions.redeem(conn, body.code, now=_now(), ttl_s=settings.session_ttl_s)
-    if isinstance(opened, sessions.LoginRefused):
-        raise Unauthorized(opened.reason)
-    audit.note(request, kind="User", name=opened.principal.id)
+        redeemed = await sessions.redeem(conn, body.code, now=_now(), ttl_s=settings.session_ttl_s)
+    if isinstance(redeemed, sessions.LoginRefused):
+        raise Unauthorized(redeemed.reason)
+    opened, issuer = redeemed
+    audit.note(request, kind="User", name=opened.principal.id, extra={"linkIssuedBy": issuer})
     return _session(opened, name=opened.principal.id, request=request, response=response)
 
 

@@ -4,7 +4,9 @@ Both validate every document first. `plan` reports what would change and writes
 nothing; `apply` writes all of it in one transaction or none of it. The documents
 come as JSON (`documents`), or as YAML text (`yaml`: what the dashboard's plan page
 sends, so a browser needs no YAML parser), read as `armillary apply -f` reads a
-file, with errors naming the document's line.
+file, with errors naming the document's line. YAML is parsed by a pure-Python
+parser: its text is capped (`YAML_MAX_CHARS`, well under the request body's cap) and
+parsed in a worker thread, so a large paste never holds the event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from armillary import wire
 from armillary.api import audit, openapi
@@ -27,6 +30,8 @@ from armillary.resources import loader
 
 router = APIRouter(prefix="/api/v1", tags=["apply"])
 
+YAML_MAX_CHARS = 1024 * 1024
+
 
 class DocumentSet(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -34,7 +39,9 @@ class DocumentSet(BaseModel):
     documents: list[Any] = Field(default_factory=list)
     yaml: str | None = Field(
         default=None,
-        description="YAML text of more documents (`---` between them), added after `documents`",
+        max_length=YAML_MAX_CHARS,
+        description="YAML text of more documents (`---` between them), added after `documents`; "
+        "at most 1 MiB",
     )
     prune: bool = False
 
@@ -77,7 +84,7 @@ def _change(change: plan.Change) -> dict[str, Any]:
 async def plan_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Viewer
 ) -> dict[str, Any]:
-    documents = body.every()
+    documents = await run_in_threadpool(body.every)
     _check_count(documents, request)
     parsed = applying.parse_documents(documents, vault=keys)
     # Only those who may write a Secret may plan one: "unchanged" would confirm a guess.
@@ -94,7 +101,7 @@ async def plan_documents(
 async def apply_documents(
     body: DocumentSet, request: Request, db: Db, keys: Vaulted, who: Developer
 ) -> dict[str, Any]:
-    documents = body.every()
+    documents = await run_in_threadpool(body.every)
     _check_count(documents, request)
     parsed = applying.parse_documents(documents, vault=keys)
     may_write(who, [p.desired.kind for p in parsed])
