@@ -44,16 +44,10 @@ from typing import Any
 import httpx
 from procs import free_port, machine, ready, server_env, start_server, stop
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' browser settings
+
+from tests.support import browser as browsers
+
 FAILING_EVERY = 50
 USER, PASSWORD = "bench", "a bench password long enough"
 
@@ -167,7 +161,7 @@ def interactive(url: str, tenants: int, loads: int) -> tuple[list[dict[str, floa
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = browsers.launch(driver)
         try:
             context = browser.new_context(viewport={"width": 1360, "height": 900})
             page = context.new_page()

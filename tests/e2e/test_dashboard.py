@@ -28,25 +28,15 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
+from tests.support import browser as browsers
 from tests.support import up
 from tests.support.ports import free_port
 from tests.support.traversal import open_to_tenants
 from tests.support.waiting import wait_for
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "correct horse battery staple"
 MARKUP = "<img src=x onerror=alert(1)>"
 LIVE_S = 2.0  # the promise: a change shows on the open page within 2 s
@@ -105,13 +95,13 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
+    if not browsers.CHROMIUM.exists():
         if os.environ.get("CI") == "true":
             pytest.fail("no /usr/bin/chromium: run scripts/ensure-chromium.sh")
         pytest.skip("no /usr/bin/chromium (scripts/ensure-chromium.sh installs it)")
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         # launch() gives every run a fresh, temporary user-data directory
-        launched = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        launched = browsers.launch(driver)
         try:
             yield launched
         finally:

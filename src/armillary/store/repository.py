@@ -60,6 +60,17 @@ class Stored:
             annotations=self.annotations,
         )
 
+    def owner(self) -> str | None:
+        """The tenant this resource belongs to, as reads decide who may see it: a Tenant
+        itself, a Schedule its `spec.tenant`; None for what is fleet-wide (stacks, orgs,
+        releases, …)."""
+        if self.kind == "Tenant":
+            return self.name
+        if self.kind == "Schedule":
+            owner = self.spec.get("tenant")
+            return str(owner) if owner else None
+        return None
+
     def document(self) -> dict[str, Any]:
         """The resource as the API shows it: a Secret's values are `<redacted>`."""
         metadata: dict[str, Any] = {"name": self.name}

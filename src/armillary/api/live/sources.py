@@ -62,18 +62,8 @@ def route(change: feed.Change) -> list[tuple[str, str]]:
     return []
 
 
-def _owner(stored: repository.Stored) -> str | None:
-    """The tenant a resource belongs to (as `GET` decides who may see it)."""
-    if stored.kind == "Tenant":
-        return stored.name
-    if stored.kind == "Schedule":
-        owner = stored.spec.get("tenant")
-        return str(owner) if owner else None
-    return None
-
-
 def _resource(source: str, stored: repository.Stored) -> Item:
-    return frames.item(source, stored.name, _owner(stored), stored.document(), stored.labels)
+    return frames.item(source, stored.name, stored.owner(), stored.document(), stored.labels)
 
 
 def _replica(allocation: allocations.Allocation, node: nodes.Node | None) -> Item:

@@ -78,17 +78,6 @@ async def _remove_users(
     return [await repository.remove(conn, "Tenant", t) for t in used_by]
 
 
-def _owner(stored: repository.Stored) -> str | None:
-    """The tenant a resource belongs to: a Tenant itself, a Schedule its `spec.tenant`;
-    None for what is cluster-wide (stacks, orgs, releases, …)."""
-    if stored.kind == "Tenant":
-        return stored.name
-    if stored.kind == "Schedule":
-        owner = stored.spec.get("tenant")
-        return str(owner) if owner else None
-    return None
-
-
 def _register(kind: kinds.Kind) -> None:
     base = f"/{kind.plural}"
 
@@ -130,7 +119,7 @@ def _register(kind: kinds.Kind) -> None:
             found = await repository.get(conn, kind.name, name)
         if found is None:
             raise NotFound(f"{kind.name.lower()}/{name} not found")
-        visible(who, _owner(found))
+        visible(who, found.owner())
         return found.document()
 
     async def apply_resource(
