@@ -113,7 +113,7 @@ class LinkRequest(Strict):
     "/auth/links",
     summary="Make a one-time dashboard login link",
     status_code=201,
-    **openapi.answer(wire.LoginLink),
+    **openapi.answer(wire.LoginLink, 404),
 )
 async def make_link(body: LinkRequest, request: Request, db: Db, who: Admin) -> dict[str, Any]:
     """For `user`, created as an admin without a usable password when missing and
