@@ -30,11 +30,10 @@ import pytest
 import websockets
 
 from armillary.live_client import Closed, Frame, Live, LiveError, Subscription, ws_url
-from tests.integration.test_servers import start_replicas
 from tests.support import documents, postgres
 from tests.support.api import apply
 from tests.support.nodes import NodeProcess
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, start_replicas
 
 SERVER_ENV = {
     "ARMILLARY_WS_QUEUE": "50",

@@ -144,3 +144,26 @@ class ServerProcess(Child):
         elif token:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=tls.CONTEXT)
+
+
+SECRET_KEY = "Z4j0tS9o6m3Vq2l8kR1xW7yH5cN0bP4eD6fG8hJ2kL0="  # shared by replicas of one store
+
+
+def start_replicas(database_url: str, root: Path, count: int) -> list[ServerProcess]:
+    """`count` servers on `database_url`, named s1…; the first mints the admin token,
+    which the others' homes are given (each home's context holds the token tests use)."""
+    started: list[ServerProcess] = []
+    for i in range(1, count + 1):
+        home = root / f"s{i}"
+        home.mkdir(parents=True)
+        if started:
+            context = {"url": "", "token": started[0].token}
+            (home / "context.json").write_text(json.dumps(context))
+        proc = ServerProcess(
+            home=home,
+            database_url=database_url,
+            extra_env={"ARMILLARY_SECRET_KEY": SECRET_KEY, "ARMILLARY_SERVER_NAME": f"s{i}"},
+        )
+        proc.start()
+        started.append(proc)
+    return started
