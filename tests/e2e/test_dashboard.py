@@ -17,8 +17,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,31 +64,11 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
     home = workdir / ".armillary"
     port = free_port()
     env = up.env(home)
-    started = subprocess.run(
-        [sys.executable, "-m", "armillary", "up", "examples/quickstart", "-d", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
+    with up.quickstart(workdir, home, env, port) as started:
         url = f"http://127.0.0.1:{port}"
         assert f"Dashboard: {url}/" in started.stdout
         token = json.loads((home / "context.json").read_text())["token"]
         yield Quickstart(url=url, token=token, home=home)
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "armillary", "down"],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        up.clean_up(None, home)
 
 
 @pytest.fixture(scope="module")

@@ -73,31 +73,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "EDITOR": "true",
     }
-    started = subprocess.run(
-        [sys.executable, "-m", "armillary", "up", "examples/quickstart", "-d", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
+    with up.quickstart(workdir, home, env, port) as started:
         pids = json.loads((home / "up.json").read_text())
         yield Demo(
             workdir=workdir, home=home, port=port, env=env, printed=started.stdout, pids=pids
         )
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "armillary", "down"],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        up.clean_up(None, home)
 
 
 def test_up_runs_every_quickstart_replica_and_prints_urls_that_answer(demo: Demo) -> None:

@@ -3,10 +3,13 @@ clean-up that leaves none whatever the test saw."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -50,3 +53,33 @@ def clean_up(process: subprocess.Popen[str] | None, home: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     for leftover in processes_under(home):
         leftover.kill()
+
+
+@contextlib.contextmanager
+def quickstart(
+    workdir: Path, home: Path, env: dict[str, str], port: int
+) -> Iterator[subprocess.CompletedProcess[str]]:
+    """`armillary up examples/quickstart -d` in `workdir` on `port` (asserted to have
+    started), and `armillary down` with every process under `home` cleaned up after."""
+    started = subprocess.run(
+        [sys.executable, "-m", "armillary", "up", "examples/quickstart", "-d", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield started
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "armillary", "down"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        clean_up(None, home)
